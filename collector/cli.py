@@ -1,0 +1,90 @@
+"""`collector` entry point: builds the parser from the command modules and maps errors to exits.
+
+Each command lives in `collector/commands/<name>.py` with `add_parser(subparsers)` and
+`run(args) -> int`. Command modules import heavy packages (numpy, pylsl, muselsl) inside `run`,
+so that `collector --help` and `collector blocks` start fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+
+from collector import __version__
+from collector.errors import EXIT_FAILURE, EXIT_USAGE, CollectorError
+
+# Order is the order `collector --help` lists them in.
+COMMAND_MODULES = (
+    "run",
+    "replay",
+    "demo",
+    "upload",
+    "status",
+    "pause",
+    "blocks",
+    "workspace",
+    "report",
+    "devices",
+    "doctor",
+    "sandbox",
+)
+
+log = logging.getLogger("collector")
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # one line, exit 2, as for every other bad input
+        self.exit(EXIT_USAGE, f"collector: {message} (see `{self.prog} --help`)\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="collector",
+        description="Capture EEG and screen evidence and deliver it to an OpenLesson workspace.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    for name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(f"collector.commands.{name}")
+        except ModuleNotFoundError as exc:
+            if exc.name != f"collector.commands.{name}":
+                raise
+            continue  # not built yet
+        module.add_parser(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return EXIT_USAGE
+    logging.basicConfig(
+        level=logging.DEBUG if getattr(args, "verbose", False) else logging.INFO,
+        format="%(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        return int(args.func(args) or 0)
+    except CollectorError as err:
+        print(f"collector: {err}", file=sys.stderr)
+        return err.exit_code
+    except KeyboardInterrupt:
+        print("collector: interrupted.", file=sys.stderr)
+        return 130
+    except Exception as exc:  # unexpected: one line plus where to look, never the key
+        log.debug("unexpected failure", exc_info=True)
+        print(
+            f"collector: unexpected failure: {type(exc).__name__}: {exc}. "
+            "Run again with --verbose for details and report it.",
+            file=sys.stderr,
+        )
+        return EXIT_FAILURE
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

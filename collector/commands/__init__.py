@@ -1,0 +1,1 @@
+"""Subcommands of `collector`: one module per command, each with add_parser() and run()."""

@@ -1,0 +1,56 @@
+"""Options and helpers that several commands share (API access, spool location, ids)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+from collector.config import ENV_SPOOL_DIR, ApiSettings, resolve_api_key, resolve_base_url
+from collector.errors import UsageError
+from collector.models import is_uuid
+
+
+def add_api_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("API")
+    group.add_argument("--base-url", help="API origin (default: $OPENLESSON_BASE_URL or https://openlesson.academy)")
+    group.add_argument("--api-key-file", metavar="PATH", help="read the API key from PATH instead of $OPENLESSON_API_KEY")
+    group.add_argument("--timeout", type=float, default=30.0, help="seconds per request (default 30)")
+    add_verbose(parser)
+
+
+def add_verbose(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+
+
+def api_settings(args: argparse.Namespace) -> ApiSettings:
+    return ApiSettings(
+        base_url=resolve_base_url(args.base_url),
+        api_key=resolve_api_key(args.api_key_file),
+        timeout_s=args.timeout,
+    )
+
+
+def add_spool_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--spool",
+        metavar="DIR",
+        help=f"spool folder (default: ${ENV_SPOOL_DIR} or the user data folder)",
+    )
+
+
+def spool_dir(args: argparse.Namespace) -> Path:
+    """--spool, else $COLLECTOR_SPOOL_DIR, else the platform's user data folder."""
+    chosen = getattr(args, "spool", None) or os.environ.get(ENV_SPOOL_DIR)
+    if chosen:
+        return Path(chosen).expanduser()
+    from platformdirs import user_data_path
+
+    return user_data_path("openlesson-collector", appauthor=False) / "spool"
+
+
+def require_uuid(value: str, what: str) -> str:
+    """Malformed ids fail before any request is sent (exit 2)."""
+    if not is_uuid(value):
+        raise UsageError(f"{what} {value!r} is not a valid id (expected a UUID like 3f2b…-…). Check the value.")
+    return value.lower()

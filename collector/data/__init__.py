@@ -1,0 +1,1 @@
+"""Files shipped with the package: the demo recording and its licence notice."""

@@ -1,0 +1,104 @@
+"""The small records every source yields, and the Protocols a source implements.
+
+Data flows one way: source -> band-power core / chunker -> spool -> uploader -> API.
+Sources map their own clock to Unix time, so everything downstream speaks Unix milliseconds.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+
+
+class SourceEnded(Exception):
+    """A finite source (a file) has yielded its last sample. Not an error."""
+
+
+@dataclass(frozen=True, slots=True)
+class StreamDescription:
+    """What a stream is: read from the LSL header, the XDF header or a device profile."""
+
+    name: str
+    type: str
+    source_id: str
+    sfreq: float  # nominal sampling rate, Hz
+    channels: tuple[str, ...]  # labels of the channels carried in SampleChunk.data (EEG only)
+    unit: str = "microvolts"
+    model: str = ""  # e.g. "Muse 2"; "" when unknown
+    hostname: str = ""
+    aux_channels: tuple[str, ...] = ()  # labels present in the stream but not EEG (dropped)
+
+    @property
+    def stream_id(self) -> str:
+        return f"eeg:{self.source_id or self.name}"
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    time_ms: float  # Unix ms
+    value: str
+
+
+@dataclass(frozen=True, slots=True)
+class Gap:
+    start_ms: float  # Unix ms of the last sample before the gap
+    end_ms: float  # Unix ms of the first sample after the gap
+
+
+@dataclass(frozen=True, slots=True)
+class SampleChunk:
+    """Consecutive samples of one stream.
+
+    data: (n_samples, n_channels) float64 in `StreamDescription.unit`, EEG channels only.
+    times_ms: (n_samples,) float64 Unix milliseconds of each sample (fractional ms kept).
+    gaps: holes in the signal that end inside (or right before) this chunk.
+    events: markers that fall in this chunk's time span.
+    """
+
+    data: np.ndarray
+    times_ms: np.ndarray
+    gaps: tuple[Gap, ...] = ()
+    events: tuple[Event, ...] = ()
+
+    def __len__(self) -> int:
+        return int(self.times_ms.shape[0])
+
+
+@dataclass(frozen=True, slots=True)
+class ScreenFrame:
+    """One encoded screenshot."""
+
+    image: bytes
+    mime_type: str  # image/jpeg | image/png | image/webp
+    time_ms: int  # Unix ms of the capture
+    monitor: int | str
+    captured_size: tuple[int, int]  # (width, height) grabbed
+    sent_size: tuple[int, int]  # (width, height) encoded
+    diff_score: float | None = None
+    skipped_before: int = 0  # near-identical frames skipped since the last sent frame
+    paused_periods: tuple[tuple[int, int], ...] = ()  # (start_ms, end_ms) of privacy pauses
+    extra: dict = field(default_factory=dict)
+
+
+@runtime_checkable
+class EegSource(Protocol):
+    """A source of EEG samples: an LSL inlet, a Muse via muselsl, an XDF file replayed."""
+
+    def open(self) -> StreamDescription:
+        """Find and open the stream; raise NoSourceError with the fix when there is none."""
+        ...
+
+    def read(self, timeout: float) -> SampleChunk | None:
+        """Samples that arrived since the last read, None if none within `timeout` seconds.
+
+        Raises SourceEnded after the last sample of a finite source.
+        """
+        ...
+
+    def close(self) -> None: ...
+
+    def __enter__(self) -> EegSource: ...
+
+    def __exit__(self, *exc: object) -> None: ...

@@ -1,0 +1,1 @@
+"""Device and session profiles (TOML), shipped as package data."""
