@@ -1,0 +1,236 @@
+"""One capture: EEG source -> chunker -> spool, screen source -> spool, uploader draining the spool.
+
+Used by `collector run` (live sources), `collector replay` (an XDF file) and `collector demo`.
+Every chunk is written to the spool before any network call, so stopping (Ctrl-C, SIGTERM,
+`--duration`) never loses what was captured: the uploader flushes within a deadline and leaves
+the rest for `collector upload`.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import threading
+import time
+import uuid
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+from collector import __version__
+from collector.errors import CollectorError, SpoolFullError
+from devices.base import EegSource, SourceEnded, StreamDescription
+
+log = logging.getLogger("collector.capture")
+
+
+@dataclass
+class CaptureStats:
+    """Live figures for the status view and the end-of-session summary (written by one thread each)."""
+
+    started_mono: float = field(default_factory=time.monotonic)
+    stream: StreamDescription | None = None
+    samples: int = 0
+    eeg_chunks_spooled: int = 0
+    eeg_chunks_dropped: int = 0
+    band_powers: dict[str, float] = field(default_factory=dict)
+    channel_quality: dict[str, str] = field(default_factory=dict)
+    screens_sent: int = 0
+    screens_skipped: int = 0
+    screens_dropped: int = 0
+    screen_state: str = "off"
+    source_state: str = ""
+    last_error: str = ""
+    eeg_done: bool = False
+    _rate_window: deque = field(default_factory=lambda: deque(maxlen=64))
+
+    def note_samples(self, n: int) -> None:
+        self.samples += n
+        self._rate_window.append((time.monotonic(), self.samples))
+
+    @property
+    def measured_rate_hz(self) -> float | None:
+        if len(self._rate_window) < 2:
+            return None
+        (t0, n0), (t1, n1) = self._rate_window[0], self._rate_window[-1]
+        return (n1 - n0) / (t1 - t0) if t1 > t0 else None
+
+    @property
+    def elapsed_s(self) -> float:
+        return time.monotonic() - self.started_mono
+
+
+def _quality_word(flags: dict[str, Any]) -> str:
+    """One word per channel for a learner: good, flat, railed, noisy, gap."""
+    if not flags:
+        return "?"
+    for key, word in (("gap", "gap"), ("flat", "flat"), ("clipped", "railed"), ("railed", "railed")):
+        if flags.get(key):
+            return word
+    if flags.get("excessive_amplitude") or flags.get("amplitude"):
+        return "noisy"
+    share = flags.get("line_noise_share")
+    if isinstance(share, (int, float)) and share > 0.5:
+        return "line-noise"
+    return "good"
+
+
+class Capture:
+    """Owns the capture threads of one `run`/`replay`; the uploader (if any) is owned by the caller."""
+
+    def __init__(
+        self,
+        *,
+        profile,
+        workspace_id: str,
+        block_id: str | None,
+        spool,
+        eeg_source: EegSource | None = None,
+        screen_source=None,
+        capture_id: str | None = None,
+    ) -> None:
+        self.profile = profile
+        self.workspace_id = workspace_id
+        self.block_id = block_id
+        self.spool = spool
+        self.eeg_source = eeg_source
+        self.screen_source = screen_source
+        self.capture_id = capture_id or str(uuid.uuid4())
+        self.stats = CaptureStats()
+        self.stop_event = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._fatal: BaseException | None = None
+        self._screen_index = 0
+
+    # ---- spooling ------------------------------------------------------------------------------
+
+    def _spool(self, fields: dict[str, Any], data: bytes) -> bool:
+        evidence = dict(fields)
+        if self.block_id:
+            evidence["block_id"] = self.block_id
+        try:
+            self.spool.add(workspace_id=self.workspace_id, evidence=evidence, data=data)
+            return True
+        except SpoolFullError as err:
+            meta = evidence.get("metadata") or {}
+            self.spool.record_drop(self.capture_id, meta.get("stream_id", "?"), str(err))
+            self.stats.last_error = str(err)
+            log.error("%s", err)
+            return False
+
+    # ---- EEG -----------------------------------------------------------------------------------
+
+    def _eeg_loop(self, description: StreamDescription) -> None:
+        from collector.bandpower import BandSettings
+        from collector.eeg_chunk import EegChunker, chunk_evidence_fields
+
+        a = self.profile.analysis
+        settings = BandSettings(window_s=a.window_s, step_s=a.step_s, segment_s=a.segment_s, bands=dict(a.bands))
+        chunker = EegChunker(
+            description,
+            settings,
+            capture_id=self.capture_id,
+            stream_id=description.stream_id,
+            chunk_s=a.chunk_s,
+        )
+        device_name = self.profile.device.name if self.profile.device.kind == "muse" else description.name
+
+        def spool_chunks(outs) -> None:
+            for out in outs:
+                if self._spool(chunk_evidence_fields(out, device_name), out.to_bytes()):
+                    self.stats.eeg_chunks_spooled += 1
+                else:
+                    self.stats.eeg_chunks_dropped += 1
+                self.stats.band_powers = out.band_powers or self.stats.band_powers
+                windows = out.artifact.get("windows") or []
+                if windows:
+                    quality = windows[-1].get("quality") or {}
+                    self.stats.channel_quality = {
+                        ch: _quality_word(q if isinstance(q, dict) else {}) for ch, q in quality.items()
+                    } if isinstance(quality, dict) else {}
+
+        try:
+            while not self.stop_event.is_set():
+                try:
+                    chunk = self.eeg_source.read(timeout=0.2)
+                except SourceEnded:
+                    break
+                if chunk is None or len(chunk) == 0:
+                    continue
+                self.stats.note_samples(len(chunk))
+                spool_chunks(chunker.push(chunk))
+        except CollectorError as err:
+            self.stats.last_error = str(err)
+            self._fatal = err
+            log.error("%s", err)
+        except Exception as exc:  # a bug in a worker must not take captured data with it
+            log.exception("EEG capture failed")
+            self._fatal = exc
+        finally:
+            # Whatever happened, samples already read go to the spool.
+            try:
+                spool_chunks(chunker.flush())
+            finally:
+                self.stats.eeg_done = True
+
+    # ---- screen --------------------------------------------------------------------------------
+
+    def _on_frame(self, frame) -> None:
+        from devices.screen import screen_evidence_fields
+
+        fields = screen_evidence_fields(
+            frame,
+            capture_id=self.capture_id,
+            stream_id=f"screen:{frame.monitor}",
+            chunk_index=self._screen_index,
+            collector_version=__version__,
+        )
+        self.stats.screens_skipped += frame.skipped_before
+        if self._spool(fields, frame.image):
+            self._screen_index += 1  # only sent frames count, so chunk_index stays contiguous
+            self.stats.screens_sent += 1
+        else:
+            self.stats.screens_dropped += 1
+
+    def _screen_loop(self) -> None:
+        self.stats.screen_state = "capturing"
+        try:
+            self.screen_source.run(self._on_frame, self.stop_event)
+        except CollectorError as err:
+            self.stats.screen_state = "stopped"
+            self.stats.last_error = str(err)
+            log.warning("screen capture stopped: %s (EEG continues)", err)
+        except Exception:
+            self.stats.screen_state = "stopped"
+            log.exception("screen capture failed (EEG continues)")
+
+    # ---- lifecycle -----------------------------------------------------------------------------
+
+    def start(self, description: StreamDescription | None) -> None:
+        self.stats.stream = description
+        if self.eeg_source is not None and description is not None:
+            t = threading.Thread(target=self._eeg_loop, args=(description,), name="eeg", daemon=True)
+            self._threads.append(t)
+        if self.screen_source is not None:
+            t = threading.Thread(target=self._screen_loop, name="screen", daemon=True)
+            self._threads.append(t)
+        for t in self._threads:
+            t.start()
+
+    @property
+    def finished(self) -> bool:
+        """All finite sources are done (a replay reached the end of its file)."""
+        return self.eeg_source is not None and self.stats.eeg_done and self.screen_source is None
+
+    def stop(self, timeout_s: float = 10.0) -> None:
+        self.stop_event.set()
+        for t in self._threads:
+            t.join(timeout_s)
+
+    @property
+    def fatal(self) -> BaseException | None:
+        return self._fatal
+
+
+def encode_data(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")

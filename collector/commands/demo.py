@@ -1,0 +1,124 @@
+"""`collector demo`: the whole product on built-in defaults, with no account and no headset.
+
+Starts the sandbox server, plays the bundled real Muse recording as a live LSL stream, runs a
+capture against the sandbox, then shows what arrived and the sandbox's report.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import threading
+import uuid
+from collections import Counter
+from importlib import resources
+from pathlib import Path
+
+BANDS = ("delta", "theta", "alpha", "beta", "gamma")
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("demo", help="try it end to end: local sandbox + bundled Muse recording (~30 s)",
+                       description="Start the local sandbox, play the bundled real Muse recording as a live LSL "
+                       "stream, capture it (and screenshots if a display exists), then show what arrived.")
+    p.add_argument("--duration", type=float, default=30.0, metavar="S", help="capture length (default 30)")
+    p.add_argument("--data", metavar="DIR", help="where the sandbox and the demo spool keep their files "
+                   "(default: a folder in the user data directory)")
+    p.add_argument("--screen", choices=("auto", "on", "off"), default="auto")
+    p.add_argument("--log-format", choices=("text", "json"), default="text")
+    p.set_defaults(func=run)
+
+
+def _bundled_recording() -> Path:
+    return Path(str(resources.files("collector.data") / "muse-p300-subject1.xdf"))
+
+
+def _data_dir(args) -> Path:
+    if args.data:
+        return Path(args.data).expanduser()
+    from platformdirs import user_data_path
+
+    return user_data_path("openlesson-collector", appauthor=False) / "demo"
+
+
+def _print_received(sandbox, workspace_id: str, out) -> None:
+    rows = sandbox.evidence(workspace_id)
+    counts = Counter(r["type"] for r in rows)
+    print("\nWhat the sandbox received:", file=out)
+    for kind, n in sorted(counts.items()):
+        print(f"  {kind:<7} {n} evidence rows", file=out)
+    sums = dict.fromkeys(BANDS, 0.0)
+    n_eeg = samples = 0
+    for row in rows:
+        if row["type"] != "eeg":
+            continue
+        chunk = json.loads(sandbox.read_artifact(row["id"]))
+        samples += len(chunk["samples"])
+        for band in BANDS:
+            vals = [w["relative"][ch][band] for w in chunk["windows"] if w.get("relative")
+                    for ch in w["relative"]]
+            if vals:
+                sums[band] += sum(vals) / len(vals)
+        n_eeg += 1
+    if n_eeg:
+        print(f"  EEG samples delivered: {samples} in {n_eeg} chunks", file=out)
+        print("  mean relative band powers: "
+              + ", ".join(f"{b} {sums[b] / n_eeg:.1%}" for b in BANDS), file=out)
+    print(f"  files: {sandbox.data_dir}", file=out)
+
+
+def _print_report(sandbox, workspace_id: str, block_id: str, out) -> None:
+    from collector.client import OpenLessonClient
+    from collector.commands.report import print_report
+    from collector.config import ApiKey, ApiSettings
+    from collector.models import PerformanceRequest
+
+    settings = ApiSettings(base_url=sandbox.base_url, api_key=ApiKey(sandbox.api_key))
+    with OpenLessonClient(settings) as client:
+        response = client.performance(workspace_id, PerformanceRequest(block_id=block_id))
+    print("\nThe sandbox's report:", file=out)
+    print_report(response, out)
+
+
+def run(args: argparse.Namespace) -> int:
+    import sys
+
+    from collector import cli
+    from collector.sandbox.server import SandboxServer
+    from devices.player import play_to_lsl
+
+    out = sys.stdout
+    data = _data_dir(args)
+    data.mkdir(parents=True, exist_ok=True)
+    stream_name = f"collector-demo-{uuid.uuid4().hex[:8]}"
+    stop_player = threading.Event()
+    with SandboxServer(data / "sandbox") as sandbox:
+        print(f"Sandbox running at {sandbox.base_url} (workspace {sandbox.workspace_id}).", file=out)
+        player = threading.Thread(
+            target=play_to_lsl,
+            args=(str(_bundled_recording()),),
+            kwargs={"stream_name": stream_name, "source_id": stream_name, "speed": 1.0, "loop": True,
+                    "stop_event": stop_player},
+            name="demo-player",
+            daemon=True,
+        )
+        player.start()
+        print(f"Playing the bundled Muse recording as LSL stream {stream_name!r}; capturing for "
+              f"{args.duration:g} s…", file=out)
+        block_id = sandbox.block_ids[0]
+        os.environ["OPENLESSON_API_KEY"] = sandbox.api_key  # this process only
+        try:
+            code = cli.main([
+                "run", "--workspace", sandbox.workspace_id, "--block", block_id,
+                "--base-url", sandbox.base_url, "--stream-name", stream_name,
+                "--duration", str(args.duration), "--screen", args.screen,
+                "--spool", str(data / "spool"), "--flush-timeout", "60",
+                "--log-format", args.log_format,
+            ])
+        finally:
+            stop_player.set()
+            player.join(5)
+        _print_received(sandbox, sandbox.workspace_id, out)
+        _print_report(sandbox, sandbox.workspace_id, block_id, out)
+    return code

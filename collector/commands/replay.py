@@ -1,0 +1,96 @@
+"""`collector replay FILE.xdf --workspace W --block B`: send a recording through the live pipeline."""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+from collector.commands.run import add_capture_options, check_target, deliver_and_capture, make_output, profile_from_args
+from collector.errors import UsageError
+
+
+def _speed(value: str) -> float | None:
+    if value == "max":
+        return None
+    try:
+        speed = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--speed takes a number or 'max', not {value!r}") from None
+    if speed <= 0:
+        raise argparse.ArgumentTypeError("--speed must be positive")
+    return speed
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("replay", help="replay a recorded .xdf file into a workspace block (or to LSL)",
+                       description="Replay a recording (EEG stream and markers) through the same pipeline as a "
+                       "live capture: same windows, chunks, format and delivery.")
+    p.add_argument("file", metavar="FILE.xdf")
+    p.add_argument("--speed", type=_speed, default=1.0, metavar="N|max",
+                   help="1 = real time (default), N = N times faster, max = as fast as possible")
+    p.add_argument("--start-time", default="file", metavar="file|now|ISO-8601",
+                   help="time anchor of the first sample (default: the recording's own start)")
+    p.add_argument("--stream", metavar="NAME", help="EEG stream to replay when the file has several")
+    p.add_argument("--to-lsl", action="store_true", help="publish the recording as a live LSL stream instead")
+    p.add_argument("--stream-name", help="with --to-lsl: LSL stream name (default: the recording's)")
+    add_capture_options(p)
+    p.set_defaults(func=run)
+
+
+def _start_time(value: str):
+    if value in ("file", "now"):
+        return value
+    from datetime import datetime
+
+    try:
+        return datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise UsageError(f"--start-time {value!r} is not 'file', 'now' or an ISO-8601 time.") from None
+
+
+def _to_lsl(args) -> int:
+    import threading
+
+    from devices.player import play_to_lsl
+
+    stop = threading.Event()
+    try:
+        play_to_lsl(args.file, stream_name=args.stream_name, speed=args.speed or 1.0, stop_event=stop,
+                    stream=args.stream)
+    except KeyboardInterrupt:
+        stop.set()
+    return 0
+
+
+def run(args: argparse.Namespace) -> int:
+    from devices.xdf import XdfSource
+
+    if args.to_lsl:
+        return _to_lsl(args)
+    start_time = _start_time(args.start_time)
+    profile = profile_from_args(args)
+    output = make_output(args)
+    # Open the file first: a corrupt file is bad input (exit 2) whatever the network says.
+    source = XdfSource(args.file, stream=args.stream, start_time=start_time, speed=args.speed,
+                       chunk_s=0.25 if args.speed else 5.0)
+    try:
+        description = source.open()
+        settings, workspace_id, block_id = check_target(args, profile)
+        t0 = time.monotonic()
+
+        def progress() -> dict:
+            done = getattr(source, "samples_read", None)
+            total = getattr(source, "total_samples", None)
+            fields = {"file": args.file}
+            if done is not None and total:
+                fields["read_pct"] = round(100.0 * done / total, 1)
+                elapsed = time.monotonic() - t0
+                if done and elapsed > 0:
+                    fields["read_eta_s"] = round(elapsed * (total - done) / done, 1)
+            return fields
+
+        return deliver_and_capture(args, profile, output, eeg_source=source, description=description,
+                                   screen_source=None, settings=settings, workspace_id=workspace_id,
+                                   block_id=block_id, progress=progress)
+    finally:
+        source.close()

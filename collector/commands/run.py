@@ -1,0 +1,201 @@
+"""`collector run --workspace W --block B`: capture EEG and screens during a practice session."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from collector.commands._common import add_api_options, add_spool_option, api_settings, spool_dir
+
+log = logging.getLogger("collector.run")
+
+
+def add_capture_options(p: argparse.ArgumentParser) -> None:
+    """Options shared by `run` and `replay`: target, profile, chunking, delivery, output."""
+    p.add_argument("--workspace", metavar="ID", help="workspace id (or [session] workspace / $COLLECTOR_WORKSPACE)")
+    p.add_argument("--block", metavar="ID|TITLE", help="block id or exact title (or [session] block / $COLLECTOR_BLOCK)")
+    p.add_argument("--profile", metavar="NAME|PATH", help="a profile from profiles/ or a TOML file")
+    p.add_argument("--chunk-seconds", type=float, metavar="S", help="EEG chunk length (default 5)")
+    p.add_argument("--flush-timeout", type=float, metavar="S", help="seconds to keep delivering after the end (default 30)")
+    p.add_argument("--offline", action="store_true", help="spool only; deliver later with `collector upload`")
+    p.add_argument("--log-format", choices=("text", "json"), default="text", help="log lines when not in a terminal")
+    add_spool_option(p)
+    add_api_options(p)
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("run", help="capture EEG and screenshots into a workspace block",
+                       description="Capture EEG and screenshots during a practice session and deliver them.")
+    add_capture_options(p)
+    eeg = p.add_argument_group("EEG")
+    eeg.add_argument("--device", choices=("lsl", "muse"), help="EEG source (default lsl)")
+    eeg.add_argument("--no-eeg", action="store_true", help="capture screens only")
+    eeg.add_argument("--address", metavar="MAC", help="Muse address (default: the first found)")
+    eeg.add_argument("--model", default=None, help="Muse model: auto, muse-2016, muse-2, muse-s, muse-s-athena")
+    eeg.add_argument("--stream-name", help="LSL stream name")
+    eeg.add_argument("--stream-type", help="LSL stream type (default EEG)")
+    eeg.add_argument("--source-id", help="LSL source id")
+    scr = p.add_argument_group("screen")
+    scr.add_argument("--screen", choices=("auto", "on", "off"), help="screenshots (default auto: when a display exists)")
+    scr.add_argument("--no-screen", dest="screen", action="store_const", const="off", help="same as --screen off")
+    scr.add_argument("--screen-interval", type=float, metavar="S", help="seconds between screenshots (default 5)")
+    scr.add_argument("--screen-max-width", type=int, metavar="PX", help="downscale wider screenshots (default 1920)")
+    scr.add_argument("--screen-keepalive", type=float, metavar="S", help="send a frame at least this often (default 60)")
+    scr.add_argument("--monitor", help="monitor number or 'all' (default: the primary monitor)")
+    p.add_argument("--duration", type=float, metavar="S", help="stop by itself after S seconds")
+    p.set_defaults(func=run)
+
+
+def profile_from_args(args: argparse.Namespace):
+    from collector.settings import load_profile
+
+    profile = load_profile(args.profile)
+    monitor = getattr(args, "monitor", None)
+    if monitor is not None and monitor != "all":
+        monitor = int(monitor) if monitor.isdigit() else monitor
+    return profile.with_overrides(
+        analysis={"chunk_s": args.chunk_seconds},
+        delivery={"flush_timeout_s": args.flush_timeout},
+        device={"kind": getattr(args, "device", None), "address": getattr(args, "address", None)},
+        stream={
+            "name": getattr(args, "stream_name", None),
+            "type": getattr(args, "stream_type", None),
+            "source_id": getattr(args, "source_id", None),
+        },
+        screen={
+            "mode": getattr(args, "screen", None),
+            "interval_s": getattr(args, "screen_interval", None),
+            "max_width": getattr(args, "screen_max_width", None),
+            "keepalive_s": getattr(args, "screen_keepalive", None),
+            "monitor": monitor,
+        },
+    )
+
+
+def check_target(args: argparse.Namespace, profile):
+    """Key, workspace and block checked before anything is captured. Returns (settings, ws, block)."""
+    from collector.errors import UsageError
+    from collector.models import is_uuid
+    from collector.targets import pick_target, resolve_block
+
+    workspace_id, block = pick_target(args.workspace, args.block, profile)
+    if args.offline:
+        if block and not is_uuid(block):
+            raise UsageError("--offline needs --block as an id (titles are looked up online).")
+        try:
+            settings = api_settings(args)
+        except UsageError:
+            settings = None  # offline needs no key now; `collector upload` will
+        return settings, workspace_id, block.lower() if block else None
+    from collector.client import OpenLessonClient
+
+    settings = api_settings(args)
+    with OpenLessonClient(settings) as client:
+        blocks = client.list_blocks(workspace_id)
+    block_id = resolve_block(blocks, block, workspace_id).id if block else None
+    return settings, workspace_id, block_id
+
+
+def open_screen(profile, output):
+    """The screen source, or None; `--screen on` without a display is fatal (exit 5)."""
+    from collector.errors import NoSourceError
+
+    mode = profile.screen.mode
+    if mode == "off":
+        return None
+    from devices.screen import ScreenSettings, ScreenSource
+
+    s = profile.screen
+    kwargs = {"interval_s": s.interval_s, "max_width": s.max_width, "keepalive_s": s.keepalive_s,
+              "monitor": s.monitor, "redact": tuple(tuple(r) for r in s.redact)}
+    if s.format:
+        kwargs["image_format"] = s.format
+    if s.quality:
+        kwargs["quality"] = s.quality
+    source = ScreenSource(ScreenSettings(**kwargs))
+    try:
+        source.open()
+    except NoSourceError as err:
+        if mode == "on":
+            raise NoSourceError(f"{err} (--screen on was asked for; use --screen auto to continue EEG-only)") from None
+        output.log("warning", message=f"{err}; continuing EEG-only.")
+        return None
+    return source
+
+
+def open_eeg(profile):
+    """The EEG source, opened: (source, description)."""
+    if profile.device.kind == "muse":
+        from devices.muse import MuseSource
+
+        source = MuseSource(address=profile.device.address, model=profile.device.model or "auto")
+    else:
+        from devices.lsl import LslSource
+
+        source = LslSource(
+            stream_name=profile.stream.name,
+            stream_type=profile.stream.type,
+            source_id=profile.stream.source_id,
+            aux_channels=profile.device.aux,
+        )
+    try:
+        description = source.open()
+    except BaseException:
+        source.close()
+        raise
+    return source, description
+
+
+def make_output(args):
+    from collector.status_view import StatusOutput
+
+    return StatusOutput(sys.stderr, log_format=args.log_format)
+
+
+def deliver_and_capture(args, profile, output, *, eeg_source, description, screen_source, settings,
+                        workspace_id, block_id, progress=None, stop_event=None) -> int:
+    """Spool + uploader around one Capture, then the session loop. Shared by run, replay and demo."""
+    from collector.capture import Capture
+    from collector.session import run_session
+    from collector.spool import Spool
+    from collector.uploader import Uploader
+
+    spool = Spool(spool_dir(args), max_bytes=profile.delivery.spool_max_bytes)
+    uploader = None
+    try:
+        if not args.offline:
+            uploader = Uploader(spool, settings, rate_per_min=profile.delivery.rate_per_min,
+                                on_event=lambda event, **f: output.log(event, **f))
+        capture = Capture(profile=profile, workspace_id=workspace_id, block_id=block_id, spool=spool,
+                          eeg_source=eeg_source, screen_source=screen_source)
+        result = run_session(capture, uploader=uploader, description=description,
+                             duration_s=getattr(args, "duration", None),
+                             flush_timeout_s=profile.delivery.flush_timeout_s, output=output,
+                             progress=progress, stop_event=stop_event)
+        return result.exit_code
+    finally:
+        spool.close()
+
+
+def run(args: argparse.Namespace) -> int:
+    from collector.errors import NoSourceError
+
+    profile = profile_from_args(args)
+    output = make_output(args)
+    settings, workspace_id, block_id = check_target(args, profile)
+    eeg_source = description = None
+    screen_source = None
+    try:
+        if not args.no_eeg:
+            eeg_source, description = open_eeg(profile)
+        screen_source = open_screen(profile, output)
+        if eeg_source is None and screen_source is None:
+            raise NoSourceError("Nothing to capture: --no-eeg was given and no screen is available.")
+        return deliver_and_capture(args, profile, output, eeg_source=eeg_source, description=description,
+                                   screen_source=screen_source, settings=settings,
+                                   workspace_id=workspace_id, block_id=block_id)
+    finally:
+        for source in (eeg_source, screen_source):
+            if source is not None:
+                source.close()

@@ -1,0 +1,131 @@
+"""Drives one capture from start to summary: signals, uploader, status view, graceful stop.
+
+Shared by `collector run`, `collector replay` and `collector demo`, so all three stop, flush and
+report the same way.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from collector.capture import Capture
+from collector.errors import EXIT_OK, EXIT_PENDING, CollectorError
+from collector.status_view import StatusOutput, snapshot
+
+log = logging.getLogger("collector.session")
+
+
+@dataclass
+class SessionResult:
+    exit_code: int
+    pending: int
+    summary: dict[str, Any]
+
+
+class _Signals:
+    """First Ctrl-C/SIGTERM: stop capturing and flush. Second Ctrl-C: stop at once (spool kept)."""
+
+    def __init__(self) -> None:
+        self.stop = threading.Event()
+        self.now = threading.Event()
+        self._old: dict[int, Any] = {}
+
+    def _handle(self, signum, _frame) -> None:
+        if self.stop.is_set():
+            self.now.set()
+        self.stop.set()
+
+    def __enter__(self) -> _Signals:
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._old[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
+
+
+def run_session(
+    capture: Capture,
+    *,
+    uploader=None,
+    description=None,
+    duration_s: float | None = None,
+    flush_timeout_s: float = 30.0,
+    output: StatusOutput,
+    progress=None,
+    stop_event: threading.Event | None = None,
+) -> SessionResult:
+    """Run until --duration, a signal, the end of a file, or `stop_event`; then flush and summarise.
+
+    `progress()` (replay) returns extra fields for the status line; `uploader` is None offline.
+    """
+
+    def delivery() -> dict[str, Any]:
+        if uploader is None:
+            return {"offline": True, "pending": capture.spool.pending_count()}
+        return uploader.counters()
+
+    with _Signals() as signals:
+        if uploader is not None:
+            uploader.start()
+        capture.start(description)
+        output.log("capture_started", capture_id=capture.capture_id,
+                   stream=description.name if description else None,
+                   screen=capture.stats.screen_state)
+        deadline = time.monotonic() + duration_s if duration_s else None
+        while True:
+            if signals.stop.is_set() or (stop_event is not None and stop_event.is_set()):
+                output.log("stopping", reason="signal")
+                break
+            if deadline is not None and time.monotonic() >= deadline:
+                break
+            if capture.finished or capture.fatal is not None:
+                break
+            snap = snapshot(capture.stats, delivery())
+            if progress is not None:
+                snap.update(progress())
+            output.update(snap)
+            signals.stop.wait(1.0 if output.interactive else 0.5)
+
+        capture.stop()  # flushes the chunker: every sample read is in the spool now
+        pending = capture.spool.pending_count()
+        if uploader is not None:
+            timeout = 0.0 if signals.now.is_set() else flush_timeout_s
+            if pending and timeout:
+                output.log("flushing", pending=pending, timeout_s=timeout)
+            # A second Ctrl-C during the flush ends it at once; the spool keeps the rest.
+            pending = uploader.stop(timeout, abort=signals.now)
+        snap = snapshot(capture.stats, delivery())
+
+    fatal = capture.fatal
+    summary = {
+        "capture_id": capture.capture_id,
+        "duration_s": round(capture.stats.elapsed_s, 1),
+        "samples": capture.stats.samples,
+        "eeg_chunks": capture.stats.eeg_chunks_spooled,
+        "screenshots": capture.stats.screens_sent,
+        "screenshots_skipped": capture.stats.screens_skipped,
+        "dropped": snap["dropped"],
+        "delivered": snap["delivered"],
+        "pending": pending,
+    }
+    output.log("summary", **summary)
+    if pending:
+        output.log(
+            "pending",
+            message=f"{pending} item(s) are still in the spool. Send them with `collector upload`"
+            + (f" --spool {capture.spool.root}" if getattr(capture.spool, "root", None) else "")
+            + ".",
+        )
+    if isinstance(fatal, CollectorError):
+        return SessionResult(fatal.exit_code, pending, summary)
+    if fatal is not None:
+        return SessionResult(1, pending, summary)
+    return SessionResult(EXIT_PENDING if pending else EXIT_OK, pending, summary)

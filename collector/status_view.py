@@ -1,0 +1,106 @@
+"""What a learner glances at during a session, and what a lab log gets once a minute."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from typing import Any, TextIO
+
+from collector.capture import CaptureStats
+
+BAND_ORDER = ("delta", "theta", "alpha", "beta", "gamma")
+
+
+def snapshot(stats: CaptureStats, delivery: dict[str, Any]) -> dict[str, Any]:
+    """Plain figures, shared by the terminal view and the log lines."""
+    s = stats.stream
+    rate = stats.measured_rate_hz
+    return {
+        "elapsed_s": round(stats.elapsed_s, 1),
+        "stream": s.name if s else None,
+        "nominal_hz": s.sfreq if s else None,
+        "measured_hz": round(rate, 1) if rate is not None else None,
+        "source_state": stats.source_state or None,
+        "samples": stats.samples,
+        "quality": dict(stats.channel_quality),
+        "band_powers": {k: round(v, 3) for k, v in stats.band_powers.items()},
+        "screens_sent": stats.screens_sent,
+        "screens_skipped": stats.screens_skipped,
+        "screen": stats.screen_state,
+        "eeg_chunks_spooled": stats.eeg_chunks_spooled,
+        "dropped": stats.eeg_chunks_dropped + stats.screens_dropped,
+        "delivered": delivery.get("delivered", 0),
+        "pending": delivery.get("pending", 0),
+        "delivery": delivery.get("paused_reason") or ("offline" if delivery.get("offline") else "ok"),
+        "last_error": stats.last_error or delivery.get("last_error") or None,
+    }
+
+
+def _bar(value: float, width: int = 20) -> str:
+    filled = max(0, min(width, round(value * width)))
+    return "█" * filled + "·" * (width - filled)
+
+
+def render_terminal(snap: dict[str, Any]) -> list[str]:
+    minutes, seconds = divmod(int(snap["elapsed_s"]), 60)
+    rate = f"{snap['measured_hz']:.1f}" if snap["measured_hz"] is not None else "—"
+    nominal = f"{snap['nominal_hz']:g}" if snap["nominal_hz"] else "—"
+    lines = [f"collector · {minutes:02d}:{seconds:02d} · Ctrl-C to stop"]
+    if snap["stream"]:
+        state = f"  ({snap['source_state']})" if snap["source_state"] else ""
+        lines.append(f"EEG     {snap['stream']}  {rate} Hz measured / {nominal} Hz nominal{state}")
+        if snap["quality"]:
+            lines.append("signal  " + "  ".join(f"{ch} {q}" for ch, q in snap["quality"].items()))
+        for band in BAND_ORDER:
+            if band in snap["band_powers"]:
+                v = snap["band_powers"][band]
+                lines.append(f"  {band:<6} {_bar(v)} {v:5.1%}")
+    else:
+        lines.append("EEG     off")
+    lines.append(f"screen  {snap['screen']}: {snap['screens_sent']} sent, {snap['screens_skipped']} skipped")
+    lines.append(
+        f"chunks  {snap['eeg_chunks_spooled'] + snap['screens_sent']} spooled, {snap['delivered']} delivered, "
+        f"{snap['pending']} pending, delivery {snap['delivery']}"
+        + (f", {snap['dropped']} DROPPED" if snap["dropped"] else "")
+    )
+    if snap["last_error"]:
+        lines.append(f"last error: {snap['last_error']}")
+    return lines
+
+
+class StatusOutput:
+    """Redraws a small block in a terminal every second; otherwise one log line per minute."""
+
+    def __init__(self, stream: TextIO | None = None, *, log_format: str = "text", interactive: bool | None = None,
+                 log_every_s: float = 60.0) -> None:
+        self.stream = stream or sys.stderr
+        self.interactive = self.stream.isatty() if interactive is None else interactive
+        self.log_format = log_format
+        self.log_every_s = log_every_s
+        self._drawn = 0
+        self._last_log = time.monotonic()
+
+    def update(self, snap: dict[str, Any], *, force: bool = False) -> None:
+        if self.interactive:
+            lines = render_terminal(snap)
+            # Move up over the previous block and clear it, so the view stays in place.
+            out = ("\x1b[F\x1b[2K" * self._drawn) + "\n".join(lines) + "\n"
+            self.stream.write(out)
+            self.stream.flush()
+            self._drawn = len(lines)
+        elif force or time.monotonic() - self._last_log >= self.log_every_s:
+            self._last_log = time.monotonic()
+            self.log("status", **snap)
+
+    def log(self, event: str, **fields: Any) -> None:
+        """A line for logs: JSON with `--log-format json`, `key=value` text otherwise."""
+        if self.interactive:
+            self._drawn = 0  # the message scrolls the view; redraw below it
+        if self.log_format == "json":
+            line = json.dumps({"ts": round(time.time(), 3), "event": event, **fields}, default=str)
+        else:
+            parts = [f"{k}={v}" for k, v in fields.items() if v not in (None, {}, "")]
+            line = f"{time.strftime('%Y-%m-%dT%H:%M:%S')} {event} " + " ".join(parts)
+        self.stream.write(line + "\n")
+        self.stream.flush()
