@@ -34,6 +34,7 @@ import os
 import sqlite3
 import threading
 import time
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -64,6 +65,7 @@ CREATE TABLE IF NOT EXISTS items (
     stream_id     TEXT    NOT NULL,
     chunk_index   INTEGER NOT NULL,
     workspace_id  TEXT    NOT NULL,
+    block_id      TEXT,
     type          TEXT    NOT NULL,
     request_json  TEXT    NOT NULL,
     size_bytes    INTEGER NOT NULL,
@@ -116,6 +118,14 @@ class SpoolItem:
     data: bytes = field(repr=False)
     attempts: int
     created_ms: int
+
+    @property
+    def stream(self) -> tuple[str, str]:
+        return (self.capture_id, self.stream_id)
+
+    @property
+    def block_id(self) -> str | None:
+        return self.request.get("block_id")
 
 
 @dataclass(frozen=True, slots=True)
@@ -188,6 +198,7 @@ class Spool:
         self._lock = threading.RLock()
         self._unsaved_drops: dict[tuple[str, str, str], int] = {}
         self._lock_fd: int | None = None
+        self._listeners: list[Callable[[], None]] = []
         try:
             self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
             os.chmod(self.root, 0o700)
@@ -195,9 +206,7 @@ class Spool:
             # Create the file 0600 ourselves: SQLite gives its -wal/-shm files the db's mode.
             os.close(os.open(db_path, os.O_RDWR | os.O_CREAT, 0o600))
             os.chmod(db_path, 0o600)
-            self._conn = sqlite3.connect(
-                db_path, timeout=30.0, isolation_level=None, check_same_thread=False
-            )
+            self._conn = sqlite3.connect(db_path, timeout=30.0, isolation_level=None, check_same_thread=False)
         except (OSError, sqlite3.Error) as exc:
             raise self._open_error(exc) from None
         try:
@@ -248,8 +257,11 @@ class Spool:
                 raise SpoolFullError(
                     f"SPOOL FULL: {what} {chunk_index} of {stream_id} was NOT saved "
                     f"({_human(stored)} of the {_human(self.max_bytes)} bound is used"
-                    + ("" if ev_type in _PRIORITY_TYPES else "; screenshots stop at "
-                       f"{self.screen_limit_ratio:.0%}")
+                    + (
+                        ""
+                        if ev_type in _PRIORITY_TYPES
+                        else f"; screenshots stop at {self.screen_limit_ratio:.0%}"
+                    )
                     + f"; {dropped} refused so far for this stream). Deliver with `collector upload`, "
                     f"or raise the bound / free space in {self.root}."
                 )
@@ -257,10 +269,19 @@ class Spool:
                 self._conn.execute("BEGIN IMMEDIATE")
                 try:
                     cur = self._conn.execute(
-                        "INSERT INTO items (capture_id, stream_id, chunk_index, workspace_id, type,"
-                        " request_json, size_bytes, created_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                        (capture_id, stream_id, chunk_index, workspace_id, ev_type, request_json, size,
-                         _now_ms()),
+                        "INSERT INTO items (capture_id, stream_id, chunk_index, workspace_id, block_id,"
+                        " type, request_json, size_bytes, created_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                        (
+                            capture_id,
+                            stream_id,
+                            chunk_index,
+                            workspace_id,
+                            evidence.get("block_id"),
+                            ev_type,
+                            request_json,
+                            size,
+                            _now_ms(),
+                        ),  # fmt: skip
                     )
                     item_id = int(cur.lastrowid or 0)
                     self._conn.execute("INSERT INTO blobs (item_id, data) VALUES (?, ?)", (item_id, data))
@@ -284,7 +305,17 @@ class Spool:
                     ) from None
                 raise SpoolError(f"Cannot write to the spool at {self.root}: {exc}.") from None
             self._flush_unsaved_drops()
-            return item_id
+        for listener in list(self._listeners):
+            listener()  # wakes the uploader at once instead of at its next poll
+        return item_id
+
+    def add_listener(self, listener: Callable[[], None]) -> None:
+        """Call `listener()` after every successful `add` in this process (it must not block)."""
+        self._listeners.append(listener)
+
+    def remove_listener(self, listener: Callable[[], None]) -> None:
+        if listener in self._listeners:
+            self._listeners.remove(listener)
 
     @staticmethod
     def _identity(evidence: dict[str, Any]) -> tuple[str, str, int, str]:
@@ -440,21 +471,33 @@ class Spool:
     # ---- reading -------------------------------------------------------------------------------
 
     def next_pending(
-        self, stream_id: str | None = None, exclude_streams: tuple[str, ...] | frozenset[str] | set[str] = (),
-        *, exclude_ids: frozenset[int] | set[int] = frozenset(),
+        self,
+        stream: tuple[str, str] | None = None,
+        *,
+        exclude_streams: Collection[tuple[str, str]] = (),
+        exclude_workspaces: Collection[str] = (),
+        exclude_blocks: Collection[str] = (),
     ) -> SpoolItem | None:
-        """The oldest pending item (of `stream_id` if given), skipping the streams and ids named."""
+        """The oldest pending item, skipping the streams, workspaces and blocks named.
+
+        A stream is `(capture_id, stream_id)`; `stream` restricts the search to one of them.
+        """
         sql = "SELECT id FROM items WHERE state = 'pending'"
         params: list[Any] = []
-        if stream_id is not None:
-            sql += " AND stream_id = ?"
-            params.append(stream_id)
+        if stream is not None:
+            sql += " AND capture_id = ? AND stream_id = ?"
+            params.extend(stream)
         if exclude_streams:
-            sql += f" AND stream_id NOT IN ({','.join('?' * len(exclude_streams))})"
-            params.extend(exclude_streams)
-        if exclude_ids:
-            sql += f" AND id NOT IN ({','.join('?' * len(exclude_ids))})"
-            params.extend(exclude_ids)
+            pairs = ",".join(["(?, ?)"] * len(exclude_streams))
+            sql += f" AND (capture_id, stream_id) NOT IN (VALUES {pairs})"
+            for capture_id, stream_id in exclude_streams:
+                params.extend((capture_id, stream_id))
+        if exclude_workspaces:
+            sql += f" AND workspace_id NOT IN ({','.join('?' * len(exclude_workspaces))})"
+            params.extend(exclude_workspaces)
+        if exclude_blocks:
+            sql += f" AND COALESCE(block_id, '') NOT IN ({','.join('?' * len(exclude_blocks))})"
+            params.extend(exclude_blocks)
         sql += " ORDER BY id LIMIT 1"
         with self._lock:
             self._check_open()
