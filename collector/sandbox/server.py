@@ -1,0 +1,437 @@
+"""A local stand-in for the OpenLesson Agentic API v2: FastAPI app, uvicorn in a thread, faults.
+
+Implements the contract (../shared/openlesson-api.md) for the routes the collector uses, and
+answers every error, including FastAPI's own, with `{"error": {"code", "message", "details"}}`.
+Sandbox-only: `GET /api/v2/agent/workspaces/{id}/evidence` lists the stored rows.
+
+Fault injection (share of requests per fault, drawn from one seeded RNG, one draw per request to
+a contract route): 503 replies, 429 replies with Retry-After, and lost replies: the handler runs
+(the evidence is stored), the status line and headers go out, then the connection closes before
+the body, so the client sees a dropped connection (httpx.RemoteProtocolError), not a status.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import math
+import os
+import random
+import threading
+import time
+from collections import deque
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import uvicorn
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from collector.models import EvidenceCreate, PerformanceRequest, WorkspaceCreate, is_uuid
+from collector.sandbox.report import build_chat_answer, build_report
+from collector.sandbox.store import EVIDENCE_REPLY_FIELDS, SandboxStore
+
+PREFIX = "/api/v2/agent"
+ENV_FAULTS = {
+    "fail_503": "COLLECTOR_SANDBOX_FAIL_503",
+    "fail_429": "COLLECTOR_SANDBOX_FAIL_429",
+    "lose_reply": "COLLECTOR_SANDBOX_LOSE_REPLY",
+    "latency_ms": "COLLECTOR_SANDBOX_LATENCY_MS",
+    "seed": "COLLECTOR_SANDBOX_SEED",
+}
+INJECTED_RETRY_AFTER_S = 1
+
+log = logging.getLogger("collector.sandbox")
+
+
+class _DropUvicornLostReplyNoise(logging.Filter):
+    # A lost reply is on purpose; we log our own line instead of uvicorn's error.
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "returned without completing response" not in record.getMessage()
+
+
+logging.getLogger("uvicorn.error").addFilter(_DropUvicornLostReplyNoise())
+
+
+class ApiFailure(Exception):
+    def __init__(self, status: int, code: str, message: str, details: dict | None = None, headers=None):
+        super().__init__(message)
+        self.status, self.code, self.message = status, code, message
+        self.details, self.headers = details or {}, headers
+
+
+def error_response(status: int, code: str, message: str, details: dict | None = None, headers=None):
+    body = {"error": {"code": code, "message": message, "details": details or {}}}
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+# ---- rate limit and faults ---------------------------------------------------------------------
+
+
+class SlidingWindowLimiter:
+    """At most `limit` admitted requests per key in any `window_s` span."""
+
+    def __init__(self, limit: int, window_s: float = 60.0) -> None:
+        self.limit, self.window_s = limit, window_s
+        self._hits: dict[str, deque[float]] = {}
+        self._lock = threading.Lock()
+
+    def admit(self, key_id: str) -> float | None:
+        """None if admitted, else the seconds until a slot frees up."""
+        now = time.monotonic()
+        with self._lock:
+            hits = self._hits.setdefault(key_id, deque())
+            while hits and hits[0] <= now - self.window_s:
+                hits.popleft()
+            if len(hits) >= self.limit:
+                return hits[0] + self.window_s - now
+            hits.append(now)
+            return None
+
+
+class FaultPlan:
+    FIELDS = ("fail_503", "fail_429", "lose_reply", "latency_ms")
+
+    def __init__(self, seed: int | None = None, **shares: float) -> None:
+        self._rng = random.Random(seed)
+        self._lock = threading.Lock()
+        self.fail_503 = self.fail_429 = self.lose_reply = self.latency_ms = 0.0
+        self.update(**shares)
+
+    def update(self, **kw: float) -> None:
+        unknown = set(kw) - set(self.FIELDS) - {"seed"}
+        if unknown:
+            raise TypeError(f"unknown fault settings {sorted(unknown)}; use {', '.join(self.FIELDS)}, seed")
+        values = {f: float(kw.get(f, getattr(self, f))) for f in self.FIELDS}
+        shares = [values[f] for f in self.FIELDS[:3]]
+        if any(not 0.0 <= s <= 1.0 for s in shares) or sum(shares) > 1.0 or values["latency_ms"] < 0:
+            raise ValueError(f"fault shares must be within 0..1 and sum to at most 1, latency >= 0: {values}")
+        with self._lock:
+            for f, v in values.items():
+                setattr(self, f, v)
+            if kw.get("seed") is not None:
+                self._rng.seed(kw["seed"])
+
+    def draw(self) -> str | None:
+        """One draw per request: '503', '429', 'lose' or None."""
+        with self._lock:
+            r = self._rng.random()
+            for outcome, share in (("503", self.fail_503), ("429", self.fail_429), ("lose", self.lose_reply)):
+                if r < share:
+                    return outcome
+                r -= share
+            return None
+
+
+def faults_from_env(env: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """Fault settings from COLLECTOR_SANDBOX_* variables (only those that are set)."""
+    env = os.environ if env is None else env
+    out: dict[str, Any] = {}
+    for name, var in ENV_FAULTS.items():
+        raw = env.get(var, "").strip()
+        if raw:
+            try:
+                out[name] = int(raw) if name == "seed" else float(raw)
+            except ValueError:
+                raise ValueError(f"{var}={raw!r} is not a number") from None
+    return out
+
+
+class FaultInjector:
+    """ASGI middleware in front of the app; only contract routes get faults."""
+
+    def __init__(self, app, plan: FaultPlan) -> None:
+        self.app, self.plan = app, plan
+
+    async def __call__(self, scope, receive, send) -> None:
+        path = scope.get("path", "")
+        sandbox_only = scope.get("method") == "GET" and path.endswith("/evidence")
+        if scope["type"] != "http" or not path.startswith(PREFIX + "/") or sandbox_only:
+            return await self.app(scope, receive, send)
+        if self.plan.latency_ms:
+            await asyncio.sleep(self.plan.latency_ms / 1000)
+        outcome = self.plan.draw()
+        if outcome in ("503", "429"):
+            while (await receive()).get("more_body"):  # read the request, as a proxy would
+                pass
+            if outcome == "503":
+                reply = error_response(503, "service_unavailable", "Injected fault: service unavailable.")
+            else:
+                reply = error_response(
+                    429,
+                    "rate_limit_exceeded",
+                    "Injected fault: rate limit exceeded.",
+                    headers={"Retry-After": str(INJECTED_RETRY_AFTER_S)},
+                )
+            log.info("sandbox fault: %s reply to %s %s", outcome, scope["method"], path)
+            return await reply(scope, receive, send)
+        if outcome == "lose":
+
+            async def headers_only(message) -> None:
+                if message["type"] == "http.response.start":
+                    await send(message)  # Content-Length promised, body never sent
+
+            await self.app(scope, receive, headers_only)
+            log.info("sandbox fault: dropped the reply to %s %s after handling it", scope["method"], path)
+            return  # uvicorn closes the connection: the client sees it drop mid-reply
+        await self.app(scope, receive, send)
+
+
+# ---- the app -----------------------------------------------------------------------------------
+
+
+def create_app(store: SandboxStore, limiter: SlidingWindowLimiter) -> FastAPI:
+    app = FastAPI(title="OpenLesson API sandbox", docs_url=None, redoc_url=None, openapi_url=None)
+
+    @app.exception_handler(ApiFailure)
+    async def _api_failure(request: Request, exc: ApiFailure):
+        return error_response(exc.status, exc.code, exc.message, exc.details, exc.headers)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, exc: StarletteHTTPException):
+        code = "not_found" if exc.status_code in (404, 405) else "validation_error"
+        return error_response(exc.status_code, code, f"{exc.detail}: {request.method} {request.url.path}")
+
+    @app.exception_handler(RequestValidationError)
+    async def _request_invalid(request: Request, exc: RequestValidationError):
+        return _validation_failure(exc.errors())
+
+    @app.exception_handler(Exception)
+    async def _crash(request: Request, exc: Exception):
+        log.exception("sandbox: unhandled error")
+        return error_response(500, "internal_error", "The sandbox failed; see its log.")
+
+    def authorize(request: Request, scope: str) -> dict:
+        header = request.headers.get("authorization", "")
+        scheme, _, presented = header.partition(" ")
+        presented = presented.strip()
+        if scheme.lower() != "bearer" or not presented.startswith(("sk_", "gsk_")):
+            raise ApiFailure(401, "unauthorized", "Missing or malformed Bearer API key.")
+        key = store.find_key(presented)
+        if key is None:
+            raise ApiFailure(401, "unauthorized", "Invalid API key.")
+        if key["revoked"]:
+            raise ApiFailure(401, "key_revoked", "This API key has been revoked.")
+        if key["expired"]:
+            raise ApiFailure(401, "key_expired", "This API key has expired.")
+        wait_s = limiter.admit(key["sha256"])
+        if wait_s is not None:
+            raise ApiFailure(
+                429,
+                "rate_limit_exceeded",
+                f"More than {limiter.limit} requests per minute for this key.",
+                headers={"Retry-After": str(max(1, math.ceil(wait_s)))},
+            )
+        if not key["teams"]:
+            raise ApiFailure(403, "teams_required", "An active Teams subscription is required.")
+        if scope not in key["scopes"] and "*" not in key["scopes"]:
+            raise ApiFailure(403, "forbidden", f"This API key lacks the {scope} scope.", {"required_scope": scope})
+        return key
+
+    def workspace_or_404(workspace_id: str) -> dict:
+        workspace = store.workspace(workspace_id.lower()) if is_uuid(workspace_id) else None
+        if workspace is None:
+            raise ApiFailure(
+                404, "workspace_not_found", f"Workspace {workspace_id} not found.", {"workspace_id": workspace_id}
+            )
+        return workspace
+
+    def block_or_404(workspace_id: str, block_id: str | None) -> None:
+        if block_id is not None and block_id.lower() not in {b["id"] for b in store.blocks(workspace_id)}:
+            raise ApiFailure(
+                404,
+                "block_not_found",
+                f"Block {block_id} is not in workspace {workspace_id}.",
+                {"workspace_id": workspace_id, "block_id": block_id},
+            )
+
+    @app.post(PREFIX + "/workspaces")
+    async def create_workspace(request: Request):
+        authorize(request, "workspaces:write")
+        body = await parse_body(request, WorkspaceCreate)
+        workspace, blocks, files = store.create_workspace(body.initial_prompt, body.files or [])
+        return JSONResponse({"workspace": workspace, "blocks": blocks, "files": files}, status_code=201)
+
+    @app.get(PREFIX + "/workspaces/{workspace_id}/blocks")
+    async def list_blocks(workspace_id: str, request: Request):
+        authorize(request, "workspaces:read")
+        workspace = workspace_or_404(workspace_id)
+        return {"blocks": store.blocks(workspace["id"])}
+
+    @app.post(PREFIX + "/workspaces/{workspace_id}/evidence")
+    async def upload_evidence(workspace_id: str, request: Request):
+        authorize(request, "workspaces:write")
+        workspace = workspace_or_404(workspace_id)
+        body = await parse_body(request, EvidenceCreate)
+        block_or_404(workspace["id"], body.block_id)
+        row = store.add_evidence(workspace["id"], body)
+        return JSONResponse({"evidence": {k: row[k] for k in EVIDENCE_REPLY_FIELDS}}, status_code=201)
+
+    @app.get(PREFIX + "/workspaces/{workspace_id}/evidence")
+    async def list_evidence(workspace_id: str, request: Request):
+        """Sandbox-only: the real API has no such listing."""
+        authorize(request, "workspaces:read")
+        workspace = workspace_or_404(workspace_id)
+        return {"sandbox_only": True, "evidence": store.evidence(workspace["id"])}
+
+    @app.post(PREFIX + "/workspaces/{workspace_id}/performance")
+    async def performance(workspace_id: str, request: Request):
+        authorize(request, "workspaces:read")
+        workspace = workspace_or_404(workspace_id)
+        body = await parse_body(request, PerformanceRequest, empty_ok=True)
+        if body.block_id is not None and not is_uuid(body.block_id):
+            raise ApiFailure(400, "validation_error", "block_id must be a UUID.", {"field": "block_id"})
+        block_or_404(workspace["id"], body.block_id)
+        rows = store.evidence(workspace["id"])
+        scope = f"workspace {workspace['id']}"
+        if body.block_id:
+            rows = [r for r in rows if r["block_id"] == body.block_id.lower()]
+            scope = f"block {body.block_id}"
+        blocks = store.blocks(workspace["id"])
+        reply: dict[str, Any] = {
+            "evidence_summary": {
+                "blocks": len(blocks),
+                "ghl_sessions": 0,
+                "evidence_artifacts": len(rows),
+                "linked_sessions": len({r["session_id"] for r in rows if r["session_id"]}),
+                "plan_files": 0,
+            },
+            "file_ids": [f"sandbox-context-{workspace['id']}"],
+        }
+        if body.prompt and body.prompt.strip():
+            reply.update(mode="chat", response=build_chat_answer(rows, body.prompt, scope))
+        else:
+            reply.update(mode="report", report=build_report(rows, len(blocks), scope))
+        return reply
+
+    return app
+
+
+async def parse_body(request: Request, model: type[BaseModel], empty_ok: bool = False):
+    raw = await request.body()
+    if empty_ok and not raw.strip():
+        raw = b"{}"
+    try:
+        data = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ApiFailure(400, "validation_error", f"The request body is not valid JSON ({exc}).") from None
+    if not isinstance(data, dict):
+        raise ApiFailure(400, "validation_error", "The request body must be a JSON object.")
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise _validation_failure(exc.errors(include_url=False, include_input=False)) from None
+
+
+def _validation_failure(errors) -> ApiFailure:
+    fields = [
+        {"field": ".".join(str(p) for p in e["loc"] if p != "body") or "body", "message": str(e["msg"])}
+        for e in errors
+    ]
+    first = fields[0] if fields else {"field": "body", "message": "invalid"}
+    return ApiFailure(400, "validation_error", f"{first['field']}: {first['message']}", {"errors": fields})
+
+
+# ---- running it --------------------------------------------------------------------------------
+
+
+class SandboxServer:
+    """The sandbox on a real socket. `with SandboxServer(tmp) as s:` starts it and stops it."""
+
+    def __init__(
+        self,
+        data_dir: Path,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        fail_503: float = 0.0,
+        fail_429: float = 0.0,
+        lose_reply: float = 0.0,
+        latency_ms: float = 0.0,
+        seed: int | None = None,
+        rate_limit_per_min: int = 120,
+        access_log: bool = False,
+    ) -> None:
+        self.data_dir = Path(data_dir)
+        self.host, self.port = host, port
+        self._faults = FaultPlan(
+            seed, fail_503=fail_503, fail_429=fail_429, lose_reply=lose_reply, latency_ms=latency_ms
+        )
+        self._store = SandboxStore(self.data_dir)
+        self.keys: dict[str, str] = self._store.ensure_keys()
+        self.api_key: str = self.keys["member"]
+        self.workspace_id: str = self._store.ensure_ready_workspace()
+        self.block_ids: list[str] = [b["id"] for b in self._store.blocks(self.workspace_id)]
+        self.limiter = SlidingWindowLimiter(rate_limit_per_min)
+        self.app = FaultInjector(create_app(self._store, self.limiter), self._faults)
+        self._access_log = access_log
+        self._server: uvicorn.Server | None = None
+        self._thread: threading.Thread | None = None
+
+    @classmethod
+    def from_env(cls, data_dir: Path, env: Mapping[str, str] | None = None, **kw: Any) -> SandboxServer:
+        """Faults from COLLECTOR_SANDBOX_* variables; explicit keyword arguments win."""
+        return cls(data_dir, **{**faults_from_env(env), **kw})
+
+    @property
+    def base_url(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
+
+    def start(self) -> None:
+        config = uvicorn.Config(
+            self.app,
+            host=self.host,
+            port=self.port,
+            http="h11",  # the lost-reply fault relies on its close-after-headers behaviour
+            ws="none",
+            lifespan="off",
+            loop="asyncio",
+            log_config=None,
+            log_level="info" if self._access_log else "warning",
+            access_log=self._access_log,
+            timeout_graceful_shutdown=2,
+        )
+        sock = config.bind_socket()  # bound here, so port=0 is resolved before we return
+        self.port = sock.getsockname()[1]
+        self._server = uvicorn.Server(config)
+        self._thread = threading.Thread(
+            target=self._server.run, kwargs={"sockets": [sock]}, name="collector-sandbox", daemon=True
+        )
+        self._thread.start()
+        deadline = time.monotonic() + 15
+        while not self._server.started:
+            if not self._thread.is_alive() or time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError(f"the sandbox did not start on {self.base_url}")
+            time.sleep(0.01)
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.should_exit = True
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+        self._server = self._thread = None
+        self._store.close()
+
+    def __enter__(self) -> SandboxServer:
+        self.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    def evidence(self, workspace_id: str | None = None) -> list[dict]:
+        return self._store.evidence(workspace_id)
+
+    def read_artifact(self, evidence_id: str) -> bytes:
+        return self._store.read_artifact(evidence_id)
+
+    def set_faults(self, **kw: float) -> None:
+        """Change fail_503, fail_429, lose_reply, latency_ms (and reseed with seed=) while running."""
+        self._faults.update(**kw)
