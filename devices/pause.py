@@ -219,4 +219,6 @@ class PauseControl:
                 tmp.unlink()
             except OSError:
                 pass
-            raise CollectorError(f"Cannot write {path} ({exc.strerror or exc}). Check the folder's permissions.") from exc
+            raise CollectorError(
+                f"Cannot write {path} ({exc.strerror or exc}). Check the folder's permissions."
+            ) from exc

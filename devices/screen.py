@@ -71,7 +71,7 @@ def parse_monitor(value: int | str) -> int | str:
                 f"The monitor {value!r} is not valid: use a number (1 = first monitor), 'all' or 'primary'."
             ) from None
     if number < 0:
-        raise UsageError(f"The monitor {number} is not valid: monitors count from 1 (0 or 'all' = all of them).")
+        raise UsageError(f"The monitor {number} is not valid: monitors count from 1 (0 or 'all' = all).")
     return "all" if number == 0 else number
 
 
@@ -103,7 +103,9 @@ class ScreenSettings:
             if not (isinstance(value, int | float) and math.isfinite(value) and value > 0):
                 raise UsageError(f"The screen {name} {value!r} must be a positive number of seconds.")
         if self.max_width < MIN_FIT_WIDTH:
-            raise UsageError(f"The screen max_width {self.max_width} must be at least {MIN_FIT_WIDTH} pixels.")
+            raise UsageError(
+                f"The screen max_width {self.max_width} must be at least {MIN_FIT_WIDTH} pixels."
+            )
         if self.diff_threshold < 0:
             raise UsageError(f"The screen diff_threshold {self.diff_threshold} must be 0 or more.")
         if self.max_bytes <= 0:
@@ -306,7 +308,9 @@ class ScreenSource:
         reason = _no_display_reason(display, env)
         if reason:
             raise NoSourceError(f"no screen available: {reason}")
-        kwargs = {"display": self.settings.display} if self.settings.display and sys.platform.startswith("linux") else {}
+        kwargs = {}
+        if self.settings.display and sys.platform.startswith("linux"):
+            kwargs["display"] = self.settings.display
         try:
             sct = mss.MSS(**kwargs)
         except mss.ScreenShotError as exc:
@@ -447,7 +451,11 @@ class ScreenSource:
             return None
         try:
             data, sent_size, quality = fit_encode(
-                image, self.settings.image_format, self.settings.quality, self.settings.max_bytes, self._encoder
+                image,
+                self.settings.image_format,
+                self.settings.quality,
+                self.settings.max_bytes,
+                self._encoder,
             )
         except ValueError as exc:
             self.dropped_oversize += 1

@@ -87,8 +87,12 @@ def render_scene(width: int = 1920, height: int = 1080, change: str = "") -> Ima
     # sidebar
     d.rectangle((0, 36, 250, height), fill=(37, 37, 38))
     for i in range(40):
-        d.text((14 + (i % 3) * 12, 80 + i * 23), f"lesson_{i:02d}/exercise_{(i * 7) % 13}.py", font=ui,
-               fill=(200, 200, 200) if i != 3 else (255, 255, 255))
+        d.text(
+            (14 + (i % 3) * 12, 80 + i * 23),
+            f"lesson_{i:02d}/exercise_{(i * 7) % 13}.py",
+            font=ui,
+            fill=(200, 200, 200) if i != 3 else (255, 255, 255),
+        )
     # code editor
     d.rectangle((250, 66, 1150, height - 24), fill=(30, 30, 30))
     palette = [(86, 156, 214), (206, 145, 120), (220, 220, 170), (212, 212, 212), (106, 153, 85)]
@@ -132,14 +136,18 @@ def render_scene(width: int = 1920, height: int = 1080, change: str = "") -> Ima
     )
     pd = ImageDraw.Draw(photo)
     for i in range(9):
-        pd.ellipse((30 + i * 80, 40 + (i * 53) % 200, 150 + i * 80, 160 + (i * 53) % 200),
-                   fill=((i * 70) % 255, (i * 40 + 90) % 255, (200 - i * 20) % 255))
+        pd.ellipse(
+            (30 + i * 80, 40 + (i * 53) % 200, 150 + i * 80, 160 + (i * 53) % 200),
+            fill=((i * 70) % 255, (i * 40 + 90) % 255, (200 - i * 20) % 255),
+        )
     img.paste(photo.filter(ImageFilter.GaussianBlur(6)), (1150, 620))
     # status bar
     d.rectangle((0, height - 24, width, height), fill=(0, 122, 204))
     status = "Ln 12, Col 8   UTF-8   Python 3.11   EEG: 256 Hz, 4 ch"
     d.text((12, height - 21), status, font=ui, fill=(255, 255, 255))
-    d.text((width - 70, height - 21), "10:42" if change == "clock" else "10:41", font=ui, fill=(255, 255, 255))
+    d.text(
+        (width - 70, height - 21), "10:42" if change == "clock" else "10:41", font=ui, fill=(255, 255, 255)
+    )
     return img
 
 
@@ -223,7 +231,9 @@ def _bench(args, width: int, height: int) -> int:
     with mss.MSS() as sct:
         region = dict(sct.monitors[1])
         grab_ms, shot = timed(lambda: sct.grab(region), args.repeat)
-        conv_ms, image = timed(lambda: Image.frombytes("RGB", shot.size, shot.bgra, "raw", "BGRX"), args.repeat)
+        conv_ms, image = timed(
+            lambda: Image.frombytes("RGB", shot.size, shot.bgra, "raw", "BGRX"), args.repeat
+        )
         down_ms, _ = timed(lambda: screen.downscale(image, 1280), args.repeat)
         thumb_ms, thumb = timed(lambda: screen.thumbnail(image), args.repeat)
         # The grab must show the scene, or every figure below is meaningless.
@@ -275,10 +285,8 @@ def _bench(args, width: int, height: int) -> int:
     print(f"screen capture cost at {width}x{height} (median of {args.repeat})")
     for name, ms in results["stages_ms"].items():
         print(f"  {name:<22} {ms:8.1f} ms")
-    print(
-        "  diff score vs the base scene (threshold %s): %s"
-        % (results["diff_threshold"], ", ".join(f"{k} {v}" for k, v in results["diff_scores"].items()))
-    )
+    scores = ", ".join(f"{k} {v}" for k, v in results["diff_scores"].items())
+    print(f"  diff score vs the base scene (threshold {results['diff_threshold']}): {scores}")
     print(f"  {'format':<10} {'quality':>7} {'encode ms':>10} {'kB':>8}")
     for row in results["formats"]:
         q = row["quality"] if row["quality"] else "-"
