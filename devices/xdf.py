@@ -280,7 +280,7 @@ def pick_eeg_stream(recording: XdfRecording, stream: str | None = None) -> XdfSt
     return pick
 
 
-def _marker_value(sample: Sequence[Any]) -> str:
+def marker_value(sample: Sequence[Any]) -> str:
     values = []
     for v in sample:
         if isinstance(v, (float, np.floating)) and float(v).is_integer():
@@ -431,6 +431,14 @@ class XdfSource:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    @property
+    def samples_read(self) -> int:
+        return self._pos
+
+    @property
+    def total_samples(self) -> int:
+        return int(self._rel_s.shape[0])
+
     # -- internals -----------------------------------------------------------------------------
     def _due_end(self) -> int:
         assert self.speed is not None
@@ -479,9 +487,9 @@ class XdfSource:
             if s is eeg or not s.is_marker or s.sample_count == 0:
                 continue
             samples = s.data if s.is_string else np.asarray(s.data).tolist()
-            for t, sample in zip(s.times_s, samples):
+            for t, sample in zip(s.times_s, samples, strict=True):
                 rel.append(float(t) - t0)
-                values.append(_marker_value(sample))
+                values.append(marker_value(sample))
         order = np.argsort(np.asarray(rel), kind="stable")
         self._event_rel_s = np.asarray(rel, dtype=np.float64)[order]
         self._event_ms = (anchor_s + self._event_rel_s) * 1000.0

@@ -1,0 +1,430 @@
+"""A live LSL stream as an EEG source.
+
+Resolution: by source_id, name and type (type defaults to EEG; muselsl names all its outlets "Muse"
+and tells them apart by type). When several streams match, the choice is logged with the flags
+that pick another.
+
+Timestamps: pulled raw (no liblsl post-processing), brought into the local LSL clock with the
+inlet's `time_correction()`, then mapped to Unix ms by `collector.clock`. Raw pulls let us see
+Unix-epoch stamps (muselsl without --lsltime) before any correction is added, and keep gaps as
+they are: liblsl's dejitter fits a line over the sample count and would smear a hole in the data
+over the following seconds.
+
+A lost stream never ends the source: when no sample came for `lost_after_s` and the stream no
+longer resolves (or liblsl reports it lost), the source logs "stream lost, waiting", re-resolves
+the same source (source_id, else name/type/host) on each read, and continues; the hole is
+reported as a Gap in the next chunk. Silent recoveries by liblsl (same source_id) show up as a
+jump in the timestamps and are reported the same way.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from collector.clock import LslClock, StreamTimeMapper
+from collector.errors import NoSourceError, UsageError
+from devices.base import Gap, SampleChunk, StreamDescription
+from devices.channels import fill_labels, split_channels
+
+log = logging.getLogger(__name__)
+
+# A step between consecutive samples longer than this many periods (and 20 ms) is a gap.
+GAP_PERIODS = 4.0
+GAP_MIN_S = 0.02
+
+
+def gap_threshold_s(sfreq: float) -> float:
+    if sfreq <= 0:
+        return float("inf")
+    return max(GAP_PERIODS / sfreq, GAP_MIN_S)
+
+
+@dataclass(frozen=True, slots=True)
+class LslStreamInfo:
+    """One visible LSL stream, for `collector devices`."""
+
+    name: str
+    type: str
+    source_id: str
+    channel_count: int
+    sfreq: float
+    hostname: str
+    channel_format: str
+    labels: tuple[str, ...] = ()
+    units: tuple[str, ...] = ()
+
+
+_FORMATS = {1: "float32", 2: "double64", 3: "string", 4: "int32", 5: "int16", 6: "int8", 7: "int64"}
+
+
+def _xpath_literal(value: str) -> str:
+    if "'" not in value:
+        return f"'{value}'"
+    if '"' not in value:
+        return f'"{value}"'
+    parts = value.split("'")
+    return "concat(" + ', "\'", '.join(f"'{p}'" for p in parts) + ")"
+
+
+def build_predicate(
+    *,
+    name: str | None = None,
+    type: str | None = None,
+    source_id: str | None = None,
+    hostname: str | None = None,
+) -> str:
+    """XPath predicate for `resolve_bypred`; empty string matches every stream."""
+    terms = []
+    for key, value in (("name", name), ("type", type), ("source_id", source_id), ("hostname", hostname)):
+        if value:
+            terms.append(f"{key}={_xpath_literal(value)}")
+    return " and ".join(terms)
+
+
+def _resolve(predicate: str, timeout_s: float, *, minimum: int = 1) -> list[Any]:
+    import pylsl
+
+    timeout_s = max(0.0, timeout_s)
+    if not predicate:
+        return list(pylsl.resolve_streams(wait_time=timeout_s))
+    return list(pylsl.resolve_bypred(predicate, minimum=minimum, timeout=timeout_s))
+
+
+def _describe_info(info: Any) -> str:
+    sid = info.source_id() or "none"
+    return f"{info.name()!r} (type {info.type()}, source_id {sid}, host {info.hostname()})"
+
+
+def _sort_key(info: Any) -> tuple[str, str, str, str]:
+    return (info.name(), info.source_id(), info.hostname(), info.uid())
+
+
+def list_streams(timeout: float = 1.0, *, with_labels: bool = True) -> list[LslStreamInfo]:
+    """Every LSL stream visible within `timeout` seconds (labels read from each header)."""
+    import pylsl
+
+    out = []
+    for info in sorted(_resolve("", timeout), key=_sort_key):
+        labels: tuple[str, ...] = ()
+        units: tuple[str, ...] = ()
+        if with_labels:
+            try:
+                inlet = pylsl.StreamInlet(info, max_buflen=1, recover=False)
+                try:
+                    full = inlet.info(timeout=min(1.0, max(timeout, 0.2)))
+                    labels = tuple(label or "" for label in (full.get_channel_labels() or []))
+                    units = tuple(u or "" for u in (full.get_channel_units() or []))
+                finally:
+                    del inlet
+            except Exception:  # a stream that vanished meanwhile: list it without labels
+                log.debug("could not read the header of %s", _describe_info(info), exc_info=True)
+        out.append(
+            LslStreamInfo(
+                name=info.name(),
+                type=info.type(),
+                source_id=info.source_id(),
+                channel_count=info.channel_count(),
+                sfreq=info.nominal_srate(),
+                hostname=info.hostname(),
+                channel_format=_FORMATS.get(info.channel_format(), str(info.channel_format())),
+                labels=labels,
+                units=units,
+            )
+        )
+    return out
+
+
+class LslSource:
+    """EegSource over an LSL inlet. See the module docstring for resolution, time and loss."""
+
+    def __init__(
+        self,
+        stream_name: str | None = None,
+        stream_type: str | None = "EEG",
+        source_id: str | None = None,
+        *,
+        resolve_timeout_s: float = 5.0,
+        eeg_channels: Sequence[str] | None = None,
+        aux_channels: Sequence[str] = (),
+        model: str = "",
+        unit: str | None = None,
+        lost_after_s: float = 3.0,
+        reconnect_resolve_s: float = 0.5,
+        max_buflen_s: int = 360,
+        clock: LslClock | None = None,
+    ) -> None:
+        if resolve_timeout_s < 0:
+            raise UsageError(f"resolve timeout must be 0 or more seconds, {resolve_timeout_s!r} is invalid.")
+        self.stream_name = stream_name
+        self.stream_type = stream_type
+        self.source_id = source_id
+        self.resolve_timeout_s = resolve_timeout_s
+        self.eeg_channels = tuple(eeg_channels) if eeg_channels else None
+        self.aux_channels = tuple(aux_channels)
+        self.model = model
+        self.unit = unit
+        self.lost_after_s = lost_after_s
+        self.reconnect_resolve_s = reconnect_resolve_s
+        self.max_buflen_s = max_buflen_s
+        self.clock = clock or LslClock()
+        self.description: StreamDescription | None = None
+        self.lost = False
+        self.reconnects = 0
+        self._inlet: Any = None
+        self._sticky_predicate = ""
+        self._eeg_index: list[int] = []
+        self._labels: tuple[str, ...] = ()
+        self._mapper = StreamTimeMapper(self.clock)
+        self._correction_s = 0.0
+        self._correction_checked = 0.0
+        self._last_ms: float | None = None
+        self._pending_gaps: list[Gap] = []
+        self._last_data_mono = 0.0
+        self._max_samples = 1024
+        self._gap_s = float("inf")
+
+    # -- EegSource -----------------------------------------------------------------------------
+    def open(self) -> StreamDescription:
+        predicate = build_predicate(name=self.stream_name, type=self.stream_type, source_id=self.source_id)
+        found = _resolve(predicate, self.resolve_timeout_s)
+        if found:
+            # Others answering a moment later would be missed by a resolve that stops at the first.
+            time.sleep(0.05)
+            more = _resolve(predicate, 0.3, minimum=len(found) + 1)
+            seen = {i.uid() for i in found}
+            found += [i for i in more if i.uid() not in seen]
+        if not found:
+            raise NoSourceError(
+                f"no LSL stream matches {self._wanted()} within {self.resolve_timeout_s:g} s. "
+                "Start the stream (e.g. `muselsl stream --lsltime`), check `collector devices`, "
+                "or pick one with --stream-name/--source-id."
+            )
+        found.sort(key=_sort_key)
+        info = found[0]
+        if len(found) > 1:
+            others = "; ".join(_describe_info(i) for i in found[1:])
+            log.warning(
+                "%d LSL streams match %s; using %s. Others: %s. Pick another with --stream-name NAME "
+                "or --source-id ID.",
+                len(found),
+                self._wanted(),
+                _describe_info(info),
+                others,
+            )
+        # Re-resolve exactly this source after a loss: its source_id when it has one.
+        if info.source_id():
+            self._sticky_predicate = build_predicate(source_id=info.source_id(), type=info.type())
+        else:
+            self._sticky_predicate = build_predicate(
+                name=info.name(), type=info.type(), hostname=info.hostname()
+            )
+        self.description = self._connect(info, first=True)
+        return self.description
+
+    def read(self, timeout: float) -> SampleChunk | None:
+        if self.description is None:
+            raise RuntimeError("LslSource.read() before open()")
+        if self._inlet is None:
+            if not self._try_reconnect(timeout):
+                return None
+        import pylsl
+
+        try:
+            samples, stamps = self._inlet.pull_chunk(
+                timeout=max(0.0, timeout), max_samples=self._max_samples, min_samples=1, as_numpy=True
+            )
+        except pylsl.LostError:
+            self._mark_lost("liblsl reports the stream lost")
+            return None
+        if len(stamps) == 0:
+            self._check_alive()
+            return None
+        self._last_data_mono = time.monotonic()
+        if self.lost:
+            self.lost = False
+            log.info("stream %s is back", self.description.name)
+        self._refresh_correction()
+        times_ms = self._mapper.to_unix_ms(np.asarray(stamps, dtype=np.float64), self._correction_s)
+        data = np.asarray(samples, dtype=np.float64)[:, self._eeg_index]
+        return SampleChunk(data=data, times_ms=times_ms, gaps=self._gaps(times_ms))
+
+    def close(self) -> None:
+        inlet, self._inlet = self._inlet, None
+        if inlet is not None:
+            try:
+                inlet.close_stream()
+            except Exception:  # closing a lost inlet: nothing left to release
+                log.debug("close_stream failed", exc_info=True)
+            del inlet
+
+    def __enter__(self) -> LslSource:
+        self.open()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- internals -----------------------------------------------------------------------------
+    def _wanted(self) -> str:
+        parts = [
+            f"{k}={v!r}"
+            for k, v in (
+                ("name", self.stream_name),
+                ("type", self.stream_type),
+                ("source_id", self.source_id),
+            )
+            if v
+        ]
+        return ", ".join(parts) or "any stream"
+
+    def _connect(self, info: Any, *, first: bool) -> StreamDescription:
+        """Open an inlet on `info`, read its header, and (first time) fix the channel selection."""
+        import pylsl
+
+        if info.channel_format() == pylsl.cf_string:
+            raise NoSourceError(
+                f"LSL stream {_describe_info(info)} carries strings (markers), not EEG. "
+                "Pick the EEG stream with --stream-name/--source-id."
+            )
+        inlet = pylsl.StreamInlet(info, max_buflen=self.max_buflen_s, recover=True, processing_flags=0)
+        try:
+            full = inlet.info(timeout=max(1.0, self.reconnect_resolve_s))
+            inlet.open_stream(timeout=max(1.0, self.reconnect_resolve_s))
+        except Exception as exc:  # the stream went away between resolve and open
+            del inlet
+            if first:
+                raise NoSourceError(
+                    f"LSL stream {_describe_info(info)} did not answer ({exc}). Check that it is "
+                    "still running, then try again."
+                ) from None
+            raise
+        n_channels = full.channel_count()
+        profile_labels = (*(self.eeg_channels or ()), *self.aux_channels)
+        labels = fill_labels(full.get_channel_labels(), n_channels, profile_labels)
+        if not first and labels != self._labels:
+            del inlet
+            raise ValueError(f"the stream came back with other channels ({', '.join(labels)})")
+        split = split_channels(labels, eeg=self.eeg_channels, aux=self.aux_channels)
+        if not split.eeg_index:
+            del inlet
+            raise NoSourceError(
+                f"LSL stream {_describe_info(info)} has only AUX channels ({', '.join(labels)}). "
+                "Pick the EEG stream with --stream-name/--source-id."
+            )
+        units = full.get_channel_units() or []
+        eeg_units = [units[i] for i in split.eeg_index if i < len(units) and units[i]]
+        self._inlet = inlet
+        self._labels = labels
+        self._eeg_index = list(split.eeg_index)
+        sfreq = float(full.nominal_srate())
+        self._gap_s = gap_threshold_s(sfreq)
+        self._max_samples = max(1024, int(sfreq * 10))
+        self._mapper = StreamTimeMapper(self.clock, stream_label=f"LSL stream {full.name()!r}")
+        self._correction_s = 0.0
+        self._correction_checked = 0.0
+        self._last_data_mono = time.monotonic()
+        if not first:
+            assert self.description is not None
+            return self.description
+        description = StreamDescription(
+            name=full.name(),
+            type=full.type(),
+            source_id=full.source_id(),
+            sfreq=sfreq,
+            channels=split.eeg_labels,
+            unit=self.unit or (eeg_units[0] if eeg_units else "microvolts"),
+            model=self.model,
+            hostname=full.hostname(),
+            aux_channels=split.aux_labels,
+        )
+        log.info(
+            "LSL stream %r (source_id %s, host %s): %d EEG channels (%s)%s, %.6g Hz",
+            description.name,
+            description.source_id or "none",
+            description.hostname,
+            len(description.channels),
+            ", ".join(description.channels),
+            f", AUX dropped: {', '.join(description.aux_channels)}" if description.aux_channels else "",
+            sfreq,
+        )
+        return description
+
+    def _refresh_correction(self) -> None:
+        """Remote clock -> local LSL clock; liblsl updates it in the background (instant after the first)."""
+        now = time.monotonic()
+        if now - self._correction_checked < 1.0:
+            return
+        self._correction_checked = now
+        try:
+            self._correction_s = float(self._inlet.time_correction(timeout=0.5))
+        except Exception:  # TimeoutError/LostError: keep the last estimate
+            log.debug("time_correction unavailable; keeping %.6f s", self._correction_s, exc_info=True)
+
+    def _gaps(self, times_ms: np.ndarray) -> tuple[Gap, ...]:
+        gaps = self._pending_gaps
+        self._pending_gaps = []
+        gap_ms = self._gap_s * 1000.0
+        if self._last_ms is not None and (
+            times_ms[0] - self._last_ms > gap_ms or times_ms[0] < self._last_ms
+        ):
+            if not any(g.end_ms == times_ms[0] for g in gaps):
+                gaps.append(Gap(start_ms=self._last_ms, end_ms=float(times_ms[0])))
+        if times_ms.shape[0] > 1:
+            steps = np.diff(times_ms)
+            for i in np.flatnonzero((steps > gap_ms) | (steps < 0)):
+                gaps.append(Gap(start_ms=float(times_ms[i]), end_ms=float(times_ms[i + 1])))
+        self._last_ms = float(times_ms[-1])
+        if gaps:
+            for g in gaps:
+                log.info("gap in the EEG stream: %.0f ms", g.end_ms - g.start_ms)
+        return tuple(gaps)
+
+    def _check_alive(self) -> None:
+        """No data within a read: after `lost_after_s`, see whether the stream still exists."""
+        if time.monotonic() - self._last_data_mono < self.lost_after_s:
+            return
+        if _resolve(self._sticky_predicate, self.reconnect_resolve_s):
+            if not self.lost:
+                self.lost = True
+                log.warning(
+                    "stream lost, waiting: %s is visible but sent nothing for %.0f s",
+                    self.description.name if self.description else "the stream",
+                    time.monotonic() - self._last_data_mono,
+                )
+            self._last_data_mono = time.monotonic()  # check again in lost_after_s
+            return
+        self._mark_lost("it no longer resolves")
+
+    def _mark_lost(self, why: str) -> None:
+        if not self.lost:
+            log.warning(
+                "stream lost, waiting: %s (%s); re-resolving the same source",
+                self.description.name if self.description else "the stream",
+                why,
+            )
+        self.lost = True
+        self.close()
+
+    def _try_reconnect(self, timeout: float) -> bool:
+        deadline = time.monotonic() + max(0.0, timeout)
+        while True:
+            budget = min(self.reconnect_resolve_s, max(0.05, deadline - time.monotonic()))
+            found = _resolve(self._sticky_predicate, budget)
+            for info in sorted(found, key=_sort_key):
+                try:
+                    self._connect(info, first=False)
+                except Exception as exc:
+                    log.warning("could not reopen %s: %s; still waiting", _describe_info(info), exc)
+                    continue
+                self.reconnects += 1
+                log.info("stream found again: %s; continuing", _describe_info(info))
+                return True
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(min(0.1, max(0.0, deadline - time.monotonic())))
