@@ -54,6 +54,10 @@ API_PREFIX = "/api/v2/agent"
 _MAX_SERVER_MESSAGE = 200  # characters of the server's own message kept in ours
 
 log = logging.getLogger(__name__)
+# httpx logs every request at INFO, which would add a line to each command's one-line error;
+# our own DEBUG line per request (below) replaces it. Left alone if someone configured it.
+if logging.getLogger("httpx").level == logging.NOTSET:
+    logging.getLogger("httpx").setLevel(logging.WARNING)
 M = TypeVar("M", bound=BaseModel)
 
 # What to do, per contract error code. {workspace}/{block} come from the request that failed.

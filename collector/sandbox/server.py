@@ -432,6 +432,12 @@ class SandboxServer:
     def read_artifact(self, evidence_id: str) -> bytes:
         return self._store.read_artifact(evidence_id)
 
+    def blocks(self, workspace_id: str | None = None) -> list[dict]:
+        return self._store.blocks(workspace_id or self.workspace_id)
+
+    def fault_settings(self) -> dict[str, float]:
+        return {f: getattr(self._faults, f) for f in FaultPlan.FIELDS}
+
     def set_faults(self, **kw: float) -> None:
         """Change fail_503, fail_429, lose_reply, latency_ms (and reseed with seed=) while running."""
         self._faults.update(**kw)

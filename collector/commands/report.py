@@ -1,0 +1,69 @@
+"""`collector report --workspace W [--block B] [--prompt TEXT]`: the workspace's performance analysis.
+
+Without --prompt the API answers in report mode (summary, strengths, gaps, next practice); with
+it, in chat mode (a markdown answer). --json prints the raw reply.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from collector.commands._common import add_api_options, api_settings, require_uuid
+
+
+def add_parser(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "report",
+        help="performance analysis of a workspace",
+        description="Performance analysis of a workspace: a report, or an answer to --prompt.",
+    )
+    parser.add_argument("--workspace", "-w", required=True, metavar="ID", help="workspace id (UUID)")
+    parser.add_argument("--block", metavar="ID", help="limit the analysis to one block (UUID)")
+    parser.add_argument("--prompt", help="ask a question instead (chat mode, markdown answer)")
+    parser.add_argument("--json", action="store_true", help="print the API's JSON reply")
+    add_api_options(parser)
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    workspace_id = require_uuid(args.workspace, "Workspace id")
+    block_id = require_uuid(args.block, "Block id") if args.block else None
+    from collector.client import OpenLessonClient
+    from collector.models import PerformanceRequest
+
+    request = PerformanceRequest(prompt=args.prompt or None, block_id=block_id)
+    with OpenLessonClient(api_settings(args)) as client:
+        reply = client.performance(workspace_id, request)
+    if args.json:
+        print(json.dumps(reply.model_dump(mode="json"), indent=2))
+    elif reply.mode == "chat":
+        print(reply.response or "(empty answer)")
+    else:
+        print(format_report(reply))
+    return 0
+
+
+def format_report(reply) -> str:
+    report, summary = reply.report, reply.evidence_summary
+    if report is None:
+        return "(the API sent no report)"
+    lines = [report.summary, f"Confidence: {report.confidence}"]
+
+    def section(title: str, items: list[str]) -> None:
+        lines.extend(["", f"{title}:"] + [f"  - {item}" for item in items] if items else [])
+
+    section("Strengths", report.strengths)
+    section("Growth areas", report.growth_areas)
+    gaps = report.gap_analysis
+    lines.extend(["", f"Gaps: {gaps.summary}"])
+    lines.extend(f"  - [{g.severity}] {g.title}: {g.evidence} Repair: {g.suggested_repair}" for g in gaps.gaps)
+    section("Next practice", gaps.next_practice)
+    section("Suggestions", report.suggestions)
+    lines.extend([
+        "",
+        f"Evidence: {summary.evidence_artifacts} artifacts, {summary.blocks} blocks, "
+        f"{summary.linked_sessions} linked sessions, {summary.ghl_sessions} GHL sessions, "
+        f"{summary.plan_files} plan files.",
+    ])  # fmt: skip
+    return "\n".join(lines)
