@@ -296,7 +296,8 @@ class ScreenSource:
     # ---- lifecycle -----------------------------------------------------------------------------
 
     def open(self) -> None:
-        self._opened_ms = self.clock.time_ms()
+        if self._opened_ms is None:
+            self._opened_ms = self.clock.time_ms()
         if self.pause_control is not None and self.pause_control.is_paused():
             log.warning("screen capture is paused (run `collector resume` to continue); EEG is not affected")
         if self._grabber is not None or self._sct is not None:
@@ -366,9 +367,14 @@ class ScreenSource:
         return dict(monitors[wanted]), wanted
 
     def close(self) -> None:
-        if self._sct is not None:
-            self._sct.close()
-            self._sct = None
+        sct, self._sct = self._sct, None
+        if sct is not None:
+            import mss
+
+            try:
+                sct.close()
+            except mss.ScreenShotError as exc:  # the X server is already gone
+                log.debug("closing the display connection: %s", exc)
 
     def __enter__(self) -> ScreenSource:
         self.open()
@@ -384,18 +390,37 @@ class ScreenSource:
             return self._grabber().convert("RGB")
         if self._sct is None:
             raise RuntimeError("ScreenSource.open() must be called before capture()")
-        import mss
         from PIL import Image
 
         try:
-            shot = self._sct.grab(self._region)
-        except mss.ScreenShotError as exc:
-            raise NoSourceError(
-                f"no screen available: the screen went away during capture ({exc}); "
-                "EEG capture is not affected"
-            ) from exc
-        # BGRX raw decode: ~30 ms at 1920x1080, several times faster than ScreenShot.rgb.
+            shot = self._grab_once()
+        except NoSourceError as first:
+            # Monitors changed (a projector plugged in) or the server restarted: reconnect once.
+            log.info("screen grab failed (%s); reconnecting to the display", first)
+            self.close()
+            try:
+                self.open()
+                shot = self._grab_once()
+            except NoSourceError as exc:
+                self.close()
+                log.debug("reconnecting failed: %s", exc)
+                raise NoSourceError(
+                    f"no screen available: lost the display during capture ({first}) and could not "
+                    "reconnect; EEG capture is not affected"
+                ) from exc
+            self._force_send = True
+        # BGRX raw decode: ~3 ms at 1920x1080, several times faster than ScreenShot.rgb.
         return Image.frombytes("RGB", shot.size, shot.bgra, "raw", "BGRX")
+
+    def _grab_once(self):
+        import mss
+
+        try:
+            return self._sct.grab(self._region)
+        except (mss.ScreenShotError, AssertionError, ValueError) as exc:
+            # mss 10.2 asserts (or, under -O, dereferences NULL -> ValueError) when the X
+            # connection is lost mid-grab instead of raising ScreenShotError.
+            raise NoSourceError(f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__) from exc
 
     def _poll_pause(self) -> bool:
         """True while paused; records pause periods (also ones that began and ended between captures)."""
