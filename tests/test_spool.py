@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import os
-import stat
 import sqlite3
+import stat
 import threading
 
 import pytest
@@ -72,9 +72,7 @@ def test_oldest_first_and_stream_filters(spool):
     ]
     assert spool.next_pending().id == ids[0]
     assert spool.next_pending(exclude_streams={("cap-1", "eeg:muse")}).id == ids[1]
-    assert (
-        spool.next_pending(exclude_streams={("cap-1", "eeg:muse"), ("cap-1", "screen:1")}).id == ids[3]
-    )
+    assert spool.next_pending(exclude_streams={("cap-1", "eeg:muse"), ("cap-1", "screen:1")}).id == ids[3]
     assert spool.next_pending(stream=("cap-2", "eeg:muse")).id == ids[3]
     assert spool.next_pending(exclude_workspaces={WS}) is None
     assert spool.next_pending(exclude_blocks={BLOCK}).id == ids[1]  # the screenshot has no block
