@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import platform
 import shutil
@@ -325,10 +326,20 @@ def check_lsl(wait_s: float) -> list[Check]:
 
 
 def _lsl_streams(pylsl, wait_s: float) -> Check:
-    streams = [
-        (s.name(), s.type(), s.nominal_srate(), s.channel_count(), s.hostname())
-        for s in pylsl.resolve_streams(wait_time=wait_s)
-    ]
+    try:
+        from devices.lsl import list_streams  # the lister `collector devices` uses
+    except ImportError:
+        list_streams = None
+    if list_streams is not None:
+        streams = [
+            (s.name, s.type, s.sfreq, s.channel_count, s.hostname)
+            for s in list_streams(timeout=wait_s, with_labels=False)
+        ]
+    else:
+        streams = [
+            (s.name(), s.type(), s.nominal_srate(), s.channel_count(), s.hostname())
+            for s in pylsl.resolve_streams(wait_time=wait_s)
+        ]
     if not streams:
         return Check(
             "lsl",
@@ -437,60 +448,59 @@ def check_bluetooth(profile=None) -> Check:
 
 
 def check_display(profile=None) -> Check:
-    wants_screen = getattr(getattr(profile, "screen", None), "mode", None) == "on"
+    """A 1x1 grab through the screen source's own open(), bounded in time (a dead X server hangs)."""
+    screen = getattr(profile, "screen", None)
+    wants_screen = getattr(screen, "mode", None) == "on"
     bad_status = FAIL if wants_screen else WARN
     bad_exit = EXIT_NO_SOURCE if wants_screen else EXIT_OK
-    fix = FIX_NO_DISPLAY if not wants_screen else FIX_NO_DISPLAY + ' Or set [screen] mode = "auto".'
-    if sys.platform.startswith("linux") and not os.environ.get("DISPLAY"):
-        if os.environ.get("WAYLAND_DISPLAY"):
-            return Check(
-                "display",
-                bad_status,
-                "Wayland session without DISPLAY: screenshots need X11 or XWayland",
-                "Log in with an Xorg session, or enable XWayland so that DISPLAY is set.",
-                bad_exit,
-            )
-        return Check(
-            "display",
-            bad_status,
-            "no display: DISPLAY and WAYLAND_DISPLAY are not set (headless)",
-            fix,
-            bad_exit,
-        )
+    fix = FIX_NO_DISPLAY + (' Or set [screen] mode = "auto" in the profile.' if wants_screen else "")
+    try:
+        from devices.screen import ScreenSettings, ScreenSource
+    except Exception as exc:
+        return Check("display", bad_status, f"not available: the screen source cannot load ({exc})",
+                     "Reinstall the collector (it needs mss and pillow).", bad_exit)  # fmt: skip
 
     outcome: dict[str, object] = {}
 
-    def grab() -> None:
+    def probe() -> None:
         try:
-            import mss
-            from mss.exception import ScreenShotError
-
+            source = ScreenSource(ScreenSettings(monitor=getattr(screen, "monitor", "primary")))
             try:
-                with mss.mss() as sct:
-                    mon = sct.monitors[1] if len(sct.monitors) > 1 else sct.monitors[0]
-                    sct.grab({"left": mon["left"], "top": mon["top"], "width": 1, "height": 1})
-                    outcome["size"] = (mon["width"], mon["height"], len(sct.monitors) - 1)
-            except ScreenShotError as exc:
-                outcome["error"] = str(exc).splitlines()[0]
+                source.open()  # raises NoSourceError with the reason: no DISPLAY, Wayland, X refused
+                region = getattr(source, "_region", None) or {}
+                outcome["ok"] = (source.monitor, region.get("width"), region.get("height"))
+            finally:
+                source.close()
+        except CollectorError as err:
+            outcome["error"] = str(err)
         except Exception as exc:  # a missing libX11 and the like: reported, not raised
             outcome["error"] = f"{type(exc).__name__}: {exc}"
 
-    t = threading.Thread(target=grab, daemon=True, name="doctor-display-grab")
-    t.start()
-    t.join(DISPLAY_TIMEOUT_S)
-    where = f"DISPLAY={os.environ['DISPLAY']}" if os.environ.get("DISPLAY") else "the desktop"
-    if "size" in outcome:
-        w, h, n = outcome["size"]  # type: ignore[misc]
-        return Check("display", OK, f"screenshots work on {where} (monitor 1 is {w}x{h}, {n} monitor(s))")
-    reason = outcome.get("error") or f"no answer within {DISPLAY_TIMEOUT_S:g} s"
-    return Check(
-        "display",
-        bad_status,
-        f"cannot take a screenshot on {where}: {reason}",
-        "Check that the X server runs and this user may use it (XAUTHORITY, `xhost +SI:localuser:$USER`). "
-        + fix,
-        bad_exit,
+    quiet = logging.getLogger("devices.screen")
+    level = quiet.level
+    quiet.setLevel(logging.WARNING)  # its "screen: monitor ..." info line is for captures
+    try:
+        t = threading.Thread(target=probe, daemon=True, name="doctor-display-grab")
+        t.start()
+        t.join(DISPLAY_TIMEOUT_S)
+    finally:
+        quiet.setLevel(level)
+    where = f"DISPLAY={os.environ['DISPLAY']}" if os.environ.get("DISPLAY") else "this desktop"
+    if "ok" in outcome:
+        monitor, w, h = outcome["ok"]  # type: ignore[misc]
+        size = f" ({w}x{h})" if w and h else ""
+        return Check("display", OK, f"screenshots work on {where}, monitor {monitor}{size}")
+    reason = (
+        outcome.get("error")
+        or f"cannot take a screenshot on {where}: no answer within {DISPLAY_TIMEOUT_S:g} s"
     )
+    if os.environ.get("DISPLAY"):
+        fix = (
+            "Check that the X server runs and that this user may use it (XAUTHORITY=<the session's "
+            "Xauthority file>, or `xhost +SI:localuser:USER` in the session). Screenshots are skipped "
+            "with --screen auto (EEG still works)."
+        )
+    return Check("display", bad_status, str(reason), fix, bad_exit)
 
 
 # ---- spool -----------------------------------------------------------------------------------------------
@@ -564,6 +574,10 @@ def _spool_backlog(root: Path) -> str:
     """'N items waiting' for an existing spool; never creates one."""
     if not (root / "spool.db").exists():
         return ""
+    owner = root.stat().st_uid
+    if hasattr(os, "geteuid") and owner != os.geteuid():
+        # Opening it would leave SQLite side files owned by us (root, typically) in a service's spool.
+        return f"owned by {_user_name(owner)}: backlog not read (`collector status` as that user tells it)"
     try:
         from collector.spool import Spool
 
@@ -579,6 +593,15 @@ def _spool_backlog(root: Path) -> str:
     if reason:
         parts.append(f"delivery paused: {reason}")
     return "; ".join(parts)
+
+
+def _user_name(uid: int) -> str:
+    try:
+        import pwd
+
+        return pwd.getpwuid(uid).pw_name
+    except (ImportError, KeyError):
+        return f"uid {uid}"
 
 
 def _user() -> str:
