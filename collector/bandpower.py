@@ -141,7 +141,9 @@ class BandPowers:
     quality: WindowQuality | None
 
 
-def grid_window_ends(n_samples: int, sfreq: float, settings: BandSettings, first_end: int | None = None) -> np.ndarray:
+def grid_window_ends(
+    n_samples: int, sfreq: float, settings: BandSettings, first_end: int | None = None
+) -> np.ndarray:
     """Ends (last-sample indices) of the windows on the step grid that fit in `n_samples`.
 
     The grid starts with the first full window (end = window - 1) unless `first_end` is given.
@@ -213,7 +215,9 @@ def _segment_band_sums(
     return out
 
 
-def _block_quality(channels_first: np.ndarray, starts: np.ndarray, window: int) -> tuple[np.ndarray, np.ndarray]:
+def _block_quality(
+    channels_first: np.ndarray, starts: np.ndarray, window: int
+) -> tuple[np.ndarray, np.ndarray]:
     """Peak-to-peak and share of samples on the window's max/min, each (n_windows, n_channels).
 
     Windows overlap 4x by default, so reducing each window's samples directly costs 4 passes

@@ -1,0 +1,432 @@
+"""Streaming chunker: SampleChunks in, EEG chunk artifacts (the `data` of `eeg` evidence) out.
+
+`EegChunker.push` takes the source's SampleChunks as they arrive and returns every chunk of
+`round(chunk_s * sfreq)` samples that is complete; `flush` returns the rest at the end of the
+capture as a final, shorter chunk. Band-power windows run over the continuous stream across chunk
+boundaries: their ends lie on a fixed step grid counted in samples from the stream's first sample
+(window - 1, window - 1 + step, ...), and a window belongs to the chunk holding its last sample.
+The chunker keeps only the last window - 1 samples of context plus the chunk being filled, so
+memory stays flat however long the capture runs.
+
+Every sample of every EEG channel is in exactly one chunk, in order. Gaps (the source's `Gap`
+records, plus holes found in the timestamps: consecutive samples more than 2 sample periods + 5 ms
+apart) are listed in the chunk where the signal resumes; a window spanning a gap gets
+`quality.gap = true` and null powers: nothing is computed over samples that do not exist. The
+window grid is not restarted after a gap. Markers go to the chunk whose time span holds them:
+chunk k spans (last sample of chunk k - 1, last sample of chunk k], the first chunk also takes
+markers before the first sample, and the final chunk takes everything left. A marker that arrives
+after its chunk was emitted goes into the next chunk, with its own time_ms.
+
+Artifact schema (`application/json`, compact UTF-8; version 1):
+
+    {
+      "format": "openlesson-collector.eeg-chunk",
+      "version": 1,
+      "capture_id": str,
+      "stream_id": str,                    # e.g. "eeg:Muse-00:55:DA:B0:0B:61"
+      "collector_version": str,
+      "chunk_index": int,                  # 0, 1, 2, ... per stream
+      "device": {"name": str, "model": str, "source_id": str, "sfreq": float,
+                 "channels": [str, ...], "unit": "microvolts"},
+      "t0_ms": int,                        # Unix ms of the first sample, rounded half up;
+                                           # equals the evidence timestamp_ms
+      "times_ms": [float, ...],            # per sample: Unix ms - t0_ms, to 0.001 ms
+                                           # (times_ms[0] is within +-0.5)
+      "samples": [[float, ...], ...],      # one row per sample, one column per channel, in
+                                           # `device.unit`, rounded to 0.001 uV; null = the
+                                           # source delivered a non-finite value
+      "method": {"psd": "welch", "window": "hann", "window_s": float, "step_s": float,
+                 "segment_s": float, "nperseg": int, "noverlap": int,
+                 "detrend": "constant", "scaling": "density", "average": "mean",
+                 "quality_thresholds": {"flat_ptp_uv": float, "max_ptp_uv": float,
+                                        "clip_fraction": float, "line_noise_max_share": float,
+                                        "line_freqs_hz": [float, ...],
+                                        "line_halfwidth_hz": float}},
+      "bands_hz": {"delta": [1.0, 4.0], "theta": [4.0, 8.0], "alpha": [8.0, 13.0],
+                   "beta": [13.0, 30.0], "gamma": [30.0, 44.0]},   # [lo, hi)
+      "windows": [                         # windows whose last sample is in this chunk
+        {"end_ms": float,                  # Unix ms of the window's last sample, to 0.001 ms
+         "absolute": {channel: {band: float | null}} | null,   # uV^2, 6 significant digits
+         "relative": {channel: {band: float | null}} | null,   # band / sum of the bands
+         "quality": {
+           "gap": bool,                    # spans a gap: absolute/relative are null
+           "ok": bool,                     # no gap and no flag on any channel
+           "channels": {channel: {
+             "flat": bool | null,          # peak-to-peak < flat_ptp_uv
+             "clipped": bool | null,       # >= clip_fraction of samples on the window's max/min
+             "excessive_amplitude": bool | null,   # peak-to-peak > max_ptp_uv
+             "line_noise": bool | null,    # line_noise_share > line_noise_max_share
+             "missing": bool,              # non-finite samples, or the window spans a gap
+             "ptp_uv": float | null,
+             "line_noise_share": float | null}}}}  # power at 50+-1 and 60+-1 Hz over the
+      ],                                   # power from 1 Hz to Nyquist, same spectrum; null
+                                           # when no line frequency fits below Nyquist
+      "band_powers": {band: float},        # mean over channels and windows of `relative`
+                                           # (windows with powers only); {} if none
+      "events": [{"time_ms": float, "value": str}],   # markers, Unix ms to 0.001 ms
+      "gaps": [{"start_ms": float, "end_ms": float}]  # Unix ms of the last sample before and
+    }                                                 # the first sample after each gap
+
+Flags are null (not evaluated) in windows that span a gap. Welch's method follows
+`scipy.signal.welch` exactly; absolute band power is the sum of PSD bins lo <= f < hi times the
+bin width. Sample precision: 0.001 uV is far below any EEG amplifier's noise (a Muse LSB is
+0.49 uV) and keeps a 5 s, 4-channel 256 Hz chunk near 75 kB; `sample_decimals=None` writes full
+float64 precision instead.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from collector import __version__
+from collector.bandpower import BandPowers, BandSettings, compute_band_powers
+from devices.base import Event, Gap, SampleChunk, StreamDescription
+
+FORMAT = "openlesson-collector.eeg-chunk"
+VERSION = 1
+_POWER_DIGITS = 6  # significant digits of band powers in the artifact
+
+
+@dataclass(frozen=True, slots=True)
+class EegChunkOut:
+    chunk_index: int
+    t0_ms: int
+    sample_count: int
+    band_powers: dict[str, float]  # mean relative power per band; {} if no window had powers
+    artifact: dict
+
+    def to_bytes(self) -> bytes:
+        return json.dumps(self.artifact, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
+
+
+def chunk_evidence_fields(out: EegChunkOut, device_name: str) -> dict:
+    """Evidence fields of one chunk; the pipeline adds workspace/block ids and the base64 data."""
+    return {
+        "type": "eeg",
+        "mime_type": "application/json",
+        "timestamp_ms": out.t0_ms,
+        "chunk_index": out.chunk_index,
+        "sample_count": out.sample_count,
+        "device_name": device_name,
+        "band_powers": dict(out.band_powers) or None,
+        "metadata": {
+            "capture_id": out.artifact["capture_id"],
+            "stream_id": out.artifact["stream_id"],
+            "collector_version": out.artifact["collector_version"],
+        },
+    }
+
+
+def _sig(value: float, digits: int = _POWER_DIGITS) -> float | None:
+    if not math.isfinite(value):
+        return None
+    return float(f"{value:.{digits}g}")
+
+
+def _ms(value: float) -> float:
+    return round(float(value), 3)
+
+
+class EegChunker:
+    """Turns a stream's SampleChunks into EEG chunk artifacts; see the module docstring."""
+
+    def __init__(
+        self,
+        description: StreamDescription,
+        settings: BandSettings,
+        *,
+        capture_id: str,
+        stream_id: str,
+        chunk_s: float = 5.0,
+        collector_version: str = __version__,
+        start_index: int = 0,
+        gap_threshold_ms: float | None = None,
+        sample_decimals: int | None = 3,
+    ) -> None:
+        self.description = description
+        self.settings = settings
+        self.sfreq = float(description.sfreq)
+        self.window, self.step, self.nperseg, self.noverlap = settings.sizes(self.sfreq)
+        if not (math.isfinite(chunk_s) and chunk_s > 0):
+            raise ValueError(f"chunk_s={chunk_s!r} is invalid; it must be a positive number of seconds")
+        self.chunk_samples = max(1, round(chunk_s * self.sfreq))
+        self.n_channels = len(description.channels)
+        # A hole is > 2 sample periods plus 5 ms of timestamp jitter (12.8 ms at 256 Hz).
+        self.gap_threshold_ms = (
+            gap_threshold_ms if gap_threshold_ms is not None else 2000.0 / self.sfreq + 5.0
+        )
+        self.sample_decimals = sample_decimals
+        self._capture_id = capture_id
+        self._stream_id = stream_id
+        self._version = collector_version
+        self._next_chunk_index = start_index
+        self._chunk_start = 0  # global index of the first sample of the chunk being filled
+        self._tail_data = np.zeros((0, self.n_channels))  # last window - 1 samples before it
+        self._pending_data: list[np.ndarray] = []
+        self._pending_times: list[np.ndarray] = []
+        self._pending_n = 0
+        self._last_time: float | None = None
+        self._breaks: list[tuple[int, Gap]] = []  # (index of the first sample after a gap, gap)
+        self._unplaced_gaps: list[Gap] = []  # source gaps ending after the last sample seen
+        self._events: list[Event] = []
+
+    # -- input ---------------------------------------------------------------------------
+
+    def push(self, chunk: SampleChunk) -> list[EegChunkOut]:
+        """Take the next samples; return the chunks completed by them (often none)."""
+        data = np.asarray(chunk.data, dtype=np.float64)
+        times = np.asarray(chunk.times_ms, dtype=np.float64).reshape(-1)
+        n = times.shape[0]
+        if data.ndim != 2 or data.shape != (n, self.n_channels):
+            raise ValueError(
+                f"SampleChunk data has shape {data.shape}; expected ({n}, {self.n_channels}) for "
+                f"channels {list(self.description.channels)}"
+            )
+        self._events.extend(chunk.events)
+        gaps = self._unplaced_gaps + list(chunk.gaps)
+        self._unplaced_gaps = []
+        if n == 0:
+            self._unplaced_gaps = gaps
+            return []
+        first_index = self._chunk_start + self._pending_n
+        found: dict[int, Gap] = {}
+        prev = times if self._last_time is None else np.concatenate(([self._last_time], times))
+        holes = np.flatnonzero(np.diff(prev) > self.gap_threshold_ms)
+        offset = 0 if self._last_time is None else 1
+        for h in holes:
+            pos = int(h) + 1 - offset  # position in `times` of the first sample after the hole
+            found[first_index + pos] = Gap(start_ms=float(prev[h]), end_ms=float(prev[h + 1]))
+        for gap in gaps:
+            # The first sample at or after the gap's end resumes the signal (1 us tolerance).
+            pos = int(np.searchsorted(times, gap.end_ms - 1e-3, side="left"))
+            if pos >= n:
+                self._unplaced_gaps.append(gap)
+                continue
+            found[first_index + pos] = gap  # the source's record wins over a detected hole
+        self._breaks.extend(sorted(found.items(), key=lambda item: item[0]))
+        self._last_time = float(times[-1])
+        self._pending_data.append(data)
+        self._pending_times.append(times)
+        self._pending_n += n
+        out: list[EegChunkOut] = []
+        while self._pending_n >= self.chunk_samples:
+            out.append(self._emit(self.chunk_samples, final=False))
+        return out
+
+    def flush(self) -> list[EegChunkOut]:
+        """End of capture: the remaining samples as a final (shorter) chunk, if there are any.
+
+        Markers after the last sample have no EEG to go with and are dropped when no sample is left.
+        """
+        out: list[EegChunkOut] = []
+        while self._pending_n >= self.chunk_samples:
+            out.append(self._emit(self.chunk_samples, final=False))
+        if self._pending_n:
+            out.append(self._emit(self._pending_n, final=True))
+        self._events = []
+        return out
+
+    # -- output --------------------------------------------------------------------------
+
+    def _take(self, m: int) -> tuple[np.ndarray, np.ndarray]:
+        """Remove and return the first m pending samples (concatenated once per chunk)."""
+        data = np.concatenate(self._pending_data) if len(self._pending_data) > 1 else self._pending_data[0]
+        times = (
+            np.concatenate(self._pending_times) if len(self._pending_times) > 1 else self._pending_times[0]
+        )
+        rest = self._pending_n - m
+        self._pending_data = [data[m:]] if rest else []
+        self._pending_times = [times[m:]] if rest else []
+        self._pending_n = rest
+        return data[:m], times[:m]
+
+    def _emit(self, m: int, *, final: bool) -> EegChunkOut:
+        cs = self._chunk_start
+        data, times = self._take(m)
+        context = np.concatenate((self._tail_data, data))
+        base = cs - self._tail_data.shape[0]  # global index of context[0]
+
+        # Windows whose last sample is in [cs, cs + m): ends on the grid window - 1 + k * step.
+        w, h = self.window, self.step
+        lo = max(cs, w - 1)
+        k0 = -(-(lo - (w - 1)) // h)
+        ends = np.arange(w - 1 + k0 * h, cs + m, h, dtype=np.int64)
+        brk = np.array([b for b, _ in self._breaks], dtype=np.int64)
+        spans_gap = (np.searchsorted(brk, ends, "right") - np.searchsorted(brk, ends - w + 1, "right")) > 0
+        clean = ends[~spans_gap]
+        powers = compute_band_powers(context, self.sfreq, self.settings, clean - base)
+
+        chunk_gaps = [g for b, g in self._breaks if cs <= b < cs + m]
+        if final:
+            events, self._events = self._events, []
+        else:
+            t_last = float(times[-1])
+            events = [e for e in self._events if e.time_ms <= t_last]
+            self._events = [e for e in self._events if e.time_ms > t_last]
+
+        out = self._build(cs, data, times, ends, spans_gap, powers, chunk_gaps, events)
+
+        # Keep only what later windows need: window - 1 samples of context and later gaps.
+        keep = min(w - 1, context.shape[0])
+        self._tail_data = context[context.shape[0] - keep :].copy()
+        self._chunk_start = cs + m
+        self._breaks = [(b, g) for b, g in self._breaks if b > self._chunk_start - w]
+        return out
+
+    def _static_fields(self) -> dict:
+        d, s = self.description, self.settings
+        return {
+            "device": {
+                "name": d.name,
+                "model": d.model,
+                "source_id": d.source_id,
+                "sfreq": self.sfreq,
+                "channels": list(d.channels),
+                "unit": d.unit,
+            },
+            "method": {
+                "psd": "welch",
+                "window": "hann",
+                "window_s": s.window_s,
+                "step_s": s.step_s,
+                "segment_s": s.segment_s,
+                "nperseg": self.nperseg,
+                "noverlap": self.noverlap,
+                "detrend": s.detrend,
+                "scaling": "density",
+                "average": "mean",
+                "quality_thresholds": {
+                    "flat_ptp_uv": s.flat_ptp_uv,
+                    "max_ptp_uv": s.max_ptp_uv,
+                    "clip_fraction": s.clip_fraction,
+                    "line_noise_max_share": s.line_noise_max_share,
+                    "line_freqs_hz": list(s.line_freqs_hz),
+                    "line_halfwidth_hz": s.line_halfwidth_hz,
+                },
+            },
+            "bands_hz": {name: [lo, hi] for name, lo, hi in s.bands},
+        }
+
+    def _build(
+        self,
+        first: int,
+        data: np.ndarray,
+        times: np.ndarray,
+        ends: np.ndarray,
+        spans_gap: np.ndarray,
+        powers: BandPowers,
+        gaps: list[Gap],
+        events: list[Event],
+    ) -> EegChunkOut:
+        channels = self.description.channels
+        bands = self.settings.band_names
+        t0_ms = math.floor(float(times[0]) + 0.5)
+
+        windows = []
+        q = powers.quality
+        j = 0
+        for e, gap in zip(ends.tolist(), spans_gap.tolist(), strict=True):
+            end_ms = _ms(times[e - first])  # window ends always lie in this chunk
+            if gap:
+                flags = dict.fromkeys(
+                    ("flat", "clipped", "excessive_amplitude", "line_noise", "ptp_uv", "line_noise_share")
+                )
+                windows.append(
+                    {
+                        "end_ms": end_ms,
+                        "absolute": None,
+                        "relative": None,
+                        "quality": {
+                            "gap": True,
+                            "ok": False,
+                            "channels": {c: {**flags, "missing": True} for c in channels},
+                        },
+                    }
+                )
+                continue
+            absolute = powers.absolute_uv2[j].tolist()
+            relative = powers.relative[j].tolist()
+            chan_q = {}
+            ok = True
+            for c, name in enumerate(channels):
+                flags = {
+                    "flat": bool(q.flat[j, c]),
+                    "clipped": bool(q.clipped[j, c]),
+                    "excessive_amplitude": bool(q.excessive_amplitude[j, c]),
+                    "line_noise": bool(q.line_noise[j, c]),
+                    "missing": bool(q.missing[j, c]),
+                }
+                ok = ok and not any(flags.values())
+                flags["ptp_uv"] = _ms(q.ptp_uv[j, c]) if math.isfinite(q.ptp_uv[j, c]) else None
+                flags["line_noise_share"] = _sig(float(q.line_noise_share[j, c]))
+                chan_q[name] = flags
+            windows.append(
+                {
+                    "end_ms": end_ms,
+                    "absolute": {
+                        name: {b: _sig(v) for b, v in zip(bands, absolute[c], strict=True)}
+                        for c, name in enumerate(channels)
+                    },
+                    "relative": {
+                        name: {b: _sig(v) for b, v in zip(bands, relative[c], strict=True)}
+                        for c, name in enumerate(channels)
+                    },
+                    "quality": {"gap": False, "ok": ok, "channels": chan_q},
+                }
+            )
+            j += 1
+
+        band_powers: dict[str, float] = {}
+        rel = powers.relative.reshape(-1, len(bands))
+        rel = rel[np.isfinite(rel).all(axis=1)]
+        if rel.shape[0]:
+            band_powers = {b: float(v) for b, v in zip(bands, rel.mean(axis=0), strict=True)}
+
+        samples: list
+        if self.sample_decimals is None:
+            rounded = data
+        else:
+            rounded = np.round(data, self.sample_decimals)
+        finite = np.isfinite(rounded)
+        if finite.all():
+            samples = rounded.tolist()
+        else:
+            as_obj = rounded.astype(object)
+            as_obj[~finite] = None
+            samples = as_obj.tolist()
+
+        index = self._next_chunk_index
+        self._next_chunk_index += 1
+        artifact = {
+            "format": FORMAT,
+            "version": VERSION,
+            "capture_id": self._capture_id,
+            "stream_id": self._stream_id,
+            "collector_version": self._version,
+            "chunk_index": index,
+            **self._static_fields(),
+            "t0_ms": t0_ms,
+            "times_ms": np.round(times - t0_ms, 3).tolist(),
+            "samples": samples,
+            "windows": windows,
+            "band_powers": {b: _sig(v) for b, v in band_powers.items()},
+            "events": [
+                {"time_ms": _ms(ev.time_ms), "value": ev.value} for ev in sorted(events, key=_event_time)
+            ],
+            "gaps": [{"start_ms": _ms(g.start_ms), "end_ms": _ms(g.end_ms)} for g in gaps],
+        }
+        return EegChunkOut(
+            chunk_index=index,
+            t0_ms=t0_ms,
+            sample_count=int(data.shape[0]),
+            band_powers=band_powers,
+            artifact=artifact,
+        )
+
+
+def _event_time(event: Event) -> float:
+    return event.time_ms
