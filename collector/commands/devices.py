@@ -1,0 +1,85 @@
+"""`collector devices`: Muse headsets in Bluetooth range and the LSL streams visible from here."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import threading
+from dataclasses import asdict
+from typing import Any
+
+from collector.commands._common import add_verbose
+
+MUSE_SCAN_TIMEOUT_S = 20.0  # muselsl scans for 10.5 s, plus its start-up
+
+
+def add_parser(subparsers) -> None:
+    p = subparsers.add_parser(
+        "devices",
+        help="list Muse headsets and visible LSL streams",
+        description=(
+            "List Muse headsets in Bluetooth range (muselsl's scan, about 11 s) and the LSL streams "
+            "visible on this network (name, type, source_id, channels, rate, host). Use a stream's "
+            "name or source_id with `collector run --stream-name/--source-id`."
+        ),
+    )
+    p.add_argument(
+        "--timeout", type=float, default=2.0, metavar="S", help="seconds to look for LSL streams (default 2)"
+    )
+    p.add_argument("--no-bluetooth", action="store_true", help="skip the Muse (Bluetooth) scan")
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    add_verbose(p)
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from devices.lsl import list_streams
+    from devices.muse import MuseScan, list_muses
+
+    scan: dict[str, MuseScan] = {}
+    scanner = None
+    if args.no_bluetooth:
+        scan["result"] = MuseScan((), "Bluetooth scan skipped (--no-bluetooth)")
+    else:
+        scanner = threading.Thread(
+            target=lambda: scan.__setitem__("result", list_muses(MUSE_SCAN_TIMEOUT_S)),
+            name="muse-scan",
+            daemon=True,
+        )
+        scanner.start()
+    streams = list_streams(max(0.1, args.timeout))
+    if scanner is not None:
+        scanner.join(MUSE_SCAN_TIMEOUT_S + 5)
+    muse = scan.get("result") or MuseScan((), "the Bluetooth scan did not finish")
+
+    if args.json:
+        doc: dict[str, Any] = {
+            "muse": {"headsets": [asdict(m) for m in muse.muses], "reason": muse.reason},
+            "lsl_streams": [asdict(s) for s in streams],
+        }
+        json.dump(doc, sys.stdout, indent=2)
+        sys.stdout.write("\n")
+        return 0
+
+    out = sys.stdout
+    print("Muse headsets (Bluetooth):", file=out)
+    for m in muse.muses:
+        print(f"  {m.name}  {m.address}   use: collector run --device muse --address {m.address}", file=out)
+    if not muse.muses:
+        print(f"  none: {muse.reason}", file=out)
+    print(f"LSL streams (looked for {args.timeout:g} s):", file=out)
+    if not streams:
+        print("  none: start one (e.g. `muselsl stream --lsltime`) or wait longer with --timeout", file=out)
+        return 0
+    rows = [("NAME", "TYPE", "SOURCE_ID", "CHANNELS", "RATE_HZ", "HOST")]
+    for s in streams:
+        labels = ",".join(s.labels) if s.labels else ""
+        channels = f"{s.channel_count}" + (f" ({labels})" if labels else "")
+        rate = "irregular" if s.sfreq == 0 else f"{s.sfreq:g}"
+        rows.append((s.name, s.type, s.source_id or "-", channels, rate, s.hostname))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
+    for r in rows:
+        cells = "  ".join(c.ljust(w) for c, w in zip(r[:-1], widths, strict=True))
+        print(f"  {cells}  {r[-1]}", file=out)
+    return 0
