@@ -641,11 +641,7 @@ class Spool:
                 return
             self._closed = True
             self.unlock_delivery()
-            try:
-                self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-            except sqlite3.Error:
-                pass
-            self._conn.close()
+            self._conn.close()  # the last connection to close checkpoints and removes the WAL
 
     def __enter__(self) -> Spool:
         return self

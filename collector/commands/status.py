@@ -1,0 +1,94 @@
+"""`collector status [--spool DIR] [--json]`: what the spool holds, per capture."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from collector.commands._common import add_spool_option, add_verbose, spool_dir
+
+
+def add_parser(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "status",
+        help="show what waits in the spool, per capture",
+        description="Per capture: delivered, pending, failed and dropped items, bytes held, the age of the "
+        "oldest pending item and the last error.",
+    )
+    add_spool_option(parser)
+    parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    add_verbose(parser)
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from collector.spool import DB_NAME, Spool
+
+    root = spool_dir(args)
+    if not (root / DB_NAME).exists():
+        report = {"spool": str(root), "exists": False, "pending": 0, "failed": 0, "stored_bytes": 0,
+                  "pause_reason": None, "captures": []}  # fmt: skip
+    else:
+        with Spool(root) as spool:
+            captures = spool.stats()
+            report = {
+                "spool": str(root),
+                "exists": True,
+                "pending": sum(c.pending for c in captures),
+                "failed": sum(c.failed for c in captures),
+                "stored_bytes": spool.stored_bytes(),
+                "pause_reason": spool.pause_reason(),
+                "captures": [c.as_dict() for c in captures],
+            }
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        print(format_status(report))
+    return 0
+
+
+def format_status(report: dict) -> str:
+    if not report["exists"]:
+        return f"Spool {report['spool']}: empty (nothing captured yet)."
+    lines = [
+        f"Spool {report['spool']}: {report['pending']} pending, {report['failed']} failed, "
+        f"{_size(report['stored_bytes'])} held"
+    ]
+    if report["pause_reason"]:
+        lines.append(f"Delivery paused: {report['pause_reason']}")
+    header = ("CAPTURE", "DELIVERED", "PENDING", "FAILED", "DROPPED", "BYTES", "OLDEST", "LAST ERROR")
+    rows = [header]
+    for c in report["captures"]:
+        rows.append((
+            c["capture_id"], str(c["delivered"]), str(c["pending"]), str(c["failed"]), str(c["dropped"]),
+            _size(c["bytes"]), _age(c["oldest_pending_age_s"]), c["last_error"] or "",
+        ))  # fmt: skip
+    widths = [max(len(r[i]) for r in rows) for i in range(len(header) - 1)]
+    for r in rows:
+        cells = [r[0].ljust(widths[0])] + [cell.rjust(w) for cell, w in zip(r[1:-1], widths[1:], strict=True)]
+        lines.append("  ".join(cells + [r[-1]]).rstrip())
+    if not report["captures"]:
+        lines.append("(no captures)")
+    if report["pending"]:
+        lines.append(f"Send the pending items with `collector upload --spool {report['spool']}`.")
+    return "\n".join(lines)
+
+
+def _size(n: int) -> str:
+    for unit in ("B", "KB", "MB"):
+        if n < 1000:
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    return f"{n:.2f} GB"
+
+
+def _age(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    if seconds < 120:
+        return f"{seconds:.0f}s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f}m"
+    if seconds < 172800:
+        return f"{seconds / 3600:.0f}h"
+    return f"{seconds / 86400:.0f}d"

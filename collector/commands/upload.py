@@ -1,0 +1,159 @@
+"""`collector upload [--spool DIR]`: deliver everything waiting in the spool, then exit.
+
+Exit 0 when nothing is pending any more, 6 when items remain (deadline, Ctrl-C, server still
+failing), 3 when the key is refused, 4 when a workspace or block is not found. Nothing is ever
+removed from the spool by a failure: run the command again once the cause is fixed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import time
+
+from collector.commands._common import add_api_options, add_spool_option, api_settings, spool_dir
+from collector.errors import EXIT_NOT_FOUND, EXIT_OK, EXIT_PENDING
+
+log = logging.getLogger("collector.upload")
+PROGRESS_EVERY_S = 15.0
+
+
+def add_parser(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "upload",
+        help="deliver the evidence waiting in the spool",
+        description="Deliver every item waiting in the spool (oldest first), then exit: 0 when the spool "
+        "is empty, 6 when items remain, 3 when the key is refused, 4 when a workspace is not found.",
+    )
+    add_spool_option(parser)
+    parser.add_argument(
+        "--flush-timeout",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="stop after SECONDS and leave the rest in the spool (default: no limit; Ctrl-C stops)",
+    )
+    parser.add_argument(
+        "--rate",
+        type=float,
+        default=100.0,
+        metavar="PER_MIN",
+        help="requests per minute at most (default 100; the API allows 120 per key)",
+    )
+    add_api_options(parser)
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from collector.spool import DB_NAME, Spool
+    from collector.uploader import Uploader
+
+    if args.rate <= 0:
+        from collector.errors import UsageError
+
+        raise UsageError(
+            f"--rate must be a positive number of requests per minute; {args.rate:g} is invalid."
+        )
+    root = spool_dir(args)
+    if not (root / DB_NAME).exists():
+        print(f"Nothing to send: there is no spool at {root}.", file=sys.stderr)
+        return EXIT_OK
+    settings = api_settings(args)
+    with Spool(root) as spool:
+        pending = spool.pending_count()
+        failed = spool.failed_count()
+        if pending == 0:
+            print(f"Nothing to send: the spool at {root} has no pending items.", file=sys.stderr)
+            _report_failed(failed)
+            return EXIT_OK
+        print(f"Sending {pending} item(s) from {root} ...", file=sys.stderr)
+
+        def on_event(event: str, **fields) -> None:
+            if event == "failed":  # paused/parked are reported once, at the end
+                print(f"collector: {fields['message']}", file=sys.stderr)
+
+        uploader = Uploader(spool, settings, rate_per_min=args.rate, on_event=on_event)
+        with _TermAsInterrupt():
+            uploader.start()
+            interrupted = False
+            try:
+                _wait(uploader, args.flush_timeout)
+            except KeyboardInterrupt:
+                interrupted = True
+            left = uploader.stop(0.0 if interrupted else 1.0)
+
+        counters = uploader.counters()
+        delivered = counters["delivered"]
+        new_failed = counters["failed"]
+        if uploader.paused_error is not None:
+            err = uploader.paused_error
+            print(
+                f"collector: Delivery paused after {delivered} item(s): {err} {left} item(s) are kept in "
+                f"{root}; run `collector upload` again once fixed.",
+                file=sys.stderr,
+            )
+            return err.exit_code
+        parked = uploader.parked_errors
+        if parked and left:
+            print(f"collector: {parked[0]} {left} item(s) are kept in {root}.", file=sys.stderr)
+            return EXIT_NOT_FOUND
+        _report_failed(new_failed)
+        if left:
+            reason = "interrupted" if interrupted else "the --flush-timeout was reached"
+            if counters["last_error"]:
+                reason += f"; last error: {counters['last_error']}"
+            print(
+                f"collector: {left} item(s) are still waiting in {root} ({reason}). "
+                "Run `collector upload` again to send them.",
+                file=sys.stderr,
+            )
+            return EXIT_PENDING
+        print(f"Delivered {delivered} item(s); nothing is pending in {root}.", file=sys.stderr)
+        return EXIT_OK
+
+
+def _wait(uploader, timeout_s: float | None) -> None:
+    deadline = None if timeout_s is None else time.monotonic() + timeout_s
+    while True:
+        step = PROGRESS_EVERY_S if deadline is None else min(PROGRESS_EVERY_S, deadline - time.monotonic())
+        if step <= 0 or uploader.wait_idle(step):
+            return
+        c = uploader.counters()
+        log.info(
+            "sent %d, %s pending, %.0f/min%s",
+            c["delivered"],
+            c["pending"],
+            c["rate_per_min"],
+            f", last error: {c['last_error']}" if c["last_error"] else "",
+        )
+
+
+def _report_failed(failed: int) -> None:
+    if failed:
+        print(
+            f"collector: {failed} item(s) were rejected by the server and are kept as failed; "
+            "see `collector status` (sending them again will not help without a fix).",
+            file=sys.stderr,
+        )
+
+
+class _TermAsInterrupt:
+    """SIGTERM stops like Ctrl-C: nothing more is sent, the spool keeps the rest."""
+
+    def __enter__(self):
+        self._old = None
+        try:
+            self._old = signal.signal(signal.SIGTERM, self._raise)
+        except ValueError:  # not the main thread (tests calling run() from a thread)
+            pass
+        return self
+
+    @staticmethod
+    def _raise(signum, frame):
+        raise KeyboardInterrupt
+
+    def __exit__(self, *exc):
+        if self._old is not None:
+            signal.signal(signal.SIGTERM, self._old)
