@@ -118,6 +118,9 @@ def add_parser(subparsers) -> None:
     p.add_argument("--json", action="store_true", help="print the checks as JSON")
     add_spool_option(p)
     add_api_options(p)
+    for action in p._actions:  # doctor must stay fast offline: its own default and help
+        if action.dest == "timeout":
+            action.help = f"seconds per request (default {API_TIMEOUT_S:g} here)"
     p.set_defaults(func=run, timeout=API_TIMEOUT_S)
 
 
