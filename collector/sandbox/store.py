@@ -99,6 +99,9 @@ class SandboxStore:
         self._lock = threading.Lock()
         self._db = sqlite3.connect(self.data_dir / "sandbox.db", check_same_thread=False)
         self._db.row_factory = sqlite3.Row
+        # WAL + NORMAL: a commit costs no fsync (a sandbox may lose its last rows on power loss).
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(SCHEMA)
 
     def close(self) -> None:
