@@ -1,0 +1,182 @@
+"""LslSource against real LSL outlets on loopback: a real Muse recording played and read back
+sample for sample, a lost-and-back stream, several matching streams, headers and AUX channels.
+Every test uses its own uuid-suffixed stream names and source_ids."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from collector.errors import NoSourceError
+from devices.base import EegSource
+from devices.channels import split_channels
+from devices.lsl import LslSource, build_predicate, list_streams
+from devices.player import XdfPlayer, make_eeg_info
+from devices.xdf import load_recording, pick_eeg_stream
+
+DATA = Path(__file__).parents[2] / "shared" / "data"
+MUSE = DATA / "muse-p300-subject1.xdf"
+
+
+def uid(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:10]}"
+
+
+def drain(source: LslSource, n: int, deadline_s: float = 60.0) -> list:
+    chunks, got = [], 0
+    deadline = time.monotonic() + deadline_s
+    while got < n and time.monotonic() < deadline:
+        chunk = source.read(0.5)
+        if chunk is not None:
+            chunks.append(chunk)
+            got += len(chunk)
+    return chunks
+
+
+@pytest.mark.lsl
+def test_muse_recording_played_through_lsl_arrives_sample_for_sample():
+    if not MUSE.is_file():
+        pytest.skip(f"{MUSE} is not available")
+    raw = pick_eeg_stream(load_recording(MUSE))
+    name = uid("muse-replay")
+    with XdfPlayer(MUSE, stream_name=name, source_id=name, speed=None, wait_for_consumer_s=30, markers=False):
+        with LslSource(source_id=name, resolve_timeout_s=10.0) as source:
+            assert isinstance(source, EegSource)
+            d = source.description
+            chunks = drain(source, raw.sample_count)
+    assert d.name == name and d.source_id == name and d.sfreq == 256.0 and d.unit == "microvolts"
+    assert d.channels == ("TP9", "AF7", "AF8", "TP10") and d.aux_channels == ("Right AUX",)
+    data = np.concatenate([c.data for c in chunks])
+    times = np.concatenate([c.times_ms for c in chunks])
+    assert data.shape == (30_732, 4)
+    np.testing.assert_array_equal(data, raw.data[:, :4].astype(np.float64))
+    # Stamps keep the recorded spacing (the player stamps start + recorded offset).
+    np.testing.assert_allclose(times - times[0], (raw.times_s - raw.times_s[0]) * 1000.0, atol=0.01)
+    assert abs(times[0] / 1000.0 - time.time()) < 120  # Unix ms, not LSL seconds or 1970
+    assert not any(c.gaps for c in chunks)
+
+
+def _publish(name: str, source_id: str, first: int, n: int, stop: threading.Event, sfreq: float = 100.0):
+    import pylsl
+
+    outlet = pylsl.StreamOutlet(make_eeg_info(name, source_id, ["A", "B"], sfreq))
+    try:
+        outlet.wait_for_consumers(10)
+        t0 = pylsl.local_clock()
+        for k in range(0, n, 10):
+            if stop.is_set():
+                return
+            idx = np.arange(first + k, first + k + 10)
+            stamps = (t0 + (idx - first) / sfreq).tolist()
+            outlet.push_chunk(np.stack([idx, -idx], 1).astype(np.float32), stamps)
+            time.sleep(0.1)
+        stop.wait(0.5)  # let the inlet drain before the outlet disappears
+    finally:
+        del outlet
+
+
+@pytest.mark.lsl
+def test_lost_stream_is_waited_for_re_resolved_and_the_gap_reported(caplog):
+    caplog.set_level(logging.INFO, logger="devices.lsl")
+    name = uid("lost")
+    stop = threading.Event()
+    first = threading.Thread(target=_publish, args=(name, name, 0, 50, stop), daemon=True)
+    first.start()
+    source = LslSource(source_id=name, resolve_timeout_s=10.0, lost_after_s=0.5, reconnect_resolve_s=0.3)
+    second = None
+    try:
+        source.open()
+        chunks = []
+        deadline = time.monotonic() + 40
+        while sum(len(c) for c in chunks) < 100 and time.monotonic() < deadline:
+            chunk = source.read(0.2)  # never raises, whatever the stream does
+            if chunk is not None:
+                chunks.append(chunk)
+            if second is None and source.lost:
+                first.join(10)
+                second = threading.Thread(target=_publish, args=(name, name, 1000, 50, stop), daemon=True)
+                second.start()
+    finally:
+        stop.set()
+        source.close()
+    values = np.concatenate([c.data[:, 0] for c in chunks])
+    np.testing.assert_array_equal(values, np.r_[np.arange(50), np.arange(1000, 1050)])
+    gaps = [g for c in chunks for g in c.gaps]
+    assert len(gaps) == 1
+    times = np.concatenate([c.times_ms for c in chunks])
+    assert gaps[0].start_ms == times[49] and gaps[0].end_ms == times[50]
+    assert gaps[0].end_ms - gaps[0].start_ms > 500
+    assert source.reconnects == 1 and not source.lost
+    assert "stream lost, waiting" in caplog.text
+
+
+@pytest.mark.lsl
+def test_several_matching_streams_say_which_was_taken_and_how_to_pick_another(caplog):
+    import pylsl
+
+    caplog.set_level(logging.INFO, logger="devices.lsl")
+    name = uid("twin")
+    a, b = f"{name}-a", f"{name}-b"
+    outlets = [pylsl.StreamOutlet(make_eeg_info(name, sid, ["C3", "C4"], 128.0)) for sid in (b, a)]
+    try:
+        source = LslSource(stream_name=name, resolve_timeout_s=5.0)
+        d = source.open()
+        source.close()
+        assert d.source_id == a  # deterministic: sorted by name, source_id, host
+        assert "2 LSL streams match" in caplog.text and "--source-id" in caplog.text and b in caplog.text
+        with LslSource(source_id=b, resolve_timeout_s=5.0) as chosen:
+            assert chosen.description.source_id == b
+    finally:
+        del outlets
+
+
+@pytest.mark.lsl
+def test_no_matching_stream_is_a_one_line_no_source_error():
+    with pytest.raises(NoSourceError) as info:
+        LslSource(stream_name=uid("absent"), resolve_timeout_s=0.3).open()
+    message = str(info.value)
+    assert "\n" not in message and "--stream-name" in message
+
+
+@pytest.mark.lsl
+def test_header_labels_units_and_profile_aux_channels():
+    import pylsl
+
+    name = uid("header")
+    info = make_eeg_info(name, name, ["Fp1", "Fp2", "EXG1", "AUX2"], 500.0, units=["uV", "uV", "uV", "uV"])
+    outlet = pylsl.StreamOutlet(info)
+    markers = pylsl.StreamOutlet(pylsl.StreamInfo(f"{name}-m", "EEG", 1, 0, "string", f"{name}-m"))
+    try:
+        with LslSource(source_id=name, aux_channels=["EXG1"], model="TestAmp") as source:
+            d = source.description
+        assert d.channels == ("Fp1", "Fp2") and d.aux_channels == ("EXG1", "AUX2")
+        assert d.sfreq == 500.0 and d.unit == "uV" and d.model == "TestAmp" and d.hostname
+        with pytest.raises(NoSourceError, match="strings"):
+            LslSource(source_id=f"{name}-m", resolve_timeout_s=5.0).open()
+        listed = {s.source_id: s for s in list_streams(1.0)}
+        assert listed[name].labels == ("Fp1", "Fp2", "EXG1", "AUX2") and listed[name].channel_count == 4
+        assert listed[name].sfreq == 500.0 and listed[f"{name}-m"].channel_format == "string"
+    finally:
+        del outlet, markers
+
+
+def test_split_channels_by_label_and_profile():
+    s = split_channels(("TP9", "AF7", "AF8", "TP10", "Right AUX"))
+    assert s.eeg_labels == ("TP9", "AF7", "AF8", "TP10") and s.eeg_index == (0, 1, 2, 3)
+    assert s.aux_labels == ("Right AUX",)
+    s = split_channels(("Fz", "Cz", "ECG"), eeg=["Fz", "Cz"])
+    assert s.eeg_labels == ("Fz", "Cz") and s.aux_labels == ("ECG",)
+    # A profile that does not describe the stream at all does not drop everything.
+    assert split_channels(("ch1", "ch2"), eeg=["TP9"]).eeg_labels == ("ch1", "ch2")
+
+
+def test_predicates_quote_values():
+    assert build_predicate(name="Muse", type="EEG") == "name='Muse' and type='EEG'"
+    assert build_predicate(source_id="it's") == 'source_id="it\'s"'
+    assert build_predicate() == ""
