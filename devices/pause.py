@@ -127,11 +127,19 @@ class PauseControl:
 
     # ---- the running capture -------------------------------------------------------------------
 
-    def register_running(self, pid: int | None = None) -> None:
-        """Called by `collector run`: lets pause/resume find and signal this process."""
-        pid = os.getpid() if pid is None else pid
-        start = _process_start_ticks(pid) or ""
-        self._write_private(self.pid_path, f"{pid} {start}\n")
+    def register_running(self, pid: int | None = None, *, handle_signals: bool = True) -> None:
+        """Called by `collector run` (main thread): lets pause/resume find and signal this process.
+
+        Installs the SIGUSR1/SIGUSR2 handlers first; the pid file says whether they are in place,
+        because an unhandled SIGUSR1 would end the capture instead of pausing it.
+        """
+        handled = False
+        if pid is None:
+            pid = os.getpid()
+            if handle_signals and threading.current_thread() is threading.main_thread():
+                handled = self.install_signal_handlers()
+        start = _process_start_ticks(pid) or "-"
+        self._write_private(self.pid_path, f"{pid} {start} {int(handled)}\n")
 
     def unregister_running(self) -> None:
         if self.running_pid() == os.getpid():
@@ -142,28 +150,33 @@ class PauseControl:
 
     def running_pid(self) -> int | None:
         """The pid of a running `collector run`, or None (no pid file, stale, or a reused pid)."""
+        return self._running()[0]
+
+    def _running(self) -> tuple[int | None, bool]:
+        """(pid of the running capture or None, whether it handles SIGUSR1/SIGUSR2)."""
         try:
             parts = self.pid_path.read_text(encoding="utf-8").split()
             pid = int(parts[0])
         except (OSError, ValueError, IndexError):
-            return None
+            return None, False
+        handles_signals = len(parts) > 2 and parts[2] == "1"
         try:
             os.kill(pid, 0)
         except ProcessLookupError:
-            return None
+            return None, False
         except PermissionError:  # alive but not ours: never signal it
-            return None
-        recorded = parts[1] if len(parts) > 1 else ""
+            return None, False
+        recorded = parts[1] if len(parts) > 1 else "-"
         actual = _process_start_ticks(pid)
-        if recorded and actual is not None and recorded != actual:
-            return None  # the collector died and its pid was reused by another program
-        return pid
+        if recorded != "-" and actual is not None and recorded != actual:
+            return None, False  # the collector died and its pid was reused by another program
+        return pid, handles_signals
 
     def notify_running(self, paused: bool) -> int | None:
         """Signal the running capture so it logs the change now; returns its pid, or None."""
         sig = getattr(signal, "SIGUSR1" if paused else "SIGUSR2", None)
-        pid = self.running_pid()
-        if sig is None or pid is None:
+        pid, handles_signals = self._running()
+        if sig is None or pid is None or not handles_signals:
             return None
         try:
             os.kill(pid, sig)
@@ -177,12 +190,12 @@ class PauseControl:
             return False
 
         def on_pause(signum: int, frame: object) -> None:
-            state = self.pause()
-            log.info("screen capture paused (EEG continues) since %s", state.since_ms)
+            self.pause()
+            log.info("screen capture paused on request (EEG continues)")
 
         def on_resume(signum: int, frame: object) -> None:
             self.resume()
-            log.info("screen capture resumed")
+            log.info("screen capture resumed on request")
 
         signal.signal(signal.SIGUSR1, on_pause)
         signal.signal(signal.SIGUSR2, on_resume)

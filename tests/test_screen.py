@@ -439,7 +439,7 @@ def test_unreadable_pause_state_fails_closed(tmp_path):
 def test_pause_files_are_private(tmp_path):
     control = PauseControl(tmp_path / "state")
     control.pause()
-    control.register_running()
+    control.register_running(handle_signals=False)  # leave pytest's own signal handlers alone
     assert (control.state_dir.stat().st_mode & 0o777) == 0o700
     assert (control.state_path.stat().st_mode & 0o777) == 0o600
     assert (control.pid_path.stat().st_mode & 0o777) == 0o600
@@ -456,8 +456,22 @@ def test_a_stale_pid_file_is_not_signalled(tmp_path):
     assert control.running_pid() is None
     assert control.notify_running(paused=True) is None
     # A live process whose start time does not match the recorded one (a reused pid).
-    control.pid_path.write_text(f"{os.getpid()} 1\n")
+    control.pid_path.write_text(f"{os.getpid()} 1 1\n")
     assert control.running_pid() is None
+
+
+def test_a_capture_without_signal_handlers_is_never_signalled(tmp_path):
+    """An unhandled SIGUSR1 would end the process: the pid file says whether handlers exist."""
+    control = PauseControl(tmp_path)
+    child = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()"], stdin=subprocess.PIPE)
+    try:
+        control.register_running(pid=child.pid)  # another process: no handlers installed
+        assert control.running_pid() == child.pid
+        assert control.notify_running(paused=True) is None
+        time.sleep(0.2)
+        assert child.poll() is None
+    finally:
+        _end(child)
 
 
 RUNNING_CAPTURE = textwrap.dedent(
@@ -466,8 +480,7 @@ RUNNING_CAPTURE = textwrap.dedent(
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
     from devices.pause import PauseControl
     control = PauseControl()
-    control.register_running()
-    control.install_signal_handlers()
+    control.register_running()  # installs the SIGUSR1/SIGUSR2 handlers too
     print("ready", flush=True)
     sys.stdin.read()  # until the test closes stdin
     control.unregister_running()
