@@ -224,12 +224,18 @@ class OpenLessonClient:
         if code in _MESSAGES:
             message = _MESSAGES[code].format(**fields)
         elif code == "rate_limit_exceeded" or status == 429:
-            wait = f"Retry in {math.ceil(retry_after_s)} s." if retry_after_s is not None else "Wait a minute and retry."
+            wait = (
+                f"Retry in {math.ceil(retry_after_s)} s."
+                if retry_after_s is not None
+                else "Wait a minute and retry."
+            )
             message = f"Too many requests for this API key ({code}). {wait}"
         elif status >= 500:
             message = f"The API failed with HTTP {status} ({code}{fields['detail']}). Try again later."
         else:
-            message = f"The API answered HTTP {status} ({code}{fields['detail']}). Check the request and retry."
+            message = (
+                f"The API answered HTTP {status} ({code}{fields['detail']}). Check the request and retry."
+            )
 
         message = self._one_line(message)
         if code in AUTH_CODES:
@@ -242,7 +248,13 @@ class OpenLessonClient:
             return RateLimitedError(message, **kwargs)
         if status >= 500:
             return ServerError(message, **kwargs)
-        cls = {401: AuthError, 403: AuthError, 404: NotFoundError, 400: ValidationApiError, 422: ValidationApiError}
+        cls = {
+            401: AuthError,
+            403: AuthError,
+            404: NotFoundError,
+            400: ValidationApiError,
+            422: ValidationApiError,
+        }
         return cls.get(status, ApiError)(message, **kwargs)
 
     def _bad_body(self, status: int, what: str, content_type: str | None = None) -> ServerError:
@@ -264,7 +276,8 @@ class OpenLessonClient:
             where = ".".join(str(p) for p in first["loc"])
             raise ServerError(
                 self._one_line(
-                    f"The API's reply does not match the contract ({model.__name__}.{where}: {first['msg']}). "
+                    f"The API's reply does not match the contract ({model.__name__}.{where}: "
+                    f"{first['msg']}). "
                     f"Check that --base-url ({self._settings.base_url}) is an OpenLesson API."
                 ),
                 code="invalid_response",
@@ -296,7 +309,9 @@ def parse_retry_after(value: str | None, now: datetime | None = None) -> float |
 
 def _workspace_path(workspace_id: str) -> str:
     if not is_uuid(workspace_id):  # the commands check first; this guards the URL path itself
-        raise UsageError(f"Workspace id {workspace_id!r} is not a valid id (expected a UUID). Check the value.")
+        raise UsageError(
+            f"Workspace id {workspace_id!r} is not a valid id (expected a UUID). Check the value."
+        )
     return f"/workspaces/{workspace_id}"
 
 
@@ -330,7 +345,8 @@ def _refuse_if(problem: str | None) -> None:
     if problem:
         # status 0: refused locally, before sending; permanent, like the API's validation_error.
         raise ValidationApiError(
-            f"Refused before sending (validation_error: {problem}). Fix the input; the API would reject it too.",
+            f"Refused before sending (validation_error: {problem}). "
+            "Fix the input; the API would reject it too.",
             code="validation_error",
             status=0,
         )

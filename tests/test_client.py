@@ -319,7 +319,8 @@ def test_endpoints_round_trip_against_the_sandbox(sandbox):
         assert created.files[0].file_size == 6
 
         evidence = client.upload_evidence(
-            sandbox.workspace_id, screen(block_id=sandbox.block_ids[1], chunk_index=3, metadata={"chunk": "c1"})
+            sandbox.workspace_id,
+            screen(block_id=sandbox.block_ids[1], chunk_index=3, metadata={"chunk": "c1"}),
         )
         assert evidence.type == "screen" and evidence.block_id == sandbox.block_ids[1]
         assert (evidence.file_size, evidence.chunk_index, evidence.metadata) == (9, 3, {"chunk": "c1"})

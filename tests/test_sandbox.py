@@ -71,7 +71,9 @@ def test_missing_or_unknown_keys_are_unauthorized(sandbox, headers, code):
 )
 def test_key_kinds_on_a_write(sandbox, key_name, status, code):
     with http(sandbox, key_name) as client:
-        response = client.post(evidence_path(sandbox), json={"type": "eeg", "mime_type": "text/plain", "data": ""})
+        response = client.post(
+            evidence_path(sandbox), json={"type": "eeg", "mime_type": "text/plain", "data": ""}
+        )
     assert_error(response, status, code)
 
 
@@ -98,7 +100,9 @@ def test_workspace_and_block_not_found(sandbox):
         assert_error(client.get(f"/workspaces/{uuid.uuid4()}/blocks"), 404, "workspace_not_found")
         assert_error(client.get("/workspaces/not-a-uuid/blocks"), 404, "workspace_not_found")
         missing = str(uuid.uuid4())
-        err = assert_error(client.post(evidence_path(sandbox), json={**ok, "block_id": missing}), 404, "block_not_found")
+        err = assert_error(
+            client.post(evidence_path(sandbox), json={**ok, "block_id": missing}), 404, "block_not_found"
+        )
         assert err["details"] == {"workspace_id": sandbox.workspace_id, "block_id": missing}
         perf = f"/workspaces/{sandbox.workspace_id}/performance"
         assert_error(client.post(perf, json={"block_id": missing}), 404, "block_not_found")
@@ -126,7 +130,9 @@ def test_workspace_and_block_not_found(sandbox):
 )
 def test_mime_table(sandbox, kind, mime, accepted):
     with http(sandbox) as client:
-        response = client.post(evidence_path(sandbox), json={"type": kind, "mime_type": mime, "data": b64(b"x")})
+        response = client.post(
+            evidence_path(sandbox), json={"type": kind, "mime_type": mime, "data": b64(b"x")}
+        )
     if accepted:
         assert response.status_code == 201, response.text
     else:
@@ -176,10 +182,14 @@ def test_evidence_rows_and_artifacts_are_stored_and_listed(sandbox):
     assert second["type"] == "screen"  # screenshot is stored as screen
     rows = sandbox.evidence()
     assert [r["id"] for r in rows] == [first["id"], second["id"]]
-    assert rows[0]["band_powers"] == {"alpha": 0.2, "beta": 0.4} and rows[0]["metadata"] == {"chunk_id": "abc"}
+    assert rows[0]["band_powers"] == {"alpha": 0.2, "beta": 0.4} and rows[0]["metadata"] == {
+        "chunk_id": "abc"
+    }
     assert Path(rows[0]["artifact_path"]).read_bytes() == b'{"samples": [1, 2]}'
     assert sandbox.read_artifact(second["id"]) == b"png"
-    assert listing["sandbox_only"] is True and [r["id"] for r in listing["evidence"]] == [r["id"] for r in rows]
+    assert listing["sandbox_only"] is True and [r["id"] for r in listing["evidence"]] == [
+        r["id"] for r in rows
+    ]
 
 
 def test_restart_keeps_keys_workspace_and_evidence(tmp_path):
@@ -187,7 +197,9 @@ def test_restart_keeps_keys_workspace_and_evidence(tmp_path):
     with SandboxServer(data) as first:
         keys, workspace_id, blocks = dict(first.keys), first.workspace_id, list(first.block_ids)
         with http(first) as client:
-            client.post(evidence_path(first), json={"type": "tool", "mime_type": "text/plain", "data": b64(b"t")})
+            client.post(
+                evidence_path(first), json={"type": "tool", "mime_type": "text/plain", "data": b64(b"t")}
+            )
     with SandboxServer(data) as second:
         assert (second.keys, second.workspace_id, second.block_ids) == (keys, workspace_id, blocks)
         with http(second) as client:
@@ -197,11 +209,9 @@ def test_restart_keeps_keys_workspace_and_evidence(tmp_path):
 
 def test_keys_are_only_in_the_0600_key_file(sandbox):
     with http(sandbox) as client:
-        meta = {"note": "nothing secret"}
-        client.post(evidence_path(sandbox), json={"type": "tool", "mime_type": "text/plain", "data": b64(b"t"),
-                                                   "metadata": meta})  # fmt: skip
-        client.post("/workspaces", json={"initial_prompt": "p", "files": [
-            {"name": "a.txt", "mime_type": "text/plain", "data": b64(b"plan")}]})  # fmt: skip
+        client.post(evidence_path(sandbox), json={**tool_evidence(), "metadata": {"note": "nothing secret"}})
+        plan = {"name": "a.txt", "mime_type": "text/plain", "data": b64(b"plan")}
+        client.post("/workspaces", json={"initial_prompt": "p", "files": [plan]})
     key_file = sandbox.data_dir / "keys.txt"
     assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
     assert sandbox.api_key in key_file.read_text()
@@ -224,7 +234,12 @@ def test_performance_is_deterministic_and_answers_without_evidence(sandbox):
         assert empty_report.status_code == empty_chat.status_code == 200
         assert empty_report.json()["report"]["confidence"] == "emerging"
         for alpha in (0.2, 0.4):
-            eeg = {"type": "eeg", "mime_type": "application/json", "data": b64(b"{}"), "band_powers": {"alpha": alpha}}
+            eeg = {
+                "type": "eeg",
+                "mime_type": "application/json",
+                "data": b64(b"{}"),
+                "band_powers": {"alpha": alpha},
+            }
             client.post(evidence_path(sandbox), json=eeg)
         report = client.post(perf, json={}).json()
         again = client.post(perf).json()  # an empty body is report mode too
@@ -314,7 +329,11 @@ def test_latency_is_added(sandbox_factory):
 
 
 def test_fault_settings_validation_and_env():
-    env = {"COLLECTOR_SANDBOX_FAIL_503": "0.1", "COLLECTOR_SANDBOX_SEED": "3", "COLLECTOR_SANDBOX_LATENCY_MS": ""}
+    env = {
+        "COLLECTOR_SANDBOX_FAIL_503": "0.1",
+        "COLLECTOR_SANDBOX_SEED": "3",
+        "COLLECTOR_SANDBOX_LATENCY_MS": "",
+    }
     assert faults_from_env(env) == {"fail_503": 0.1, "seed": 3}
     with pytest.raises(ValueError, match="COLLECTOR_SANDBOX_LOSE_REPLY"):
         faults_from_env({"COLLECTOR_SANDBOX_LOSE_REPLY": "lots"})
@@ -336,7 +355,12 @@ def test_bad_fault_shares_are_refused(tmp_path):
 def test_from_env_reads_faults(tmp_path):
     server = SandboxServer.from_env(tmp_path, env={"COLLECTOR_SANDBOX_FAIL_429": "0.25"}, lose_reply=0.5)
     try:
-        assert server.fault_settings() == {"fail_503": 0.0, "fail_429": 0.25, "lose_reply": 0.5, "latency_ms": 0.0}
+        assert server.fault_settings() == {
+            "fail_503": 0.0,
+            "fail_429": 0.25,
+            "lose_reply": 0.5,
+            "latency_ms": 0.0,
+        }
     finally:
         server.stop()
 

@@ -36,7 +36,9 @@ def format_blocks(blocks) -> str:
     rows = [("ID", "TITLE", "STATUS", "START")]
     rows += [(b.id, b.title, b.status, "start" if b.is_start else "") for b in blocks]
     widths = [max(len(r[i]) for r in rows) for i in range(3)]
-    lines = ["  ".join(cell.ljust(w) for cell, w in zip(r[:3], widths)) + "  " + r[3] for r in rows]
+    lines = [
+        "  ".join(cell.ljust(w) for cell, w in zip(r[:3], widths, strict=True)) + "  " + r[3] for r in rows
+    ]
     if not blocks:
         lines.append("(no blocks)")
     return "\n".join(line.rstrip() for line in lines)

@@ -57,7 +57,9 @@ def format_report(reply) -> str:
     section("Growth areas", report.growth_areas)
     gaps = report.gap_analysis
     lines.extend(["", f"Gaps: {gaps.summary}"])
-    lines.extend(f"  - [{g.severity}] {g.title}: {g.evidence} Repair: {g.suggested_repair}" for g in gaps.gaps)
+    lines.extend(
+        f"  - [{g.severity}] {g.title}: {g.evidence} Repair: {g.suggested_repair}" for g in gaps.gaps
+    )
     section("Next practice", gaps.next_practice)
     section("Suggestions", report.suggestions)
     lines.extend([

@@ -24,15 +24,24 @@ def add_parser(subparsers) -> None:
     )
     parser.add_argument("--host", default="127.0.0.1", help="interface to listen on (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=8765, help="port (default 8765; 0 picks a free one)")
-    parser.add_argument("--data", metavar="DIR", help="data folder (default: the user data folder's sandbox/)")
-    parser.add_argument("--rate-limit", type=int, default=120, metavar="N", help="requests per minute per key")
+    parser.add_argument(
+        "--data", metavar="DIR", help="data folder (default: the user data folder's sandbox/)"
+    )
+    parser.add_argument(
+        "--rate-limit", type=int, default=120, metavar="N", help="requests per minute per key"
+    )
     faults = parser.add_argument_group("fault injection (share of requests, 0..1)")
     faults.add_argument("--fail-503", type=float, metavar="SHARE", help="env COLLECTOR_SANDBOX_FAIL_503")
     faults.add_argument("--fail-429", type=float, metavar="SHARE", help="env COLLECTOR_SANDBOX_FAIL_429")
     faults.add_argument(
-        "--lose-reply", type=float, metavar="SHARE", help="reply dropped after storing; env COLLECTOR_SANDBOX_LOSE_REPLY"
+        "--lose-reply",
+        type=float,
+        metavar="SHARE",
+        help="reply dropped after storing; env COLLECTOR_SANDBOX_LOSE_REPLY",
     )
-    faults.add_argument("--latency-ms", type=float, metavar="MS", help="added per request; env COLLECTOR_SANDBOX_LATENCY_MS")
+    faults.add_argument(
+        "--latency-ms", type=float, metavar="MS", help="added per request; env COLLECTOR_SANDBOX_LATENCY_MS"
+    )
     faults.add_argument("--seed", type=int, help="seed of the fault draws; env COLLECTOR_SANDBOX_SEED")
     add_verbose(parser)
     parser.set_defaults(func=run)
@@ -57,7 +66,12 @@ def run(args: argparse.Namespace) -> int:
             if getattr(args, name) is not None:
                 options[name] = getattr(args, name)
         server = SandboxServer(
-            _data_dir(args), args.host, args.port, rate_limit_per_min=args.rate_limit, access_log=True, **options
+            _data_dir(args),
+            args.host,
+            args.port,
+            rate_limit_per_min=args.rate_limit,
+            access_log=True,
+            **options,
         )
     except ValueError as exc:
         raise UsageError(f"Bad sandbox setting: {exc}.") from None

@@ -44,7 +44,9 @@ def read_files(paths: list[str]):
         mime = FILE_EXTENSION_MIME.get(path.suffix.lower())
         if mime is None:
             allowed = ", ".join(sorted(FILE_EXTENSION_MIME))
-            raise UsageError(f"{name}: unsupported file type {path.suffix or '(none)'!r}; use one of {allowed}.")
+            raise UsageError(
+                f"{name}: unsupported file type {path.suffix or '(none)'!r}; use one of {allowed}."
+            )
         try:
             if path.stat().st_size > MAX_DECODED_BYTES:
                 raise UsageError(f"{name} is larger than 10 MB; attach a smaller file.")

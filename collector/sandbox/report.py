@@ -59,7 +59,7 @@ def build_report(rows: list[dict], n_blocks: int, scope: str) -> dict:
         "strengths": strengths,
         "growth_areas": [g["title"] for g in gaps],
         "gap_analysis": {
-            "summary": f"{len(gaps)} gaps found by counting evidence types (sandbox rule, not an assessment).",
+            "summary": f"{len(gaps)} gaps found by counting evidence types (a sandbox rule, no assessment).",
             "gaps": gaps,
             "next_practice": ["Practice one block and capture EEG and screen evidence for it."],
         },

@@ -230,14 +230,19 @@ def create_app(store: SandboxStore, limiter: SlidingWindowLimiter) -> FastAPI:
         if not key["teams"]:
             raise ApiFailure(403, "teams_required", "An active Teams subscription is required.")
         if scope not in key["scopes"] and "*" not in key["scopes"]:
-            raise ApiFailure(403, "forbidden", f"This API key lacks the {scope} scope.", {"required_scope": scope})
+            raise ApiFailure(
+                403, "forbidden", f"This API key lacks the {scope} scope.", {"required_scope": scope}
+            )
         return key
 
     def workspace_or_404(workspace_id: str) -> dict:
         workspace = store.workspace(workspace_id.lower()) if is_uuid(workspace_id) else None
         if workspace is None:
             raise ApiFailure(
-                404, "workspace_not_found", f"Workspace {workspace_id} not found.", {"workspace_id": workspace_id}
+                404,
+                "workspace_not_found",
+                f"Workspace {workspace_id} not found.",
+                {"workspace_id": workspace_id},
             )
         return workspace
 

@@ -162,7 +162,9 @@ class SandboxStore:
             self._db.execute("INSERT INTO meta VALUES ('ready_workspace', ?)", (workspace["id"],))
         return workspace["id"]
 
-    def create_workspace(self, prompt: str, files: list[WorkspaceFile]) -> tuple[dict, list[dict], list[dict]]:
+    def create_workspace(
+        self, prompt: str, files: list[WorkspaceFile]
+    ) -> tuple[dict, list[dict], list[dict]]:
         topic = " ".join(prompt.split())[:60]
         ws_id, created = str(uuid.uuid4()), now_iso()
         block_ids = [str(uuid.uuid4()) for _ in BLOCK_TITLES]
@@ -181,11 +183,12 @@ class SandboxStore:
             )
             for i, title in enumerate(BLOCK_TITLES):
                 nxt = block_ids[i + 1 : i + 2]
+                description = f"Sandbox block {i + 1} of {len(BLOCK_TITLES)} for: {topic}"
                 self._db.execute(
-                    "INSERT INTO blocks (id, workspace_id, title, description, is_start, next_node_ids, status, "
-                    "created_at) VALUES (?, ?, ?, ?, ?, ?, 'available', ?)",
-                    (block_ids[i], ws_id, title.format(topic=topic), f"Sandbox block {i + 1} of "
-                     f"{len(BLOCK_TITLES)} for: {topic}", int(i == 0), json.dumps(nxt), now_iso()),
+                    "INSERT INTO blocks (id, workspace_id, title, description, is_start, next_node_ids, "
+                    "status, created_at) VALUES (?, ?, ?, ?, ?, ?, 'available', ?)",
+                    (block_ids[i], ws_id, title.format(topic=topic), description, int(i == 0),
+                     json.dumps(nxt), now_iso()),
                 )  # fmt: skip
             self._db.executemany(
                 "INSERT INTO files (id, workspace_id, file_name, file_size, mime_type, path, created_at) "
