@@ -739,6 +739,48 @@ class Painter:
         _end(self.proc)
 
 
+class XlibPainter:
+    """Fallback without tkinter: the same commands, drawn on the root window through libX11."""
+
+    def __init__(self, display: str) -> None:
+        import ctypes
+        import ctypes.util
+
+        name = ctypes.util.find_library("X11")
+        if not name:
+            pytest.skip("neither tkinter nor libX11 is available to draw on the X server")
+        x = self.x = ctypes.CDLL(name)
+        x.XOpenDisplay.restype = ctypes.c_void_p
+        x.XOpenDisplay.argtypes = [ctypes.c_char_p]
+        x.XDefaultRootWindow.restype = ctypes.c_ulong
+        x.XDefaultRootWindow.argtypes = [ctypes.c_void_p]
+        x.XCreateGC.restype = ctypes.c_void_p
+        x.XCreateGC.argtypes = [ctypes.c_void_p, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_void_p]
+        x.XSetForeground.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_ulong]
+        x.XFillRectangle.argtypes = (
+            [ctypes.c_void_p, ctypes.c_ulong, ctypes.c_void_p] + [ctypes.c_int] * 2 + [ctypes.c_uint] * 2
+        )
+        x.XSync.argtypes = [ctypes.c_void_p, ctypes.c_int]
+        x.XFreeGC.argtypes = [ctypes.c_void_p, ctypes.c_void_p]
+        x.XCloseDisplay.argtypes = [ctypes.c_void_p]
+        self.dpy = x.XOpenDisplay(display.encode())
+        assert self.dpy, f"cannot open {display}"
+        self.root = x.XDefaultRootWindow(self.dpy)
+        self.gc = x.XCreateGC(self.dpy, self.root, 0, None)
+
+    def __call__(self, *commands: str) -> None:
+        for cmd in commands:
+            op, *args = cmd.split()
+            box = (0, 0, W, H) if op == "fill" else tuple(map(int, args[:4]))
+            self.x.XSetForeground(self.dpy, self.gc, int(args[-1].lstrip("#"), 16))  # 24-bit TrueColor
+            self.x.XFillRectangle(self.dpy, self.root, self.gc, *box)
+            self.x.XSync(self.dpy, 0)  # a round trip: drawn before this returns
+
+    def stop(self) -> None:
+        self.x.XFreeGC(self.dpy, self.gc)
+        self.x.XCloseDisplay(self.dpy)
+
+
 needs_xvfb = pytest.mark.skipif(
     shutil.which("Xvfb") is None, reason="Xvfb is not installed (apt install xvfb)"
 )
@@ -757,9 +799,7 @@ def xserver():
 
 @pytest.fixture(scope="module")
 def paint(xserver):
-    if not _have_tk():
-        pytest.skip("tkinter is not available to draw on the X server")
-    painter = Painter(xserver.display)
+    painter = Painter(xserver.display) if _have_tk() else XlibPainter(xserver.display)
     try:
         yield painter
     finally:
