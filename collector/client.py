@@ -219,7 +219,7 @@ class OpenLessonClient:
             "method": ctx["method"],
             "path": ctx["path"],
             "base_url": self._settings.base_url,
-            "detail": f": {kwargs['server_message']}" if server_message else "",
+            "detail": f": {kwargs['server_message'].rstrip('.')}" if server_message else "",
         }
         if code in _MESSAGES:
             message = _MESSAGES[code].format(**fields)

@@ -91,7 +91,12 @@ def test_framework_errors_use_the_contract_body(sandbox):
         assert_error(client.post(evidence_path(sandbox), content=b"{not json"), 400, "validation_error")
         assert_error(client.post(evidence_path(sandbox), content=b"[1, 2]"), 400, "validation_error")
         err = assert_error(client.post(evidence_path(sandbox), json={"type": "eeg"}), 400, "validation_error")
-    assert {e["field"] for e in err["details"]["errors"]} == {"mime_type", "data"}
+        assert {e["field"] for e in err["details"]["errors"]} == {"mime_type", "data"}
+        # FastAPI's own validation (a typed query parameter) answers with the contract body too.
+        err = assert_error(
+            client.get(evidence_path(sandbox), params={"block_id": "x"}), 400, "validation_error"
+        )
+        assert err["details"]["errors"][0]["field"] == "query.block_id"
 
 
 def test_workspace_and_block_not_found(sandbox):
@@ -177,6 +182,7 @@ def test_evidence_rows_and_artifacts_are_stored_and_listed(sandbox):
             evidence_path(sandbox), json={"type": "screenshot", "mime_type": "image/png", "data": b64(b"png")}
         ).json()["evidence"]
         listing = client.get(evidence_path(sandbox)).json()
+        in_block = client.get(evidence_path(sandbox), params={"block_id": sandbox.block_ids[0]}).json()
     assert first["type"] == "eeg" and first["timestamp_ms"] == 1_700_000_000_000
     assert first["file_name"] == "eeg-0.json" and first["device_name"] == "Muse"
     assert second["type"] == "screen"  # screenshot is stored as screen
@@ -190,6 +196,7 @@ def test_evidence_rows_and_artifacts_are_stored_and_listed(sandbox):
     assert listing["sandbox_only"] is True and [r["id"] for r in listing["evidence"]] == [
         r["id"] for r in rows
     ]
+    assert [r["id"] for r in in_block["evidence"]] == [first["id"]]
 
 
 def test_restart_keeps_keys_workspace_and_evidence(tmp_path):

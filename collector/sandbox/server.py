@@ -20,6 +20,7 @@ import os
 import random
 import threading
 import time
+import uuid
 from collections import deque
 from collections.abc import Mapping
 from pathlib import Path
@@ -199,7 +200,8 @@ def create_app(store: SandboxStore, limiter: SlidingWindowLimiter) -> FastAPI:
 
     @app.exception_handler(RequestValidationError)
     async def _request_invalid(request: Request, exc: RequestValidationError):
-        return _validation_failure(exc.errors())
+        failure = _validation_failure(exc.errors())
+        return error_response(failure.status, failure.code, failure.message, failure.details)
 
     @app.exception_handler(Exception)
     async def _crash(request: Request, exc: Exception):
@@ -278,11 +280,14 @@ def create_app(store: SandboxStore, limiter: SlidingWindowLimiter) -> FastAPI:
         return JSONResponse({"evidence": {k: row[k] for k in EVIDENCE_REPLY_FIELDS}}, status_code=201)
 
     @app.get(PREFIX + "/workspaces/{workspace_id}/evidence")
-    async def list_evidence(workspace_id: str, request: Request):
-        """Sandbox-only: the real API has no such listing."""
+    async def list_evidence(workspace_id: str, request: Request, block_id: uuid.UUID | None = None):
+        """Sandbox-only: the real API has no such listing. FastAPI itself validates ?block_id=."""
         authorize(request, "workspaces:read")
         workspace = workspace_or_404(workspace_id)
-        return {"sandbox_only": True, "evidence": store.evidence(workspace["id"])}
+        rows = store.evidence(workspace["id"])
+        if block_id is not None:
+            rows = [r for r in rows if r["block_id"] == str(block_id)]
+        return {"sandbox_only": True, "evidence": rows}
 
     @app.post(PREFIX + "/workspaces/{workspace_id}/performance")
     async def performance(workspace_id: str, request: Request):
