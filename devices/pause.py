@@ -29,7 +29,7 @@ APP_NAME = "openlesson-collector"
 STATE_FILE = "screen-pause.json"
 PID_FILE = "collector-run.pid"
 
-log = logging.getLogger("collector.pause")
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)

@@ -35,7 +35,7 @@ if TYPE_CHECKING:
 
     from devices.pause import PauseControl
 
-log = logging.getLogger("collector.screen")
+log = logging.getLogger(__name__)
 
 FORMATS = ("jpeg", "webp", "png")
 MIME_TYPES = {"jpeg": "image/jpeg", "webp": "image/webp", "png": "image/png"}
