@@ -213,11 +213,23 @@ def test_line_noise_share_is_unknown_below_nyquist() -> None:
         ({"detrend": "median"}, "detrend"),
         ({"bands": (("alpha", 13.0, 8.0),)}, "alpha"),
         ({"bands": (("a", 1.0, 2.0), ("a", 2.0, 3.0))}, "repeat"),
+        ({"bands": {"alpha": [8.0]}}, "malformed"),
     ],
 )
 def test_invalid_settings_name_the_value(kwargs: dict, message: str) -> None:
     with pytest.raises(UsageError, match=message):
         BandSettings(**kwargs)
+
+
+def test_bands_from_a_profile_mapping() -> None:
+    from_profile = BandSettings(
+        bands={"delta": [1, 4], "theta": [4, 8], "alpha": [8, 13], "beta": [13, 30], "gamma": [30, 44]}
+    )
+    assert from_profile == BandSettings() and hash(from_profile) == hash(BandSettings())
+    two = BandSettings(bands={"alpha": (8, 13), "beta": (13, 30)})
+    assert two.band_names == ("alpha", "beta")
+    x = eeg_like(256 * 6, 2, 256.0)
+    assert compute_band_powers(x, 256.0, two).absolute_uv2.shape[-1] == 2
 
 
 def test_invalid_rate_is_a_usage_error() -> None:
