@@ -210,6 +210,8 @@ class Spool:
         except (OSError, sqlite3.Error) as exc:
             raise self._open_error(exc) from None
         try:
+            # Set before the first table exists (a no-op later): lets `compact` give space back.
+            self._conn.execute("PRAGMA auto_vacuum=INCREMENTAL")
             self._conn.execute("PRAGMA journal_mode=WAL")
             # FULL: each commit is fsynced, so an item that `add` returned survives a power cut,
             # not just a crash (NORMAL would only survive a process kill). Cost: ~1 fsync per chunk,
@@ -414,6 +416,23 @@ class Spool:
                 sql += " AND capture_id = ?"
                 params = (capture_id,)
             return self._write(sql, params)
+
+    def prune_delivered(self, older_than_s: float = 30 * 86400) -> int:
+        """Forget delivery records older than `older_than_s` (their bytes are long gone)."""
+        with self._lock:
+            self._check_open()
+            cutoff = _now_ms() - int(older_than_s * 1000)
+            return self._write("DELETE FROM items WHERE state = 'delivered' AND done_ms < ?", (cutoff,))
+
+    def compact(self) -> None:
+        """Give the pages of purged artifacts back to the file system (after a backlog drained)."""
+        with self._lock:
+            self._check_open()
+            try:
+                self._conn.executescript("PRAGMA incremental_vacuum;")  # execute() frees one page per step
+                self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            except sqlite3.Error as exc:
+                log.debug("spool compaction skipped: %s", exc)
 
     def set_pause_reason(self, reason: str | None) -> None:
         """Persist why delivery is paused (bad key, missing workspace), or clear it with None."""

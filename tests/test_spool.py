@@ -274,3 +274,20 @@ def test_unwritable_location_is_one_clear_error(tmp_path):
     blocker.write_text("not a folder")
     with pytest.raises(SpoolError, match="Cannot open the spool"):
         Spool(blocker / "spool")
+
+
+def test_compact_gives_space_back_and_prune_forgets_old_records(tmp_path):
+    with Spool(tmp_path / "s") as s:
+        ids = [s.add(workspace_id=WS, evidence=screen(i), data=os.urandom(100_000)) for i in range(20)]
+        files = [tmp_path / "s" / "spool.db", tmp_path / "s" / "spool.db-wal"]
+        big = sum(os.path.getsize(f) for f in files)
+        for item_id in ids:
+            s.mark_delivered(item_id, f"ev-{item_id}")
+        s.compact()
+        small = os.path.getsize(tmp_path / "s" / "spool.db") + os.path.getsize(
+            tmp_path / "s" / "spool.db-wal"
+        )
+        assert small < big / 5
+        assert s.prune_delivered(older_than_s=3600) == 0  # recent records are kept
+        assert s.prune_delivered(older_than_s=-1) == 20
+        assert s.stats() == []

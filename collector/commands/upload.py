@@ -110,6 +110,8 @@ def run(args: argparse.Namespace) -> int:
                 file=sys.stderr,
             )
             return EXIT_PENDING
+        spool.prune_delivered()
+        spool.compact()
         print(f"Delivered {delivered} item(s); nothing is pending in {root}.", file=sys.stderr)
         return EXIT_OK
 
