@@ -253,6 +253,15 @@ def _no_display_reason(display: str | None, env: dict[str, str]) -> str | None:
     )
 
 
+def _quiet_close(sct) -> None:
+    import mss
+
+    try:
+        sct.close()
+    except mss.ScreenShotError as exc:  # the X server is already gone
+        log.debug("closing the display connection: %s", exc)
+
+
 class ScreenSource:
     """Screenshots of one monitor (or all) at a steady cadence. See the module docstring."""
 
@@ -324,13 +333,13 @@ class ScreenSource:
             # One pixel proves the grab path (depth, visual, MIT-SHM) works before the capture starts.
             sct.grab({"left": self._region["left"], "top": self._region["top"], "width": 1, "height": 1})
         except mss.ScreenShotError as exc:
-            sct.close()
+            _quiet_close(sct)
             raise NoSourceError(
                 f"no screen available: display {display!r} cannot be captured ({exc}); "
                 "run with --screen off to capture EEG only"
             ) from exc
         except BaseException:
-            sct.close()
+            _quiet_close(sct)
             raise
         self._sct = sct
         if env.get("XDG_SESSION_TYPE") == "wayland" or env.get("WAYLAND_DISPLAY"):
@@ -369,12 +378,7 @@ class ScreenSource:
     def close(self) -> None:
         sct, self._sct = self._sct, None
         if sct is not None:
-            import mss
-
-            try:
-                sct.close()
-            except mss.ScreenShotError as exc:  # the X server is already gone
-                log.debug("closing the display connection: %s", exc)
+            _quiet_close(sct)
 
     def __enter__(self) -> ScreenSource:
         self.open()
