@@ -291,3 +291,32 @@ def test_compact_gives_space_back_and_prune_forgets_old_records(tmp_path):
         assert s.prune_delivered(older_than_s=3600) == 0  # recent records are kept
         assert s.prune_delivered(older_than_s=-1) == 20
         assert s.stats() == []
+
+
+def test_status_command_table_and_json(tmp_path, capsys):
+    import json
+
+    from collector.cli import main
+
+    root = tmp_path / "s"
+    with Spool(root, max_bytes=2500) as s:
+        first = s.add(workspace_id=WS, evidence=eeg(0, capture="cap-a"), data=b"e" * 1000)
+        s.add(workspace_id=WS, evidence=eeg(1, capture="cap-a"), data=b"e" * 1000)
+        s.mark_delivered(first, "ev-1")
+        s.record_attempt(first + 1, "HTTP 503: try later")
+        with pytest.raises(SpoolFullError):
+            s.add(workspace_id=WS, evidence=screen(0, capture="cap-a"), data=b"p" * 2000)
+        s.set_pause_reason("Delivery paused: key_revoked")
+    assert main(["status", "--spool", str(root)]) == 0
+    out = capsys.readouterr().out
+    assert "1 pending, 0 failed, 1.0 KB held" in out and "Delivery paused: key_revoked" in out
+    row = next(line for line in out.splitlines() if line.startswith("cap-a"))
+    assert row.split()[1:6] == ["1", "1", "0", "1", "1.0"] and row.endswith("HTTP 503: try later")
+    assert f"collector upload --spool {root}" in out
+    assert main(["status", "--spool", str(root), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    [cap] = report["captures"]
+    assert (cap["delivered"], cap["pending"], cap["dropped"], cap["bytes"]) == (1, 1, 1, 1000)
+    assert main(["status", "--spool", str(tmp_path / "none")]) == 0
+    assert "nothing captured yet" in capsys.readouterr().out
+    assert not (tmp_path / "none").exists()
