@@ -8,7 +8,6 @@ the rest for `collector upload`.
 
 from __future__ import annotations
 
-import base64
 import logging
 import threading
 import time
@@ -111,9 +110,7 @@ class Capture:
         try:
             self.spool.add(workspace_id=self.workspace_id, evidence=evidence, data=data)
             return True
-        except SpoolFullError as err:
-            meta = evidence.get("metadata") or {}
-            self.spool.record_drop(self.capture_id, meta.get("stream_id", "?"), str(err))
+        except SpoolFullError as err:  # the spool has counted the drop; say it loudly
             self.stats.last_error = str(err)
             log.error("%s", err)
             return False
@@ -231,6 +228,3 @@ class Capture:
     def fatal(self) -> BaseException | None:
         return self._fatal
 
-
-def encode_data(data: bytes) -> str:
-    return base64.b64encode(data).decode("ascii")

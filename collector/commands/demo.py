@@ -70,7 +70,7 @@ def _print_received(sandbox, workspace_id: str, out) -> None:
 
 def _print_report(sandbox, workspace_id: str, block_id: str, out) -> None:
     from collector.client import OpenLessonClient
-    from collector.commands.report import print_report
+    from collector.commands.report import format_report
     from collector.config import ApiKey, ApiSettings
     from collector.models import PerformanceRequest
 
@@ -78,7 +78,7 @@ def _print_report(sandbox, workspace_id: str, block_id: str, out) -> None:
     with OpenLessonClient(settings) as client:
         response = client.performance(workspace_id, PerformanceRequest(block_id=block_id))
     print("\nThe sandbox's report:", file=out)
-    print_report(response, out)
+    print(format_report(response), file=out)
 
 
 def run(args: argparse.Namespace) -> int:

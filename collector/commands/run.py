@@ -97,7 +97,7 @@ def check_target(args: argparse.Namespace, profile):
     return settings, workspace_id, block_id
 
 
-def open_screen(profile, output):
+def open_screen(profile, output, pause_control=None):
     """The screen source, or None; `--screen on` without a display is fatal (exit 5)."""
     from collector.errors import NoSourceError
 
@@ -113,7 +113,7 @@ def open_screen(profile, output):
         kwargs["image_format"] = s.format
     if s.quality:
         kwargs["quality"] = s.quality
-    source = ScreenSource(ScreenSettings(**kwargs))
+    source = ScreenSource(ScreenSettings(**kwargs), pause_control=pause_control)
     try:
         source.open()
     except NoSourceError as err:
@@ -129,7 +129,8 @@ def open_eeg(profile):
     if profile.device.kind == "muse":
         from devices.muse import MuseSource
 
-        source = MuseSource(address=profile.device.address, model=profile.device.model or "auto")
+        source = MuseSource(address=profile.device.address, model=profile.device.model or "auto",
+                            eeg_channels=profile.device.channels or None, aux_channels=profile.device.aux)
     else:
         from devices.lsl import LslSource
 
@@ -137,7 +138,9 @@ def open_eeg(profile):
             stream_name=profile.stream.name,
             stream_type=profile.stream.type,
             source_id=profile.stream.source_id,
+            eeg_channels=profile.device.channels or None,
             aux_channels=profile.device.aux,
+            model=profile.device.model,
         )
     try:
         description = source.open()
@@ -180,22 +183,29 @@ def deliver_and_capture(args, profile, output, *, eeg_source, description, scree
 
 def run(args: argparse.Namespace) -> int:
     from collector.errors import NoSourceError
+    from devices.pause import PauseControl
 
     profile = profile_from_args(args)
     output = make_output(args)
     settings, workspace_id, block_id = check_target(args, profile)
     eeg_source = description = None
     screen_source = None
+    # `collector pause` / `resume` (or SIGUSR1/SIGUSR2) reach this capture through the pid file.
+    pause_control = PauseControl()
+    pause_control.register_running()
+    if pause_control.is_paused():
+        output.log("warning", message="Screen capture starts paused (`collector resume` to capture the screen).")
     try:
         if not args.no_eeg:
             eeg_source, description = open_eeg(profile)
-        screen_source = open_screen(profile, output)
+        screen_source = open_screen(profile, output, pause_control)
         if eeg_source is None and screen_source is None:
             raise NoSourceError("Nothing to capture: --no-eeg was given and no screen is available.")
         return deliver_and_capture(args, profile, output, eeg_source=eeg_source, description=description,
                                    screen_source=screen_source, settings=settings,
                                    workspace_id=workspace_id, block_id=block_id)
     finally:
+        pause_control.unregister_running()
         for source in (eeg_source, screen_source):
             if source is not None:
                 source.close()
