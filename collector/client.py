@@ -221,41 +221,8 @@ class OpenLessonClient:
             "base_url": self._settings.base_url,
             "detail": f": {kwargs['server_message'].rstrip('.')}" if server_message else "",
         }
-        if code in _MESSAGES:
-            message = _MESSAGES[code].format(**fields)
-        elif code == "rate_limit_exceeded" or status == 429:
-            wait = (
-                f"Retry in {math.ceil(retry_after_s)} s."
-                if retry_after_s is not None
-                else "Wait a minute and retry."
-            )
-            message = f"Too many requests for this API key ({code}). {wait}"
-        elif status >= 500:
-            message = f"The API failed with HTTP {status} ({code}{fields['detail']}). Try again later."
-        else:
-            message = (
-                f"The API answered HTTP {status} ({code}{fields['detail']}). Check the request and retry."
-            )
-
-        message = self._one_line(message)
-        if code in AUTH_CODES:
-            return AuthError(message, **kwargs)
-        if code in NOT_FOUND_CODES:
-            return NotFoundError(message, **kwargs)
-        if code == "validation_error":
-            return ValidationApiError(message, **kwargs)
-        if code == "rate_limit_exceeded" or status == 429:
-            return RateLimitedError(message, **kwargs)
-        if status >= 500:
-            return ServerError(message, **kwargs)
-        cls = {
-            401: AuthError,
-            403: AuthError,
-            404: NotFoundError,
-            400: ValidationApiError,
-            422: ValidationApiError,
-        }
-        return cls.get(status, ApiError)(message, **kwargs)
+        message = self._one_line(_error_message(code, status, fields, retry_after_s))
+        return _error_class(code, status)(message, **kwargs)
 
     def _bad_body(self, status: int, what: str, content_type: str | None = None) -> ServerError:
         kind = f" ({content_type.split(';')[0]})" if content_type else ""
@@ -305,6 +272,43 @@ def parse_retry_after(value: str | None, now: datetime | None = None) -> float |
             when = when.replace(tzinfo=timezone.utc)
         seconds = (when - (now or datetime.now(timezone.utc))).total_seconds()
     return max(0.0, seconds) if math.isfinite(seconds) else None
+
+
+def _error_message(code: str, status: int, fields: dict[str, str], retry_after_s: float | None) -> str:
+    if code in _MESSAGES:
+        return _MESSAGES[code].format(**fields)
+    if code == "rate_limit_exceeded" or status == 429:
+        wait = (
+            f"Retry in {math.ceil(retry_after_s)} s."
+            if retry_after_s is not None
+            else "Wait a minute and retry."
+        )
+        return f"Too many requests for this API key ({code}). {wait}"
+    if status >= 500:
+        return f"The API failed with HTTP {status} ({code}{fields['detail']}). Try again later."
+    return f"The API answered HTTP {status} ({code}{fields['detail']}). Check the request and retry."
+
+
+def _error_class(code: str, status: int) -> type[ApiError]:
+    """By contract code first; by HTTP status for codes the contract does not list."""
+    if code in AUTH_CODES:
+        return AuthError
+    if code in NOT_FOUND_CODES:
+        return NotFoundError
+    if code == "validation_error":
+        return ValidationApiError
+    if code == "rate_limit_exceeded" or status == 429:
+        return RateLimitedError
+    if status >= 500:
+        return ServerError
+    by_status = {
+        401: AuthError,
+        403: AuthError,
+        404: NotFoundError,
+        400: ValidationApiError,
+        422: ValidationApiError,
+    }
+    return by_status.get(status, ApiError)
 
 
 def _workspace_path(workspace_id: str) -> str:
