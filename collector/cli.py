@@ -57,7 +57,21 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _quiet_liblsl() -> None:
+    """liblsl prints INFO lines at start-up; use a quieter config unless the user has their own."""
+    import os
+    from importlib import resources
+    from pathlib import Path
+
+    if os.environ.get("LSLAPICFG"):
+        return
+    own = (Path("lsl_api.cfg"), Path.home() / "lsl_api" / "lsl_api.cfg", Path("/etc/lsl_api/lsl_api.cfg"))
+    if not any(p.is_file() for p in own):
+        os.environ["LSLAPICFG"] = str(resources.files("collector.data") / "lsl_api.cfg")
+
+
 def main(argv: list[str] | None = None) -> int:
+    _quiet_liblsl()
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
