@@ -210,6 +210,19 @@ def band_matrix(sfreq: float, nperseg: int, settings: BandSettings) -> tuple[np.
     return matrix, n_bands, n_bands + 1
 
 
+def _channels_first(x: np.ndarray) -> np.ndarray:
+    """(n, n_ch) -> contiguous (n_ch, n): FFTs and reductions then run along contiguous time."""
+    n, n_ch = x.shape
+    if n_ch < 16:
+        return np.ascontiguousarray(x.T)
+    # Transpose in cache-sized row blocks: 58 ms instead of 164 ms for 10 min at 64 ch, 500 Hz.
+    out = np.empty((n_ch, n))
+    rows = max(64, 16384 // n_ch)
+    for r0 in range(0, n, rows):
+        out[:, r0 : r0 + rows] = x[r0 : r0 + rows].T
+    return out
+
+
 def _segment_band_sums(
     channels_first: np.ndarray, seg_starts: np.ndarray, nperseg: int, matrix: np.ndarray, detrend: str
 ) -> np.ndarray:
@@ -224,18 +237,32 @@ def _segment_band_sums(
     # wall) threaded against 1.4 ms in single-threaded row blocks. Stay under the threshold.
     rows = max(1, _GEMM_SINGLE_THREAD_MNK // pair_matrix.size)
     out = np.empty((n_ch, seg_starts.size, matrix.shape[1]))
-    # (n_ch, n - nperseg + 1, nperseg) view, no copy; fancy indexing gathers contiguous rows.
+    # (n_ch, n - nperseg + 1, nperseg) view, no copy.
     view = sliding_window_view(channels_first, nperseg, axis=1)
+    # Segments on a regular grid (the usual case) are a strided view: the taper multiplication
+    # then gathers and windows in one pass, with no fancy-indexing copy.
+    hops = np.diff(seg_starts)
+    regular = seg_starts.size > 1 and bool((hops == hops[0]).all()) and hops[0] > 0
+    hop = int(hops[0]) if regular else 0
+    # Constant detrend without a subtraction pass: FFT((s - m) w) = FFT(s w) - m FFT(w), and the
+    # periodic Hann's spectrum is non-zero only in bins 0 and 1 (-8% time at 64 channels).
+    win_spectrum = scipy.fft.rfft(win)
+    fix_bins = np.flatnonzero(np.abs(win_spectrum) > 1e-9 * np.abs(win_spectrum).max())
     batch = max(1, _BATCH_VALUES // (n_ch * nperseg))
     for b0 in range(0, seg_starts.size, batch):
         idx = seg_starts[b0 : b0 + batch]
-        seg = view[:, idx, :]  # copy: (n_ch, b, nperseg)
+        if regular:
+            src = view[:, idx[0] : idx[-1] + 1 : hop]  # a view
+        else:
+            src = view[:, idx, :]  # a copy: (n_ch, b, nperseg)
+        if detrend == "linear":
+            src = scipy.signal.detrend(src, type="linear", axis=-1)
+        seg = np.multiply(src, win)
+        spectrum = scipy.fft.rfft(seg, axis=-1, overwrite_x=True)
         if detrend == "constant":
-            seg -= np.add.reduce(seg, axis=-1, keepdims=True) / nperseg
-        elif detrend == "linear":
-            seg = scipy.signal.detrend(seg, type="linear", axis=-1, overwrite_data=True)
-        seg *= win
-        pairs = scipy.fft.rfft(seg, axis=-1).view(np.float64)
+            means = np.add.reduce(src, axis=-1) / nperseg
+            spectrum[..., fix_bins] -= means[..., None] * win_spectrum[fix_bins]
+        pairs = spectrum.view(np.float64)
         np.square(pairs, out=pairs)
         # Band reduction as a matrix product: (n_ch * b, 2 * n_freq) @ (2 * n_freq, n_cols).
         flat_pairs = pairs.reshape(-1, pairs.shape[-1])
@@ -331,7 +358,7 @@ def compute_band_powers(
     inverse = inverse.reshape(n_win, per_window)
 
     matrix, line_col, total_col = band_matrix(sfreq, nperseg, settings)
-    channels_first = np.ascontiguousarray(x.T)
+    channels_first = _channels_first(x)
     seg_sums = _segment_band_sums(channels_first, unique_starts, nperseg, matrix, settings.detrend)
     sums = seg_sums[inverse[:, 0]].copy()
     for j in range(1, per_window):

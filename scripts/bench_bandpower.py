@@ -102,7 +102,8 @@ def bench_core(minutes: float, n_ch: int, sfreq: float, repeat: int) -> None:
             f"  speed-up {loop_s / cpu_s:6.1f}x"
         )
     print(
-        f"  (core includes quality flags: {quality_s * 1000:.1f} ms; without them {no_quality_s * 1000:.1f} ms)"
+        f"  (core includes quality flags: {quality_s * 1000:.1f} ms;"
+        f" without them {no_quality_s * 1000:.1f} ms)"
     )
 
 
@@ -145,14 +146,17 @@ def bench_chunker(hours: float) -> None:
     cpu_s, wall_s = time.process_time() - cpu0, time.perf_counter() - wall0
     grown_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - maxrss_before
     print(
-        f"  {n_pieces} chunks in {cpu_s:.1f} s CPU ({wall_s:.1f} s wall): {hours / cpu_s:.2f} h of EEG per CPU-s, "
+        f"  {n_pieces} chunks in {cpu_s:.1f} s CPU ({wall_s:.1f} s wall): "
+        f"{hours / cpu_s:.2f} h of EEG per CPU-s, "
         f"{cpu_s / n_pieces * 1000:.1f} ms per 5 s chunk including JSON"
     )
     print(
-        f"  artifacts: {total_bytes / n_pieces / 1000:.1f} kB per chunk, {total_bytes / hours / 1e6:.0f} MB per hour"
+        f"  artifacts: {total_bytes / n_pieces / 1000:.1f} kB per chunk, "
+        f"{total_bytes / hours / 1e6:.0f} MB per hour"
     )
     print(
-        f"  RSS at start {start_rss / 1024:.1f} MB, peak RSS growth during the run {max(grown_kb, 0) / 1024:.1f} MB"
+        f"  RSS at start {start_rss / 1024:.1f} MB, "
+        f"peak RSS growth during the run {max(grown_kb, 0) / 1024:.1f} MB"
         " (flat: the chunker holds one chunk plus 2 s of context whatever the length)"
     )
 
@@ -167,7 +171,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--skip-chunker", action="store_true", help="only the band-power core")
     args = parser.parse_args(argv)
     print(
-        f"numpy {np.__version__}, scipy {scipy.__version__}; times are process CPU time, best of {args.repeat}"
+        f"numpy {np.__version__}, scipy {scipy.__version__}; "
+        f"times are process CPU time, best of {args.repeat}"
     )
     bench_core(args.minutes, 4, 256.0, args.repeat)
     bench_core(args.minutes, 64, 500.0, args.repeat)
