@@ -83,6 +83,16 @@ def test_equals_per_window_welch(sfreq: float, window_s: float, step_s: float) -
         assert rel_err(got.quality.line_noise_share, line_share) <= 1e-9
 
 
+def test_large_dc_offset_still_equals_welch() -> None:
+    # The constant detrend is folded into the FFT (bins 0 and 1); DC-coupled amplifiers sit at
+    # tens of mV, so check 100 mV of offset under 10 uV of signal.
+    x = eeg_like(256 * 20, 3, 256.0) + 1e5
+    got = compute_band_powers(x, 256.0)
+    absolute, relative, _ = reference(x, 256.0, BandSettings(), got.window_ends)
+    assert rel_err(got.absolute_uv2, absolute) <= 1e-9
+    assert rel_err(got.relative, relative) <= 1e-9
+
+
 @pytest.mark.parametrize("detrend", ["linear", "none"])
 def test_other_detrends_equal_welch(detrend: str) -> None:
     settings = BandSettings(detrend=detrend)
