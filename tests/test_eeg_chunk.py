@@ -16,7 +16,19 @@ from collector.bandpower import BandSettings, compute_band_powers, grid_window_e
 from collector.eeg_chunk import EegChunker, EegChunkOut, chunk_evidence_fields
 from devices.base import Event, Gap, SampleChunk, StreamDescription
 
-MUSE_XDF = Path(__file__).resolve().parents[2] / "shared" / "data" / "muse-p300-subject1.xdf"
+_ROOT = Path(__file__).resolve().parents[1]
+# The shared test data, else the copy bundled with the package for the demo.
+MUSE_XDF = next(
+    (
+        p
+        for p in (
+            _ROOT.parent / "shared" / "data" / "muse-p300-subject1.xdf",
+            _ROOT / "collector" / "data" / "muse-p300-subject1.xdf",
+        )
+        if p.exists()
+    ),
+    _ROOT.parent / "shared" / "data" / "muse-p300-subject1.xdf",
+)
 T0_MS = 1_770_000_000_123.4  # Unix ms of the first sample in synthetic streams
 BANDS = ("delta", "theta", "alpha", "beta", "gamma")
 
