@@ -14,7 +14,7 @@ Method (numerically equal to a per-window reference, relative error <= 1e-9 in t
 with nperseg = round(segment_s * sfreq), noverlap = int(nperseg * overlap), window length
 round(window_s * sfreq) samples and step round(step_s * sfreq) samples.
 
-Why it is fast: consecutive windows overlap (2 s windows every 0.5 s share 3 of their 1 s Welch
+Why it is fast: consecutive windows overlap (a 2 s window every 0.5 s shares 2 of its 3 1 s Welch
 segments), so each distinct segment's periodogram is computed once, reduced to band sums by one
 matrix product, and the per-window Welch mean is an average of those segment band sums. CPU time
 on this shared 2-core machine, 10 min of 4-channel 256 Hz EEG (1,197 windows): per-window `welch`

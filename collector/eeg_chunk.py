@@ -178,8 +178,9 @@ class EegChunker:
 
     def push(self, chunk: SampleChunk) -> list[EegChunkOut]:
         """Take the next samples; return the chunks completed by them (often none)."""
-        data = np.asarray(chunk.data, dtype=np.float64)
-        times = np.asarray(chunk.times_ms, dtype=np.float64).reshape(-1)
+        # Copies: a source may reuse its buffers, and these samples are held until the chunk is full.
+        data = np.array(chunk.data, dtype=np.float64)
+        times = np.array(chunk.times_ms, dtype=np.float64).reshape(-1)
         n = times.shape[0]
         if data.ndim != 2 or data.shape != (n, self.n_channels):
             raise ValueError(
