@@ -10,11 +10,13 @@ Unix-epoch stamps (muselsl without --lsltime) before any correction is added, an
 they are: liblsl's dejitter fits a line over the sample count and would smear a hole in the data
 over the following seconds.
 
-A lost stream never ends the source: when no sample came for `lost_after_s` and the stream no
-longer resolves (or liblsl reports it lost), the source logs "stream lost, waiting", re-resolves
-the same source (source_id, else name/type/host) on each read, and continues; the hole is
-reported as a Gap in the next chunk. Silent recoveries by liblsl (same source_id) show up as a
-jump in the timestamps and are reported the same way.
+A lost stream never ends the source: when no sample came for `lost_after_s`, the source logs
+"stream lost, waiting" and keeps reading. The same source is re-resolved: for a stream with a
+source_id liblsl does it inside the inlet (so no sample in flight is dropped), and if that has not
+happened after `replace_after_s` while the source resolves, a new inlet is opened; a stream
+without a source_id (liblsl reports it lost) is re-resolved by name, type and host. The hole is
+reported as a Gap (last sample before, first sample after) in the next chunk; a jump in the
+timestamps longer than `gap_threshold_s` is reported the same way.
 """
 
 from __future__ import annotations
@@ -156,6 +158,7 @@ class LslSource:
         unit: str | None = None,
         lost_after_s: float = 3.0,
         reconnect_resolve_s: float = 0.5,
+        replace_after_s: float = 10.0,
         max_buflen_s: int = 360,
         clock: LslClock | None = None,
     ) -> None:
@@ -171,6 +174,8 @@ class LslSource:
         self.unit = unit
         self.lost_after_s = lost_after_s
         self.reconnect_resolve_s = reconnect_resolve_s
+        self.replace_after_s = replace_after_s
+        self._last_replace_check = 0.0
         self.max_buflen_s = max_buflen_s
         self.clock = clock or LslClock()
         self.description: StreamDescription | None = None
@@ -184,7 +189,6 @@ class LslSource:
         self._correction_s = 0.0
         self._correction_checked = 0.0
         self._last_ms: float | None = None
-        self._pending_gaps: list[Gap] = []
         self._last_data_mono = 0.0
         self._max_samples = 1024
         self._gap_s = float("inf")
@@ -233,22 +237,22 @@ class LslSource:
         if self._inlet is None:
             if not self._try_reconnect(timeout):
                 return None
-        import pylsl
+        from pylsl.util import LostError  # not re-exported by the pylsl package
 
         try:
             samples, stamps = self._inlet.pull_chunk(
                 timeout=max(0.0, timeout), max_samples=self._max_samples, min_samples=1, as_numpy=True
             )
-        except pylsl.LostError:
-            self._mark_lost("liblsl reports the stream lost")
+        except LostError:  # only for streams without a source_id: liblsl cannot recover those
+            self._mark_lost("it has no source_id, so LSL cannot recover it")
+            self.close()
             return None
         if len(stamps) == 0:
-            self._check_alive()
+            self._on_silence()
             return None
         self._last_data_mono = time.monotonic()
         if self.lost:
-            self.lost = False
-            log.info("stream %s is back", self.description.name)
+            self._on_back()
         self._refresh_correction()
         times_ms = self._mapper.to_unix_ms(np.asarray(stamps, dtype=np.float64), self._correction_s)
         data = np.asarray(samples, dtype=np.float64)[:, self._eeg_index]
@@ -367,49 +371,70 @@ class LslSource:
             log.debug("time_correction unavailable; keeping %.6f s", self._correction_s, exc_info=True)
 
     def _gaps(self, times_ms: np.ndarray) -> tuple[Gap, ...]:
-        gaps = self._pending_gaps
-        self._pending_gaps = []
+        gaps: list[Gap] = []
         gap_ms = self._gap_s * 1000.0
         if self._last_ms is not None and (
             times_ms[0] - self._last_ms > gap_ms or times_ms[0] < self._last_ms
         ):
-            if not any(g.end_ms == times_ms[0] for g in gaps):
-                gaps.append(Gap(start_ms=self._last_ms, end_ms=float(times_ms[0])))
+            gaps.append(Gap(start_ms=self._last_ms, end_ms=float(times_ms[0])))
         if times_ms.shape[0] > 1:
             steps = np.diff(times_ms)
             for i in np.flatnonzero((steps > gap_ms) | (steps < 0)):
                 gaps.append(Gap(start_ms=float(times_ms[i]), end_ms=float(times_ms[i + 1])))
         self._last_ms = float(times_ms[-1])
-        if gaps:
-            for g in gaps:
-                log.info("gap in the EEG stream: %.0f ms", g.end_ms - g.start_ms)
+        for g in gaps:
+            log.info("gap in the EEG stream: %.0f ms", g.end_ms - g.start_ms)
         return tuple(gaps)
 
-    def _check_alive(self) -> None:
-        """No data within a read: after `lost_after_s`, see whether the stream still exists."""
-        if time.monotonic() - self._last_data_mono < self.lost_after_s:
+    def _on_silence(self) -> None:
+        """No sample within a read. After `lost_after_s` the stream is lost: say so, and wait.
+
+        A stream with a source_id is re-resolved by liblsl itself (the inlet recovers when the
+        same source_id is published again), so no sample in flight is dropped. If that has not
+        happened after `replace_after_s` while the source does resolve, we open a new inlet.
+        """
+        now = time.monotonic()
+        silent_s = now - self._last_data_mono
+        if silent_s < self.lost_after_s:
             return
-        if _resolve(self._sticky_predicate, self.reconnect_resolve_s):
-            if not self.lost:
-                self.lost = True
-                log.warning(
-                    "stream lost, waiting: %s is visible but sent nothing for %.0f s",
-                    self.description.name if self.description else "the stream",
-                    time.monotonic() - self._last_data_mono,
-                )
-            self._last_data_mono = time.monotonic()  # check again in lost_after_s
+        if not self.lost:
+            self._mark_lost(f"no samples for {silent_s:.1f} s")
+            self._last_replace_check = now
             return
-        self._mark_lost("it no longer resolves")
+        if self._inlet is None or now - self._last_replace_check < self.replace_after_s:
+            return
+        self._last_replace_check = now
+        found = sorted(_resolve(self._sticky_predicate, self.reconnect_resolve_s), key=_sort_key)
+        if not found or self._inlet.samples_available():
+            return
+        old = self._inlet
+        try:
+            self._connect(found[0], first=False)
+        except Exception as exc:
+            log.warning("could not reopen %s: %s; still waiting", _describe_info(found[0]), exc)
+            return
+        log.info("reopened %s; waiting for its samples", _describe_info(found[0]))
+        try:
+            old.close_stream()
+        except Exception:  # the old inlet's stream is gone anyway
+            log.debug("close_stream failed", exc_info=True)
+        del old
 
     def _mark_lost(self, why: str) -> None:
         if not self.lost:
             log.warning(
-                "stream lost, waiting: %s (%s); re-resolving the same source",
+                "stream lost, waiting: %s (%s); re-resolving the same source (%s)",
                 self.description.name if self.description else "the stream",
                 why,
+                self._sticky_predicate,
             )
         self.lost = True
-        self.close()
+
+    def _on_back(self) -> None:
+        self.lost = False
+        self.reconnects += 1
+        self._mapper.reset()  # a restarted publisher may stamp differently
+        log.info("stream %s is back; continuing", self.description.name if self.description else "")
 
     def _try_reconnect(self, timeout: float) -> bool:
         deadline = time.monotonic() + max(0.0, timeout)
@@ -422,8 +447,7 @@ class LslSource:
                 except Exception as exc:
                     log.warning("could not reopen %s: %s; still waiting", _describe_info(info), exc)
                     continue
-                self.reconnects += 1
-                log.info("stream found again: %s; continuing", _describe_info(info))
+                log.info("stream found again: %s", _describe_info(info))
                 return True
             if time.monotonic() >= deadline:
                 return False

@@ -77,8 +77,10 @@ def build_stream_command(
 class _Child:
     """One run of the child process; its output is logged at debug level and the tail kept."""
 
-    def __init__(self, command: Sequence[str], env: dict[str, str] | None) -> None:
-        self.tail: collections.deque[str] = collections.deque(maxlen=20)
+    def __init__(
+        self, command: Sequence[str], env: dict[str, str] | None, tail: collections.deque[str]
+    ) -> None:
+        self.tail = tail  # shared across runs: the last words of a child that exited stay readable
         self.started = time.monotonic()
         self.proc = subprocess.Popen(
             list(command),
@@ -94,11 +96,14 @@ class _Child:
 
     def _read(self) -> None:
         assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            line = line.rstrip()
-            if line:
-                self.tail.append(line)
-                log.debug("muselsl: %s", line)
+        try:
+            for line in self.proc.stdout:
+                line = line.rstrip()
+                if line:
+                    self.tail.append(line)
+                    log.debug("muselsl: %s", line)
+        finally:
+            self.proc.stdout.close()
 
     def last_line(self) -> str:
         return self.tail[-1] if self.tail else "no output"
@@ -172,6 +177,7 @@ class MuseSource:
             lost_after_s=lost_after_s,
         )
         self._child: _Child | None = None
+        self._tail: collections.deque[str] = collections.deque(maxlen=20)
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._supervisor: threading.Thread | None = None
@@ -191,7 +197,7 @@ class MuseSource:
                 return self.description
             except NoSourceError:
                 if time.monotonic() >= deadline:
-                    said = self._child.last_line() if self._child else "nothing"
+                    said = self._tail[-1] if self._tail else "no output"
                     self.close()
                     raise NoSourceError(
                         f"no Muse EEG stream appeared within {self.connect_timeout_s:g} s (muselsl: {said}). "
@@ -204,12 +210,12 @@ class MuseSource:
 
     def close(self) -> None:
         self._stop.set()
+        if self._supervisor is not None and self._supervisor is not threading.current_thread():
+            self._supervisor.join(10.0)
         with self._lock:
             child, self._child = self._child, None
         if child is not None:
             child.stop()
-        if self._supervisor is not None and self._supervisor is not threading.current_thread():
-            self._supervisor.join(5.0)
         self._lsl.close()
 
     def __enter__(self) -> MuseSource:
@@ -222,13 +228,13 @@ class MuseSource:
     # -- supervision ---------------------------------------------------------------------------
     def _spawn(self) -> None:
         try:
-            child = _Child(self.command, self.env)
+            child = _Child(self.command, self.env, self._tail)
         except OSError as exc:
             raise NoSourceError(
                 f"cannot start muselsl ({exc}). Check the installation: pip install muselsl."
             ) from None
         with self._lock:
-            self._child = child
+            self._child = child  # close() joins the supervisor first, then stops this one
 
     def _supervise(self) -> None:
         delay = self.restart_delay_s
@@ -240,6 +246,7 @@ class MuseSource:
             if child.proc.poll() is None:
                 self._stop.wait(0.2)
                 continue
+            child.stop()  # reaps it and collects the rest of its output
             lived_s = time.monotonic() - child.started
             if lived_s > 60:
                 delay = self.restart_delay_s  # it streamed for a while: a fresh drop, not a loop

@@ -14,6 +14,7 @@ rebases the recording to the present; an ISO-8601 string or a datetime anchors i
 
 from __future__ import annotations
 
+import gzip
 import logging
 import re
 import time
@@ -119,6 +120,7 @@ class _PyxdfLogCapture(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         message = record.getMessage().splitlines()[0] if record.getMessage() else record.levelname
+        message = message.split(", scanning forward")[0]
         if record.levelno >= logging.ERROR:
             self.errors.append(message)
         elif record.levelno >= logging.WARNING:
@@ -151,10 +153,15 @@ def load_recording(path: str | Path, *, dejitter: bool = True, strict: bool = Tr
     pyxdf_log.propagate = False
     pyxdf_log.setLevel(logging.INFO)
     try:
-        with warnings.catch_warnings():
+        opener = gzip.open if path.suffix == ".xdfz" or path.suffixes[-2:] == [".xdf", ".gz"] else open
+        # Our own handle: pyxdf leaves its file open when the magic bytes are wrong.
+        with opener(path, "rb") as handle, warnings.catch_warnings():
+            if handle.read(4) != b"XDF:":
+                raise UsageError(f"{path} is not an XDF file (no 'XDF:' at its start). Check the path.")
+            handle.seek(0)
             warnings.simplefilter("ignore")  # numpy warnings from fits over tiny streams
             raw_streams, header = pyxdf.load_xdf(
-                str(path),
+                handle,
                 synchronize_clocks=True,
                 handle_clock_resets=True,
                 dejitter_timestamps=dejitter,

@@ -82,13 +82,21 @@ def _publish(name: str, source_id: str, first: int, n: int, stop: threading.Even
 
 
 @pytest.mark.lsl
-def test_lost_stream_is_waited_for_re_resolved_and_the_gap_reported(caplog):
+@pytest.mark.parametrize("with_source_id", [True, False], ids=["by-source-id", "by-name"])
+def test_lost_stream_is_waited_for_re_resolved_and_the_gap_reported(caplog, with_source_id):
     caplog.set_level(logging.INFO, logger="devices.lsl")
     name = uid("lost")
+    sid = name if with_source_id else ""  # without one, liblsl cannot recover it: we re-resolve by name
     stop = threading.Event()
-    first = threading.Thread(target=_publish, args=(name, name, 0, 50, stop), daemon=True)
+    first = threading.Thread(target=_publish, args=(name, sid, 0, 50, stop), daemon=True)
     first.start()
-    source = LslSource(source_id=name, resolve_timeout_s=10.0, lost_after_s=0.5, reconnect_resolve_s=0.3)
+    source = LslSource(
+        stream_name=None if with_source_id else name,
+        source_id=sid or None,
+        resolve_timeout_s=10.0,
+        lost_after_s=0.5,
+        reconnect_resolve_s=0.3,
+    )
     second = None
     try:
         source.open()
@@ -100,7 +108,7 @@ def test_lost_stream_is_waited_for_re_resolved_and_the_gap_reported(caplog):
                 chunks.append(chunk)
             if second is None and source.lost:
                 first.join(10)
-                second = threading.Thread(target=_publish, args=(name, name, 1000, 50, stop), daemon=True)
+                second = threading.Thread(target=_publish, args=(name, sid, 1000, 50, stop), daemon=True)
                 second.start()
     finally:
         stop.set()

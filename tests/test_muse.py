@@ -1,0 +1,225 @@
+"""MuseSource without a headset: the real muselsl command line, restarts of a stand-in child that
+publishes a real LSL stream and exits (a BLE drop), `list_muses` that never hangs, lazy imports,
+and `collector devices`."""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import subprocess
+import sys
+import textwrap
+import time
+import uuid
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from collector.errors import NoSourceError, UsageError
+from devices.muse import (
+    MuseSource,
+    bluetooth_problem,
+    build_stream_command,
+    list_muses,
+    muse_source_id,
+    muselsl_model,
+)
+
+REPO = Path(__file__).parents[1]
+
+
+def fake_address() -> str:
+    return ":".join(f"{random.randrange(256):02X}" for _ in range(6))
+
+
+def test_stream_command_uses_lsl_time_and_maps_models():
+    cmd = build_stream_command("00:55:DA:B0:0B:61", model="Muse 2")
+    assert cmd[:4] == [sys.executable, "-m", "muselsl", "stream"]
+    assert "--lsltime" in cmd
+    assert cmd[cmd.index("--model") + 1] == "legacy"
+    assert cmd[cmd.index("--address") + 1] == "00:55:DA:B0:0B:61"
+    assert build_stream_command(model="Muse S Athena")[6] == "athena"
+    assert "--address" not in build_stream_command()
+    assert [muselsl_model(m) for m in ("auto", "", "Muse 2016", "Muse S", "athena")] == [
+        "auto",
+        "auto",
+        "legacy",
+        "legacy",
+        "athena",
+    ]
+    with pytest.raises(UsageError, match="not known"):
+        muselsl_model("OpenBCI Cyton")
+    assert muse_source_id("00:55:DA:B0:0B:61") == "Muse00:55:DA:B0:0B:61"  # muselsl's 'Muse%s' % address
+    with pytest.raises(UsageError, match="Bluetooth address"):
+        MuseSource(address="not-a-mac")
+
+
+@pytest.mark.slow
+def test_muselsl_accepts_every_flag_of_the_built_command():
+    cmd = build_stream_command(
+        "00:55:DA:B0:0B:61", model="Muse S Athena", name="Muse-0B61", backend="bleak", interface="hci0"
+    )
+    done = subprocess.run([*cmd[:4], "--help"], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-500:]
+    for flag in (arg for arg in cmd[4:] if arg.startswith("--")):
+        assert flag in done.stdout, f"muselsl stream has no {flag}"
+    assert "{auto,athena,legacy}" in done.stdout
+
+
+STAND_IN = textwrap.dedent(
+    """
+    # Stands in for `muselsl stream --lsltime`: publishes like muselsl, then exits (a BLE drop).
+    import sys, time
+    from pathlib import Path
+    import numpy as np
+    import pylsl
+    runs_file, address = Path(sys.argv[1]), sys.argv[2]
+    run = int(runs_file.read_text()) if runs_file.exists() else 0
+    runs_file.write_text(str(run + 1))
+    info = pylsl.StreamInfo("Muse", "EEG", 5, 256, "float32", "Muse%s" % address)
+    channels = info.desc().append_child("channels")
+    for label in ("TP9", "AF7", "AF8", "TP10", "Right AUX"):
+        ch = channels.append_child("channel")
+        ch.append_child_value("label", label)
+        ch.append_child_value("unit", "microvolts")
+    outlet = pylsl.StreamOutlet(info, 12)
+    print("Connected.", flush=True)
+    outlet.wait_for_consumers(10)
+    t0 = pylsl.local_clock()
+    for k in range(0, 192, 12):  # 0.75 s
+        idx = np.arange(k, k + 12)
+        values = np.repeat((run * 10000 + idx)[:, None], 5, axis=1).astype(np.float32)
+        outlet.push_chunk(values, (t0 + idx / 256).tolist())
+        time.sleep(12 / 256)
+    time.sleep(0.3)
+    print("Disconnected.", flush=True)
+    """
+)
+
+
+@pytest.mark.lsl
+def test_child_exit_is_restarted_and_reading_continues_with_a_gap(tmp_path, caplog):
+    caplog.set_level(logging.INFO)
+    address = fake_address()
+    command = [sys.executable, "-c", STAND_IN, str(tmp_path / "runs"), address]
+    source = MuseSource(
+        address=address, command=command, restart_delay_s=0.2, lost_after_s=0.5, connect_timeout_s=30
+    )
+    try:
+        d = source.open()
+        assert d.source_id == muse_source_id(address)
+        assert d.channels == ("TP9", "AF7", "AF8", "TP10") and d.aux_channels == ("Right AUX",)
+        chunks = []
+        deadline = time.monotonic() + 40
+        while time.monotonic() < deadline:
+            chunk = source.read(0.2)
+            if chunk is not None:
+                chunks.append(chunk)
+                if chunk.data[-1, 0] >= 10000 + 191:  # the whole second run arrived
+                    break
+    finally:
+        source.close()
+    values = np.concatenate([c.data[:, 0] for c in chunks])
+    first_run, second_run = values[values < 10000], values[(values >= 10000) & (values < 20000)]
+    np.testing.assert_array_equal(first_run, np.arange(192))
+    np.testing.assert_array_equal(second_run, 10000 + np.arange(192))
+    assert source.restarts >= 1
+    gaps = [g for c in chunks for g in c.gaps]
+    assert len(gaps) >= 1 and gaps[0].end_ms > gaps[0].start_ms
+    assert "muselsl exited" in caplog.text
+    assert source._child is None  # closed: no child left behind
+
+
+def test_open_fails_with_one_line_when_no_stream_appears():
+    command = [sys.executable, "-c", "print('No Muses found.')"]
+    source = MuseSource(address=fake_address(), command=command, connect_timeout_s=1.5, restart_delay_s=0.2)
+    with pytest.raises(NoSourceError) as info:
+        source.open()
+    message = str(info.value)
+    assert "\n" not in message and "No Muses found." in message and "--address" in message
+
+
+def _script(code: str) -> list[str]:
+    return [sys.executable, "-c", textwrap.dedent(code)]
+
+
+def test_list_muses_parses_muselsl_output():
+    scan = list_muses(
+        10,
+        command=_script(
+            """
+            print("Searching for Muses, this may take up to 10 seconds...")
+            print("Found device Muse-41D2, MAC Address 00:55:da:b0:41:d2")
+            print("Found device Muse S-0B61, MAC Address 00:55:DA:B0:0B:61")
+            """
+        ),
+        check_bluetooth=False,
+    )
+    assert [(m.name, m.address) for m in scan.muses] == [
+        ("Muse-41D2", "00:55:DA:B0:41:D2"),
+        ("Muse S-0B61", "00:55:DA:B0:0B:61"),
+    ]
+    assert scan.reason == ""
+
+
+def test_list_muses_reports_why_it_is_empty_and_never_hangs():
+    failed = list_muses(
+        10,
+        command=_script(
+            """
+            import sys
+            print("Traceback (most recent call last):", file=sys.stderr)
+            print("FileNotFoundError: [Errno 2] No such file or directory", file=sys.stderr)
+            sys.exit(1)
+            """
+        ),
+        check_bluetooth=False,
+    )
+    assert failed.muses == () and "Bluetooth unavailable" in failed.reason
+    none = list_muses(10, command=_script("print('No Muses found.')"), check_bluetooth=False)
+    assert none.muses == () and "no Muse headset found" in none.reason
+    started = time.monotonic()
+    hung = list_muses(0.5, command=_script("import time; time.sleep(60)"), check_bluetooth=False)
+    assert hung.muses == () and "did not finish" in hung.reason
+    assert time.monotonic() - started < 10
+
+
+def test_list_muses_without_a_bluetooth_adapter_returns_at_once():
+    if not bluetooth_problem():
+        pytest.skip("this machine has a Bluetooth adapter")
+    started = time.monotonic()
+    scan = list_muses(30)
+    assert scan.muses == () and scan.reason.startswith("Bluetooth unavailable")
+    assert time.monotonic() - started < 2
+
+
+def test_muselsl_is_not_imported_by_the_collector_or_the_muse_module():
+    code = (
+        "import sys, collector.cli, devices.muse, collector.commands.devices;"
+        "heavy = [m for m in ('muselsl', 'pandas', 'sklearn', 'seaborn') if m in sys.modules];"
+        "assert not heavy, heavy"
+    )
+    done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr[-500:]
+
+
+@pytest.mark.lsl
+def test_devices_command_lists_visible_lsl_streams_as_json(capsys):
+    import pylsl
+
+    from collector.cli import main
+    from devices.player import make_eeg_info
+
+    name = f"devices-{uuid.uuid4().hex[:10]}"
+    outlet = pylsl.StreamOutlet(make_eeg_info(name, name, ["TP9", "AF7"], 256.0))
+    try:
+        assert main(["devices", "--no-bluetooth", "--json", "--timeout", "1"]) == 0
+    finally:
+        del outlet
+    doc = json.loads(capsys.readouterr().out)
+    ours = [s for s in doc["lsl_streams"] if s["source_id"] == name]
+    assert len(ours) == 1
+    assert ours[0]["labels"] == ["TP9", "AF7"] and ours[0]["sfreq"] == 256.0 and ours[0]["type"] == "EEG"
+    assert doc["muse"]["headsets"] == [] and "skipped" in doc["muse"]["reason"]
