@@ -60,17 +60,13 @@ class CaptureStats:
 
 
 def _quality_word(flags: dict[str, Any]) -> str:
-    """One word per channel for a learner: good, flat, railed, noisy, gap."""
+    """One word per channel for a learner, from the last window's quality flags."""
     if not flags:
         return "?"
-    for key, word in (("gap", "gap"), ("flat", "flat"), ("clipped", "railed"), ("railed", "railed")):
+    for key, word in (("missing", "gap"), ("flat", "flat"), ("clipped", "railed"),
+                      ("excessive_amplitude", "noisy"), ("line_noise", "line-noise")):
         if flags.get(key):
             return word
-    if flags.get("excessive_amplitude") or flags.get("amplitude"):
-        return "noisy"
-    share = flags.get("line_noise_share")
-    if isinstance(share, (int, float)) and share > 0.5:
-        return "line-noise"
     return "good"
 
 
@@ -139,12 +135,10 @@ class Capture:
                 else:
                     self.stats.eeg_chunks_dropped += 1
                 self.stats.band_powers = out.band_powers or self.stats.band_powers
-                windows = out.artifact.get("windows") or []
+                windows = out.artifact["windows"]
                 if windows:
-                    quality = windows[-1].get("quality") or {}
-                    self.stats.channel_quality = {
-                        ch: _quality_word(q if isinstance(q, dict) else {}) for ch, q in quality.items()
-                    } if isinstance(quality, dict) else {}
+                    channels = windows[-1]["quality"].get("channels") or {}
+                    self.stats.channel_quality = {ch: _quality_word(q) for ch, q in channels.items()}
 
         try:
             while not self.stop_event.is_set():
@@ -167,6 +161,9 @@ class Capture:
             # Whatever happened, samples already read go to the spool.
             try:
                 spool_chunks(chunker.flush())
+            except Exception as exc:
+                log.exception("EEG capture could not save its last chunk")
+                self._fatal = self._fatal or exc
             finally:
                 self.stats.eeg_done = True
 

@@ -1,0 +1,231 @@
+"""`collector run` and `collector replay` end to end: real LSL, real XDF files, real sandbox with faults.
+
+Each check looks at what the sandbox stored: every sample exactly once (duplicates only from lost
+replies, and then identical), chunk_index contiguous, timestamp_ms consistent with the samples'
+times, and band powers equal to an independent Welch computation on the delivered samples.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import numpy as np
+import pytest
+from scipy.signal import welch
+
+from devices.player import XdfPlayer
+
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+MUSE_XDF = Path(__file__).resolve().parents[1] / "collector" / "data" / "muse-p300-subject1.xdf"
+BANDS = {"delta": (1, 4), "theta": (4, 8), "alpha": (8, 13), "beta": (13, 30), "gamma": (30, 44)}
+
+pytestmark = [pytest.mark.lsl, pytest.mark.slow]
+
+
+def collector(args: list[str], sandbox, *, key: str | None = None, timeout: float = 180.0,
+              extra_env: dict | None = None) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY")}
+    env.update(OPENLESSON_API_KEY=key or sandbox.api_key, OPENLESSON_BASE_URL=sandbox.base_url)
+    env.update(extra_env or {})
+    return subprocess.run([sys.executable, "-m", "collector", *args], env=env, stdin=subprocess.DEVNULL,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def delivered_chunks(sandbox, caplog) -> list[dict]:
+    """The EEG artifacts the sandbox stored, one per identity, in chunk order; checks duplicates."""
+    by_identity: dict[tuple, bytes] = {}
+    duplicates = 0
+    for row in sandbox.evidence(sandbox.workspace_id):
+        if row["type"] != "eeg":
+            continue
+        meta = row["metadata"]
+        ident = (meta["capture_id"], meta["stream_id"], row["chunk_index"])
+        raw = sandbox.read_artifact(row["id"])
+        if ident in by_identity:
+            duplicates += 1
+            assert by_identity[ident] == raw, "a duplicate must be the same chunk"
+        by_identity[ident] = raw
+        chunk = json.loads(raw)
+        assert chunk["t0_ms"] == row["timestamp_ms"]
+        assert chunk["chunk_index"] == row["chunk_index"] and len(chunk["samples"]) == row["sample_count"]
+    lost = sum("dropped the reply" in r.getMessage() for r in caplog.records)
+    assert duplicates <= lost, f"{duplicates} duplicates but only {lost} lost replies"
+    chunks = [json.loads(by_identity[k]) for k in sorted(by_identity, key=lambda k: k[2])]
+    assert [c["chunk_index"] for c in chunks] == list(range(len(chunks))), "chunk_index must be contiguous"
+    return chunks
+
+
+def concat(chunks: list[dict]) -> tuple[np.ndarray, np.ndarray]:
+    samples = np.array([row for c in chunks for row in c["samples"]], dtype=float)
+    times = np.concatenate([c["t0_ms"] + np.asarray(c["times_ms"], dtype=float) for c in chunks])
+    return samples, times
+
+
+def check_times(chunks: list[dict], sfreq: float) -> np.ndarray:
+    _, times = concat(chunks)
+    for c in chunks:
+        assert abs(c["times_ms"][0]) <= 0.5 + 1e-9  # t0_ms is the first sample's time, rounded
+    steps = np.diff(times)
+    assert np.all(steps > 0), "sample times must increase"
+    assert np.median(steps) == pytest.approx(1000.0 / sfreq, rel=0.02)
+    return times
+
+
+def check_band_powers(chunks: list[dict], sfreq: float, max_windows: int = 40) -> int:
+    """Relative band powers in the artifacts equal an independent Welch on the delivered samples."""
+    samples, times = concat(chunks)
+    nper = int(round(sfreq))
+    win = int(round(2.0 * sfreq))
+    labels = chunks[0]["device"]["channels"]
+    checked = 0
+    for c in chunks:
+        for w in c["windows"]:
+            if w["relative"] is None or checked >= max_windows:
+                continue
+            end = int(np.argmin(np.abs(times - w["end_ms"])))
+            assert abs(times[end] - w["end_ms"]) < 0.01
+            seg = samples[end - win + 1:end + 1]
+            f, psd = welch(seg, fs=sfreq, window="hann", nperseg=nper, noverlap=nper // 2,
+                           detrend="constant", scaling="density", axis=0)
+            df = f[1] - f[0]
+            absolute = {b: psd[(f >= lo) & (f < hi)].sum(axis=0) * df for b, (lo, hi) in BANDS.items()}
+            total = sum(absolute.values())
+            for ci, ch in enumerate(labels):
+                for b in BANDS:
+                    # Samples travel rounded to 0.001 µV, hence rel 1e-3 rather than 1e-9.
+                    assert w["relative"][ch][b] == pytest.approx(absolute[b][ci] / total[ci], rel=1e-3, abs=1e-6)
+            checked += 1
+    return checked
+
+
+def load_eeg(path: Path, name: str | None = None, channels: int | None = None):
+    import pyxdf
+
+    streams, _ = pyxdf.load_xdf(str(path))
+    for s in streams:
+        info = s["info"]
+        if (name and info["name"][0] == name) or (not name and info["type"][0] == "EEG"):
+            data = np.asarray(s["time_series"], dtype=float)
+            return data[:, :channels] if channels else data
+    raise AssertionError(f"no stream in {path}")
+
+
+def test_live_lsl_run_with_faults_delivers_every_sample_once(sandbox_factory, caplog):
+    caplog.set_level(logging.INFO)
+    sandbox = sandbox_factory(fail_503=0.15, fail_429=0.05, lose_reply=0.1, latency_ms=20, seed=11)
+    name = f"e2e-run-{uuid.uuid4().hex[:8]}"
+    block = sandbox.blocks(sandbox.workspace_id)[1]
+    with XdfPlayer(MUSE_XDF, stream_name=name, source_id=name, speed=1.0):
+        started_ms = time.time() * 1000
+        proc = collector(["run", "--workspace", sandbox.workspace_id, "--block", block["title"],
+                          "--stream-name", name, "--duration", "8", "--chunk-seconds", "2",
+                          "--spool", str(Path(sandbox.data_dir).parent / "spool"), "--flush-timeout", "90",
+                          "--log-format", "json"], sandbox)
+        ended_ms = time.time() * 1000
+    assert proc.returncode == 0, proc.stderr
+    # Headless (no DISPLAY, no TTY) with --screen auto: one warning about the screen, EEG goes on.
+    screen_warnings = [line for line in proc.stderr.splitlines() if "no screen available" in line]
+    assert len(screen_warnings) == 1, proc.stderr
+    assert "Traceback" not in proc.stderr
+
+    chunks = delivered_chunks(sandbox, caplog)
+    assert len(chunks) >= 3
+    rows = [r for r in sandbox.evidence(sandbox.workspace_id) if r["type"] == "eeg"]
+    assert {r["block_id"] for r in rows} == {block["id"]}  # the title resolved to its block
+    samples, times = concat(chunks)
+    assert 6 * 256 <= len(samples) <= 10 * 256
+    # The delivered samples are one contiguous stretch of the recording, exactly once.
+    source = load_eeg(MUSE_XDF, channels=4)
+    hits = np.flatnonzero(np.all(np.abs(source - samples[0]) < 2e-3, axis=1))
+    assert hits.size, "the first delivered sample is not in the recording"
+    start = int(hits[0])
+    np.testing.assert_allclose(samples, source[start:start + len(samples)], atol=2e-3)
+    check_times(chunks, 256.0)
+    assert started_ms - 2000 < times[0] and times[-1] < ended_ms + 1000  # Unix ms of this run
+    assert check_band_powers(chunks, 256.0) >= 10
+
+
+@pytest.mark.parametrize(
+    ("file", "stream", "sfreq", "channels"),
+    [
+        ("muse-p300-subject1.xdf", None, 256.0, 4),
+        ("xdf-example-minimal.xdf", None, 10.0, 3),
+        ("xdf-example-clock_resets.xdf", None, 100.0, 8),
+        ("xdf-example-empty_streams.xdf", "Data stream: test stream 0 counter", 1.0, 1),
+    ],
+)
+def test_replay_each_shared_file_with_faults(sandbox_factory, caplog, tmp_path, file, stream, sfreq, channels):
+    path = DATA / file
+    if not path.exists():
+        pytest.skip(f"{path} is not here")
+    caplog.set_level(logging.INFO)
+    sandbox = sandbox_factory(fail_503=0.1, fail_429=0.05, lose_reply=0.1, seed=5)
+    args = ["replay", str(path), "--workspace", sandbox.workspace_id, "--block", sandbox.block_ids[0],
+            "--speed", "max", "--chunk-seconds", "30", "--spool", str(tmp_path / "spool"),
+            "--flush-timeout", "120", "--log-format", "json"]
+    if stream:
+        args += ["--stream", stream]
+    proc = collector(args, sandbox)
+    assert proc.returncode == 0, proc.stderr
+    chunks = delivered_chunks(sandbox, caplog)
+    samples, _ = concat(chunks)
+    expected = load_eeg(path, name=stream, channels=channels)
+    assert samples.shape == expected.shape  # every sample exactly once
+    np.testing.assert_allclose(samples, expected, atol=2e-3)
+    if len(samples) > 1:
+        check_times(chunks, sfreq) if file != "xdf-example-clock_resets.xdf" else None
+    if sfreq >= 100:
+        assert check_band_powers(chunks, sfreq) > 0
+
+
+def test_replay_file_without_eeg_stream_is_bad_input(sandbox, tmp_path):
+    proc = collector(["replay", str(DATA / "xdf-example-empty_streams.xdf"), "--workspace", sandbox.workspace_id,
+                      "--speed", "max", "--spool", str(tmp_path / "spool")], sandbox, timeout=60)
+    assert proc.returncode == 2, proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1 and "Traceback" not in proc.stderr
+    assert sandbox.evidence(sandbox.workspace_id) == []
+
+
+def test_run_checks_key_workspace_block_before_capturing(sandbox, tmp_path):
+    base = ["run", "--stream-name", f"none-{uuid.uuid4().hex[:6]}", "--duration", "1", "--screen", "off",
+            "--spool", str(tmp_path / "spool")]
+    wrong_key = collector([*base, "--workspace", sandbox.workspace_id], sandbox, key="sk_wrong", timeout=60)
+    assert wrong_key.returncode == 3 and "sk_wrong" not in wrong_key.stderr
+    unknown_ws = collector([*base, "--workspace", str(uuid.uuid4())], sandbox, timeout=60)
+    assert unknown_ws.returncode == 4, unknown_ws.stderr
+    unknown_block = collector([*base, "--workspace", sandbox.workspace_id, "--block", "No such block"], sandbox,
+                              timeout=60)
+    assert unknown_block.returncode == 4 and "collector blocks" in unknown_block.stderr
+    malformed = collector([*base, "--workspace", "not-a-uuid"], sandbox, timeout=60)
+    assert malformed.returncode == 2
+    for proc in (wrong_key, unknown_ws, unknown_block, malformed):
+        assert len(proc.stderr.strip().splitlines()) == 1 and "Traceback" not in proc.stderr
+
+
+def test_run_without_any_source_exits_5(sandbox, tmp_path):
+    proc = collector(["run", "--workspace", sandbox.workspace_id, "--stream-name", f"absent-{uuid.uuid4().hex}",
+                      "--screen", "on", "--duration", "1", "--spool", str(tmp_path / "spool")], sandbox,
+                     timeout=90)
+    assert proc.returncode == 5, proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_offline_replay_then_upload(sandbox, tmp_path):
+    spool = tmp_path / "spool"
+    path = DATA / "xdf-example-minimal.xdf"
+    if not path.exists():
+        pytest.skip("shared data missing")
+    proc = collector(["replay", str(path), "--workspace", sandbox.workspace_id, "--block", sandbox.block_ids[0],
+                      "--speed", "max", "--offline", "--spool", str(spool)], sandbox, timeout=60)
+    assert proc.returncode == 6 and "collector upload" in proc.stderr  # evidence waits in the spool
+    assert sandbox.evidence(sandbox.workspace_id) == []
+    up = collector(["upload", "--spool", str(spool)], sandbox, timeout=60)
+    assert up.returncode == 0, up.stderr
+    assert len([r for r in sandbox.evidence(sandbox.workspace_id) if r["type"] == "eeg"]) == 1
