@@ -33,6 +33,11 @@ ClockFn = Callable[[], float]
 # is a Unix-epoch timestamp.
 UNIX_EPOCH_WINDOW_S = 86_400.0
 
+# A step between consecutive samples longer than this many periods (and at least 20 ms) is a gap:
+# at 256 Hz that is 20 ms, so one lost 12-sample BLE packet of a Muse (47 ms) is reported.
+GAP_PERIODS = 4.0
+GAP_MIN_S = 0.02
+
 TIMESTAMP_KIND_LSL = "lsl"
 TIMESTAMP_KIND_UNIX = "unix"
 
@@ -176,3 +181,10 @@ class StreamTimeMapper:
         if self.kind == TIMESTAMP_KIND_UNIX:
             return times * 1000.0
         return self.clock.lsl_to_unix_ms(times + correction_s)
+
+
+def gap_threshold_s(sfreq: float) -> float:
+    """Seconds between consecutive samples beyond which the stream has a gap (inf if irregular)."""
+    if sfreq <= 0:
+        return float("inf")
+    return max(GAP_PERIODS / sfreq, GAP_MIN_S)

@@ -29,22 +29,12 @@ from typing import Any
 
 import numpy as np
 
-from collector.clock import LslClock, StreamTimeMapper
+from collector.clock import LslClock, StreamTimeMapper, gap_threshold_s
 from collector.errors import NoSourceError, UsageError
 from devices.base import Gap, SampleChunk, StreamDescription
 from devices.channels import fill_labels, split_channels
 
 log = logging.getLogger(__name__)
-
-# A step between consecutive samples longer than this many periods (and 20 ms) is a gap.
-GAP_PERIODS = 4.0
-GAP_MIN_S = 0.02
-
-
-def gap_threshold_s(sfreq: float) -> float:
-    if sfreq <= 0:
-        return float("inf")
-    return max(GAP_PERIODS / sfreq, GAP_MIN_S)
 
 
 @dataclass(frozen=True, slots=True)
@@ -342,7 +332,7 @@ class LslSource:
             source_id=full.source_id(),
             sfreq=sfreq,
             channels=split.eeg_labels,
-            unit=self.unit or (eeg_units[0] if eeg_units else "microvolts"),
+            unit=eeg_units[0] if eeg_units else (self.unit or "microvolts"),  # the header wins
             model=self.model,
             hostname=full.hostname(),
             aux_channels=split.aux_labels,

@@ -89,7 +89,7 @@ class _Child:
             stderr=subprocess.STDOUT,
             text=True,
             errors="replace",
-            env=env,
+            env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},  # its lines as they come
         )
         self._reader = threading.Thread(target=self._read, name="muselsl-output", daemon=True)
         self._reader.start()

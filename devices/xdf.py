@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from collector.clock import gap_threshold_s
 from collector.errors import UsageError
 from devices.base import Event, Gap, SampleChunk, SourceEnded, StreamDescription
 from devices.channels import fill_labels, split_channels
@@ -294,13 +295,6 @@ def marker_value(sample: Sequence[Any]) -> str:
             v = int(v)
         values.append(str(v))
     return values[0] if len(values) == 1 else ",".join(values)
-
-
-def gap_threshold_s(sfreq: float) -> float:
-    """A step between consecutive samples longer than this is a gap (shared with the LSL source)."""
-    if sfreq <= 0:
-        return float("inf")
-    return max(4.0 / sfreq, 0.02)
 
 
 class XdfSource:

@@ -147,3 +147,12 @@ def test_mapping_error_against_the_pushers_wall_clock_is_within_5_ms():
 def test_a_stream_stamped_with_unix_time_is_not_shifted_by_56_years():
     err = _pushed_vs_mapped("unix", n=50)
     assert np.median(np.abs(err)) <= 5.0
+
+
+def test_gap_threshold_catches_one_lost_muse_packet_but_not_jitter():
+    from collector.clock import gap_threshold_s
+
+    assert gap_threshold_s(256.0) == pytest.approx(0.02)
+    assert 1 / 256 < gap_threshold_s(256.0) < 13 / 256  # a 12-sample packet lost: 13 periods
+    assert gap_threshold_s(10.0) == pytest.approx(0.4)
+    assert gap_threshold_s(0.0) == float("inf")  # irregular streams have no expected spacing

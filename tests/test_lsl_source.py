@@ -188,3 +188,24 @@ def test_predicates_quote_values():
     assert build_predicate(name="Muse", type="EEG") == "name='Muse' and type='EEG'"
     assert build_predicate(source_id="it's") == 'source_id="it\'s"'
     assert build_predicate() == ""
+
+
+@pytest.mark.lsl
+def test_a_missing_packet_in_the_stamps_is_reported_as_a_gap():
+    import pylsl
+
+    name = uid("hole")
+    outlet = pylsl.StreamOutlet(make_eeg_info(name, name, ["TP9", "AF7"], 256.0))
+    try:
+        with LslSource(source_id=name, resolve_timeout_s=10.0) as source:
+            t0 = pylsl.local_clock()
+            idx = np.r_[np.arange(0, 48), np.arange(60, 96)]  # samples 48..59 never sent (one BLE packet)
+            outlet.push_chunk(np.stack([idx, idx], 1).astype(np.float32), (t0 + idx / 256.0).tolist())
+            chunks = drain(source, idx.size, deadline_s=20)
+    finally:
+        del outlet
+    times = np.concatenate([c.times_ms for c in chunks])
+    gaps = [g for c in chunks for g in c.gaps]
+    assert len(gaps) == 1
+    assert gaps[0].start_ms == times[47] and gaps[0].end_ms == times[48]
+    assert gaps[0].end_ms - gaps[0].start_ms == pytest.approx(13 * 1000 / 256, abs=0.01)
