@@ -118,14 +118,17 @@ class Capture:
         from collector.eeg_chunk import EegChunker, chunk_evidence_fields
 
         a = self.profile.analysis
-        settings = BandSettings(window_s=a.window_s, step_s=a.step_s, segment_s=a.segment_s, bands=dict(a.bands))
-        chunker = EegChunker(
-            description,
-            settings,
-            capture_id=self.capture_id,
-            stream_id=description.stream_id,
-            chunk_s=a.chunk_s,
-        )
+        try:
+            settings = BandSettings(window_s=a.window_s, step_s=a.step_s, segment_s=a.segment_s,
+                                    bands=dict(a.bands))
+            chunker = EegChunker(description, settings, capture_id=self.capture_id,
+                                 stream_id=description.stream_id, chunk_s=a.chunk_s)
+        except Exception as exc:  # nothing read yet, so nothing lost; say why and stop
+            self._fatal = exc
+            self.stats.last_error = str(exc)
+            self.stats.eeg_done = True
+            log.error("cannot process this EEG stream: %s", exc)
+            return
         device_name = self.profile.device.name if self.profile.device.kind == "muse" else description.name
 
         def spool_chunks(outs) -> None:

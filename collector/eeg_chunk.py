@@ -84,6 +84,7 @@ import numpy as np
 
 from collector import __version__
 from collector.bandpower import BandPowers, BandSettings, compute_band_powers
+from collector.errors import UsageError
 from devices.base import Event, Gap, SampleChunk, StreamDescription
 
 FORMAT = "openlesson-collector.eeg-chunk"
@@ -150,7 +151,14 @@ class EegChunker:
         self.description = description
         self.settings = settings
         self.sfreq = float(description.sfreq)
-        self.window, self.step, self.nperseg, self.noverlap = settings.sizes(self.sfreq)
+        try:
+            self.window, self.step, self.nperseg, self.noverlap = settings.sizes(self.sfreq)
+            self.no_powers_reason = ""
+        except UsageError as err:
+            # Too slow a stream for these windows (e.g. a 1 Hz counter): chunk the samples anyway,
+            # every one of them, with no windows; the artifact says why.
+            self.window = self.step = self.nperseg = self.noverlap = 0
+            self.no_powers_reason = str(err)
         if not (math.isfinite(chunk_s) and chunk_s > 0):
             raise ValueError(f"chunk_s={chunk_s!r} is invalid; it must be a positive number of seconds")
         self.chunk_samples = max(1, round(chunk_s * self.sfreq))
@@ -253,13 +261,22 @@ class EegChunker:
 
         # Windows whose last sample is in [cs, cs + m): ends on the grid window - 1 + k * step.
         w, h = self.window, self.step
-        lo = max(cs, w - 1)
-        k0 = -(-(lo - (w - 1)) // h)
-        ends = np.arange(w - 1 + k0 * h, cs + m, h, dtype=np.int64)
+        if self.no_powers_reason:
+            ends = np.zeros(0, dtype=np.int64)
+        else:
+            lo = max(cs, w - 1)
+            k0 = -(-(lo - (w - 1)) // h)
+            ends = np.arange(w - 1 + k0 * h, cs + m, h, dtype=np.int64)
         brk = np.array([b for b, _ in self._breaks], dtype=np.int64)
         spans_gap = (np.searchsorted(brk, ends, "right") - np.searchsorted(brk, ends - w + 1, "right")) > 0
         clean = ends[~spans_gap]
-        powers = compute_band_powers(context, self.sfreq, self.settings, clean - base)
+        if clean.size:
+            powers = compute_band_powers(context, self.sfreq, self.settings, clean - base)
+        else:  # no window ends here (a short stream, a short last chunk, or no powers at this rate)
+            n_bands = len(self.settings.band_names)
+            empty = np.zeros((0, self.n_channels, n_bands))
+            powers = BandPowers(window_ends=clean, absolute_uv2=empty, relative=empty,
+                                band_names=self.settings.band_names, quality=None)
 
         chunk_gaps = [g for b, g in self._breaks if cs <= b < cs + m]
         if final:
@@ -272,7 +289,7 @@ class EegChunker:
         out = self._build(cs, data, times, ends, spans_gap, powers, chunk_gaps, events)
 
         # Keep only what later windows need: window - 1 samples of context and later gaps.
-        keep = min(w - 1, context.shape[0])
+        keep = max(0, min(w - 1, context.shape[0]))
         self._tail_data = context[context.shape[0] - keep :].copy()
         self._chunk_start = cs + m
         self._breaks = [(b, g) for b, g in self._breaks if b > self._chunk_start - w]
@@ -295,11 +312,12 @@ class EegChunker:
                 "window_s": s.window_s,
                 "step_s": s.step_s,
                 "segment_s": s.segment_s,
-                "nperseg": self.nperseg,
-                "noverlap": self.noverlap,
+                "nperseg": self.nperseg or None,
+                "noverlap": self.noverlap if self.nperseg else None,
                 "detrend": s.detrend,
                 "scaling": "density",
                 "average": "mean",
+                **({"not_computed": self.no_powers_reason} if self.no_powers_reason else {}),
                 "quality_thresholds": {
                     "flat_ptp_uv": s.flat_ptp_uv,
                     "max_ptp_uv": s.max_ptp_uv,

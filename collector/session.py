@@ -120,9 +120,8 @@ def run_session(
     if pending:
         output.log(
             "pending",
-            message=f"{pending} item(s) are still in the spool. Send them with `collector upload`"
-            + (f" --spool {capture.spool.root}" if getattr(capture.spool, "root", None) else "")
-            + ".",
+            message=f"{pending} item(s) are still in the spool. Send them with "
+            f"`collector upload --spool {capture.spool.root}`.",
         )
     if isinstance(fatal, CollectorError):
         return SessionResult(fatal.exit_code, pending, summary)

@@ -429,3 +429,22 @@ def test_real_muse_recording_matches_independent_welch() -> None:
             got = np.array([o.band_powers[b] for b in BANDS])
             assert np.max(np.abs(got - want) / want) <= 1e-9
     assert n_windows == len(grid_window_ends(len(times), sfreq, BandSettings())) == 237
+
+
+def test_streams_too_slow_or_short_for_windows_are_still_chunked_whole():
+    """A 1 Hz counter (no band powers possible) and a 9-sample stream: every sample, no crash."""
+    from collector.bandpower import BandSettings as _Settings
+    from collector.eeg_chunk import EegChunker as _Chunker
+    from devices.base import SampleChunk as _Chunk
+    from devices.base import StreamDescription as _Desc
+
+    for sfreq, n in ((1.0, 10), (10.0, 9)):
+        desc = _Desc(name="slow", type="data", source_id="slow", sfreq=sfreq, channels=("c",))
+        chunker = _Chunker(desc, _Settings(), capture_id="c", stream_id="s", chunk_s=5.0)
+        values = np.arange(n, dtype=float)[:, None]
+        outs = chunker.push(_Chunk(data=values, times_ms=1.7e12 + np.arange(n) * 1000.0 / sfreq))
+        outs += chunker.flush()
+        got = [row[0] for out in outs for row in out.artifact["samples"]]
+        assert got == list(values[:, 0])
+        assert all(out.artifact["windows"] == [] for out in outs)
+        assert ("not_computed" in outs[0].artifact["method"]) == (sfreq == 1.0)
