@@ -78,7 +78,7 @@ def check_times(chunks: list[dict], sfreq: float) -> np.ndarray:
     return times
 
 
-def check_band_powers(chunks: list[dict], sfreq: float, max_windows: int = 40) -> int:
+def check_band_powers(chunks: list[dict], sfreq: float, max_windows: int = 40, rel: float = 1e-3) -> int:
     """Relative band powers in the artifacts equal an independent Welch on the delivered samples."""
     samples, times = concat(chunks)
     nper = int(round(sfreq))
@@ -100,7 +100,7 @@ def check_band_powers(chunks: list[dict], sfreq: float, max_windows: int = 40) -
             for ci, ch in enumerate(labels):
                 for b in BANDS:
                     # Samples travel rounded to 0.001 µV, hence rel 1e-3 rather than 1e-9.
-                    assert w["relative"][ch][b] == pytest.approx(absolute[b][ci] / total[ci], rel=1e-3, abs=1e-6)
+                    assert w["relative"][ch][b] == pytest.approx(absolute[b][ci] / total[ci], rel=rel, abs=1e-6)
             checked += 1
     return checked
 
@@ -179,10 +179,11 @@ def test_replay_each_shared_file_with_faults(sandbox_factory, caplog, tmp_path, 
     expected = load_eeg(path, name=stream, channels=channels)
     assert samples.shape == expected.shape  # every sample exactly once
     np.testing.assert_allclose(samples, expected, atol=2e-3)
-    if len(samples) > 1:
-        check_times(chunks, sfreq) if file != "xdf-example-clock_resets.xdf" else None
+    if file != "xdf-example-clock_resets.xdf":  # its raw clock jumps back; pyxdf's fix leaves a seam
+        check_times(chunks, sfreq)
     if sfreq >= 100:
-        assert check_band_powers(chunks, sfreq) > 0
+        # clock_resets holds uniform noise in [0, 1]: 0.001 rounding is 0.3 % of its amplitude.
+        assert check_band_powers(chunks, sfreq, rel=1e-2 if "clock" in file else 1e-3) > 0
 
 
 def test_replay_file_without_eeg_stream_is_bad_input(sandbox, tmp_path):
