@@ -116,7 +116,16 @@ def run_session(
         "delivered": snap["delivered"],
         "pending": pending,
     }
-    output.log("summary", **summary)
+    if output.interactive:
+        minutes, seconds = divmod(int(summary["duration_s"]), 60)
+        output.stream.write(
+            f"\nSession ended after {minutes} min {seconds} s: {summary['samples']:,} EEG samples in "
+            f"{summary['eeg_chunks']} chunks, {summary['screenshots']} screenshots "
+            f"({summary['screenshots_skipped']} near-identical skipped); {summary['delivered']} items delivered"
+            + (f", {summary['dropped']} DROPPED (spool full)" if summary["dropped"] else "") + ".\n"
+        )
+    else:
+        output.log("summary", **summary)
     if pending:
         output.log(
             "pending",

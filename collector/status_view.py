@@ -33,6 +33,9 @@ def snapshot(stats: CaptureStats, delivery: dict[str, Any]) -> dict[str, Any]:
         "delivered": delivery.get("delivered", 0),
         "pending": delivery.get("pending", 0),
         "delivery": delivery.get("paused_reason") or ("offline" if delivery.get("offline") else "ok"),
+        # Delivery is bounded by the API's rate limit: at N requests/min, `pending` items take this long.
+        "deliver_eta_s": round(60.0 * delivery["pending"] / delivery["limit_per_min"])
+        if delivery.get("pending") and delivery.get("limit_per_min") else None,
         "last_error": stats.last_error or delivery.get("last_error") or None,
     }
 
@@ -58,11 +61,16 @@ def render_terminal(snap: dict[str, Any]) -> list[str]:
                 lines.append(f"  {band:<6} {_bar(v)} {v:5.1%}")
     else:
         lines.append("EEG     off")
-    lines.append(f"screen  {snap['screen']}: {snap['screens_sent']} sent, {snap['screens_skipped']} skipped")
+    if snap.get("read_pct") is not None:  # replay: how far through the file
+        eta = f", {snap['read_eta_s']:.0f} s left" if snap.get("read_eta_s") is not None else ""
+        lines.append(f"file    {_bar(snap['read_pct'] / 100, 30)} {snap['read_pct']:5.1f}% read{eta}")
+    else:
+        lines.append(f"screen  {snap['screen']}: {snap['screens_sent']} sent, {snap['screens_skipped']} skipped")
     lines.append(
         f"chunks  {snap['eeg_chunks_spooled'] + snap['screens_sent']} spooled, {snap['delivered']} delivered, "
         f"{snap['pending']} pending, delivery {snap['delivery']}"
         + (f", {snap['dropped']} DROPPED" if snap["dropped"] else "")
+        + (f", ~{snap['deliver_eta_s']} s to deliver" if snap.get("deliver_eta_s") else "")
     )
     if snap["last_error"]:
         lines.append(f"last error: {snap['last_error']}")
