@@ -22,6 +22,7 @@ timestamps longer than `gap_threshold_s` is reported the same way.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -31,8 +32,9 @@ import numpy as np
 
 from collector.clock import LslClock, StreamTimeMapper, gap_threshold_s
 from collector.errors import NoSourceError, UsageError
-from devices.base import Gap, SampleChunk, StreamDescription
+from devices.base import Event, Gap, SampleChunk, StreamDescription
 from devices.channels import fill_labels, split_channels
+from devices.xdf import marker_value
 
 log = logging.getLogger(__name__)
 
@@ -151,6 +153,8 @@ class LslSource:
         replace_after_s: float = 10.0,
         max_buflen_s: int = 360,
         clock: LslClock | None = None,
+        markers: str | None = "auto",
+        markers_retry_s: float = 5.0,
     ) -> None:
         if resolve_timeout_s < 0:
             raise UsageError(f"resolve timeout must be 0 or more seconds, {resolve_timeout_s!r} is invalid.")
@@ -182,6 +186,14 @@ class LslSource:
         self._last_data_mono = 0.0
         self._max_samples = 1024
         self._gap_s = float("inf")
+        self.markers = None if markers is None or markers.strip().lower() in ("", "off", "none") else markers
+        self.markers_retry_s = markers_retry_s
+        self._markers: MarkerFollower | None = None
+
+    @property
+    def marker_stream(self) -> str | None:
+        """The marker stream being followed (as logged), None while there is none."""
+        return self._markers.taken if self._markers is not None else None
 
     # -- EegSource -----------------------------------------------------------------------------
     def open(self) -> StreamDescription:
@@ -219,6 +231,11 @@ class LslSource:
                 name=info.name(), type=info.type(), hostname=info.hostname()
             )
         self.description = self._connect(info, first=True)
+        if self.markers is not None and self._markers is None:
+            self._markers = MarkerFollower(
+                self.markers, self.description, self.clock, retry_s=self.markers_retry_s
+            )
+            self._markers.start()
         return self.description
 
     def read(self, timeout: float) -> SampleChunk | None:
@@ -235,7 +252,7 @@ class LslSource:
             )
         except LostError:  # only for streams without a source_id: liblsl cannot recover those
             self._mark_lost("it has no source_id, so LSL cannot recover it")
-            self.close()
+            self._drop_inlet()  # the marker follower keeps running: markers may outlive the EEG
             return None
         if len(stamps) == 0:
             self._on_silence()
@@ -246,16 +263,14 @@ class LslSource:
         self._refresh_correction()
         times_ms = self._mapper.to_unix_ms(np.asarray(stamps, dtype=np.float64), self._correction_s)
         data = np.asarray(samples, dtype=np.float64)[:, self._eeg_index]
-        return SampleChunk(data=data, times_ms=times_ms, gaps=self._gaps(times_ms))
+        events = self._markers.take() if self._markers is not None else ()
+        return SampleChunk(data=data, times_ms=times_ms, gaps=self._gaps(times_ms), events=events)
 
     def close(self) -> None:
-        inlet, self._inlet = self._inlet, None
-        if inlet is not None:
-            try:
-                inlet.close_stream()
-            except Exception:  # closing a lost inlet: nothing left to release
-                log.debug("close_stream failed", exc_info=True)
-            del inlet
+        markers, self._markers = self._markers, None
+        if markers is not None:
+            markers.stop()
+        self._drop_inlet()
 
     def __enter__(self) -> LslSource:
         self.open()
@@ -265,6 +280,15 @@ class LslSource:
         self.close()
 
     # -- internals -----------------------------------------------------------------------------
+    def _drop_inlet(self) -> None:
+        inlet, self._inlet = self._inlet, None
+        if inlet is not None:
+            try:
+                inlet.close_stream()
+            except Exception:  # closing a lost inlet: nothing left to release
+                log.debug("close_stream failed", exc_info=True)
+            del inlet
+
     def _wanted(self) -> str:
         parts = [
             f"{k}={v!r}"
@@ -442,3 +466,146 @@ class LslSource:
             if time.monotonic() >= deadline:
                 return False
             time.sleep(min(0.1, max(0.0, deadline - time.monotonic())))
+
+
+class MarkerFollower:
+    """Follows one marker stream in a background thread and hands its samples over as Events.
+
+    wanted: "auto" (see the module docstring) or the name of a stream. The thread alone owns the
+    marker inlet; the EEG reader only calls `take()`, which never blocks on LSL.
+    """
+
+    def __init__(
+        self,
+        wanted: str,
+        eeg: StreamDescription,
+        clock: LslClock,
+        *,
+        resolve_timeout_s: float = 1.0,
+        retry_s: float = 5.0,
+        poll_s: float = 0.1,
+    ) -> None:
+        self.wanted = wanted
+        self.eeg = eeg
+        self.clock = clock
+        self.resolve_timeout_s = resolve_timeout_s
+        self.retry_s = retry_s
+        self.poll_s = poll_s
+        self.taken: str | None = None
+        self._events: list[Event] = []
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._said_ambiguous = False
+
+    @property
+    def auto(self) -> bool:
+        return self.wanted.strip().lower() == "auto"
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="lsl-markers", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout_s: float = 0.5) -> None:
+        """Stop following. Does not wait out a resolve in flight: the thread ends by itself after it."""
+        self._stop.set()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(timeout_s)
+
+    def take(self) -> tuple[Event, ...]:
+        """Events received since the last call, in arrival order."""
+        with self._lock:
+            events, self._events = self._events, []
+        return tuple(events)
+
+    # -- the thread ----------------------------------------------------------------------------
+    def _run(self) -> None:
+        try:
+            while not self._stop.is_set():
+                inlet = self._open()
+                if inlet is None:
+                    self._stop.wait(self.retry_s)
+                    continue
+                try:
+                    self._follow(inlet)
+                finally:
+                    self.taken = None
+                    try:
+                        inlet.close_stream()
+                    except Exception:  # the stream is gone already
+                        log.debug("close_stream of the marker inlet failed", exc_info=True)
+                    del inlet
+        except Exception:  # markers are a side channel: log, stop following, leave the EEG alone
+            log.exception("following the marker stream failed; continuing without markers")
+            self.taken = None
+
+    def _candidates(self) -> list[Any]:
+        import pylsl
+
+        if not self.auto:
+            return sorted(_resolve(build_predicate(name=self.wanted), self.resolve_timeout_s), key=_sort_key)
+        found = _resolve(
+            build_predicate(type="Markers", hostname=self.eeg.hostname or None), self.resolve_timeout_s
+        )
+        found = [i for i in found if i.channel_format() == pylsl.cf_string]
+        preferred_names = {f"{self.eeg.name}-markers"}
+        preferred_ids = {f"{self.eeg.source_id}-markers"} if self.eeg.source_id else set()
+        preferred = [i for i in found if i.name() in preferred_names or i.source_id() in preferred_ids]
+        if preferred:
+            return sorted(preferred, key=_sort_key)
+        if len(found) > 1 and not self._said_ambiguous:
+            self._said_ambiguous = True
+            log.warning(
+                "%d marker streams on host %s and none named %s-markers: %s. Not guessing; "
+                "name the one to follow (LslSource markers=NAME).",
+                len(found),
+                self.eeg.hostname,
+                self.eeg.name,
+                "; ".join(_describe_info(i) for i in sorted(found, key=_sort_key)),
+            )
+        return found if len(found) == 1 else []
+
+    def _open(self) -> Any:
+        import pylsl
+
+        for info in self._candidates():
+            if self._stop.is_set():
+                return None
+            try:
+                inlet = pylsl.StreamInlet(info, max_buflen=360, recover=True, processing_flags=0)
+                inlet.open_stream(timeout=1.0)
+            except Exception as exc:  # it went away between resolve and open
+                log.debug("could not open marker stream %s: %s", _describe_info(info), exc)
+                continue
+            self.taken = _describe_info(info)
+            log.info("markers: following LSL stream %s", self.taken)
+            return inlet
+        return None
+
+    def _follow(self, inlet: Any) -> None:
+        from pylsl.util import LostError
+
+        mapper = StreamTimeMapper(self.clock, stream_label=f"marker stream {self.taken}")
+        correction_s, checked = 0.0, 0.0
+        while not self._stop.is_set():
+            try:
+                samples, stamps = inlet.pull_chunk(timeout=self.poll_s, max_samples=256, min_samples=1)
+            except LostError:  # no source_id: liblsl cannot recover it, so resolve afresh
+                log.warning("marker stream %s lost; looking for it again", self.taken)
+                return
+            if not stamps:
+                continue
+            now = time.monotonic()
+            if now - checked >= 5.0:
+                checked = now
+                try:
+                    correction_s = float(inlet.time_correction(timeout=0.5))
+                except Exception:  # TimeoutError/LostError: keep the last estimate
+                    log.debug("marker time_correction unavailable", exc_info=True)
+            times_ms = mapper.to_unix_ms(np.asarray(stamps, dtype=np.float64), correction_s)
+            events = [
+                Event(time_ms=float(t), value=marker_value(sample))
+                for t, sample in zip(times_ms, samples, strict=True)
+            ]
+            with self._lock:
+                self._events.extend(events)
