@@ -522,12 +522,13 @@ class MarkerFollower:
     def _run(self) -> None:
         try:
             while not self._stop.is_set():
-                inlet = self._open()
-                if inlet is None:
+                opened = self._open()
+                if opened is None:
                     self._stop.wait(self.retry_s)
                     continue
+                inlet, correction_s = opened
                 try:
-                    self._follow(inlet)
+                    self._follow(inlet, correction_s)
                 finally:
                     self.taken = None
                     try:
@@ -565,7 +566,8 @@ class MarkerFollower:
             )
         return found if len(found) == 1 else []
 
-    def _open(self) -> Any:
+    def _open(self) -> tuple[Any, float] | None:
+        """An open inlet on the wanted stream and its first time correction, or None."""
         import pylsl
 
         for info in self._candidates():
@@ -577,16 +579,22 @@ class MarkerFollower:
             except Exception as exc:  # it went away between resolve and open
                 log.debug("could not open marker stream %s: %s", _describe_info(info), exc)
                 continue
+            # liblsl's first estimate takes ~0.6 s of probes; markers wait in the inlet meanwhile.
+            try:
+                correction_s = float(inlet.time_correction(timeout=2.0))
+            except Exception:  # TimeoutError/LostError: same host, so 0 is right to a few µs
+                log.debug("no time correction for the marker stream yet", exc_info=True)
+                correction_s = 0.0
             self.taken = _describe_info(info)
             log.info("markers: following LSL stream %s", self.taken)
-            return inlet
+            return inlet, correction_s
         return None
 
-    def _follow(self, inlet: Any) -> None:
+    def _follow(self, inlet: Any, correction_s: float) -> None:
         from pylsl.util import LostError
 
         mapper = StreamTimeMapper(self.clock, stream_label=f"marker stream {self.taken}")
-        correction_s, checked = 0.0, 0.0
+        checked = time.monotonic()
         while not self._stop.is_set():
             try:
                 samples, stamps = inlet.pull_chunk(timeout=self.poll_s, max_samples=256, min_samples=1)
@@ -598,8 +606,8 @@ class MarkerFollower:
             now = time.monotonic()
             if now - checked >= 5.0:
                 checked = now
-                try:
-                    correction_s = float(inlet.time_correction(timeout=0.5))
+                try:  # liblsl keeps it current in the background: timeout 0 never stalls the pulls
+                    correction_s = float(inlet.time_correction(timeout=0.0))
                 except Exception:  # TimeoutError/LostError: keep the last estimate
                     log.debug("marker time_correction unavailable", exc_info=True)
             times_ms = mapper.to_unix_ms(np.asarray(stamps, dtype=np.float64), correction_s)
