@@ -506,7 +506,7 @@ class MarkerFollower:
         self._thread = threading.Thread(target=self._run, name="lsl-markers", daemon=True)
         self._thread.start()
 
-    def stop(self, timeout_s: float = 0.5) -> None:
+    def stop(self, timeout_s: float = 0.3) -> None:
         """Stop following. Does not wait out a resolve in flight: the thread ends by itself after it."""
         self._stop.set()
         if self._thread is not None and self._thread is not threading.current_thread():
@@ -545,15 +545,24 @@ class MarkerFollower:
 
         if not self.auto:
             return sorted(_resolve(build_predicate(name=self.wanted), self.resolve_timeout_s), key=_sort_key)
-        found = _resolve(
-            build_predicate(type="Markers", hostname=self.eeg.hostname or None), self.resolve_timeout_s
-        )
-        found = [i for i in found if i.channel_format() == pylsl.cf_string]
-        preferred_names = {f"{self.eeg.name}-markers"}
-        preferred_ids = {f"{self.eeg.source_id}-markers"} if self.eeg.source_id else set()
-        preferred = [i for i in found if i.name() in preferred_names or i.source_id() in preferred_ids]
+        # The preferred names first: such a resolve returns as soon as one answers.
+        names = [f"name={_xpath_literal(f'{self.eeg.name}-markers')}"]
+        if self.eeg.source_id:
+            names.append(f"source_id={_xpath_literal(f'{self.eeg.source_id}-markers')}")
+        preferred = [
+            i
+            for i in _resolve(f"type='Markers' and ({' or '.join(names)})", self.resolve_timeout_s)
+            if i.channel_format() == pylsl.cf_string
+        ]
         if preferred:
             return sorted(preferred, key=_sort_key)
+        # Any other marker stream on the host: listen the whole second, so that "the only one" is true.
+        found = _resolve(
+            build_predicate(type="Markers", hostname=self.eeg.hostname or None),
+            self.resolve_timeout_s,
+            minimum=1_000_000,
+        )
+        found = [i for i in found if i.channel_format() == pylsl.cf_string]
         if len(found) > 1 and not self._said_ambiguous:
             self._said_ambiguous = True
             log.warning(
