@@ -4,21 +4,33 @@ muselsl pulls heavy packages (pandas, scikit-learn) and BLE stacks, so it only e
 child process (`python -m muselsl ...`); nothing here imports it. The child is restarted when it
 exits (muselsl ends itself 3 s after the headset stops sending: a BLE drop), and the LSL source
 underneath waits for the same stream (source_id `Muse<address>`) to come back, reporting the gap.
+
+The child must not outlive the collector, even a SIGKILLed one that runs no cleanup. On Linux the
+kernel sees to it: the child is started with a parent-death signal (prctl PR_SET_PDEATHSIG,
+SIGKILL). That needs no extra process and no polling, and cannot be missed the way a watchdog
+(start_new_session plus a process that polls for the parent) can be when the watchdog itself is
+killed with the group or lags. Two caveats are handled: the signal fires when the *thread* that
+started the child ends, so every child is started by the supervisor thread, which lives as long as
+the source; and a parent that dies between fork and prctl is caught by checking getppid() after.
+SIGKILL, not SIGTERM, because once the parent is gone nobody is left to escalate.
 """
 
 from __future__ import annotations
 
 import collections
+import ctypes
 import logging
 import os
 import re
+import signal
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from collector.errors import NoSourceError, UsageError
 from devices.base import SampleChunk, StreamDescription
@@ -74,6 +86,42 @@ def build_stream_command(
     return cmd
 
 
+_PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+
+
+def _linux_prctl() -> Any:
+    """libc's prctl, loaded in the parent: the child between fork and exec must not dlopen."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        return ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):  # not glibc/musl: no parent-death signal, close() still stops it
+        log.debug("prctl unavailable", exc_info=True)
+        return None
+
+
+_PRCTL = _linux_prctl()
+
+
+def die_with_parent() -> Callable[[], None] | None:
+    """A Popen preexec_fn that has the kernel SIGKILL the child when this process dies; None off Linux.
+
+    Called in the parent right before each spawn: the pid it checks against is the spawner's.
+    """
+    prctl = _PRCTL
+    if prctl is None:
+        return None
+    parent = os.getpid()
+    sig = int(signal.SIGKILL)
+
+    def preexec() -> None:  # runs in the child between fork and exec: no imports, no locks
+        prctl(_PR_SET_PDEATHSIG, sig, 0, 0, 0)
+        if os.getppid() != parent:  # the parent died before prctl: no signal will ever come
+            os._exit(1)
+
+    return preexec
+
+
 class _Child:
     """One run of the child process; its output is logged at debug level and the tail kept."""
 
@@ -90,6 +138,7 @@ class _Child:
             text=True,
             errors="replace",
             env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},  # its lines as they come
+            preexec_fn=die_with_parent(),  # a SIGKILLed collector takes the child with it
         )
         self._reader = threading.Thread(target=self._read, name="muselsl-output", daemon=True)
         self._reader.start()
@@ -143,6 +192,7 @@ class MuseSource:
         eeg_channels: Sequence[str] | None = None,
         aux_channels: Sequence[str] = (),
         env: dict[str, str] | None = None,
+        markers: str | None = "auto",
     ) -> None:
         if address and not _MAC_RE.match(address) and not address.startswith("{"):
             # CoreBluetooth on macOS uses UUIDs instead of MACs; accept those as given.
@@ -175,21 +225,32 @@ class MuseSource:
             aux_channels=aux_channels,
             model=display_model,
             lost_after_s=lost_after_s,
+            markers=markers,  # muselsl sends none; a stimulus script's `Muse-markers` is followed
         )
         self._child: _Child | None = None
         self._tail: collections.deque[str] = collections.deque(maxlen=20)
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._supervisor: threading.Thread | None = None
+        self._spawn_error: NoSourceError | None = None
 
     # -- EegSource -----------------------------------------------------------------------------
     def open(self) -> StreamDescription:
         shown = self.command[1:] if self.command[0] == sys.executable else self.command
         log.info("starting %s", " ".join(shown))
         self._stop.clear()
-        self._spawn()
-        self._supervisor = threading.Thread(target=self._supervise, name="muselsl-supervisor", daemon=True)
+        # The supervisor starts every child, the first too: a child's parent-death signal fires when
+        # the thread that started it ends, and the caller's thread may end before the source does.
+        started = threading.Event()
+        self._spawn_error = None
+        self._supervisor = threading.Thread(
+            target=self._supervise, args=(started,), name="muselsl-supervisor", daemon=True
+        )
         self._supervisor.start()
+        started.wait()
+        if self._spawn_error is not None:
+            self._supervisor.join(10.0)
+            raise self._spawn_error
         deadline = time.monotonic() + self.connect_timeout_s
         while True:
             try:
@@ -236,7 +297,24 @@ class MuseSource:
         with self._lock:
             self._child = child  # close() joins the supervisor first, then stops this one
 
-    def _supervise(self) -> None:
+    def _supervise(self, started: threading.Event) -> None:
+        try:
+            try:
+                self._spawn()
+            except NoSourceError as err:
+                self._spawn_error = err
+                return
+            finally:
+                started.set()
+            self._restart_loop()
+        finally:
+            # Stopped here, by the thread that started it, before that thread's end signals it.
+            with self._lock:
+                child, self._child = self._child, None
+            if child is not None:
+                child.stop()
+
+    def _restart_loop(self) -> None:
         delay = self.restart_delay_s
         while not self._stop.is_set():
             with self._lock:

@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import random
+import signal
 import subprocess
 import sys
 import textwrap
@@ -223,3 +225,80 @@ def test_devices_command_lists_visible_lsl_streams_as_json(capsys):
     assert len(ours) == 1
     assert ours[0]["labels"] == ["TP9", "AF7"] and ours[0]["sfreq"] == 256.0 and ours[0]["type"] == "EEG"
     assert doc["muse"]["headsets"] == [] and "skipped" in doc["muse"]["reason"]
+
+
+PDEATH_CHILD = textwrap.dedent(
+    """
+    # Stands in for `muselsl stream`: notes its pid, publishes a stream, and would run forever.
+    import os, sys, time
+    import pylsl
+    with open(sys.argv[1], "a") as f:
+        f.write(f"{os.getpid()}\\n")
+    info = pylsl.StreamInfo("Muse", "EEG", 4, 256, "float32", "Muse%s" % sys.argv[2])
+    outlet = pylsl.StreamOutlet(info)
+    print("Connected.", flush=True)
+    while True:
+        outlet.push_sample([0.0] * 4)
+        time.sleep(0.05)
+    """
+)
+
+PDEATH_PARENT = textwrap.dedent(
+    """
+    # A collector that opens the Muse source from a short-lived thread, then reads until killed.
+    import sys, threading
+    from devices.muse import MuseSource
+    child = [sys.executable, "-c", sys.argv[1], sys.argv[2], sys.argv[3]]
+    source = MuseSource(address=sys.argv[3], command=child, connect_timeout_s=30, markers=None)
+    opener = threading.Thread(target=source.open)
+    opener.start()
+    opener.join()
+    print("open", flush=True)
+    while True:
+        source.read(0.5)
+    """
+)
+
+
+def _running(pid: int) -> bool:
+    """Alive and not a zombie (an orphan's reaper may be slow or absent in a container)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+@pytest.mark.lsl
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="parent-death signal is Linux only")
+def test_a_sigkilled_collector_takes_the_muselsl_child_with_it(tmp_path):
+    pids_file = tmp_path / "child-pids"
+    address = fake_address()
+    parent = subprocess.Popen(
+        [sys.executable, "-c", PDEATH_PARENT, PDEATH_CHILD, str(pids_file), address],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        assert parent.stdout is not None
+        assert parent.stdout.readline().strip() == "open"
+        time.sleep(0.5)  # the thread that called open() has ended: the child must outlive it
+        pids = [int(line) for line in pids_file.read_text().split()]
+        assert len(pids) == 1 and _running(pids[0]), pids  # not killed and restarted
+        parent.kill()  # SIGKILL: no cleanup code of ours runs
+        parent.wait(10)
+        deadline = time.monotonic() + 5
+        while _running(pids[0]) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not _running(pids[0]), "the muselsl stand-in outlived its SIGKILLed parent"
+    finally:
+        if parent.poll() is None:
+            parent.kill()
+            parent.wait(10)
+        if parent.stdout is not None:
+            parent.stdout.close()
+        for pid in [int(line) for line in pids_file.read_text().split()] if pids_file.exists() else []:
+            if _running(pid):
+                os.kill(pid, signal.SIGKILL)
