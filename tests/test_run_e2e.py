@@ -230,3 +230,25 @@ def test_offline_replay_then_upload(sandbox, tmp_path):
     up = collector(["upload", "--spool", str(spool)], sandbox, timeout=60)
     assert up.returncode == 0, up.stderr
     assert len([r for r in sandbox.evidence(sandbox.workspace_id) if r["type"] == "eeg"]) == 1
+
+
+def test_replay_to_lsl_publishes_a_live_stream(tmp_path):
+    from devices.lsl import LslSource
+
+    name = f"e2e-tolsl-{uuid.uuid4().hex[:8]}"
+    proc = subprocess.Popen([sys.executable, "-m", "collector", "replay", str(MUSE_XDF), "--to-lsl",
+                             "--stream-name", name, "--speed", "2"],
+                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        with LslSource(stream_name=name, resolve_timeout_s=15.0) as source:
+            description = source.description
+            got = 0
+            deadline = time.monotonic() + 20
+            while got < 512 and time.monotonic() < deadline:
+                chunk = source.read(timeout=0.5)
+                got += len(chunk) if chunk is not None else 0
+        assert description.channels == ("TP9", "AF7", "AF8", "TP10") and description.sfreq == 256.0
+        assert got >= 512
+    finally:
+        proc.terminate()
+        proc.communicate(timeout=20)
