@@ -190,7 +190,6 @@ class Capture:
             self.stats.screens_dropped += 1
 
     def _screen_loop(self) -> None:
-        self.stats.screen_state = "capturing"
         try:
             self.screen_source.run(self._on_frame, self.stop_event)
         except CollectorError as err:
@@ -209,6 +208,7 @@ class Capture:
             t = threading.Thread(target=self._eeg_loop, args=(description,), name="eeg", daemon=True)
             self._threads.append(t)
         if self.screen_source is not None:
+            self.stats.screen_state = "capturing"
             t = threading.Thread(target=self._screen_loop, name="screen", daemon=True)
             self._threads.append(t)
         for t in self._threads:

@@ -76,9 +76,11 @@ def run_session(
         if uploader is not None:
             uploader.start()
         capture.start(description)
-        output.log("capture_started", capture_id=capture.capture_id,
-                   stream=description.name if description else None,
-                   screen=capture.stats.screen_state)
+        stream = description.name if description else None
+        output.log("capture_started", capture_id=capture.capture_id, stream=stream,
+                   screen=capture.stats.screen_state,
+                   message=f"capturing {'EEG from ' + repr(stream) if stream else 'no EEG'}, screen "
+                   f"{capture.stats.screen_state} (capture {capture.capture_id}); Ctrl-C to stop")
         deadline = time.monotonic() + duration_s if duration_s else None
         while True:
             if signals.stop.is_set() or (stop_event is not None and stop_event.is_set()):
@@ -94,12 +96,14 @@ def run_session(
             output.update(snap)
             signals.stop.wait(1.0 if output.interactive else 0.5)
 
+        output.end_view()
         capture.stop()  # flushes the chunker: every sample read is in the spool now
         pending = capture.spool.pending_count()
         if uploader is not None:
             timeout = 0.0 if signals.now.is_set() else flush_timeout_s
             if pending and timeout:
-                output.log("flushing", pending=pending, timeout_s=timeout)
+                output.log("flushing", message=f"delivering the last {pending} item(s), for up to {timeout:g} s "
+                           "(Ctrl-C again to stop now; nothing is lost)", pending=pending)
             # A second Ctrl-C during the flush ends it at once; the spool keeps the rest.
             pending = uploader.stop(timeout, abort=signals.now)
         snap = snapshot(capture.stats, delivery())

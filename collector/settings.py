@@ -8,7 +8,7 @@ reads files or the environment itself.
     extends = "muse-2"
     [session]   workspace, block                 (lab machines: no flags needed)
     [device]    name, model, kind (muse|lsl), sfreq, channels, aux, unit, address
-    [stream]    name, type, source_id            (LSL selectors)
+    [stream]    name, type, source_id, markers   (LSL selectors; markers = auto|NAME|off)
     [analysis]  window_s, step_s, segment_s, chunk_s, bands = {alpha = [8, 13], ...}
     [screen]    mode (auto|on|off), interval_s, max_width, format, quality, keepalive_s,
                 monitor, redact = [[x, y, w, h], ...]
@@ -56,6 +56,7 @@ class StreamSection(_Section):
     name: str | None = None
     type: str = "EEG"
     source_id: str | None = None
+    markers: str = "auto"  # a marker stream to carry as events: auto (same host), a name, or off
 
 
 DEFAULT_BANDS: dict[str, tuple[float, float]] = {

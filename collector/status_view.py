@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import logging
 import sys
+import threading
 import time
 from typing import Any, TextIO
 
@@ -78,7 +80,11 @@ def render_terminal(snap: dict[str, Any]) -> list[str]:
 
 
 class StatusOutput:
-    """Redraws a small block in a terminal every second; otherwise one log line per minute."""
+    """Redraws a small block in a terminal every second; otherwise one log line per minute.
+
+    Every line written during a session goes through here (log records too, see
+    `LogToStatus`), so messages scroll above the live block instead of tearing it.
+    """
 
     def __init__(self, stream: TextIO | None = None, *, log_format: str = "text", interactive: bool | None = None,
                  log_every_s: float = 60.0) -> None:
@@ -87,28 +93,58 @@ class StatusOutput:
         self.log_format = log_format
         self.log_every_s = log_every_s
         self._drawn = 0
+        self._block: list[str] = []
         self._last_log = time.monotonic()
+        self._lock = threading.Lock()
+
+    def _write(self, text: str) -> None:
+        """Clear the live block, write `text`, draw the block again below it."""
+        with self._lock:
+            clear = "\x1b[F" * self._drawn + "\x1b[J" if self._drawn else ""
+            block = "".join(line + "\n" for line in self._block)
+            self.stream.write(clear + text + block)
+            self.stream.flush()
+            self._drawn = len(self._block)
 
     def update(self, snap: dict[str, Any], *, force: bool = False) -> None:
         if self.interactive:
-            lines = render_terminal(snap)
-            # Move up over the previous block and clear it, so the view stays in place.
-            out = ("\x1b[F\x1b[2K" * self._drawn) + "\n".join(lines) + "\n"
-            self.stream.write(out)
-            self.stream.flush()
-            self._drawn = len(lines)
+            self._block = render_terminal(snap)
+            self._write("")
         elif force or time.monotonic() - self._last_log >= self.log_every_s:
             self._last_log = time.monotonic()
             self.log("status", **snap)
 
+    def end_view(self) -> None:
+        """Leave the last block on screen; later lines go below it."""
+        with self._lock:
+            self._block, self._drawn = [], 0
+
     def log(self, event: str, **fields: Any) -> None:
         """A line for logs: JSON with `--log-format json`, `key=value` text otherwise."""
-        if self.interactive:
-            self._drawn = 0  # the message scrolls the view; redraw below it
         if self.log_format == "json":
             line = json.dumps({"ts": round(time.time(), 3), "event": event, **fields}, default=str)
+        elif self.interactive and "message" in fields:
+            line = f"{event}: {fields.get('message', '')}" if event not in ("log",) else fields.get("message", "")
         else:
             parts = [f"{k}={v}" for k, v in fields.items() if v not in (None, {}, "")]
             line = f"{time.strftime('%Y-%m-%dT%H:%M:%S')} {event} " + " ".join(parts)
-        self.stream.write(line + "\n")
-        self.stream.flush()
+        self._write(line + "\n")
+
+
+class LogToStatus(logging.Handler):
+    """Sends log records through a StatusOutput (JSON lines with --log-format json)."""
+
+    def __init__(self, output: StatusOutput, level: int = logging.INFO) -> None:
+        super().__init__(level)
+        self.output = output
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            message = record.getMessage()
+            if self.output.log_format == "json":
+                self.output.log("log", level=record.levelname.lower(), logger=record.name, message=message)
+            else:
+                prefix = "" if record.levelno <= logging.INFO else f"{record.levelname.lower()}: "
+                self.output.log("log", message=prefix + message)
+        except Exception:  # a log line must never break a capture
+            self.handleError(record)

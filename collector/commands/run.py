@@ -36,6 +36,8 @@ def add_parser(sub) -> None:
     eeg.add_argument("--stream-name", help="LSL stream name")
     eeg.add_argument("--stream-type", help="LSL stream type (default EEG)")
     eeg.add_argument("--source-id", help="LSL source id")
+    eeg.add_argument("--markers", metavar="auto|NAME|off",
+                     help="LSL marker stream to carry as events (default auto: one on the same host)")
     scr = p.add_argument_group("screen")
     scr.add_argument("--screen", choices=("auto", "on", "off"), help="screenshots (default auto: when a display exists)")
     scr.add_argument("--no-screen", dest="screen", action="store_const", const="off", help="same as --screen off")
@@ -62,6 +64,7 @@ def profile_from_args(args: argparse.Namespace):
             "name": getattr(args, "stream_name", None),
             "type": getattr(args, "stream_type", None),
             "source_id": getattr(args, "source_id", None),
+            "markers": getattr(args, "markers", None),
         },
         screen={
             "mode": getattr(args, "screen", None),
@@ -130,7 +133,8 @@ def open_eeg(profile):
         from devices.muse import MuseSource
 
         source = MuseSource(address=profile.device.address, model=profile.device.model or "auto",
-                            eeg_channels=profile.device.channels or None, aux_channels=profile.device.aux)
+                            eeg_channels=profile.device.channels or None, aux_channels=profile.device.aux,
+                            markers=profile.stream.markers)
     else:
         from devices.lsl import LslSource
 
@@ -141,6 +145,7 @@ def open_eeg(profile):
             eeg_channels=profile.device.channels or None,
             aux_channels=profile.device.aux,
             model=profile.device.model,
+            markers=profile.stream.markers,
         )
     try:
         description = source.open()
@@ -151,9 +156,13 @@ def open_eeg(profile):
 
 
 def make_output(args):
-    from collector.status_view import StatusOutput
+    """The status view; from here on, log records go through it too (so they keep its format)."""
+    from collector.status_view import LogToStatus, StatusOutput
 
-    return StatusOutput(sys.stderr, log_format=args.log_format)
+    output = StatusOutput(sys.stderr, log_format=args.log_format)
+    root = logging.getLogger()
+    root.handlers = [LogToStatus(output, logging.DEBUG if getattr(args, "verbose", False) else logging.INFO)]
+    return output
 
 
 def deliver_and_capture(args, profile, output, *, eeg_source, description, screen_source, settings,
