@@ -85,7 +85,14 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except CollectorError as err:
-        print(f"collector: {err}", file=sys.stderr)
+        if getattr(args, "log_format", "text") == "json":  # lab logs stay machine-readable
+            import json
+            import time
+
+            print(json.dumps({"ts": round(time.time(), 3), "event": "error", "exit_code": err.exit_code,
+                              "message": str(err)}), file=sys.stderr)
+        else:
+            print(f"collector: {err}", file=sys.stderr)
         return err.exit_code
     except KeyboardInterrupt:
         print("collector: interrupted.", file=sys.stderr)
