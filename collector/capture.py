@@ -63,8 +63,13 @@ def _quality_word(flags: dict[str, Any]) -> str:
     """One word per channel for a learner, from the last window's quality flags."""
     if not flags:
         return "?"
-    for key, word in (("missing", "gap"), ("flat", "flat"), ("clipped", "railed"),
-                      ("excessive_amplitude", "noisy"), ("line_noise", "line-noise")):
+    for key, word in (
+        ("missing", "gap"),
+        ("flat", "flat"),
+        ("clipped", "railed"),
+        ("excessive_amplitude", "noisy"),
+        ("line_noise", "line-noise"),
+    ):
         if flags.get(key):
             return word
     return "good"
@@ -119,10 +124,16 @@ class Capture:
 
         a = self.profile.analysis
         try:
-            settings = BandSettings(window_s=a.window_s, step_s=a.step_s, segment_s=a.segment_s,
-                                    bands=dict(a.bands))
-            chunker = EegChunker(description, settings, capture_id=self.capture_id,
-                                 stream_id=description.stream_id, chunk_s=a.chunk_s)
+            settings = BandSettings(
+                window_s=a.window_s, step_s=a.step_s, segment_s=a.segment_s, bands=dict(a.bands)
+            )
+            chunker = EegChunker(
+                description,
+                settings,
+                capture_id=self.capture_id,
+                stream_id=description.stream_id,
+                chunk_s=a.chunk_s,
+            )
         except Exception as exc:  # nothing read yet, so nothing lost; say why and stop
             self._fatal = exc
             self.stats.last_error = str(exc)
@@ -227,4 +238,3 @@ class Capture:
     @property
     def fatal(self) -> BaseException | None:
         return self._fatal
-

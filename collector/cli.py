@@ -89,8 +89,17 @@ def main(argv: list[str] | None = None) -> int:
             import json
             import time
 
-            print(json.dumps({"ts": round(time.time(), 3), "event": "error", "exit_code": err.exit_code,
-                              "message": str(err)}), file=sys.stderr)
+            print(
+                json.dumps(
+                    {
+                        "ts": round(time.time(), 3),
+                        "event": "error",
+                        "exit_code": err.exit_code,
+                        "message": str(err),
+                    }
+                ),
+                file=sys.stderr,
+            )
         else:
             print(f"collector: {err}", file=sys.stderr)
         return err.exit_code

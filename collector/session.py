@@ -77,10 +77,14 @@ def run_session(
             uploader.start()
         capture.start(description)
         stream = description.name if description else None
-        output.log("capture_started", capture_id=capture.capture_id, stream=stream,
-                   screen=capture.stats.screen_state,
-                   message=f"capturing {'EEG from ' + repr(stream) if stream else 'no EEG'}, screen "
-                   f"{capture.stats.screen_state} (capture {capture.capture_id}); Ctrl-C to stop")
+        output.log(
+            "capture_started",
+            capture_id=capture.capture_id,
+            stream=stream,
+            screen=capture.stats.screen_state,
+            message=f"capturing {'EEG from ' + repr(stream) if stream else 'no EEG'}, screen "
+            f"{capture.stats.screen_state} (capture {capture.capture_id}); Ctrl-C to stop",
+        )
         deadline = time.monotonic() + duration_s if duration_s else None
         while True:
             if signals.stop.is_set() or (stop_event is not None and stop_event.is_set()):
@@ -102,8 +106,12 @@ def run_session(
         if uploader is not None:
             timeout = 0.0 if signals.now.is_set() else flush_timeout_s
             if pending and timeout:
-                output.log("flushing", message=f"delivering the last {pending} item(s), for up to {timeout:g} s "
-                           "(Ctrl-C again to stop now; nothing is lost)", pending=pending)
+                output.log(
+                    "flushing",
+                    message=f"delivering the last {pending} item(s), for up to {timeout:g} s "
+                    "(Ctrl-C again to stop now; nothing is lost)",
+                    pending=pending,
+                )
             # A second Ctrl-C during the flush ends it at once; the spool keeps the rest.
             pending = uploader.stop(timeout, abort=signals.now)
         snap = snapshot(capture.stats, delivery())
@@ -125,8 +133,10 @@ def run_session(
         output.stream.write(
             f"\nSession ended after {minutes} min {seconds} s: {summary['samples']:,} EEG samples in "
             f"{summary['eeg_chunks']} chunks, {summary['screenshots']} screenshots "
-            f"({summary['screenshots_skipped']} near-identical skipped); {summary['delivered']} items delivered"
-            + (f", {summary['dropped']} DROPPED (spool full)" if summary["dropped"] else "") + ".\n"
+            f"({summary['screenshots_skipped']} near-identical skipped); "
+            f"{summary['delivered']} items delivered"
+            + (f", {summary['dropped']} DROPPED (spool full)" if summary["dropped"] else "")
+            + ".\n"
         )
     else:
         output.log("summary", **summary)

@@ -37,7 +37,8 @@ def snapshot(stats: CaptureStats, delivery: dict[str, Any]) -> dict[str, Any]:
         "delivery": delivery.get("paused_reason") or ("offline" if delivery.get("offline") else "ok"),
         # Delivery is bounded by the API's rate limit: at N requests/min, `pending` items take this long.
         "deliver_eta_s": round(60.0 * delivery["pending"] / delivery["limit_per_min"])
-        if delivery.get("pending") and delivery.get("limit_per_min") else None,
+        if delivery.get("pending") and delivery.get("limit_per_min")
+        else None,
         "last_error": stats.last_error or delivery.get("last_error") or None,
     }
 
@@ -67,9 +68,12 @@ def render_terminal(snap: dict[str, Any]) -> list[str]:
         eta = f", {snap['read_eta_s']:.0f} s left" if snap.get("read_eta_s") is not None else ""
         lines.append(f"file    {_bar(snap['read_pct'] / 100, 30)} {snap['read_pct']:5.1f}% read{eta}")
     else:
-        lines.append(f"screen  {snap['screen']}: {snap['screens_sent']} sent, {snap['screens_skipped']} skipped")
+        lines.append(
+            f"screen  {snap['screen']}: {snap['screens_sent']} sent, {snap['screens_skipped']} skipped"
+        )
     lines.append(
-        f"chunks  {snap['eeg_chunks_spooled'] + snap['screens_sent']} spooled, {snap['delivered']} delivered, "
+        f"chunks  {snap['eeg_chunks_spooled'] + snap['screens_sent']} spooled, "
+        f"{snap['delivered']} delivered, "
         f"{snap['pending']} pending, delivery {snap['delivery']}"
         + (f", {snap['dropped']} DROPPED" if snap["dropped"] else "")
         + (f", ~{snap['deliver_eta_s']} s to deliver" if snap.get("deliver_eta_s") else "")
@@ -86,8 +90,14 @@ class StatusOutput:
     `LogToStatus`), so messages scroll above the live block instead of tearing it.
     """
 
-    def __init__(self, stream: TextIO | None = None, *, log_format: str = "text", interactive: bool | None = None,
-                 log_every_s: float = 60.0) -> None:
+    def __init__(
+        self,
+        stream: TextIO | None = None,
+        *,
+        log_format: str = "text",
+        interactive: bool | None = None,
+        log_every_s: float = 60.0,
+    ) -> None:
         self.stream = stream or sys.stderr
         self.interactive = self.stream.isatty() if interactive is None else interactive
         self.log_format = log_format
@@ -124,7 +134,11 @@ class StatusOutput:
         if self.log_format == "json":
             line = json.dumps({"ts": round(time.time(), 3), "event": event, **fields}, default=str)
         elif self.interactive and "message" in fields:
-            line = f"{event}: {fields.get('message', '')}" if event not in ("log",) else fields.get("message", "")
+            line = (
+                f"{event}: {fields.get('message', '')}"
+                if event not in ("log",)
+                else fields.get("message", "")
+            )
         else:
             parts = [f"{k}={v}" for k, v in fields.items() if v not in (None, {}, "")]
             line = f"{time.strftime('%Y-%m-%dT%H:%M:%S')} {event} " + " ".join(parts)

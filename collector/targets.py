@@ -21,7 +21,8 @@ def pick_target(flag_workspace: str | None, flag_block: str | None, profile) -> 
     block = flag_block or profile.session.block or os.environ.get(ENV_BLOCK)
     if not workspace:
         raise UsageError(
-            f"No workspace: pass --workspace ID (or set [session] workspace in the profile, or ${ENV_WORKSPACE})."
+            "No workspace: pass --workspace ID (or set [session] workspace in the profile, "
+            f"or ${ENV_WORKSPACE})."
         )
     if not is_uuid(workspace):
         raise UsageError(f"Workspace {workspace!r} is not a valid id (expected a UUID). Check the value.")
@@ -51,4 +52,6 @@ def resolve_block(blocks: list[Block], value: str, workspace_id: str) -> Block:
             status=404,
         )
     listing = "; ".join(f"{b.id} ({b.status})" for b in matches)
-    raise UsageError(f"The title {value!r} matches {len(matches)} blocks: {listing}. Pass --block with one id.")
+    raise UsageError(
+        f"The title {value!r} matches {len(matches)} blocks: {listing}. Pass --block with one id."
+    )

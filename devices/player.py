@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from devices.xdf import XdfStream, load_recording, marker_value, pick_eeg_stream
+from devices.xdf import XdfStream, load_recording, pick_eeg_stream, recording_markers
 
 log = logging.getLogger(__name__)
 
@@ -107,7 +107,7 @@ def play_to_lsl(
             name, sid, eeg.labels, sfreq, stream_type=eeg.type or "EEG", units=eeg.units, channel_format=fmt
         )
     )
-    marker_times, marker_values = _markers_of(recording, eeg) if markers else (np.zeros(0), [])
+    marker_times, marker_values = recording_markers(recording, eeg) if markers else (np.zeros(0), [])
     marker_outlet = (
         pylsl.StreamOutlet(make_marker_info(f"{name}-markers", f"{sid}-markers"))
         if len(marker_values)
@@ -137,20 +137,6 @@ def play_to_lsl(
         return pushed
     finally:
         del eeg_outlet, marker_outlet  # destroying the outlets ends the streams for their inlets
-
-
-def _markers_of(recording: Any, eeg: XdfStream) -> tuple[np.ndarray, list[str]]:
-    times: list[float] = []
-    values: list[str] = []
-    for s in recording.streams:
-        if s is eeg or not s.is_marker or s.sample_count == 0:
-            continue
-        samples = s.data if s.is_string else np.asarray(s.data).tolist()
-        for t, sample in zip(s.times_s, samples, strict=True):
-            times.append(float(t))
-            values.append(marker_value(sample))
-    order = np.argsort(np.asarray(times), kind="stable")
-    return np.asarray(times, dtype=np.float64)[order], [values[i] for i in order]
 
 
 def _play_loop(

@@ -297,6 +297,21 @@ def marker_value(sample: Sequence[Any]) -> str:
     return values[0] if len(values) == 1 else ",".join(values)
 
 
+def recording_markers(recording: XdfRecording, eeg: XdfStream) -> tuple[np.ndarray, list[str]]:
+    """Every marker of the recording's other streams: (times in the file's seconds, values), by time."""
+    times: list[float] = []
+    values: list[str] = []
+    for s in recording.streams:
+        if s is eeg or not s.is_marker or s.sample_count == 0:
+            continue
+        samples = s.data if s.is_string else np.asarray(s.data).tolist()
+        for t, sample in zip(s.times_s, samples, strict=True):
+            times.append(float(t))
+            values.append(marker_value(sample))
+    order = np.argsort(np.asarray(times), kind="stable")
+    return np.asarray(times, dtype=np.float64)[order], [values[i] for i in order]
+
+
 class XdfSource:
     """Reads one XDF file's EEG stream as SampleChunks; markers ride along as Events.
 
@@ -482,19 +497,9 @@ class XdfSource:
         }
 
     def _load_events(self, recording: XdfRecording, eeg: XdfStream, t0: float, anchor_s: float) -> None:
-        rel: list[float] = []
-        values: list[str] = []
-        for s in recording.streams:
-            if s is eeg or not s.is_marker or s.sample_count == 0:
-                continue
-            samples = s.data if s.is_string else np.asarray(s.data).tolist()
-            for t, sample in zip(s.times_s, samples, strict=True):
-                rel.append(float(t) - t0)
-                values.append(marker_value(sample))
-        order = np.argsort(np.asarray(rel), kind="stable")
-        self._event_rel_s = np.asarray(rel, dtype=np.float64)[order]
+        times_s, self._event_values = recording_markers(recording, eeg)
+        self._event_rel_s = times_s - t0
         self._event_ms = (anchor_s + self._event_rel_s) * 1000.0
-        self._event_values = [values[i] for i in order]
 
     def _make_chunk(self, start: int, end: int) -> SampleChunk:
         n = self._rel_s.shape[0]

@@ -35,9 +35,26 @@ def main() -> None:
         write_xdf(path, [synthetic_eeg(seconds), synthetic_markers(seconds)])
         spool = Path(tmp) / "spool"
         env = dict(os.environ, OPENLESSON_API_KEY="sk_benchmark_not_used")
-        cmd = [sys.executable, "-m", "collector", "replay", str(path), "--workspace", str(uuid.uuid4()),
-               "--block", str(uuid.uuid4()), "--speed", "max", "--offline", "--spool", str(spool),
-               "--chunk-seconds", str(args.chunk_seconds), "--log-format", "json"]
+        cmd = [
+            sys.executable,
+            "-m",
+            "collector",
+            "replay",
+            str(path),
+            "--workspace",
+            str(uuid.uuid4()),
+            "--block",
+            str(uuid.uuid4()),
+            "--speed",
+            "max",
+            "--offline",
+            "--spool",
+            str(spool),
+            "--chunk-seconds",
+            str(args.chunk_seconds),
+            "--log-format",
+            "json",
+        ]
         before = resource.getrusage(resource.RUSAGE_CHILDREN)
         t0 = time.perf_counter()
         proc = subprocess.run(cmd, env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True)
@@ -50,10 +67,14 @@ def main() -> None:
             (items,) = db.execute("SELECT count(*) FROM items").fetchone()
         size = sum(p.stat().st_size for p in spool.iterdir() if p.is_file())
         samples = int(round(seconds * 256))
-        print(f"replay --speed max --offline of {args.hours:g} h of 4-ch 256 Hz EEG ({samples:,} samples, "
-              f"XDF {path.stat().st_size / 1e6:.1f} MB)")
-        print(f"  wall {wall:.1f} s   CPU {cpu:.1f} s   {seconds / wall:,.0f}x real time   "
-              f"{samples / wall:,.0f} samples/s")
+        print(
+            f"replay --speed max --offline of {args.hours:g} h of 4-ch 256 Hz EEG ({samples:,} samples, "
+            f"XDF {path.stat().st_size / 1e6:.1f} MB)"
+        )
+        print(
+            f"  wall {wall:.1f} s   CPU {cpu:.1f} s   {seconds / wall:,.0f}x real time   "
+            f"{samples / wall:,.0f} samples/s"
+        )
         print(f"  spooled {items} EEG chunks of {args.chunk_seconds:g} s, spool {size / 1e6:.1f} MB on disk")
         print(f"  peak RSS of the replay process {after.ru_maxrss / 1024:.0f} MB")
         print(f"  delivering them at 100 requests/min takes about {items / 100:.0f} min")

@@ -68,40 +68,54 @@ def _numeric_samples(stream_id: int, ts: np.ndarray, values: np.ndarray) -> byte
 
 def _string_samples(stream_id: int, ts: np.ndarray, values: list[str]) -> bytes:
     body = bytearray(struct.pack("<I", stream_id) + _varlen(len(values)))
-    for t, v in zip(ts, values):
+    for t, v in zip(ts, values, strict=True):
         raw = v.encode()
         body += b"\x08" + struct.pack("<d", float(t)) + _varlen(len(raw)) + raw
     return _chunk(SAMPLES, bytes(body))
 
 
-def write_xdf(path: Path, streams: list[XdfStream], *, start: datetime | None = None,
-              samples_per_chunk: int = 4096) -> None:
+def write_xdf(
+    path: Path, streams: list[XdfStream], *, start: datetime | None = None, samples_per_chunk: int = 4096
+) -> None:
     start = start or datetime.now(timezone.utc)
     with open(path, "wb") as f:
         f.write(b"XDF:")
-        f.write(_chunk(FILE_HEADER, (
-            f'<?xml version="1.0"?><info><version>1.0</version>'
-            f"<datetime>{start.isoformat()}</datetime></info>").encode()))
+        f.write(
+            _chunk(
+                FILE_HEADER,
+                (
+                    f'<?xml version="1.0"?><info><version>1.0</version>'
+                    f"<datetime>{start.isoformat()}</datetime></info>"
+                ).encode(),
+            )
+        )
         for sid, s in enumerate(streams, 1):
             f.write(_chunk(STREAM_HEADER, struct.pack("<I", sid) + _header_xml(s)))
         for sid, s in enumerate(streams, 1):
             for i in range(0, len(s.timestamps), samples_per_chunk):
-                ts = s.timestamps[i:i + samples_per_chunk]
+                ts = s.timestamps[i : i + samples_per_chunk]
                 if isinstance(s.values, list):
-                    f.write(_string_samples(sid, ts, s.values[i:i + samples_per_chunk]))
+                    f.write(_string_samples(sid, ts, s.values[i : i + samples_per_chunk]))
                 else:
-                    f.write(_numeric_samples(sid, ts, s.values[i:i + samples_per_chunk]))
+                    f.write(_numeric_samples(sid, ts, s.values[i : i + samples_per_chunk]))
         for sid, s in enumerate(streams, 1):
             n = len(s.timestamps)
             first = float(s.timestamps[0]) if n else 0.0
             last = float(s.timestamps[-1]) if n else 0.0
-            footer = (f'<?xml version="1.0"?><info><first_timestamp>{first!r}</first_timestamp>'
-                      f"<last_timestamp>{last!r}</last_timestamp><sample_count>{n}</sample_count></info>")
+            footer = (
+                f'<?xml version="1.0"?><info><first_timestamp>{first!r}</first_timestamp>'
+                f"<last_timestamp>{last!r}</last_timestamp><sample_count>{n}</sample_count></info>"
+            )
             f.write(_chunk(STREAM_FOOTER, struct.pack("<I", sid) + footer.encode()))
 
 
-def synthetic_eeg(seconds: float, sfreq: float = 256.0, channels=("TP9", "AF7", "AF8", "TP10"),
-                  seed: int = 0, t0: float = 1000.0) -> XdfStream:
+def synthetic_eeg(
+    seconds: float,
+    sfreq: float = 256.0,
+    channels=("TP9", "AF7", "AF8", "TP10"),
+    seed: int = 0,
+    t0: float = 1000.0,
+) -> XdfStream:
     rng = np.random.default_rng(seed)
     n = int(round(seconds * sfreq))
     t = np.arange(n) / sfreq
@@ -114,8 +128,16 @@ def synthetic_eeg(seconds: float, sfreq: float = 256.0, channels=("TP9", "AF7", 
 
 def synthetic_markers(seconds: float, every_s: float = 2.0, t0: float = 1000.0) -> XdfStream:
     ts = t0 + np.arange(0.5, seconds, every_s)
-    return XdfStream("SynthMarkers", "Markers", 0.0, ["Marker"], ts, [str(i % 2 + 1) for i in range(len(ts))],
-                     source_id="synth-markers", unit="")
+    return XdfStream(
+        "SynthMarkers",
+        "Markers",
+        0.0,
+        ["Marker"],
+        ts,
+        [str(i % 2 + 1) for i in range(len(ts))],
+        source_id="synth-markers",
+        unit="",
+    )
 
 
 def main() -> None:

@@ -29,13 +29,20 @@ BANDS = {"delta": (1, 4), "theta": (4, 8), "alpha": (8, 13), "beta": (13, 30), "
 pytestmark = [pytest.mark.lsl, pytest.mark.slow]
 
 
-def collector(args: list[str], sandbox, *, key: str | None = None, timeout: float = 180.0,
-              extra_env: dict | None = None) -> subprocess.CompletedProcess:
+def collector(
+    args: list[str], sandbox, *, key: str | None = None, timeout: float = 180.0, extra_env: dict | None = None
+) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY")}
     env.update(OPENLESSON_API_KEY=key or sandbox.api_key, OPENLESSON_BASE_URL=sandbox.base_url)
     env.update(extra_env or {})
-    return subprocess.run([sys.executable, "-m", "collector", *args], env=env, stdin=subprocess.DEVNULL,
-                          capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "collector", *args],
+        env=env,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def delivered_chunks(sandbox, caplog) -> list[dict]:
@@ -91,16 +98,26 @@ def check_band_powers(chunks: list[dict], sfreq: float, max_windows: int = 40, r
                 continue
             end = int(np.argmin(np.abs(times - w["end_ms"])))
             assert abs(times[end] - w["end_ms"]) < 0.01
-            seg = samples[end - win + 1:end + 1]
-            f, psd = welch(seg, fs=sfreq, window="hann", nperseg=nper, noverlap=nper // 2,
-                           detrend="constant", scaling="density", axis=0)
+            seg = samples[end - win + 1 : end + 1]
+            f, psd = welch(
+                seg,
+                fs=sfreq,
+                window="hann",
+                nperseg=nper,
+                noverlap=nper // 2,
+                detrend="constant",
+                scaling="density",
+                axis=0,
+            )
             df = f[1] - f[0]
             absolute = {b: psd[(f >= lo) & (f < hi)].sum(axis=0) * df for b, (lo, hi) in BANDS.items()}
             total = sum(absolute.values())
             for ci, ch in enumerate(labels):
                 for b in BANDS:
                     # Samples travel rounded to 0.001 µV, hence rel 1e-3 rather than 1e-9.
-                    assert w["relative"][ch][b] == pytest.approx(absolute[b][ci] / total[ci], rel=rel, abs=1e-6)
+                    assert w["relative"][ch][b] == pytest.approx(
+                        absolute[b][ci] / total[ci], rel=rel, abs=1e-6
+                    )
             checked += 1
     return checked
 
@@ -124,10 +141,28 @@ def test_live_lsl_run_with_faults_delivers_every_sample_once(sandbox_factory, ca
     block = sandbox.blocks(sandbox.workspace_id)[1]
     with XdfPlayer(MUSE_XDF, stream_name=name, source_id=name, speed=1.0):
         started_ms = time.time() * 1000
-        proc = collector(["run", "--workspace", sandbox.workspace_id, "--block", block["title"],
-                          "--stream-name", name, "--duration", "8", "--chunk-seconds", "2",
-                          "--spool", str(Path(sandbox.data_dir).parent / "spool"), "--flush-timeout", "90",
-                          "--log-format", "json"], sandbox)
+        proc = collector(
+            [
+                "run",
+                "--workspace",
+                sandbox.workspace_id,
+                "--block",
+                block["title"],
+                "--stream-name",
+                name,
+                "--duration",
+                "8",
+                "--chunk-seconds",
+                "2",
+                "--spool",
+                str(Path(sandbox.data_dir).parent / "spool"),
+                "--flush-timeout",
+                "90",
+                "--log-format",
+                "json",
+            ],
+            sandbox,
+        )
         ended_ms = time.time() * 1000
     assert proc.returncode == 0, proc.stderr
     # Headless (no DISPLAY, no TTY) with --screen auto: one warning about the screen, EEG goes on.
@@ -146,7 +181,7 @@ def test_live_lsl_run_with_faults_delivers_every_sample_once(sandbox_factory, ca
     hits = np.flatnonzero(np.all(np.abs(source - samples[0]) < 2e-3, axis=1))
     assert hits.size, "the first delivered sample is not in the recording"
     start = int(hits[0])
-    np.testing.assert_allclose(samples, source[start:start + len(samples)], atol=2e-3)
+    np.testing.assert_allclose(samples, source[start : start + len(samples)], atol=2e-3)
     check_times(chunks, 256.0)
     assert started_ms - 2000 < times[0] and times[-1] < ended_ms + 1000  # Unix ms of this run
     assert check_band_powers(chunks, 256.0) >= 10
@@ -161,15 +196,32 @@ def test_live_lsl_run_with_faults_delivers_every_sample_once(sandbox_factory, ca
         ("xdf-example-empty_streams.xdf", "Data stream: test stream 0 counter", 1.0, 1),
     ],
 )
-def test_replay_each_shared_file_with_faults(sandbox_factory, caplog, tmp_path, file, stream, sfreq, channels):
+def test_replay_each_shared_file_with_faults(
+    sandbox_factory, caplog, tmp_path, file, stream, sfreq, channels
+):
     path = DATA / file
     if not path.exists():
         pytest.skip(f"{path} is not here")
     caplog.set_level(logging.INFO)
     sandbox = sandbox_factory(fail_503=0.1, fail_429=0.05, lose_reply=0.1, seed=5)
-    args = ["replay", str(path), "--workspace", sandbox.workspace_id, "--block", sandbox.block_ids[0],
-            "--speed", "max", "--chunk-seconds", "30", "--spool", str(tmp_path / "spool"),
-            "--flush-timeout", "120", "--log-format", "json"]
+    args = [
+        "replay",
+        str(path),
+        "--workspace",
+        sandbox.workspace_id,
+        "--block",
+        sandbox.block_ids[0],
+        "--speed",
+        "max",
+        "--chunk-seconds",
+        "30",
+        "--spool",
+        str(tmp_path / "spool"),
+        "--flush-timeout",
+        "120",
+        "--log-format",
+        "json",
+    ]
     if stream:
         args += ["--stream", stream]
     proc = collector(args, sandbox)
@@ -187,22 +239,44 @@ def test_replay_each_shared_file_with_faults(sandbox_factory, caplog, tmp_path, 
 
 
 def test_replay_file_without_eeg_stream_is_bad_input(sandbox, tmp_path):
-    proc = collector(["replay", str(DATA / "xdf-example-empty_streams.xdf"), "--workspace", sandbox.workspace_id,
-                      "--speed", "max", "--spool", str(tmp_path / "spool")], sandbox, timeout=60)
+    proc = collector(
+        [
+            "replay",
+            str(DATA / "xdf-example-empty_streams.xdf"),
+            "--workspace",
+            sandbox.workspace_id,
+            "--speed",
+            "max",
+            "--spool",
+            str(tmp_path / "spool"),
+        ],
+        sandbox,
+        timeout=60,
+    )
     assert proc.returncode == 2, proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1 and "Traceback" not in proc.stderr
     assert sandbox.evidence(sandbox.workspace_id) == []
 
 
 def test_run_checks_key_workspace_block_before_capturing(sandbox, tmp_path):
-    base = ["run", "--stream-name", f"none-{uuid.uuid4().hex[:6]}", "--duration", "1", "--screen", "off",
-            "--spool", str(tmp_path / "spool")]
+    base = [
+        "run",
+        "--stream-name",
+        f"none-{uuid.uuid4().hex[:6]}",
+        "--duration",
+        "1",
+        "--screen",
+        "off",
+        "--spool",
+        str(tmp_path / "spool"),
+    ]
     wrong_key = collector([*base, "--workspace", sandbox.workspace_id], sandbox, key="sk_wrong", timeout=60)
     assert wrong_key.returncode == 3 and "sk_wrong" not in wrong_key.stderr
     unknown_ws = collector([*base, "--workspace", str(uuid.uuid4())], sandbox, timeout=60)
     assert unknown_ws.returncode == 4, unknown_ws.stderr
-    unknown_block = collector([*base, "--workspace", sandbox.workspace_id, "--block", "No such block"], sandbox,
-                              timeout=60)
+    unknown_block = collector(
+        [*base, "--workspace", sandbox.workspace_id, "--block", "No such block"], sandbox, timeout=60
+    )
     assert unknown_block.returncode == 4 and "collector blocks" in unknown_block.stderr
     malformed = collector([*base, "--workspace", "not-a-uuid"], sandbox, timeout=60)
     assert malformed.returncode == 2
@@ -211,9 +285,23 @@ def test_run_checks_key_workspace_block_before_capturing(sandbox, tmp_path):
 
 
 def test_run_without_any_source_exits_5(sandbox, tmp_path):
-    proc = collector(["run", "--workspace", sandbox.workspace_id, "--stream-name", f"absent-{uuid.uuid4().hex}",
-                      "--screen", "on", "--duration", "1", "--spool", str(tmp_path / "spool")], sandbox,
-                     timeout=90)
+    proc = collector(
+        [
+            "run",
+            "--workspace",
+            sandbox.workspace_id,
+            "--stream-name",
+            f"absent-{uuid.uuid4().hex}",
+            "--screen",
+            "on",
+            "--duration",
+            "1",
+            "--spool",
+            str(tmp_path / "spool"),
+        ],
+        sandbox,
+        timeout=90,
+    )
     assert proc.returncode == 5, proc.stderr
     assert "Traceback" not in proc.stderr
 
@@ -223,8 +311,23 @@ def test_offline_replay_then_upload(sandbox, tmp_path):
     path = DATA / "xdf-example-minimal.xdf"
     if not path.exists():
         pytest.skip("shared data missing")
-    proc = collector(["replay", str(path), "--workspace", sandbox.workspace_id, "--block", sandbox.block_ids[0],
-                      "--speed", "max", "--offline", "--spool", str(spool)], sandbox, timeout=60)
+    proc = collector(
+        [
+            "replay",
+            str(path),
+            "--workspace",
+            sandbox.workspace_id,
+            "--block",
+            sandbox.block_ids[0],
+            "--speed",
+            "max",
+            "--offline",
+            "--spool",
+            str(spool),
+        ],
+        sandbox,
+        timeout=60,
+    )
     assert proc.returncode == 6 and "collector upload" in proc.stderr  # evidence waits in the spool
     assert sandbox.evidence(sandbox.workspace_id) == []
     up = collector(["upload", "--spool", str(spool)], sandbox, timeout=60)
@@ -236,9 +339,24 @@ def test_replay_to_lsl_publishes_a_live_stream(tmp_path):
     from devices.lsl import LslSource
 
     name = f"e2e-tolsl-{uuid.uuid4().hex[:8]}"
-    proc = subprocess.Popen([sys.executable, "-m", "collector", "replay", str(MUSE_XDF), "--to-lsl",
-                             "--stream-name", name, "--speed", "2"],
-                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "collector",
+            "replay",
+            str(MUSE_XDF),
+            "--to-lsl",
+            "--stream-name",
+            name,
+            "--speed",
+            "2",
+        ],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         with LslSource(stream_name=name, resolve_timeout_s=15.0) as source:
             description = source.description

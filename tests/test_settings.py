@@ -36,8 +36,8 @@ def test_file_extends_builtin_and_overrides(tmp_path):
     path.write_text(
         'extends = "muse-2"\n'
         '[session]\nworkspace = "a3090000-0000-4000-8000-000000000001"\n'
-        '[screen]\ninterval_s = 10\nredact = [[0, 0, 100, 50]]\n'
-        '[analysis]\nbands = { alpha = [8, 12] }\n'
+        "[screen]\ninterval_s = 10\nredact = [[0, 0, 100, 50]]\n"
+        "[analysis]\nbands = { alpha = [8, 12] }\n"
     )
     p = load_profile(str(path))
     assert p.device.kind == "muse"  # from the parent

@@ -12,7 +12,9 @@ from devices.base import StreamDescription
 
 def _stats() -> CaptureStats:
     stats = CaptureStats()
-    stats.stream = StreamDescription(name="Muse", type="EEG", source_id="m", sfreq=256.0, channels=("TP9", "AF7"))
+    stats.stream = StreamDescription(
+        name="Muse", type="EEG", source_id="m", sfreq=256.0, channels=("TP9", "AF7")
+    )
     stats.note_samples(256)
     stats.band_powers = {"delta": 0.2, "theta": 0.1, "alpha": 0.4, "beta": 0.2, "gamma": 0.1}
     stats.channel_quality = {"TP9": "good", "AF7": "flat"}

@@ -13,8 +13,12 @@ from collector.models import is_uuid
 
 def add_api_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("API")
-    group.add_argument("--base-url", help="API origin (default: $OPENLESSON_BASE_URL or https://openlesson.academy)")
-    group.add_argument("--api-key-file", metavar="PATH", help="read the API key from PATH instead of $OPENLESSON_API_KEY")
+    group.add_argument(
+        "--base-url", help="API origin (default: $OPENLESSON_BASE_URL or https://openlesson.academy)"
+    )
+    group.add_argument(
+        "--api-key-file", metavar="PATH", help="read the API key from PATH instead of $OPENLESSON_API_KEY"
+    )
     group.add_argument("--timeout", type=float, default=30.0, help="seconds per request (default 30)")
     add_verbose(parser)
 
@@ -52,5 +56,7 @@ def spool_dir(args: argparse.Namespace) -> Path:
 def require_uuid(value: str, what: str) -> str:
     """Malformed ids fail before any request is sent (exit 2)."""
     if not is_uuid(value):
-        raise UsageError(f"{what} {value!r} is not a valid id (expected a UUID like 3f2b…-…). Check the value.")
+        raise UsageError(
+            f"{what} {value!r} is not a valid id (expected a UUID like 3f2b…-…). Check the value."
+        )
     return value.lower()

@@ -19,12 +19,19 @@ BANDS = ("delta", "theta", "alpha", "beta", "gamma")
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("demo", help="try it end to end: local sandbox + bundled Muse recording (~30 s)",
-                       description="Start the local sandbox, play the bundled real Muse recording as a live LSL "
-                       "stream, capture it (and screenshots if a display exists), then show what arrived.")
+    p = sub.add_parser(
+        "demo",
+        help="try it end to end: local sandbox + bundled Muse recording (~30 s)",
+        description="Start the local sandbox, play the bundled real Muse recording as a live LSL "
+        "stream, capture it (and screenshots if a display exists), then show what arrived.",
+    )
     p.add_argument("--duration", type=float, default=30.0, metavar="S", help="capture length (default 30)")
-    p.add_argument("--data", metavar="DIR", help="where the sandbox and the demo spool keep their files "
-                   "(default: a folder in the user data directory)")
+    p.add_argument(
+        "--data",
+        metavar="DIR",
+        help="where the sandbox and the demo spool keep their files "
+        "(default: a folder in the user data directory)",
+    )
     p.add_argument("--screen", choices=("auto", "on", "off"), default="auto")
     p.add_argument("--log-format", choices=("text", "json"), default="text")
     p.set_defaults(func=run)
@@ -57,15 +64,19 @@ def _print_received(sandbox, workspace_id: str, out) -> None:
         samples += len(chunk["samples"])
         markers += len(chunk["events"])
         for band in BANDS:
-            vals = [w["relative"][ch][band] for w in chunk["windows"] if w.get("relative")
-                    for ch in w["relative"]]
+            vals = [
+                w["relative"][ch][band] for w in chunk["windows"] if w.get("relative") for ch in w["relative"]
+            ]
             if vals:
                 sums[band] += sum(vals) / len(vals)
         n_eeg += 1
     if n_eeg:
-        print(f"  EEG samples delivered: {samples} in {n_eeg} chunks, with {markers} stimulus markers", file=out)
-        print("  mean relative band powers: "
-              + ", ".join(f"{b} {sums[b] / n_eeg:.1%}" for b in BANDS), file=out)
+        print(
+            f"  EEG samples delivered: {samples} in {n_eeg} chunks, with {markers} stimulus markers", file=out
+        )
+        print(
+            "  mean relative band powers: " + ", ".join(f"{b} {sums[b] / n_eeg:.1%}" for b in BANDS), file=out
+        )
     print(f"  files: {sandbox.data_dir}", file=out)
 
 
@@ -99,24 +110,48 @@ def run(args: argparse.Namespace) -> int:
         player = threading.Thread(
             target=play_to_lsl,
             args=(str(_bundled_recording()),),
-            kwargs={"stream_name": stream_name, "source_id": stream_name, "speed": 1.0, "loop": True,
-                    "stop_event": stop_player},
+            kwargs={
+                "stream_name": stream_name,
+                "source_id": stream_name,
+                "speed": 1.0,
+                "loop": True,
+                "stop_event": stop_player,
+            },
             name="demo-player",
             daemon=True,
         )
         player.start()
-        print(f"Playing the bundled Muse recording as LSL stream {stream_name!r}; capturing for "
-              f"{args.duration:g} s…", file=out)
+        print(
+            f"Playing the bundled Muse recording as LSL stream {stream_name!r}; capturing for "
+            f"{args.duration:g} s…",
+            file=out,
+        )
         block_id = sandbox.block_ids[0]
         os.environ["OPENLESSON_API_KEY"] = sandbox.api_key  # this process only
         try:
-            code = cli.main([
-                "run", "--workspace", sandbox.workspace_id, "--block", block_id,
-                "--base-url", sandbox.base_url, "--stream-name", stream_name,
-                "--duration", str(args.duration), "--screen", args.screen,
-                "--spool", str(data / "spool"), "--flush-timeout", "60",
-                "--log-format", args.log_format,
-            ])
+            code = cli.main(
+                [
+                    "run",
+                    "--workspace",
+                    sandbox.workspace_id,
+                    "--block",
+                    block_id,
+                    "--base-url",
+                    sandbox.base_url,
+                    "--stream-name",
+                    stream_name,
+                    "--duration",
+                    str(args.duration),
+                    "--screen",
+                    args.screen,
+                    "--spool",
+                    str(data / "spool"),
+                    "--flush-timeout",
+                    "60",
+                    "--log-format",
+                    args.log_format,
+                ]
+            )
         finally:
             stop_player.set()
             player.join(5)

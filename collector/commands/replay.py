@@ -5,7 +5,13 @@ from __future__ import annotations
 import argparse
 import time
 
-from collector.commands.run import add_capture_options, check_target, deliver_and_capture, make_output, profile_from_args
+from collector.commands.run import (
+    add_capture_options,
+    check_target,
+    deliver_and_capture,
+    make_output,
+    profile_from_args,
+)
 from collector.errors import UsageError
 
 
@@ -22,14 +28,26 @@ def _speed(value: str) -> float | None:
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("replay", help="replay a recorded .xdf file into a workspace block (or to LSL)",
-                       description="Replay a recording (EEG stream and markers) through the same pipeline as a "
-                       "live capture: same windows, chunks, format and delivery.")
+    p = sub.add_parser(
+        "replay",
+        help="replay a recorded .xdf file into a workspace block (or to LSL)",
+        description="Replay a recording (EEG stream and markers) through the same pipeline as a "
+        "live capture: same windows, chunks, format and delivery.",
+    )
     p.add_argument("file", metavar="FILE.xdf")
-    p.add_argument("--speed", type=_speed, default=1.0, metavar="N|max",
-                   help="1 = real time (default), N = N times faster, max = as fast as possible")
-    p.add_argument("--start-time", default="file", metavar="file|now|ISO-8601",
-                   help="time anchor of the first sample (default: the recording's own start)")
+    p.add_argument(
+        "--speed",
+        type=_speed,
+        default=1.0,
+        metavar="N|max",
+        help="1 = real time (default), N = N times faster, max = as fast as possible",
+    )
+    p.add_argument(
+        "--start-time",
+        default="file",
+        metavar="file|now|ISO-8601",
+        help="time anchor of the first sample (default: the recording's own start)",
+    )
     p.add_argument("--stream", metavar="NAME", help="EEG stream to replay when the file has several")
     p.add_argument("--to-lsl", action="store_true", help="publish the recording as a live LSL stream instead")
     p.add_argument("--stream-name", help="with --to-lsl: LSL stream name (default: the recording's)")
@@ -55,8 +73,13 @@ def _to_lsl(args) -> int:
 
     stop = threading.Event()
     try:
-        play_to_lsl(args.file, stream_name=args.stream_name, speed=args.speed or 1.0, stop_event=stop,
-                    stream=args.stream)
+        play_to_lsl(
+            args.file,
+            stream_name=args.stream_name,
+            speed=args.speed or 1.0,
+            stop_event=stop,
+            stream=args.stream,
+        )
     except KeyboardInterrupt:
         stop.set()
     return 0
@@ -71,8 +94,13 @@ def run(args: argparse.Namespace) -> int:
     profile = profile_from_args(args)
     output = make_output(args)
     # Open the file first: a corrupt file is bad input (exit 2) whatever the network says.
-    source = XdfSource(args.file, stream=args.stream, start_time=start_time, speed=args.speed,
-                       chunk_s=0.25 if args.speed else 5.0)
+    source = XdfSource(
+        args.file,
+        stream=args.stream,
+        start_time=start_time,
+        speed=args.speed,
+        chunk_s=0.25 if args.speed else 5.0,
+    )
     try:
         description = source.open()
         settings, workspace_id, block_id = check_target(args, profile)
@@ -89,8 +117,17 @@ def run(args: argparse.Namespace) -> int:
                     fields["read_eta_s"] = round(elapsed * (total - done) / done, 1)
             return fields
 
-        return deliver_and_capture(args, profile, output, eeg_source=source, description=description,
-                                   screen_source=None, settings=settings, workspace_id=workspace_id,
-                                   block_id=block_id, progress=progress)
+        return deliver_and_capture(
+            args,
+            profile,
+            output,
+            eeg_source=source,
+            description=description,
+            screen_source=None,
+            settings=settings,
+            workspace_id=workspace_id,
+            block_id=block_id,
+            progress=progress,
+        )
     finally:
         source.close()

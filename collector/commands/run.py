@@ -13,37 +13,66 @@ log = logging.getLogger("collector.run")
 
 def add_capture_options(p: argparse.ArgumentParser) -> None:
     """Options shared by `run` and `replay`: target, profile, chunking, delivery, output."""
-    p.add_argument("--workspace", metavar="ID", help="workspace id (or [session] workspace / $COLLECTOR_WORKSPACE)")
-    p.add_argument("--block", metavar="ID|TITLE", help="block id or exact title (or [session] block / $COLLECTOR_BLOCK)")
+    p.add_argument(
+        "--workspace", metavar="ID", help="workspace id (or [session] workspace / $COLLECTOR_WORKSPACE)"
+    )
+    p.add_argument(
+        "--block", metavar="ID|TITLE", help="block id or exact title (or [session] block / $COLLECTOR_BLOCK)"
+    )
     p.add_argument("--profile", metavar="NAME|PATH", help="a profile from profiles/ or a TOML file")
     p.add_argument("--chunk-seconds", type=float, metavar="S", help="EEG chunk length (default 5)")
-    p.add_argument("--flush-timeout", type=float, metavar="S", help="seconds to keep delivering after the end (default 30)")
+    p.add_argument(
+        "--flush-timeout",
+        type=float,
+        metavar="S",
+        help="seconds to keep delivering after the end (default 30)",
+    )
     p.add_argument("--offline", action="store_true", help="spool only; deliver later with `collector upload`")
-    p.add_argument("--log-format", choices=("text", "json"), default="text", help="log lines when not in a terminal")
+    p.add_argument(
+        "--log-format", choices=("text", "json"), default="text", help="log lines when not in a terminal"
+    )
     add_spool_option(p)
     add_api_options(p)
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("run", help="capture EEG and screenshots into a workspace block",
-                       description="Capture EEG and screenshots during a practice session and deliver them.")
+    p = sub.add_parser(
+        "run",
+        help="capture EEG and screenshots into a workspace block",
+        description="Capture EEG and screenshots during a practice session and deliver them.",
+    )
     add_capture_options(p)
     eeg = p.add_argument_group("EEG")
     eeg.add_argument("--device", choices=("lsl", "muse"), help="EEG source (default lsl)")
     eeg.add_argument("--no-eeg", action="store_true", help="capture screens only")
     eeg.add_argument("--address", metavar="MAC", help="Muse address (default: the first found)")
-    eeg.add_argument("--model", default=None, help="Muse model: auto, muse-2016, muse-2, muse-s, muse-s-athena")
+    eeg.add_argument(
+        "--model", default=None, help="Muse model: auto, muse-2016, muse-2, muse-s, muse-s-athena"
+    )
     eeg.add_argument("--stream-name", help="LSL stream name")
     eeg.add_argument("--stream-type", help="LSL stream type (default EEG)")
     eeg.add_argument("--source-id", help="LSL source id")
-    eeg.add_argument("--markers", metavar="auto|NAME|off",
-                     help="LSL marker stream to carry as events (default auto: one on the same host)")
+    eeg.add_argument(
+        "--markers",
+        metavar="auto|NAME|off",
+        help="LSL marker stream to carry as events (default auto: one on the same host)",
+    )
     scr = p.add_argument_group("screen")
-    scr.add_argument("--screen", choices=("auto", "on", "off"), help="screenshots (default auto: when a display exists)")
-    scr.add_argument("--no-screen", dest="screen", action="store_const", const="off", help="same as --screen off")
-    scr.add_argument("--screen-interval", type=float, metavar="S", help="seconds between screenshots (default 5)")
-    scr.add_argument("--screen-max-width", type=int, metavar="PX", help="downscale wider screenshots (default 1920)")
-    scr.add_argument("--screen-keepalive", type=float, metavar="S", help="send a frame at least this often (default 60)")
+    scr.add_argument(
+        "--screen", choices=("auto", "on", "off"), help="screenshots (default auto: when a display exists)"
+    )
+    scr.add_argument(
+        "--no-screen", dest="screen", action="store_const", const="off", help="same as --screen off"
+    )
+    scr.add_argument(
+        "--screen-interval", type=float, metavar="S", help="seconds between screenshots (default 5)"
+    )
+    scr.add_argument(
+        "--screen-max-width", type=int, metavar="PX", help="downscale wider screenshots (default 1920)"
+    )
+    scr.add_argument(
+        "--screen-keepalive", type=float, metavar="S", help="send a frame at least this often (default 60)"
+    )
     scr.add_argument("--monitor", help="monitor number or 'all' (default: the primary monitor)")
     p.add_argument("--duration", type=float, metavar="S", help="stop by itself after S seconds")
     p.set_defaults(func=run)
@@ -110,8 +139,13 @@ def open_screen(profile, output, pause_control=None):
     from devices.screen import ScreenSettings, ScreenSource
 
     s = profile.screen
-    kwargs = {"interval_s": s.interval_s, "max_width": s.max_width, "keepalive_s": s.keepalive_s,
-              "monitor": s.monitor, "redact": tuple(tuple(r) for r in s.redact)}
+    kwargs = {
+        "interval_s": s.interval_s,
+        "max_width": s.max_width,
+        "keepalive_s": s.keepalive_s,
+        "monitor": s.monitor,
+        "redact": tuple(tuple(r) for r in s.redact),
+    }
     if s.format:
         kwargs["image_format"] = s.format
     if s.quality:
@@ -121,7 +155,9 @@ def open_screen(profile, output, pause_control=None):
         source.open()
     except NoSourceError as err:
         if mode == "on":
-            raise NoSourceError(f"{err} (--screen on was asked for; use --screen auto to continue EEG-only)") from None
+            raise NoSourceError(
+                f"{err} (--screen on was asked for; use --screen auto to continue EEG-only)"
+            ) from None
         output.log("warning", message=f"{err}; continuing EEG-only.")
         return None
     return source
@@ -132,9 +168,13 @@ def open_eeg(profile):
     if profile.device.kind == "muse":
         from devices.muse import MuseSource
 
-        source = MuseSource(address=profile.device.address, model=profile.device.model or "auto",
-                            eeg_channels=profile.device.channels or None, aux_channels=profile.device.aux,
-                            markers=profile.stream.markers)
+        source = MuseSource(
+            address=profile.device.address,
+            model=profile.device.model or "auto",
+            eeg_channels=profile.device.channels or None,
+            aux_channels=profile.device.aux,
+            markers=profile.stream.markers,
+        )
     else:
         from devices.lsl import LslSource
 
@@ -165,8 +205,20 @@ def make_output(args):
     return output
 
 
-def deliver_and_capture(args, profile, output, *, eeg_source, description, screen_source, settings,
-                        workspace_id, block_id, progress=None, stop_event=None) -> int:
+def deliver_and_capture(
+    args,
+    profile,
+    output,
+    *,
+    eeg_source,
+    description,
+    screen_source,
+    settings,
+    workspace_id,
+    block_id,
+    progress=None,
+    stop_event=None,
+) -> int:
     """Spool + uploader around one Capture, then the session loop. Shared by run, replay and demo."""
     from collector.capture import Capture
     from collector.session import run_session
@@ -177,14 +229,30 @@ def deliver_and_capture(args, profile, output, *, eeg_source, description, scree
     uploader = None
     try:
         if not args.offline:
-            uploader = Uploader(spool, settings, rate_per_min=profile.delivery.rate_per_min,
-                                on_event=lambda event, **f: output.log(event, **f))
-        capture = Capture(profile=profile, workspace_id=workspace_id, block_id=block_id, spool=spool,
-                          eeg_source=eeg_source, screen_source=screen_source)
-        result = run_session(capture, uploader=uploader, description=description,
-                             duration_s=getattr(args, "duration", None),
-                             flush_timeout_s=profile.delivery.flush_timeout_s, output=output,
-                             progress=progress, stop_event=stop_event)
+            uploader = Uploader(
+                spool,
+                settings,
+                rate_per_min=profile.delivery.rate_per_min,
+                on_event=lambda event, **f: output.log(event, **f),
+            )
+        capture = Capture(
+            profile=profile,
+            workspace_id=workspace_id,
+            block_id=block_id,
+            spool=spool,
+            eeg_source=eeg_source,
+            screen_source=screen_source,
+        )
+        result = run_session(
+            capture,
+            uploader=uploader,
+            description=description,
+            duration_s=getattr(args, "duration", None),
+            flush_timeout_s=profile.delivery.flush_timeout_s,
+            output=output,
+            progress=progress,
+            stop_event=stop_event,
+        )
         return result.exit_code
     finally:
         spool.close()
@@ -203,16 +271,26 @@ def run(args: argparse.Namespace) -> int:
     pause_control = PauseControl()
     pause_control.register_running()
     if pause_control.is_paused():
-        output.log("warning", message="Screen capture starts paused (`collector resume` to capture the screen).")
+        output.log(
+            "warning", message="Screen capture starts paused (`collector resume` to capture the screen)."
+        )
     try:
         if not args.no_eeg:
             eeg_source, description = open_eeg(profile)
         screen_source = open_screen(profile, output, pause_control)
         if eeg_source is None and screen_source is None:
             raise NoSourceError("Nothing to capture: --no-eeg was given and no screen is available.")
-        return deliver_and_capture(args, profile, output, eeg_source=eeg_source, description=description,
-                                   screen_source=screen_source, settings=settings,
-                                   workspace_id=workspace_id, block_id=block_id)
+        return deliver_and_capture(
+            args,
+            profile,
+            output,
+            eeg_source=eeg_source,
+            description=description,
+            screen_source=screen_source,
+            settings=settings,
+            workspace_id=workspace_id,
+            block_id=block_id,
+        )
     finally:
         pause_control.unregister_running()
         for source in (eeg_source, screen_source):
