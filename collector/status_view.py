@@ -133,12 +133,14 @@ class StatusOutput:
         """A line for logs: JSON with `--log-format json`, `key=value` text otherwise."""
         if self.log_format == "json":
             line = json.dumps({"ts": round(time.time(), 3), "event": event, **fields}, default=str)
+        elif event == "log":  # a log record: its level and message
+            level, message = fields.get("level", "info"), fields.get("message", "")
+            if self.interactive:
+                line = message if level in ("info", "debug") else f"{level}: {message}"
+            else:
+                line = f"{time.strftime('%Y-%m-%dT%H:%M:%S')} {level} {message}"
         elif self.interactive and "message" in fields:
-            line = (
-                f"{event}: {fields.get('message', '')}"
-                if event not in ("log",)
-                else fields.get("message", "")
-            )
+            line = f"{event}: {fields['message']}"
         else:
             parts = [f"{k}={v}" for k, v in fields.items() if v not in (None, {}, "")]
             line = f"{time.strftime('%Y-%m-%dT%H:%M:%S')} {event} " + " ".join(parts)
@@ -154,11 +156,9 @@ class LogToStatus(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
-            message = record.getMessage()
+            fields = {"level": record.levelname.lower(), "message": record.getMessage()}
             if self.output.log_format == "json":
-                self.output.log("log", level=record.levelname.lower(), logger=record.name, message=message)
-            else:
-                prefix = "" if record.levelno <= logging.INFO else f"{record.levelname.lower()}: "
-                self.output.log("log", message=prefix + message)
+                fields["logger"] = record.name
+            self.output.log("log", **fields)
         except Exception:  # a log line must never break a capture
             self.handleError(record)

@@ -48,3 +48,29 @@ def test_headless_logs_json_lines_once_per_interval():
     assert len(lines) == 1
     record = json.loads(lines[0])
     assert record["event"] == "status" and record["delivered"] == 1 and record["stream"] == "Muse"
+
+
+def test_log_records_keep_the_chosen_format_and_redraw_below():
+    import logging
+
+    from collector.status_view import LogToStatus
+
+    out = io.StringIO()
+    view = StatusOutput(out, log_format="json", interactive=False)
+    logger = logging.getLogger("test.status.view")
+    logger.addHandler(LogToStatus(view))
+    logger.propagate = False
+    try:
+        logger.warning("stream lost, waiting")
+    finally:
+        logger.handlers.clear()
+    record = json.loads(out.getvalue())
+    assert record == {**record, "event": "log", "level": "warning", "message": "stream lost, waiting"}
+
+    tty = io.StringIO()
+    live = StatusOutput(tty, interactive=True)
+    live.update(snapshot(_stats(), {"delivered": 0, "pending": 0}))
+    drawn = len(tty.getvalue().splitlines())
+    live.log("log", level="warning", message="stream lost, waiting")
+    tail = tty.getvalue().split("\x1b[J", 1)[1]  # after clearing the block: message, then the block again
+    assert tail.startswith("warning: stream lost, waiting\n") and len(tail.splitlines()) == drawn + 1
