@@ -160,6 +160,9 @@ class Capture:
                     chunk = self.eeg_source.read(timeout=0.2)
                 except SourceEnded:
                     break
+                # LslSource/MuseSource say when the stream is gone (they re-resolve it themselves).
+                lost = getattr(self.eeg_source, "lost", False)
+                self.stats.source_state = "stream lost, waiting" if lost else ""
                 if chunk is None or len(chunk) == 0:
                     continue
                 self.stats.note_samples(len(chunk))

@@ -269,6 +269,11 @@ class MuseSource:
     def read(self, timeout: float) -> SampleChunk | None:
         return self._lsl.read(timeout)
 
+    @property
+    def lost(self) -> bool:
+        """The headset's stream is gone (a BLE drop); the supervisor is restarting muselsl."""
+        return self._lsl.lost
+
     def close(self) -> None:
         self._stop.set()
         if self._supervisor is not None and self._supervisor is not threading.current_thread():
