@@ -370,3 +370,33 @@ def test_replay_to_lsl_publishes_a_live_stream(tmp_path):
     finally:
         proc.terminate()
         proc.communicate(timeout=20)
+
+
+def test_run_survives_a_vanished_stream_and_records_the_gap(sandbox, caplog, tmp_path):
+    """A Muse BLE drop ends the LSL stream; the run waits, picks the same source up again, goes on."""
+    name = f"e2e-drop-{uuid.uuid4().hex[:8]}"
+    env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY")}
+    env.update(OPENLESSON_API_KEY=sandbox.api_key, OPENLESSON_BASE_URL=sandbox.base_url)
+    first = XdfPlayer(MUSE_XDF, stream_name=name, source_id=name, speed=1.0).start()
+    proc = subprocess.Popen([sys.executable, "-m", "collector", "run", "--workspace", sandbox.workspace_id,
+                             "--stream-name", name, "--source-id", name, "--duration", "12", "--screen", "off",
+                             "--chunk-seconds", "2", "--spool", str(tmp_path / "spool"), "--log-format", "json"],
+                            env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    try:
+        time.sleep(4)
+        first.stop()  # the stream vanishes
+        time.sleep(2.5)
+        with XdfPlayer(MUSE_XDF, stream_name=name, source_id=name, speed=1.0):
+            _, stderr = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, stderr
+    assert "Traceback" not in stderr
+    chunks = delivered_chunks(sandbox, caplog)
+    gaps = [g for c in chunks for g in c["gaps"]]
+    assert len(gaps) == 1 and 1500 < gaps[0]["end_ms"] - gaps[0]["start_ms"] < 6000, gaps
+    samples, times = concat(chunks)
+    assert np.all(np.diff(times) > 0)
+    assert len(samples) > 6 * 256  # signal before and after the drop
+    assert any(w["quality"]["gap"] for c in chunks for w in c["windows"])  # windows over it are flagged
