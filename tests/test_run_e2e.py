@@ -378,11 +378,35 @@ def test_run_survives_a_vanished_stream_and_records_the_gap(sandbox, caplog, tmp
     env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY")}
     env.update(OPENLESSON_API_KEY=sandbox.api_key, OPENLESSON_BASE_URL=sandbox.base_url)
     first = XdfPlayer(MUSE_XDF, stream_name=name, source_id=name, speed=1.0).start()
-    proc = subprocess.Popen([sys.executable, "-m", "collector", "run", "--workspace", sandbox.workspace_id,
-                             "--stream-name", name, "--source-id", name, "--duration", "12", "--screen", "off",
-                             "--chunk-seconds", "2", "--spool", str(tmp_path / "spool"), "--log-format", "json"],
-                            env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "collector",
+            "run",
+            "--workspace",
+            sandbox.workspace_id,
+            "--stream-name",
+            name,
+            "--source-id",
+            name,
+            "--duration",
+            "12",
+            "--screen",
+            "off",
+            "--chunk-seconds",
+            "2",
+            "--spool",
+            str(tmp_path / "spool"),
+            "--log-format",
+            "json",
+        ],
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         time.sleep(4)
         first.stop()  # the stream vanishes
