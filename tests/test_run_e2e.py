@@ -29,15 +29,17 @@ BANDS = {"delta": (1, 4), "theta": (4, 8), "alpha": (8, 13), "beta": (13, 30), "
 pytestmark = [pytest.mark.lsl, pytest.mark.slow]
 
 
-def collector(
-    args: list[str], sandbox, *, key: str | None = None, timeout: float = 180.0, extra_env: dict | None = None
-) -> subprocess.CompletedProcess:
+def headless_env(sandbox, key: str | None = None) -> dict[str, str]:
+    """A lab machine's environment: no display, the sandbox as the API."""
     env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY")}
     env.update(OPENLESSON_API_KEY=key or sandbox.api_key, OPENLESSON_BASE_URL=sandbox.base_url)
-    env.update(extra_env or {})
+    return env
+
+
+def collector(args: list[str], sandbox, *, key: str | None = None, timeout: float = 180.0):
     return subprocess.run(
         [sys.executable, "-m", "collector", *args],
-        env=env,
+        env=headless_env(sandbox, key),
         stdin=subprocess.DEVNULL,
         capture_output=True,
         text=True,
@@ -375,8 +377,7 @@ def test_replay_to_lsl_publishes_a_live_stream(tmp_path):
 def test_run_survives_a_vanished_stream_and_records_the_gap(sandbox, caplog, tmp_path):
     """A Muse BLE drop ends the LSL stream; the run waits, picks the same source up again, goes on."""
     name = f"e2e-drop-{uuid.uuid4().hex[:8]}"
-    env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY")}
-    env.update(OPENLESSON_API_KEY=sandbox.api_key, OPENLESSON_BASE_URL=sandbox.base_url)
+    env = headless_env(sandbox)
     first = XdfPlayer(MUSE_XDF, stream_name=name, source_id=name, speed=1.0).start()
     proc = subprocess.Popen(
         [
