@@ -425,3 +425,56 @@ def test_run_survives_a_vanished_stream_and_records_the_gap(sandbox, caplog, tmp
     assert np.all(np.diff(times) > 0)
     assert len(samples) > 6 * 256  # signal before and after the drop
     assert any(w["quality"]["gap"] for c in chunks for w in c["windows"])  # windows over it are flagged
+
+
+@pytest.mark.parametrize("stop", ["sigterm", "double-ctrl-c"])
+def test_stop_signals_keep_every_chunk_for_collector_upload(sandbox, caplog, tmp_path, stop):
+    """Lab set-up (target from a profile file); the API is down; the service is stopped.
+
+    SIGTERM flushes for --flush-timeout then exits 6 saying what waits; a second Ctrl-C stops at
+    once. Either way `collector upload` later delivers every chunk, contiguous.
+    """
+    import signal
+
+    caplog.set_level(logging.INFO)
+    block = sandbox.blocks(sandbox.workspace_id)[2]
+    profile = tmp_path / "lab.toml"
+    profile.write_text(
+        f'extends = "lsl-generic"\n[session]\nworkspace = "{sandbox.workspace_id}"\nblock = "{block["title"]}"\n'
+        '[analysis]\nchunk_s = 1\n[delivery]\nflush_timeout_s = 3\n'
+    )
+    name = f"e2e-stop-{uuid.uuid4().hex[:8]}"
+    spool = tmp_path / "spool"
+    with XdfPlayer(MUSE_XDF, stream_name=name, source_id=name, speed=1.0):
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "collector", "run", "--profile", str(profile), "--stream-name", name,
+             "--screen", "off", "--spool", str(spool), "--log-format", "json"],
+            env=headless_env(sandbox), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            text=True,
+        )  # fmt: skip
+        time.sleep(4)
+        sandbox.set_faults(fail_503=1.0)  # the API goes down: nothing more is delivered
+        time.sleep(3)
+        if stop == "sigterm":
+            proc.send_signal(signal.SIGTERM)
+        else:
+            proc.send_signal(signal.SIGINT)
+            time.sleep(0.3)
+            proc.send_signal(signal.SIGINT)
+        started = time.monotonic()
+        _, stderr = proc.communicate(timeout=60)
+        stopped_s = time.monotonic() - started
+    assert proc.returncode == 6, stderr
+    assert "collector upload --spool" in stderr and "Traceback" not in stderr
+    assert stopped_s < (10 if stop == "sigterm" else 3)  # the flush is bounded; a second Ctrl-C ends it
+    sandbox.set_faults(fail_503=0.0)
+    up = collector(["upload", "--spool", str(spool)], sandbox, timeout=120)
+    assert up.returncode == 0, up.stderr
+    chunks = delivered_chunks(sandbox, caplog)  # contiguous chunk_index, no unexplained duplicates
+    assert len(chunks) >= 6
+    rows = [r for r in sandbox.evidence(sandbox.workspace_id) if r["type"] == "eeg"]
+    assert {r["block_id"] for r in rows} == {block["id"]}
+    samples, times = concat(chunks)
+    source = load_eeg(MUSE_XDF, channels=4)
+    start = int(np.flatnonzero(np.all(np.abs(source - samples[0]) < 2e-3, axis=1))[0])
+    np.testing.assert_allclose(samples, source[start : start + len(samples)], atol=2e-3)
