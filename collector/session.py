@@ -74,7 +74,16 @@ def run_session(
 
     with _Signals() as signals:
         if uploader is not None:
-            uploader.start()
+            from collector.uploader import DeliveryBusyError
+
+            try:
+                uploader.start()
+            except DeliveryBusyError as err:
+                # Capture anyway: the other process picks up new items; the rest waits in the spool.
+                output.log(
+                    "warning", message=f"{err} This capture is spooled; it is not delivered by this run."
+                )
+                uploader = None
         capture.start(description)
         stream = description.name if description else None
         output.log(

@@ -57,6 +57,10 @@ _POLL_S = 0.5  # fallback wake-up for items added by another process
 _ROUTINE_EVENTS = frozenset({"delivered", "retrying"})  # one per request: hook only with verbose_events
 
 
+class DeliveryBusyError(SpoolError):
+    """Another process (a `collector upload`, another run) is delivering from this spool."""
+
+
 class EvidenceClient(Protocol):
     def upload_evidence(self, workspace_id: str, evidence: EvidenceCreate) -> Any: ...  # `.id`
 
@@ -191,7 +195,7 @@ class Uploader:
         if self._started:
             raise RuntimeError("an Uploader can be started once")
         if not self.spool.try_lock_delivery():
-            raise SpoolError(
+            raise DeliveryBusyError(
                 f"Another collector process is already delivering from the spool at {self.spool.root}; "
                 "let it finish (see `collector status`) or stop it first."
             )

@@ -440,8 +440,9 @@ def test_stop_signals_keep_every_chunk_for_collector_upload(sandbox, caplog, tmp
     block = sandbox.blocks(sandbox.workspace_id)[2]
     profile = tmp_path / "lab.toml"
     profile.write_text(
-        f'extends = "lsl-generic"\n[session]\nworkspace = "{sandbox.workspace_id}"\nblock = "{block["title"]}"\n'
-        '[analysis]\nchunk_s = 1\n[delivery]\nflush_timeout_s = 3\n'
+        f'extends = "lsl-generic"\n[session]\nworkspace = "{sandbox.workspace_id}"\n'
+        f'block = "{block["title"]}"\n'
+        "[analysis]\nchunk_s = 1\n[delivery]\nflush_timeout_s = 3\n"
     )
     name = f"e2e-stop-{uuid.uuid4().hex[:8]}"
     spool = tmp_path / "spool"
@@ -449,8 +450,8 @@ def test_stop_signals_keep_every_chunk_for_collector_upload(sandbox, caplog, tmp
         proc = subprocess.Popen(
             [sys.executable, "-m", "collector", "run", "--profile", str(profile), "--stream-name", name,
              "--screen", "off", "--spool", str(spool), "--log-format", "json"],
-            env=headless_env(sandbox), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-            text=True,
+            env=headless_env(sandbox), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE, text=True,
         )  # fmt: skip
         time.sleep(4)
         sandbox.set_faults(fail_503=1.0)  # the API goes down: nothing more is delivered
@@ -478,3 +479,25 @@ def test_stop_signals_keep_every_chunk_for_collector_upload(sandbox, caplog, tmp
     source = load_eeg(MUSE_XDF, channels=4)
     start = int(np.flatnonzero(np.all(np.abs(source - samples[0]) < 2e-3, axis=1))[0])
     np.testing.assert_allclose(samples, source[start : start + len(samples)], atol=2e-3)
+
+
+def test_run_captures_while_another_process_delivers_from_the_spool(sandbox, tmp_path):
+    from collector.spool import Spool
+
+    spool_dir = tmp_path / "spool"
+    other = Spool(spool_dir)
+    assert other.try_lock_delivery()  # e.g. a `collector upload` still running
+    name = f"e2e-busy-{uuid.uuid4().hex[:8]}"
+    try:
+        with XdfPlayer(MUSE_XDF, stream_name=name, source_id=name, speed=1.0):
+            proc = collector(
+                ["run", "--workspace", sandbox.workspace_id, "--stream-name", name, "--duration", "4",
+                 "--screen", "off", "--chunk-seconds", "1", "--spool", str(spool_dir)],
+                sandbox, timeout=60,
+            )  # fmt: skip
+        assert proc.returncode == 6, proc.stderr
+        assert "already delivering" in proc.stderr and "Traceback" not in proc.stderr
+        assert other.pending_count() >= 3  # captured and kept for the process that delivers
+    finally:
+        other.unlock_delivery()
+        other.close()
