@@ -501,3 +501,58 @@ def test_run_captures_while_another_process_delivers_from_the_spool(sandbox, tmp
     finally:
         other.unlock_delivery()
         other.close()
+
+
+@pytest.mark.xvfb
+def test_run_with_eeg_and_real_screenshots(sandbox, caplog, tmp_path):
+    """Under a real X server: EEG and screenshots in one run, both delivered, screen content as drawn."""
+    import shutil
+    from io import BytesIO
+
+    from PIL import Image
+
+    if shutil.which("Xvfb") is None:
+        pytest.skip("Xvfb is not installed (apt install xvfb)")
+    from xserver import Painter, XlibPainter, Xvfb, have_tk
+
+    server = Xvfb(800, 600)
+    painter = Painter(server.display) if have_tk() else XlibPainter(server.display)
+    name = f"e2e-screen-{uuid.uuid4().hex[:8]}"
+    colors = ["#ff0000", "#00c000", "#0000ff", "#ffff00"]
+    try:
+        painter("fill " + colors[0])
+        with XdfPlayer(MUSE_XDF, stream_name=name, source_id=name, speed=1.0):
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "collector", "run", "--workspace", sandbox.workspace_id,
+                 "--block", sandbox.block_ids[0], "--stream-name", name, "--screen", "on",
+                 "--screen-interval", "1", "--duration", "6", "--chunk-seconds", "2",
+                 "--spool", str(tmp_path / "spool")],
+                env={**headless_env(sandbox), "DISPLAY": server.display}, stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            )  # fmt: skip
+            for color in colors[1:]:
+                time.sleep(1.5)
+                painter("fill " + color)
+            _, stderr = proc.communicate(timeout=90)
+    finally:
+        painter.stop()
+        server.stop()
+    assert proc.returncode == 0, stderr
+    assert "no screen available" not in stderr
+    assert delivered_chunks(sandbox, caplog)  # EEG arrived too
+    shots = [r for r in sandbox.evidence(sandbox.workspace_id) if r["type"] == "screen"]
+    by_index = {r["chunk_index"]: r for r in shots}
+    assert sorted(by_index) == list(range(len(by_index))) and len(by_index) >= 3
+    seen = set()
+    for row in by_index.values():
+        assert row["mime_type"] == "image/webp" and row["metadata"]["monitor"] == 1
+        img = Image.open(BytesIO(sandbox.read_artifact(row["id"]))).convert("RGB")
+        assert img.size == (800, 600)
+        r, g, b = (int(v) for v in np.asarray(img).reshape(-1, 3).mean(axis=0))
+        seen.add(
+            min(
+                colors,
+                key=lambda c: sum(abs(int(c[i : i + 2], 16) - v) for i, v in zip((1, 3, 5), (r, g, b), strict=True)),
+            )
+        )
+    assert len(seen) >= 3  # the screen's changes were captured, not one frame repeated
