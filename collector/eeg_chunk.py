@@ -275,8 +275,13 @@ class EegChunker:
         else:  # no window ends here (a short stream, a short last chunk, or no powers at this rate)
             n_bands = len(self.settings.band_names)
             empty = np.zeros((0, self.n_channels, n_bands))
-            powers = BandPowers(window_ends=clean, absolute_uv2=empty, relative=empty,
-                                band_names=self.settings.band_names, quality=None)
+            powers = BandPowers(
+                window_ends=clean,
+                absolute_uv2=empty,
+                relative=empty,
+                band_names=self.settings.band_names,
+                quality=None,
+            )
 
         chunk_gaps = [g for b, g in self._breaks if cs <= b < cs + m]
         if final:

@@ -549,10 +549,8 @@ def test_run_with_eeg_and_real_screenshots(sandbox, caplog, tmp_path):
         img = Image.open(BytesIO(sandbox.read_artifact(row["id"]))).convert("RGB")
         assert img.size == (800, 600)
         r, g, b = (int(v) for v in np.asarray(img).reshape(-1, 3).mean(axis=0))
+        rgb = (r, g, b)
         seen.add(
-            min(
-                colors,
-                key=lambda c: sum(abs(int(c[i : i + 2], 16) - v) for i, v in zip((1, 3, 5), (r, g, b), strict=True)),
-            )
+            min(colors, key=lambda c: sum(abs(int(c[1 + 2 * i : 3 + 2 * i], 16) - rgb[i]) for i in range(3)))
         )
     assert len(seen) >= 3  # the screen's changes were captured, not one frame repeated
