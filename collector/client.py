@@ -11,6 +11,7 @@ from __future__ import annotations
 import email.utils
 import logging
 import math
+import re
 from collections.abc import Generator
 from datetime import datetime, timezone
 from typing import Any, TypeVar
@@ -52,6 +53,7 @@ from collector.models import (
 
 API_PREFIX = "/api/v2/agent"
 _MAX_SERVER_MESSAGE = 200  # characters of the server's own message kept in ours
+_BEARER_RE = re.compile(r"Bearer\s+\S+")  # an echoed Authorization header, whatever the key
 
 log = logging.getLogger(__name__)
 # httpx logs every request at INFO, which would add a line to each command's one-line error;
@@ -187,6 +189,11 @@ class OpenLessonClient:
                     f"Check the network and --base-url / {ENV_BASE_URL}."
                 )
             )
+        except httpx.LocalProtocolError as exc:  # its text may quote the Authorization header
+            error = NetworkError(
+                f"The request to {self._settings.base_url} could not be built ({type(exc).__name__}). "
+                "Check the API key and --base-url."
+            )
         except httpx.RequestError as exc:
             error = NetworkError(
                 self._one_line(
@@ -224,8 +231,15 @@ class OpenLessonClient:
         message = self._one_line(_error_message(code, status, fields, retry_after_s))
         return _error_class(code, status)(message, **kwargs)
 
-    def _bad_body(self, status: int, what: str, content_type: str | None = None) -> ServerError:
+    def _bad_body(self, status: int, what: str, content_type: str | None = None) -> ApiError:
         kind = f" ({content_type.split(';')[0]})" if content_type else ""
+        if status == 429:  # a CDN's own rate limit page: back off like the API's 429
+            return RateLimitedError(
+                f"Rate limited (HTTP 429 from {self._settings.base_url}, not the API's JSON). "
+                "Retrying later.",
+                code="rate_limit_exceeded",
+                status=429,
+            )
         return ServerError(
             self._one_line(
                 f"The API answered HTTP {status} with a body that {what}{kind}, probably a proxy or "
@@ -252,7 +266,9 @@ class OpenLessonClient:
             ) from None
 
     def _one_line(self, text: str) -> str:
-        text = " ".join(text.split()).replace(self._settings.api_key.reveal(), self._settings.api_key.prefix)
+        key = self._settings.api_key
+        text = text.replace(key.reveal(), key.prefix)
+        text = _BEARER_RE.sub("Bearer " + key.prefix, " ".join(text.split()))
         return text if len(text) <= 2 * _MAX_SERVER_MESSAGE else text[: 2 * _MAX_SERVER_MESSAGE - 1] + "…"
 
 

@@ -23,6 +23,12 @@ class ApiKey:
         value = value.strip()
         if not value:
             raise UsageError(f"The API key is empty. Set {ENV_API_KEY} or pass --api-key-file PATH.")
+        if any(ch.isspace() or not ch.isprintable() for ch in value):
+            # A second line or a pasted control character would end up quoted in HTTP errors.
+            raise UsageError(
+                "The API key contains spaces, line breaks or control characters; the key file (or "
+                f"{ENV_API_KEY}) must hold the key alone, on one line."
+            )
         self._value = value
 
     def reveal(self) -> str:
@@ -54,6 +60,10 @@ def resolve_api_key(api_key_file: str | None = None, env: dict[str, str] | None 
     if api_key_file:
         try:
             text = Path(api_key_file).expanduser().read_text(encoding="utf-8")
+        except UnicodeDecodeError:
+            raise UsageError(
+                f"The API key file {api_key_file} is not UTF-8 text. It must hold the key alone."
+            ) from None
         except OSError as exc:
             raise UsageError(
                 f"Cannot read the API key file {api_key_file} ({exc.strerror or exc}). "

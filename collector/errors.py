@@ -104,11 +104,15 @@ class RateLimitedError(ApiError):
 
 
 class ServerError(ApiError):
-    """5xx, or a body that is not the contract's JSON error (a proxy's HTML page)."""
+    """5xx, or a body that is not the contract's JSON (a proxy's, CDN's or captive portal's page)."""
 
     def __init__(self, message: str, **kwargs: Any) -> None:
         super().__init__(message, **kwargs)
-        self.retryable = self.status in (500, 502, 503, 504)
+        # Outages, gateways and portals pass; only a contract `validation_error` is final.
+        permanent = self.status in (501, 505)  # "not implemented" never fixes itself
+        self.retryable = (
+            (self.status >= 500 and not permanent) or self.status in (408, 425) or self.status < 300
+        )
 
 
 AUTH_CODES = frozenset({"unauthorized", "key_revoked", "key_expired", "forbidden", "teams_required"})

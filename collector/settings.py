@@ -119,6 +119,8 @@ def _read_toml(name_or_path: str) -> tuple[dict[str, Any], str]:
     if path.suffix == ".toml" or path.exists() or "/" in name_or_path:
         try:
             text = path.read_text(encoding="utf-8")
+        except UnicodeDecodeError:
+            raise UsageError(f"Profile {path} is not UTF-8 text. Save it as UTF-8.") from None
         except OSError as exc:
             raise UsageError(f"Cannot read profile {path} ({exc.strerror or exc}). Check the path.") from None
         label = str(path)

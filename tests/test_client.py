@@ -25,6 +25,7 @@ from collector.errors import (
     NotFoundError,
     RateLimitedError,
     ServerError,
+    UsageError,
     ValidationApiError,
 )
 from collector.models import (
@@ -120,7 +121,8 @@ def test_block_not_found_names_both_ids_and_the_command():
 
 
 @pytest.mark.parametrize(
-    ("status", "retryable"), [(500, True), (502, True), (503, True), (504, True), (501, False)]
+    ("status", "retryable"),
+    [(500, True), (502, True), (503, True), (504, True), (520, True), (524, True), (501, False)],
 )
 def test_json_5xx_is_a_server_error(status, retryable):
     with mock_client(replying(status, error_body("internal_error", "boom\n  trace"))) as client:
@@ -368,3 +370,32 @@ def test_key_never_logged_at_debug(sandbox, caplog):
             client.list_blocks(str(uuid.uuid4()))
     assert "HTTP 200" in caplog.text  # the client's own debug line was captured
     assert_no_key(caplog.text, key=sandbox.api_key)
+
+
+@pytest.mark.parametrize(
+    ("status", "expected"), [(200, ServerError), (408, ServerError), (429, RateLimitedError)]
+)
+def test_portal_and_cdn_pages_are_retried_not_failed(status, expected):
+    """A captive portal's 200 HTML, a 408, a CDN's HTML 429: transient, so evidence is not failed."""
+    page = "<html><body>Please log in to the Wi-Fi</body></html>"
+    handler = replying(status, text=page, headers={"content-type": "text/html"})
+    with mock_client(handler) as client:
+        with pytest.raises(expected) as info:
+            client.list_blocks(WS)
+    assert info.value.retryable and "\n" not in str(info.value)
+
+
+def test_a_key_with_a_line_break_is_refused_before_any_request():
+    for bad in ("sk_live_SECRET1\nsk_live_SECRET2", "sk_a b", "sk_\x07bell"):
+        with pytest.raises(UsageError) as info:
+            ApiKey(bad)
+        assert "SECRET" not in str(info.value) and "one line" in str(info.value)
+
+
+def test_an_echoed_authorization_header_is_redacted():
+    client = OpenLessonClient(ApiSettings(base_url="http://127.0.0.1:9", api_key=ApiKey("sk_live_TOPSECRET")))
+    try:
+        text = client._one_line("proxy said: Authorization: Bearer sk_other_LEAKED and sk_live_TOPSECRET")
+    finally:
+        client.close()
+    assert "LEAKED" not in text and "TOPSECRET" not in text and "sk_…" in text
