@@ -336,3 +336,18 @@ def test_key_never_reaches_the_spool_files(sandbox_factory, tmp_path):
     assert cli(["upload", "--spool", str(root)], sb, key=bad).returncode == 3
     assert_key_not_in(root, sb.api_key)
     assert_key_not_in(root, bad)
+
+
+def test_failed_items_are_kept_and_sent_again_with_retry_failed(sandbox_factory, tmp_path):
+    sb = sandbox_factory()
+    root = tmp_path / "spool"
+    with Spool(root) as spool:
+        sent = fill(spool, sb.workspace_id, "cap-retry", 2)
+        first = spool.next_pending()
+        spool.mark_failed(first.id, "validation_error: pretend the server refused it")
+    plain = cli(["upload", "--spool", str(root)], sb)
+    assert plain.returncode == 0 and "--retry-failed" in plain.stderr
+    assert len(sb.evidence(sb.workspace_id)) == len(sent) - 1  # the failed one is kept, not sent
+    again = cli(["upload", "--spool", str(root), "--retry-failed"], sb)
+    assert again.returncode == 0, again.stderr
+    assert sorted(identities(sb.evidence(sb.workspace_id))) == sorted(sent)

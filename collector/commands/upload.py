@@ -36,6 +36,11 @@ def add_parser(subparsers) -> None:
         help="stop after SECONDS and leave the rest in the spool (default: no limit; Ctrl-C stops)",
     )
     parser.add_argument(
+        "--retry-failed",
+        action="store_true",
+        help="move items the server rejected back to pending first (after fixing the cause)",
+    )
+    parser.add_argument(
         "--rate",
         type=float,
         default=100.0,
@@ -50,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
     from collector.spool import DB_NAME, Spool
     from collector.uploader import Uploader
 
-    if args.rate <= 0:
+    if args.rate <= 0:  # no upper bound: a self-hosted API may allow more than the public 120/min
         from collector.errors import UsageError
 
         raise UsageError(
@@ -62,6 +67,9 @@ def run(args: argparse.Namespace) -> int:
         return EXIT_OK
     settings = api_settings(args)
     with Spool(root) as spool:
+        if args.retry_failed:
+            moved = spool.retry_failed()
+            print(f"Moved {moved} failed item(s) back to pending.", file=sys.stderr)
         pending = spool.pending_count()
         failed = spool.failed_count()
         if pending == 0:
@@ -86,7 +94,6 @@ def run(args: argparse.Namespace) -> int:
 
         counters = uploader.counters()
         delivered = counters["delivered"]
-        new_failed = counters["failed"]
         if uploader.paused_error is not None:
             err = uploader.paused_error
             print(
@@ -99,7 +106,7 @@ def run(args: argparse.Namespace) -> int:
         if parked and left:
             print(f"collector: {parked[0]} {left} item(s) are kept in {root}.", file=sys.stderr)
             return EXIT_NOT_FOUND
-        _report_failed(new_failed)
+        _report_failed(spool.failed_count())  # earlier runs' rejects too: they wait for --retry-failed
         if left:
             reason = "interrupted" if interrupted else "the --flush-timeout was reached"
             if counters["last_error"]:
@@ -136,7 +143,7 @@ def _report_failed(failed: int) -> None:
     if failed:
         print(
             f"collector: {failed} item(s) were rejected by the server and are kept as failed; "
-            "see `collector status` (sending them again will not help without a fix).",
+            "see `collector status`, fix the cause, then `collector upload --retry-failed`.",
             file=sys.stderr,
         )
 
