@@ -17,10 +17,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from collector import __version__
-from collector.errors import CollectorError, SpoolFullError
+from collector.errors import CollectorError, SpoolError, SpoolFullError
 from devices.base import EegSource, SourceEnded, StreamDescription
 
 log = logging.getLogger("collector.capture")
+_SPOOL_TRIES = 3  # a spool write that fails (locked, I/O error) is retried before it counts as a drop
 
 
 @dataclass
@@ -108,13 +109,26 @@ class Capture:
         evidence = dict(fields)
         if self.block_id:
             evidence["block_id"] = self.block_id
-        try:
-            self.spool.add(workspace_id=self.workspace_id, evidence=evidence, data=data)
-            return True
-        except SpoolFullError as err:  # the spool has counted the drop; say it loudly
-            self.stats.last_error = str(err)
-            log.error("%s", err)
-            return False
+        for attempt in range(_SPOOL_TRIES):
+            try:
+                self.spool.add(workspace_id=self.workspace_id, evidence=evidence, data=data)
+                return True
+            except SpoolFullError as err:  # the spool has counted the drop; say it loudly
+                self.stats.last_error = str(err)
+                log.error("%s", err)
+                return False
+            except SpoolError as err:  # a busy or failing disk: try again, then count it, go on
+                if attempt + 1 < _SPOOL_TRIES:
+                    time.sleep(0.5 * (attempt + 1))
+                    continue
+                meta = evidence.get("metadata") or {}
+                try:
+                    self.spool.record_drop(self.capture_id, str(meta.get("stream_id", "?")), str(err))
+                except SpoolError:
+                    pass  # the status view still counts it
+                self.stats.last_error = str(err)
+                log.error("NOT SAVED: %s", err)
+        return False
 
     # ---- EEG -----------------------------------------------------------------------------------
 

@@ -151,6 +151,11 @@ class EegChunker:
         self.description = description
         self.settings = settings
         self.sfreq = float(description.sfreq)
+        if not (math.isfinite(self.sfreq) and self.sfreq > 0):
+            raise UsageError(
+                f"Stream {description.name!r} has no regular sampling rate ({description.sfreq!r} Hz), "
+                "so it cannot be windowed as EEG. Pick the EEG stream with --stream-name or --source-id."
+            )
         try:
             self.window, self.step, self.nperseg, self.noverlap = settings.sizes(self.sfreq)
             self.no_powers_reason = ""

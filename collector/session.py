@@ -42,7 +42,8 @@ class _Signals:
 
     def __enter__(self) -> _Signals:
         if threading.current_thread() is threading.main_thread():
-            for sig in (signal.SIGINT, signal.SIGTERM):
+            # SIGHUP: the terminal was closed; still flush rather than die with a chunk in memory.
+            for sig in (signal.SIGINT, signal.SIGTERM, getattr(signal, "SIGHUP", signal.SIGTERM)):
                 self._old[sig] = signal.signal(sig, self._handle)
         return self
 
@@ -95,34 +96,35 @@ def run_session(
             f"{capture.stats.screen_state} (capture {capture.capture_id}); Ctrl-C to stop",
         )
         deadline = time.monotonic() + duration_s if duration_s else None
-        while True:
-            if signals.stop.is_set() or (stop_event is not None and stop_event.is_set()):
-                output.log("stopping", reason="signal")
-                break
-            if deadline is not None and time.monotonic() >= deadline:
-                break
-            if capture.finished or capture.fatal is not None:
-                break
-            snap = snapshot(capture.stats, delivery())
-            if progress is not None:
-                snap.update(progress())
-            output.update(snap)
-            signals.stop.wait(1.0 if output.interactive else 0.5)
-
-        output.end_view()
-        capture.stop()  # flushes the chunker: every sample read is in the spool now
-        pending = capture.spool.pending_count()
-        if uploader is not None:
-            timeout = 0.0 if signals.now.is_set() else flush_timeout_s
-            if pending and timeout:
-                output.log(
-                    "flushing",
-                    message=f"delivering the last {pending} item(s), for up to {timeout:g} s "
-                    "(Ctrl-C again to stop now; nothing is lost)",
-                    pending=pending,
-                )
-            # A second Ctrl-C during the flush ends it at once; the spool keeps the rest.
-            pending = uploader.stop(timeout, abort=signals.now)
+        try:
+            while True:
+                if signals.stop.is_set() or (stop_event is not None and stop_event.is_set()):
+                    output.log("stopping", reason="signal")
+                    break
+                if deadline is not None and time.monotonic() >= deadline:
+                    break
+                if capture.finished or capture.fatal is not None:
+                    break
+                snap = snapshot(capture.stats, delivery())
+                if progress is not None:
+                    snap.update(progress())
+                output.update(snap)
+                signals.stop.wait(1.0 if output.interactive else 0.5)
+        finally:  # whatever ended the loop, what was read reaches the spool and delivery gets its flush
+            output.end_view()
+            capture.stop()  # flushes the chunker: every sample read is in the spool now
+            pending = capture.spool.pending_count()
+            if uploader is not None:
+                timeout = 0.0 if signals.now.is_set() else flush_timeout_s
+                if pending and timeout:
+                    output.log(
+                        "flushing",
+                        message=f"delivering the last {pending} item(s), for up to {timeout:g} s "
+                        "(Ctrl-C again to stop now; nothing is lost)",
+                        pending=pending,
+                    )
+                # A second Ctrl-C during the flush ends it at once; the spool keeps the rest.
+                pending = uploader.stop(timeout, abort=signals.now)
         snap = snapshot(capture.stats, delivery())
 
     fatal = capture.fatal
@@ -157,6 +159,10 @@ def run_session(
         )
     if isinstance(fatal, CollectorError):
         return SessionResult(fatal.exit_code, pending, summary)
+    stuck = uploader.paused_error if uploader is not None else None
+    if stuck is not None and pending:  # the key was refused mid-run: exit 3, as `collector upload` would
+        output.log("paused", message=f"{stuck} The evidence is kept in the spool.")
+        return SessionResult(stuck.exit_code, pending, summary)
     if fatal is not None:
         return SessionResult(1, pending, summary)
     return SessionResult(EXIT_PENDING if pending else EXIT_OK, pending, summary)

@@ -105,15 +105,19 @@ class StatusOutput:
         self._drawn = 0
         self._block: list[str] = []
         self._last_log = time.monotonic()
-        self._lock = threading.Lock()
+        # Re-entrant: a signal handler (pause/resume) may log while this thread is writing.
+        self._lock = threading.RLock()
 
     def _write(self, text: str) -> None:
         """Clear the live block, write `text`, draw the block again below it."""
         with self._lock:
             clear = "\x1b[F" * self._drawn + "\x1b[J" if self._drawn else ""
             block = "".join(line + "\n" for line in self._block)
-            self.stream.write(clear + text + block)
-            self.stream.flush()
+            try:
+                self.stream.write(clear + text + block)
+                self.stream.flush()
+            except (OSError, ValueError):  # stderr closed (a dead pipe, a stopped journal): capture goes on
+                return
             self._drawn = len(self._block)
 
     def update(self, snap: dict[str, Any], *, force: bool = False) -> None:
@@ -156,7 +160,10 @@ class LogToStatus(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
-            fields = {"level": record.levelname.lower(), "message": record.getMessage()}
+            message = record.getMessage()
+            if record.exc_info and record.exc_info[1] is not None:  # say why, in one line
+                message += f": {type(record.exc_info[1]).__name__}: {record.exc_info[1]}"
+            fields = {"level": record.levelname.lower(), "message": message}
             if self.output.log_format == "json":
                 fields["logger"] = record.name
             self.output.log("log", **fields)

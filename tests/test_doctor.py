@@ -379,9 +379,10 @@ def test_install_script_rejects_bad_input(recording_path):
 def test_unit_runs_the_profile_headless_with_a_credential():
     unit = UNIT.read_text()
     exec_start = next(line for line in unit.splitlines() if line.startswith("ExecStart="))
-    for part in ("collector run", "--profile ${COLLECTOR_PROFILE}", "--log-format json", "--screen auto",
+    for part in ("collector run", "--profile ${COLLECTOR_PROFILE}", "--log-format json",
                  "--api-key-file %d/api-key"):  # fmt: skip
         assert part in exec_start
+    assert "--screen" not in exec_start  # the profile's [screen] mode (e.g. "off" for privacy) decides
     lines = unit.splitlines()
     for directive in (
         "Environment=COLLECTOR_PROFILE=%i",
