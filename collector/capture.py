@@ -169,9 +169,12 @@ class Capture:
                     self.stats.channel_quality = {ch: _quality_word(q) for ch, q in channels.items()}
 
         try:
-            while not self.stop_event.is_set():
+            last_read = False
+            while not last_read:
+                # After the stop, one last read takes what the inlet already holds (and its markers).
+                last_read = self.stop_event.is_set()
                 try:
-                    chunk = self.eeg_source.read(timeout=0.2)
+                    chunk = self.eeg_source.read(timeout=0.0 if last_read else 0.2)
                 except SourceEnded:
                     break
                 # LslSource/MuseSource say when the stream is gone (they re-resolve it themselves).
