@@ -127,6 +127,10 @@ def run_session(
                 pending = uploader.stop(timeout, abort=signals.now)
         snap = snapshot(capture.stats, delivery())
 
+    # Exit 6 is about this capture; older captures' items (say, parked on a deleted workspace) are
+    # mentioned, not allowed to turn every later run into a 6.
+    mine = next((s.pending for s in capture.spool.stats() if s.capture_id == capture.capture_id), 0)
+    others, pending = pending - mine, mine
     fatal = capture.fatal
     summary = {
         "capture_id": capture.capture_id,
@@ -154,8 +158,14 @@ def run_session(
     if pending:
         output.log(
             "pending",
-            message=f"{pending} item(s) are still in the spool. Send them with "
+            message=f"{pending} item(s) of this capture are still in the spool. Send them with "
             f"`collector upload --spool {capture.spool.root}`.",
+        )
+    if others:
+        output.log(
+            "pending_earlier",
+            message=f"{others} item(s) from earlier captures are still waiting; see "
+            f"`collector status --spool {capture.spool.root}`.",
         )
     if isinstance(fatal, CollectorError):
         return SessionResult(fatal.exit_code, pending, summary)

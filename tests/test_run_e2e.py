@@ -554,3 +554,24 @@ def test_run_with_eeg_and_real_screenshots(sandbox, caplog, tmp_path):
             min(colors, key=lambda c: sum(abs(int(c[1 + 2 * i : 3 + 2 * i], 16) - rgb[i]) for i in range(3)))
         )
     assert len(seen) >= 3  # the screen's changes were captured, not one frame repeated
+
+
+def test_old_items_parked_on_a_deleted_workspace_do_not_fail_later_runs(sandbox, tmp_path):
+    from collector.spool import Spool
+
+    spool_dir = tmp_path / "spool"
+    with Spool(spool_dir) as spool:  # an earlier capture for a workspace that no longer exists
+        spool.add(
+            workspace_id=str(uuid.uuid4()),
+            evidence={"type": "eeg", "mime_type": "application/json", "chunk_index": 0,
+                      "metadata": {"capture_id": "old", "stream_id": "eeg:old", "collector_version": "0"}},
+            data=b"{}",
+        )  # fmt: skip
+    proc = collector(
+        ["replay", str(DATA / "xdf-example-minimal.xdf"), "--workspace", sandbox.workspace_id,
+         "--speed", "max", "--spool", str(spool_dir)],
+        sandbox, timeout=60,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr  # this capture is delivered
+    assert "1 item(s) from earlier captures are still waiting" in proc.stderr
+    assert len([r for r in sandbox.evidence(sandbox.workspace_id) if r["type"] == "eeg"]) == 1
