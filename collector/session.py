@@ -99,7 +99,7 @@ def run_session(
         try:
             while True:
                 if signals.stop.is_set() or (stop_event is not None and stop_event.is_set()):
-                    output.log("stopping", reason="signal")
+                    output.log("stopping", reason="signal", message="stopping the capture; nothing is lost")
                     break
                 if deadline is not None and time.monotonic() >= deadline:
                     break
