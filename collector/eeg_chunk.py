@@ -9,8 +9,9 @@ The chunker keeps only the last window - 1 samples of context plus the chunk bei
 memory stays flat however long the capture runs.
 
 Every sample of every EEG channel is in exactly one chunk, in order. Gaps (the source's `Gap`
-records, plus holes found in the timestamps: consecutive samples more than 2 sample periods + 5 ms
-apart) are listed in the chunk where the signal resumes; a window spanning a gap gets
+records, plus holes found in the timestamps: consecutive samples further apart than
+`collector.clock.gap_threshold_s`, the same rule the sources use: 4 periods, at least 20 ms)
+are listed in the chunk where the signal resumes; a window spanning a gap gets
 `quality.gap = true` and null powers: nothing is computed over samples that do not exist. The
 window grid is not restarted after a gap. Markers go to the chunk whose time span holds them:
 chunk k spans (last sample of chunk k - 1, last sample of chunk k], the first chunk also takes
@@ -84,6 +85,7 @@ import numpy as np
 
 from collector import __version__
 from collector.bandpower import BandPowers, BandSettings, compute_band_powers
+from collector.clock import gap_threshold_s
 from collector.errors import UsageError
 from devices.base import Event, Gap, SampleChunk, StreamDescription
 
@@ -168,9 +170,9 @@ class EegChunker:
             raise ValueError(f"chunk_s={chunk_s!r} is invalid; it must be a positive number of seconds")
         self.chunk_samples = max(1, round(chunk_s * self.sfreq))
         self.n_channels = len(description.channels)
-        # A hole is > 2 sample periods plus 5 ms of timestamp jitter (12.8 ms at 256 Hz).
+        # One definition of a hole for sources and chunker, so they never disagree about a gap.
         self.gap_threshold_ms = (
-            gap_threshold_ms if gap_threshold_ms is not None else 2000.0 / self.sfreq + 5.0
+            gap_threshold_ms if gap_threshold_ms is not None else gap_threshold_s(self.sfreq) * 1000.0
         )
         self.sample_decimals = sample_decimals
         self._capture_id = capture_id
