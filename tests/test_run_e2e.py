@@ -575,3 +575,20 @@ def test_old_items_parked_on_a_deleted_workspace_do_not_fail_later_runs(sandbox,
     assert proc.returncode == 0, proc.stderr  # this capture is delivered
     assert "1 item(s) from earlier captures are still waiting" in proc.stderr
     assert len([r for r in sandbox.evidence(sandbox.workspace_id) if r["type"] == "eeg"]) == 1
+
+
+def test_demo_runs_end_to_end_on_built_in_defaults(tmp_path):
+    """The README's first command: no account, no headset, no display."""
+    unset = ("DISPLAY", "WAYLAND_DISPLAY", "OPENLESSON_API_KEY")
+    env = {k: v for k, v in os.environ.items() if k not in unset}
+    proc = subprocess.run(
+        [sys.executable, "-m", "collector", "demo", "--duration", "5", "--data", str(tmp_path / "demo")],
+        env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert "Traceback" not in proc.stderr
+    lines = [line.split() for line in proc.stdout.splitlines() if "evidence rows" in line]
+    rows = {words[0]: int(words[1]) for words in lines}
+    assert rows.get("eeg", 0) >= 1
+    assert "mean relative band powers: delta" in proc.stdout and "Sandbox report" in proc.stdout
+    assert "stimulus markers" in proc.stdout

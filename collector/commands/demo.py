@@ -56,27 +56,25 @@ def _print_received(sandbox, workspace_id: str, out) -> None:
     for kind, n in sorted(counts.items()):
         print(f"  {kind:<7} {n} evidence rows", file=out)
     sums = dict.fromkeys(BANDS, 0.0)
-    n_eeg = samples = markers = 0
+    n_eeg = n_powered = samples = markers = 0
     for row in rows:
         if row["type"] != "eeg":
             continue
         chunk = json.loads(sandbox.read_artifact(row["id"]))
         samples += len(chunk["samples"])
         markers += len(chunk["events"])
-        for band in BANDS:
-            vals = [
-                w["relative"][ch][band] for w in chunk["windows"] if w.get("relative") for ch in w["relative"]
-            ]
-            if vals:
-                sums[band] += sum(vals) / len(vals)
         n_eeg += 1
+        if chunk["band_powers"]:  # the chunk's own mean over channels and windows ({} if none)
+            n_powered += 1
+            for band in BANDS:
+                sums[band] += chunk["band_powers"].get(band) or 0.0
     if n_eeg:
         print(
             f"  EEG samples delivered: {samples} in {n_eeg} chunks, with {markers} stimulus markers", file=out
         )
-        print(
-            "  mean relative band powers: " + ", ".join(f"{b} {sums[b] / n_eeg:.1%}" for b in BANDS), file=out
-        )
+    if n_powered:
+        means = ", ".join(f"{b} {sums[b] / n_powered:.1%}" for b in BANDS)
+        print(f"  mean relative band powers: {means}", file=out)
     print(f"  files: {sandbox.data_dir}", file=out)
 
 
