@@ -93,7 +93,7 @@ def test_malformed_ids_exit_2_before_any_request(cli, sandbox):
     closed_port = "http://127.0.0.1:9"  # a request would fail with a network error (exit 1), not 2
     for args in (
         ("blocks", "--workspace", "not-a-uuid"),
-        ("report", "--workspace", sandbox.workspace_id, "--block", "1234"),
+        ("report", "--workspace", "1234", "--block", "Warm-up"),
     ):
         proc = cli(*args, base_url=closed_port)
         assert proc.returncode == EXIT_USAGE and "is not a valid id" in one_line_error(proc)

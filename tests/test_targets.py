@@ -31,7 +31,7 @@ def test_ambiguous_title_lists_the_matches():
     assert info.value.exit_code == 2
 
 
-@pytest.mark.parametrize("value", ["warm-up", "2f1c0000-0000-4000-8000-000000000009"])
+@pytest.mark.parametrize("value", ["cool-down", "2f1c0000-0000-4000-8000-000000000009"])
 def test_unknown_block_is_not_found_with_the_fix(value):
     with pytest.raises(NotFoundError) as info:
         resolve_block(BLOCKS, value, WS)
@@ -53,3 +53,19 @@ def test_target_from_flags_then_profile_then_environment(monkeypatch, tmp_path):
     assert pick_target(WS.upper(), "Warm-up", load_profile(str(path))) == (WS, "Warm-up")
     with pytest.raises(UsageError, match="not a valid id"):
         pick_target("nope", None, load_profile(None))
+
+
+def test_title_matches_case_insensitively_when_unique():
+    assert resolve_block(BLOCKS, "WARM-UP", WS) is BLOCKS[0]
+    assert resolve_block(BLOCKS, "  piece ", WS) is BLOCKS[3]
+    with pytest.raises(UsageError, match="matches 2 blocks"):
+        resolve_block(BLOCKS, "scales", WS)
+
+
+def test_near_miss_suggests_the_closest_titles():
+    with pytest.raises(NotFoundError) as info:
+        resolve_block(BLOCKS, "Warmup", WS)
+    assert "Did you mean 'Warm-up'?" in str(info.value) and info.value.exit_code == 4
+    with pytest.raises(NotFoundError) as info:
+        resolve_block(BLOCKS, "Completely different", WS)
+    assert "Did you mean" not in str(info.value)

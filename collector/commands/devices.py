@@ -10,6 +10,7 @@ from dataclasses import asdict
 from typing import Any
 
 from collector.commands._common import add_verbose
+from collector.errors import EXIT_NO_SOURCE, EXIT_OK
 
 MUSE_SCAN_TIMEOUT_S = 20.0  # muselsl scans for 10.5 s, plus its start-up
 
@@ -21,7 +22,8 @@ def add_parser(subparsers) -> None:
         description=(
             "List Muse headsets in Bluetooth range (muselsl's scan, about 11 s) and the LSL streams "
             "visible on this network (name, type, source_id, channels, rate, host). Use a stream's "
-            "name or source_id with `collector run --stream-name/--source-id`."
+            "name or source_id with `collector run --stream-name/--source-id`. Exit 5 when it finds "
+            "neither a headset nor a stream."
         ),
     )
     p.add_argument(
@@ -60,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
         }
         json.dump(doc, sys.stdout, indent=2)
         sys.stdout.write("\n")
-        return 0
+        return _exit_code(muse, streams)
 
     out = sys.stdout
     print("Muse headsets (Bluetooth):", file=out)
@@ -71,7 +73,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"LSL streams (looked for {args.timeout:g} s):", file=out)
     if not streams:
         print("  none: start one (e.g. `muselsl stream --lsltime`) or wait longer with --timeout", file=out)
-        return 0
+        return _exit_code(muse, streams)
     rows = [("NAME", "TYPE", "SOURCE_ID", "CHANNELS", "RATE_HZ", "HOST")]
     for s in streams:
         labels = ",".join(s.labels) if s.labels else ""
@@ -82,4 +84,9 @@ def run(args: argparse.Namespace) -> int:
     for r in rows:
         cells = "  ".join(c.ljust(w) for c, w in zip(r[:-1], widths, strict=True))
         print(f"  {cells}  {r[-1]}", file=out)
-    return 0
+    return EXIT_OK
+
+
+def _exit_code(muse, streams) -> int:
+    """5 (no data source) when there is neither a headset nor a stream to capture from."""
+    return EXIT_OK if muse.muses or streams else EXIT_NO_SOURCE

@@ -7,7 +7,7 @@ Checks, in the order printed:
     bluetooth   an adapter for a Muse (no scan)       display    a 1x1 screenshot works
     spool       the spool folder is writable, free disk space, items waiting
     api         the API answers                        key        the key is accepted
-    workspace   --workspace exists                     block      --block exists (id or exact title)
+    workspace   --workspace exists                     block      --block exists (id or title)
     sources     at least one of: an LSL EEG stream, a Muse adapter, a display
 
 Exit 0 when every check is ok or a warning; otherwise the exit code of the most serious failure:
@@ -102,9 +102,14 @@ def add_parser(subparsers) -> None:
         ),
     )
     p.add_argument(
-        "--workspace", metavar="ID", help="also check this workspace exists (or $COLLECTOR_WORKSPACE)"
+        "--workspace", "-w", metavar="ID", help="also check this workspace exists (or $COLLECTOR_WORKSPACE)"
     )
-    p.add_argument("--block", metavar="ID|TITLE", help="also check this block exists (or $COLLECTOR_BLOCK)")
+    p.add_argument(
+        "--block",
+        "-b",
+        metavar="ID|TITLE",
+        help="also check this block exists, by id or title (or $COLLECTOR_BLOCK)",
+    )
     p.add_argument(
         "--profile", metavar="NAME|PATH", help="check this profile loads; use its [session] target"
     )
@@ -728,7 +733,7 @@ def _check_block(blocks, value: str, workspace: str) -> Check:
         found = resolve_block(blocks, value, workspace)
     except CollectorError as err:
         fix = (
-            f"Run `collector blocks --workspace {workspace}` and pass a block id or exact title."
+            f"Run `collector blocks --workspace {workspace}` and pass a block id or title."
             if err.exit_code == EXIT_NOT_FOUND
             else "Pass --block with one id."
         )

@@ -101,9 +101,12 @@ def run(args: argparse.Namespace) -> int:
         speed=args.speed,
         chunk_s=0.25 if args.speed else 5.0,
     )
+    # Offline, the target is checked without the network: a block title that cannot be looked up
+    # is said before the file is read.
+    target = check_target(args, profile) if args.offline else None
     try:
         description = source.open()
-        settings, workspace_id, block_id = check_target(args, profile)
+        settings, workspace_id, block_id = target or check_target(args, profile)
         t0 = time.monotonic()
 
         def progress() -> dict:

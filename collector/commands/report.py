@@ -19,7 +19,9 @@ def add_parser(subparsers) -> None:
         description="Performance analysis of a workspace: a report, or an answer to --prompt.",
     )
     parser.add_argument("--workspace", "-w", required=True, metavar="ID", help="workspace id (UUID)")
-    parser.add_argument("--block", metavar="ID", help="limit the analysis to one block (UUID)")
+    parser.add_argument(
+        "--block", "-b", metavar="ID|TITLE", help="limit the analysis to one block (id or title, any case)"
+    )
     parser.add_argument("--prompt", help="ask a question instead (chat mode, markdown answer)")
     parser.add_argument("--json", action="store_true", help="print the API's JSON reply")
     add_api_options(parser)
@@ -28,12 +30,13 @@ def add_parser(subparsers) -> None:
 
 def run(args: argparse.Namespace) -> int:
     workspace_id = require_uuid(args.workspace, "Workspace id")
-    block_id = require_uuid(args.block, "Block id") if args.block else None
     from collector.client import OpenLessonClient
     from collector.models import PerformanceRequest
+    from collector.targets import resolve_block_id
 
-    request = PerformanceRequest(prompt=args.prompt or None, block_id=block_id)
     with OpenLessonClient(api_settings(args)) as client:
+        block_id = resolve_block_id(client, workspace_id, args.block) if args.block else None
+        request = PerformanceRequest(prompt=args.prompt or None, block_id=block_id)
         reply = client.performance(workspace_id, request)
     if args.json:
         print(json.dumps(reply.model_dump(mode="json"), indent=2))

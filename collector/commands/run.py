@@ -14,10 +14,16 @@ log = logging.getLogger("collector.run")
 def add_capture_options(p: argparse.ArgumentParser) -> None:
     """Options shared by `run` and `replay`: target, profile, chunking, delivery, output."""
     p.add_argument(
-        "--workspace", metavar="ID", help="workspace id (or [session] workspace / $COLLECTOR_WORKSPACE)"
+        "--workspace",
+        "-w",
+        metavar="ID",
+        help="workspace id (or [session] workspace / $COLLECTOR_WORKSPACE)",
     )
     p.add_argument(
-        "--block", metavar="ID|TITLE", help="block id or exact title (or [session] block / $COLLECTOR_BLOCK)"
+        "--block",
+        "-b",
+        metavar="ID|TITLE",
+        help="block id or title, any case (or [session] block / $COLLECTOR_BLOCK)",
     )
     p.add_argument("--profile", metavar="NAME|PATH", help="a profile from profiles/ or a TOML file")
     p.add_argument("--chunk-seconds", type=float, metavar="S", help="EEG chunk length (default 5)")
@@ -109,12 +115,12 @@ def check_target(args: argparse.Namespace, profile):
     """Key, workspace and block checked before anything is captured. Returns (settings, ws, block)."""
     from collector.errors import UsageError
     from collector.models import is_uuid
-    from collector.targets import pick_target, resolve_block
+    from collector.targets import offline_title_error, pick_target, resolve_block
 
     workspace_id, block = pick_target(args.workspace, args.block, profile)
     if args.offline:
         if block and not is_uuid(block):
-            raise UsageError("--offline needs --block as an id (titles are looked up online).")
+            raise offline_title_error(block, workspace_id)
         try:
             settings = api_settings(args)
         except UsageError:
