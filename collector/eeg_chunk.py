@@ -8,6 +8,12 @@ boundaries: their ends lie on a fixed step grid counted in samples from the stre
 The chunker keeps only the last window - 1 samples of context plus the chunk being filled, so
 memory stays flat however long the capture runs.
 
+Chunks are also bounded by their encoded size (`max_bytes`, never above HARD_MAX_CHUNK_BYTES =
+9,000,000, under the API's 10 MB): a chunk whose JSON would be larger is cut shorter before it is
+handed out, and the stream's later chunks keep that shorter length, so many channels at a high
+rate (136 channels at 2048 Hz is about 3 MB/s: 2.7 s per chunk) still fit; `sample_count`,
+`times_ms` and `samples` always state the chunk's real length.
+
 Every sample of every EEG channel is in exactly one chunk, in order. Gaps (the source's `Gap`
 records, plus holes found in the timestamps: consecutive samples further apart than
 `collector.clock.gap_threshold_s`, the same rule the sources use: 4 periods, at least 20 ms)
@@ -79,7 +85,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -92,6 +98,13 @@ from devices.base import Event, Gap, SampleChunk, StreamDescription
 FORMAT = "openlesson-collector.eeg-chunk"
 VERSION = 1
 _POWER_DIGITS = 6  # significant digits of band powers in the artifact
+# The API takes at most 10 MB (10 MiB decoded) per item; stay well under both readings of "MB".
+HARD_MAX_CHUNK_BYTES = 9_000_000
+# A replay's chunks are sized for delivery: long (60 s), but a few MB at most, so one request
+# stays quick to send and to retry.
+DELIVERY_CHUNK_S = 60.0
+DELIVERY_CHUNK_BYTES = 4_000_000
+_FIT_MARGIN = 0.95  # when a chunk is cut to fit, aim this far under the bound (values vary)
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,9 +114,17 @@ class EegChunkOut:
     sample_count: int
     band_powers: dict[str, float]  # mean relative power per band; {} if no window had powers
     artifact: dict
+    encoded: bytes | None = field(default=None, repr=False, compare=False)  # to_bytes(), once
 
     def to_bytes(self) -> bytes:
-        return json.dumps(self.artifact, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
+        if self.encoded is not None:
+            return self.encoded
+        return encode_artifact(self.artifact)
+
+
+def encode_artifact(artifact: dict) -> bytes:
+    """The artifact as compact UTF-8 JSON (the evidence's `data` before base64)."""
+    return json.dumps(artifact, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
 
 
 def chunk_evidence_fields(out: EegChunkOut, device_name: str) -> dict:
@@ -149,6 +170,7 @@ class EegChunker:
         start_index: int = 0,
         gap_threshold_ms: float | None = None,
         sample_decimals: int | None = 3,
+        max_bytes: int = HARD_MAX_CHUNK_BYTES,
     ) -> None:
         self.description = description
         self.settings = settings
@@ -169,6 +191,11 @@ class EegChunker:
         if not (math.isfinite(chunk_s) and chunk_s > 0):
             raise ValueError(f"chunk_s={chunk_s!r} is invalid; it must be a positive number of seconds")
         self.chunk_samples = max(1, round(chunk_s * self.sfreq))
+        if not 0 < max_bytes <= HARD_MAX_CHUNK_BYTES:
+            raise ValueError(f"max_bytes={max_bytes!r} must be within 1..{HARD_MAX_CHUNK_BYTES}")
+        self.max_bytes = int(max_bytes)
+        # Samples per chunk actually cut: chunk_samples until a chunk's encoded size says fewer.
+        self.target_samples = self.chunk_samples
         self.n_channels = len(description.channels)
         # One definition of a hole for sources and chunker, so they never disagree about a gap.
         self.gap_threshold_ms = (
@@ -229,8 +256,8 @@ class EegChunker:
         self._pending_times.append(times)
         self._pending_n += n
         out: list[EegChunkOut] = []
-        while self._pending_n >= self.chunk_samples:
-            out.append(self._emit(self.chunk_samples, final=False))
+        while self._pending_n >= self.target_samples:
+            out.append(self._emit(self.target_samples, final=False))
         return out
 
     def flush(self) -> list[EegChunkOut]:
@@ -239,30 +266,68 @@ class EegChunker:
         Markers after the last sample have no EEG to go with and are dropped when no sample is left.
         """
         out: list[EegChunkOut] = []
-        while self._pending_n >= self.chunk_samples:
-            out.append(self._emit(self.chunk_samples, final=False))
-        if self._pending_n:
-            out.append(self._emit(self._pending_n, final=True))
+        while self._pending_n:
+            m = min(self._pending_n, self.target_samples)
+            out.append(self._emit(m, final=m == self._pending_n))
         self._events = []
         return out
 
     # -- output --------------------------------------------------------------------------
 
-    def _take(self, m: int) -> tuple[np.ndarray, np.ndarray]:
-        """Remove and return the first m pending samples (concatenated once per chunk)."""
-        data = np.concatenate(self._pending_data) if len(self._pending_data) > 1 else self._pending_data[0]
-        times = (
-            np.concatenate(self._pending_times) if len(self._pending_times) > 1 else self._pending_times[0]
-        )
-        rest = self._pending_n - m
-        self._pending_data = [data[m:]] if rest else []
-        self._pending_times = [times[m:]] if rest else []
-        self._pending_n = rest
-        return data[:m], times[:m]
+    def _pending_arrays(self) -> tuple[np.ndarray, np.ndarray]:
+        """All pending samples as one array each (concatenated once, kept that way)."""
+        if len(self._pending_data) > 1:
+            self._pending_data = [np.concatenate(self._pending_data)]
+            self._pending_times = [np.concatenate(self._pending_times)]
+        return self._pending_data[0], self._pending_times[0]
 
     def _emit(self, m: int, *, final: bool) -> EegChunkOut:
+        """Cut the next chunk of at most m samples, fewer if its encoded bytes exceed max_bytes.
+
+        The size is measured on the real encoding before anything leaves the chunker; a chunk
+        that does not fit is rebuilt shorter (in proportion to the excess), and later chunks
+        are cut at that length. Only the accepted chunk changes the chunker's state.
+        """
+        pending_data, pending_times = self._pending_arrays()
+        while True:
+            out, tail = self._compose(m, pending_data[:m], pending_times[:m], final=final)
+            raw = encode_artifact(out.artifact)
+            if len(raw) <= self.max_bytes:
+                break
+            if m == 1:
+                raise ValueError(
+                    f"one sample of {self.n_channels} channels encodes to {len(raw)} bytes, over the "
+                    f"{self.max_bytes}-byte bound of an evidence item"
+                )
+            m = max(1, min(m - 1, int(m * self.max_bytes * _FIT_MARGIN / len(raw))))
+            self.target_samples = min(self.target_samples, m)
+            final = False  # samples remain after this shorter chunk
+        out = EegChunkOut(
+            chunk_index=out.chunk_index,
+            t0_ms=out.t0_ms,
+            sample_count=out.sample_count,
+            band_powers=out.band_powers,
+            artifact=out.artifact,
+            encoded=raw,
+        )
+        # Commit: drop the m samples, keep the context later windows need, hand the events over.
+        rest = self._pending_n - m
+        self._pending_data = [pending_data[m:]] if rest else []
+        self._pending_times = [pending_times[m:]] if rest else []
+        self._pending_n = rest
+        self._next_chunk_index += 1
+        self._tail_data, self._events = tail
+        w = self.window
+        self._chunk_start += m
+        self._breaks = [(b, g) for b, g in self._breaks if b > self._chunk_start - w]
+        return out
+
+    def _compose(
+        self, m: int, data: np.ndarray, times: np.ndarray, *, final: bool
+    ) -> tuple[EegChunkOut, tuple[np.ndarray, list[Event]]]:
+        """Build the chunk of the next m samples without changing state; also return the state
+        to keep if it is accepted (window context, events left for later chunks)."""
         cs = self._chunk_start
-        data, times = self._take(m)
         context = np.concatenate((self._tail_data, data))
         base = cs - self._tail_data.shape[0]  # global index of context[0]
 
@@ -292,20 +357,17 @@ class EegChunker:
 
         chunk_gaps = [g for b, g in self._breaks if cs <= b < cs + m]
         if final:
-            events, self._events = self._events, []
+            events, later = self._events, []
         else:
             t_last = float(times[-1])
             events = [e for e in self._events if e.time_ms <= t_last]
-            self._events = [e for e in self._events if e.time_ms > t_last]
+            later = [e for e in self._events if e.time_ms > t_last]
 
         out = self._build(cs, data, times, ends, spans_gap, powers, chunk_gaps, events)
 
-        # Keep only what later windows need: window - 1 samples of context and later gaps.
+        # Keep only what later windows need: window - 1 samples of context (gaps: see _emit).
         keep = max(0, min(w - 1, context.shape[0]))
-        self._tail_data = context[context.shape[0] - keep :].copy()
-        self._chunk_start = cs + m
-        self._breaks = [(b, g) for b, g in self._breaks if b > self._chunk_start - w]
-        return out
+        return out, (context[context.shape[0] - keep :].copy(), later)
 
     def _static_fields(self) -> dict:
         d, s = self.description, self.settings
@@ -430,8 +492,7 @@ class EegChunker:
             as_obj[~finite] = None
             samples = as_obj.tolist()
 
-        index = self._next_chunk_index
-        self._next_chunk_index += 1
+        index = self._next_chunk_index  # counted up in _emit once the chunk is accepted
         artifact = {
             "format": FORMAT,
             "version": VERSION,
