@@ -235,3 +235,47 @@ class PauseControl:
             raise CollectorError(
                 f"Cannot write {path} ({exc.strerror or exc}). Check the folder's permissions."
             ) from exc
+
+
+def pause_notice(control: PauseControl | None = None, now_ms: int | None = None) -> str | None:
+    """One line for a person when screen capture is paused, else None.
+
+    For `collector run` (at start), `status`, `doctor` and `sessions`: a pause left on silently
+    removes screenshots from every later session, so each of them says so, with since when and
+    how to end it.
+    """
+    state = (control or PauseControl()).state()
+    if not state.paused:
+        return None
+    return f"Screen capture is paused {_since(state.since_ms, now_ms)}; `collector resume` turns it back on."
+
+
+def pause_fields(control: PauseControl | None = None) -> dict:
+    """The pause as JSON fields: {"paused": bool, "since_ms": int | None, "since": ISO-8601 | None}."""
+    state = (control or PauseControl()).state()
+    since = state.since_ms if state.paused else None
+    iso = None
+    if since is not None:
+        from datetime import datetime
+
+        iso = datetime.fromtimestamp(since / 1000).astimezone().isoformat(timespec="seconds")
+    return {"paused": state.paused, "since_ms": since, "since": iso}
+
+
+def _since(since_ms: int | None, now_ms: int | None = None) -> str:
+    """'since 14:02 (35 min ago)', 'since 2026-11-28 14:02 (2 days ago)'; local time."""
+    if since_ms is None:
+        return "(since an unknown time: the pause state file was unreadable)"
+    now_ms = _now_ms() if now_ms is None else now_ms
+    age_s = max(0.0, (now_ms - since_ms) / 1000)
+    same_day = time.localtime(since_ms / 1000)[:3] == time.localtime(now_ms / 1000)[:3]
+    clock = time.strftime("%H:%M" if same_day else "%Y-%m-%d %H:%M", time.localtime(since_ms / 1000))
+    if age_s < 90:
+        ago = f"{age_s:.0f} s ago"
+    elif age_s < 5400:
+        ago = f"{age_s / 60:.0f} min ago"
+    elif age_s < 172800:
+        ago = f"{age_s / 3600:.0f} h ago"
+    else:
+        ago = f"{age_s / 86400:.0f} days ago"
+    return f"since {clock} ({ago})"

@@ -5,6 +5,7 @@ Checks, in the order printed:
     python      Python 3.10+                          packages   installed versions
     liblsl      the LSL library loads                 lsl        LSL streams visible (short resolve)
     bluetooth   an adapter for a Muse (no scan)       display    a 1x1 screenshot works
+    pause       screen capture is not left paused (`collector pause`)
     spool       the spool folder is writable, free disk space, items waiting
     api         the API answers                        key        the key is accepted
     workspace   --workspace exists                     block      --block exists (id or title)
@@ -150,6 +151,8 @@ def run(args: argparse.Namespace) -> int:
     )
     for group in ("lsl", "bluetooth", "display", "spool", "api"):
         checks.extend(slow[group])
+        if group == "display":
+            checks.append(check_pause())
     checks.append(check_sources(checks))
 
     exit_code = overall_exit_code(checks)
@@ -739,6 +742,19 @@ def _check_block(blocks, value: str, workspace: str) -> Check:
         )
         return Check.failed("block", str(err), fix, err.exit_code)
     return Check("block", OK, f"{found.id} {found.title!r} ({found.status})")
+
+
+def check_pause() -> Check:
+    """A `collector pause` left on removes screenshots from every later session: say so, with since when."""
+    try:
+        from devices.pause import pause_notice
+
+        notice = pause_notice()
+    except CollectorError as err:
+        return Check("pause", WARN, f"cannot read the pause state: {err}", "Check XDG_RUNTIME_DIR.")
+    if notice:
+        return Check("pause", WARN, notice, "Run `collector resume` before the session.")
+    return Check("pause", OK, "screen capture is not paused")
 
 
 # ---- sources ------------------------------------------------------------------------------------------

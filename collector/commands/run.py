@@ -266,7 +266,7 @@ def deliver_and_capture(
 
 def run(args: argparse.Namespace) -> int:
     from collector.errors import NoSourceError
-    from devices.pause import PauseControl
+    from devices.pause import PauseControl, pause_notice
 
     profile = profile_from_args(args)
     output = make_output(args)
@@ -276,10 +276,9 @@ def run(args: argparse.Namespace) -> int:
     # `collector pause` / `resume` (or SIGUSR1/SIGUSR2) reach this capture through the pid file.
     pause_control = PauseControl()
     pause_control.register_running()
-    if pause_control.is_paused():
-        output.log(
-            "warning", message="Screen capture starts paused (`collector resume` to capture the screen)."
-        )
+    notice = pause_notice(pause_control) if profile.screen.mode != "off" else None
+    if notice:
+        output.log("warning", message=f"{notice} Until then no screenshots are taken (EEG is recorded).")
     try:
         if not args.no_eeg:
             eeg_source, description = open_eeg(profile)

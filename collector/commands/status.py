@@ -23,6 +23,7 @@ def add_parser(subparsers) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from collector.spool import DB_NAME, Spool
+    from devices.pause import pause_fields, pause_notice
 
     root = spool_dir(args)
     if not (root / DB_NAME).exists():
@@ -40,6 +41,8 @@ def run(args: argparse.Namespace) -> int:
                 "pause_reason": spool.pause_reason(),
                 "captures": [c.as_dict() for c in captures],
             }
+    report["screen_pause"] = pause_fields()  # a pause left on holds for every later session
+    report["screen_pause_notice"] = pause_notice()
     if args.json:
         print(json.dumps(report, indent=2))
     else:
@@ -48,9 +51,10 @@ def run(args: argparse.Namespace) -> int:
 
 
 def format_status(report: dict) -> str:
+    notice = [report["screen_pause_notice"]] if report.get("screen_pause_notice") else []
     if not report["exists"]:
-        return f"Spool {report['spool']}: empty (nothing captured yet)."
-    lines = [
+        return "\n".join(notice + [f"Spool {report['spool']}: empty (nothing captured yet)."])
+    lines = notice + [
         f"Spool {report['spool']}: {report['pending']} pending, {report['failed']} failed, "
         f"{_size(report['stored_bytes'])} held"
     ]
