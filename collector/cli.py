@@ -17,6 +17,7 @@ from collector.errors import EXIT_FAILURE, EXIT_USAGE, CollectorError
 
 # Order is the order `collector --help` lists them in.
 COMMAND_MODULES = (
+    "fit",
     "run",
     "replay",
     "demo",

@@ -80,6 +80,13 @@ def add_parser(sub) -> None:
         "--screen-keepalive", type=float, metavar="S", help="send a frame at least this often (default 60)"
     )
     scr.add_argument("--monitor", help="monitor number or 'all' (default: the primary monitor)")
+    eeg.add_argument(
+        "--fit-check",
+        type=float,
+        metavar="S",
+        help="check the headset's fit first (as `collector fit`); start when it is good or after S "
+        "seconds with a warning naming the channels",
+    )
     p.add_argument("--duration", type=float, metavar="S", help="stop by itself after S seconds")
     p.set_defaults(func=run)
 
@@ -201,6 +208,34 @@ def open_eeg(profile):
     return source, description
 
 
+def fit_check_before_capture(args, profile, output, eeg_source, description) -> None:
+    """`--fit-check S`: the fit check of `collector fit` on the opened source; capture starts either way."""
+    from collector.commands.fit import check_fit, describe_failure
+    from collector.errors import UsageError
+
+    if not args.fit_check > 0:
+        raise UsageError(f"--fit-check must be a positive number of seconds; {args.fit_check:g} is invalid.")
+    result = check_fit(
+        eeg_source,
+        description,
+        profile,
+        timeout_s=args.fit_check,
+        require="fair",
+        log_format=args.log_format,
+        out=output.stream,
+    )
+    if result.ok:
+        output.log(
+            "fit_good", message=f"The fit is good after {result.elapsed_s:.0f} s; starting the capture."
+        )
+    else:
+        output.log(
+            "warning",
+            message=f"The fit is not good after {result.elapsed_s:.0f} s: {describe_failure(result, 'fair')} "
+            "Capturing anyway.",
+        )
+
+
 def make_output(args):
     """The status view; from here on, log records go through it too (so they keep its format)."""
     from collector.status_view import LogToStatus, StatusOutput
@@ -282,6 +317,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         if not args.no_eeg:
             eeg_source, description = open_eeg(profile)
+            if getattr(args, "fit_check", None):
+                fit_check_before_capture(args, profile, output, eeg_source, description)
         screen_source = open_screen(profile, output, pause_control)
         if eeg_source is None and screen_source is None:
             raise NoSourceError("Nothing to capture: --no-eeg was given and no screen is available.")

@@ -1,0 +1,128 @@
+"""`collector fit` and `run --fit-check`: real LSL streams (the bundled Muse recording, a flat channel)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+import uuid
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from collector.errors import EXIT_FAILURE, EXIT_NO_SOURCE, EXIT_OK
+from collector.fit import grade_window
+from devices.player import XdfPlayer, make_eeg_info
+
+REPO = Path(__file__).resolve().parents[1]
+MUSE_XDF = REPO / "collector" / "data" / "muse-p300-subject1.xdf"
+
+
+def collector(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY")}
+    env["PYTHONPATH"] = str(REPO)
+    return subprocess.run(
+        [sys.executable, "-m", "collector", *args],
+        env=env,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def play_with_flat_channel(name: str, stop: threading.Event, flat: int = 2, sfreq: float = 256.0) -> None:
+    """A 4-channel EEG-like stream (10 Hz sine + noise, 20 µV) whose channel `flat` is a constant."""
+    import time
+
+    import pylsl
+
+    outlet = pylsl.StreamOutlet(make_eeg_info(name, name, ("TP9", "AF7", "AF8", "TP10"), sfreq))
+    rng = np.random.default_rng(1)
+    start, pushed, block = pylsl.local_clock(), 0, 8
+    while not stop.is_set():
+        t = (pushed + np.arange(block)) / sfreq
+        values = 20 * np.sin(2 * np.pi * 10 * t)[:, None] + rng.normal(0, 5, (block, 4))
+        values[:, flat] = 0.0
+        due = start + t[-1]
+        time.sleep(max(0.0, due - pylsl.local_clock()))
+        outlet.push_chunk(values.astype(np.float32), (start + t).tolist())
+        pushed += block
+
+
+def test_grades_from_the_chunk_quality_flags():
+    assert grade_window({}) == ("good", "")
+    assert grade_window({"flat": True, "line_noise": True}) == ("bad", "flat")
+    assert grade_window({"clipped": True}) == ("bad", "railed")
+    assert grade_window({"excessive_amplitude": True}) == ("fair", "noisy")
+    assert grade_window({"line_noise": True}) == ("fair", "line noise")
+
+
+@pytest.mark.lsl
+@pytest.mark.slow
+def test_fit_passes_on_the_bundled_recording_played_as_a_stream():
+    name = f"fit-muse-{uuid.uuid4().hex[:8]}"
+    with XdfPlayer(MUSE_XDF, stream_name=name, source_id=name, loop=True):
+        proc = collector("fit", "--stream-name", name, "--timeout", "30")
+    assert proc.returncode == EXIT_OK, proc.stdout + proc.stderr
+    lines = proc.stdout.splitlines()
+    ticks = [line for line in lines if line.startswith("fit ")]
+    assert 3 <= len(ticks) <= 10  # one line per second, ends by itself a few seconds in
+    assert ticks[-1].endswith("good for 3/3 s")
+    for ch in ("TP9", "AF7", "AF8", "TP10"):
+        assert f"{ch} " in ticks[-1]
+    assert "Right AUX" not in ticks[-1]  # AUX is not EEG
+    assert lines[-1].startswith("Fit is good")
+
+
+@pytest.mark.lsl
+@pytest.mark.slow
+def test_fit_fails_at_timeout_naming_the_flat_channel_and_the_fix():
+    name = f"fit-flat-{uuid.uuid4().hex[:8]}"
+    stop = threading.Event()
+    player = threading.Thread(target=play_with_flat_channel, args=(name, stop), daemon=True)
+    player.start()
+    try:
+        proc = collector("fit", "--stream-name", name, "--timeout", "4")
+    finally:
+        stop.set()
+        player.join(5)
+    assert proc.returncode == EXIT_FAILURE, proc.stdout + proc.stderr
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith("collector: The fit is not good after")
+    assert "AF8 bad (flat)" in last and "wet the sensors" in last
+    assert "TP9" not in last  # only the channels that need attention are named
+    ticks = [line for line in proc.stdout.splitlines() if line.startswith("fit ")]
+    assert 4 <= len(ticks) <= 6 and all("AF8 bad" in t for t in ticks)
+
+
+@pytest.mark.lsl
+def test_fit_without_a_stream_exits_5():
+    proc = collector("fit", "--stream-name", f"nothing-{uuid.uuid4().hex[:8]}", "--timeout", "3")
+    assert proc.returncode == EXIT_NO_SOURCE
+    assert "Traceback" not in proc.stderr and proc.stderr.strip().splitlines()[-1].startswith("collector: ")
+
+
+@pytest.mark.lsl
+@pytest.mark.slow
+def test_run_fit_check_warns_naming_the_bad_channel_then_captures(tmp_path):
+    name = f"fit-run-{uuid.uuid4().hex[:8]}"
+    stop = threading.Event()
+    player = threading.Thread(target=play_with_flat_channel, args=(name, stop), daemon=True)
+    player.start()
+    try:
+        proc = collector(
+            "run", "-w", str(uuid.uuid4()), "-b", str(uuid.uuid4()), "--offline", "--stream-name", name,
+            "--fit-check", "3", "--duration", "2", "--screen", "off", "--spool", str(tmp_path / "spool"),
+        )  # fmt: skip
+    finally:
+        stop.set()
+        player.join(5)
+    assert proc.returncode == 6, proc.stderr  # captured into the spool (--offline)
+    err = proc.stderr
+    warning = next(line for line in err.splitlines() if "The fit is not good after" in line)
+    assert "AF8 bad (flat)" in warning and "Capturing anyway" in warning
+    assert err.index("The fit is not good") < err.index("capture_started")
+    assert len([line for line in err.splitlines() if line.startswith("fit ")]) >= 3
