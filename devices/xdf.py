@@ -19,7 +19,7 @@ import logging
 import re
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -316,7 +316,8 @@ class XdfSource:
     """Reads one XDF file's EEG stream as SampleChunks; markers ride along as Events.
 
     speed: None reads as fast as the caller asks (chunks of `chunk_s`); 1.0 paces reads against
-    the wall clock (real time), 2.0 twice as fast, and so on.
+    the wall clock (real time), 2.0 twice as fast, and so on. `clock` is the wall clock used for
+    pacing (monotonic seconds).
     """
 
     def __init__(
@@ -332,6 +333,7 @@ class XdfSource:
         eeg_channels: Sequence[str] | None = None,
         aux_channels: Sequence[str] = (),
         model: str = "",
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if speed is not None and not speed > 0:
             raise UsageError(f"replay speed must be a positive number, {speed!r} is invalid.")
@@ -347,6 +349,7 @@ class XdfSource:
         self.eeg_channels = eeg_channels
         self.aux_channels = tuple(aux_channels)
         self.model = model
+        self._clock = clock  # monotonic seconds; tests pass a fake one to check pacing exactly
         self.description: StreamDescription | None = None
         self.recording: XdfRecording | None = None
         self._data = np.zeros((0, 0))
@@ -401,7 +404,7 @@ class XdfSource:
         self._chunk_n = max(1, int(round(self.chunk_s * sfreq))) if sfreq > 0 else 64
         self._pos = 0
         self._event_pos = 0
-        self._wall_start = time.monotonic()
+        self._wall_start = self._clock()
         log.info(
             "replaying %s: stream %s, %d channels (%s), %.6g Hz, %d samples (%.1f s)%s",
             self.path.name,
@@ -426,7 +429,7 @@ class XdfSource:
         else:
             end = self._due_end()
             if end <= self._pos:
-                wait_s = (self._rel_s[self._pos] / self.speed) - (time.monotonic() - self._wall_start)
+                wait_s = (self._rel_s[self._pos] / self.speed) - (self._clock() - self._wall_start)
                 if wait_s > timeout:
                     time.sleep(max(0.0, timeout))
                     end = self._due_end()
@@ -458,7 +461,7 @@ class XdfSource:
     # -- internals -----------------------------------------------------------------------------
     def _due_end(self) -> int:
         assert self.speed is not None
-        elapsed_rel = (time.monotonic() - self._wall_start) * self.speed
+        elapsed_rel = (self._clock() - self._wall_start) * self.speed
         return int(np.searchsorted(self._rel_s, elapsed_rel, side="right"))
 
     def _anchor_unix_s(self, recording: XdfRecording) -> float:

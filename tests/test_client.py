@@ -68,8 +68,9 @@ def screen(**kw) -> EvidenceCreate:
 
 
 def assert_no_key(*texts: str, key: str = KEY) -> None:
+    """Neither the key nor its distinctive tail (what a truncated or re-wrapped leak would show)."""
     for text in texts:
-        assert key not in text
+        assert key not in text and key[-10:] not in text
 
 
 # ---- error mapping, one row per contract code -------------------------------------------------
@@ -375,14 +376,57 @@ def test_key_never_logged_at_debug(sandbox, caplog):
 @pytest.mark.parametrize(
     ("status", "expected"), [(200, ServerError), (408, ServerError), (429, RateLimitedError)]
 )
-def test_portal_and_cdn_pages_are_retried_not_failed(status, expected):
-    """A captive portal's 200 HTML, a 408, a CDN's HTML 429: transient, so evidence is not failed."""
+def test_portal_and_cdn_pages_are_retried_not_failed(sandbox, tmp_path, status, expected):
+    """A captive portal's 200 HTML, a 408, a CDN's HTML 429: transient, so evidence is not failed.
+
+    Two such pages come back, then the network clears: the uploader sends the item three times
+    and the real sandbox stores it once; nothing is marked failed.
+    """
+    from collector.spool import Spool
+    from collector.uploader import Uploader
+
     page = "<html><body>Please log in to the Wi-Fi</body></html>"
-    handler = replying(status, text=page, headers={"content-type": "text/html"})
-    with mock_client(handler) as client:
+    with mock_client(replying(status, text=page, headers={"content-type": "text/html"})) as client:
         with pytest.raises(expected) as info:
             client.list_blocks(WS)
     assert info.value.retryable and "\n" not in str(info.value)
+
+    attempts = []
+    upstream = httpx.Client(base_url=sandbox.base_url)
+
+    def portal_then_sandbox(request: httpx.Request) -> httpx.Response:
+        attempts.append(request.url.path)
+        if len(attempts) <= 2:
+            return httpx.Response(status, text=page, headers={"content-type": "text/html"})
+        forward = upstream.build_request(
+            request.method, request.url.path, headers=request.headers, content=request.content
+        )
+        reply = upstream.send(forward)
+        return httpx.Response(reply.status_code, content=reply.content, headers=reply.headers)
+
+    settings = ApiSettings(base_url=sandbox.base_url, api_key=ApiKey(sandbox.api_key), timeout_s=5)
+    with Spool(tmp_path / "spool") as spool:
+        spool.add(
+            workspace_id=sandbox.workspace_id,
+            evidence={"type": "screen", "mime_type": "image/png", "chunk_index": 0,
+                      "metadata": {"capture_id": "cap", "stream_id": "screen:1", "collector_version": "t"}},
+            data=b"\x89PNG fake",
+        )  # fmt: skip
+        uploader = Uploader(
+            spool, settings, rate_per_min=6000, backoff_base_s=0.01, backoff_cap_s=0.05,
+            client_factory=lambda s: OpenLessonClient(s, transport=httpx.MockTransport(portal_then_sandbox)),
+        )  # fmt: skip
+        uploader.start()
+        try:
+            assert uploader.wait_idle(20)
+        finally:
+            left = uploader.stop(2)
+        counters = uploader.counters()
+        assert left == 0 and spool.failed_count() == 0
+    upstream.close()
+    assert len(attempts) == 3 and counters["delivered"] == 1 and counters["failed"] == 0
+    assert counters["retries"] == 2
+    assert [r["chunk_index"] for r in sandbox.evidence(sandbox.workspace_id)] == [0]
 
 
 def test_a_key_with_a_line_break_is_refused_before_any_request():

@@ -16,19 +16,7 @@ from collector.bandpower import BandSettings, compute_band_powers, grid_window_e
 from collector.eeg_chunk import EegChunker, EegChunkOut, chunk_evidence_fields
 from devices.base import Event, Gap, SampleChunk, StreamDescription
 
-_ROOT = Path(__file__).resolve().parents[1]
-# The shared test data, else the copy bundled with the package for the demo.
-MUSE_XDF = next(
-    (
-        p
-        for p in (
-            _ROOT.parent / "shared" / "data" / "muse-p300-subject1.xdf",
-            _ROOT / "collector" / "data" / "muse-p300-subject1.xdf",
-        )
-        if p.exists()
-    ),
-    _ROOT.parent / "shared" / "data" / "muse-p300-subject1.xdf",
-)
+MUSE_XDF = Path(__file__).resolve().parents[1] / "collector" / "data" / "muse-p300-subject1.xdf"
 T0_MS = 1_770_000_000_123.4  # Unix ms of the first sample in synthetic streams
 BANDS = ("delta", "theta", "alpha", "beta", "gamma")
 
@@ -274,10 +262,11 @@ def test_sine_wave_dominant_band(freq_hz: float, band: str) -> None:
     rng = np.random.default_rng(0)
     data = 25.0 * np.sin(2 * np.pi * freq_hz * t)[:, None] + rng.standard_normal((t.size, 4))
     outs = play(chunker(), data, T0_MS + t * 1000.0, sizes=[32])
+    # 11 s in 5 s chunks: 5 s, 5 s, 1 s; every chunk holds at least one full 2 s window.
+    assert len(outs) == 3 and all(o.band_powers for o in outs)
     for o in outs:
-        if o.band_powers:
-            assert max(o.band_powers, key=o.band_powers.get) == band
-            assert o.band_powers[band] > 0.8
+        assert max(o.band_powers, key=o.band_powers.get) == band
+        assert o.band_powers[band] > 0.8
 
 
 def test_artifact_schema_and_evidence_fields() -> None:

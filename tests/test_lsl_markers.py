@@ -12,10 +12,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from recordings import pyxdf_eeg, pyxdf_stream
 
 from devices.lsl import LslSource
 from devices.player import XdfPlayer, make_eeg_info, make_marker_info
-from devices.xdf import load_recording, marker_value, pick_eeg_stream
+from devices.xdf import marker_value
 
 MUSE = Path(__file__).parents[1] / "collector" / "data" / "muse-p300-subject1.xdf"
 
@@ -192,11 +193,8 @@ def test_a_lost_marker_stream_never_disturbs_the_eeg():
 
 
 def test_the_players_marker_outlet_is_followed():
-    if not MUSE.is_file():
-        pytest.skip(f"{MUSE} is not available")
-    recording = load_recording(MUSE)
-    raw = pick_eeg_stream(recording)
-    mk = next(s for s in recording.streams if s.is_marker)
+    _, eeg_times_s = pyxdf_eeg(MUSE)
+    mk = pyxdf_stream(MUSE, type_="Markers")
     speed = 10.0
     name = uid("p300")
     with XdfPlayer(MUSE, stream_name=name, source_id=name, speed=speed, wait_for_consumer_s=30):
@@ -206,9 +204,9 @@ def test_the_players_marker_outlet_is_followed():
     events = [e for c in chunks for e in c.events]
     assert len(events) >= 8
     t0_ms = float(chunks[0].times_ms[0])  # the recording's first EEG sample
-    file_rel_s = mk.times_s - raw.times_s[0]
+    file_rel_s = mk["time_stamps"] - eeg_times_s[0]
     for e in events:
         rel_s = (e.time_ms - t0_ms) / 1000.0 * speed
         k = int(np.argmin(np.abs(file_rel_s - rel_s)))
         assert abs(file_rel_s[k] - rel_s) * 1000.0 < 1.0 * speed  # within 1 ms of played time
-        assert e.value == marker_value(mk.data[k])
+        assert e.value == str(mk["time_series"][k][0])

@@ -8,20 +8,16 @@ import logging
 import threading
 import time
 import uuid
-from pathlib import Path
 
 import numpy as np
 import pytest
+from recordings import MUSE, pyxdf_eeg
 
 from collector.errors import NoSourceError
 from devices.base import EegSource
 from devices.channels import split_channels
 from devices.lsl import LslSource, build_predicate, list_streams
 from devices.player import XdfPlayer, make_eeg_info
-from devices.xdf import load_recording, pick_eeg_stream
-
-DATA = Path(__file__).parents[2] / "shared" / "data"
-MUSE = DATA / "muse-p300-subject1.xdf"
 
 
 def uid(prefix: str) -> str:
@@ -41,23 +37,21 @@ def drain(source: LslSource, n: int, deadline_s: float = 60.0) -> list:
 
 @pytest.mark.lsl
 def test_muse_recording_played_through_lsl_arrives_sample_for_sample():
-    if not MUSE.is_file():
-        pytest.skip(f"{MUSE} is not available")
-    raw = pick_eeg_stream(load_recording(MUSE))
+    expected, stamps_s = pyxdf_eeg(MUSE, channels=4)
     name = uid("muse-replay")
     with XdfPlayer(MUSE, stream_name=name, source_id=name, speed=None, wait_for_consumer_s=30, markers=False):
         with LslSource(source_id=name, resolve_timeout_s=10.0) as source:
             assert isinstance(source, EegSource)
             d = source.description
-            chunks = drain(source, raw.sample_count)
+            chunks = drain(source, len(expected))
     assert d.name == name and d.source_id == name and d.sfreq == 256.0 and d.unit == "microvolts"
     assert d.channels == ("TP9", "AF7", "AF8", "TP10") and d.aux_channels == ("Right AUX",)
     data = np.concatenate([c.data for c in chunks])
     times = np.concatenate([c.times_ms for c in chunks])
     assert data.shape == (30_732, 4)
-    np.testing.assert_array_equal(data, raw.data[:, :4].astype(np.float64))
+    np.testing.assert_array_equal(data, expected)
     # Stamps keep the recorded spacing (the player stamps start + recorded offset).
-    np.testing.assert_allclose(times - times[0], (raw.times_s - raw.times_s[0]) * 1000.0, atol=0.01)
+    np.testing.assert_allclose(times - times[0], (stamps_s - stamps_s[0]) * 1000.0, atol=0.01)
     assert abs(times[0] / 1000.0 - time.time()) < 120  # Unix ms, not LSL seconds or 1970
     assert not any(c.gaps for c in chunks)
 

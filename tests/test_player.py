@@ -12,15 +12,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from recordings import MUSE, SHARED, pyxdf_eeg, pyxdf_stream
 
 from devices.lsl import LslSource
 from devices.player import XdfPlayer, play_sine_to_lsl
-from devices.xdf import load_recording, pick_eeg_stream
 
 REPO = Path(__file__).parents[1]
-DATA = Path(__file__).parents[2] / "shared" / "data"
-MUSE = DATA / "muse-p300-subject1.xdf"
-MINIMAL = DATA / "xdf-example-minimal.xdf"
+MINIMAL = SHARED / "xdf-example-minimal.xdf"
 
 pytestmark = pytest.mark.lsl
 
@@ -70,9 +68,8 @@ def test_header_carries_labels_units_rate_and_all_channels():
 
 def test_markers_are_published_with_their_recorded_offsets():
     path = need(MUSE)
-    recording = load_recording(path)
-    eeg = pick_eeg_stream(recording)
-    markers = next(s for s in recording.streams if s.type == "Markers")
+    _, eeg_times_s = pyxdf_eeg(path)
+    markers = pyxdf_stream(path, type_="Markers")
     name = uid("mk")
     with XdfPlayer(path, stream_name=name, source_id=name, speed=None, wait_for_consumer_s=30):
         marker_inlet = inlet_for(f"{name}-markers")  # connect before the EEG consumer starts the play
@@ -80,8 +77,8 @@ def test_markers_are_published_with_their_recorded_offsets():
         values, stamps = pull(marker_inlet, 197)
         _, eeg_stamps = pull(eeg_inlet, 1)
         del marker_inlet, eeg_inlet
-    assert [v[0] for v in values] == [m[0] for m in markers.data]
-    expected = markers.times_s - eeg.times_s[0]
+    assert [v[0] for v in values] == [str(m[0]) for m in markers["time_series"]]
+    expected = markers["time_stamps"] - eeg_times_s[0]
     np.testing.assert_allclose(stamps - eeg_stamps[0], expected, atol=1e-6)
 
 
@@ -120,7 +117,7 @@ def test_loop_continues_the_stamps_and_stop_ends_it_promptly():
         player.stop()
         assert time.monotonic() - started < 3
     assert player.done.is_set() and player.error is None
-    raw = pick_eeg_stream(load_recording(MINIMAL)).data
+    raw, _ = pyxdf_eeg(MINIMAL)
     np.testing.assert_array_equal(np.asarray(values[:25]), np.concatenate([raw, raw, raw])[:25])
     np.testing.assert_allclose(np.diff(stamps[:25]), 0.1 / 4, atol=1e-6)  # across pass boundaries too
 

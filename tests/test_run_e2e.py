@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from recordings import pyxdf_eeg
 from scipy.signal import welch
 
 from devices.player import XdfPlayer
@@ -274,8 +275,10 @@ def test_run_checks_key_workspace_block_before_capturing(sandbox, tmp_path):
         "--spool",
         str(tmp_path / "spool"),
     ]
-    wrong_key = collector([*base, "--workspace", sandbox.workspace_id], sandbox, key="sk_wrong", timeout=60)
-    assert wrong_key.returncode == 3 and "sk_wrong" not in wrong_key.stderr
+    wrong = "sk_wrong_" + uuid.uuid4().hex
+    wrong_key = collector([*base, "--workspace", sandbox.workspace_id], sandbox, key=wrong, timeout=60)
+    assert wrong_key.returncode == 3, wrong_key.stderr
+    assert wrong not in wrong_key.stderr and wrong[-12:] not in wrong_key.stderr  # neither key nor tail
     unknown_ws = collector([*base, "--workspace", str(uuid.uuid4())], sandbox, timeout=60)
     assert unknown_ws.returncode == 4, unknown_ws.stderr
     unknown_block = collector(
@@ -288,26 +291,43 @@ def test_run_checks_key_workspace_block_before_capturing(sandbox, tmp_path):
         assert len(proc.stderr.strip().splitlines()) == 1 and "Traceback" not in proc.stderr
 
 
-def test_run_without_any_source_exits_5(sandbox, tmp_path):
+def test_run_without_an_eeg_stream_exits_5(sandbox, tmp_path):
     proc = collector(
-        [
-            "run",
-            "--workspace",
-            sandbox.workspace_id,
-            "--stream-name",
-            f"absent-{uuid.uuid4().hex}",
-            "--screen",
-            "on",
-            "--duration",
-            "1",
-            "--spool",
-            str(tmp_path / "spool"),
-        ],
-        sandbox,
-        timeout=90,
-    )
+        ["run", "--workspace", sandbox.workspace_id, "--stream-name", f"absent-{uuid.uuid4().hex}",
+         "--screen", "off", "--duration", "1", "--spool", str(tmp_path / "spool")],
+        sandbox, timeout=90,
+    )  # fmt: skip
     assert proc.returncode == 5, proc.stderr
+    assert "no LSL stream matches" in proc.stderr and "Traceback" not in proc.stderr
+    assert sandbox.evidence(sandbox.workspace_id) == []
+
+
+def test_screen_on_without_a_display_exits_5_even_with_a_live_eeg_stream(sandbox, tmp_path):
+    """The EEG stream is there, so only `--screen on` can make this run fail: no silent EEG-only run."""
+    name = f"e2e-screenon-{uuid.uuid4().hex[:8]}"
+    with XdfPlayer(MUSE_XDF, stream_name=name, source_id=name, speed=1.0):
+        proc = collector(
+            ["run", "--workspace", sandbox.workspace_id, "--stream-name", name, "--screen", "on",
+             "--duration", "3", "--chunk-seconds", "1", "--spool", str(tmp_path / "spool")],
+            sandbox, timeout=90,
+        )  # fmt: skip
+    assert proc.returncode == 5, proc.stderr
+    lines = [line for line in proc.stderr.strip().splitlines() if line.startswith("collector:")]
+    assert len(lines) == 1 and "--screen on" in lines[0] and "--screen auto" in lines[0], proc.stderr
     assert "Traceback" not in proc.stderr
+    assert sandbox.evidence(sandbox.workspace_id) == []  # nothing captured, nothing sent
+
+
+def test_nothing_to_capture_exits_5(sandbox, tmp_path):
+    """--no-eeg and no display: with --screen auto there is nothing at all to capture."""
+    proc = collector(
+        ["run", "--workspace", sandbox.workspace_id, "--no-eeg", "--screen", "auto", "--duration", "1",
+         "--spool", str(tmp_path / "spool")],
+        sandbox, timeout=60,
+    )  # fmt: skip
+    assert proc.returncode == 5, proc.stderr
+    assert "Nothing to capture" in proc.stderr and "Traceback" not in proc.stderr
+    assert sandbox.evidence(sandbox.workspace_id) == []
 
 
 def test_offline_replay_then_upload(sandbox, tmp_path):
@@ -364,13 +384,22 @@ def test_replay_to_lsl_publishes_a_live_stream(tmp_path):
     try:
         with LslSource(stream_name=name, resolve_timeout_s=15.0) as source:
             description = source.description
-            got = 0
+            chunks = []
             deadline = time.monotonic() + 20
-            while got < 512 and time.monotonic() < deadline:
+            while sum(len(c) for c in chunks) < 1024 and time.monotonic() < deadline:
                 chunk = source.read(timeout=0.5)
-                got += len(chunk) if chunk is not None else 0
+                if chunk is not None and len(chunk):
+                    chunks.append(chunk)
         assert description.channels == ("TP9", "AF7", "AF8", "TP10") and description.sfreq == 256.0
-        assert got >= 512
+        samples = np.concatenate([c.data for c in chunks])
+        times = np.concatenate([c.times_ms for c in chunks])
+        assert len(samples) >= 1024
+        # --speed 2: the recorded 256 Hz spacing (3.906 ms) is stamped at half, 1.953 ms.
+        assert np.median(np.diff(times)) == pytest.approx(1000.0 / (256 * 2), rel=0.01)
+        # One contiguous stretch of the recording (the inlet joins after the first pushes).
+        expected, _ = pyxdf_eeg(MUSE_XDF, channels=4)
+        start = int(np.flatnonzero(np.all(np.abs(expected - samples[0]) < 1e-3, axis=1))[0])
+        np.testing.assert_allclose(samples[:1024], expected[start : start + 1024], atol=1e-3)
     finally:
         proc.terminate()
         proc.communicate(timeout=20)
@@ -582,7 +611,10 @@ def test_old_items_parked_on_a_deleted_workspace_do_not_fail_later_runs(sandbox,
 
 
 def test_demo_runs_end_to_end_on_built_in_defaults(tmp_path):
-    """The README's first command: no account, no headset, no display."""
+    """The README's first command: no account, no headset, no display. Its figures match what the
+    sandbox stored (read back from the sandbox's own files after the demo ended)."""
+    from collector.sandbox.store import SandboxStore
+
     unset = ("DISPLAY", "WAYLAND_DISPLAY", "OPENLESSON_API_KEY")
     env = {k: v for k, v in os.environ.items() if k not in unset}
     proc = subprocess.run(
@@ -591,8 +623,23 @@ def test_demo_runs_end_to_end_on_built_in_defaults(tmp_path):
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     assert "Traceback" not in proc.stderr
+    store = SandboxStore(tmp_path / "demo" / "sandbox")
+    try:
+        rows = [r for r in store.evidence() if r["type"] == "eeg"]
+        chunks = [json.loads(store.read_artifact(r["id"])) for r in rows]
+    finally:
+        store.close()
     lines = [line.split() for line in proc.stdout.splitlines() if "evidence rows" in line]
-    rows = {words[0]: int(words[1]) for words in lines}
-    assert rows.get("eeg", 0) >= 1
-    assert "mean relative band powers: delta" in proc.stdout and "Sandbox report" in proc.stdout
-    assert "stimulus markers" in proc.stdout
+    printed_rows = {words[0]: int(words[1]) for words in lines}
+    assert printed_rows.get("eeg") == len(rows) >= 1
+    samples = sum(len(c["samples"]) for c in chunks)
+    markers = sum(len(c["events"]) for c in chunks)
+    assert 3 * 256 <= samples <= 8 * 256  # 5 s of a 256 Hz stream; wide: start-up on a loaded machine
+    assert f"EEG samples delivered: {samples} in {len(rows)} chunks, with {markers} stimulus markers" in (
+        proc.stdout
+    )
+    powered = [c["band_powers"] for c in chunks if c["band_powers"]]
+    assert powered
+    means = ", ".join(f"{b} {sum(p[b] for p in powered) / len(powered):.1%}" for b in BANDS)
+    assert f"mean relative band powers: {means}" in proc.stdout
+    assert "Sandbox report" in proc.stdout

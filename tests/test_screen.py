@@ -27,7 +27,7 @@ from PIL import Image
 from xserver import H, Painter, W, XlibPainter, Xvfb, end_process, have_tk
 
 from collector.errors import EXIT_NO_SOURCE, NoSourceError, UsageError
-from collector.models import EvidenceCreate
+from collector.models import MAX_DECODED_BYTES, EvidenceCreate
 from devices.base import ScreenFrame
 from devices.pause import PauseControl, PauseState
 from devices.screen import (
@@ -503,8 +503,12 @@ def running_capture(tmp_path):
         env=env,
         cwd=REPO,
     )
+    lines: list[str] = []  # its log lines, read as they come (a pipe read would block)
+    reader = threading.Thread(target=lambda: lines.extend(iter(proc.stderr.readline, "")), daemon=True)
     try:
         assert proc.stdout.readline().strip() == "ready"
+        reader.start()
+        proc.log_lines = lines
         yield proc, env, PauseControl(tmp_path / "openlesson-collector")
     finally:
         end_process(proc)
@@ -529,8 +533,8 @@ def test_signals_pause_and_resume_the_running_process(running_capture):
     assert proc.poll() is None, "the signals killed the capture"
     proc.stdin.close()
     proc.wait(10)
-    err = proc.stderr.read()
-    assert "screen capture paused" in err and "screen capture resumed" in err
+    assert _eventually(lambda: any("screen capture resumed" in line for line in proc.log_lines))
+    assert any("screen capture paused" in line for line in proc.log_lines)
     assert control.running_pid() is None
 
 
@@ -551,7 +555,9 @@ def test_collector_pause_and_resume_commands_reach_the_running_capture(running_c
     assert out.returncode == 0, out.stderr
     assert "paused" in out.stdout and f"pid {proc.pid}" in out.stdout
     assert control.is_paused()
-    assert _eventually(lambda: True)
+    # The signal reached the running capture: it logs the pause at once, before its next screenshot.
+    assert _eventually(lambda: any("screen capture paused" in line for line in proc.log_lines))
+    assert not any("screen capture resumed" in line for line in proc.log_lines)
     out = _collector("pause", env=env)
     assert "already paused" in out.stdout
     out = _collector("resume", env=env)
@@ -559,10 +565,9 @@ def test_collector_pause_and_resume_commands_reach_the_running_capture(running_c
     assert not control.is_paused()
     state = control.state()
     assert state.until_ms >= state.since_ms
+    assert _eventually(lambda: any("screen capture resumed" in line for line in proc.log_lines))
     proc.stdin.close()
     proc.wait(10)
-    err = proc.stderr.read()
-    assert "screen capture paused" in err and "screen capture resumed" in err
 
 
 def test_collector_pause_without_a_running_capture_says_so(tmp_path):
@@ -601,6 +606,36 @@ def test_screen_evidence_fields_validate_against_the_wire_model():
     assert meta["monitor"] == "primary" and meta["skipped_before"] == 0 and meta["paused_periods"] == []
     json.dumps(fields)
     EvidenceCreate(**fields, data=base64.b64encode(frame.image).decode())
+
+
+def test_screenshots_are_capped_at_the_apis_10_mb_by_default():
+    assert ScreenSettings().max_bytes == 10 * 1024 * 1024 == MAX_DECODED_BYTES
+
+
+def test_screen_evidence_metadata_carries_the_frames_skips_and_pauses(tmp_path):
+    """skipped_before and paused_periods in the metadata are the frame's own, not defaults."""
+    control = PauseControl(tmp_path)
+    clock = FakeClock()
+    screen = Screen(scene())
+    src = ScreenSource(ScreenSettings(), pause_control=control, clock=clock, grabber=screen)
+    src.open()
+    assert src.capture() is not None
+    for _ in range(3):  # an unchanged screen: three frames skipped
+        clock.advance(5)
+        assert src.capture() is None
+    paused = control.pause()
+    clock.advance(5)
+    assert src.capture() is None
+    resumed = control.resume()
+    clock.advance(5)
+    screen.image = scene(color=(200, 0, 0))
+    frame = src.capture()
+    meta = screen_evidence_fields(
+        frame, capture_id="c", stream_id="screen:primary", chunk_index=1, collector_version="0"
+    )["metadata"]
+    assert meta["skipped_before"] == 3 == frame.skipped_before
+    assert meta["paused_periods"] == [[paused.since_ms, resumed.until_ms]]
+    assert meta["diff_score"] == frame.diff_score and meta["diff_score"] > 1
 
 
 # ---- no display -----------------------------------------------------------------------------------

@@ -248,16 +248,25 @@ def test_listener_called_after_add(spool):
     assert calls == [1]
 
 
-def test_stats_per_capture(spool):
+def test_stats_per_capture(spool, monkeypatch):
+    import collector.spool as spool_module
+
+    now = [1_800_000_000_000]  # Unix ms, moved by hand: ages are exact
+    monkeypatch.setattr(spool_module, "_now_ms", lambda: now[0])
     a0 = spool.add(workspace_id=WS, evidence=eeg(0, capture="old"), data=b"a" * 10)
+    now[0] += 5_000
     spool.add(workspace_id=WS, evidence=eeg(1, capture="old"), data=b"a" * 20)
+    now[0] += 10_000
     spool.add(workspace_id=WS, evidence=screen(0, capture="new"), data=b"a" * 30)
     spool.mark_delivered(a0, "ev")
     spool.record_attempt(a0 + 1, "HTTP 503: try later")
+    now[0] += 42_500
     old, new = spool.stats()
     assert (old.capture_id, old.delivered, old.pending, old.bytes) == ("old", 1, 1, 20)
-    assert old.last_error == "HTTP 503: try later" and old.oldest_pending_age_s is not None
+    # The oldest PENDING item's age (the delivered one is older and does not count).
+    assert old.last_error == "HTTP 503: try later" and old.oldest_pending_age_s == pytest.approx(52.5)
     assert (new.capture_id, new.pending, new.bytes, new.last_error) == ("new", 1, 30, None)
+    assert new.oldest_pending_age_s == pytest.approx(42.5)
     assert old.as_dict()["streams"] == ["eeg:muse"]
 
 

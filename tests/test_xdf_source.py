@@ -1,5 +1,7 @@
-"""XdfSource over the real recordings in ../shared/data: chunks, labels, markers, clock resets,
-empty streams, time anchors, pacing, and one-line errors for bad files."""
+"""XdfSource over real recordings (the packaged Muse copy, and ../shared/data's examples): chunks,
+labels, markers, clock resets, empty streams, time anchors, pacing, and one-line errors for bad files.
+
+Expected values are read straight with pyxdf, not with the project's own reader."""
 
 from __future__ import annotations
 
@@ -12,10 +14,10 @@ import pytest
 
 from collector.errors import UsageError
 from devices.base import EegSource, SourceEnded
-from devices.xdf import XdfSource, load_recording, parse_iso_datetime
+from devices.xdf import XdfSource, parse_iso_datetime
 
 DATA = Path(__file__).parents[2] / "shared" / "data"
-MUSE = DATA / "muse-p300-subject1.xdf"
+MUSE = Path(__file__).parents[1] / "collector" / "data" / "muse-p300-subject1.xdf"  # packaged copy
 MINIMAL = DATA / "xdf-example-minimal.xdf"
 RESETS = DATA / "xdf-example-clock_resets.xdf"
 EMPTY = DATA / "xdf-example-empty_streams.xdf"
@@ -51,9 +53,12 @@ def test_muse_recording_yields_every_eeg_sample_with_labels_and_markers():
             source.read(0.1)
     data = np.concatenate([c.data for c in chunks])
     times = np.concatenate([c.times_ms for c in chunks])
-    raw = next(s for s in load_recording(path).streams if s.name == "Muse")
+    import pyxdf
+
+    streams, _ = pyxdf.load_xdf(str(path))
+    raw = next(s for s in streams if s["info"]["name"][0] == "Muse")
     assert data.shape == (30_732, 4) and data.dtype == np.float64
-    np.testing.assert_array_equal(data, raw.data[:, :4].astype(np.float64))
+    np.testing.assert_array_equal(data, np.asarray(raw["time_series"], dtype=np.float64)[:, :4])
     # 0.25 s chunks of a 256 Hz stream: 64 samples each, the last one shorter.
     assert {len(c) for c in chunks[:-1]} == {64}
     steps = np.diff(times)
@@ -111,14 +116,27 @@ def test_empty_streams_file_without_eeg_is_a_usage_error_and_a_chosen_stream_wor
     np.testing.assert_array_equal(values, np.arange(10))
 
 
-def test_speed_paces_reads_against_the_wall_clock():
-    with XdfSource(need(MUSE), speed=1.0) as source:
-        first = source.read(0.0)
-        time.sleep(0.3)
-        chunk = source.read(0.0)
-    got = (len(first) if first is not None else 0) + len(chunk)
-    # 0.3 s of real time is ~77 samples at 256 Hz; far from the 30,732 of the whole file.
-    assert 40 <= got <= 2_000
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.mark.parametrize("speed", [1.0, 4.0])
+def test_speed_paces_reads_against_the_wall_clock(speed):
+    """After t seconds of wall clock, exactly the samples recorded in the first t x speed seconds."""
+    clock = FakeClock()
+    with XdfSource(need(MUSE), speed=speed, clock=clock) as source:
+        rel_s = source._rel_s  # the recording's own sample times, from 0
+        got = 0
+        for elapsed in (0.0, 0.3, 0.3, 1.25, 2.0):
+            clock.now = 1000.0 + elapsed
+            chunk = source.read(0.0)
+            got += len(chunk) if chunk is not None else 0
+            assert got == int(np.searchsorted(rel_s, elapsed * speed, side="right")), elapsed
+    assert got == pytest.approx(2.0 * speed * 256, abs=2)  # 256 Hz recording
 
 
 def test_paced_read_returns_none_when_nothing_is_due_within_the_timeout():
