@@ -22,6 +22,7 @@ from devices.base import EegSource, SourceEnded, StreamDescription
 
 log = logging.getLogger("collector.capture")
 _SPOOL_TRIES = 3  # a spool write that fails (locked, I/O error) is retried before it counts as a drop
+MARK_HOLD_S = 2.0  # a chunk waits this long for marks made during it (`collector mark` start-up)
 
 
 @dataclass
@@ -38,6 +39,7 @@ class CaptureStats:
     screens_sent: int = 0
     screens_skipped: int = 0
     screens_dropped: int = 0
+    marks: int = 0
     screen_state: str = "off"
     source_state: str = ""
     last_error: str = ""
@@ -89,8 +91,10 @@ class Capture:
         eeg_source: EegSource | None = None,
         screen_source=None,
         capture_id: str | None = None,
+        marks=None,
     ) -> None:
         self.profile = profile
+        self.marks = marks  # collector.marks.MarkInbox of a live run, or None
         self.workspace_id = workspace_id
         self.block_id = block_id
         self.spool = spool
@@ -147,6 +151,7 @@ class Capture:
                 capture_id=self.capture_id,
                 stream_id=description.stream_id,
                 chunk_s=a.chunk_s,
+                hold_samples=round(MARK_HOLD_S * description.sfreq) if self.marks is not None else 0,
             )
         except Exception as exc:  # nothing read yet, so nothing lost; say why and stop
             self._fatal = exc
@@ -180,6 +185,7 @@ class Capture:
                 # LslSource/MuseSource say when the stream is gone (they re-resolve it themselves).
                 lost = getattr(self.eeg_source, "lost", False)
                 self.stats.source_state = "stream lost, waiting" if lost else ""
+                self._take_marks(chunker, description)
                 if chunk is None or len(chunk) == 0:
                     continue
                 self.stats.note_samples(len(chunk))
@@ -200,6 +206,21 @@ class Capture:
                 self._fatal = self._fatal or exc
             finally:
                 self.stats.eeg_done = True
+
+    def _take_marks(self, chunker, description: StreamDescription) -> None:
+        """The learner's marks join the stream's events before the samples that follow them."""
+        if self.marks is None:
+            return
+        events = self.marks.take()
+        if events:
+            import numpy as np
+
+            from devices.base import SampleChunk
+
+            empty = SampleChunk(np.zeros((0, len(description.channels))), np.zeros(0), events=tuple(events))
+            chunker.push(empty)
+            self.stats.marks += len(events)
+            log.info("marked %s", ", ".join(repr(e.value) for e in events))
 
     # ---- screen --------------------------------------------------------------------------------
 

@@ -24,6 +24,7 @@ COMMAND_MODULES = (
     "upload",
     "status",
     "pause",
+    "mark",
     "blocks",
     "workspace",
     "report",

@@ -171,6 +171,7 @@ class EegChunker:
         gap_threshold_ms: float | None = None,
         sample_decimals: int | None = 3,
         max_bytes: int = HARD_MAX_CHUNK_BYTES,
+        hold_samples: int = 0,
     ) -> None:
         self.description = description
         self.settings = settings
@@ -202,6 +203,9 @@ class EegChunker:
             gap_threshold_ms if gap_threshold_ms is not None else gap_threshold_s(self.sfreq) * 1000.0
         )
         self.sample_decimals = sample_decimals
+        # A full chunk is emitted only once this many later samples arrived, so events that come
+        # in late (`collector mark` takes a few hundred ms to start) still land in their chunk.
+        self.hold_samples = max(0, int(hold_samples))
         self._capture_id = capture_id
         self._stream_id = stream_id
         self._version = collector_version
@@ -256,7 +260,7 @@ class EegChunker:
         self._pending_times.append(times)
         self._pending_n += n
         out: list[EegChunkOut] = []
-        while self._pending_n >= self.target_samples:
+        while self._pending_n >= self.target_samples + self.hold_samples:
             out.append(self._emit(self.target_samples, final=False))
         return out
 

@@ -259,6 +259,7 @@ def deliver_and_capture(
     block_id,
     progress=None,
     stop_event=None,
+    marks=None,
 ) -> int:
     """Spool + uploader around one Capture, then the session loop. Shared by run, replay and demo."""
     from collector.capture import Capture
@@ -283,6 +284,7 @@ def deliver_and_capture(
             spool=spool,
             eeg_source=eeg_source,
             screen_source=screen_source,
+            marks=marks,
         )
         result = run_session(
             capture,
@@ -300,7 +302,10 @@ def deliver_and_capture(
 
 
 def run(args: argparse.Namespace) -> int:
+    import os
+
     from collector.errors import NoSourceError
+    from collector.marks import MarkInbox, marks_path
     from devices.pause import PauseControl, pause_notice
 
     profile = profile_from_args(args)
@@ -310,6 +315,8 @@ def run(args: argparse.Namespace) -> int:
     screen_source = None
     # `collector pause` / `resume` (or SIGUSR1/SIGUSR2) reach this capture through the pid file.
     pause_control = PauseControl()
+    # `collector mark TEXT` finds this capture through the same pid file.
+    marks = MarkInbox(marks_path(pause_control.state_dir, os.getpid()))
     pause_control.register_running()
     notice = pause_notice(pause_control) if profile.screen.mode != "off" else None
     if notice:
@@ -332,9 +339,11 @@ def run(args: argparse.Namespace) -> int:
             settings=settings,
             workspace_id=workspace_id,
             block_id=block_id,
+            marks=marks,
         )
     finally:
         pause_control.unregister_running()
+        marks.close()
         for source in (eeg_source, screen_source):
             if source is not None:
                 source.close()

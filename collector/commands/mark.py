@@ -1,0 +1,44 @@
+"""`collector mark TEXT`: put an event on the running capture's EEG timeline, at the moment it ran."""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+from collector.commands._common import add_verbose
+
+_IMPORTED_MS = time.time() * 1000.0  # fallback "moment it ran" where /proc has no start time
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser(
+        "mark",
+        help="mark this moment in the running capture (e.g. 'distracted')",
+        description="Put an event with TEXT on the running `collector run`'s EEG timeline at the "
+        "moment this command ran (within 50 ms); it is delivered in the EEG chunk that covers it, "
+        "like an LSL marker. Bind it to a key for one-press notes. Exit 5 when no capture is running.",
+    )
+    p.add_argument("text", nargs="+", metavar="TEXT", help="what happened (several words are joined)")
+    add_verbose(p)
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from collector.errors import NoSourceError, UsageError
+    from collector.marks import clean_text, process_start_ms, send_mark
+    from devices.pause import PauseControl
+
+    moment_ms = process_start_ms() or _IMPORTED_MS
+    text = clean_text(" ".join(args.text))
+    if not text:
+        raise UsageError("The mark's TEXT is empty; say what happened, e.g. `collector mark distracted`.")
+    control = PauseControl()
+    pid = control.running_pid()
+    if pid is None:
+        raise NoSourceError(
+            "No capture is running, so there is no timeline to mark. Start one with `collector run`."
+        )
+    send_mark(control.state_dir, pid, text, moment_ms)
+    clock = time.strftime("%H:%M:%S", time.localtime(moment_ms / 1000)) + f".{int(moment_ms % 1000):03d}"
+    print(f"Marked {text!r} at {clock} in the running capture (pid {pid}).")
+    return 0
