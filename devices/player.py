@@ -1,4 +1,5 @@
-"""Re-publish an XDF recording (or a synthetic sine stream) as live LSL outlets.
+"""Re-publish a recording (XDF, muselsl/Mind Monitor CSV, EDF/BDF) or a synthetic sine stream as
+live LSL outlets.
 
 Used by tests, `collector demo`, `replay --to-lsl` and `scripts/simulate_stream.py`. The EEG
 outlet carries the recording's channel labels, units and nominal rate (all channels, AUX
@@ -18,7 +19,8 @@ from typing import Any
 
 import numpy as np
 
-from devices.xdf import XdfStream, load_recording, pick_eeg_stream, recording_markers
+from devices.recordings import load_any_recording
+from devices.xdf import XdfStream, pick_eeg_stream, recording_markers
 
 log = logging.getLogger(__name__)
 
@@ -96,7 +98,7 @@ def play_to_lsl(
     if speed is not None and not speed > 0:
         raise ValueError(f"speed must be positive or None, got {speed!r}")
     stop_event = stop_event or threading.Event()
-    recording = load_recording(path)
+    recording = load_any_recording(path, stream=stream)
     eeg = pick_eeg_stream(recording, stream)
     name = stream_name or eeg.name or "EEG"
     sid = source_id or f"{eeg.source_id or eeg.name}-replay"

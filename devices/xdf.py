@@ -367,7 +367,15 @@ class XdfSource:
 
     # -- EegSource -----------------------------------------------------------------------------
     def open(self) -> StreamDescription:
-        recording = load_recording(self.path, dejitter=self.dejitter, strict=self.strict)
+        from devices.recordings import load_any_recording  # XDF, CSV and EDF/BDF readers
+
+        recording = load_any_recording(
+            self.path,
+            dejitter=self.dejitter,
+            strict=self.strict,
+            stream=self.stream_name,
+            start_time=self.start_time,
+        )
         eeg = pick_eeg_stream(recording, self.stream_name)
         split = split_channels(eeg.labels, eeg=self.eeg_channels, aux=self.aux_channels)
         if not split.eeg_index:

@@ -38,6 +38,7 @@ def add_parser(subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
     from devices.lsl import list_streams
     from devices.muse import MuseScan, list_muses
+    from devices.recordings import FORMATS
 
     scan: dict[str, MuseScan] = {}
     scanner = None
@@ -59,6 +60,7 @@ def run(args: argparse.Namespace) -> int:
         doc: dict[str, Any] = {
             "muse": {"headsets": [asdict(m) for m in muse.muses], "reason": muse.reason},
             "lsl_streams": [asdict(s) for s in streams],
+            "replay_formats": [{"format": key, "description": text} for key, text in FORMATS],
         }
         json.dump(doc, sys.stdout, indent=2)
         sys.stdout.write("\n")
@@ -73,7 +75,15 @@ def run(args: argparse.Namespace) -> int:
     print(f"LSL streams (looked for {args.timeout:g} s):", file=out)
     if not streams:
         print("  none: start one (e.g. `muselsl stream --lsltime`) or wait longer with --timeout", file=out)
-        return _exit_code(muse, streams)
+    else:
+        _print_streams(streams, out)
+    print("Recordings `collector replay FILE` reads (recognised from the content):", file=out)
+    for _, text in FORMATS:
+        print(f"  {text}", file=out)
+    return _exit_code(muse, streams)
+
+
+def _print_streams(streams, out) -> None:
     rows = [("NAME", "TYPE", "SOURCE_ID", "CHANNELS", "RATE_HZ", "HOST")]
     for s in streams:
         labels = ",".join(s.labels) if s.labels else ""
@@ -84,7 +94,6 @@ def run(args: argparse.Namespace) -> int:
     for r in rows:
         cells = "  ".join(c.ljust(w) for c, w in zip(r[:-1], widths, strict=True))
         print(f"  {cells}  {r[-1]}", file=out)
-    return EXIT_OK
 
 
 def _exit_code(muse, streams) -> int:

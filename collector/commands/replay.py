@@ -1,4 +1,7 @@
-"""`collector replay FILE.xdf --workspace W --block B`: send a recording through the live pipeline."""
+"""`collector replay FILE --workspace W --block B`: send a recording through the live pipeline.
+
+FILE is XDF, a muselsl or Mind Monitor CSV, or EDF/EDF+/BDF (devices/recordings.py tells which
+from the content)."""
 
 from __future__ import annotations
 
@@ -30,11 +33,14 @@ def _speed(value: str) -> float | None:
 def add_parser(sub) -> None:
     p = sub.add_parser(
         "replay",
-        help="replay a recorded .xdf file into a workspace block (or to LSL)",
+        help="replay a recording (XDF, muselsl/Mind Monitor CSV, EDF/BDF) into a workspace block (or to LSL)",
         description="Replay a recording (EEG stream and markers) through the same pipeline as a "
-        "live capture: same windows, chunks, format and delivery.",
+        "live capture: same windows, chunks, format and delivery. Accepted: XDF, muselsl CSV, "
+        "Mind Monitor CSV, EDF, EDF+ and BDF, recognised from the file's content.",
     )
-    p.add_argument("file", metavar="FILE.xdf")
+    p.add_argument(
+        "file", metavar="FILE", help="the recording: .xdf/.xdfz, .csv (muselsl, Mind Monitor), .edf/.bdf"
+    )
     p.add_argument(
         "--speed",
         type=_speed,
@@ -48,7 +54,11 @@ def add_parser(sub) -> None:
         metavar="file|now|ISO-8601",
         help="time anchor of the first sample (default: the recording's own start)",
     )
-    p.add_argument("--stream", metavar="NAME", help="EEG stream to replay when the file has several")
+    p.add_argument(
+        "--stream",
+        metavar="NAME",
+        help="stream to replay when the file has several, or channels by label (e.g. 'Fpz-Cz,Pz-Oz')",
+    )
     p.add_argument("--to-lsl", action="store_true", help="publish the recording as a live LSL stream instead")
     p.add_argument("--stream-name", help="with --to-lsl: LSL stream name (default: the recording's)")
     add_capture_options(p)

@@ -1,0 +1,470 @@
+"""`collector replay` of the recordings people already have: muselsl CSV (Unix and LSL-clock
+stamps), Mind Monitor CSV, EDF+ and BDF, through the real CLI into the real sandbox.
+
+Each test compares what the sandbox stored with the source file: every sample once, values
+within the format's resolution, sample times and markers at the right Unix times. Bad files
+(truncated, header only, time going backwards, unknown content) get one line and exit 2.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+import uuid
+from datetime import datetime, timezone
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import numpy as np
+import pytest
+
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+MUSE_CSV = DATA / "muse-p300-subject1.csv"
+EEG4 = ["TP9", "AF7", "AF8", "TP10"]
+
+pytestmark = [pytest.mark.slow]
+
+
+def need(path: Path) -> Path:
+    if not path.is_file():
+        pytest.skip(f"{path} is not available")
+    return path
+
+
+def run_collector(args: list[str], sandbox=None, *, env_extra: dict | None = None, timeout: float = 180.0):
+    env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY")}
+    if sandbox is not None:
+        env.update(OPENLESSON_API_KEY=sandbox.api_key, OPENLESSON_BASE_URL=sandbox.base_url)
+    env.update(env_extra or {})
+    return subprocess.run(
+        [sys.executable, "-m", "collector", *args],
+        env=env,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def replay(path: Path, sandbox, tmp_path: Path, *extra: str, env_extra: dict | None = None):
+    return run_collector(
+        [
+            "replay",
+            str(path),
+            "--workspace",
+            sandbox.workspace_id,
+            "--block",
+            sandbox.block_ids[0],
+            "--speed",
+            "max",
+            "--chunk-seconds",
+            "30",
+            "--spool",
+            str(tmp_path / "spool"),
+            *extra,
+        ],
+        sandbox,
+        env_extra=env_extra,
+    )
+
+
+def delivered(sandbox) -> tuple[list[dict], np.ndarray, np.ndarray, list[dict]]:
+    """(chunks, samples (n, ch) with NaN for null, Unix ms per sample, events) as the sandbox stored them."""
+    chunks = {}
+    for row in sandbox.evidence(sandbox.workspace_id):
+        if row["type"] == "eeg":
+            chunk = json.loads(sandbox.read_artifact(row["id"]))
+            assert chunk["t0_ms"] == row["timestamp_ms"]
+            chunks[chunk["chunk_index"]] = chunk
+    ordered = [chunks[i] for i in sorted(chunks)]
+    assert [c["chunk_index"] for c in ordered] == list(range(len(ordered)))
+    samples = np.array(
+        [[np.nan if v is None else v for v in row] for c in ordered for row in c["samples"]], dtype=float
+    )
+    times = np.concatenate([c["t0_ms"] + np.asarray(c["times_ms"], dtype=float) for c in ordered])
+    events = [e for c in ordered for e in c["events"]]
+    return ordered, samples, times, events
+
+
+def one_line_exit_2(proc) -> str:
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr
+    return lines[0]
+
+
+def read_muse_csv(path: Path):
+    import pandas as pd
+
+    frame = pd.read_csv(path)
+    return frame["timestamps"].to_numpy(), frame[EEG4].to_numpy(dtype=float), frame["Marker"].to_numpy()
+
+
+# -- muselsl CSV ---------------------------------------------------------------------------------
+
+
+def test_real_muselsl_csv_delivers_every_sample_and_marker_at_the_files_unix_times(sandbox, tmp_path):
+    path = need(MUSE_CSV)
+    stamps, values, markers = read_muse_csv(path)
+    proc = replay(path, sandbox, tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    chunks, samples, times, events = delivered(sandbox)
+    assert samples.shape == (30_732, 4) == values.shape
+    np.testing.assert_allclose(samples, values, atol=5e-4)  # both at 0.001 µV
+    # The file's own Unix times, to the artifact's 0.001 ms.
+    np.testing.assert_allclose(times, stamps * 1000.0, atol=2e-3, rtol=0)
+    assert chunks[0]["t0_ms"] == round(stamps[0] * 1000)
+    assert chunks[0]["device"]["channels"] == EEG4 and chunks[0]["device"]["sfreq"] == 256.0
+    rows = np.flatnonzero(markers != 0)
+    assert len(events) == len(rows) == 197
+    np.testing.assert_allclose([e["time_ms"] for e in events], stamps[rows] * 1000.0, atol=2e-3, rtol=0)
+    assert [e["value"] for e in events] == [str(int(v)) for v in markers[rows]]
+    assert any(w["relative"] for c in chunks for w in c["windows"])  # band powers computed
+
+
+def test_lsl_clock_muselsl_csv_is_anchored_at_start_time(sandbox, tmp_path):
+    src = need(MUSE_CSV)
+    stamps, values, markers = read_muse_csv(src)
+    # `muselsl record --lsltime`: the same recording stamped with an LSL clock (seconds since boot).
+    lsl = stamps - stamps[0] + 52_345.678
+    path = tmp_path / "lsltime.csv"
+    with open(path, "w") as out:
+        out.write("timestamps,TP9,AF7,AF8,TP10,Right AUX,Marker0\n")
+        for t, row, m in zip(lsl, values, markers, strict=True):
+            out.write(f"{t:.3f},{row[0]:.3f},{row[1]:.3f},{row[2]:.3f},{row[3]:.3f},0.000,{int(m)}\n")
+    start = datetime(2024, 5, 1, 10, 0, tzinfo=timezone.utc)
+    proc = replay(path, sandbox, tmp_path, "--start-time", "2024-05-01T10:00:00Z")
+    assert proc.returncode == 0, proc.stderr
+    _, samples, times, events = delivered(sandbox)
+    np.testing.assert_allclose(samples, values, atol=5e-4)
+    expected_ms = start.timestamp() * 1000.0 + (lsl - lsl[0]) * 1000.0
+    np.testing.assert_allclose(times, expected_ms, atol=2e-3, rtol=0)
+    rows = np.flatnonzero(markers != 0)
+    np.testing.assert_allclose([e["time_ms"] for e in events], expected_ms[rows], atol=2e-3, rtol=0)
+
+
+def test_lsl_clock_csv_without_start_time_takes_the_modification_time_with_a_warning(tmp_path, caplog):
+    from devices.base import SourceEnded
+    from devices.xdf import XdfSource
+
+    path = tmp_path / "lsl.csv"
+    rows = [f"{100.0 + i / 256:.3f},{i}.000,1.000,2.000,3.000,0.000" for i in range(512)]
+    path.write_text("timestamps,TP9,AF7,AF8,TP10,Right AUX\n" + "\n".join(rows) + "\n")
+    mtime = datetime(2024, 6, 1, 8, 30, tzinfo=timezone.utc).timestamp()
+    os.utime(path, (mtime, mtime))
+    with XdfSource(path, chunk_s=10.0) as source:
+        chunk = source.read(0.1)
+        with pytest.raises(SourceEnded):
+            source.read(0.1)
+    assert "LSL-clock timestamps" in caplog.text and "--start-time" in caplog.text
+    # The last sample sits at the file's modification time.
+    assert chunk.times_ms[-1] == pytest.approx(mtime * 1000.0, abs=1e-3)
+    assert len(chunk) == 512
+
+
+# -- Mind Monitor CSV ----------------------------------------------------------------------------
+
+MIND_MONITOR_COLUMNS = (
+    ["TimeStamp"]
+    + [f"{band}_{ch}" for band in ("Delta", "Theta", "Alpha", "Beta", "Gamma") for ch in EEG4]
+    + [f"RAW_{ch}" for ch in EEG4]
+    + ["AUX_RIGHT", "AUX_LEFT"]
+    + [f"Accelerometer_{a}" for a in "XYZ"]
+    + [f"Gyro_{a}" for a in "XYZ"]
+    + ["HeadBandOn"]
+    + [f"HSI_{ch}" for ch in EEG4]
+    + ["Battery", "Elements"]
+)
+
+
+def make_mind_monitor_csv(path: Path, values: np.ndarray, start_local: datetime, nan_row: int):
+    """A Mind Monitor recording (Recording Interval: Constant) as its columns are documented.
+
+    Samples arrive in BLE packets of 12 and Mind Monitor stamps each row on arrival (1 ms
+    resolution, local time), so stamps come in bursts ~47 ms apart. Element-only rows (connection,
+    a marker, a blink) have every other field empty. Returns the sample rows' and events' truth.
+    """
+    rng = np.random.default_rng(7)
+    n = values.shape[0]
+    true_s = np.arange(n) / 256.0
+    arrival = np.empty(n)
+    for p in range(0, n, 12):
+        last = min(n, p + 12) - 1
+        arrival[p : last + 1] = true_s[last] + 0.020 + rng.uniform(0, 0.015) + np.arange(last + 1 - p) * 1e-4
+    arrival = np.maximum.accumulate(arrival)
+    elements = {0: "/muse/event/connected Muse-5257", n // 3: "/Marker/1", n // 2: "/muse/elements/blink"}
+
+    def stamp(t: float) -> str:
+        moment = start_local.timestamp() + t
+        local = datetime.fromtimestamp(moment, tz=start_local.tzinfo)
+        return local.strftime("%Y-%m-%d %H:%M:%S.") + f"{local.microsecond // 1000:03d}"
+
+    event_truth = []
+    with open(path, "w") as out:
+        out.write(",".join(MIND_MONITOR_COLUMNS) + "\n")
+        for i in range(n):
+            if i in elements:
+                t = arrival[i]
+                out.write(stamp(t) + "," * (len(MIND_MONITOR_COLUMNS) - 2) + "," + elements[i] + "\n")
+                written = datetime.strptime(stamp(t), "%Y-%m-%d %H:%M:%S.%f").replace(
+                    tzinfo=start_local.tzinfo
+                )
+                event_truth.append((written.timestamp() * 1000.0, elements[i]))
+            bands = ",".join(f"{v:.6f}" for v in rng.uniform(-0.5, 1.5, 20))
+            raw = "NaN,NaN,NaN,NaN" if i == nan_row else ",".join(f"{v:.3f}" for v in values[i])
+            rest = "820.0,830.0,-0.64,0.07,0.75,-2.9,2.3,0.44,1,1.0,1.0,2.0,1.0,14.31"
+            out.write(f"{stamp(arrival[i])},{bands},{raw},{rest},\n")
+    return event_truth
+
+
+def test_mind_monitor_csv_with_a_nan_row_and_a_marker(sandbox, tmp_path):
+    _, values, _ = read_muse_csv(need(MUSE_CSV))
+    values = values[: 256 * 40]
+    tz = ZoneInfo("Europe/Paris")
+    start_local = datetime(2024, 3, 9, 21, 15, 2, 250_000, tzinfo=tz)
+    path = tmp_path / "mindMonitor_2024-03-09--21-15-02.csv"
+    nan_row = 3000
+    event_truth = make_mind_monitor_csv(path, values, start_local, nan_row)
+    proc = replay(path, sandbox, tmp_path, "--log-format", "json", env_extra={"TZ": "Europe/Paris"})
+    assert proc.returncode == 0, proc.stderr
+    chunks, samples, times, events = delivered(sandbox)
+    assert chunks[0]["device"]["channels"] == EEG4 and chunks[0]["device"]["sfreq"] == 256.0
+    assert samples.shape == values.shape  # every row, the NaN row included
+    assert np.isnan(samples[nan_row]).all()  # delivered as null, not dropped
+    keep = np.arange(len(values)) != nan_row
+    np.testing.assert_allclose(samples[keep], values[keep], atol=5e-4)
+    # Dejittered sample times: even 256 Hz spacing, near the true sample times (arrival lag < 50 ms).
+    steps = np.diff(times)
+    assert np.all(steps > 0) and np.median(steps) == pytest.approx(1000 / 256, rel=1e-3)
+    truth_ms = (start_local.timestamp() + np.arange(len(values)) / 256.0) * 1000.0
+    assert np.all(np.abs(times - truth_ms) < 60.0)
+    assert [e["value"] for e in events] == [v for _, v in event_truth]
+    np.testing.assert_allclose([e["time_ms"] for e in events], [t for t, _ in event_truth], atol=2e-3, rtol=0)
+    assert not any(c["gaps"] for c in chunks)
+    # Its own band columns are in the log summary only.
+    assert "band powers (mean log10" in proc.stderr and "Delta" not in json.dumps(chunks[0]["device"])
+
+
+# -- EDF+ and BDF --------------------------------------------------------------------------------
+
+
+def write_edf(path: Path, *, bdf: bool, eeg: np.ndarray, start: datetime):
+    """An EDF+ or BDF+ file written by pyedflib (EDFlib): 4 EEG + EOG at 256 Hz, respiration at 32 Hz."""
+    import pyedflib
+
+    digital = (-8_388_608, 8_388_607) if bdf else (-32_768, 32_767)
+    labels = ["EEG Fpz-Cz", "EEG Pz-Oz", "EEG C3", "EEG C4", "EOG horizontal"]
+    writer = pyedflib.EdfWriter(
+        str(path), 7 if bdf else 6, file_type=pyedflib.FILETYPE_BDFPLUS if bdf else pyedflib.FILETYPE_EDFPLUS
+    )
+    headers = [
+        dict(
+            label=lab,
+            dimension="uV",
+            sample_frequency=256,
+            physical_min=-800.0,
+            physical_max=800.0,
+            digital_min=digital[0],
+            digital_max=digital[1],
+        )
+        for lab in labels
+    ]
+    headers.append(
+        dict(
+            label="Resp oro-nasal",
+            dimension="",
+            sample_frequency=32,
+            physical_min=-1.0,
+            physical_max=1.0,
+            digital_min=digital[0],
+            digital_max=digital[1],
+        )
+    )
+    n = eeg.shape[0]
+    signals = [np.ascontiguousarray(eeg[:, i]) for i in range(4)]
+    signals += [eeg[:, 0] * 0.5, np.sin(np.arange(n // 8) / 5.0)]
+    if bdf:
+        headers.append(
+            dict(
+                label="Status",
+                dimension="Boolean",
+                sample_frequency=256,
+                physical_min=-8_388_608,
+                physical_max=8_388_607,
+                digital_min=digital[0],
+                digital_max=digital[1],
+            )
+        )
+        status = np.zeros(n)
+        status[2560:2570] = 7  # trigger code 7 at 10 s
+        signals.append(status)
+    writer.setSignalHeaders(headers)
+    writer.setStartdatetime(start.replace(tzinfo=None))
+    writer.writeSamples(signals)
+    writer.writeAnnotation(1.5, -1, "stim A")
+    writer.writeAnnotation(7.25, 0.5, "stim B")
+    writer.close()
+    return 1600.0 / (digital[1] - digital[0])  # one digital step in µV
+
+
+@pytest.mark.parametrize("bdf", [False, True], ids=["edf+", "bdf"])
+def test_edf_and_bdf_replay_samples_annotations_and_meas_date(sandbox, tmp_path, bdf):
+    rng = np.random.default_rng(3)
+    seconds = 40
+    eeg = (
+        rng.normal(0, 25, (256 * seconds, 4))
+        + 10 * np.sin(2 * np.pi * 10 * np.arange(256 * seconds) / 256)[:, None]
+    )
+    start = datetime(2024, 5, 1, 10, 0, 0, tzinfo=timezone.utc)
+    path = tmp_path / ("rec.bdf" if bdf else "rec.edf")
+    lsb = write_edf(path, bdf=bdf, eeg=eeg, start=start)
+    proc = replay(path, sandbox, tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    chunks, samples, times, events = delivered(sandbox)
+    assert chunks[0]["device"]["channels"] == ["Fpz-Cz", "Pz-Oz", "C3", "C4"]
+    assert samples.shape == eeg.shape
+    np.testing.assert_allclose(samples, eeg, atol=lsb + 1e-3)  # within one digital step
+    expected_ms = start.timestamp() * 1000.0 + np.arange(len(eeg)) * 1000.0 / 256
+    np.testing.assert_allclose(times, expected_ms, atol=2e-3, rtol=0)
+    got = [(e["time_ms"] - start.timestamp() * 1000.0, e["value"]) for e in events]
+    want = [(1500.0, "stim A"), (7250.0, "stim B")] + ([(10_000.0, "7")] if bdf else [])
+    assert [v for _, v in sorted(got)] == [v for _, v in sorted(want)]
+    np.testing.assert_allclose([t for t, _ in sorted(got)], [t for t, _ in sorted(want)], atol=2e-3)
+
+
+def test_edf_stream_picks_named_channels(sandbox, tmp_path):
+    rng = np.random.default_rng(4)
+    eeg = rng.normal(0, 25, (256 * 20, 4))
+    path = tmp_path / "pick.edf"
+    lsb = write_edf(path, bdf=False, eeg=eeg, start=datetime(2024, 5, 1, 10, tzinfo=timezone.utc))
+    proc = replay(path, sandbox, tmp_path, "--stream", "Pz-Oz,C4")
+    assert proc.returncode == 0, proc.stderr
+    chunks, samples, _, _ = delivered(sandbox)
+    assert chunks[0]["device"]["channels"] == ["Pz-Oz", "C4"]
+    np.testing.assert_allclose(samples, eeg[:, [1, 3]], atol=lsb + 1e-3)
+
+
+# -- bad files -----------------------------------------------------------------------------------
+
+
+def test_bad_csv_files_get_one_line_and_exit_2(sandbox, tmp_path):
+    text = need(MUSE_CSV).read_text()
+    lines = text.splitlines()
+    cases = {
+        "truncated.csv": text[: len(text) // 2 + 7],  # cut in the middle of a row
+        "header-only.csv": lines[0] + "\n",
+        "backwards.csv": "\n".join([*lines[:101], lines[50], *lines[101:200]]) + "\n",
+    }
+    expect = {"truncated.csv": "truncated", "header-only.csv": "no rows", "backwards.csv": "go backwards"}
+    for name, content in cases.items():
+        path = tmp_path / name
+        path.write_text(content)
+        line = one_line_exit_2(replay(path, sandbox, tmp_path))
+        assert expect[name] in line, line
+    assert sandbox.evidence(sandbox.workspace_id) == []
+
+
+@pytest.mark.parametrize(
+    "name,content",
+    [
+        ("notes.txt", b"just some notes\nnothing to replay\n"),
+        ("other.csv", b"time,value\n1,2\n"),
+        ("blob.edf", b"\x00\x01binary" * 40),
+        ("cut.edf", None),
+    ],
+)
+def test_files_that_are_none_of_the_formats_name_the_formats_accepted(tmp_path, name, content):
+    from collector.errors import UsageError
+    from devices.xdf import XdfSource
+
+    path = tmp_path / name
+    if content is None:  # a real EDF header, cut short
+        write_edf(tmp_path / "full.edf", bdf=False, eeg=np.zeros((2560, 4)), start=datetime(2024, 5, 1))
+        content = (tmp_path / "full.edf").read_bytes()[:1000]
+    path.write_bytes(content)
+    with pytest.raises(UsageError) as info:
+        XdfSource(path).open()
+    message = str(info.value)
+    assert "\n" not in message
+    if content.startswith(b"0       "):
+        assert "corrupt or truncated" in message
+    else:
+        assert "muselsl CSV, Mind Monitor CSV, EDF, EDF+ or BDF" in message
+
+
+def test_unknown_file_via_cli_is_one_line_exit_2(sandbox, tmp_path):
+    path = tmp_path / "notes.txt"
+    path.write_text("not a recording\n")
+    line = one_line_exit_2(replay(path, sandbox, tmp_path))
+    assert "XDF" in line and "muselsl CSV" in line and "EDF" in line
+
+
+# -- --to-lsl ------------------------------------------------------------------------------------
+
+
+@pytest.mark.lsl
+@pytest.mark.parametrize("fmt", ["muselsl", "edf"])
+def test_to_lsl_plays_csv_and_edf_files(tmp_path, fmt):
+    from devices.lsl import LslSource
+
+    if fmt == "muselsl":
+        path = need(MUSE_CSV)
+        channels, sfreq = ("TP9", "AF7", "AF8", "TP10"), 256.0
+    else:
+        path = tmp_path / "play.edf"
+        write_edf(
+            path,
+            bdf=False,
+            eeg=np.random.default_rng(1).normal(0, 20, (256 * 20, 4)),
+            start=datetime(2024, 5, 1),
+        )
+        channels, sfreq = ("Fpz-Cz", "Pz-Oz", "C3", "C4"), 256.0
+    name = f"fmt-tolsl-{uuid.uuid4().hex[:8]}"
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "collector",
+            "replay",
+            str(path),
+            "--to-lsl",
+            "--stream-name",
+            name,
+            "--speed",
+            "2",
+        ],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        with LslSource(stream_name=name, resolve_timeout_s=15.0) as source:
+            description = source.description
+            got = 0
+            deadline = time.monotonic() + 20
+            while got < 512 and time.monotonic() < deadline:
+                chunk = source.read(timeout=0.5)
+                got += len(chunk) if chunk is not None else 0
+        assert description.channels == channels and description.sfreq == sfreq
+        assert got >= 512
+    finally:
+        proc.terminate()
+        proc.communicate(timeout=20)
+
+
+def test_devices_command_lists_the_replay_formats(capsys):
+    from collector.cli import main
+
+    # Exit 0 or 5 (no headset nor stream here): the formats are listed either way.
+    assert main(["devices", "--no-bluetooth", "--timeout", "0.2"]) in (0, 5)
+    text = capsys.readouterr().out
+    assert "Recordings `collector replay FILE` reads" in text
+    for name in ("XDF", "muselsl CSV", "Mind Monitor CSV", "EDF / EDF+", "BDF"):
+        assert name in text
+    assert main(["devices", "--no-bluetooth", "--json", "--timeout", "0.2"]) in (0, 5)
+    formats = [f["format"] for f in json.loads(capsys.readouterr().out)["replay_formats"]]
+    assert formats == ["xdf", "muselsl-csv", "mindmonitor-csv", "edf", "bdf"]
