@@ -244,6 +244,10 @@ class Capture:
     def _screen_loop(self) -> None:
         try:
             self.screen_source.run(self._on_frame, self.stop_event)
+            # Frames skipped after the last sent one are in no frame's metadata: take the source's count.
+            self.stats.screens_skipped = max(
+                self.stats.screens_skipped, int(getattr(self.screen_source, "skipped_identical", 0) or 0)
+            )
         except CollectorError as err:
             self.stats.screen_state = "stopped"
             self.stats.last_error = str(err)

@@ -109,7 +109,10 @@ def run_session(
                 if progress is not None:
                     snap.update(progress())
                 output.update(snap)
-                signals.stop.wait(1.0 if output.interactive else 0.5)
+                wait_s = 1.0 if output.interactive else 0.5
+                if deadline is not None:  # --duration ends on time, not up to one redraw late
+                    wait_s = max(0.0, min(wait_s, deadline - time.monotonic()))
+                signals.stop.wait(wait_s)
         finally:  # whatever ended the loop, what was read reaches the spool and delivery gets its flush
             output.end_view()
             capture.stop()  # flushes the chunker: every sample read is in the spool now
