@@ -16,16 +16,25 @@ from importlib import resources
 from pathlib import Path
 
 BANDS = ("delta", "theta", "alpha", "beta", "gamma")
+DEMO_DURATION_S = 30.0  # capture length; the whole demo takes about 40 s (start-up, delivery, report)
+DEMO_FLUSH_TIMEOUT_S = 60.0  # delivery after the capture; at an idle sandbox it needs a second or two
 
 
 def add_parser(sub) -> None:
     p = sub.add_parser(
         "demo",
-        help="try it end to end: local sandbox + bundled Muse recording (~30 s)",
+        help=f"try it end to end: local sandbox + bundled Muse recording (~{DEMO_DURATION_S + 10:.0f} s)",
         description="Start the local sandbox, play the bundled real Muse recording as a live LSL "
-        "stream, capture it (and screenshots if a display exists), then show what arrived.",
+        f"stream, capture it for {DEMO_DURATION_S:g} s (and screenshots if a display exists), deliver it "
+        f"(up to {DEMO_FLUSH_TIMEOUT_S:g} s), then show what this run's workspace received and its report.",
     )
-    p.add_argument("--duration", type=float, default=30.0, metavar="S", help="capture length (default 30)")
+    p.add_argument(
+        "--duration",
+        type=float,
+        default=DEMO_DURATION_S,
+        metavar="S",
+        help=f"capture length (default {DEMO_DURATION_S:g})",
+    )
     p.add_argument(
         "--data",
         metavar="DIR",
@@ -91,6 +100,39 @@ def _print_report(sandbox, workspace_id: str, block_id: str, out) -> None:
     print(format_report(response), file=out)
 
 
+def _own_workspace(sandbox) -> tuple[str, str]:
+    """A new workspace for this run, so what is shown is this run's evidence only, whatever the
+    sandbox's data folder kept from earlier runs. Returns (workspace id, first block id)."""
+    import time
+
+    from collector.client import OpenLessonClient
+    from collector.config import ApiKey, ApiSettings
+    from collector.models import WorkspaceCreate
+
+    settings = ApiSettings(base_url=sandbox.base_url, api_key=ApiKey(sandbox.api_key))
+    prompt = f"Collector demo, {time.strftime('%Y-%m-%d %H:%M:%S')}"
+    with OpenLessonClient(settings) as client:
+        created = client.create_workspace(WorkspaceCreate(initial_prompt=prompt))
+    return created.workspace.id, created.blocks[0].id
+
+
+def _print_next_steps(sandbox, data: Path, out) -> None:
+    print(
+        "\nNext steps:\n"
+        "  Capture for real: get an API key (sk_…) from your OpenLesson organization (the agent API "
+        "needs an active Teams subscription), then\n"
+        "    export OPENLESSON_API_KEY=sk_…\n"
+        "    collector blocks -w WORKSPACE_ID          # see your blocks\n"
+        '    collector fit && collector run -w WORKSPACE_ID -b "Block title"\n'
+        "  (--base-url or OPENLESSON_BASE_URL for a self-hosted API; the default is "
+        "https://openlesson.academy.)\n"
+        "  Keep the sandbox running to try commands against it (this demo stopped its own):\n"
+        f"    collector sandbox --data {data / 'sandbox'}\n"
+        "  and use the export lines it prints.",
+        file=out,
+    )
+
+
 def run(args: argparse.Namespace) -> int:
     import sys
 
@@ -104,7 +146,8 @@ def run(args: argparse.Namespace) -> int:
     stream_name = f"collector-demo-{uuid.uuid4().hex[:8]}"
     stop_player = threading.Event()
     with SandboxServer(data / "sandbox") as sandbox:
-        print(f"Sandbox running at {sandbox.base_url} (workspace {sandbox.workspace_id}).", file=out)
+        workspace_id, block_id = _own_workspace(sandbox)
+        print(f"Sandbox running at {sandbox.base_url} (this run's workspace {workspace_id}).", file=out)
         player = threading.Thread(
             target=play_to_lsl,
             args=(str(_bundled_recording()),),
@@ -124,14 +167,13 @@ def run(args: argparse.Namespace) -> int:
             f"{args.duration:g} s…",
             file=out,
         )
-        block_id = sandbox.block_ids[0]
         os.environ["OPENLESSON_API_KEY"] = sandbox.api_key  # this process only
         try:
             code = cli.main(
                 [
                     "run",
                     "--workspace",
-                    sandbox.workspace_id,
+                    workspace_id,
                     "--block",
                     block_id,
                     "--base-url",
@@ -145,7 +187,7 @@ def run(args: argparse.Namespace) -> int:
                     "--spool",
                     str(data / "spool"),
                     "--flush-timeout",
-                    "60",
+                    f"{DEMO_FLUSH_TIMEOUT_S:g}",
                     "--log-format",
                     args.log_format,
                 ]
@@ -153,6 +195,7 @@ def run(args: argparse.Namespace) -> int:
         finally:
             stop_player.set()
             player.join(5)
-        _print_received(sandbox, sandbox.workspace_id, out)
-        _print_report(sandbox, sandbox.workspace_id, block_id, out)
+        _print_received(sandbox, workspace_id, out)
+        _print_report(sandbox, workspace_id, block_id, out)
+        _print_next_steps(sandbox, data, out)
     return code
