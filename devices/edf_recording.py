@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import logging
 import re
+import warnings
 from collections import Counter
 from datetime import datetime, timezone
 from pathlib import Path
@@ -63,10 +64,12 @@ def _status_events(values: np.ndarray, sfreq: float) -> list[tuple[float, str]]:
     return [(i / sfreq, str(int(codes[i]))) for i in [*starts, *changes.tolist()] if codes[i] != 0]
 
 
-def load_edf(path: str | Path, *, bdf: bool = False) -> XdfRecording:
+def load_edf(path: str | Path, *, bdf: bool = False, strict: bool = True) -> XdfRecording:
     """Read an EDF/EDF+ (bdf=False) or BDF/BDF+ (bdf=True) file; times_s are seconds from its start.
 
     Stream data shapes: (n_samples, n_channels) float64, µV for the EEG stream.
+    strict: a file with fewer data records than its header says (cut short) is refused;
+      strict=False reads the complete records, with a warning (edfio's repair).
     Raises UsageError (one line) for a corrupt, truncated, discontinuous or signal-less file.
     """
     import edfio
@@ -74,15 +77,27 @@ def load_edf(path: str | Path, *, bdf: bool = False) -> XdfRecording:
     path = Path(path)
     kind = "BDF" if bdf else "EDF"
     try:
-        edf = edfio.read_bdf(path) if bdf else edfio.read_edf(path)
-        signals = list(edf.signals)
-        continuous = edf.is_continuous
-        annotations = list(edf.annotations)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            edf = edfio.read_bdf(path) if bdf else edfio.read_edf(path)
+            signals = list(edf.signals)
+            for s in signals:
+                s.data  # noqa: B018 - load now, inside the error handling (edfio loads lazily)
+            continuous = edf.is_continuous
+            annotations = list(edf.annotations)
     except Exception as exc:  # edfio raises ValueError, IndexError, struct errors... on bad headers
         detail = " ".join(f"{type(exc).__name__}: {exc}".split())[:160]
         raise UsageError(
             f"{kind} file {path} is corrupt or truncated ({detail}). Use the complete file as recorded."
         ) from None
+    repairs = [" ".join(str(w.message).split()) for w in caught if issubclass(w.category, UserWarning)]
+    if repairs:
+        detail = "; ".join(repairs)[:200]
+        if strict:
+            raise UsageError(
+                f"{kind} file {path} is corrupt or truncated ({detail}). Use the complete file as recorded."
+            )
+        log.warning("%s is damaged (%s); reading the complete data records", path.name, detail)
     if not continuous:
         raise UsageError(
             f"{kind} file {path} is {kind}+D (discontinuous): not read yet. Export it as {kind}+C "

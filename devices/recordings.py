@@ -132,7 +132,7 @@ def load_any_recording(
     else:
         from devices.edf_recording import load_edf
 
-        recording = load_edf(path, bdf=kind == "bdf")
+        recording = load_edf(path, bdf=kind == "bdf", strict=strict)
     if stream:
         recording = with_channel_selection(recording, stream)
     return recording

@@ -468,3 +468,109 @@ def test_devices_command_lists_the_replay_formats(capsys):
     assert main(["devices", "--no-bluetooth", "--json", "--timeout", "0.2"]) in (0, 5)
     formats = [f["format"] for f in json.loads(capsys.readouterr().out)["replay_formats"]]
     assert formats == ["xdf", "muselsl-csv", "mindmonitor-csv", "edf", "bdf"]
+
+
+# -- readers, detection and rate (pure logic on real files written here) -------------------------
+
+
+@pytest.mark.parametrize("bdf", [False, True], ids=["edf", "bdf"])
+def test_edf_and_bdf_cut_short_are_refused_unless_not_strict(tmp_path, bdf, caplog):
+    from collector.errors import UsageError
+    from devices.recordings import load_any_recording
+
+    full = tmp_path / ("full.bdf" if bdf else "full.edf")
+    write_edf(full, bdf=bdf, eeg=np.zeros((256 * 20, 4)), start=datetime(2024, 5, 1))
+    cut = tmp_path / ("cut.bdf" if bdf else "cut.edf")
+    cut.write_bytes(full.read_bytes()[: int(full.stat().st_size * 0.6)])
+    with pytest.raises(UsageError, match="corrupt or truncated") as info:
+        load_any_recording(cut)
+    assert "\n" not in str(info.value)
+    partial = load_any_recording(cut, strict=False)
+    eeg = next(s for s in partial.streams if s.name == "EEG")
+    assert 0 < eeg.sample_count < 256 * 20 and eeg.sample_count % 256 == 0  # whole 1 s data records
+    assert "damaged" in caplog.text
+
+
+def test_format_is_recognised_from_content_not_the_name(tmp_path):
+    from devices.recordings import detect_format
+
+    edf = tmp_path / "recording.dat"
+    write_edf(edf, bdf=False, eeg=np.zeros((2560, 4)), start=datetime(2024, 5, 1))
+    bdf = tmp_path / "recording.edf"  # a BDF misnamed .edf
+    write_edf(bdf, bdf=True, eeg=np.zeros((2560, 4)), start=datetime(2024, 5, 1))
+    muse = tmp_path / "session.txt"
+    muse.write_text("timestamps,TP9,AF7,AF8,TP10,Right AUX\n1700000000.000,1,2,3,4,5\n")
+    mind = tmp_path / "export"
+    mind.write_text("TimeStamp,RAW_TP9,RAW_AF7,Elements\n2024-01-01 10:00:00.000,800,810,\n")
+    assert [detect_format(p) for p in (edf, bdf, muse, mind)] == [
+        "edf",
+        "bdf",
+        "muselsl-csv",
+        "mindmonitor-csv",
+    ]
+    if MUSE_CSV.parent.joinpath("muse-p300-subject1.xdf").is_file():
+        assert detect_format(MUSE_CSV.parent / "muse-p300-subject1.xdf") == "xdf"
+
+
+def test_muselsl_string_markers_in_several_columns(tmp_path):
+    from devices.recordings import load_any_recording
+    from devices.xdf import pick_eeg_stream, recording_markers
+
+    path = tmp_path / "markers.csv"
+    rows = ["timestamps,TP9,AF7,AF8,TP10,Right AUX,Marker0,Marker1"]
+    for i in range(600):
+        m0, m1 = ("stim", "left") if i == 100 else ("0", "0")
+        m0 = "7.000" if i == 300 else m0
+        rows.append(f"{1_700_000_000 + i / 256:.3f},1.000,2.000,3.000,4.000,0.000,{m0},{m1}")
+    path.write_text("\n".join(rows) + "\n")
+    recording = load_any_recording(path)
+    eeg = pick_eeg_stream(recording)
+    times, values = recording_markers(recording, eeg)
+    assert values == ["stim,left", "7,0"]
+    np.testing.assert_array_equal(times, [eeg.times_s[100], eeg.times_s[300]])
+    assert eeg.sfreq == 256.0 and eeg.labels[-1] == "Right AUX"
+
+
+def test_muselsl_motion_csv_has_no_eeg_and_says_how_to_pick_it(tmp_path):
+    from collector.errors import UsageError
+    from devices.xdf import XdfSource
+
+    path = tmp_path / "ACC_recording.csv"
+    path.write_text(
+        "timestamps,X,Y,Z\n"
+        + "\n".join(f"{1_700_000_000 + i / 52:.3f},0.1,0.2,0.9" for i in range(200))
+        + "\n"
+    )
+    with pytest.raises(UsageError, match="no EEG stream") as info:
+        XdfSource(path).open()
+    assert "--stream" in str(info.value)
+    with XdfSource(path, stream="Muse", chunk_s=10.0) as source:
+        assert source.description.channels == ("X", "Y", "Z")
+
+
+def test_mind_monitor_without_raw_eeg_is_refused(tmp_path):
+    from collector.errors import UsageError
+    from devices.recordings import load_any_recording
+
+    path = tmp_path / "bands_only.csv"
+    header = ",".join(MIND_MONITOR_COLUMNS)
+    empty = "," * (len(MIND_MONITOR_COLUMNS) - 1)
+    path.write_text(header + "\n" + f"2024-01-01 10:00:00.000{empty[:-1]},/muse/event/connected Muse-1\n")
+    with pytest.raises(UsageError, match="no raw EEG samples"):
+        load_any_recording(path)
+
+
+def test_rate_from_timestamps_ignores_holes_and_packet_bursts():
+    from devices.recordings import rate_from_timestamps
+
+    regular = np.round(1_700_000_000 + np.arange(256 * 60) / 256, 3)
+    with_hole = np.concatenate([regular[:5000], regular[5000:] + 2.0])  # a 2 s outage
+    rate, measured, segments = rate_from_timestamps(with_hole)
+    assert rate == 256.0 and measured == pytest.approx(256.0, rel=1e-4) and len(segments) == 2
+    # Stamps per 12-sample BLE packet on arrival: bursts 47 ms apart are not holes.
+    k = np.arange(256 * 60)
+    bursts = 1_700_000_000 + ((k // 12) * 12 + 11) / 256 + (k % 12) * 1e-4
+    rate, measured, segments = rate_from_timestamps(bursts, 0.5)
+    assert rate == 256.0 and len(segments) == 1
+    odd = 1_700_000_000 + np.arange(1000) / 173.0  # not a standard rate: kept as measured
+    assert rate_from_timestamps(odd)[0] == pytest.approx(173.0, rel=1e-6)
