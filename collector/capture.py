@@ -9,6 +9,7 @@ the rest for `collector upload`.
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 import uuid
@@ -18,6 +19,7 @@ from typing import Any
 
 from collector import __version__
 from collector.errors import CollectorError, SpoolError, SpoolFullError
+from collector.summary import SummaryBuilder
 from devices.base import EegSource, SourceEnded, StreamDescription
 
 log = logging.getLogger("collector.capture")
@@ -92,7 +94,10 @@ class Capture:
         screen_source=None,
         capture_id: str | None = None,
         marks=None,
+        kind: str = "run",
+        about: dict[str, Any] | None = None,
     ) -> None:
+        """`kind`: run | replay | demo; `about`: block_title, source, ... for the local record."""
         self.profile = profile
         self.marks = marks  # collector.marks.MarkInbox of a live run, or None
         self.workspace_id = workspace_id
@@ -106,6 +111,11 @@ class Capture:
         self._threads: list[threading.Thread] = []
         self._fatal: BaseException | None = None
         self._screen_index = 0
+        self.kind = kind
+        self.about = dict(about or {})
+        self.started_ms = int(time.time() * 1000)
+        self.summary = SummaryBuilder(capture_id=self.capture_id, kind=kind, collector_version=__version__)
+        self._ended = False
 
     # ---- spooling ------------------------------------------------------------------------------
 
@@ -167,6 +177,7 @@ class Capture:
                     self.stats.eeg_chunks_spooled += 1
                 else:
                     self.stats.eeg_chunks_dropped += 1
+                self.summary.add_chunk(out.artifact)
                 self.stats.band_powers = out.band_powers or self.stats.band_powers
                 windows = out.artifact["windows"]
                 if windows:
@@ -238,6 +249,7 @@ class Capture:
         if self._spool(fields, frame.image):
             self._screen_index += 1  # only sent frames count, so chunk_index stays contiguous
             self.stats.screens_sent += 1
+            self.summary.add_screenshot(frame.time_ms, frame.skipped_before, frame.paused_periods)
         else:
             self.stats.screens_dropped += 1
 
@@ -260,6 +272,7 @@ class Capture:
 
     def start(self, description: StreamDescription | None) -> None:
         self.stats.stream = description
+        self._begin_record(description)
         if self.eeg_source is not None and description is not None:
             t = threading.Thread(target=self._eeg_loop, args=(description,), name="eeg", daemon=True)
             self._threads.append(t)
@@ -276,9 +289,58 @@ class Capture:
         return self.eeg_source is not None and self.stats.eeg_done and self.screen_source is None
 
     def stop(self, timeout_s: float = 10.0) -> None:
+        """Stop the sources, then spool the session summary (last) and close the local record."""
         self.stop_event.set()
         for t in self._threads:
             t.join(timeout_s)
+        if not self._ended:
+            self._ended = True
+            self._end_record()
+
+    # ---- local record and session summary ---------------------------------------------------------
+
+    def _device_name(self) -> str | None:
+        d = self.stats.stream
+        if d is None:
+            return None
+        return self.profile.device.name if self.profile.device.kind == "muse" else d.name
+
+    def _begin_record(self, description: StreamDescription | None) -> None:
+        from collector.record import CaptureInfo
+
+        try:
+            self.spool.record.begin_capture(CaptureInfo(
+                capture_id=self.capture_id, kind=self.kind, started_ms=self.started_ms,
+                workspace_id=self.workspace_id, block_id=self.block_id,
+                block_title=self.about.get("block_title"), workspace_title=self.about.get("workspace_title"),
+                source=self.about.get("source"), device=self._device_name(),
+                profile=getattr(self.profile, "name", None),
+                retention_days=self.profile.delivery.retention_days,
+            ))  # fmt: skip
+        except Exception as exc:  # the record is a convenience; capture goes on without it
+            log.warning("local record not started: %s", exc)
+
+    def _end_record(self) -> None:
+        if not self.summary.empty:
+            fields, data = self.summary.evidence(self._device_name())
+            self._spool(fields, data)
+        s = self.summary
+        counts = {
+            "samples": self.stats.samples,
+            "eeg_chunks": self.stats.eeg_chunks_spooled,
+            "eeg_chunks_dropped": self.stats.eeg_chunks_dropped,
+            "screenshots": self.stats.screens_sent,
+            "screenshots_skipped": self.stats.screens_skipped,
+            "screenshots_dropped": self.stats.screens_dropped,
+            "markers": len(s.markers),
+            "gaps": len(s.gaps),
+            "data_start_ms": None if s.first_ms is None else int(s.first_ms),
+            "data_end_ms": None if s.last_ms is None else int(math.ceil(s.last_ms)),
+        }
+        try:
+            self.spool.record.end_capture(self.capture_id, int(time.time() * 1000), counts)
+        except Exception as exc:
+            log.warning("local record not closed: %s", exc)
 
     @property
     def fatal(self) -> BaseException | None:

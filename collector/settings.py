@@ -12,7 +12,7 @@ reads files or the environment itself.
     [analysis]  window_s, step_s, segment_s, chunk_s, bands = {alpha = [8, 13], ...}
     [screen]    mode (auto|on|off), interval_s, max_width, format, quality, keepalive_s,
                 monitor, redact = [[x, y, w, h], ...]
-    [delivery]  rate_per_min, spool_max_bytes, flush_timeout_s
+    [delivery]  rate_per_min, spool_max_bytes, flush_timeout_s, retention_days
 """
 
 from __future__ import annotations
@@ -91,6 +91,7 @@ class DeliverySection(_Section):
     rate_per_min: float = Field(100.0, gt=0, le=120)
     spool_max_bytes: int = Field(2_000_000_000, gt=0)
     flush_timeout_s: float = Field(30.0, ge=0)
+    retention_days: float = Field(30.0, ge=0)  # local record of delivered captures; 0 keeps nothing
 
 
 class Profile(_Section):

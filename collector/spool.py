@@ -23,6 +23,9 @@ The spool is bounded by the bytes it holds (pending + failed). Above `screen_lim
 bound, screenshots (and other non-EEG chunks) are refused; at the bound, everything is refused.
 Every refusal is counted per capture and stream and raised as `SpoolFullError` with one loud line.
 A full disk (ENOSPC / SQLITE_FULL) is handled the same way.
+
+The local record of delivered items (collector/record.py) lives in the same file; its bytes count
+in the bound and are evicted, oldest first, before anything is refused.
 """
 
 from __future__ import annotations
@@ -40,6 +43,7 @@ from pathlib import Path
 from typing import Any
 
 from collector.errors import SpoolError, SpoolFullError
+from collector.record import LocalRecord
 
 log = logging.getLogger("collector.spool")
 
@@ -57,6 +61,8 @@ _REQUEST_FIELDS = frozenset(
     }
 )  # fmt: skip
 _SQLITE_FULL = 13
+# A capture's session summary waits until nothing else of its capture is pending (posted last).
+LAST_STREAM_IDS = ("session-summary",)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS items (
@@ -219,6 +225,9 @@ class Spool:
             self._conn.execute("PRAGMA synchronous=FULL")
             self._conn.execute("PRAGMA foreign_keys=ON")
             self._conn.executescript(_SCHEMA)
+            self.record = LocalRecord(self._conn, self._lock)  # what stays after delivery (record.py)
+            self.record.create_schema()
+            self.record.prune()
         except sqlite3.Error as exc:
             self._conn.close()
             raise self._open_error(exc) from None
@@ -252,6 +261,8 @@ class Spool:
             self._check_open()
             stored = self._stored_bytes()
             limit = self.max_bytes if ev_type in _PRIORITY_TYPES else self.max_bytes * self.screen_limit_ratio
+            # The local record counts in the bound and is the first to go: pending never waits for it.
+            self.record.make_room(int(limit) - stored - size)
             if stored + size > limit:
                 reason = "spool_full" if ev_type in _PRIORITY_TYPES else "spool_full_screens_paused"
                 dropped = self._count_drop(capture_id, stream_id, reason)
@@ -384,6 +395,7 @@ class Spool:
                 " WHERE id = ? AND state != 'delivered'",
                 (evidence_id, _now_ms(), item_id),
                 purge=True,
+                keep=self.record.keep,
             )
 
     def mark_failed(self, item_id: int, message: str) -> None:
@@ -447,7 +459,7 @@ class Spool:
                     (reason,),
                 )
 
-    def _transition(self, item_id: int, sql: str, params: tuple[Any, ...], *, purge: bool) -> None:
+    def _transition(self, item_id: int, sql: str, params: tuple[Any, ...], *, purge: bool, keep=None) -> None:
         try:
             self._conn.execute("BEGIN IMMEDIATE")
             try:
@@ -457,6 +469,8 @@ class Spool:
                 if row is None:
                     raise SpoolError(f"Spool item {item_id} does not exist in {self.root}.")
                 changed = self._conn.execute(sql, params).rowcount
+                if changed and keep is not None:
+                    keep(item_id)  # the local copy, in the same transaction as the purge
                 if changed and purge:
                     self._conn.execute("DELETE FROM blobs WHERE item_id = ?", (item_id,))
                     self._add_stored_bytes(-row[0])
@@ -502,7 +516,11 @@ class Spool:
         A stream is `(capture_id, stream_id)`; `stream` restricts the search to one of them.
         """
         sql = "SELECT id FROM items WHERE state = 'pending'"
-        params: list[Any] = []
+        params: list[Any] = list(LAST_STREAM_IDS)
+        sql += (
+            f" AND NOT (stream_id IN ({','.join('?' * len(LAST_STREAM_IDS))}) AND EXISTS (SELECT 1 FROM"
+            " items o WHERE o.capture_id = items.capture_id AND o.state = 'pending' AND o.id != items.id))"
+        )
         if stream is not None:
             sql += " AND capture_id = ? AND stream_id = ?"
             params.extend(stream)

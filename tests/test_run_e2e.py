@@ -48,12 +48,32 @@ def collector(args: list[str], sandbox, *, key: str | None = None, timeout: floa
     )
 
 
+def is_summary(row: dict) -> bool:
+    return (row.get("metadata") or {}).get("kind") == "session-summary"
+
+
+def eeg_chunk_rows(sandbox) -> list[dict]:
+    """EEG chunk rows, without the one session-summary row that each capture also posts (last)."""
+    return [r for r in sandbox.evidence(sandbox.workspace_id) if r["type"] == "eeg" and not is_summary(r)]
+
+
 def delivered_chunks(sandbox, caplog) -> list[dict]:
-    """The EEG artifacts the sandbox stored, one per identity, in chunk order; checks duplicates."""
+    """The EEG artifacts the sandbox stored, one per identity, in chunk order; checks duplicates.
+
+    Also checks each capture's session summary: present, posted after all its other evidence.
+    """
     by_identity: dict[tuple, bytes] = {}
     duplicates = 0
-    for row in sandbox.evidence(sandbox.workspace_id):
-        if row["type"] != "eeg":
+    rows = sandbox.evidence(sandbox.workspace_id)
+    for i, row in enumerate(rows):
+        if is_summary(row):
+            capture = row["metadata"]["capture_id"]
+            assert row["chunk_index"] == 0 and row["metadata"]["stream_id"] == "session-summary"
+            # Every other evidence of its capture arrived earlier (lost-reply duplicates aside).
+            later = [r for r in rows[i + 1 :] if r["metadata"]["capture_id"] == capture and not is_summary(r)]
+            assert not later, "the session summary must be posted last"
+    for row in rows:
+        if row["type"] != "eeg" or is_summary(row):
             continue
         meta = row["metadata"]
         ident = (meta["capture_id"], meta["stream_id"], row["chunk_index"])
@@ -176,6 +196,7 @@ def test_live_lsl_run_with_faults_delivers_every_sample_once(sandbox_factory, ca
     chunks = delivered_chunks(sandbox, caplog)
     assert len(chunks) >= 3
     rows = [r for r in sandbox.evidence(sandbox.workspace_id) if r["type"] == "eeg"]
+    assert sum(map(is_summary, rows)) == 1  # one session summary per capture
     assert {r["block_id"] for r in rows} == {block["id"]}  # the title resolved to its block
     samples, times = concat(chunks)
     assert 6 * 256 <= len(samples) <= 10 * 256
@@ -356,7 +377,9 @@ def test_offline_replay_then_upload(sandbox, tmp_path):
     assert sandbox.evidence(sandbox.workspace_id) == []
     up = collector(["upload", "--spool", str(spool)], sandbox, timeout=60)
     assert up.returncode == 0, up.stderr
-    assert len([r for r in sandbox.evidence(sandbox.workspace_id) if r["type"] == "eeg"]) == 1
+    assert len(eeg_chunk_rows(sandbox)) == 1
+    rows = sandbox.evidence(sandbox.workspace_id)
+    assert [is_summary(r) for r in rows] == [False, True]  # the summary is sent last, also by `upload`
 
 
 def test_replay_to_lsl_publishes_a_live_stream(tmp_path):
@@ -607,7 +630,8 @@ def test_old_items_parked_on_a_deleted_workspace_do_not_fail_later_runs(sandbox,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr  # this capture is delivered
     assert "1 item(s) from earlier captures are still waiting" in proc.stderr
-    assert len([r for r in sandbox.evidence(sandbox.workspace_id) if r["type"] == "eeg"]) == 1
+    assert len(eeg_chunk_rows(sandbox)) == 1
+    assert sum(map(is_summary, sandbox.evidence(sandbox.workspace_id))) == 1
 
 
 def test_demo_runs_end_to_end_on_built_in_defaults(tmp_path):

@@ -67,7 +67,7 @@ def _print_received(sandbox, workspace_id: str, out) -> None:
     sums = dict.fromkeys(BANDS, 0.0)
     n_eeg = n_powered = samples = markers = 0
     for row in rows:
-        if row["type"] != "eeg":
+        if row["type"] != "eeg" or (row.get("metadata") or {}).get("kind") == "session-summary":
             continue
         chunk = json.loads(sandbox.read_artifact(row["id"]))
         samples += len(chunk["samples"])
@@ -190,6 +190,8 @@ def run(args: argparse.Namespace) -> int:
                     f"{DEMO_FLUSH_TIMEOUT_S:g}",
                     "--log-format",
                     args.log_format,
+                    "--capture-kind",
+                    "demo",
                 ]
             )
         finally:

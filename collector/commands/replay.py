@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from pathlib import Path
 
 from collector.commands.run import (
     add_capture_options,
@@ -141,6 +142,8 @@ def run(args: argparse.Namespace) -> int:
             workspace_id=workspace_id,
             block_id=block_id,
             progress=progress,
+            kind="replay",
+            source=f"file {Path(args.file).name}",
         )
     finally:
         source.close()

@@ -88,6 +88,7 @@ def add_parser(sub) -> None:
         "seconds with a warning naming the channels",
     )
     p.add_argument("--duration", type=float, metavar="S", help="stop by itself after S seconds")
+    p.add_argument("--capture-kind", choices=("run", "demo"), default="run", help=argparse.SUPPRESS)
     p.set_defaults(func=run)
 
 
@@ -138,8 +139,9 @@ def check_target(args: argparse.Namespace, profile):
     settings = api_settings(args)
     with OpenLessonClient(settings) as client:
         blocks = client.list_blocks(workspace_id)
-    block_id = resolve_block(blocks, block, workspace_id).id if block else None
-    return settings, workspace_id, block_id
+    found = resolve_block(blocks, block, workspace_id) if block else None
+    args.block_title = found.title if found else None  # for the local record (`collector sessions`)
+    return settings, workspace_id, found.id if found else None
 
 
 def open_screen(profile, output, pause_control=None):
@@ -260,8 +262,13 @@ def deliver_and_capture(
     progress=None,
     stop_event=None,
     marks=None,
+    kind: str = "run",
+    source: str | None = None,
 ) -> int:
-    """Spool + uploader around one Capture, then the session loop. Shared by run, replay and demo."""
+    """Spool + uploader around one Capture, then the session loop. Shared by run, replay and demo.
+
+    `kind` (run | replay | demo) and `source` describe the capture in the local record.
+    """
     from collector.capture import Capture
     from collector.session import run_session
     from collector.spool import Spool
@@ -285,6 +292,8 @@ def deliver_and_capture(
             eeg_source=eeg_source,
             screen_source=screen_source,
             marks=marks,
+            kind=kind,
+            about={"block_title": getattr(args, "block_title", None), "source": source},
         )
         result = run_session(
             capture,
@@ -299,6 +308,15 @@ def deliver_and_capture(
         return result.exit_code
     finally:
         spool.close()
+
+
+def _source_label(profile, description, screen_source) -> str:
+    parts = []
+    if description is not None:
+        parts.append(f"{profile.device.kind} stream {description.name!r}")
+    if screen_source is not None:
+        parts.append("screen")
+    return " + ".join(parts)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -340,6 +358,8 @@ def run(args: argparse.Namespace) -> int:
             workspace_id=workspace_id,
             block_id=block_id,
             marks=marks,
+            kind=args.capture_kind,
+            source=_source_label(profile, description, screen_source),
         )
     finally:
         pause_control.unregister_running()

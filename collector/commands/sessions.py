@@ -1,0 +1,143 @@
+"""`collector sessions [--json] [--spool DIR]`: the captures this machine remembers, newest last."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from datetime import datetime
+from typing import Any
+
+from collector.commands._common import add_spool_option, add_verbose, spool_dir
+
+
+def add_parser(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "sessions",
+        help="list the captures kept on this machine (newest last)",
+        description="The captures in the spool, newest last: start time, duration, kind, block, samples, "
+        "screenshots, markers, and delivered/pending/failed items. `collector review` and "
+        "`collector export` take a capture id from this list.",
+    )
+    add_spool_option(parser)
+    parser.add_argument("--json", action="store_true", help="print a JSON list instead of a table")
+    add_verbose(parser)
+    parser.set_defaults(func=run)
+
+
+def _iso(ms: int | None) -> str | None:
+    if ms is None:
+        return None
+    return datetime.fromtimestamp(ms / 1000).astimezone().isoformat(timespec="seconds")
+
+
+def list_sessions(spool) -> list[dict[str, Any]]:
+    """One dict per capture (see the README's `collector sessions --json`), oldest start first."""
+    stats = {s.capture_id: s for s in spool.stats()}
+    rows = []
+    known = set()
+    for c in spool.record.captures():
+        known.add(c["capture_id"])
+        counts = c["counts"]
+        start = counts.get("data_start_ms") or c["started_ms"]
+        end = counts.get("data_end_ms") or c["ended_ms"]
+        rows.append((start or 0, c, counts, start, end))
+    for cap, s in stats.items():  # captures made before the local record existed
+        if cap not in known:
+            bare = {"capture_id": cap, "kind": None, "workspace_id": s.workspace_id}
+            rows.append((0, bare, {}, None, None))
+    out = []
+    for _key, c, counts, start, end in sorted(rows, key=lambda r: r[0]):
+        s = stats.get(c["capture_id"])
+        out.append({
+            "capture_id": c["capture_id"],
+            "kind": c.get("kind"),
+            "started_at": _iso(start),
+            "ended_at": _iso(end),
+            "duration_s": None if start is None or end is None else round((end - start) / 1000, 1),
+            "workspace_id": c.get("workspace_id"),
+            "block_id": c.get("block_id"),
+            "block_title": c.get("block_title"),
+            "source": c.get("source"),
+            "device": c.get("device"),
+            "profile": c.get("profile"),
+            "samples": counts.get("samples", 0),
+            "screenshots": counts.get("screenshots", 0),
+            "markers": counts.get("markers", 0),
+            "gaps": counts.get("gaps", 0),
+            "delivered": s.delivered if s else 0,
+            "pending": s.pending if s else 0,
+            "failed": s.failed if s else 0,
+            "dropped": s.dropped if s else 0,
+            "kept_items": c.get("kept_items", 0),
+            "retention_days": c.get("retention_days"),
+            "finished": c.get("ended_ms") is not None,
+        })  # fmt: skip
+    return out
+
+
+def find_capture(spool, capture_id: str | None, last: bool) -> dict[str, Any]:
+    """The session named by CAPTURE_ID (a unique prefix is enough) or --last; UsageError if none."""
+    from collector.errors import UsageError
+
+    sessions = [s for s in list_sessions(spool) if s["kind"] is not None]
+    if not sessions:
+        raise UsageError(
+            f"No capture is recorded in the spool {spool.root}. Run `collector run` or `collector demo` "
+            "first, or pass --spool DIR."
+        )
+    if last or not capture_id:
+        return sessions[-1]
+    matches = [s for s in sessions if s["capture_id"].startswith(capture_id.lower())]
+    if len(matches) != 1:
+        what = "No" if not matches else f"{len(matches)}"
+        raise UsageError(
+            f"{what} capture matches {capture_id!r} in {spool.root}. See `collector sessions` for the ids."
+        )
+    return matches[0]
+
+
+def run(args: argparse.Namespace) -> int:
+    from collector.spool import DB_NAME, Spool
+
+    root = spool_dir(args)
+    sessions: list[dict[str, Any]] = []
+    if (root / DB_NAME).exists():
+        with Spool(root) as spool:
+            sessions = list_sessions(spool)
+    if args.json:
+        print(json.dumps(sessions, indent=2))
+    else:
+        print(format_sessions(sessions, root))
+    return 0
+
+
+def format_sessions(sessions: list[dict[str, Any]], root) -> str:
+    if not sessions:
+        return f"No captures in {root}."
+    header = (
+        "STARTED", "DURATION", "KIND", "BLOCK", "SAMPLES", "SHOTS", "MARKERS", "DELIV/PEND/FAIL", "CAPTURE",
+    )  # fmt: skip
+    rows = [header]
+    for s in sessions:
+        started = "-"
+        if s["started_at"]:
+            started = datetime.fromisoformat(s["started_at"]).strftime("%Y-%m-%d %H:%M:%S %Z")
+        rows.append((
+            started, _duration(s["duration_s"]), s["kind"] or "?",
+            (s["block_title"] or s["block_id"] or "-")[:32], f"{s['samples']:,}", str(s["screenshots"]),
+            str(s["markers"]), f"{s['delivered']}/{s['pending']}/{s['failed']}", s["capture_id"],
+        ))  # fmt: skip
+    widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
+    lines = ["  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)).rstrip() for r in rows]
+    lines.append(
+        "Review one with `collector review CAPTURE_ID` (or --last); export it with `collector export`."
+    )
+    return "\n".join(lines)
+
+
+def _duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    minutes, sec = divmod(int(round(seconds)), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}:{minutes:02d}:{sec:02d}" if hours else f"{minutes}:{sec:02d}"
