@@ -107,6 +107,11 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(sessions, indent=2))
     else:
+        from devices.pause import pause_notice
+
+        notice = pause_notice()  # a pause left on removes screenshots from every later session
+        if notice:
+            print(notice)
         print(format_sessions(sessions, root))
     return 0
 
