@@ -79,8 +79,6 @@ def detect_format(path: str | Path) -> str:
     if head.startswith(b"0       "):
         return "edf"
     if not head:
-        if path.suffix.lower() in (".xdf", ".xdfz"):
-            return "xdf"  # the XDF reader names what is wrong with an empty .xdf
         raise _not_accepted(path, "is empty")
     header = _csv_header(head)
     if header:
@@ -88,8 +86,8 @@ def detect_format(path: str | Path) -> str:
             return "muselsl-csv"
         if "TimeStamp" in header and any(c.startswith("RAW_") for c in header):
             return "mindmonitor-csv"
-    if path.suffix.lower() in (".xdf", ".xdfz") or path.suffixes[-2:] == [".xdf", ".gz"]:
-        return "xdf"  # let the XDF reader say what is wrong with it
+    if path.suffix.lower() in (".xdf", ".xdfz"):
+        raise _not_accepted(path, "does not start with 'XDF:', so it is not an XDF file")
     if header and path.suffix.lower() in (".csv", ".txt"):
         shown = ", ".join(header[:6]) + (", ..." if len(header) > 6 else "")
         raise _not_accepted(

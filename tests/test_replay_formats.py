@@ -373,6 +373,8 @@ def test_bad_csv_files_get_one_line_and_exit_2(sandbox, tmp_path):
         ("notes.txt", b"just some notes\nnothing to replay\n"),
         ("other.csv", b"time,value\n1,2\n"),
         ("blob.edf", b"\x00\x01binary" * 40),
+        ("fake.xdf", b"not an xdf file at all\n" * 10),
+        ("empty.csv", b""),
         ("cut.edf", None),
     ],
 )
