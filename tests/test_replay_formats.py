@@ -75,7 +75,7 @@ def delivered(sandbox) -> tuple[list[dict], np.ndarray, np.ndarray, list[dict]]:
     """(chunks, samples (n, ch) with NaN for null, Unix ms per sample, events) as the sandbox stored them."""
     chunks = {}
     for row in sandbox.evidence(sandbox.workspace_id):
-        if row["type"] == "eeg":
+        if row["type"] == "eeg" and row["metadata"].get("kind") != "session-summary":
             chunk = json.loads(sandbox.read_artifact(row["id"]))
             assert chunk["t0_ms"] == row["timestamp_ms"]
             chunks[chunk["chunk_index"]] = chunk
