@@ -62,10 +62,13 @@ def run_session(
     output: StatusOutput,
     progress=None,
     stop_event: threading.Event | None = None,
+    recording_s=None,
 ) -> SessionResult:
     """Run until --duration, a signal, the end of a file, or `stop_event`; then flush and summarise.
 
     `progress()` (replay) returns extra fields for the status line; `uploader` is None offline.
+    `recording_s()` (replay) is the recording time replayed: the summary then gives it and the
+    wall time separately (`recording_s`, `wall_s`) instead of one `duration_s`.
     """
 
     def delivery() -> dict[str, Any]:
@@ -135,9 +138,14 @@ def run_session(
     mine = next((s.pending for s in capture.spool.stats() if s.capture_id == capture.capture_id), 0)
     others, pending = pending - mine, mine
     fatal = capture.fatal
+    times = (
+        {"recording_s": round(recording_s(), 1), "wall_s": round(capture.stats.elapsed_s, 1)}
+        if recording_s is not None
+        else {"duration_s": round(capture.stats.elapsed_s, 1)}
+    )
     summary = {
         "capture_id": capture.capture_id,
-        "duration_s": round(capture.stats.elapsed_s, 1),
+        **times,
         "samples": capture.stats.samples,
         "eeg_chunks": capture.stats.eeg_chunks_spooled,
         "screenshots": capture.stats.screens_sent,
@@ -147,9 +155,15 @@ def run_session(
         "pending": pending,
     }
     if output.interactive:
-        minutes, seconds = divmod(int(summary["duration_s"]), 60)
+        if recording_s is not None:
+            ended = (
+                f"Replay ended: {_minutes(summary['recording_s'])} of recording sent in "
+                f"{_minutes(summary['wall_s'])} wall time"
+            )
+        else:
+            ended = f"Session ended after {_minutes(summary['duration_s'])}"
         output.stream.write(
-            f"\nSession ended after {minutes} min {seconds} s: {summary['samples']:,} EEG samples in "
+            f"\n{ended}: {summary['samples']:,} EEG samples in "
             f"{summary['eeg_chunks']} chunks, {summary['screenshots']} screenshots "
             f"({summary['screenshots_skipped']} near-identical skipped); "
             f"{summary['delivered']} items delivered"
@@ -179,3 +193,8 @@ def run_session(
     if fatal is not None:
         return SessionResult(1, pending, summary)
     return SessionResult(EXIT_PENDING if pending else EXIT_OK, pending, summary)
+
+
+def _minutes(seconds: float) -> str:
+    minutes, rest = divmod(seconds, 60)
+    return f"{int(minutes)} min {rest:.0f} s" if minutes else f"{seconds:.1f} s"

@@ -466,6 +466,14 @@ class XdfSource:
     def total_samples(self) -> int:
         return int(self._rel_s.shape[0])
 
+    @property
+    def seconds_read(self) -> float:
+        """Recording time replayed so far: first to last sample read, plus one sample period."""
+        if self._pos == 0 or self.description is None:
+            return 0.0
+        period = 1.0 / self.description.sfreq if self.description.sfreq > 0 else 0.0
+        return float(self._rel_s[self._pos - 1]) + period
+
     # -- internals -----------------------------------------------------------------------------
     def _due_end(self) -> int:
         assert self.speed is not None

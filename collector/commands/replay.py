@@ -78,13 +78,24 @@ def _start_time(value: str):
 
 
 def _to_lsl(args) -> int:
+    """Publish the file as a live LSL stream; say when it has been played (or stopped)."""
+    import sys
     import threading
 
     from devices.player import play_to_lsl
 
+    unused = [flag for flag, value in (("--workspace", args.workspace), ("--block", args.block)) if value]
+    if unused:
+        raise UsageError(
+            f"--to-lsl publishes the recording as an LSL stream and sends nothing to the API; "
+            f"drop {' and '.join(unused)} (or drop --to-lsl to replay into a block)."
+        )
     stop = threading.Event()
+    started = time.monotonic()
+    interrupted = False
+    pushed = 0
     try:
-        play_to_lsl(
+        pushed = play_to_lsl(
             args.file,
             stream_name=args.stream_name,
             speed=args.speed or 1.0,
@@ -93,6 +104,14 @@ def _to_lsl(args) -> int:
         )
     except KeyboardInterrupt:
         stop.set()
+        interrupted = True
+    wall = time.monotonic() - started
+    if interrupted:
+        print(f"Stopped playing {args.file} after {wall:.1f} s.", file=sys.stderr)
+        return 130
+    print(
+        f"Played {args.file} to LSL: {pushed} samples in {wall:.1f} s; the stream has ended.", file=sys.stderr
+    )
     return 0
 
 
@@ -144,6 +163,7 @@ def run(args: argparse.Namespace) -> int:
             progress=progress,
             kind="replay",
             source=f"file {Path(args.file).name}",
+            recording_s=lambda: source.seconds_read,
         )
     finally:
         source.close()

@@ -264,6 +264,7 @@ def deliver_and_capture(
     marks=None,
     kind: str = "run",
     source: str | None = None,
+    recording_s=None,
 ) -> int:
     """Spool + uploader around one Capture, then the session loop. Shared by run, replay and demo.
 
@@ -304,6 +305,7 @@ def deliver_and_capture(
             output=output,
             progress=progress,
             stop_event=stop_event,
+            recording_s=recording_s,
         )
         return result.exit_code
     finally:

@@ -1,0 +1,61 @@
+"""`collector replay` summaries and `--to-lsl` (real CLI, the bundled Muse recording)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import pytest
+
+from collector.errors import EXIT_USAGE
+
+REPO = Path(__file__).resolve().parents[1]
+MUSE_XDF = REPO / "collector" / "data" / "muse-p300-subject1.xdf"
+RECORDING_S = 30732 / 256  # samples / sfreq of the bundled recording
+
+
+def collector(tmp_path, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENLESSON_", "COLLECTOR_"))}
+    env.pop("DISPLAY", None)
+    env.update(PYTHONPATH=str(REPO), COLLECTOR_SPOOL_DIR=str(tmp_path / "spool"))
+    return subprocess.run(
+        [sys.executable, "-m", "collector", *args],
+        env=env, cwd=tmp_path, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=timeout,
+    )  # fmt: skip
+
+
+@pytest.mark.slow
+def test_replay_summary_gives_recording_time_and_wall_time_separately(tmp_path):
+    proc = collector(
+        tmp_path, "replay", str(MUSE_XDF), "-w", str(uuid.uuid4()), "-b", str(uuid.uuid4()),
+        "--speed", "max", "--offline", "--log-format", "json",
+    )  # fmt: skip
+    assert proc.returncode == 6, proc.stderr  # --offline: everything waits in the spool
+    summary = next(json.loads(line) for line in proc.stderr.splitlines() if '"summary"' in line)
+    assert summary["recording_s"] == pytest.approx(RECORDING_S, abs=0.1)
+    assert 0 < summary["wall_s"] < summary["recording_s"] / 4  # --speed max: much faster than real time
+    assert "duration_s" not in summary  # no single number that could mean either
+
+
+def test_to_lsl_rejects_a_target_it_does_not_use(tmp_path):
+    proc = collector(tmp_path, "replay", str(MUSE_XDF), "--to-lsl", "-w", str(uuid.uuid4()), "-b", "Warm-up")
+    assert proc.returncode == EXIT_USAGE
+    assert proc.stderr.strip() == (
+        "collector: --to-lsl publishes the recording as an LSL stream and sends nothing to the API; "
+        "drop --workspace and --block (or drop --to-lsl to replay into a block)."
+    )
+
+
+@pytest.mark.lsl
+@pytest.mark.slow
+def test_to_lsl_says_when_the_recording_has_been_played(tmp_path):
+    name = f"tolsl-done-{uuid.uuid4().hex[:8]}"
+    proc = collector(tmp_path, "replay", str(MUSE_XDF), "--to-lsl", "--stream-name", name, "--speed", "40")
+    assert proc.returncode == 0, proc.stderr
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"Played {MUSE_XDF} to LSL: 30732 samples in ")
+    assert last.endswith("the stream has ended.")
