@@ -121,7 +121,9 @@ def test_marks_land_within_50_ms_in_the_chunk_that_covers_them(sandbox, tmp_path
     chunks = []
     for row in sandbox.evidence(sandbox.workspace_id):
         if row["type"] == "eeg":
-            chunks.append(json.loads(sandbox.read_artifact(row["id"])))
+            artifact = json.loads(sandbox.read_artifact(row["id"]))
+            if artifact.get("format") == "openlesson-collector.eeg-chunk":  # not the session summary
+                chunks.append(artifact)
     chunks.sort(key=lambda c: c["chunk_index"])
     found = {}
     prev_last = float("-inf")
