@@ -510,10 +510,12 @@ class Spool:
         exclude_streams: Collection[tuple[str, str]] = (),
         exclude_workspaces: Collection[str] = (),
         exclude_blocks: Collection[str] = (),
+        up_to_id: int | None = None,
     ) -> SpoolItem | None:
         """The oldest pending item, skipping the streams, workspaces and blocks named.
 
-        A stream is `(capture_id, stream_id)`; `stream` restricts the search to one of them.
+        A stream is `(capture_id, stream_id)`; `stream` restricts the search to one of them;
+        `up_to_id` to items spooled no later than that item id (see `max_pending_id`).
         """
         sql = "SELECT id FROM items WHERE state = 'pending'"
         params: list[Any] = list(LAST_STREAM_IDS)
@@ -521,6 +523,9 @@ class Spool:
             f" AND NOT (stream_id IN ({','.join('?' * len(LAST_STREAM_IDS))}) AND EXISTS (SELECT 1 FROM"
             " items o WHERE o.capture_id = items.capture_id AND o.state = 'pending' AND o.id != items.id))"
         )
+        if up_to_id is not None:
+            sql += " AND id <= ?"
+            params.append(up_to_id)
         if stream is not None:
             sql += " AND capture_id = ? AND stream_id = ?"
             params.extend(stream)
@@ -563,6 +568,10 @@ class Spool:
             type=row[5], request=json.loads(row[6]), data=bytes(row[7] or b""), attempts=row[8],
             created_ms=row[9],
         )  # fmt: skip
+
+    def max_pending_id(self) -> int:
+        """The id of the newest pending item (0 if none): what was waiting at this moment."""
+        return self._scalar("SELECT COALESCE(MAX(id), 0) FROM items WHERE state = 'pending'")
 
     def pending_count(self) -> int:
         return self._scalar("SELECT COUNT(*) FROM items WHERE state = 'pending'")

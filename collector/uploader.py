@@ -187,6 +187,7 @@ class Uploader:
         self._rate_limited = 0
         self._last_error: str | None = None
         self._sent_times: collections.deque[float] = collections.deque()
+        self._backlog_up_to = 0  # items waiting when we started (earlier captures) go before new ones
 
     # ---- lifetime --------------------------------------------------------------------------------
 
@@ -205,6 +206,7 @@ class Uploader:
             self.spool.unlock_delivery()
             raise
         self._started = True
+        self._backlog_up_to = self.spool.max_pending_id()
         self.spool.add_listener(self.notify)
         for i in range(self._workers_n):
             t = threading.Thread(target=self._worker, name=f"uploader-{i}", daemon=True)
@@ -326,10 +328,24 @@ class Uploader:
     # ---- workers ---------------------------------------------------------------------------------
 
     def _claimable(self) -> SpoolItem | None:
+        up_to = None
+        if self._backlog_up_to:
+            # What earlier captures left is delivered before anything new, even while one of its
+            # streams is in flight; parked workspaces/blocks don't hold the rest back.
+            backlog = self.spool.next_pending(
+                exclude_workspaces=self._parked_workspaces.keys(),
+                exclude_blocks=self._parked_blocks.keys(),
+                up_to_id=self._backlog_up_to,
+            )
+            if backlog is None:
+                self._backlog_up_to = 0
+            else:
+                up_to = self._backlog_up_to
         return self.spool.next_pending(
             exclude_streams=self._in_flight,
             exclude_workspaces=self._parked_workspaces.keys(),
             exclude_blocks=self._parked_blocks.keys(),
+            up_to_id=up_to,
         )
 
     def _claim(self) -> SpoolItem | None:

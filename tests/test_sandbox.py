@@ -367,9 +367,45 @@ def test_from_env_reads_faults(tmp_path):
             "fail_429": 0.25,
             "lose_reply": 0.5,
             "latency_ms": 0.0,
+            "reject_chunk": None,
         }
     finally:
         server.stop()
+
+
+def test_reject_chunk_answers_validation_error_for_that_chunk_only(sandbox_factory):
+    sandbox = sandbox_factory(reject_chunk=1)
+    with http(sandbox) as client:
+        for i in range(3):
+            response = client.post(evidence_path(sandbox), json={**tool_evidence(i), "chunk_index": i})
+            if i == 1:
+                body = assert_error(response, 400, "validation_error")
+                assert "chunk_index 1" in body["message"]
+                assert body["details"] == {"field": "chunk_index"}
+            else:
+                assert response.status_code == 201
+        sandbox.set_faults(reject_chunk=None)  # the cause is fixed
+        assert (
+            client.post(evidence_path(sandbox), json={**tool_evidence(1), "chunk_index": 1}).status_code
+            == 201
+        )
+    assert sorted(r["chunk_index"] for r in sandbox.evidence()) == [0, 1, 2]
+    with pytest.raises(ValueError):
+        sandbox.set_faults(reject_chunk=-1)
+    assert faults_from_env({"COLLECTOR_SANDBOX_REJECT_CHUNK": "4"}) == {"reject_chunk": 4}
+
+
+def test_requests_are_recorded_with_arrival_and_status(sandbox_factory):
+    sandbox = sandbox_factory(fail_503=1.0)
+    before = time.monotonic()
+    with http(sandbox) as client:
+        client.post(evidence_path(sandbox), json=tool_evidence())
+        sandbox.set_faults(fail_503=0.0)
+        client.post(evidence_path(sandbox), json=tool_evidence())
+        client.get(evidence_path(sandbox))  # sandbox-only listing: not a contract request, not recorded
+    seen = sandbox.requests()
+    assert [(r["method"], r["status"]) for r in seen] == [("POST", 503), ("POST", 201)]
+    assert before <= seen[0]["t"] <= seen[1]["t"] <= time.monotonic()
 
 
 def test_error_bodies_are_json_for_every_route_kind(sandbox):

@@ -43,6 +43,12 @@ def add_parser(subparsers) -> None:
         "--latency-ms", type=float, metavar="MS", help="added per request; env COLLECTOR_SANDBOX_LATENCY_MS"
     )
     faults.add_argument("--seed", type=int, help="seed of the fault draws; env COLLECTOR_SANDBOX_SEED")
+    faults.add_argument(
+        "--reject-chunk",
+        type=int,
+        metavar="N",
+        help="answer validation_error to evidence with chunk_index N; env COLLECTOR_SANDBOX_REJECT_CHUNK",
+    )
     add_verbose(parser)
     parser.set_defaults(func=run)
 
@@ -62,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         options = faults_from_env()
-        for name in ("fail_503", "fail_429", "lose_reply", "latency_ms", "seed"):
+        for name in ("fail_503", "fail_429", "lose_reply", "latency_ms", "seed", "reject_chunk"):
             if getattr(args, name) is not None:
                 options[name] = getattr(args, name)
         server = SandboxServer(
@@ -101,7 +107,7 @@ def banner(server) -> str:
     blocks = "\n".join(
         f"  {b['id']}  {b['title']}{'  (start)' if b['is_start'] else ''}" for b in server.blocks()
     )
-    faults = {k: v for k, v in server.fault_settings().items() if v}
+    faults = {k: v for k, v in server.fault_settings().items() if v or (k == "reject_chunk" and v == 0)}
     return (
         f"OpenLesson API sandbox at {server.base_url}  (data: {server.data_dir})\n"
         f"Workspace {server.workspace_id} with blocks:\n{blocks}\n"

@@ -8,6 +8,10 @@ Fault injection (share of requests per fault, drawn from one seeded RNG, one dra
 a contract route): 503 replies, 429 replies with Retry-After, and lost replies: the handler runs
 (the evidence is stored), the status line and headers go out, then the connection closes before
 the body, so the client sees a dropped connection (httpx.RemoteProtocolError), not a status.
+`reject_chunk` answers `validation_error` to every evidence upload with that `chunk_index` (a
+permanent rejection, for rehearsing `collector upload --retry-failed`). Every request to a
+contract route is recorded (`SandboxServer.requests()`: arrival time and status), so tests can
+observe pacing and holds at the server.
 """
 
 from __future__ import annotations
@@ -44,6 +48,7 @@ ENV_FAULTS = {
     "lose_reply": "COLLECTOR_SANDBOX_LOSE_REPLY",
     "latency_ms": "COLLECTOR_SANDBOX_LATENCY_MS",
     "seed": "COLLECTOR_SANDBOX_SEED",
+    "reject_chunk": "COLLECTOR_SANDBOX_REJECT_CHUNK",
 }
 INJECTED_RETRY_AFTER_S = 1
 
@@ -98,16 +103,24 @@ class SlidingWindowLimiter:
 class FaultPlan:
     FIELDS = ("fail_503", "fail_429", "lose_reply", "latency_ms")
 
-    def __init__(self, seed: int | None = None, **shares: float) -> None:
+    def __init__(self, seed: int | None = None, reject_chunk: int | None = None, **shares: float) -> None:
         self._rng = random.Random(seed)
         self._lock = threading.Lock()
         self.fail_503 = self.fail_429 = self.lose_reply = self.latency_ms = 0.0
-        self.update(**shares)
+        self.reject_chunk: int | None = None  # evidence with this chunk_index gets validation_error
+        self.update(reject_chunk=reject_chunk, **shares)
 
-    def update(self, **kw: float) -> None:
-        unknown = set(kw) - set(self.FIELDS) - {"seed"}
+    def update(self, **kw: Any) -> None:
+        unknown = set(kw) - set(self.FIELDS) - {"seed", "reject_chunk"}
         if unknown:
-            raise TypeError(f"unknown fault settings {sorted(unknown)}; use {', '.join(self.FIELDS)}, seed")
+            raise TypeError(
+                f"unknown fault settings {sorted(unknown)}; use {', '.join(self.FIELDS)}, seed, reject_chunk"
+            )
+        if "reject_chunk" in kw:
+            reject = kw.pop("reject_chunk")
+            if reject is not None and (isinstance(reject, bool) or int(reject) != reject or reject < 0):
+                raise ValueError(f"reject_chunk must be a chunk_index (an integer >= 0), not {reject!r}")
+            self.reject_chunk = None if reject is None else int(reject)
         values = {f: float(kw.get(f, getattr(self, f))) for f in self.FIELDS}
         shares = [values[f] for f in self.FIELDS[:3]]
         if any(not 0.0 <= s <= 1.0 for s in shares) or sum(shares) > 1.0 or values["latency_ms"] < 0:
@@ -137,10 +150,24 @@ def faults_from_env(env: Mapping[str, str] | None = None) -> dict[str, Any]:
         raw = env.get(var, "").strip()
         if raw:
             try:
-                out[name] = int(raw) if name == "seed" else float(raw)
+                out[name] = int(raw) if name in ("seed", "reject_chunk") else float(raw)
             except ValueError:
                 raise ValueError(f"{var}={raw!r} is not a number") from None
     return out
+
+
+def _recording_status(send, record: dict[str, Any]):
+    """The server's `send`, noting the reply's status in `record` on the way out."""
+
+    async def wrapped(message) -> None:
+        if message["type"] == "http.response.start":
+            record.update(status=message["status"], replied=time.monotonic())
+            for name, value in message.get("headers") or ():
+                if name.lower() == b"retry-after":
+                    record["retry_after"] = float(value)
+        await send(message)
+
+    return wrapped
 
 
 class FaultInjector:
@@ -148,12 +175,17 @@ class FaultInjector:
 
     def __init__(self, app, plan: FaultPlan) -> None:
         self.app, self.plan = app, plan
+        # {"t": monotonic arrival, "method", "path", "status", "replied": monotonic, "retry_after": s}
+        self.requests: list[dict[str, Any]] = []
 
     async def __call__(self, scope, receive, send) -> None:
         path = scope.get("path", "")
         sandbox_only = scope.get("method") == "GET" and path.endswith("/evidence")
         if scope["type"] != "http" or not path.startswith(PREFIX + "/") or sandbox_only:
             return await self.app(scope, receive, send)
+        record = {"t": time.monotonic(), "method": scope["method"], "path": path, "status": None}
+        self.requests.append(record)
+        send = _recording_status(send, record)
         if self.plan.latency_ms:
             await asyncio.sleep(self.plan.latency_ms / 1000)
         outcome = self.plan.draw()
@@ -186,7 +218,9 @@ class FaultInjector:
 # ---- the app -----------------------------------------------------------------------------------
 
 
-def create_app(store: SandboxStore, limiter: SlidingWindowLimiter) -> FastAPI:
+def create_app(
+    store: SandboxStore, limiter: SlidingWindowLimiter, faults: FaultPlan | None = None
+) -> FastAPI:
     app = FastAPI(title="OpenLesson API sandbox", docs_url=None, redoc_url=None, openapi_url=None)
 
     @app.exception_handler(ApiFailure)
@@ -276,6 +310,13 @@ def create_app(store: SandboxStore, limiter: SlidingWindowLimiter) -> FastAPI:
         workspace = workspace_or_404(workspace_id)
         body = await parse_body(request, EvidenceCreate)
         block_or_404(workspace["id"], body.block_id)
+        if faults is not None and faults.reject_chunk is not None and body.chunk_index == faults.reject_chunk:
+            raise ApiFailure(
+                400,
+                "validation_error",
+                f"Injected fault: evidence with chunk_index {body.chunk_index} is rejected by this sandbox.",
+                {"field": "chunk_index"},
+            )
         row = store.add_evidence(workspace["id"], body)
         return JSONResponse({"evidence": {k: row[k] for k in EVIDENCE_REPLY_FIELDS}}, status_code=201)
 
@@ -364,13 +405,19 @@ class SandboxServer:
         lose_reply: float = 0.0,
         latency_ms: float = 0.0,
         seed: int | None = None,
+        reject_chunk: int | None = None,
         rate_limit_per_min: int = 120,
         access_log: bool = False,
     ) -> None:
         self.data_dir = Path(data_dir)
         self.host, self.port = host, port
         self._faults = FaultPlan(
-            seed, fail_503=fail_503, fail_429=fail_429, lose_reply=lose_reply, latency_ms=latency_ms
+            seed,
+            reject_chunk,
+            fail_503=fail_503,
+            fail_429=fail_429,
+            lose_reply=lose_reply,
+            latency_ms=latency_ms,
         )
         self._store = SandboxStore(self.data_dir)
         self.keys: dict[str, str] = self._store.ensure_keys()
@@ -378,7 +425,7 @@ class SandboxServer:
         self.workspace_id: str = self._store.ensure_ready_workspace()
         self.block_ids: list[str] = [b["id"] for b in self._store.blocks(self.workspace_id)]
         self.limiter = SlidingWindowLimiter(rate_limit_per_min)
-        self.app = FaultInjector(create_app(self._store, self.limiter), self._faults)
+        self.app = FaultInjector(create_app(self._store, self.limiter, self._faults), self._faults)
         self._access_log = access_log
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
@@ -444,9 +491,14 @@ class SandboxServer:
     def blocks(self, workspace_id: str | None = None) -> list[dict]:
         return self._store.blocks(workspace_id or self.workspace_id)
 
-    def fault_settings(self) -> dict[str, float]:
-        return {f: getattr(self._faults, f) for f in FaultPlan.FIELDS}
+    def fault_settings(self) -> dict[str, Any]:
+        return {f: getattr(self._faults, f) for f in (*FaultPlan.FIELDS, "reject_chunk")}
 
-    def set_faults(self, **kw: float) -> None:
-        """Change fail_503, fail_429, lose_reply, latency_ms (and reseed with seed=) while running."""
+    def set_faults(self, **kw: Any) -> None:
+        """Change fail_503, fail_429, lose_reply, latency_ms, reject_chunk (reseed: seed=) while running."""
         self._faults.update(**kw)
+
+    def requests(self) -> list[dict[str, Any]]:
+        """Every request to a contract route so far, in arrival order: `t` (arrival, time.monotonic()),
+        `method`, `path`, `status` and `replied` (None until answered), `retry_after` (if sent)."""
+        return [dict(r) for r in self.app.requests]
