@@ -63,14 +63,21 @@ def spool_items(root: Path) -> list[dict]:
         conn.close()
 
 
+def is_summary(row: dict) -> bool:
+    """The one session-summary row each capture posts last (type eeg, metadata kind session-summary)."""
+    return (row.get("metadata") or {}).get("kind") == "session-summary"
+
+
 def rows_of(sandbox, kind: str | None = None) -> list[dict]:
-    return [r for r in sandbox.evidence(sandbox.workspace_id) if kind is None or r["type"] == kind]
+    """Stored rows in arrival order; `kind` "eeg" means EEG chunks (not the session summary)."""
+    rows = sandbox.evidence(sandbox.workspace_id)
+    return [r for r in rows if kind is None or (r["type"] == kind and not is_summary(r))]
 
 
 def eeg_chunks(sandbox) -> list[dict]:
     """Delivered EEG artifacts, one per identity (duplicates must be byte-identical), by chunk_index."""
     by_identity: dict[tuple, bytes] = {}
-    for row in rows_of(sandbox, "eeg"):
+    for row in rows_of(sandbox, "eeg"):  # chunks only
         meta = row["metadata"]
         ident = (meta["capture_id"], meta["stream_id"], row["chunk_index"])
         raw = sandbox.read_artifact(row["id"])
