@@ -351,7 +351,9 @@ def load_mindmonitor_csv(path: str | Path) -> XdfRecording:
             path.name,
             measured,
         )
-    start = datetime.fromtimestamp(float(times[0]), tz=timezone.utc)
+    # The recording began with its earliest row: often an Elements note (`/muse/event/connected`)
+    # just before the first sample.
+    start = datetime.fromtimestamp(min(float(times[0]), float(times_all[0])), tz=timezone.utc)
     source_id = f"mindmonitor-csv:{path.name}"
     labels = tuple([c[len("RAW_") :] for c in raw_cols] + aux_cols)  # RAW_TP9 -> TP9, as a live Muse
     streams: list[XdfStream] = [
