@@ -1,0 +1,59 @@
+"""`collector export [CAPTURE_ID | --last] --format csv|edf --out PATH [--spool DIR]`."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from collector.commands._common import add_spool_option, add_verbose
+
+
+def add_parser(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "export",
+        help="write a capture's EEG as CSV (muselsl layout) or EDF+",
+        description="Write the EEG samples of a capture kept on this machine: CSV in muselsl's layout "
+        "(timestamps in Unix seconds, one column per channel, Marker) or EDF+ with markers as annotations. "
+        "Gaps stay gaps: no sample is invented.",
+    )
+    parser.add_argument("capture_id", nargs="?", metavar="CAPTURE_ID", help="a capture id or a unique prefix")
+    parser.add_argument("--last", action="store_true", help="the newest capture (the default)")
+    parser.add_argument("--format", choices=("csv", "edf"), required=True, help="file format")
+    parser.add_argument("--out", metavar="PATH", required=True, help="the file to write")
+    add_spool_option(parser)
+    add_verbose(parser)
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from collector.commands.review import nothing_kept_error, open_capture
+    from collector.errors import UsageError
+    from collector.export import load_samples, write_export
+
+    spool, session = open_capture(args)
+    try:
+        samples = load_samples(spool, session["capture_id"])
+    finally:
+        spool.close()
+    if samples is None or not len(samples.times_s):
+        if session.get("samples") == 0 and session.get("kept_items"):
+            raise UsageError(
+                f"Capture {session['capture_id']} has no EEG (screenshots only); nothing to export."
+            )
+        raise nothing_kept_error(session)
+    out = Path(args.out).expanduser()
+    try:
+        report = write_export(samples, args.format, out)
+    except OSError as exc:
+        raise UsageError(f"Cannot write {out} ({exc.strerror or exc}). Choose another --out.") from None
+    except ValueError as exc:
+        raise UsageError(f"Cannot export capture {session['capture_id']} as {args.format}: {exc}.") from None
+    line = (
+        f"{len(samples.times_s):,} samples of {len(samples.channels)} channels, "
+        f"{len(samples.markers)} markers"
+    )
+    if report is not None:
+        worst = max(report.resolution_uv.values())
+        line += f"; 16-bit resolution up to {worst:.4f} µV; {report.gaps} gap(s) marked {'BAD_ACQ_SKIP'}"
+    print(f"{out.resolve()} ({line})")
+    return 0
