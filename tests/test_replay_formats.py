@@ -408,12 +408,17 @@ def test_unknown_file_via_cli_is_one_line_exit_2(sandbox, tmp_path):
 
 
 @pytest.mark.lsl
-@pytest.mark.parametrize("fmt", ["muselsl", "edf"])
+@pytest.mark.parametrize("fmt", ["muselsl", "mindmonitor", "edf"])
 def test_to_lsl_plays_csv_and_edf_files(tmp_path, fmt):
     from devices.lsl import LslSource
 
     if fmt == "muselsl":
         path = need(MUSE_CSV)
+        channels, sfreq = ("TP9", "AF7", "AF8", "TP10"), 256.0
+    elif fmt == "mindmonitor":
+        path = tmp_path / "play-mind-monitor.csv"
+        _, values, _ = read_muse_csv(need(MUSE_CSV))
+        make_mind_monitor_csv(path, values[: 256 * 20], datetime(2024, 3, 9, 21, tzinfo=timezone.utc), 100)
         channels, sfreq = ("TP9", "AF7", "AF8", "TP10"), 256.0
     else:
         path = tmp_path / "play.edf"
