@@ -13,7 +13,9 @@ Streams made from a file:
 - one numeric stream per other signal, named by its label (`--stream "EOG horizontal"`), or any
   channels by label with `--stream "Fpz-Cz,Pz-Oz"`.
 - `Annotations`: the EDF+/BDF+ annotations (onset, text) and, for BDF, changes of the trigger
-  code in the low 16 bits of `Status` (BioSemi's trigger channel), as events.
+  code in the low 16 bits of `Status` (BioSemi's trigger channel), as events. `BAD_ACQ_SKIP`
+  annotations (MNE's "not acquired", as `collector export` marks gaps) are not events: the
+  samples they cover were never recorded, so they are left out and the replay has a gap there.
 Time anchor (`meas_date`): the header's start date and time, read as UTC as MNE does (EDF stores
 no time zone); an anonymised start date (EDF+ `Startdate X`) leaves no anchor (replay then uses
 now, or `--start-time`). EDF+D (discontinuous) files are refused: edfio reads them as if
@@ -44,6 +46,7 @@ _NON_EEG = re.compile(
     r"GSR|EDA|ERG|MEG|MISC|STIM|DC\d*|HYPNOGRAM)\b",
     re.IGNORECASE,
 )
+SKIP_LABEL = "BAD_ACQ_SKIP"  # MNE's annotation for "not acquired" (also what `collector export` writes)
 _UV_SCALE = {"uv": 1.0, "µv": 1.0, "μv": 1.0, "microvolts": 1.0, "mv": 1e3, "v": 1e6, "nv": 1e-3}
 
 
@@ -62,6 +65,14 @@ def _status_events(values: np.ndarray, sfreq: float) -> list[tuple[float, str]]:
     changes = np.flatnonzero(np.diff(codes) != 0) + 1
     starts = [0] if codes.size and codes[0] != 0 else []
     return [(i / sfreq, str(int(codes[i]))) for i in [*starts, *changes.tolist()] if codes[i] != 0]
+
+
+def _acquired(times_s: np.ndarray, skips: list[tuple[float, float]], tolerance_s: float) -> np.ndarray:
+    """False for samples inside a `BAD_ACQ_SKIP` stretch (not acquired), True elsewhere."""
+    keep = np.ones(times_s.shape[0], dtype=bool)
+    for onset, duration in skips:
+        keep &= ~((times_s >= onset - tolerance_s) & (times_s < onset + duration - tolerance_s))
+    return keep
 
 
 def load_edf(path: str | Path, *, bdf: bool = False, strict: bool = True) -> XdfRecording:
@@ -116,7 +127,8 @@ def load_edf(path: str | Path, *, bdf: bool = False, strict: bool = True) -> Xdf
     eeg_rates = Counter(s.sampling_frequency for s in signals if _is_eeg(s.label))
     eeg_rate = eeg_rates.most_common(1)[0][0] if eeg_rates else None
     eeg_signals = [s for s in signals if _is_eeg(s.label) and s.sampling_frequency == eeg_rate]
-    events: list[tuple[float, str]] = [(float(a.onset), a.text) for a in annotations]
+    skips = [(float(a.onset), float(a.duration or 0.0)) for a in annotations if a.text == SKIP_LABEL]
+    events: list[tuple[float, str]] = [(float(a.onset), a.text) for a in annotations if a.text != SKIP_LABEL]
 
     def numeric_stream(stream_id, name, stream_type, members, labels, scale_to_uv):
         sfreq = float(members[0].sampling_frequency)
@@ -134,6 +146,8 @@ def load_edf(path: str | Path, *, bdf: bool = False, strict: bool = True) -> Xdf
             columns.append(data)
             units.append(unit)
         n = min(c.shape[0] for c in columns)
+        times = np.arange(n, dtype=np.float64) / sfreq
+        keep = _acquired(times, skips, 0.5 / sfreq)
         return XdfStream(
             stream_id=stream_id,
             name=name,
@@ -144,9 +158,9 @@ def load_edf(path: str | Path, *, bdf: bool = False, strict: bool = True) -> Xdf
             sfreq=sfreq,
             labels=tuple(labels),
             units=tuple(units),
-            data=np.column_stack([c[:n] for c in columns]),
-            times_s=np.arange(n, dtype=np.float64) / sfreq,
-            segments=((0, n - 1),) if n else (),
+            data=np.column_stack([c[:n] for c in columns])[keep],
+            times_s=times[keep],
+            segments=((0, int(keep.sum()) - 1),) if keep.any() else (),
             has_footer=True,
             footer_sample_count=None,
         )

@@ -581,3 +581,67 @@ def test_rate_from_timestamps_ignores_holes_and_packet_bursts():
     assert rate == 256.0 and len(segments) == 1
     odd = 1_700_000_000 + np.arange(1000) / 173.0  # not a standard rate: kept as measured
     assert rate_from_timestamps(odd)[0] == pytest.approx(173.0, rel=1e-6)
+
+
+def test_collector_export_files_replay_to_the_same_samples(sandbox_factory, tmp_path):
+    """replay muselsl CSV -> `collector export` as CSV and EDF+ -> replay each: the same samples."""
+    src = need(MUSE_CSV)
+    stamps, values, markers = read_muse_csv(src)
+    first = sandbox_factory()
+    spool = tmp_path / "spool"
+    assert replay(src, first, tmp_path).returncode == 0
+    exported = {}
+    for fmt in ("csv", "edf"):
+        out = tmp_path / f"export.{fmt}"
+        done = run_collector(["export", "--last", "--format", fmt, "--out", str(out), "--spool", str(spool)])
+        assert done.returncode == 0, done.stderr
+        exported[fmt] = out
+    rows = np.flatnonzero(markers != 0)
+    for fmt, path in exported.items():
+        again = sandbox_factory()
+        proc = replay(path, again, tmp_path / fmt)
+        assert proc.returncode == 0, proc.stderr
+        _, samples, times, events = delivered(again)
+        assert samples.shape == values.shape
+        if fmt == "csv":  # µs stamps, 0.001 µV values: the original exactly
+            np.testing.assert_allclose(samples, values, atol=5e-4)
+            np.testing.assert_allclose(times, stamps * 1000.0, atol=2e-3, rtol=0)
+        else:  # 16-bit values on each channel's own range; samples on the 256 Hz grid from the start
+            lsb = (values.max(axis=0) - np.minimum(values.min(axis=0), 0)) / 65535
+            assert np.all(np.abs(samples - values) <= lsb + 1e-3)
+            np.testing.assert_allclose(
+                times, stamps[0] * 1000.0 + np.arange(len(stamps)) * 1000 / 256, atol=2e-3
+            )
+        assert [e["value"] for e in events] == [str(int(v)) for v in markers[rows]]
+        np.testing.assert_allclose([e["time_ms"] for e in events], stamps[rows] * 1000.0, atol=2e-3, rtol=0)
+
+
+def test_edf_stretches_marked_not_acquired_are_gaps_not_samples(tmp_path):
+    from edfio import Edf, EdfAnnotation, EdfSignal
+
+    from devices.base import SourceEnded
+    from devices.xdf import XdfSource
+
+    data = np.random.default_rng(2).normal(0, 20, 256 * 10)
+    data[256 * 4 : 256 * 6] = 0.0  # 2 s not acquired, written as zeros
+    edf = Edf(
+        [EdfSignal(data, 256, label="EEG Cz", physical_dimension="uV", physical_range=(-200, 200))],
+        starttime=datetime(2024, 5, 1, 10).time(),
+        annotations=[EdfAnnotation(4.0, 2.0, "BAD_ACQ_SKIP"), EdfAnnotation(7.0, None, "go")],
+    )
+    path = tmp_path / "skip.edf"
+    edf.write(path)
+    with XdfSource(path, chunk_s=20.0) as source:
+        chunks = []
+        while True:
+            try:
+                chunk = source.read(0.1)
+            except SourceEnded:
+                break
+            if chunk is not None:
+                chunks.append(chunk)
+    got = np.concatenate([c.data[:, 0] for c in chunks])
+    assert got.shape == (256 * 8,)  # the 512 zeros are not samples
+    gaps = [g for c in chunks for g in c.gaps]
+    assert len(gaps) == 1 and gaps[0].end_ms - gaps[0].start_ms == pytest.approx(2000 + 1000 / 256, abs=1e-3)
+    assert [e.value for c in chunks for e in c.events] == ["go"]
