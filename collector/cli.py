@@ -12,7 +12,7 @@ import importlib
 import logging
 import sys
 
-from collector import __version__
+from collector import __version__, redaction
 from collector.errors import EXIT_FAILURE, EXIT_USAGE, CollectorError
 
 # Order is the order `collector --help` lists them in.
@@ -75,6 +75,14 @@ def _quiet_liblsl() -> None:
         os.environ["LSLAPICFG"] = str(resources.files("collector.data") / "lsl_api.cfg")
 
 
+def _http_library_logs(verbosity: int) -> None:
+    """httpx/httpcore debug lines (headers, bodies' sizes) only at -vv; keys masked at every level."""
+    redaction.install()
+    level = logging.DEBUG if verbosity >= 2 else logging.WARNING
+    for name in ("httpx", "httpcore"):
+        logging.getLogger(name).setLevel(level)
+
+
 def main(argv: list[str] | None = None) -> int:
     _quiet_liblsl()
     parser = build_parser()
@@ -82,11 +90,13 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return EXIT_USAGE
+    verbosity = int(getattr(args, "verbose", 0) or 0)
     logging.basicConfig(
-        level=logging.DEBUG if getattr(args, "verbose", False) else logging.INFO,
+        level=logging.DEBUG if verbosity else logging.INFO,
         format="%(message)s",
         stream=sys.stderr,
     )
+    _http_library_logs(verbosity)
     try:
         return int(args.func(args) or 0)
     except CollectorError as err:

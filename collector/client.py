@@ -11,7 +11,6 @@ from __future__ import annotations
 import email.utils
 import logging
 import math
-import re
 from collections.abc import Generator
 from datetime import datetime, timezone
 from typing import Any, TypeVar
@@ -19,8 +18,9 @@ from typing import Any, TypeVar
 import httpx
 from pydantic import BaseModel, ValidationError
 
-from collector import __version__
+from collector import __version__, redaction
 from collector.config import ENV_API_KEY, ENV_BASE_URL, ApiKey, ApiSettings
+from collector.deadline import deadline, deadline_transport
 from collector.errors import (
     AUTH_CODES,
     NOT_FOUND_CODES,
@@ -53,11 +53,14 @@ from collector.models import (
 
 API_PREFIX = "/api/v2/agent"
 _MAX_SERVER_MESSAGE = 200  # characters of the server's own message kept in ours
-_BEARER_RE = re.compile(r"Bearer\s+\S+")  # an echoed Authorization header, whatever the key
+# Retry-After is honoured up to this: a server (or a proxy) asking for days, or for 99999999999 s,
+# must not park a capture's delivery beyond what a person would wait for, nor overflow a timer.
+RETRY_AFTER_MAX_S = 3600.0
 
 log = logging.getLogger(__name__)
 # httpx logs every request at INFO, which would add a line to each command's one-line error;
-# our own DEBUG line per request (below) replaces it. Left alone if someone configured it.
+# our own DEBUG line per request (below) replaces it. Left alone if someone configured it (the CLI
+# turns httpx/httpcore debug output on at -vv only, see cli.py; keys are masked by `redaction`).
 if logging.getLogger("httpx").level == logging.NOTSET:
     logging.getLogger("httpx").setLevel(logging.WARNING)
 M = TypeVar("M", bound=BaseModel)
@@ -107,7 +110,8 @@ class OpenLessonClient:
             },
             auth=_BearerAuth(settings.api_key),
             timeout=settings.timeout_s,
-            transport=transport,
+            # The whole request (connect, send, wait, read) must end within timeout_s, see `_send`.
+            transport=transport if transport is not None else deadline_transport(),
         )
 
     def __repr__(self) -> str:
@@ -136,7 +140,9 @@ class OpenLessonClient:
         _refuse_if(_evidence_problem(evidence))
         path = f"{_workspace_path(workspace_id)}/evidence"
         context = {"workspace": workspace_id, "block": evidence.block_id}
-        return self._request("POST", path, EvidenceCreated, body=evidence, context=context).evidence
+        created = self._request("POST", path, EvidenceCreated, body=evidence, context=context).evidence
+        safe_id = self._one_line(created.id)  # the id is stored in the spool: never the key
+        return created if safe_id == created.id else created.model_copy(update={"id": safe_id})
 
     def performance(self, workspace_id: str, request: PerformanceRequest) -> PerformanceResponse:
         path = f"{_workspace_path(workspace_id)}/performance"
@@ -171,7 +177,8 @@ class OpenLessonClient:
         # objects whose request carries the Authorization header.
         error: NetworkError | None = None
         try:
-            return self._http.request(method, path, content=content)
+            with deadline(self._settings.timeout_s):
+                return self._http.request(method, path, content=content)
         except httpx.TimeoutException:
             error = NetworkError(
                 f"The API at {self._settings.base_url} did not answer within {self._settings.timeout_s:g} s. "
@@ -207,9 +214,12 @@ class OpenLessonClient:
         status = response.status_code
         try:
             info = response.json()["error"]
-            code, server_message = str(info["code"]), str(info.get("message") or "")
+            if not isinstance(info["code"], str) or not info["code"]:
+                raise TypeError("no error code")
+            code, server_message = info["code"], str(info.get("message") or "")
             details = info.get("details") if isinstance(info.get("details"), dict) else {}
-        except (ValueError, KeyError, TypeError):
+        except (ValueError, KeyError, TypeError, IndexError):
+            # Not the API's own JSON error (a redirect, a portal's page, a proxy's 413): retried.
             return self._bad_body(status, "is not an API error", response.headers.get("content-type"))
 
         retry_after_s = parse_retry_after(response.headers.get("retry-after"))
@@ -229,7 +239,10 @@ class OpenLessonClient:
             "detail": f": {kwargs['server_message'].rstrip('.')}" if server_message else "",
         }
         message = self._one_line(_error_message(code, status, fields, retry_after_s))
-        return _error_class(code, status)(message, **kwargs)
+        error_class = _error_class(code, status)
+        if error_class is ServerError:
+            kwargs["from_api"] = True
+        return error_class(message, **kwargs)
 
     def _bad_body(self, status: int, what: str, content_type: str | None = None) -> ApiError:
         kind = f" ({content_type.split(';')[0]})" if content_type else ""
@@ -242,8 +255,9 @@ class OpenLessonClient:
             )
         return ServerError(
             self._one_line(
-                f"The API answered HTTP {status} with a body that {what}{kind}, probably a proxy or "
-                f"outage page. Try again later; if it persists, check --base-url ({self._settings.base_url})."
+                f"The API answered HTTP {status} with a body that {what}{kind}, probably a proxy, "
+                "captive portal or outage page. Retrying later; if it persists, sign in to the network "
+                f"or check --base-url ({self._settings.base_url})."
             ),
             code=f"http_{status}",
             status=status,
@@ -268,12 +282,17 @@ class OpenLessonClient:
     def _one_line(self, text: str) -> str:
         key = self._settings.api_key
         text = text.replace(key.reveal(), key.prefix)
-        text = _BEARER_RE.sub("Bearer " + key.prefix, " ".join(text.split()))
+        text = redaction.redact(" ".join(text.split()))
         return text if len(text) <= 2 * _MAX_SERVER_MESSAGE else text[: 2 * _MAX_SERVER_MESSAGE - 1] + "…"
 
 
 def parse_retry_after(value: str | None, now: datetime | None = None) -> float | None:
-    """Seconds to wait from a Retry-After header (delta-seconds or HTTP-date); None if absent or bad."""
+    """Seconds to wait from a Retry-After header (RFC 9110: delta-seconds or HTTP-date).
+
+    Returns None when absent or unreadable (garbage, NaN, infinity), 0.0 for a time already past
+    or a negative number, and at most `RETRY_AFTER_MAX_S` (one hour) for anything longer, so a
+    huge value can neither stall delivery for days nor overflow a timer.
+    """
     if not value or not value.strip():
         return None
     value = value.strip()
@@ -282,12 +301,14 @@ def parse_retry_after(value: str | None, now: datetime | None = None) -> float |
     except ValueError:
         try:
             when = email.utils.parsedate_to_datetime(value)
-        except (TypeError, ValueError, IndexError):
+            if when.tzinfo is None:
+                when = when.replace(tzinfo=timezone.utc)
+            seconds = (when - (now or datetime.now(timezone.utc))).total_seconds()
+        except (TypeError, ValueError, IndexError, OverflowError):
             return None
-        if when.tzinfo is None:
-            when = when.replace(tzinfo=timezone.utc)
-        seconds = (when - (now or datetime.now(timezone.utc))).total_seconds()
-    return max(0.0, seconds) if math.isfinite(seconds) else None
+    if not math.isfinite(seconds):
+        return None
+    return min(RETRY_AFTER_MAX_S, max(0.0, seconds))
 
 
 def _error_message(code: str, status: int, fields: dict[str, str], retry_after_s: float | None) -> str:

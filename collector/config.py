@@ -6,6 +6,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from collector import redaction
 from collector.errors import UsageError
 
 DEFAULT_BASE_URL = "https://openlesson.academy"
@@ -30,6 +31,7 @@ class ApiKey:
                 f"{ENV_API_KEY}) must hold the key alone, on one line."
             )
         self._value = value
+        redaction.register(value, self.prefix)  # masked in every log record from now on
 
     def reveal(self) -> str:
         """The secret itself, for the Authorization header only."""

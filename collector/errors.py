@@ -12,7 +12,10 @@
     ├── NetworkError                connection refused, DNS, timeout, reply lost                1
     ├── NoSourceError               no EEG stream, no screen, nothing to capture                5
     ├── SpoolError                  the spool cannot be written (full, disk full, unreadable)   1
-    └── PendingEvidenceError        capture finished but evidence is still in the spool         6
+    ├── PendingEvidenceError        capture finished but evidence is still in the spool         6
+    └── DataLostError               evidence refused by the spool or rejected for good          7
+
+Precedence when several apply to one run: 3/4 (auth, not found) > 7 (data lost) > 6 (pending) > 0.
 
 The CLI catches `CollectorError` only and prints `str(err)`: no traceback for expected errors.
 Lower-level errors (httpx, sqlite, OSError) are translated at the boundary where they occur.
@@ -29,6 +32,7 @@ EXIT_AUTH = 3
 EXIT_NOT_FOUND = 4
 EXIT_NO_SOURCE = 5
 EXIT_PENDING = 6
+EXIT_DATA_LOST = 7  # some captured evidence is not on the server and no retry will bring it
 
 
 class CollectorError(Exception):
@@ -55,6 +59,12 @@ class SpoolFullError(SpoolError):
 
 class PendingEvidenceError(CollectorError):
     exit_code = EXIT_PENDING
+
+
+class DataLostError(CollectorError):
+    """Chunks were refused by the spool (bound, full disk) or rejected for good by the server."""
+
+    exit_code = EXIT_DATA_LOST
 
 
 class NetworkError(CollectorError):
@@ -104,15 +114,18 @@ class RateLimitedError(ApiError):
 
 
 class ServerError(ApiError):
-    """5xx, or a body that is not the contract's JSON (a proxy's, CDN's or captive portal's page)."""
+    """5xx, or a body that is not the contract's JSON (a proxy's, CDN's or captive portal's page).
 
-    def __init__(self, message: str, **kwargs: Any) -> None:
+    `from_api=False` (the default) means the answer did not come with the API's own JSON error
+    body: a redirect, an HTML page, a 413 from a proxy, a plain-text 400. That is the network not
+    being there yet, so it is always retried; only the API's own JSON error makes an item final.
+    """
+
+    def __init__(self, message: str, *, from_api: bool = False, **kwargs: Any) -> None:
         super().__init__(message, **kwargs)
-        # Outages, gateways and portals pass; only a contract `validation_error` is final.
+        self.from_api = from_api
         permanent = self.status in (501, 505)  # "not implemented" never fixes itself
-        self.retryable = (
-            (self.status >= 500 and not permanent) or self.status in (408, 425) or self.status < 300
-        )
+        self.retryable = not from_api or (self.status >= 500 and not permanent) or self.status in (408, 425)
 
 
 AUTH_CODES = frozenset({"unauthorized", "key_revoked", "key_expired", "forbidden", "teams_required"})

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from collector.capture import Capture
-from collector.errors import EXIT_OK, EXIT_PENDING, CollectorError
+from collector.errors import EXIT_AUTH, EXIT_DATA_LOST, EXIT_NOT_FOUND, EXIT_OK, EXIT_PENDING, CollectorError
 from collector.status_view import StatusOutput, snapshot
 
 log = logging.getLogger("collector.session")
@@ -63,12 +63,17 @@ def run_session(
     progress=None,
     stop_event: threading.Event | None = None,
     recording_s=None,
+    offline: bool = False,
 ) -> SessionResult:
     """Run until --duration, a signal, the end of a file, or `stop_event`; then flush and summarise.
 
     `progress()` (replay) returns extra fields for the status line; `uploader` is None offline.
     `recording_s()` (replay) is the recording time replayed: the summary then gives it and the
     wall time separately (`recording_s`, `wall_s`) instead of one `duration_s`.
+    Exit code, first that applies: the capture's own fatal error; 3/4 when delivery was refused
+    (key, workspace) with items left; 7 when chunks of this capture were lost (refused by the
+    spool, rejected for good), named in the closing line; 6 when items wait in the spool (not with
+    `offline`: spooling everything is what `--offline` asked for); else 0.
     """
 
     def delivery() -> dict[str, Any]:
@@ -143,6 +148,11 @@ def run_session(
         if recording_s is not None
         else {"duration_s": round(capture.stats.elapsed_s, 1)}
     )
+    try:
+        losses = capture.spool.losses(capture.capture_id)
+    except CollectorError as err:  # the closing line must not fail; the capture's own counts remain
+        log.warning("could not read the spool's loss counts: %s", err)
+        losses = []
     summary = {
         "capture_id": capture.capture_id,
         **times,
@@ -153,6 +163,8 @@ def run_session(
         "dropped": snap["dropped"],
         "delivered": snap["delivered"],
         "pending": pending,
+        "lost": sum(loss.count for loss in losses),
+        "failed": sum(loss.count for loss in losses if loss.reason == "failed"),
     }
     if output.interactive:
         if recording_s is not None:
@@ -172,11 +184,20 @@ def run_session(
         )
     else:
         output.log("summary", **summary)
+    if losses:
+        output.log(
+            "data_lost",
+            message="DATA LOST: " + "; ".join(loss.describe() for loss in losses) + ". These chunks are "
+            f"not on the server; see `collector status --spool {capture.spool.root}`.",
+            lost=[loss.as_dict() for loss in losses],
+        )
     if pending:
         output.log(
             "pending",
-            message=f"{pending} item(s) of this capture are still in the spool. Send them with "
-            f"`collector upload --spool {capture.spool.root}`.",
+            message=f"{pending} item(s) of this capture are "
+            + ("waiting in the spool (--offline)" if offline else "still in the spool")
+            + f". Send them with `collector upload --spool {capture.spool.root}`.",
+            pending=pending,
         )
     if others:
         output.log(
@@ -189,10 +210,13 @@ def run_session(
     stuck = uploader.paused_error if uploader is not None else None
     if stuck is not None and pending:  # the key was refused mid-run: exit 3, as `collector upload` would
         output.log("paused", message=f"{stuck} The evidence is kept in the spool.")
-        return SessionResult(stuck.exit_code, pending, summary)
+        if stuck.exit_code in (EXIT_AUTH, EXIT_NOT_FOUND):
+            return SessionResult(stuck.exit_code, pending, summary)
     if fatal is not None:
         return SessionResult(1, pending, summary)
-    return SessionResult(EXIT_PENDING if pending else EXIT_OK, pending, summary)
+    if losses:
+        return SessionResult(EXIT_DATA_LOST, pending, summary)
+    return SessionResult(EXIT_PENDING if pending and not offline else EXIT_OK, pending, summary)
 
 
 def _minutes(seconds: float) -> str:

@@ -162,6 +162,42 @@ class CaptureStats:
         }
 
 
+# Why chunks are not on the server, in the words of the closing line and `collector status`.
+LOSS_REASONS = {
+    "spool_full": "not saved: the spool's byte bound was reached",
+    "spool_full_screens_paused": "not saved: the spool was over 90 % of its bound, screenshots paused",
+    "disk_full": "not saved: the disk was full",
+    "failed": "rejected for good (kept in the spool as failed)",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Loss:
+    """`count` chunks of one stream that are not on the server, and why (a `LOSS_REASONS` key or
+    the error of a failing disk). For `failed`, the chunk indexes and the last error too."""
+
+    capture_id: str
+    stream_id: str
+    reason: str
+    count: int
+    chunks: tuple[int, ...] = ()
+    message: str | None = None
+
+    def describe(self) -> str:
+        why = LOSS_REASONS.get(self.reason) or f"not saved: {self.reason}"
+        text = f"{self.count} chunk(s) of {self.stream_id} {why}"
+        if self.chunks:
+            shown = ", ".join(map(str, self.chunks[:5])) + (", …" if len(self.chunks) > 5 else "")
+            text += f" (chunk {shown})"
+        if self.message:
+            text += f": {self.message}"
+        return text
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"capture_id": self.capture_id, "stream_id": self.stream_id, "reason": self.reason,
+                "count": self.count, "chunks": list(self.chunks), "message": self.message}  # fmt: skip
+
+
 def _now_ms() -> int:
     return int(time.time() * 1000)
 
@@ -646,6 +682,43 @@ class Spool:
                 streams=tuple(sorted(drop_streams[cap])),
             )))  # fmt: skip
         return [s for _, s in sorted(out, key=lambda p: p[0])]
+
+    def losses(self, capture_id: str | None = None) -> list[Loss]:
+        """What is not on the server and no retry will bring there, per capture, stream and reason.
+
+        Chunks the spool refused (`spool_full`, `spool_full_screens_paused`, `disk_full`, or the
+        error of a failing disk), counted even while the disk was full (held in memory until they
+        can be written), and items kept as `failed` (rejected for good by the server, or unreadable
+        in the spool), with their chunk indexes and the last reason.
+        """
+        only = " AND capture_id = ?" if capture_id is not None else ""
+        params = (capture_id,) if capture_id is not None else ()
+        with self._lock:
+            self._check_open()
+            try:
+                drops = self._conn.execute(
+                    f"SELECT capture_id, stream_id, reason, count FROM drops WHERE 1{only}", params
+                ).fetchall()
+                failed = self._conn.execute(
+                    "SELECT capture_id, stream_id, COUNT(*), GROUP_CONCAT(chunk_index),"
+                    " (SELECT last_error FROM items j WHERE j.capture_id = i.capture_id"
+                    "  AND j.stream_id = i.stream_id AND j.state = 'failed' ORDER BY j.id DESC LIMIT 1)"
+                    f" FROM items i WHERE state = 'failed'{only} GROUP BY capture_id, stream_id",
+                    params,
+                ).fetchall()
+            except sqlite3.Error as exc:
+                raise SpoolError(f"Cannot read the spool at {self.root}: {exc}.") from None
+            counts: dict[tuple[str, str, str], int] = {}
+            for cap, stream, reason, n in drops:
+                counts[(cap, stream, reason)] = counts.get((cap, stream, reason), 0) + n
+            for key, n in self._unsaved_drops.items():
+                if capture_id is None or key[0] == capture_id:
+                    counts[key] = counts.get(key, 0) + n
+        out = [Loss(cap, stream, reason, n) for (cap, stream, reason), n in sorted(counts.items())]
+        for cap, stream, n, indexes, message in failed:
+            chunks = tuple(sorted(int(i) for i in str(indexes or "").split(",") if i))
+            out.append(Loss(cap, stream, "failed", n, chunks, message))
+        return out
 
     # ---- delivery lock and lifetime -----------------------------------------------------------
 

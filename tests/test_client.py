@@ -12,7 +12,7 @@ from email.utils import format_datetime
 import httpx
 import pytest
 
-from collector.client import OpenLessonClient, parse_retry_after
+from collector.client import RETRY_AFTER_MAX_S, OpenLessonClient, parse_retry_after
 from collector.config import ApiKey, ApiSettings
 from collector.errors import (
     EXIT_AUTH,
@@ -188,6 +188,48 @@ def test_retry_after_seconds_and_http_date():
     assert parse_retry_after(None) is None
     assert parse_retry_after("soon") is None
     assert parse_retry_after("nan") is None
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("-5", 0.0),  # negative: now
+        ("99999999999", RETRY_AFTER_MAX_S),  # huge: the ceiling, never an OverflowError in a timer
+        ("1e400", None),  # infinity is garbage
+        ("inf", None),
+        ("   ", None),
+        ("3600.5", RETRY_AFTER_MAX_S),
+        ("Fri, 31 Dec 9999 23:59:59 GMT", RETRY_AFTER_MAX_S),  # a date far away: the ceiling
+        ("Thu, 01 Jan 1970 00:00:00 GMT", 0.0),  # a date long past: now
+        ("Mon, 32 Foo 2025 99:99:99 GMT", None),  # a date that is not one
+        ("\x00\xff", None),
+    ],
+)
+def test_retry_after_bad_and_extreme_values_are_bounded(value, expected):
+    assert parse_retry_after(value) == expected
+
+
+def test_a_redirect_to_a_portal_and_non_api_bodies_are_retryable_api_json_errors_are_not():
+    portal = replying(
+        302, text="<html>sign in</html>", headers={"content-type": "text/html", "location": "/x"}
+    )
+    for handler in (
+        portal,
+        replying(
+            413, text="<html>413 Request Entity Too Large</html>", headers={"content-type": "text/html"}
+        ),
+        replying(400, text="Bad Request", headers={"content-type": "text/plain"}),
+        replying(400, {"error": "not the contract's shape"}),
+        replying(400, {"error": {"code": 42}}),
+    ):
+        with mock_client(handler) as client:
+            with pytest.raises(ServerError) as info:
+                client.list_blocks(WS)
+        assert info.value.retryable and not info.value.from_api, str(info.value)
+    with mock_client(replying(413, error_body("payload_too_large"))) as client:  # the API's own JSON
+        with pytest.raises(ApiError) as info:
+            client.list_blocks(WS)
+    assert not info.value.retryable
 
 
 @pytest.mark.parametrize(("header", "expected"), [({"Retry-After": "12"}, 12.0), ({}, None)])
@@ -443,3 +485,18 @@ def test_an_echoed_authorization_header_is_redacted():
     finally:
         client.close()
     assert "LEAKED" not in text and "TOPSECRET" not in text and "sk_…" in text
+
+
+def test_log_records_are_masked_whatever_logger_writes_them(caplog):
+    """The record factory masks every registered key and any bearer token (httpcore's header lines)."""
+    from collector import redaction
+
+    redaction.install()
+    key = ApiKey("sk_live_" + uuid.uuid4().hex)
+    caplog.set_level(logging.DEBUG)
+    logging.getLogger("httpcore.http11").debug(
+        "receive_response_headers.complete return_value=%r", [(b"X-Echo", f"Bearer {key.reveal()}".encode())]
+    )
+    logging.getLogger("anything").warning("the key is %s", key.reveal())
+    assert key.reveal() not in caplog.text and key.reveal()[3:] not in caplog.text
+    assert "Bearer …" in caplog.text and "the key is sk_…" in caplog.text

@@ -19,12 +19,23 @@ def add_api_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--api-key-file", metavar="PATH", help="read the API key from PATH instead of $OPENLESSON_API_KEY"
     )
-    group.add_argument("--timeout", type=float, default=30.0, help="seconds per request (default 30)")
+    group.add_argument(
+        "--timeout",
+        type=float,
+        default=30.0,
+        help="seconds a whole request may take: connect, send, wait and read (default 30)",
+    )
     add_verbose(parser)
 
 
 def add_verbose(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument(
+        "-v",
+        "--verbose",
+        action="count",
+        default=0,
+        help="debug logging; -vv adds the HTTP library's own debug lines (API keys are masked in both)",
+    )
 
 
 def api_settings(args: argparse.Namespace) -> ApiSettings:

@@ -134,14 +134,50 @@ def check_target(args: argparse.Namespace, profile):
         except UsageError:
             settings = None  # offline needs no key now; `collector upload` will
         return settings, workspace_id, block.lower() if block else None
-    from collector.client import OpenLessonClient
-
     settings = api_settings(args)
-    with OpenLessonClient(settings) as client:
-        blocks = client.list_blocks(workspace_id)
+    blocks = _list_blocks_retrying(settings, workspace_id)
     found = resolve_block(blocks, block, workspace_id) if block else None
     args.block_title = found.title if found else None  # for the local record (`collector sessions`)
     return settings, workspace_id, found.id if found else None
+
+
+STARTUP_TRIES = 4  # the start-up check rides out a short network blip (~7 s) before giving up
+
+
+def _list_blocks_retrying(settings, workspace_id: str):
+    """The target check, retried on transient errors (network, 5xx, 429, portal pages) only.
+
+    tenacity does the retrying: exponential waits 1, 2, 4 s with jitter, or the server's
+    Retry-After when it gives one. A refused key or a missing workspace fails at once.
+    """
+    import tenacity
+
+    from collector.client import OpenLessonClient
+    from collector.errors import ApiError, NetworkError
+
+    def transient(exc: BaseException) -> bool:
+        return isinstance(exc, NetworkError) or (isinstance(exc, ApiError) and exc.retryable)
+
+    backoff = tenacity.wait_exponential_jitter(initial=1, max=4, jitter=0.5)
+
+    def wait(state: tenacity.RetryCallState) -> float:
+        exc = state.outcome.exception() if state.outcome else None
+        retry_after = getattr(exc, "retry_after_s", None)
+        return min(10.0, retry_after) if retry_after is not None else backoff(state)
+
+    def say(state: tenacity.RetryCallState) -> None:
+        exc = state.outcome.exception() if state.outcome else None
+        log.warning("target check failed (%s); retrying in %.0f s", exc, state.next_action.sleep)
+
+    with OpenLessonClient(settings) as client:
+        retrying = tenacity.Retrying(
+            retry=tenacity.retry_if_exception(transient),
+            stop=tenacity.stop_after_attempt(STARTUP_TRIES),
+            wait=wait,
+            before_sleep=say,
+            reraise=True,  # the last error's own one-line message reaches the user
+        )
+        return retrying(client.list_blocks, workspace_id)
 
 
 def open_screen(profile, output, pause_control=None):
@@ -306,6 +342,7 @@ def deliver_and_capture(
             progress=progress,
             stop_event=stop_event,
             recording_s=recording_s,
+            offline=bool(args.offline),
         )
         return result.exit_code
     finally:

@@ -28,7 +28,7 @@ def run(args: argparse.Namespace) -> int:
     root = spool_dir(args)
     if not (root / DB_NAME).exists():
         report = {"spool": str(root), "exists": False, "pending": 0, "failed": 0, "stored_bytes": 0,
-                  "pause_reason": None, "captures": []}  # fmt: skip
+                  "pause_reason": None, "captures": [], "losses": []}  # fmt: skip
     else:
         with Spool(root) as spool:
             captures = spool.stats()
@@ -40,6 +40,8 @@ def run(args: argparse.Namespace) -> int:
                 "stored_bytes": spool.stored_bytes(),
                 "pause_reason": spool.pause_reason(),
                 "captures": [c.as_dict() for c in captures],
+                # What is not on the server, per capture, stream and reason (the closing lines' counts).
+                "losses": [loss.as_dict() for loss in spool.losses()],
             }
     report["screen_pause"] = pause_fields()  # a pause left on holds for every later session
     report["screen_pause_notice"] = pause_notice()
@@ -59,7 +61,8 @@ def format_status(report: dict) -> str:
         f"{_size(report['stored_bytes'])} held"
     ]
     if report["pause_reason"]:
-        lines.append(f"Delivery paused: {report['pause_reason']}")
+        reason = report["pause_reason"]
+        lines.append(reason if reason.startswith("Delivery paused") else f"Delivery paused: {reason}")
     header = ("CAPTURE", "DELIVERED", "PENDING", "FAILED", "DROPPED", "BYTES", "OLDEST", "LAST ERROR")
     rows = [header]
     for c in report["captures"]:
@@ -73,9 +76,17 @@ def format_status(report: dict) -> str:
         lines.append("  ".join(cells + [r[-1]]).rstrip())
     if not report["captures"]:
         lines.append("(no captures)")
+    for loss in report.get("losses", []):
+        lines.append(f"LOST in {loss['capture_id']}: {_describe(loss)}")
     if report["pending"]:
         lines.append(f"Send the pending items with `collector upload --spool {report['spool']}`.")
     return "\n".join(lines)
+
+
+def _describe(loss: dict) -> str:
+    from collector.spool import Loss
+
+    return Loss(**{**loss, "chunks": tuple(loss["chunks"])}).describe()
 
 
 def _size(n: int) -> str:

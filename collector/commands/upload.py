@@ -1,8 +1,10 @@
 """`collector upload [--spool DIR]`: deliver everything waiting in the spool, then exit.
 
 Exit 0 when nothing is pending any more, 6 when items remain (deadline, Ctrl-C, server still
-failing), 3 when the key is refused, 4 when a workspace or block is not found. Nothing is ever
-removed from the spool by a failure: run the command again once the cause is fixed.
+failing), 7 when items were rejected for good during this upload (kept as failed, named in the
+closing line), 3 when the key is refused, 4 when a workspace or block is not found, 1 when the
+disk holding the spool is full. Nothing is ever removed from the spool by a failure: run the
+command again once the cause is fixed.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import sys
 import time
 
 from collector.commands._common import add_api_options, add_spool_option, api_settings, spool_dir
-from collector.errors import EXIT_NOT_FOUND, EXIT_OK, EXIT_PENDING
+from collector.errors import EXIT_DATA_LOST, EXIT_NOT_FOUND, EXIT_OK, EXIT_PENDING
 
 log = logging.getLogger("collector.upload")
 PROGRESS_EVERY_S = 15.0
@@ -25,7 +27,8 @@ def add_parser(subparsers) -> None:
         "upload",
         help="deliver the evidence waiting in the spool",
         description="Deliver every item waiting in the spool (oldest first), then exit: 0 when the spool "
-        "is empty, 6 when items remain, 3 when the key is refused, 4 when a workspace is not found.",
+        "is empty, 6 when items remain, 7 when items were rejected for good, 3 when the key is refused, "
+        "4 when a workspace is not found.",
     )
     add_spool_option(parser)
     parser.add_argument(
@@ -78,8 +81,11 @@ def run(args: argparse.Namespace) -> int:
             return EXIT_OK
         print(f"Sending {pending} item(s) from {root} ...", file=sys.stderr)
 
+        rejected: dict[str, list[int]] = {}  # stream -> chunk indexes rejected for good in this upload
+
         def on_event(event: str, **fields) -> None:
             if event == "failed":  # paused/parked are reported once, at the end
+                rejected.setdefault(fields["stream_id"], []).append(fields["chunk_index"])
                 print(f"collector: {fields['message']}", file=sys.stderr)
 
         uploader = Uploader(spool, settings, rate_per_min=args.rate, on_event=on_event)
@@ -106,6 +112,20 @@ def run(args: argparse.Namespace) -> int:
         if parked and left:
             print(f"collector: {parked[0]} {left} item(s) are kept in {root}.", file=sys.stderr)
             return EXIT_NOT_FOUND
+        if rejected:  # exit 7: these are not on the server, and sending them again will not help
+            named = "; ".join(
+                f"{len(chunks)} chunk(s) of {stream} (chunk {', '.join(map(str, sorted(chunks)[:5]))}"
+                + (", …" if len(chunks) > 5 else "") + ")"
+                for stream, chunks in rejected.items()
+            )  # fmt: skip
+            print(
+                f"collector: DATA LOST: the server rejected {counters['failed']} item(s) for good: {named}. "
+                f"They are kept in {root} as failed; see `collector status`, fix the cause, then "
+                "`collector upload --retry-failed`."
+                + (f" {left} other item(s) are still waiting." if left else ""),
+                file=sys.stderr,
+            )
+            return EXIT_DATA_LOST
         _report_failed(spool.failed_count())  # earlier runs' rejects too: they wait for --retry-failed
         if left:
             reason = "interrupted" if interrupted else "the --flush-timeout was reached"
