@@ -78,6 +78,18 @@ def rows(root: Path) -> dict[int, tuple[str, bytes | None]]:
         con.close()
 
 
+def rows_all(root: Path) -> list[tuple[str, int, str]]:
+    con = sqlite3.connect(root / "spool.db")
+    try:
+        return con.execute("SELECT stream_id, chunk_index, state FROM items").fetchall()
+    finally:
+        con.close()
+
+
+def eeg_items(root: Path) -> int:
+    return sum(stream.startswith("eeg:") for stream, _, _ in rows_all(root))
+
+
 def assert_nothing_lost(root: Path, saved: dict[int, bytes]) -> None:
     """Every saved chunk is still in the spool with its bytes, or was delivered (201)."""
     now = rows(root)
@@ -204,7 +216,7 @@ def test_replay_json_lab_log_at_vv_never_prints_the_key(tmp_path):
              "--speed", "max", "--spool", str(root), "--log-format", "json", "-vv"],
             server.base_url,
         )  # fmt: skip
-        stored = len(server.stored)
+        stored = sum(r["metadata"]["stream_id"].startswith("eeg:") for r in server.stored)
     assert proc.returncode == 0, proc.stderr
     assert stored == 25
     lines = [json.loads(line) for line in proc.stderr.splitlines() if line.startswith("{")]
@@ -243,8 +255,9 @@ def test_replay_with_items_rejected_for_good_exits_7_and_status_counts_them(tmp_
     assert len(lost) == 1 and "25 chunk(s) of eeg:" in lost[0] and "rejected for good" in lost[0]
     assert "metadata is too large" in lost[0]  # the server's reason
     report = status_json(root)
-    assert report["failed"] == 25
-    assert [loss["count"] for loss in report["losses"] if loss["reason"] == "failed"] == [25]
+    eeg = [loss for loss in report["losses"] if loss["stream_id"].startswith("eeg:")]
+    assert [(loss["reason"], loss["count"]) for loss in eeg] == [("failed", 25)]
+    assert report["failed"] == sum(loss["count"] for loss in report["losses"])  # + the session summary
 
 
 def test_spool_bound_replay_exits_7_and_status_shows_the_same_count(sandbox, tmp_path):
@@ -259,13 +272,15 @@ def test_spool_bound_replay_exits_7_and_status_shows_the_same_count(sandbox, tmp
     assert proc.returncode == 7, proc.stderr  # --offline, but data was lost: 7 wins over 0
     lost = [line for line in proc.stderr.splitlines() if "DATA LOST" in line]
     assert len(lost) == 1, proc.stderr
-    spooled = len(rows(root))
+    spooled = eeg_items(root)
     refused = 25 - spooled
     assert spooled >= 1 and refused >= 10
     assert f"{refused} chunk(s) of eeg:" in lost[0] and "byte bound" in lost[0]
     report = status_json(root)
-    assert report["captures"][0]["dropped"] == refused
-    assert report["captures"][0]["pending"] == spooled  # nothing saved was deleted
+    eeg = [loss for loss in report["losses"] if loss["stream_id"].startswith("eeg:")]
+    assert [(loss["reason"], loss["count"]) for loss in eeg] == [("spool_full", refused)]
+    assert report["captures"][0]["dropped"] == sum(loss["count"] for loss in report["losses"])
+    assert report["captures"][0]["pending"] == len(rows_all(root))  # nothing saved was deleted
 
 
 def test_offline_replay_that_spooled_everything_exits_0_and_names_upload(sandbox, tmp_path):
@@ -277,7 +292,8 @@ def test_offline_replay_that_spooled_everything_exits_0_and_names_upload(sandbox
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     last = proc.stderr.strip().splitlines()[-1]
-    assert "25 item(s)" in last and f"collector upload --spool {root}" in last
+    assert eeg_items(root) == 25
+    assert f"{len(rows_all(root))} item(s)" in last and f"collector upload --spool {root}" in last
     assert sandbox.evidence(sandbox.workspace_id) == []
 
 
@@ -290,7 +306,7 @@ def test_startup_check_rides_out_a_short_outage(tmp_path):
              "--speed", "max", "--spool", str(root)],
             server.base_url,
         )  # fmt: skip
-        stored = len(server.stored)
+        stored = sum(r["metadata"]["stream_id"].startswith("eeg:") for r in server.stored)
     assert proc.returncode == 0, proc.stderr
     assert proc.stderr.count("target check failed") == 2
     assert stored == 25
