@@ -168,6 +168,15 @@ def test_sessions_lists_a_replay_and_retention_zero_keeps_nothing(sandbox, tmp_p
     assert private_run["delivered"] == kept["delivered"]
     table = collector(["sessions", "--spool", str(spool)], env)
     assert kept["capture_id"] in table.stdout and "replay" in table.stdout
+    # Nothing of the private capture can be read back, and the message says why and what to change.
+    for args in (
+        ["review", private_run["capture_id"][:8]],
+        ["export", private_run["capture_id"], "--format", "csv", "--out", str(tmp_path / "p.csv")],
+    ):
+        proc = collector([*args, "--spool", str(spool)], env)
+        assert proc.returncode == 2 and "retention_days = 0" in proc.stderr, proc.stderr
+        assert "Traceback" not in proc.stderr
+    assert not (tmp_path / "p.csv").exists()
 
 
 def test_sessions_on_an_empty_spool(tmp_path):

@@ -668,3 +668,5 @@ def test_demo_runs_end_to_end_on_built_in_defaults(tmp_path):
     means = ", ".join(f"{b} {sum(p[b] for p in powered) / len(powered):.1%}" for b in BANDS)
     assert f"mean relative band powers: {means}" in proc.stdout
     assert "Sandbox report" in proc.stdout
+    page = Path(proc.stdout.strip().splitlines()[-1])  # the demo ends with its review page's path
+    assert page.suffix == ".html" and page.is_file() and "Averages per" in page.read_text(encoding="utf-8")

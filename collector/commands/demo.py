@@ -200,4 +200,19 @@ def run(args: argparse.Namespace) -> int:
         _print_received(sandbox, workspace_id, out)
         _print_report(sandbox, workspace_id, block_id, out)
         _print_next_steps(sandbox, data, out)
+    _write_review(data, out)
     return code
+
+
+def _write_review(data: Path, out) -> None:
+    """Last: the capture's review page, so the demo ends with something to open."""
+    from collector.commands import review
+    from collector.errors import CollectorError
+
+    print("\nThe review page of this capture (one offline HTML file; open it in a browser):", file=out)
+    try:
+        review.run(argparse.Namespace(
+            capture_id=None, last=True, out=str(data / "review.html"), spool=str(data / "spool")
+        ))  # fmt: skip
+    except CollectorError as err:  # the capture itself went fine; say why there is no page
+        print(f"  (no review page: {err})", file=out)
