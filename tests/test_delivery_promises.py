@@ -58,7 +58,7 @@ def test_server_validation_error_is_kept_as_failed_with_its_message_then_retry_f
          "--chunk-seconds", "30", "--spool", str(spool), "--log-format", "json"],
         env,
     )  # fmt: skip
-    assert "Traceback" not in proc.stderr
+    assert proc.returncode == 7 and "Traceback" not in proc.stderr, proc.stderr  # data lost (for now)
     items = [i for i in spool_items(spool) if i["stream_id"].startswith("eeg:")]  # the chunks
     assert [i["chunk_index"] for i in items] == list(range(5))  # 120 s in 30 s chunks (the last one short)
     failed = [i for i in items if i["state"] == "failed"]
@@ -141,7 +141,7 @@ def test_earlier_captures_are_delivered_first_on_the_next_start(sandbox_factory,
     common = ["--workspace", sb.workspace_id, "--block", sb.block_ids[0], "--speed", "max",
               "--chunk-seconds", "30", "--spool", str(spool)]  # fmt: skip
     first = collector(["replay", str(MUSE), *common, "--offline"], env)  # e.g. the network was down
-    assert first.returncode == 6, first.stderr
+    assert first.returncode == 0 and "collector upload" in first.stderr, first.stderr
     waiting = spool_items(spool)
     earlier = {i["capture_id"] for i in waiting}
     assert len(earlier) == 1 and len(waiting) >= 5 and rows_of(sb) == []
