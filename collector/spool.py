@@ -345,6 +345,9 @@ class Spool:
                     "spooled; chunk_index must count up without repeats."
                 ) from None
             except (OSError, sqlite3.Error) as exc:
+                if _is_disk_full(exc) and self.record.make_room(0):
+                    # The local record's pages are free now; once empty, make_room returns 0: no loop.
+                    return self.add(workspace_id=workspace_id, evidence=evidence, data=data)
                 if _is_disk_full(exc):
                     dropped = self._count_drop(capture_id, stream_id, "disk_full")
                     raise SpoolFullError(

@@ -184,3 +184,20 @@ def test_sessions_on_an_empty_spool(tmp_path):
     assert proc.returncode == 0 and json.loads(proc.stdout) == []
     proc = collector(["sessions", "--spool", str(tmp_path / "none")])
     assert proc.returncode == 0 and "No captures" in proc.stdout
+
+
+def test_a_full_disk_takes_the_record_before_refusing_evidence(tmp_path):
+    with Spool(tmp_path / "s") as spool:
+        begin(spool, "old")
+        for i in range(6):
+            spool.add(workspace_id=WS, evidence=eeg("old", i), data=os.urandom(20_000))
+        deliver_all(spool)
+        assert spool.record.record_bytes() > 100_000
+        # SQLite's page cap makes writes fail with SQLITE_FULL, exactly as a full disk does.
+        pages = spool._conn.execute("PRAGMA page_count").fetchone()[0]
+        spool._conn.execute(f"PRAGMA max_page_count = {pages + 2}")
+        for i in range(4):  # 80 kB more than the file can grow: the record's pages are reused
+            spool.add(workspace_id=WS, evidence=eeg("new", i), data=os.urandom(20_000))
+        assert spool.pending_count() == 4
+        assert spool.record.record_bytes() == 0
+        assert all(s.dropped == 0 for s in spool.stats())

@@ -233,3 +233,46 @@ def test_review_and_export_say_what_to_do_without_a_capture(tmp_path):
     for args in (["review", "--last"], ["export", "--format", "csv", "--out", str(tmp_path / "x.csv")]):
         proc = collector([*args, "--spool", str(tmp_path / "nothing")], env)
         assert proc.returncode == 2 and "--spool" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_a_gap_stays_a_gap_in_csv_and_edf(tmp_path):
+    """A recording with a 3 s hole: CSV rows are the samples only; EDF+ marks the hole BAD_ACQ_SKIP."""
+    mne = pytest.importorskip("mne")
+    sys.path.insert(0, str(ROOT / "scripts"))
+    from make_xdf import synthetic_eeg, synthetic_markers, write_xdf
+
+    eeg = synthetic_eeg(20.0)
+    keep = (eeg.timestamps - eeg.timestamps[0] < 8.0) | (eeg.timestamps - eeg.timestamps[0] >= 11.0)
+    eeg.timestamps, eeg.values = eeg.timestamps[keep], eeg.values[keep]
+    xdf = tmp_path / "gap.xdf"
+    write_xdf(xdf, [eeg, synthetic_markers(20.0, every_s=1.0)])
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENLESSON_", "COLLECTOR_"))}
+    env["PYTHONPATH"] = str(ROOT)
+    spool = str(tmp_path / "spool")
+    proc = collector(
+        ["replay", str(xdf), "-w", str(uuid.uuid4()), "--speed", "max", "--offline", "--spool", spool], env
+    )
+    assert proc.returncode == 0, proc.stderr
+    csv_path, edf_path = tmp_path / "gap.csv", tmp_path / "gap.edf"
+    for fmt, path in (("csv", csv_path), ("edf", edf_path)):
+        proc = collector(["export", "--format", fmt, "--out", str(path), "--spool", spool], env)
+        assert proc.returncode == 0, proc.stderr
+    import pandas as pd
+
+    table = pd.read_csv(csv_path)
+    assert len(table) == keep.sum() == 17 * 256  # no invented rows
+    np.testing.assert_allclose(table[["TP9", "AF7", "AF8", "TP10"]].to_numpy(), eeg.values, atol=5e-4)
+    steps = np.diff(table["timestamps"].to_numpy())
+    assert steps.max() == pytest.approx(3.0 + 1 / 256, abs=2e-3) and (steps > 0.5).sum() == 1
+    raw = mne.io.read_raw_edf(edf_path, preload=True, verbose="error")
+    skips = [a for a in raw.annotations if a["description"] == "BAD_ACQ_SKIP"]
+    first = skips[0]
+    assert first["onset"] == pytest.approx(8.0, abs=1 / 256) and first["duration"] == pytest.approx(
+        3.0, abs=2 / 256
+    )
+    # Outside the skipped stretches, the EDF holds exactly the recorded samples (to 16-bit resolution).
+    good = raw.get_data(reject_by_annotation="omit").T * 1e6
+    assert good.shape == (17 * 256, 4)
+    step = (np.maximum(eeg.values.max(0), 0) - np.minimum(eeg.values.min(0), 0)) / 65535
+    assert np.all(np.abs(good - eeg.values) <= step / 2 + 1e-3)
+    assert sum(a["description"] != "BAD_ACQ_SKIP" for a in raw.annotations) == 20
