@@ -201,3 +201,17 @@ def test_a_full_disk_takes_the_record_before_refusing_evidence(tmp_path):
         assert spool.pending_count() == 4
         assert spool.record.record_bytes() == 0
         assert all(s.dropped == 0 for s in spool.stats())
+
+
+def test_sessions_show_what_was_lost(tmp_path):
+    with Spool(tmp_path / "s") as spool:
+        begin(spool, "lossy")
+        spool.add(workspace_id=WS, evidence=eeg("lossy", 0), data=b"{}")
+        spool.record_drop("lossy", "screen:1", "spool_full_screens_paused")
+        spool.record.end_capture("lossy", 2, {"samples": 10})
+    proc = collector(["sessions", "--json", "--spool", str(tmp_path / "s")])
+    [row] = json.loads(proc.stdout)
+    assert row["lost"] == [{"stream_id": "screen:1", "reason": "spool_full_screens_paused", "count": 1}]
+    assert row["pending"] == 1 and row["samples"] == 10 and row["finished"]
+    table = collector(["sessions", "--spool", str(tmp_path / "s")]).stdout
+    assert "1 chunk(s) of screen:1 not saved: the spool was over 90 %" in table

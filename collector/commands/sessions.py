@@ -33,6 +33,11 @@ def _iso(ms: int | None) -> str | None:
 def list_sessions(spool) -> list[dict[str, Any]]:
     """One dict per capture (see the README's `collector sessions --json`), oldest start first."""
     stats = {s.capture_id: s for s in spool.stats()}
+    lost: dict[str, list[dict[str, Any]]] = {}
+    for loss in spool.losses():  # refused by the spool or rejected for good by the server
+        lost.setdefault(loss.capture_id, []).append(
+            {"stream_id": loss.stream_id, "reason": loss.reason, "count": loss.count}
+        )
     rows = []
     known = set()
     for c in spool.record.captures():
@@ -68,6 +73,7 @@ def list_sessions(spool) -> list[dict[str, Any]]:
             "pending": s.pending if s else 0,
             "failed": s.failed if s else 0,
             "dropped": s.dropped if s else 0,
+            "lost": lost.get(c["capture_id"], []),
             "kept_items": c.get("kept_items", 0),
             "retention_days": c.get("retention_days"),
             "finished": c.get("ended_ms") is not None,
@@ -134,6 +140,12 @@ def format_sessions(sessions: list[dict[str, Any]], root) -> str:
         ))  # fmt: skip
     widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
     lines = ["  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)).rstrip() for r in rows]
+    from collector.spool import LOSS_REASONS
+
+    for s in sessions:
+        for loss in s["lost"]:
+            why = LOSS_REASONS.get(loss["reason"], loss["reason"])
+            lines.append(f"  {s['capture_id'][:8]}: {loss['count']} chunk(s) of {loss['stream_id']} {why}")
     lines.append(
         "Review one with `collector review CAPTURE_ID` (or --last); export it with `collector export`."
     )
