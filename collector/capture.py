@@ -339,6 +339,7 @@ class Capture:
         }
         try:
             self.spool.record.end_capture(self.capture_id, int(time.time() * 1000), counts)
+            self.spool.record.prune()  # a lab service may run for weeks without reopening its spool
         except Exception as exc:
             log.warning("local record not closed: %s", exc)
 

@@ -113,6 +113,15 @@ def load_review(spool, session: dict[str, Any]) -> ReviewData:
     return data
 
 
+def _nanmean(values: np.ndarray, axis) -> np.ndarray:
+    """Mean over `axis` ignoring NaN; NaN (without a warning) where there is nothing to average."""
+    ok = ~np.isnan(values)
+    counts = ok.sum(axis=axis)
+    sums = np.where(ok, values, 0.0).sum(axis=axis)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return sums / counts
+
+
 def _local_offset_ms(unix_ms: float) -> float:
     """The local zone's UTC offset at that time: the page shows local wall-clock times."""
     offset = datetime.fromtimestamp(unix_ms / 1000).astimezone().utcoffset()
@@ -160,7 +169,7 @@ def build_figure(data: ReviewData):
         centres, rel, good = _bins(data)
         x = centres + local
         for vi, view in enumerate(views):
-            values = np.nanmean(rel, axis=1) if view == "mean" else rel[:, vi - 1, :]
+            values = _nanmean(rel, axis=1) if view == "mean" else rel[:, vi - 1, :]
             for bi, band in enumerate(data.bands):
                 fig.add_trace(
                     go.Scatter(
@@ -203,10 +212,14 @@ def build_figure(data: ReviewData):
                 x=t + local, y=1.0, yref="y", text=value, showarrow=False, yanchor="bottom",
                 font={"size": 10}, row=1, col=1,
             )  # fmt: skip
-    for start, end in data.gaps:
-        fig.add_vrect(x0=start + local, x1=end + local, fillcolor="#999999", opacity=0.35, line_width=0)
-    for start, end in data.paused:
-        fig.add_vrect(x0=start + local, x1=end + local, fillcolor="#4a90d9", opacity=0.18, line_width=0)
+    # One shape per period across both rows (y in paper units), below the lines.
+    shaded = [(a, b, "#999999", 0.35) for a, b in data.gaps]
+    shaded += [(a, b, "#4a90d9", 0.18) for a, b in data.paused]
+    fig.update_layout(shapes=[
+        {"type": "rect", "xref": "x", "yref": "paper", "x0": a + local, "x1": b + local, "y0": 0, "y1": 1,
+         "fillcolor": color, "opacity": opacity, "line": {"width": 0}, "layer": "below"}
+        for a, b, color, opacity in shaded
+    ])  # fmt: skip
     band_traces = len(views) * len(data.bands)
     for vi in range(len(views)):
         vis = [i // max(1, len(data.bands)) == vi for i in range(band_traces)]
@@ -269,10 +282,9 @@ def averages_table(data: ReviewData) -> tuple[str, list[dict[str, Any]]]:
             continue
         start, end = t0 + k * block_s * 1000, t0 + (k + 1) * block_s * 1000
         rel = data.relative[sel]
-        with np.errstate(all="ignore"):
-            means = np.nanmean(rel.reshape(-1, rel.shape[-1]), axis=0) if np.isfinite(rel).any() else None
-            good = data.good[sel]
-            good_share = float(np.nanmean(good)) if np.isfinite(good).any() else None
+        means = _nanmean(rel.reshape(-1, rel.shape[-1]), axis=0) if np.isfinite(rel).any() else None
+        good = data.good[sel]
+        good_share = float(_nanmean(good.ravel(), axis=0)) if np.isfinite(good).any() else None
         rows.append({
             "start": datetime.fromtimestamp(start / 1000).strftime("%H:%M:%S"),
             "end": datetime.fromtimestamp(min(end, float(data.window_ms[-1])) / 1000).strftime("%H:%M:%S"),

@@ -1,0 +1,90 @@
+"""Pure logic of the review page and the session summary (in-process, synthetic windows)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+
+from collector.review import MAX_POINTS, ReviewData, _bins, averages_table, build_figure
+from collector.summary import SummaryBuilder
+
+CHANNELS = ["TP9", "AF7"]
+BANDS = ["delta", "theta", "alpha", "beta", "gamma"]
+
+
+def synthetic(n_windows: int, step_ms: float = 500.0) -> ReviewData:
+    t = 1_700_000_000_000 + np.arange(n_windows) * step_ms
+    rel = np.full((n_windows, 2, 5), 0.2)
+    rel[:, 0, 2] = 0.4  # TP9 alpha
+    rel[: n_windows // 2, :, :] = np.nan  # first half: no powers (e.g. a gap)
+    good = np.ones((n_windows, 2))
+    good[:, 1] = 0.0
+    return ReviewData(
+        session={"capture_id": "c", "kind": "run"}, channels=CHANNELS, bands=BANDS, window_ms=t,
+        relative=rel, good=good, markers=[(float(t[10]), "1"), (float(t[20]), "2")],
+        gaps=[(float(t[1]), float(t[3]))], paused=[(float(t[5]), float(t[8]))], eeg_chunks=1,
+    )  # fmt: skip
+
+
+def test_two_hours_of_windows_are_binned_to_at_most_max_points():
+    data = synthetic(14_400)  # 2 h at 0.5 s
+    centres, rel, good = _bins(data)
+    assert len(centres) <= MAX_POINTS + 1 and rel.shape[1:] == (2, 5)
+    assert np.all(np.isnan(rel[: len(rel) // 2 - 1]))  # no powers there: a hole in the line, not 0
+    np.testing.assert_allclose(rel[-1, 0, 2], 0.4)
+    np.testing.assert_allclose(good[:, 0], 1.0) and np.testing.assert_allclose(good[:, 1], 0.0)
+
+
+def test_figure_has_a_view_per_channel_markers_gaps_and_pauses():
+    fig, _ = build_figure(synthetic(200))
+    names = [t.name for t in fig.data]
+    assert names.count("alpha") == 3  # mean + 2 channels
+    assert {"marker 1", "marker 2", "signal quality"} <= set(names)
+    shapes = fig.layout.shapes
+    assert len(shapes) == 2  # one gap, one pause
+    assert {s.fillcolor for s in shapes} == {"#999999", "#4a90d9"}
+    [menu] = fig.layout.updatemenus
+    assert [b.label for b in menu.buttons] == ["mean of channels", "TP9", "AF7"]
+    tp9 = menu.buttons[1].args[0]["visible"]
+    shown = [t.name for t, v in zip(fig.data, tp9, strict=True) if v]
+    assert shown.count("alpha") == 1 and "marker 1" in shown and "signal quality" in shown
+    assert [a.text for a in fig.layout.annotations] == ["1", "2"]  # few markers: labelled on the plot
+
+
+def test_averages_table_uses_blocks_that_fit_24_rows():
+    label, rows = averages_table(synthetic(14_400))
+    assert label == "5 min" and len(rows) == 24
+    assert rows[-1]["bands"][2] == "30.0%"  # (0.4 + 0.2) / 2 channels
+    assert rows[-1]["good"] == "50%" and rows[0]["bands"] == [None] * 5
+
+
+def chunk(t0: float, n_windows: int, events=(), gaps=()) -> dict:
+    windows = [
+        {"end_ms": t0 + 500 * i, "relative": {ch: dict.fromkeys(BANDS, 0.2) for ch in CHANNELS},
+         "quality": {"gap": False, "ok": True, "channels": {"TP9": {"flat": False}, "AF7": {"flat": True}}}}
+        for i in range(n_windows)
+    ]  # fmt: skip
+    return {
+        "device": {"name": "x", "channels": CHANNELS, "sfreq": 256}, "bands_hz": dict.fromkeys(BANDS, [0, 1]),
+        "t0_ms": t0, "times_ms": [0.0, 500.0 * n_windows], "samples": [[0, 0], [0, 0]], "windows": windows,
+        "events": [{"time_ms": t, "value": v} for t, v in events], "gaps": list(gaps),
+    }  # fmt: skip
+
+
+def test_summary_builder_counts_minutes_markers_gaps_and_pauses():
+    b = SummaryBuilder(capture_id="c", kind="replay", collector_version="t")
+    t0 = 1_700_000_080_000.0  # 40 s into a wall-clock minute
+    b.add_chunk(chunk(t0, 60, events=[(t0 + 1000, "go")], gaps=[{"start_ms": t0 + 5, "end_ms": t0 + 9}]))
+    b.add_screenshot(int(t0 + 25_000), skipped_before=3, paused_periods=[(1, 2)])
+    s = b.build()
+    assert [m["windows"] for m in s["minutes"]] == [40, 20]  # windows split at the wall-clock minute
+    assert s["minutes"][0]["markers"] == {"go": 1} and s["minutes"][1]["screenshots"] == 1
+    assert s["channels_good_share"] == {"TP9": 1.0, "AF7": 0.0}
+    assert s["band_powers"] == dict.fromkeys(BANDS, 0.2)
+    assert s["gaps"] == [{"start_ms": t0 + 5, "end_ms": t0 + 9}] and s["paused_periods"] == [
+        {"start_ms": 1, "end_ms": 2}
+    ]
+    assert s["totals"]["screenshots_skipped"] == 3 and s["totals"]["windows_with_powers"] == 60
+    fields, data = b.evidence("Muse")
+    assert json.loads(data)["kind"] == "replay" and fields["metadata"]["kind"] == "session-summary"
