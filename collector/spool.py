@@ -6,6 +6,8 @@ Layout of the spool folder (0700; every file 0600):
                     refused-chunk counters (`drops`) and small key/value state (`meta`).
     spool.db-wal    SQLite's write-ahead log; same permissions as spool.db.
     uploader.lock   held (flock) by the one process that is delivering from this spool.
+    spool.reserve   256 kB of zeros, given up only when the disk is full and counts or delivery
+                    records held in memory must be written (at close); made again when space returns.
 
 Artifact bytes live inline in `blobs`, in the same transaction as their index row, so a crash
 at any point leaves either a complete item or none (no orphan or half-written files to sweep).
@@ -42,6 +44,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from collector import redaction
 from collector.errors import SpoolError, SpoolFullError
 from collector.record import LocalRecord
 
@@ -51,6 +54,8 @@ DEFAULT_MAX_BYTES = 2_000_000_000
 SCREEN_LIMIT_RATIO = 0.9
 DB_NAME = "spool.db"
 LOCK_NAME = "uploader.lock"
+RESERVE_NAME = "spool.reserve"
+RESERVE_BYTES = 256 * 1024  # room for the held counts and delivery records, a WAL frame each
 
 # Types that must never be refused before the hard bound (EEG is small and irreplaceable).
 _PRIORITY_TYPES = frozenset({"eeg", "tool"})
@@ -104,6 +109,10 @@ CREATE TABLE IF NOT EXISTS meta (
 );
 INSERT OR IGNORE INTO meta (key, value) VALUES ('stored_bytes', '0');
 """
+
+
+class _Unreadable(Exception):
+    """A spooled item that cannot be read back (damaged row, request or bytes)."""
 
 
 class DuplicateChunkError(SpoolError):
@@ -239,6 +248,8 @@ class Spool:
         self.screen_limit_ratio = screen_limit_ratio
         self._lock = threading.RLock()
         self._unsaved_drops: dict[tuple[str, str, str], int] = {}
+        # 201s that arrived while the disk was full: item id -> evidence id, written when space allows.
+        self._held_deliveries: dict[int, str] = {}
         self._lock_fd: int | None = None
         self._listeners: list[Callable[[], None]] = []
         try:
@@ -252,8 +263,10 @@ class Spool:
         except (OSError, sqlite3.Error) as exc:
             raise self._open_error(exc) from None
         try:
-            # Set before the first table exists (a no-op later): lets `compact` give space back.
-            self._conn.execute("PRAGMA auto_vacuum=INCREMENTAL")
+            # Set before the first table exists (later it is a no-op that still needs a write, which
+            # a full disk refuses): lets `compact` give space back.
+            if self._conn.execute("PRAGMA page_count").fetchone()[0] == 0:
+                self._conn.execute("PRAGMA auto_vacuum=INCREMENTAL")
             self._conn.execute("PRAGMA journal_mode=WAL")
             # FULL: each commit is fsynced, so an item that `add` returned survives a power cut,
             # not just a crash (NORMAL would only survive a process kill). Cost: ~1 fsync per chunk,
@@ -263,11 +276,18 @@ class Spool:
             self._conn.executescript(_SCHEMA)
             self.record = LocalRecord(self._conn, self._lock)  # what stays after delivery (record.py)
             self.record.create_schema()
-            self.record.prune()
         except sqlite3.Error as exc:
             self._conn.close()
             raise self._open_error(exc) from None
         self._closed = False
+        try:
+            self.record.prune()
+        except sqlite3.Error as exc:  # a full disk: the spool still reads, delivers and counts
+            if not _is_disk_full(exc):
+                self._conn.close()
+                raise self._open_error(exc) from None
+            log.debug("local record not pruned: %s", exc)
+        self._make_reserve()
 
     def _open_error(self, exc: BaseException) -> SpoolError:
         if _is_disk_full(exc):
@@ -356,7 +376,7 @@ class Spool:
                         "Free disk space; spooled items are safe."
                     ) from None
                 raise SpoolError(f"Cannot write to the spool at {self.root}: {exc}.") from None
-            self._flush_unsaved_drops()
+            self._flush_held()
         for listener in list(self._listeners):
             listener()  # wakes the uploader at once instead of at its next poll
         return item_id
@@ -410,7 +430,8 @@ class Spool:
         ).fetchone()
         return (row[0] if row else 0) + self._unsaved_drops.get(key, 0)
 
-    def _flush_unsaved_drops(self) -> None:
+    def _flush_held(self) -> bool:
+        """Write the drop counts and delivery records held in memory; True when none is left."""
         while self._unsaved_drops:
             (capture_id, stream_id, reason), n = next(iter(self._unsaved_drops.items()))
             try:
@@ -421,21 +442,84 @@ class Spool:
                     (capture_id, stream_id, reason, n, _now_ms()),
                 )
             except (OSError, sqlite3.Error):
-                return
+                return False
             del self._unsaved_drops[(capture_id, stream_id, reason)]
+        while self._held_deliveries:
+            item_id, evidence_id = next(iter(self._held_deliveries.items()))
+            try:
+                self._mark_delivered(item_id, evidence_id)
+            except SpoolError:
+                return False
+            del self._held_deliveries[item_id]
+        return True
 
-    def mark_delivered(self, item_id: int, evidence_id: str) -> None:
-        """After the server's 201: keep a small record with its evidence id, purge the bytes."""
+    def flush_held(self) -> bool:
+        """Try again to write what a full disk refused (counts, delivery records); True when done."""
         with self._lock:
             self._check_open()
-            self._transition(
-                item_id,
-                "UPDATE items SET state = 'delivered', evidence_id = ?, done_ms = ?, last_error = NULL"
-                " WHERE id = ? AND state != 'delivered'",
-                (evidence_id, _now_ms(), item_id),
-                purge=True,
-                keep=self.record.keep,
-            )
+            return self._flush_held()
+
+    @property
+    def held(self) -> int:
+        """How many counts and delivery records wait in memory for disk space."""
+        return len(self._unsaved_drops) + len(self._held_deliveries)
+
+    def _make_reserve(self) -> None:
+        path = self.root / RESERVE_NAME
+        try:
+            if path.exists() and path.stat().st_size >= RESERVE_BYTES:
+                return
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
+            try:
+                os.ftruncate(fd, 0)
+                os.write(fd, b"\0" * RESERVE_BYTES)  # real blocks, not a sparse file
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        except OSError:  # no room for it now; tried again at the next open
+            try:
+                path.unlink(missing_ok=True)
+            except OSError:
+                pass
+
+    def _use_reserve(self) -> bool:
+        """Give the reserve's space to SQLite (the disk is full); False if there is none."""
+        try:
+            (self.root / RESERVE_NAME).unlink()
+            return True
+        except OSError:
+            return False
+
+    def mark_delivered(self, item_id: int, evidence_id: str) -> None:
+        """After the server's 201: keep a small record with its evidence id, purge the bytes.
+
+        On a full disk the record is held in memory (the item is no longer handed out, nor counted
+        as pending, by this process), written as soon as a write succeeds or at `close`, and
+        `SpoolFullError` is raised so the caller stops sending.
+        """
+        evidence_id = redaction.redact(evidence_id)
+        with self._lock:
+            self._check_open()
+            try:
+                self._mark_delivered(item_id, evidence_id)
+            except SpoolFullError:
+                self._held_deliveries[item_id] = evidence_id
+                raise SpoolFullError(
+                    f"DISK FULL: the disk holding the spool {self.root} has no space left to record "
+                    f"deliveries; sending stopped. The server stored {len(self._held_deliveries)} item(s) "
+                    "whose record is kept in memory and written as soon as there is space. "
+                    "Free disk space, then run `collector upload` again."
+                ) from None
+
+    def _mark_delivered(self, item_id: int, evidence_id: str) -> None:
+        self._transition(
+            item_id,
+            "UPDATE items SET state = 'delivered', evidence_id = ?, done_ms = ?, last_error = NULL"
+            " WHERE id = ? AND state != 'delivered'",
+            (evidence_id, _now_ms(), item_id),
+            purge=True,
+            keep=self.record.keep,
+        )
 
     def mark_failed(self, item_id: int, message: str) -> None:
         """A permanent rejection (validation_error): out of the queue, bytes kept for inspection."""
@@ -445,17 +529,25 @@ class Spool:
                 item_id,
                 "UPDATE items SET state = 'failed', last_error = ?, done_ms = ?, attempts = attempts + 1"
                 " WHERE id = ? AND state = 'pending'",
-                (message, _now_ms(), item_id),
+                (redaction.redact(message), _now_ms(), item_id),
                 purge=False,
             )
 
     def record_attempt(self, item_id: int, error: str) -> None:
-        """A failed attempt that will be retried: count it and keep the last error for `status`."""
+        """A failed attempt that will be retried: count it and keep the last error for `status`.
+
+        Best effort on a full disk: an attempt count is not evidence, so it is not worth a stop.
+        """
         with self._lock:
             self._check_open()
-            self._write(
-                "UPDATE items SET attempts = attempts + 1, last_error = ? WHERE id = ?", (error, item_id)
-            )
+            try:
+                self._conn.execute(
+                    "UPDATE items SET attempts = attempts + 1, last_error = ? WHERE id = ?",
+                    (redaction.redact(error), item_id),
+                )
+            except (OSError, sqlite3.Error) as exc:
+                if not _is_disk_full(exc):
+                    raise SpoolError(f"Cannot update the spool at {self.root}: {exc}.") from None
 
     def retry_failed(self, capture_id: str | None = None) -> int:
         """Move failed items back to pending (after fixing the cause); returns how many moved."""
@@ -518,6 +610,8 @@ class Spool:
                 self._rollback()
                 raise
         except (OSError, sqlite3.Error) as exc:
+            if _is_disk_full(exc):
+                raise SpoolFullError(f"The disk holding the spool {self.root} is full: {exc}.") from None
             raise SpoolError(f"Cannot update the spool at {self.root}: {exc}.") from None
 
     def _write(self, sql: str, params: tuple[Any, ...]) -> int:
@@ -579,33 +673,74 @@ class Spool:
         if exclude_blocks:
             sql += f" AND COALESCE(block_id, '') NOT IN ({','.join('?' * len(exclude_blocks))})"
             params.extend(exclude_blocks)
-        sql += " ORDER BY id LIMIT 1"
         with self._lock:
+            if self._held_deliveries:  # delivered; only their record waits for disk space
+                sql += f" AND id NOT IN ({','.join('?' * len(self._held_deliveries))})"
+                params.extend(self._held_deliveries)
+            sql += " ORDER BY id LIMIT 1"
             self._check_open()
-            try:
-                row = self._conn.execute(sql, params).fetchone()
-                return None if row is None else self._load(row[0])
-            except sqlite3.Error as exc:
-                raise SpoolError(f"Cannot read the spool at {self.root}: {exc}.") from None
+            while True:
+                try:
+                    row = self._conn.execute(sql, params).fetchone()
+                except sqlite3.Error as exc:
+                    raise SpoolError(f"Cannot read the spool at {self.root}: {exc}.") from None
+                if row is None:
+                    return None
+                try:
+                    return self._load(row[0], strict=True)
+                except _Unreadable as why:
+                    # One bad item must not block its stream: set it aside (kept, as failed) and go on.
+                    self._set_aside(row[0], str(why))
+
+    def _set_aside(self, item_id: int, why: str) -> None:
+        message = (
+            f"unreadable in the spool ({why}); kept as failed so the rest of its stream flows. "
+            f"`collector status` lists it; the spool at {self.root} may need `sqlite3 .recover`."
+        )
+        log.error("spool item %s: %s", item_id, message)
+        self._transition(
+            item_id,
+            "UPDATE items SET state = 'failed', last_error = ?, done_ms = ?"
+            " WHERE id = ? AND state = 'pending'",
+            (message, _now_ms(), item_id),
+            purge=False,
+        )
 
     def get(self, item_id: int) -> SpoolItem | None:
         with self._lock:
             self._check_open()
             return self._load(item_id)
 
-    def _load(self, item_id: int) -> SpoolItem | None:
-        row = self._conn.execute(
-            "SELECT i.id, i.workspace_id, i.capture_id, i.stream_id, i.chunk_index, i.type,"
-            " i.request_json, b.data, i.attempts, i.created_ms"
-            " FROM items i LEFT JOIN blobs b ON b.item_id = i.id WHERE i.id = ?",
-            (item_id,),
-        ).fetchone()
+    def _load(self, item_id: int, strict: bool = False) -> SpoolItem | None:
+        """The item with its bytes; `strict` raises `_Unreadable` for a damaged one (to set aside)."""
+        try:
+            row = self._conn.execute(
+                "SELECT i.id, i.workspace_id, i.capture_id, i.stream_id, i.chunk_index, i.type,"
+                " i.request_json, b.data, i.attempts, i.created_ms"
+                " FROM items i LEFT JOIN blobs b ON b.item_id = i.id WHERE i.id = ?",
+                (item_id,),
+            ).fetchone()
+        except sqlite3.DatabaseError as exc:  # a damaged page under this item's row or blob
+            if strict and not isinstance(exc, sqlite3.OperationalError):
+                raise _Unreadable(f"database error: {exc}") from None
+            raise
         if row is None:
             return None
+        data = row[7]
+        try:
+            request = json.loads(row[6])
+            if not isinstance(request, dict):
+                raise ValueError("the request is not a JSON object")
+        except (TypeError, ValueError) as exc:
+            if strict:
+                raise _Unreadable(f"its request is not valid JSON: {exc}") from None
+            request = {}
+        if strict and not isinstance(data, bytes):
+            raise _Unreadable("its bytes are missing" if data is None else "its bytes are not a blob")
         return SpoolItem(
             id=row[0], workspace_id=row[1], capture_id=row[2], stream_id=row[3], chunk_index=row[4],
-            type=row[5], request=json.loads(row[6]), data=bytes(row[7] or b""), attempts=row[8],
-            created_ms=row[9],
+            type=row[5], request=request, data=bytes(data or b"") if not isinstance(data, str) else b"",
+            attempts=row[8], created_ms=row[9],
         )  # fmt: skip
 
     def max_pending_id(self) -> int:
@@ -613,7 +748,10 @@ class Spool:
         return self._scalar("SELECT COALESCE(MAX(id), 0) FROM items WHERE state = 'pending'")
 
     def pending_count(self) -> int:
-        return self._scalar("SELECT COUNT(*) FROM items WHERE state = 'pending'")
+        """Pending items, less those delivered whose record waits for disk space (`mark_delivered`)."""
+        with self._lock:
+            held = len(self._held_deliveries)
+            return self._scalar("SELECT COUNT(*) FROM items WHERE state = 'pending'") - held
 
     def failed_count(self) -> int:
         return self._scalar("SELECT COUNT(*) FROM items WHERE state = 'failed'")
@@ -761,6 +899,13 @@ class Spool:
         with self._lock:
             if self._closed:
                 return
+            # Counts and delivery records that a full disk refused: written now, with the reserve's
+            # space if need be, so `status` and the next `upload` see them.
+            if not self._flush_held() and self._use_reserve() and not self._flush_held():
+                log.warning(
+                    "the disk holding %s is full: %d refusal count(s) and %d delivery record(s) could not "
+                    "be written", self.root, len(self._unsaved_drops), len(self._held_deliveries),
+                )  # fmt: skip
             self._closed = True
             self.unlock_delivery()
             self._conn.close()  # the last connection to close checkpoints and removes the WAL

@@ -44,6 +44,7 @@ from collector.errors import (
     NotFoundError,
     RateLimitedError,
     SpoolError,
+    SpoolFullError,
 )
 from collector.models import EvidenceCreate
 from collector.spool import Spool, SpoolItem
@@ -179,6 +180,7 @@ class Uploader:
         self._hold_until = 0.0  # monotonic; a 429 holds the whole queue until then
         self._consecutive_429 = 0
         self._paused: CollectorError | None = None
+        self._paused_for_space = False  # paused by a full disk with 201s held: resumes when space returns
         self._parked_workspaces: dict[str, str] = {}  # workspace_id -> message
         self._parked_blocks: dict[str, str] = {}  # block_id -> message
         self._delivered = 0
@@ -352,6 +354,8 @@ class Uploader:
         """Block until an item whose stream is free can be taken; None when stopping."""
         with self._cond:
             while not self._stop.is_set():
+                if self._paused_for_space and self.spool.flush_held():
+                    self._paused, self._paused_for_space = None, False  # space is back, records written
                 if self._paused is None:
                     item = self._claimable()
                     if item is not None:
@@ -372,6 +376,9 @@ class Uploader:
                 return
             try:
                 self._deliver(item)
+            except CollectorError as err:  # the spool cannot be written: one line, keep the item, stop
+                if not self._stop.is_set():
+                    self._internal_error(err)
             except Exception as exc:  # a bug or a broken spool: say so, keep the item, stop delivery
                 if not self._stop.is_set():
                     log.exception("uploader worker failed on spool item %s", item.id)
@@ -450,7 +457,18 @@ class Uploader:
     # ---- outcomes --------------------------------------------------------------------------------
 
     def _delivered_ok(self, item: SpoolItem, evidence_id: str) -> None:
-        self.spool.mark_delivered(item.id, evidence_id)
+        try:
+            self.spool.mark_delivered(item.id, evidence_id)
+        except SpoolFullError as err:
+            # The server has it: count it as delivered (the spool holds its record until there is
+            # space, and hands it out no more), then stop sending until the disk has room again.
+            with self._cond:
+                self._delivered += 1
+            self._emit("delivered", item=item, evidence_id=evidence_id)
+            self._internal_error(err)
+            with self._cond:
+                self._paused_for_space = self._paused is err or self._paused_for_space
+            return
         with self._cond:
             self._delivered += 1
             self._consecutive_429 = 0
@@ -529,11 +547,12 @@ class Uploader:
         )  # fmt: skip
         with self._cond:
             self._last_error = str(err)
-        self._emit("worker_error", error=str(err))
-        with self._cond:
-            if self._paused is None:
+            first = self._paused is None
+            if first:
                 self._paused = err
             self._cond.notify_all()
+        if first:  # once per cause, even when several workers meet it
+            self._emit("worker_error", error=str(err))
 
     def _emit(self, event: str, *, item: SpoolItem | None = None, **fields: Any) -> None:
         if item is not None:

@@ -45,17 +45,19 @@ def collector(args: list[str], base_url: str, key: str = KEY, timeout: float = 1
     )
 
 
-def spool_eeg(root: Path, workspace_id: str, n: int, capture_id: str = "cap") -> dict[int, bytes]:
-    """n small EEG chunks of one stream in the spool; returns chunk_index -> bytes."""
+def spool_eeg(
+    root: Path, workspace_id: str, n: int, capture_id: str = "cap", samples: int = 16
+) -> dict[int, bytes]:
+    """n EEG chunks of one stream in the spool; returns chunk_index -> bytes."""
     saved = {}
     with Spool(root) as spool:
         for i in range(n):
-            data = json.dumps({"chunk": i, "samples": list(range(i, i + 16))}).encode()
+            data = json.dumps({"chunk": i, "samples": list(range(i, i + samples))}).encode()
             spool.add(
                 workspace_id=workspace_id,
                 evidence={
                     "type": "eeg", "mime_type": "application/json", "chunk_index": i,
-                    "timestamp_ms": 1_700_000_000_000 + 5000 * i, "sample_count": 16,
+                    "timestamp_ms": 1_700_000_000_000 + 5000 * i, "sample_count": samples,
                     "metadata": {"capture_id": capture_id, "stream_id": "eeg:test", "collector_version": "t"},
                 },
                 data=data,

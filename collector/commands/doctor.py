@@ -561,7 +561,14 @@ def check_spool(args: argparse.Namespace) -> Check:
     mode = root.stat().st_mode & 0o777
     if mode & 0o077:
         notes.append(f"folder mode {mode:o} lets other users read evidence")
-    pending = _spool_backlog(root)
+    pending, unreadable = _spool_backlog(root)
+    if unreadable:  # the folder is writable, but the spool in it is not usable
+        return Check.failed(
+            "spool",
+            f"{root} is writable but its database cannot be opened ({unreadable})",
+            f"Move it aside (`mv {root} {root}.damaged`) so a new spool starts; its items may be "
+            f"recovered with `sqlite3 {root}.damaged/spool.db .recover`.",
+        )
     detail = f"{root} writable, {_human(usage.free)} free" + (f"; {pending}" if pending else "")
     if usage.free < SPOOL_FAIL_FREE_BYTES:
         return Check.failed(
@@ -581,29 +588,32 @@ def check_spool(args: argparse.Namespace) -> Check:
     return Check("spool", OK, detail)
 
 
-def _spool_backlog(root: Path) -> str:
-    """'N items waiting' for an existing spool; never creates one."""
+def _spool_backlog(root: Path) -> tuple[str, str]:
+    """('N items waiting', '') for an existing spool, or ('', why) when it cannot be opened.
+
+    Never creates one."""
     if not (root / "spool.db").exists():
-        return ""
+        return "", ""
     owner = root.stat().st_uid
     if hasattr(os, "geteuid") and owner != os.geteuid():
         # Opening it would leave SQLite side files owned by us (root, typically) in a service's spool.
-        return f"owned by {_user_name(owner)}: backlog not read (`collector status` as that user tells it)"
+        who = _user_name(owner)
+        return f"owned by {who}: backlog not read (`collector status` as that user tells it)", ""
     try:
         from collector.spool import Spool
 
         with Spool(root) as spool:
             pending, failed, reason = spool.pending_count(), spool.failed_count(), spool.pause_reason()
-    except Exception:
-        return "existing spool could not be read (`collector status` tells more)"
+    except Exception as exc:
+        return "", str(exc).rstrip(".")
     parts = []
     if pending:
         parts.append(f"{pending} item(s) waiting (`collector upload` sends them)")
     if failed:
         parts.append(f"{failed} rejected item(s)")
     if reason:
-        parts.append(f"delivery paused: {reason}")
-    return "; ".join(parts)
+        parts.append(reason if reason.lower().startswith("delivery paused") else f"delivery paused: {reason}")
+    return "; ".join(parts), ""
 
 
 def _user_name(uid: int) -> str:

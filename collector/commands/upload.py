@@ -16,7 +16,7 @@ import sys
 import time
 
 from collector.commands._common import add_api_options, add_spool_option, api_settings, spool_dir
-from collector.errors import EXIT_DATA_LOST, EXIT_NOT_FOUND, EXIT_OK, EXIT_PENDING
+from collector.errors import EXIT_DATA_LOST, EXIT_NOT_FOUND, EXIT_OK, EXIT_PENDING, SpoolError
 
 log = logging.getLogger("collector.upload")
 PROGRESS_EVERY_S = 15.0
@@ -100,6 +100,14 @@ def run(args: argparse.Namespace) -> int:
 
         counters = uploader.counters()
         delivered = counters["delivered"]
+        if isinstance(uploader.paused_error, SpoolError):  # a full or failing disk: its own one line
+            err = uploader.paused_error
+            print(
+                f"collector: Delivered {delivered} item(s), then stopped: {err} "
+                f"{left} item(s) wait in {root}.",
+                file=sys.stderr,
+            )
+            return err.exit_code
         if uploader.paused_error is not None:
             err = uploader.paused_error
             print(
@@ -122,6 +130,15 @@ def run(args: argparse.Namespace) -> int:
                 f"collector: DATA LOST: the server rejected {counters['failed']} item(s) for good: {named}. "
                 f"They are kept in {root} as failed; see `collector status`, fix the cause, then "
                 "`collector upload --retry-failed`."
+                + (f" {left} other item(s) are still waiting." if left else ""),
+                file=sys.stderr,
+            )
+            return EXIT_DATA_LOST
+        set_aside = spool.failed_count() - failed
+        if set_aside > 0:  # unreadable items the spool set aside so their streams could flow
+            print(
+                f"collector: DATA LOST: {set_aside} item(s) could not be read back from the spool and were "
+                f"set aside as failed (kept in {root}); `collector status` shows which and why."
                 + (f" {left} other item(s) are still waiting." if left else ""),
                 file=sys.stderr,
             )
