@@ -1,0 +1,288 @@
+"""Does the test suite notice when the code is wrong? Apply deliberate faults, run the tests, report.
+
+    python scripts/check_faults.py            # every fault: caught / MISSED, and which tests caught it
+    python scripts/check_faults.py --list     # the faults and the tests that should catch each
+    python scripts/check_faults.py --only pause-ignored --only key-logged
+
+Each fault is a small source edit (the ones issue 14's review made by hand: the key logged, `--screen
+on` without a display not fatal, replay paced 10x too fast, `collector pause` ignored, the profile's
+spool bound not reaching the spool, the 120/min cap removed, screen metadata hard-coded). For each:
+the edit is applied (it must match the code exactly once, else the script stops: the code moved and
+the fault must be updated), the tests named for it run, and the file is restored byte for byte in a
+`finally`, whatever happens (Ctrl-C included). First the same tests run once without any fault: a
+test that already fails would "catch" everything and prove nothing.
+
+It edits the files of the tree it runs in: do not run tests in that tree at the same time.
+Exit 0 when every fault was caught, 1 when one was missed, 2 when the code moved or the baseline fails.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@dataclass(frozen=True)
+class Edit:
+    path: str  # relative to the repository
+    old: str  # must occur exactly once
+    new: str
+
+
+@dataclass(frozen=True)
+class Fault:
+    name: str
+    what: str
+    edits: tuple[Edit, ...]
+    tests: tuple[str, ...]  # pytest node ids that must fail with the fault in place
+
+
+RUN = "collector/commands/run.py"
+KEY_TEST = "tests/test_capture_promises.py::test_key_never_in_the_output_of_run_replay_and_upload_at_verbose"
+SPEED_TESTS = (
+    "tests/test_xdf_source.py::test_speed_paces_reads_against_the_wall_clock",
+    "tests/test_capture_promises.py::test_replay_at_speed_1_is_paced_in_real_time_and_anchored_now",
+    "tests/test_capture_promises.py::test_replay_at_speed_n_takes_duration_over_n_and_keeps_an_iso_anchor",
+)
+PAUSE_E2E = "tests/test_capture_promises.py::test_pause_on_a_real_run_stops_screenshots_while_eeg_goes_on"
+
+FAULTS: tuple[Fault, ...] = (
+    Fault(
+        "key-logged",
+        "`collector run` writes the full API key to its log output",
+        (
+            Edit(
+                RUN,
+                "    settings, workspace_id, block_id = check_target(args, profile)\n",
+                "    settings, workspace_id, block_id = check_target(args, profile)\n"
+                '    output.log("key", message=f"using key {settings.api_key.reveal()}")  # FAULT\n',
+            ),
+        ),
+        (KEY_TEST,),
+    ),
+    Fault(
+        "key-logged-unmasked",
+        "`collector run` logs the key through `logging` and keys are no longer registered for masking",
+        (
+            Edit(
+                "collector/config.py",
+                "        redaction.register(value, self.prefix)",
+                "        pass  # FAULT: redaction.register(value, self.prefix)",
+            ),
+            Edit(
+                RUN,
+                "    settings, workspace_id, block_id = check_target(args, profile)\n",
+                "    settings, workspace_id, block_id = check_target(args, profile)\n"
+                '    log.info("using key %s", settings.api_key.reveal())  # FAULT\n',
+            ),
+        ),
+        (KEY_TEST,),
+    ),
+    Fault(
+        "screen-on-not-fatal",
+        "`--screen on` without a display continues EEG-only instead of exiting 5",
+        (Edit(RUN, '        if mode == "on":\n', "        if False:  # FAULT\n"),),
+        ("tests/test_run_e2e.py::test_screen_on_without_a_display_exits_5_even_with_a_live_eeg_stream",),
+    ),
+    Fault(
+        "replay-10x-source",
+        "the XDF source paces a replay 10x faster than --speed",
+        (
+            Edit(
+                "devices/xdf.py",
+                "elapsed_rel = (self._clock() - self._wall_start) * self.speed\n",
+                "elapsed_rel = (self._clock() - self._wall_start) * self.speed * 10  # FAULT\n",
+            ),
+        ),
+        SPEED_TESTS,
+    ),
+    Fault(
+        "replay-10x-command",
+        "`collector replay` hands the source 10x its --speed",
+        (
+            Edit(
+                "collector/commands/replay.py",
+                "        speed=args.speed,\n",
+                "        speed=args.speed * 10 if args.speed else None,  # FAULT\n",
+            ),
+        ),
+        SPEED_TESTS[1:],
+    ),
+    Fault(
+        "pause-ignored",
+        "`collector run` ignores `collector pause` (the screen source gets no pause control)",
+        (
+            Edit(
+                RUN,
+                "        screen_source = open_screen(profile, output, pause_control)\n",
+                "        screen_source = open_screen(profile, output, None)  # FAULT\n",
+            ),
+        ),
+        (PAUSE_E2E,),
+    ),
+    Fault(
+        "spool-bound-ignored",
+        "the profile's spool_max_bytes does not reach the spool (the 2 GB default is used)",
+        (
+            Edit(
+                RUN,
+                "Spool(spool_dir(args), max_bytes=profile.delivery.spool_max_bytes)",
+                "Spool(spool_dir(args))  # FAULT",
+            ),
+        ),
+        (
+            "tests/test_capture_promises.py::test_profile_spool_bound_reaches_the_spool_and_refused_chunks_are_counted",
+        ),
+    ),
+    Fault(
+        "rate-cap-removed",
+        "a profile may set rate_per_min above the key's 120 requests/min",
+        (
+            Edit(
+                "collector/settings.py",
+                "rate_per_min: float = Field(100.0, gt=0, le=120)",
+                "rate_per_min: float = Field(100.0, gt=0)  # FAULT",
+            ),
+        ),
+        ("tests/test_capture_promises.py::test_profile_rate_per_min_is_capped_at_the_keys_120",),
+    ),
+    Fault(
+        "screen-metadata-hard-coded",
+        "screen evidence metadata says skipped_before 0 and paused_periods [] whatever happened",
+        (
+            Edit(
+                "devices/screen.py",
+                '"skipped_before": frame.skipped_before,',
+                '"skipped_before": 0,  # FAULT',
+            ),
+            Edit(
+                "devices/screen.py",
+                '"paused_periods": [list(p) for p in frame.paused_periods],',
+                '"paused_periods": [],  # FAULT',
+            ),
+        ),
+        (
+            "tests/test_screen.py::test_screen_evidence_metadata_carries_the_frames_skips_and_pauses",
+            PAUSE_E2E,
+        ),
+    ),
+)
+
+
+class CodeMoved(Exception):
+    pass
+
+
+def apply(edits: tuple[Edit, ...]) -> dict[Path, bytes]:
+    """Apply the edits; returns the original bytes of every file touched (for restore)."""
+    originals: dict[Path, bytes] = {}
+    texts: dict[Path, str] = {}
+    for edit in edits:
+        path = REPO / edit.path
+        if path not in texts:
+            originals[path] = path.read_bytes()
+            texts[path] = originals[path].decode("utf-8")
+        count = texts[path].count(edit.old)
+        if count != 1:
+            raise CodeMoved(f"{edit.path}: expected the code to change exactly once, found it {count} times: "
+                            f"{edit.old.strip()!r}")  # fmt: skip
+        texts[path] = texts[path].replace(edit.old, edit.new)
+    try:
+        for path, text in texts.items():
+            path.write_text(text, encoding="utf-8")
+    except BaseException:
+        restore(originals)
+        raise
+    return originals
+
+
+def restore(originals: dict[Path, bytes]) -> None:
+    for path, data in originals.items():
+        path.write_bytes(data)
+        assert path.read_bytes() == data, f"could not restore {path}"
+
+
+def run_tests(tests: tuple[str, ...], timeout_s: float) -> tuple[int, list[str], str]:
+    """(pytest's exit code, the node ids that failed or errored, the output's tail)."""
+    env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    cmd = [sys.executable, "-m", "pytest", "-q", "-rfE", "-p", "no:cacheprovider", *tests]
+    try:
+        proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout_s)
+    except subprocess.TimeoutExpired as exc:
+        out = exc.stdout.decode() if isinstance(exc.stdout, bytes) else (exc.stdout or "")
+        return 124, [], out[-2000:]
+    failed = re.findall(r"^(?:FAILED|ERROR) (\S+)", proc.stdout, flags=re.MULTILINE)
+    return proc.returncode, failed, (proc.stdout + proc.stderr)[-2000:]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--list", action="store_true", help="list the faults and their tests, run nothing")
+    parser.add_argument("--only", action="append", metavar="NAME", help="run only this fault (repeatable)")
+    parser.add_argument("--timeout", type=float, default=600.0, help="seconds per pytest run (default 600)")
+    parser.add_argument("--no-baseline", action="store_true", help="skip the run without faults")
+    args = parser.parse_args(argv)
+
+    faults = [f for f in FAULTS if not args.only or f.name in args.only]
+    unknown = set(args.only or ()) - {f.name for f in FAULTS}
+    if unknown:
+        parser.error(f"unknown fault(s) {sorted(unknown)}; see --list")
+    if args.list:
+        for f in faults:
+            print(f"{f.name}: {f.what}")
+            for t in f.tests:
+                print(f"    {t}")
+        return 0
+
+    for f in faults:  # every edit must still match before anything runs
+        try:
+            restore(apply(f.edits))
+        except CodeMoved as exc:
+            print(f"check_faults: fault {f.name!r} no longer applies ({exc}). Update it.", file=sys.stderr)
+            return 2
+
+    if not args.no_baseline:
+        tests = tuple(dict.fromkeys(t for f in faults for t in f.tests))
+        started = time.monotonic()
+        code, failed, tail = run_tests(tests, args.timeout)
+        print(f"baseline (no fault): pytest exit {code} in {time.monotonic() - started:.0f} s")
+        if code != 0:
+            print(tail, file=sys.stderr)
+            print("check_faults: the tests fail without any fault; fix them first.", file=sys.stderr)
+            return 2
+
+    missed = []
+    for f in faults:
+        started = time.monotonic()
+        originals = apply(f.edits)
+        try:
+            code, failed, tail = run_tests(f.tests, args.timeout)
+        finally:
+            restore(originals)
+        took = time.monotonic() - started
+        if code == 1 and failed:
+            print(f"caught  {f.name} ({took:.0f} s): {f.what}")
+            for t in failed:
+                print(f"        by {t}")
+        else:
+            missed.append(f.name)
+            print(f"MISSED  {f.name} ({took:.0f} s, pytest exit {code}): {f.what}")
+            if code not in (0, 1):
+                print(tail, file=sys.stderr)
+    print(
+        f"\n{len(faults) - len(missed)} of {len(faults)} faults caught"
+        + (f"; missed: {', '.join(missed)}" if missed else "")
+    )
+    return 1 if missed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
