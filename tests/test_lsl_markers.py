@@ -87,16 +87,25 @@ def test_markers_arrive_as_events_on_the_eeg_time_line(caplog):
     assert abs(events[0].time_ms / 1000.0 - time.time()) < 60  # Unix ms
 
 
-def test_no_marker_stream_means_no_events_and_no_delay():
+def test_no_marker_stream_means_no_events_and_no_delay(monkeypatch):
+    import functools
+
     import pylsl
 
+    import devices.lsl as lsl_module
+
+    # A marker search that takes 5 s: if open, read or close waited for it, it would show far above
+    # the bounds below, which leave room for a loaded machine.
+    monkeypatch.setattr(
+        lsl_module, "MarkerFollower", functools.partial(lsl_module.MarkerFollower, resolve_timeout_s=5.0)
+    )
     name = uid("nomk")
     eeg = pylsl.StreamOutlet(make_eeg_info(name, name, ["A", "B"], 50.0))
     try:
         started = time.monotonic()
         source = LslSource(source_id=name, resolve_timeout_s=10.0)
         source.open()
-        open_s = time.monotonic() - started  # the marker resolve (~1 s) must not be in here
+        open_s = time.monotonic() - started  # the marker search (5 s here) must not be in here
         try:
             eeg.push_sample([1.0, 2.0])
             assert source.read(2.0) is not None  # the first read waits once for LSL's time correction
@@ -114,9 +123,9 @@ def test_no_marker_stream_means_no_events_and_no_delay():
             close_s = time.monotonic() - started
     finally:
         del eeg
-    assert open_s < 1.0 and close_s < 0.8
+    assert open_s < 2.5 and close_s < 2.5, (open_s, close_s)
     assert all(c is not None and c.events == () for c in chunks)
-    assert max(latencies) < 0.3, latencies
+    assert max(latencies) < 1.0, latencies
 
 
 def test_markers_off_and_a_named_multichannel_marker_stream():
