@@ -36,6 +36,7 @@ class CaptureStats:
     samples: int = 0
     eeg_chunks_spooled: int = 0
     eeg_chunks_dropped: int = 0
+    markers: int = 0  # markers (events) inside spooled EEG chunks
     band_powers: dict[str, float] = field(default_factory=dict)
     channel_quality: dict[str, str] = field(default_factory=dict)
     screens_sent: int = 0
@@ -175,6 +176,7 @@ class Capture:
             for out in outs:
                 if self._spool(chunk_evidence_fields(out, device_name), out.to_bytes()):
                     self.stats.eeg_chunks_spooled += 1
+                    self.stats.markers += len(out.artifact["events"])
                 else:
                     self.stats.eeg_chunks_dropped += 1
                 self.summary.add_chunk(out.artifact)

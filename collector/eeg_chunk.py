@@ -93,7 +93,9 @@ from collector import __version__
 from collector.bandpower import BandPowers, BandSettings, compute_band_powers
 from collector.clock import gap_threshold_s
 from collector.errors import UsageError
+from collector.timestamps import RATE_TOLERANCE, rate_to_use
 from devices.base import Event, Gap, SampleChunk, StreamDescription
+from devices.channels import distinct_keys
 
 FORMAT = "openlesson-collector.eeg-chunk"
 VERSION = 1
@@ -176,6 +178,14 @@ class EegChunker:
         self.description = description
         self.settings = settings
         self.sfreq = float(description.sfreq)
+        # Distinct keys per column (duplicate/empty labels never merge channels): devices.channels.
+        self.keys = distinct_keys(description.channels)
+        nominal = description.nominal_sfreq
+        self.nominal_sfreq = float(description.sfreq if nominal is None else nominal)
+        self.measured_sfreq = description.measured_sfreq
+        self._fixed_gap_threshold = gap_threshold_ms is not None
+        self._grid_origin = 0  # global index the window grid counts from (moves on a rate change)
+        self._repaired: list[int] = []  # global indices of samples whose stamp the source repaired
         if not (math.isfinite(self.sfreq) and self.sfreq > 0):
             raise UsageError(
                 f"Stream {description.name!r} has no regular sampling rate ({description.sfreq!r} Hz), "
@@ -191,6 +201,7 @@ class EegChunker:
             self.no_powers_reason = str(err)
         if not (math.isfinite(chunk_s) and chunk_s > 0):
             raise ValueError(f"chunk_s={chunk_s!r} is invalid; it must be a positive number of seconds")
+        self.chunk_s = float(chunk_s)
         self.chunk_samples = max(1, round(chunk_s * self.sfreq))
         if not 0 < max_bytes <= HARD_MAX_CHUNK_BYTES:
             raise ValueError(f"max_bytes={max_bytes!r} must be within 1..{HARD_MAX_CHUNK_BYTES}")
@@ -234,12 +245,18 @@ class EegChunker:
                 f"channels {list(self.description.channels)}"
             )
         self._events.extend(chunk.events)
+        if chunk.sfreq and self.description.recheck_rate:  # the source's live re-check of the rate
+            self.measured_sfreq = float(chunk.sfreq)
+            use = rate_to_use(self.nominal_sfreq, self.measured_sfreq)
+            if abs(use / self.sfreq - 1.0) > RATE_TOLERANCE:
+                self._set_rate(use)
         gaps = self._unplaced_gaps + list(chunk.gaps)
         self._unplaced_gaps = []
         if n == 0:
             self._unplaced_gaps = gaps
             return []
         first_index = self._chunk_start + self._pending_n
+        self._repaired.extend(first_index + int(i) for i in chunk.repaired)
         found: dict[int, Gap] = {}
         prev = times if self._last_time is None else np.concatenate(([self._last_time], times))
         holes = np.flatnonzero(np.diff(prev) > self.gap_threshold_ms)
@@ -260,14 +277,34 @@ class EegChunker:
         self._pending_times.append(times)
         self._pending_n += n
         out: list[EegChunkOut] = []
-        while self._pending_n >= self.target_samples + self.hold_samples:
+        # Strictly more: one sample always waits, so markers that come after the last sample (and
+        # gaps not placed yet) still have the final chunk to ride in.
+        while self._pending_n > self.target_samples + self.hold_samples:
             out.append(self._emit(self.target_samples, final=False))
         return out
+
+    def _set_rate(self, sfreq: float) -> None:
+        """The source measured another rate (live re-check): windows, segments, PSD and chunk
+        length follow it from the chunk being filled on; the window grid restarts there."""
+        old = self.sfreq
+        self.sfreq = sfreq
+        try:
+            self.window, self.step, self.nperseg, self.noverlap = self.settings.sizes(sfreq)
+            self.no_powers_reason = ""
+        except UsageError as err:
+            self.window = self.step = self.nperseg = self.noverlap = 0
+            self.no_powers_reason = str(err)
+        self.chunk_samples = max(1, round(self.chunk_s * sfreq))
+        self.target_samples = min(self.chunk_samples, max(1, round(self.target_samples * sfreq / old)))
+        if not self._fixed_gap_threshold:
+            self.gap_threshold_ms = gap_threshold_s(sfreq) * 1000.0
+        self._grid_origin = self._chunk_start - self._tail_data.shape[0]
 
     def flush(self) -> list[EegChunkOut]:
         """End of capture: the remaining samples as a final (shorter) chunk, if there are any.
 
-        Markers after the last sample have no EEG to go with and are dropped when no sample is left.
+        The final chunk carries every marker and gap not placed yet (markers after the last sample
+        included: an event's time_ms may lie after its chunk's samples).
         """
         out: list[EegChunkOut] = []
         while self._pending_n:
@@ -324,6 +361,7 @@ class EegChunker:
         w = self.window
         self._chunk_start += m
         self._breaks = [(b, g) for b, g in self._breaks if b > self._chunk_start - w]
+        self._repaired = [i for i in self._repaired if i >= self._chunk_start]
         return out
 
     def _compose(
@@ -340,9 +378,10 @@ class EegChunker:
         if self.no_powers_reason:
             ends = np.zeros(0, dtype=np.int64)
         else:
-            lo = max(cs, w - 1)
-            k0 = -(-(lo - (w - 1)) // h)
-            ends = np.arange(w - 1 + k0 * h, cs + m, h, dtype=np.int64)
+            g = self._grid_origin + w - 1  # first window end of the grid
+            lo = max(cs, g)
+            k0 = -(-(lo - g) // h)
+            ends = np.arange(g + k0 * h, cs + m, h, dtype=np.int64)
         brk = np.array([b for b, _ in self._breaks], dtype=np.int64)
         spans_gap = (np.searchsorted(brk, ends, "right") - np.searchsorted(brk, ends - w + 1, "right")) > 0
         clean = ends[~spans_gap]
@@ -361,13 +400,15 @@ class EegChunker:
 
         chunk_gaps = [g for b, g in self._breaks if cs <= b < cs + m]
         if final:
+            chunk_gaps += self._unplaced_gaps  # ended after the last sample: still reported
             events, later = self._events, []
         else:
             t_last = float(times[-1])
             events = [e for e in self._events if e.time_ms <= t_last]
             later = [e for e in self._events if e.time_ms > t_last]
 
-        out = self._build(cs, data, times, ends, spans_gap, powers, chunk_gaps, events)
+        repaired = sum(1 for i in self._repaired if cs <= i < cs + m)
+        out = self._build(cs, data, times, ends, spans_gap, powers, chunk_gaps, events, repaired)
 
         # Keep only what later windows need: window - 1 samples of context (gaps: see _emit).
         keep = max(0, min(w - 1, context.shape[0]))
@@ -381,7 +422,9 @@ class EegChunker:
                 "model": d.model,
                 "source_id": d.source_id,
                 "sfreq": self.sfreq,
-                "channels": list(d.channels),
+                "nominal_sfreq": self.nominal_sfreq,
+                "measured_sfreq": None if self.measured_sfreq is None else round(self.measured_sfreq, 6),
+                "channels": list(self.keys),
                 "unit": d.unit,
             },
             "method": {
@@ -418,8 +461,9 @@ class EegChunker:
         powers: BandPowers,
         gaps: list[Gap],
         events: list[Event],
+        repaired: int = 0,
     ) -> EegChunkOut:
-        channels = self.description.channels
+        channels = self.keys
         bands = self.settings.band_names
         t0_ms = math.floor(float(times[0]) + 0.5)
 
@@ -515,6 +559,8 @@ class EegChunker:
             ],
             "gaps": [{"start_ms": _ms(g.start_ms), "end_ms": _ms(g.end_ms)} for g in gaps],
         }
+        # Samples of this chunk whose timestamp the source replaced from the stream's grid.
+        artifact["method"]["timestamps_repaired"] = int(repaired)
         return EegChunkOut(
             chunk_index=index,
             t0_ms=t0_ms,

@@ -158,6 +158,7 @@ def run_session(
         **times,
         "samples": capture.stats.samples,
         "eeg_chunks": capture.stats.eeg_chunks_spooled,
+        "markers": capture.stats.markers,
         "screenshots": capture.stats.screens_sent,
         "screenshots_skipped": capture.stats.screens_skipped,
         "dropped": snap["dropped"],
@@ -175,8 +176,10 @@ def run_session(
         else:
             ended = f"Session ended after {_minutes(summary['duration_s'])}"
         output.stream.write(
-            f"\n{ended}: {summary['samples']:,} EEG samples in "
-            f"{summary['eeg_chunks']} chunks, {summary['screenshots']} screenshots "
+            f"
+{ended}: {summary['samples']:,} EEG samples in "
+            f"{summary['eeg_chunks']} chunks ({summary['markers']} markers), "
+            f"{summary['screenshots']} screenshots "
             f"({summary['screenshots_skipped']} near-identical skipped); "
             f"{summary['delivered']} items delivered"
             + (f", {summary['dropped']} DROPPED (spool full)" if summary["dropped"] else "")

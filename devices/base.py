@@ -23,12 +23,15 @@ class StreamDescription:
     name: str
     type: str
     source_id: str
-    sfreq: float  # nominal sampling rate, Hz
+    sfreq: float  # the rate windows, segments and PSD use, Hz (the measured one when the declared is off)
     channels: tuple[str, ...]  # labels of the channels carried in SampleChunk.data (EEG only)
     unit: str = "microvolts"
     model: str = ""  # e.g. "Muse 2"; "" when unknown
     hostname: str = ""
     aux_channels: tuple[str, ...] = ()  # labels present in the stream but not EEG (dropped)
+    nominal_sfreq: float | None = None  # declared rate (0 = irregular); None: same as sfreq
+    measured_sfreq: float | None = None  # rate the timestamps show, gaps excluded; None: not yet
+    recheck_rate: bool = True  # False: the source measured the whole stream (a replay)
 
     @property
     def stream_id(self) -> str:
@@ -55,12 +58,16 @@ class SampleChunk:
     times_ms: (n_samples,) float64 Unix milliseconds of each sample (fractional ms kept).
     gaps: holes in the signal that end inside (or right before) this chunk.
     events: markers that fall in this chunk's time span.
+    repaired: positions (in this chunk) of samples whose timestamp the source repaired.
+    sfreq: a new rate measured by the source from here on (live re-check), None when unchanged.
     """
 
     data: np.ndarray
     times_ms: np.ndarray
     gaps: tuple[Gap, ...] = ()
     events: tuple[Event, ...] = ()
+    repaired: tuple[int, ...] = ()
+    sfreq: float | None = None
 
     def __len__(self) -> int:
         return int(self.times_ms.shape[0])

@@ -32,6 +32,15 @@ import numpy as np
 
 from collector.clock import LslClock, StreamTimeMapper, gap_threshold_s
 from collector.errors import NoSourceError, UsageError
+from collector.timestamps import (
+    IRREGULAR_IQR,
+    LiveRepair,
+    RateMeter,
+    irregularity,
+    rate_to_use,
+    rate_warning,
+    typical_period,
+)
 from devices.base import Event, Gap, SampleChunk, StreamDescription
 from devices.channels import fill_labels, split_channels
 from devices.xdf import marker_value
@@ -155,6 +164,8 @@ class LslSource:
         clock: LslClock | None = None,
         markers: str | None = "auto",
         markers_retry_s: float = 5.0,
+        recheck_s: float = 10.0,
+        probe_s: float = 3.0,
     ) -> None:
         if resolve_timeout_s < 0:
             raise UsageError(f"resolve timeout must be 0 or more seconds, {resolve_timeout_s!r} is invalid.")
@@ -189,6 +200,14 @@ class LslSource:
         self.markers = None if markers is None or markers.strip().lower() in ("", "off", "none") else markers
         self.markers_retry_s = markers_retry_s
         self._markers: MarkerFollower | None = None
+        self.recheck_s = recheck_s
+        self.probe_s = probe_s
+        self._repair: LiveRepair | None = None
+        self._rate_meter = RateMeter()
+        self._rate_checked: float | None = None
+        self._rate_warned = False
+        self._measured: float | None = None
+        self._probed: list[tuple[np.ndarray, np.ndarray]] = []
 
     @property
     def marker_stream(self) -> str | None:
@@ -246,6 +265,10 @@ class LslSource:
                 return None
         from pylsl.util import LostError  # not re-exported by the pylsl package
 
+        if self._probed:  # samples read while measuring an irregular stream's rate
+            stamps, data = self._probed.pop(0)
+            self._refresh_correction()
+            return self._chunk(stamps, data, final=False)
         try:
             samples, stamps = self._inlet.pull_chunk(
                 timeout=max(0.0, timeout), max_samples=self._max_samples, min_samples=1, as_numpy=True
@@ -255,16 +278,53 @@ class LslSource:
             self._drop_inlet()  # the marker follower keeps running: markers may outlive the EEG
             return None
         if len(stamps) == 0:
+            if self._repair is not None and self._repair.held:
+                # Nothing more is coming now: decide about the samples held back.
+                return self._chunk(np.zeros(0), np.zeros((0, len(self._eeg_index))), final=True)
             self._on_silence()
             return None
         self._last_data_mono = time.monotonic()
         if self.lost:
             self._on_back()
         self._refresh_correction()
-        times_ms = self._mapper.to_unix_ms(np.asarray(stamps, dtype=np.float64), self._correction_s)
         data = np.asarray(samples, dtype=np.float64)[:, self._eeg_index]
+        return self._chunk(np.asarray(stamps, dtype=np.float64), data, final=False)
+
+    def _chunk(self, stamps: np.ndarray, data: np.ndarray, *, final: bool) -> SampleChunk | None:
+        """Repaired stamps -> Unix ms, gaps, markers and (when measured) the stream's rate."""
+        assert self._repair is not None
+        stamps, data, repaired, resets = self._repair.feed(stamps, data, final=final)
         events = self._markers.take() if self._markers is not None else ()
-        return SampleChunk(data=data, times_ms=times_ms, gaps=self._gaps(times_ms), events=events)
+        if stamps.shape[0] == 0:
+            return SampleChunk(data=data, times_ms=np.zeros(0), events=events) if events else None
+        self._gap_s = gap_threshold_s(1.0 / self._repair.period_s)
+        times_ms = self._mapper.to_unix_ms(stamps, self._correction_s)
+        gaps = self._gaps(times_ms, resets)
+        return SampleChunk(
+            data=data,
+            times_ms=times_ms,
+            gaps=gaps,
+            events=events,
+            repaired=tuple(repaired),
+            sfreq=self._recheck_rate(stamps),
+        )
+
+    def _recheck_rate(self, stamps: np.ndarray) -> float | None:
+        """The rate over the last minute, re-checked every `recheck_s` of stream; warns once."""
+        assert self._repair is not None and self.description is not None
+        self._rate_meter.add(stamps, self._repair.period_s)
+        if self._rate_checked is not None and float(stamps[-1]) - self._rate_checked < self.recheck_s:
+            return self._measured
+        measured = self._rate_meter.rate()
+        if measured is None:
+            return self._measured
+        self._rate_checked = float(stamps[-1])
+        nominal = self.description.nominal_sfreq or 0.0
+        if nominal > 0 and rate_to_use(nominal, measured) != nominal and not self._rate_warned:
+            self._rate_warned = True
+            log.warning("%s", rate_warning(self.description.name, nominal, measured))
+        self._measured = measured
+        return measured
 
     def close(self) -> None:
         markers, self._markers = self._markers, None
@@ -350,6 +410,11 @@ class LslSource:
         if not first:
             assert self.description is not None
             return self.description
+        nominal = sfreq
+        measured = None
+        if nominal <= 0:  # declared irregular: its rate comes from its typical spacing, as in a replay
+            measured = sfreq = self._probe_rate(full.name())
+        self._repair = LiveRepair(1.0 / sfreq)
         description = StreamDescription(
             name=full.name(),
             type=full.type(),
@@ -360,6 +425,8 @@ class LslSource:
             model=self.model,
             hostname=full.hostname(),
             aux_channels=split.aux_labels,
+            nominal_sfreq=nominal,
+            measured_sfreq=measured,
         )
         log.info(
             "LSL stream %r (source_id %s, host %s): %d EEG channels (%s)%s, %.6g Hz",
@@ -373,6 +440,39 @@ class LslSource:
         )
         return description
 
+    def _probe_rate(self, name: str) -> float:
+        """First samples of a stream declared irregular (kept for the first reads): the rate from
+        their median interval, or UsageError when they are too few or too irregular to window."""
+        stamps: list[np.ndarray] = []
+        deadline = time.monotonic() + self.probe_s
+        count = 0
+        while count < 256 and time.monotonic() < deadline:
+            samples, ts = self._inlet.pull_chunk(
+                timeout=0.2, max_samples=self._max_samples, min_samples=1, as_numpy=True
+            )
+            if len(ts):
+                ts = np.asarray(ts, dtype=np.float64)
+                self._probed.append((ts, np.asarray(samples, dtype=np.float64)[:, self._eeg_index]))
+                stamps.append(ts)
+                count += ts.shape[0]
+        times = np.concatenate(stamps) if stamps else np.zeros(0)
+        spread = irregularity(times)
+        if not np.isfinite(spread):
+            raise UsageError(
+                f"LSL stream {name!r} is declared irregular (nominal_srate 0) and sent {times.shape[0]} "
+                f"sample(s) in {self.probe_s:g} s, too few to measure its rate. Start the stream first, "
+                "or pick the EEG stream with --stream-name/--source-id."
+            )
+        if spread > IRREGULAR_IQR:
+            raise UsageError(
+                f"stream {name!r} is declared irregular (nominal_srate 0) and its sample spacing varies "
+                f"too much to be windowed as EEG (interquartile range {spread:.2f}× the median interval). "
+                "Pick the EEG stream with --stream-name/--source-id, or send it at a fixed rate."
+            )
+        rate = round(1.0 / typical_period(times), 6)
+        log.info("LSL stream %r is declared irregular; its typical spacing gives %.6g Hz", name, rate)
+        return rate
+
     def _refresh_correction(self) -> None:
         """Remote clock -> local LSL clock; liblsl updates it in the background (instant after the first)."""
         now = time.monotonic()
@@ -384,17 +484,19 @@ class LslSource:
         except Exception:  # TimeoutError/LostError: keep the last estimate
             log.debug("time_correction unavailable; keeping %.6f s", self._correction_s, exc_info=True)
 
-    def _gaps(self, times_ms: np.ndarray) -> tuple[Gap, ...]:
+    def _gaps(self, times_ms: np.ndarray, resets: Sequence[int] = ()) -> tuple[Gap, ...]:
+        """Intervals over the gap threshold, and clock resets (stamps are repaired: increasing)."""
         gaps: list[Gap] = []
         gap_ms = self._gap_s * 1000.0
-        if self._last_ms is not None and (
-            times_ms[0] - self._last_ms > gap_ms or times_ms[0] < self._last_ms
-        ):
-            gaps.append(Gap(start_ms=self._last_ms, end_ms=float(times_ms[0])))
+        if self._last_ms is not None and (times_ms[0] - self._last_ms > gap_ms or 0 in resets):
+            if times_ms[0] > self._last_ms:
+                gaps.append(Gap(start_ms=self._last_ms, end_ms=float(times_ms[0])))
         if times_ms.shape[0] > 1:
             steps = np.diff(times_ms)
-            for i in np.flatnonzero((steps > gap_ms) | (steps < 0)):
-                gaps.append(Gap(start_ms=float(times_ms[i]), end_ms=float(times_ms[i + 1])))
+            breaks = set(np.flatnonzero(steps > gap_ms).tolist()) | {r - 1 for r in resets if r > 0}
+            for i in sorted(breaks):
+                if times_ms[i + 1] > times_ms[i]:
+                    gaps.append(Gap(start_ms=float(times_ms[i]), end_ms=float(times_ms[i + 1])))
         self._last_ms = float(times_ms[-1])
         for g in gaps:
             log.info("gap in the EEG stream: %.0f ms", g.end_ms - g.start_ms)

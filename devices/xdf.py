@@ -1,15 +1,21 @@
 """XDF recordings as an EEG source: the same SampleChunks as a live LSL stream, from a file.
 
 Loading goes through `pyxdf.load_xdf` with clock synchronisation and clock-reset handling on.
-Timestamps of regularly sampled streams are dejittered (pyxdf's per-segment linear fit): LabRecorder
-stores the sender's timestamps, which for chunked amplifiers and BLE headsets carry several ms of
-transmission jitter, while the band-power core assumes even spacing. The fit is split at every
-break longer than `max(0.1 s, 10 samples)`, and those breaks are reported as `Gap`s, so real holes
-are kept, not smoothed over. Pass `dejitter=False` to keep the raw timestamps.
+`load_recording(dejitter=True)` also dejitters regular streams with pyxdf's per-segment linear fit
+(the LSL player uses that); `XdfSource` loads the stamps as recorded instead and hands the EEG to
+`devices.recording_fixes`, which repairs isolated bad stamps first (counting them), then fits a line per
+gap-free stretch: LabRecorder stores the sender's timestamps, which for chunked amplifiers and BLE
+headsets carry several ms of transmission jitter, while the band-power core assumes even spacing.
+Real holes are kept as `Gap`s, not smoothed over. Pass `dejitter=False` to keep the raw timestamps.
+
+After loading, `devices.recording_fixes` puts every stream on one clock, joins the parts of a restarted
+stream, repairs isolated bad stamps and measures the real rate (format-independent steps).
 
 Time anchor: by default the recording's own start (the file header's `datetime`, written by
-LabRecorder when recording started) is the Unix time of the first EEG sample; `start_time="now"`
-rebases the recording to the present; an ISO-8601 string or a datetime anchors it there.
+LabRecorder when recording started) is the Unix time of the earliest timestamp of any stream in
+the file, so an EEG stream that starts 30 s in starts 30 s after the header time and no marker
+lands before the recording; `start_time="now"` rebases the recording to the present; an ISO-8601
+string or a datetime anchors it there.
 """
 
 from __future__ import annotations
@@ -27,7 +33,6 @@ from typing import Any
 
 import numpy as np
 
-from collector.clock import gap_threshold_s
 from collector.errors import UsageError
 from devices.base import Event, Gap, SampleChunk, SourceEnded, StreamDescription
 from devices.channels import fill_labels, split_channels
@@ -246,44 +251,58 @@ def _convert_stream(raw: dict) -> XdfStream:
 
 
 def _describe(s: XdfStream) -> str:
-    return f"{s.name!r} (type {s.type or '?'}, {len(s.labels)} ch, {s.sample_count} samples)"
+    sid = f", source_id {s.source_id}" if s.source_id else ""
+    return (
+        f"{s.name!r} (id {s.stream_id}, type {s.type or '?'}{sid}, {len(s.labels)} ch, "
+        f"{s.sample_count} samples)"
+    )
 
 
 def pick_eeg_stream(recording: XdfRecording, stream: str | None = None) -> XdfStream:
-    """The EEG stream: by name (or type) when `stream` is given, else the first EEG-typed one."""
+    """The EEG stream: `stream` names it by the file's numeric stream id, its source_id, its name
+    or its type (in that order); without `stream`, the first EEG-typed one with samples.
+
+    A stream the sender restarted appears as several parts with the same name: naming it by name,
+    type or source_id picks all of them (`devices.recording_fixes.stream_parts` joins them); its numeric
+    stream id picks that one part alone.
+    """
     numeric = [s for s in recording.streams if not s.is_string]
     listing = ", ".join(_describe(s) for s in recording.streams) or "none"
     if stream is not None:
-        chosen = [s for s in numeric if s.name == stream] or [
-            s for s in numeric if s.type.lower() == stream.lower()
-        ]
+        wanted = stream.strip()
+        chosen = (
+            [s for s in numeric if wanted.isdigit() and s.stream_id == int(wanted)]
+            or [s for s in numeric if s.source_id and s.source_id == wanted]
+            or [s for s in numeric if s.name == wanted]
+            or [s for s in numeric if s.type.lower() == wanted.lower()]
+        )
         if not chosen:
             raise UsageError(
-                f"no numeric stream named {stream!r} in {recording.path.name}; streams: {listing}. "
-                "Pick one with --stream NAME."
+                f"no numeric stream with id, source_id or name {stream!r} in {recording.path.name}; "
+                f"streams: {listing}. Pick one with --stream NAME|SOURCE_ID|ID."
             )
     else:
         chosen = [s for s in numeric if s.type.lower() == "eeg"]
         if not chosen:
             raise UsageError(
                 f"no EEG stream in {recording.path.name}; streams: {listing}. "
-                "Pick a numeric stream with --stream NAME."
+                "Pick a numeric stream with --stream NAME|SOURCE_ID|ID."
             )
     with_data = [s for s in chosen if s.sample_count > 0]
     if not with_data:
         raise UsageError(
             f"EEG stream {chosen[0].name!r} in {recording.path.name} has no samples. "
-            "Use a recording that captured EEG, or pick another stream with --stream NAME."
+            "Use a recording that captured EEG, or pick another stream with --stream NAME|SOURCE_ID|ID."
         )
     pick = with_data[0]
-    if len(chosen) > 1:
-        others = ", ".join(_describe(s) for s in chosen if s is not pick)
+    others = [s for s in chosen if s is not pick and (s.name, s.source_id) != (pick.name, pick.source_id)]
+    if others:
         log.info(
-            "%d streams match in %s; using %s. Others: %s. Pick another with --stream NAME.",
-            len(chosen),
+            "%d streams match in %s; using %s. Others: %s. Pick another with --stream SOURCE_ID or ID.",
+            len(others) + 1,
             recording.path.name,
             _describe(pick),
-            others,
+            ", ".join(_describe(s) for s in others),
         )
     return pick
 
@@ -297,12 +316,18 @@ def marker_value(sample: Sequence[Any]) -> str:
     return values[0] if len(values) == 1 else ",".join(values)
 
 
-def recording_markers(recording: XdfRecording, eeg: XdfStream) -> tuple[np.ndarray, list[str]]:
-    """Every marker of the recording's other streams: (times in the file's seconds, values), by time."""
+def recording_markers(
+    recording: XdfRecording, eeg: XdfStream | Sequence[int]
+) -> tuple[np.ndarray, list[str]]:
+    """Every marker of the recording's other streams: (times in the file's seconds, values), by time.
+
+    eeg: the EEG stream, or the stream ids of its parts, which are not markers even when typed so.
+    """
+    skip = {eeg.stream_id} if isinstance(eeg, XdfStream) else set(eeg)
     times: list[float] = []
     values: list[str] = []
     for s in recording.streams:
-        if s is eeg or not s.is_marker or s.sample_count == 0:
+        if s.stream_id in skip or not s.is_marker or s.sample_count == 0:
             continue
         samples = s.data if s.is_string else np.asarray(s.data).tolist()
         for t, sample in zip(s.times_s, samples, strict=True):
@@ -357,6 +382,8 @@ class XdfSource:
         self._times_ms = np.zeros(0)
         self._gap_after: dict[int, Gap] = {}
         self._gap_index = np.zeros(0, dtype=np.int64)
+        self._repaired = np.zeros(0, dtype=np.int64)
+        self.prepared = None
         self._event_rel_s = np.zeros(0)
         self._event_ms = np.zeros(0)
         self._event_values: list[str] = []
@@ -367,11 +394,13 @@ class XdfSource:
 
     # -- EegSource -----------------------------------------------------------------------------
     def open(self) -> StreamDescription:
+        from devices.recording_fixes import align_clock_domains, prepare_eeg, recording_start_s
         from devices.recordings import load_any_recording  # XDF, CSV and EDF/BDF readers
 
+        # Stamps as recorded: the repair must see (and count) every bad one before any smoothing.
         recording = load_any_recording(
             self.path,
-            dejitter=self.dejitter,
+            dejitter=False,
             strict=self.strict,
             stream=self.stream_name,
             start_time=self.start_time,
@@ -383,10 +412,12 @@ class XdfSource:
                 f"stream {eeg.name!r} in {self.path.name} has only AUX channels ({', '.join(eeg.labels)}). "
                 "Pick another stream with --stream NAME."
             )
-        sfreq = eeg.sfreq
-        if sfreq <= 0 and eeg.sample_count > 1:
-            span = eeg.times_s[-1] - eeg.times_s[0]
-            sfreq = (eeg.sample_count - 1) / span if span > 0 else 0.0
+        recording = align_clock_domains(recording, eeg)
+        eeg = next(s for s in recording.streams if s.stream_id == eeg.stream_id)
+        by_id = self.stream_name is not None and self.stream_name.strip() == str(eeg.stream_id)
+        prepared = prepare_eeg(recording, eeg, join_parts=not by_id, smooth=self.dejitter)
+        eeg = prepared.stream
+        sfreq = prepared.sfreq
         units = [eeg.units[i] for i in split.eeg_index if i < len(eeg.units) and eeg.units[i]]
         self.description = StreamDescription(
             name=eeg.name,
@@ -398,31 +429,40 @@ class XdfSource:
             model=self.model,
             hostname=eeg.hostname,
             aux_channels=split.aux_labels,
+            nominal_sfreq=prepared.nominal_sfreq,
+            measured_sfreq=prepared.measured_sfreq,
+            recheck_rate=False,
         )
         self.recording = recording
+        self.prepared = prepared
         self._data = np.asarray(eeg.data[:, list(split.eeg_index)], dtype=np.float64)
-        times = eeg.times_s
-        t0 = float(times[0])
-        self._rel_s = times - t0
+        # The header's datetime is when recording began: the earliest stamp of any stream.
+        t0 = recording_start_s(recording, prepared)
+        self._rel_s = eeg.times_s - t0
         anchor_s = self._anchor_unix_s(recording)
         self._times_ms = (anchor_s + self._rel_s) * 1000.0
-        self._gap_after = self._find_gaps(eeg, sfreq)
+        self._gap_after = {
+            int(i): Gap(start_ms=float(self._times_ms[i - 1]), end_ms=float(self._times_ms[i]))
+            for i in prepared.breaks
+        }
         self._gap_index = np.asarray(sorted(self._gap_after), dtype=np.int64)
-        self._load_events(recording, eeg, t0, anchor_s)
+        self._repaired = np.asarray(prepared.repaired, dtype=np.int64)
+        self._load_events(recording, prepared, t0, anchor_s)
         self._chunk_n = max(1, int(round(self.chunk_s * sfreq))) if sfreq > 0 else 64
         self._pos = 0
         self._event_pos = 0
         self._wall_start = self._clock()
         log.info(
-            "replaying %s: stream %s, %d channels (%s), %.6g Hz, %d samples (%.1f s)%s",
+            "replaying %s: stream %s, %d channels (%s), %.6g Hz, %d samples (%.1f s)%s%s",
             self.path.name,
             eeg.name,
             len(split.eeg_labels),
             ", ".join(split.eeg_labels),
             sfreq,
             eeg.sample_count,
-            float(self._rel_s[-1]),
+            float(self._rel_s[-1] - self._rel_s[0]),
             f", {len(self._gap_after)} gap(s)" if self._gap_after else "",
+            f", {len(self._event_ms)} marker(s)" if len(self._event_ms) else "",
         )
         return self.description
 
@@ -503,20 +543,8 @@ class XdfSource:
                 "like 2024-05-01T14:30:00+02:00."
             ) from None
 
-    def _find_gaps(self, eeg: XdfStream, sfreq: float) -> dict[int, Gap]:
-        """Index of the first sample after each gap -> Gap: pyxdf's segment breaks and long steps."""
-        starts = {b0 for b0, _ in eeg.segments[1:]}
-        steps = np.diff(eeg.times_s)
-        starts.update(int(i) + 1 for i in np.flatnonzero(steps > gap_threshold_s(sfreq)))
-        starts.update(int(i) + 1 for i in np.flatnonzero(steps < 0))  # an unrepaired clock reset
-        return {
-            i: Gap(start_ms=float(self._times_ms[i - 1]), end_ms=float(self._times_ms[i]))
-            for i in sorted(starts)
-            if 0 < i < eeg.sample_count
-        }
-
-    def _load_events(self, recording: XdfRecording, eeg: XdfStream, t0: float, anchor_s: float) -> None:
-        times_s, self._event_values = recording_markers(recording, eeg)
+    def _load_events(self, recording: XdfRecording, prepared, t0: float, anchor_s: float) -> None:
+        times_s, self._event_values = recording_markers(recording, prepared.part_ids)
         self._event_rel_s = times_s - t0
         self._event_ms = (anchor_s + self._event_rel_s) * 1000.0
 
@@ -535,9 +563,11 @@ class XdfSource:
         )
         self._event_pos = max(self._event_pos, event_end)
         self._pos = end
+        lo, hi = np.searchsorted(self._repaired, [start, end], side="left")
         return SampleChunk(
             data=self._data[start:end].copy(),
             times_ms=self._times_ms[start:end].copy(),
             gaps=gaps,
             events=events,
+            repaired=tuple(int(i) - start for i in self._repaired[lo:hi]),
         )

@@ -30,6 +30,7 @@ class XdfStream:
     values: np.ndarray | list[str]  # (n, n_channels) float32, or a list of strings (one channel)
     source_id: str = ""
     unit: str = "microvolts"
+    hostname: str = ""
 
 
 def _chunk(tag: int, content: bytes) -> bytes:
@@ -51,6 +52,7 @@ def _header_xml(s: XdfStream) -> bytes:
         f'<?xml version="1.0"?><info><name>{escape(s.name)}</name><type>{escape(s.type)}</type>'
         f"<channel_count>{len(s.channels)}</channel_count><nominal_srate>{s.sfreq:g}</nominal_srate>"
         f"<channel_format>{fmt}</channel_format><source_id>{escape(s.source_id)}</source_id>"
+        f"<hostname>{escape(s.hostname)}</hostname>"
         f"<created_at>0</created_at><desc><channels>{channels}</channels></desc></info>"
     )
     return xml.encode()

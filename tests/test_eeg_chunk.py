@@ -285,10 +285,13 @@ def test_artifact_schema_and_evidence_fields() -> None:
         "model": "Muse 2",
         "source_id": "Muse-00:55:DA:B0:0B:61",
         "sfreq": 256.0,
+        "nominal_sfreq": 256.0,
+        "measured_sfreq": None,
         "channels": ["ch0", "ch1", "ch2", "ch3"],
         "unit": "microvolts",
     }
     method = doc["method"]
+    assert method["timestamps_repaired"] == 0
     assert (method["psd"], method["window"], method["nperseg"], method["noverlap"]) == (
         "welch",
         "hann",
@@ -357,7 +360,7 @@ def test_memory_stays_flat() -> None:
     # 10x the stream, about the same peak (one chunk's arrays and JSON, ~1-2 MB).
     assert long_peak < short_peak * 1.5 + 200_000, (short_peak, long_peak)
     print(f"peak traced memory: 30 s stream {short_peak} B, 300 s stream {long_peak} B")
-    assert ch._pending_n < ch.chunk_samples and ch._tail_data.shape[0] <= ch.window - 1
+    assert ch._pending_n <= ch.chunk_samples and ch._tail_data.shape[0] <= ch.window - 1
     assert len(ch._breaks) <= 2 and len(ch._events) <= 2
 
 

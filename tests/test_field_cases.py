@@ -1,0 +1,460 @@
+"""Real-world recordings through the real `collector replay --speed max` against the sandbox.
+
+Each file of ../shared/data/field-cases/ is checked against the value its README gives; each kind of
+fault also has another instance made here with scripts/make_xdf.py (other channel counts, rates,
+labels, clock domains). What is checked is what the sandbox stored: the decoded artifacts.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
+from make_xdf import XdfStream, write_xdf  # noqa: E402
+
+FIELD = Path(__file__).resolve().parents[2] / "shared" / "data" / "field-cases"
+HEADER = datetime(2024, 5, 1, 10, 0, 0, tzinfo=timezone.utc)
+HEADER_MS = HEADER.timestamp() * 1000.0
+
+pytestmark = pytest.mark.slow
+
+
+def field(name: str) -> Path:
+    path = FIELD / name
+    if not path.exists():
+        pytest.skip(f"{path} is not here")
+    return path
+
+
+def replay(sandbox, path: Path, tmp_path: Path, *extra: str, timeout: float = 180.0):
+    """`collector replay FILE --speed max` into the sandbox; the process and its summary line."""
+    env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY")}
+    env.update(OPENLESSON_API_KEY=sandbox.api_key, OPENLESSON_BASE_URL=sandbox.base_url)
+    env["PYTHONPATH"] = os.pathsep.join(
+        [str(Path(__file__).resolve().parents[1]), env.get("PYTHONPATH", "")]
+    ).rstrip(os.pathsep)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "collector",
+            "replay",
+            str(path),
+            "--workspace",
+            sandbox.workspace_id,
+            "--block",
+            sandbox.block_ids[0],
+            "--speed",
+            "max",
+            "--spool",
+            str(tmp_path / f"spool-{path.stem}"),
+            "--flush-timeout",
+            "120",
+            "--log-format",
+            "json",
+            *extra,
+        ],
+        env=env,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    assert "Traceback" not in proc.stderr, proc.stderr
+    summary = None
+    for line in proc.stderr.splitlines():
+        try:
+            doc = json.loads(line)
+        except ValueError:
+            continue
+        if doc.get("event") == "summary":
+            summary = doc
+    return proc, summary
+
+
+def chunks_of(sandbox) -> list[dict]:
+    """The delivered EEG artifacts in chunk order, each checked against its evidence row."""
+    out = {}
+    for row in sandbox.evidence(sandbox.workspace_id):
+        if row["type"] != "eeg":
+            continue
+        chunk = json.loads(sandbox.read_artifact(row["id"]))
+        assert chunk["t0_ms"] == row["timestamp_ms"] and len(chunk["samples"]) == row["sample_count"]
+        out[(chunk["stream_id"], chunk["chunk_index"])] = chunk
+    chunks = [out[k] for k in sorted(out, key=lambda k: k[1])]
+    assert [c["chunk_index"] for c in chunks] == list(range(len(chunks)))
+    return chunks
+
+
+def times_of(chunks: list[dict]) -> np.ndarray:
+    return np.concatenate([c["t0_ms"] + np.asarray(c["times_ms"], dtype=float) for c in chunks])
+
+
+def check_sound(chunks: list[dict]) -> np.ndarray:
+    """What every replay must give: increasing times, chunks where their samples are, sane gaps."""
+    times = times_of(chunks)
+    assert np.all(np.diff(times) > 0), "sample times must strictly increase"
+    for c in chunks:
+        rel = np.asarray(c["times_ms"])
+        assert abs(rel[0]) <= 0.5 and np.all(rel >= -0.5), "times_ms are offsets from t0_ms, never negative"
+        for g in c["gaps"]:
+            assert g["start_ms"] < g["end_ms"], g
+        keys = c["device"]["channels"]
+        assert len(set(keys)) == len(keys) == len(c["samples"][0])
+    return times
+
+
+def events_of(chunks: list[dict]) -> list[dict]:
+    return [e for c in chunks for e in c["events"]]
+
+
+def gaps_of(chunks: list[dict]) -> list[dict]:
+    return [g for c in chunks for g in c["gaps"]]
+
+
+def repaired_of(chunks: list[dict]) -> int:
+    return sum(c["method"]["timestamps_repaired"] for c in chunks)
+
+
+def eeg(
+    n: int,
+    sfreq: float,
+    channels: list[str],
+    *,
+    t0: float = 5000.0,
+    freq_hz: float = 10.0,
+    name: str = "FieldEEG",
+    source_id: str = "field-eeg",
+    hostname: str = "labpc",
+    nominal: float | None = None,
+    times: np.ndarray | None = None,
+    seed: int = 1,
+) -> XdfStream:
+    """n samples of a `freq_hz` rhythm plus noise, stamped every 1/sfreq s (or `times`)."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(n) / sfreq
+    values = 20 * np.sin(2 * np.pi * freq_hz * t)[:, None] + rng.normal(0, 2, (n, len(channels)))
+    stamps = t0 + t if times is None else times
+    return XdfStream(
+        name,
+        "EEG",
+        sfreq if nominal is None else nominal,
+        channels,
+        np.asarray(stamps, dtype=np.float64),
+        values.astype(np.float32),
+        source_id=source_id,
+        hostname=hostname,
+    )
+
+
+def markers(times: list[float], name: str = "FieldMarkers", source_id: str = "field-mk") -> XdfStream:
+    return XdfStream(
+        name,
+        "Markers",
+        0.0,
+        ["m"],
+        np.asarray(times, dtype=np.float64),
+        [f"stim{i}" for i in range(len(times))],
+        source_id=source_id,
+        unit="",
+        hostname="labpc",
+    )
+
+
+def mean_band(chunks: list[dict], band: str) -> float:
+    values = [c["band_powers"][band] for c in chunks if c["band_powers"]]
+    return float(np.mean(values))
+
+
+# -- kind 1: bad timestamps on a few samples -----------------------------------------------------
+
+
+@pytest.mark.parametrize("file", ["jump_outlier.xdf", "jump_outlier_first_of_chunk.xdf"])
+def test_field_case_outlier_stamp_is_repaired_not_moving_any_chunk(sandbox, tmp_path, file):
+    proc, summary = replay(sandbox, field(file), tmp_path, "--chunk-seconds", "5")
+    assert proc.returncode == 0, proc.stderr
+    chunks = chunks_of(sandbox)
+    times = check_sound(chunks)
+    assert times.shape == (5120,)
+    # No chunk moved: every chunk lies inside the 20 s recording that starts at the header time.
+    for c in chunks:
+        assert HEADER_MS - 1 <= c["t0_ms"] <= HEADER_MS + 20_000
+    assert times[-1] - times[0] == pytest.approx(5119 * 1000 / 256, abs=0.01)
+    assert repaired_of(chunks) == 1 and "repaired" in proc.stderr
+    assert gaps_of(chunks) == []  # one bad stamp is no gap
+    assert len(events_of(chunks)) == 9 == summary["markers"]
+
+
+def test_other_bad_stamps_repaired_and_lasting_jumps_are_gaps(sandbox, tmp_path):
+    """8 channels at 500 Hz: backward and forward outliers, a repeated and two swapped stamps, a
+    first sample 200,000 s early; then a lasting forward jump (2 s) and a clock reset (-1 s)."""
+    n, sfreq = 10_000, 500.0
+    t = 5000.0 + np.arange(n) / sfreq
+    t[7000:] += 2.0  # the clock really jumps forward: a gap
+    t[8500:] -= 1.0  # ...and later back (a clock reset): a gap too, never start >= end
+    bad = t.copy()
+    bad[0] -= 200_000.0
+    bad[3000] -= 200_000.0
+    bad[4000] = bad[3999]
+    bad[4500], bad[4501] = bad[4501], bad[4500]
+    bad[6000] += 3.0
+    path = tmp_path / "bad_stamps.xdf"
+    labels = [f"E{i}" for i in range(8)]
+    write_xdf(path, [eeg(n, sfreq, labels, times=bad)], start=HEADER)
+    proc, summary = replay(sandbox, path, tmp_path, "--chunk-seconds", "4")
+    assert proc.returncode == 0, proc.stderr
+    chunks = chunks_of(sandbox)
+    times = check_sound(chunks)
+    assert times.shape == (n,) and summary["samples"] == n
+    assert repaired_of(chunks) == 6  # samples 0, 3000, 4000, 4500, 4501, 6000
+    gaps = gaps_of(chunks)
+    assert len(gaps) == 2
+    assert gaps[0]["end_ms"] - gaps[0]["start_ms"] == pytest.approx(2002.0, abs=0.01)
+    assert 0 < gaps[1]["end_ms"] - gaps[1]["start_ms"] <= 2 * 1000 / sfreq + 0.01
+    for c in chunks:
+        assert HEADER_MS - 1 <= c["t0_ms"] <= HEADER_MS + 25_000
+
+
+# -- kind 2: declared rate != real rate ----------------------------------------------------------
+
+
+def test_field_case_declared_256_real_200_uses_the_measured_rate(sandbox, tmp_path):
+    proc, _ = replay(sandbox, field("declared256_real200.xdf"), tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    warnings = [line for line in proc.stderr.splitlines() if "declares 256 Hz" in line]
+    assert len(warnings) == 1 and "200 Hz" in warnings[0], proc.stderr
+    chunks = chunks_of(sandbox)
+    check_sound(chunks)
+    device = chunks[0]["device"]
+    assert device["sfreq"] == pytest.approx(200.0) and device["nominal_sfreq"] == 256.0
+    assert device["measured_sfreq"] == pytest.approx(200.0)
+    assert chunks[0]["method"]["nperseg"] == 200
+    assert mean_band(chunks, "alpha") > 0.5  # the 12 Hz rhythm is alpha at the real rate
+
+
+def test_declared_512_real_256_theta_stays_theta(sandbox, tmp_path):
+    """6 channels declared 512 Hz, really 256 Hz: a 6 Hz rhythm would read as 12 Hz (alpha)."""
+    path = tmp_path / "declared512_real256.xdf"
+    write_xdf(path, [eeg(256 * 20, 256.0, list("ABCDEF"), nominal=512.0, freq_hz=6.0)], start=HEADER)
+    proc, _ = replay(sandbox, path, tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert sum("declares 512 Hz" in line and "256 Hz" in line for line in proc.stderr.splitlines()) == 1
+    chunks = chunks_of(sandbox)
+    assert chunks[0]["device"]["sfreq"] == pytest.approx(256.0)
+    assert chunks[0]["device"]["nominal_sfreq"] == 512.0
+    assert mean_band(chunks, "theta") > 0.5
+
+
+# -- kind 3: irregular-declared EEG ----------------------------------------------------------------
+
+
+def test_field_case_irregular_eeg_rate_from_typical_spacing(sandbox, tmp_path):
+    proc, summary = replay(sandbox, field("irregular_eeg.xdf"), tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    chunks = chunks_of(sandbox)
+    times = check_sound(chunks)  # the swapped stamps are back in order, no gap with start > end
+    assert times.shape == (5000,)
+    device = chunks[0]["device"]
+    assert device["nominal_sfreq"] == 0.0
+    # About 250 Hz from the spacing; 5000 samples over the 20.5 s span (hole included) would be 244.
+    assert device["sfreq"] == pytest.approx(250.0, rel=0.01)
+    gaps = gaps_of(chunks)
+    assert len(gaps) == 1 and gaps[0]["end_ms"] - gaps[0]["start_ms"] == pytest.approx(505, abs=10)
+
+
+def test_irregular_stream_with_long_pauses_and_one_too_irregular_to_window(sandbox, tmp_path):
+    rng = np.random.default_rng(3)
+    steps = np.full(128 * 30, 1 / 128) + rng.uniform(-0.002, 0.002, 128 * 30)
+    steps[1000] += 3.0
+    steps[2500] += 4.0  # two pauses: the span-based rate would be 3840 / 37 s = 104 Hz
+    t = 5000.0 + np.cumsum(steps)
+    path = tmp_path / "irregular_pauses.xdf"
+    write_xdf(path, [eeg(t.size, 128.0, ["Fz", "Cz", "Pz"], nominal=0.0, times=t)], start=HEADER)
+    proc, _ = replay(sandbox, path, tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    chunks = chunks_of(sandbox)
+    check_sound(chunks)
+    assert chunks[0]["device"]["sfreq"] == pytest.approx(128.0, rel=0.01)
+    assert len(gaps_of(chunks)) == 2
+
+    messy = 5000.0 + np.cumsum(rng.exponential(1 / 128, 4000))  # spacing of a marker stream
+    bad = tmp_path / "too_irregular.xdf"
+    write_xdf(bad, [eeg(messy.size, 128.0, ["Fz"], nominal=0.0, times=messy)], start=HEADER)
+    proc, _ = replay(sandbox, bad, tmp_path)
+    assert proc.returncode == 2, proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1 and "too much to be windowed" in proc.stderr
+
+
+# -- kind 4: one stream in several parts -----------------------------------------------------------
+
+
+def test_field_case_stream_in_two_parts_is_stitched(sandbox, tmp_path):
+    path = field("eeg_twice.xdf")
+    proc, summary = replay(sandbox, path, tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "came in 2 parts" in proc.stderr
+    chunks = chunks_of(sandbox)
+    times = check_sound(chunks)
+    assert times.shape == (4608,)
+    gaps = gaps_of(chunks)
+    assert len(gaps) == 1 and gaps[0]["end_ms"] - gaps[0]["start_ms"] == pytest.approx(2003.9, abs=0.1)
+    assert len(events_of(chunks)) == 10 == summary["markers"]
+
+
+def test_field_case_one_part_by_stream_id_or_both_by_source_id(sandbox_factory, tmp_path):
+    path = field("eeg_twice.xdf")
+    one = sandbox_factory()
+    proc, _ = replay(one, path, tmp_path, "--stream", "3")  # the file's id of the second part
+    assert proc.returncode == 0, proc.stderr
+    assert times_of(chunks_of(one)).shape == (2048,)
+    both = sandbox_factory()
+    proc, _ = replay(both, path, tmp_path, "--stream", "eeg-1")  # the source_id: both parts
+    assert proc.returncode == 0, proc.stderr
+    assert times_of(chunks_of(both)).shape == (4608,)
+
+
+def test_three_parts_without_source_id_joined_by_host_not_a_second_device(sandbox, tmp_path):
+    parts = [
+        eeg(500 * 4, 500.0, ["C3", "C4"], t0=5000.0, source_id="", seed=1),
+        eeg(500 * 3, 500.0, ["C3", "C4"], t0=5006.0, source_id="", seed=2),
+        eeg(500 * 2, 500.0, ["C3", "C4"], t0=5010.5, source_id="", seed=3),
+    ]
+    other_host = eeg(500 * 12, 500.0, ["C3", "C4"], t0=5000.0, source_id="", hostname="otherpc")
+    marks = markers([5001.0, 5005.0, 5009.0, 5012.0, 5013.0])  # two of them fall in outages
+    path = tmp_path / "three_parts.xdf"
+    write_xdf(path, [parts[2], other_host, parts[0], marks, parts[1]], start=HEADER)
+    proc, summary = replay(sandbox, path, tmp_path, "--stream", "FieldEEG")
+    assert proc.returncode == 0, proc.stderr
+    assert "came in 3 parts" in proc.stderr
+    chunks = chunks_of(sandbox)
+    times = check_sound(chunks)
+    assert times.shape == (500 * 9,)
+    gaps = gaps_of(chunks)
+    assert [round(g["end_ms"] - g["start_ms"]) for g in gaps] == [2002, 1502]
+    assert len(events_of(chunks)) == 5 == summary["markers"]
+
+
+# -- kind 5: streams on different clocks -----------------------------------------------------------
+
+
+def test_unix_time_eeg_and_lsl_clock_markers_are_aligned(sandbox, tmp_path):
+    """muselsl without --lsltime: EEG in Unix time; stimulus markers and an accelerometer in the
+    LSL clock. Markers must fall where they belong in the EEG, not 54 years away."""
+    unix0 = HEADER.timestamp() + 0.5
+    n = 256 * 20
+    eeg_unix = eeg(n, 256.0, ["TP9", "AF7", "AF8", "TP10"], t0=unix0, name="Muse", source_id="muse")
+    acc = XdfStream(
+        "MuseAcc",
+        "ACC",
+        52.0,
+        ["X", "Y", "Z"],
+        3000.0 + np.arange(52 * 20) / 52.0,
+        np.zeros((52 * 20, 3), dtype=np.float32),
+        source_id="muse-acc",
+    )
+    marks = markers([3002.0, 3010.0, 3019.0])
+    path = tmp_path / "mixed_clocks.xdf"
+    write_xdf(path, [eeg_unix, acc, marks], start=HEADER)
+    proc, summary = replay(sandbox, path, tmp_path, "--stream", "Muse")
+    assert proc.returncode == 0, proc.stderr
+    assert "mixes clocks" in proc.stderr
+    chunks = chunks_of(sandbox)
+    times = check_sound(chunks)
+    events = events_of(chunks)
+    assert len(events) == 3 == summary["markers"]
+    offsets = [e["time_ms"] - times[0] for e in events]
+    assert offsets == pytest.approx([2000.0, 10_000.0, 19_000.0], abs=1.0)
+
+
+def test_markers_only_on_another_clock_are_named_and_kept_near_the_eeg(sandbox, tmp_path):
+    unix0 = HEADER.timestamp()
+    eeg_unix = eeg(256 * 10, 256.0, ["TP9", "AF7"], t0=unix0, name="Muse", source_id="muse")
+    marks = markers([700.0, 704.0, 709.5], name="Stimuli")
+    path = tmp_path / "mixed_markers_only.xdf"
+    write_xdf(path, [eeg_unix, marks], start=HEADER)
+    proc, summary = replay(sandbox, path, tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    named = [line for line in proc.stderr.splitlines() if "cannot be aligned exactly" in line]
+    assert len(named) == 1 and "Stimuli" in named[0]
+    chunks = chunks_of(sandbox)
+    times = check_sound(chunks)
+    events = events_of(chunks)
+    assert len(events) == 3 == summary["markers"]
+    for e in events:
+        assert times[0] - 1 <= e["time_ms"] <= times[-1] + 1
+
+
+# -- kind 6: where a replay starts -------------------------------------------------------------------
+
+
+def test_eeg_starting_30_s_in_starts_30_s_after_the_header_time(sandbox, tmp_path):
+    marks = markers([4970.0, 5001.0, 5004.0])  # the first marker is when the recording began
+    path = tmp_path / "late_eeg.xdf"
+    write_xdf(path, [marks, eeg(256 * 8, 256.0, ["O1", "O2"], t0=5000.0)], start=HEADER)
+    proc, summary = replay(sandbox, path, tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    chunks = chunks_of(sandbox)
+    times = check_sound(chunks)
+    assert times[0] == pytest.approx(HEADER_MS + 30_000, abs=0.01)
+    events = events_of(chunks)
+    assert [e["time_ms"] for e in events] == pytest.approx(
+        [HEADER_MS, HEADER_MS + 31_000, HEADER_MS + 34_000], abs=0.01
+    )
+    assert summary["markers"] == 3
+
+
+# -- kind 7: markers are never dropped ---------------------------------------------------------------
+
+
+def test_markers_after_the_last_sample_and_on_a_chunk_boundary_all_arrive(sandbox, tmp_path):
+    sfreq = 250.0
+    stream = eeg(int(sfreq * 10), sfreq, ["Fp1", "Fp2", "O1"], t0=5000.0)
+    # 10 s in chunks of 5 s: the second chunk's first sample is at 5005.0; the EEG ends at 5009.996.
+    times = [4999.0, 5005.0, 5004.996, 5009.996, 5010.5, 5030.0]
+    path = tmp_path / "late_markers.xdf"
+    write_xdf(path, [stream, markers(times)], start=HEADER)
+    proc, summary = replay(sandbox, path, tmp_path, "--chunk-seconds", "5")
+    assert proc.returncode == 0, proc.stderr
+    chunks = chunks_of(sandbox)
+    check_sound(chunks)
+    events = events_of(chunks)
+    assert len(events) == 6 == summary["markers"]
+    assert sorted(e["value"] for e in events) == sorted(f"stim{i}" for i in range(6))
+
+
+# -- kind 9: channels stay distinct -------------------------------------------------------------------
+
+
+def check_distinct_channels(chunks: list[dict], keys: list[str]) -> None:
+    assert chunks[0]["device"]["channels"] == keys
+    windows = [w for c in chunks for w in c["windows"]]
+    assert windows
+    for w in windows:
+        assert list(w["quality"]["channels"]) == keys
+        if w["absolute"] is not None:
+            assert list(w["absolute"]) == list(w["relative"]) == keys
+
+
+def test_field_case_duplicate_labels_keep_four_channels(sandbox, tmp_path):
+    proc, _ = replay(sandbox, field("duplicate_labels.xdf"), tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    chunks = chunks_of(sandbox)
+    check_distinct_channels(chunks, ["EEG", "EEG#2", "EEG#3", "EEG#4"])
+    assert len(chunks[0]["samples"][0]) == 4
+
+
+def test_repeated_and_empty_labels_keep_every_column(sandbox, tmp_path):
+    path = tmp_path / "labels.xdf"
+    write_xdf(path, [eeg(512 * 6, 512.0, ["Cz", "", "Cz", "Pz", "Cz", "ch2"])], start=HEADER)
+    proc, _ = replay(sandbox, path, tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    chunks = chunks_of(sandbox)
+    check_distinct_channels(chunks, ["Cz", "ch2#2", "Cz#2", "Pz", "Cz#3", "ch2"])
