@@ -395,7 +395,7 @@ class XdfSource:
     # -- EegSource -----------------------------------------------------------------------------
     def open(self) -> StreamDescription:
         from devices.recording_fixes import align_clock_domains, prepare_eeg, recording_start_s
-        from devices.recordings import load_any_recording  # XDF, CSV and EDF/BDF readers
+        from devices.recordings import detect_format, load_any_recording  # XDF, CSV, EDF/BDF readers
 
         # Stamps as recorded: the repair must see (and count) every bad one before any smoothing.
         recording = load_any_recording(
@@ -415,7 +415,9 @@ class XdfSource:
         recording = align_clock_domains(recording, eeg)
         eeg = next(s for s in recording.streams if s.stream_id == eeg.stream_id)
         by_id = self.stream_name is not None and self.stream_name.strip() == str(eeg.stream_id)
-        prepared = prepare_eeg(recording, eeg, join_parts=not by_id, smooth=self.dejitter)
+        # Like pyxdf, only XDF streams are dejittered; CSV/EDF times are kept as the file has them.
+        smooth = self.dejitter and detect_format(self.path) == "xdf"
+        prepared = prepare_eeg(recording, eeg, join_parts=not by_id, smooth=smooth)
         eeg = prepared.stream
         sfreq = prepared.sfreq
         units = [eeg.units[i] for i in split.eeg_index if i < len(eeg.units) and eeg.units[i]]

@@ -84,7 +84,7 @@ def chunks_of(sandbox) -> list[dict]:
     """The delivered EEG artifacts in chunk order, each checked against its evidence row."""
     out = {}
     for row in sandbox.evidence(sandbox.workspace_id):
-        if row["type"] != "eeg":
+        if row["type"] != "eeg" or (row.get("metadata") or {}).get("kind") == "session-summary":
             continue
         chunk = json.loads(sandbox.read_artifact(row["id"]))
         assert chunk["t0_ms"] == row["timestamp_ms"] and len(chunk["samples"]) == row["sample_count"]
