@@ -176,8 +176,7 @@ def run_session(
         else:
             ended = f"Session ended after {_minutes(summary['duration_s'])}"
         output.stream.write(
-            f"
-{ended}: {summary['samples']:,} EEG samples in "
+            f"\n{ended}: {summary['samples']:,} EEG samples in "
             f"{summary['eeg_chunks']} chunks ({summary['markers']} markers), "
             f"{summary['screenshots']} screenshots "
             f"({summary['screenshots_skipped']} near-identical skipped); "
