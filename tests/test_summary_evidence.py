@@ -35,7 +35,7 @@ def test_two_hour_replay_posts_its_summary_last_and_small(sandbox, tmp_path):
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     rows = sandbox.evidence(sandbox.workspace_id)
-    assert len(rows) == 13  # 12 chunks of 10 min + the summary
+    assert len(rows) >= 13  # 10-min chunks (cut shorter when one would pass 9 MB) + the summary
     summary_row = rows[-1]  # posted last
     meta = summary_row["metadata"]
     assert summary_row["type"] == "eeg" and summary_row["mime_type"] == "application/json"
@@ -49,7 +49,7 @@ def test_two_hour_replay_posts_its_summary_last_and_small(sandbox, tmp_path):
 
     # Totals agree with the chunks it summarises.
     assert summary["totals"]["samples"] == sum(len(c["samples"]) for c in chunks) == seconds * 256
-    assert summary["totals"]["eeg_chunks"] == 12
+    assert summary["totals"]["eeg_chunks"] == len(rows) - 1
     assert summary["totals"]["markers"] == sum(len(c["events"]) for c in chunks) == 14_399
     assert summary["markers_complete"] is False and summary["markers"] == []
     assert sum(sum(m["markers"].values()) for m in summary["minutes"]) == 14_399
