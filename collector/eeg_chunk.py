@@ -14,7 +14,12 @@ handed out, and the stream's later chunks keep that shorter length, so many chan
 rate (136 channels at 2048 Hz is about 3 MB/s: 2.7 s per chunk) still fit; `sample_count`,
 `times_ms` and `samples` always state the chunk's real length.
 
-Every sample of every EEG channel is in exactly one chunk, in order. Gaps (the source's `Gap`
+Every sample of every EEG channel is in exactly one chunk, in order. One sample always waits in
+the chunker until the next arrives or the capture ends, so markers after the last sample (and
+gaps not placed yet) ride in the final chunk: none is ever dropped. A source may report a new
+measured rate (`SampleChunk.sfreq`, live re-check): when the rate to use (`collector.timestamps.
+rate_to_use`) moves by more than 1 %, windows, segments, PSD and chunk length follow it from the
+chunk being filled on, with the window grid restarted there. Gaps (the source's `Gap`
 records, plus holes found in the timestamps: consecutive samples further apart than
 `collector.clock.gap_threshold_s`, the same rule the sources use: 4 periods, at least 20 ms)
 are listed in the chunk where the signal resumes; a window spanning a gap gets
@@ -33,8 +38,12 @@ Artifact schema (`application/json`, compact UTF-8; version 1):
       "stream_id": str,                    # e.g. "eeg:Muse-00:55:DA:B0:0B:61"
       "collector_version": str,
       "chunk_index": int,                  # 0, 1, 2, ... per stream
-      "device": {"name": str, "model": str, "source_id": str, "sfreq": float,
-                 "channels": [str, ...], "unit": "microvolts"},
+      "device": {"name": str, "model": str, "source_id": str,
+                 "sfreq": float,           # Hz used for windows, segments and PSD
+                 "nominal_sfreq": float,   # declared rate, 0 = irregular
+                 "measured_sfreq": float | null,   # from the timestamps, gaps excluded
+                 "channels": [str, ...],   # distinct keys, one per column of samples
+                 "unit": "microvolts"},    # (devices.channels.distinct_keys)
       "t0_ms": int,                        # Unix ms of the first sample, rounded half up;
                                            # equals the evidence timestamp_ms
       "times_ms": [float, ...],            # per sample: Unix ms - t0_ms, to 0.001 ms
@@ -48,7 +57,9 @@ Artifact schema (`application/json`, compact UTF-8; version 1):
                  "quality_thresholds": {"flat_ptp_uv": float, "max_ptp_uv": float,
                                         "clip_fraction": float, "line_noise_max_share": float,
                                         "line_freqs_hz": [float, ...],
-                                        "line_halfwidth_hz": float}},
+                                        "line_halfwidth_hz": float},
+                 "timestamps_repaired": int},   # samples here whose stamp the source
+                                                # replaced from the stream's grid
       "bands_hz": {"delta": [1.0, 4.0], "theta": [4.0, 8.0], "alpha": [8.0, 13.0],
                    "beta": [13.0, 30.0], "gamma": [30.0, 44.0]},   # [lo, hi)
       "windows": [                         # windows whose last sample is in this chunk

@@ -58,7 +58,8 @@ def add_parser(sub) -> None:
     p.add_argument(
         "--stream",
         metavar="NAME",
-        help="stream to replay when the file has several, or channels by label (e.g. 'Fpz-Cz,Pz-Oz')",
+        help="stream to replay when the file has several: its name, source_id or the file's numeric "
+        "stream id (one part of a restarted stream), or channels by label (e.g. 'Fpz-Cz,Pz-Oz')",
     )
     p.add_argument("--to-lsl", action="store_true", help="publish the recording as a live LSL stream instead")
     p.add_argument("--stream-name", help="with --to-lsl: LSL stream name (default: the recording's)")
