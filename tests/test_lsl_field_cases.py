@@ -219,3 +219,81 @@ def test_live_stream_too_irregular_to_window_is_refused_in_one_line():
         del outlet
     assert err.value.exit_code == 2
     assert "too much to be windowed" in str(err.value) and "\n" not in str(err.value)
+
+
+# -- through `collector run` -----------------------------------------------------------------------
+
+
+class PacedPusher(threading.Thread):
+    """Pushes `real` Hz samples in real time on an outlet that declares another rate; sample
+    `outlier` carries a stamp 200,000 s in the future."""
+
+    def __init__(self, outlet, real: float, seconds: float, outlier: int, channels: int) -> None:
+        super().__init__(daemon=True)
+        self.outlet, self.real, self.seconds, self.outlier = outlet, real, seconds, outlier
+        self.data = synth(int(real * seconds), real, 12.0, channels)
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        import pylsl
+
+        self.outlet.wait_for_consumers(30.0)
+        t0 = pylsl.local_clock()
+        n, i = self.data.shape[0], 0
+        while i < n and not self.stop.is_set():
+            due = min(n, int((pylsl.local_clock() - t0) * self.real) + 1)
+            if due > i:
+                stamps = t0 + np.arange(i, due) / self.real
+                stamps[(np.arange(i, due) == self.outlier)] += 200_000.0
+                self.outlet.push_chunk(self.data[i:due].astype(np.float32), stamps.tolist())
+                i = due
+            time.sleep(0.02)
+
+
+@pytest.mark.slow
+def test_collector_run_repairs_an_outlier_and_uses_the_measured_rate(sandbox, tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    import pylsl
+
+    name = uid("run-fieldcase")
+    outlet = pylsl.StreamOutlet(make_eeg_info(name, name, ["Fp1", "Fp2", "C3", "C4"], 256.0))
+    pusher = PacedPusher(outlet, real=200.0, seconds=30.0, outlier=900, channels=4)
+    env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY")}
+    env.update(OPENLESSON_API_KEY=sandbox.api_key, OPENLESSON_BASE_URL=sandbox.base_url)
+    env["PYTHONPATH"] = os.pathsep.join([str(Path(__file__).resolve().parents[1]), env.get("PYTHONPATH", "")])
+    try:
+        pusher.start()
+        proc = subprocess.run(
+            [
+                sys.executable, "-m", "collector", "run", "--workspace", sandbox.workspace_id,
+                "--block", sandbox.block_ids[0], "--stream-name", name, "--markers", "off",
+                "--screen", "off", "--duration", "9", "--chunk-seconds", "2",
+                "--spool", str(tmp_path / "spool"), "--flush-timeout", "60", "--log-format", "json",
+            ],
+            env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+    finally:
+        pusher.stop.set()
+        pusher.join(5)
+        del outlet
+    assert proc.returncode == 0, proc.stderr
+    assert sum("declares 256 Hz" in line and "200 Hz" in line for line in proc.stderr.splitlines()) == 1
+    artifacts = []
+    for row in sandbox.evidence(sandbox.workspace_id):
+        if row["type"] == "eeg" and (row.get("metadata") or {}).get("kind") != "session-summary":
+            artifacts.append(json.loads(sandbox.read_artifact(row["id"])))
+    artifacts.sort(key=lambda a: a["chunk_index"])
+    assert len(artifacts) >= 3
+    times = np.concatenate([a["t0_ms"] + np.asarray(a["times_ms"]) for a in artifacts])
+    assert np.all(np.diff(times) > 0)
+    np.testing.assert_allclose(np.diff(times), 5.0, atol=0.05)  # 200 Hz, the outlier repaired
+    assert sum(a["method"]["timestamps_repaired"] for a in artifacts) == 1
+    assert all(a["gaps"] == [] for a in artifacts)
+    for a in artifacts:
+        assert a["device"]["nominal_sfreq"] == 256.0
+        assert a["device"]["sfreq"] == pytest.approx(200.0, rel=0.005)
+    powers = [a["band_powers"]["alpha"] for a in artifacts if a["band_powers"]]
+    assert powers and np.mean(powers) > 0.5  # the 12 Hz rhythm is alpha at the real rate
