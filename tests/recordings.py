@@ -1,7 +1,8 @@
 """Recordings the tests use, and the expected values read straight with pyxdf (not our reader).
 
-The Muse recording is the copy packaged with the collector (so a fresh clone needs nothing
-else); the pyxdf example files live in ../shared/data and the tests that need them skip without.
+The Muse recording is the copy packaged with the collector; the other files are copies of the
+project's shared test data in tests/data/ (sources and licences in tests/data/NOTICE.md), so a
+fresh clone needs nothing else.
 """
 
 from __future__ import annotations
@@ -12,7 +13,8 @@ import numpy as np
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED = REPO.parent / "shared" / "data"
+DATA = REPO / "tests" / "data"
+SHARED = DATA  # the copies of ../shared/data kept with the tests
 MUSE = REPO / "collector" / "data" / "muse-p300-subject1.xdf"
 
 

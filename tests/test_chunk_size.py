@@ -24,7 +24,7 @@ from collector.models import MAX_DECODED_BYTES
 from devices.base import SampleChunk, StreamDescription
 
 REPO = Path(__file__).resolve().parents[1]
-FIELD = REPO.parent / "shared" / "data" / "field-cases"
+FIELD = REPO / "tests" / "data" / "field-cases"  # copies of ../shared/data/field-cases
 sys.path.insert(0, str(REPO / "scripts"))
 from make_xdf import XdfStream, write_xdf  # noqa: E402
 

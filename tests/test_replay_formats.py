@@ -21,7 +21,7 @@ from zoneinfo import ZoneInfo
 import numpy as np
 import pytest
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+DATA = Path(__file__).resolve().parent / "data"  # copies of ../shared/data (tests/data/NOTICE.md)
 MUSE_CSV = DATA / "muse-p300-subject1.csv"
 EEG4 = ["TP9", "AF7", "AF8", "TP10"]
 

@@ -1,4 +1,4 @@
-"""XdfSource over real recordings (the packaged Muse copy, and ../shared/data's examples): chunks,
+"""XdfSource over real recordings (the packaged Muse copy, and pyxdf's examples in tests/data): chunks,
 labels, markers, clock resets, empty streams, time anchors, pacing, and one-line errors for bad files.
 
 Expected values are read straight with pyxdf, not with the project's own reader."""
@@ -16,7 +16,7 @@ from collector.errors import UsageError
 from devices.base import EegSource, SourceEnded
 from devices.xdf import XdfSource, parse_iso_datetime
 
-DATA = Path(__file__).parents[2] / "shared" / "data"
+DATA = Path(__file__).parent / "data"  # copies of ../shared/data (tests/data/NOTICE.md)
 MUSE = Path(__file__).parents[1] / "collector" / "data" / "muse-p300-subject1.xdf"  # packaged copy
 MINIMAL = DATA / "xdf-example-minimal.xdf"
 RESETS = DATA / "xdf-example-clock_resets.xdf"
