@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from collector.record import reduce_screenshot
 from collector.summary import STREAM_ID as SUMMARY_STREAM_ID
 
 MAX_POINTS = 1500  # time bins per trace: 2 h at 0.5 s windows -> 4.8 s bins
@@ -73,7 +74,13 @@ def load_review(spool, session: dict[str, Any]) -> ReviewData:
     paused: set[tuple[int, int]] = set()
     for art in spool.record.artifacts(session["capture_id"]):
         if art.type == "screen":
-            data.shots.append((int(art.timestamp_ms or 0), art.mime_type, art.data))
+            image, mime = art.data, art.mime_type
+            if not art.delivered:  # still full-size in the spool: the page gets the record's size
+                try:
+                    image, mime = reduce_screenshot(image)
+                except Exception:  # unreadable: shown as it is rather than dropped
+                    pass
+            data.shots.append((int(art.timestamp_ms or 0), mime, image))
             for start, end in art.metadata.get("paused_periods") or ():
                 paused.add((int(start), int(end)))
             continue

@@ -215,3 +215,15 @@ def test_sessions_show_what_was_lost(tmp_path):
     assert row["pending"] == 1 and row["samples"] == 10 and row["finished"]
     table = collector(["sessions", "--spool", str(tmp_path / "s")]).stdout
     assert "1 chunk(s) of screen:1 not saved: the spool was over 90 %" in table
+
+
+def test_review_reads_items_still_in_the_spool_at_the_record_size(tmp_path):
+    from collector.review import load_review
+
+    with Spool(tmp_path / "s") as spool:
+        begin(spool, "waiting")
+        spool.add(workspace_id=WS, evidence=shot("waiting", 0), data=png(1920, 1080))
+        data = load_review(spool, {"capture_id": "waiting"})
+        [(t, mime, image)] = data.shots
+        assert t == 0 and mime == "image/webp" and Image.open(io.BytesIO(image)).size == (480, 270)
+        assert data.paused == [(1, 2)] and spool.pending_count() == 1  # reading changes nothing
