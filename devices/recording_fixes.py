@@ -105,7 +105,7 @@ def align_clock_domains(recording: XdfRecording, eeg: XdfStream) -> XdfRecording
     unix = [s for s in with_data if domains[s.stream_id] == CLOCK_UNIX]
     lsl = [s for s in with_data if domains[s.stream_id] == CLOCK_LSL]
     if not unix or not lsl:
-        return recording
+        return _place_far_streams(recording, eeg)
     unix_start, unix_exact = _domain_start(unix)
     lsl_start, lsl_exact = _domain_start(lsl)
     shift = unix_start - lsl_start  # subtract from Unix stamps to land on the LSL time base
@@ -131,9 +131,15 @@ def align_clock_domains(recording: XdfRecording, eeg: XdfStream) -> XdfRecording
         if s.sample_count and domains[s.stream_id] == CLOCK_UNIX:
             s = dataclasses.replace(s, times_s=s.times_s - shift)
         moved.append(s)
-    aligned = dataclasses.replace(recording, streams=tuple(moved))
-    # Whatever the clocks said, no stream may land decades from the EEG.
+    return _place_far_streams(dataclasses.replace(recording, streams=tuple(moved)), eeg)
+
+
+def _place_far_streams(aligned: XdfRecording, eeg: XdfStream) -> XdfRecording:
+    """Whatever the clocks said, no stream may land more than a day from the EEG: such a stream
+    is named in a warning and placed from the EEG's start."""
     eeg_now = next(s for s in aligned.streams if s.stream_id == eeg.stream_id)
+    if eeg_now.sample_count == 0:
+        return aligned
     lo, hi = float(np.min(eeg_now.times_s)), float(np.max(eeg_now.times_s))
     fixed = []
     for s in aligned.streams:
@@ -141,8 +147,8 @@ def align_clock_domains(recording: XdfRecording, eeg: XdfStream) -> XdfRecording
             first = _robust_first(s.times_s)
             if first < lo - _ALIGN_LIMIT_S or first > hi + _ALIGN_LIMIT_S:
                 log.warning(
-                    "stream %r cannot be aligned with the EEG: after alignment it starts %.0f s from "
-                    "it, so its clock is neither the EEG's nor Unix time; placing it from the EEG's start",
+                    "stream %r cannot be aligned with the EEG: it starts %.0f s from it, so its clock "
+                    "is neither the EEG's nor Unix time; placing it from the EEG's start",
                     s.name,
                     first - lo,
                 )

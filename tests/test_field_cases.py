@@ -392,6 +392,24 @@ def test_markers_only_on_another_clock_are_named_and_kept_near_the_eeg(sandbox, 
         assert times[0] - 1 <= e["time_ms"] <= times[-1] + 1
 
 
+def test_a_stream_on_an_unknown_clock_is_named_and_never_placed_days_away(sandbox, tmp_path):
+    """Markers counted from 0 while the EEG carries LSL-clock stamps a week later: not alignable."""
+    stream = eeg(500 * 8, 500.0, ["C3", "Cz", "C4"], t0=604_800.0)
+    path = tmp_path / "unknown_clock.xdf"
+    write_xdf(path, [stream, markers([1.0, 2.0, 7.5], name="Counter")], start=HEADER)
+    proc, summary = replay(sandbox, path, tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    named = [line for line in proc.stderr.splitlines() if "cannot be aligned with the EEG" in line]
+    assert len(named) == 1 and "Counter" in named[0]
+    chunks = chunks_of(sandbox)
+    times = check_sound(chunks)
+    assert times[0] == pytest.approx(HEADER_MS, abs=0.01)  # the far stream does not set the start
+    events = events_of(chunks)
+    assert len(events) == 3 == summary["markers"]
+    for e in events:
+        assert times[0] - 1 <= e["time_ms"] <= times[-1] + 1
+
+
 # -- kind 6: where a replay starts -------------------------------------------------------------------
 
 
