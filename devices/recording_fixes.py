@@ -9,9 +9,10 @@ treatment:
   both, the Unix-time streams are moved onto the LSL time base by the offset between the two
   domains' starts: the earliest stamp of each domain's regularly sampled streams (they stream from
   the moment the recording starts), or of any of its streams when a domain has only irregular
-  ones (markers); that last case is approximate and named in a warning. A stream that would still
-  land more than a day away from the EEG cannot be aligned: a warning says which and why, and it
-  is placed from the EEG's start instead, so no event is ever put decades away.
+  ones (markers); that last case is approximate and named in a warning. Any stream (mixed
+  clocks or not) that lands more than a day away from the EEG cannot be aligned: a warning says
+  which and why, and it is placed from the EEG's start instead, so no event is ever put decades
+  away.
 - **Parts** (`stream_parts`, `stitch`): a sender that restarted during the recording appears as
   several streams with the same name and source_id (or, without source_id, the same name and
   host). Parts that do not overlap in time are joined in time order into one stream; each outage
