@@ -110,13 +110,13 @@ def main(argv: list[str] | None = None) -> int:
                         "ts": round(time.time(), 3),
                         "event": "error",
                         "exit_code": err.exit_code,
-                        "message": str(err),
+                        "message": redaction.redact(str(err)),
                     }
                 ),
                 file=sys.stderr,
             )
         else:
-            print(f"collector: {err}", file=sys.stderr)
+            print(f"collector: {redaction.redact(str(err))}", file=sys.stderr)
         return err.exit_code
     except KeyboardInterrupt:
         print("collector: interrupted.", file=sys.stderr)
@@ -124,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:  # unexpected: one line plus where to look, never the key
         log.debug("unexpected failure", exc_info=True)
         print(
-            f"collector: unexpected failure: {type(exc).__name__}: {exc}. "
+            f"collector: unexpected failure: {type(exc).__name__}: {redaction.redact(str(exc))}. "
             "Run again with --verbose for details and report it.",
             file=sys.stderr,
         )

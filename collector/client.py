@@ -20,7 +20,7 @@ from pydantic import BaseModel, ValidationError
 
 from collector import __version__, redaction
 from collector.config import ENV_API_KEY, ENV_BASE_URL, ApiKey, ApiSettings
-from collector.deadline import deadline, deadline_transport
+from collector.deadline import add_deadline, deadline
 from collector.errors import (
     AUTH_CODES,
     NOT_FOUND_CODES,
@@ -110,9 +110,13 @@ class OpenLessonClient:
             },
             auth=_BearerAuth(settings.api_key),
             timeout=settings.timeout_s,
-            # The whole request (connect, send, wait, read) must end within timeout_s, see `_send`.
-            transport=transport if transport is not None else deadline_transport(),
+            transport=transport,
         )
+        if transport is None:
+            # The whole request (connect, send, wait, read) must end within timeout_s (see `_send`),
+            # through a proxy from the environment too: httpx's own transports, bounded in place.
+            for t in (getattr(self._http, "_transport", None), *getattr(self._http, "_mounts", {}).values()):
+                add_deadline(t)
 
     def __repr__(self) -> str:
         return f"OpenLessonClient({self._settings.base_url!r}, key={self._settings.api_key!r})"

@@ -19,7 +19,6 @@ from collections.abc import Iterator
 from typing import Any
 
 import httpcore
-import httpx
 
 log = logging.getLogger(__name__)
 _DEADLINE: contextvars.ContextVar[float | None] = contextvars.ContextVar("request_deadline", default=None)
@@ -87,18 +86,19 @@ class _DeadlineBackend(httpcore.NetworkBackend):
         self._inner.sleep(seconds)
 
 
-def deadline_transport(**kwargs: Any) -> httpx.HTTPTransport:
-    """An `httpx.HTTPTransport` whose connections obey `deadline()`.
+def add_deadline(transport: Any) -> Any:
+    """Make an `httpx.HTTPTransport` (direct or through a proxy) obey `deadline()`; returns it.
 
-    httpx has no option for a network backend, so the one of its httpcore pool is wrapped. Should
-    a future httpx build its pool differently, the plain transport is returned (per-operation
-    timeouts only) and the debug log says so.
+    httpx has no option for a network backend, so the one of its httpcore pool is wrapped. Any
+    other transport (a test's MockTransport), or a future httpx that builds its pool differently,
+    is returned as it is (per-operation timeouts only) and the debug log says so.
     """
-    transport = httpx.HTTPTransport(**kwargs)
     pool = getattr(transport, "_pool", None)
     backend = getattr(pool, "_network_backend", None)
+    if isinstance(backend, _DeadlineBackend):
+        return transport
     if isinstance(backend, httpcore.NetworkBackend):
         pool._network_backend = _DeadlineBackend(backend)  # type: ignore[union-attr]
     else:
-        log.debug("httpx transport without an httpcore network backend: per-operation timeouts only")
+        log.debug("%s has no httpcore network backend: per-operation timeouts only", type(transport).__name__)
     return transport

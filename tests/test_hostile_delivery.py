@@ -332,3 +332,23 @@ def test_startup_check_gives_up_after_a_few_tries_when_the_api_is_down(tmp_path)
     assert proc.stderr.count("retrying in") == 3 and "Cannot connect" in proc.stderr.splitlines()[-1]
     assert took >= 3.0  # it did wait between tries
     assert "Traceback" not in proc.stderr
+
+
+@pytest.mark.lsl
+def test_live_run_whose_chunks_are_rejected_for_good_exits_7_and_names_them(tmp_path):
+    from devices.player import XdfPlayer
+
+    root = tmp_path / "spool"
+    name = f"hostile-run-{uuid.uuid4().hex[:8]}"
+    with HostileServer("validation") as server, XdfPlayer(MUSE_XDF, stream_name=name, source_id=name):
+        proc = collector(
+            ["run", "--workspace", server.workspace_id, "--block", server.block_id, "--stream-name", name,
+             "--duration", "5", "--chunk-seconds", "2", "--screen", "off", "--spool", str(root)],
+            server.base_url,
+        )  # fmt: skip
+    assert proc.returncode == 7, proc.stderr
+    lost = [line for line in proc.stderr.splitlines() if "DATA LOST" in line]
+    assert len(lost) == 1 and f"of eeg:{name}" in lost[0] and "rejected for good" in lost[0], proc.stderr
+    eeg = [x for x in status_json(root)["losses"] if x["stream_id"] == f"eeg:{name}"]
+    assert len(eeg) == 1 and eeg[0]["reason"] == "failed" and eeg[0]["count"] >= 2
+    assert f"{eeg[0]['count']} chunk(s) of eeg:{name}" in lost[0]  # the same count in both places
