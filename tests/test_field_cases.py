@@ -20,7 +20,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
 from make_xdf import XdfStream, write_xdf  # noqa: E402
 
-FIELD = Path(__file__).resolve().parents[2] / "shared" / "data" / "field-cases"
+FIELD = Path(__file__).resolve().parent / "data" / "field-cases"  # copies of ../shared/data/field-cases
 HEADER = datetime(2024, 5, 1, 10, 0, 0, tzinfo=timezone.utc)
 HEADER_MS = HEADER.timestamp() * 1000.0
 

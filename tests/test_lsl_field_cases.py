@@ -22,7 +22,7 @@ from devices.lsl import LslSource
 from devices.player import make_eeg_info
 from devices.xdf import XdfSource, load_recording
 
-FIELD = Path(__file__).resolve().parents[2] / "shared" / "data" / "field-cases"
+FIELD = Path(__file__).resolve().parent / "data" / "field-cases"  # copies of ../shared/data/field-cases
 
 pytestmark = pytest.mark.lsl
 
