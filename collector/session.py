@@ -191,7 +191,8 @@ def run_session(
             "data_lost",
             message="DATA LOST: " + "; ".join(loss.describe() for loss in losses) + ". These chunks are "
             f"not on the server; see `collector status --spool {capture.spool.root}`.",
-            lost=[loss.as_dict() for loss in losses],
+            # Lab logs get the counts as data too; a text line stays one readable sentence.
+            **({"lost": [loss.as_dict() for loss in losses]} if output.log_format == "json" else {}),
         )
     if pending:
         output.log(

@@ -168,3 +168,39 @@ def test_status_says_delivery_paused_once(sandbox, tmp_path):
         assert spool.pause_reason().startswith("Delivery paused")
     text = collector(["status", "--spool", str(root)], "http://127.0.0.1:9").stdout
     assert "Delivery paused" in text and "Delivery paused: Delivery paused" not in text
+
+
+def test_delivery_resumes_by_itself_once_space_returns(sandbox, small_disk):
+    """In a long run the uploader waits for space, writes the held record, then goes on."""
+    import time
+
+    from collector.config import ApiKey, ApiSettings
+    from collector.errors import SpoolFullError
+    from collector.uploader import Uploader
+
+    disk = small_disk("2m")
+    root = disk / "spool"
+    saved = spool_eeg(root, sandbox.workspace_id, 6, samples=4000)
+    filler = fill(disk, leave_bytes=48 * 1024)
+    settings = ApiSettings(base_url=sandbox.base_url, api_key=ApiKey(sandbox.api_key), timeout_s=10)
+    with Spool(root) as spool:
+        uploader = Uploader(spool, settings, rate_per_min=6000)
+        uploader.start()
+        try:
+            deadline = time.monotonic() + 30
+            while not isinstance(uploader.paused_error, SpoolFullError):
+                assert time.monotonic() < deadline, "the full disk never stopped delivery"
+                time.sleep(0.1)
+            stopped_at = uploader.counters()["delivered"]
+            assert stopped_at >= 1 and spool.pending_count() == 6 - stopped_at
+            filler.unlink()  # space comes back
+            deadline = time.monotonic() + 60
+            while spool.pending_count() or uploader.paused_error is not None:
+                assert time.monotonic() < deadline, uploader.counters()
+                time.sleep(0.1)
+        finally:
+            uploader.stop(5)
+        assert spool.held == 0
+    rows = sandbox.evidence(sandbox.workspace_id)
+    assert sorted(r["chunk_index"] for r in rows) == sorted(saved)  # each once: none sent twice
+    assert {state for _, _, state in rows_all(root)} == {"delivered"}
