@@ -39,6 +39,7 @@ log = logging.getLogger(__name__)
 MAX_RUN = 8  # longest run of bad stamps repaired from the grid; longer is a real jump
 ANCHOR_TOLERANCE = 0.75  # periods: how far the run's two neighbours may be off the grid (jitter)
 _RUN_PENALTY = 0.2  # per extra sample: prefer the shortest run that explains the anomaly
+_HOLD_STEP = 1.5  # live: a step longer than this many periods near the end waits for later samples
 IMPLAUSIBLE_JUMP_S = 3600.0  # at a stream's edge, a jump larger than this is a bad stamp, not a gap
 RATE_TOLERANCE = 0.01  # measured vs declared rate: beyond 1 % the measured rate is used
 IRREGULAR_IQR = 1.0  # interquartile range of the intervals / median above this: cannot be windowed
@@ -100,7 +101,7 @@ def repair_times(times_s: np.ndarray, period_s: float, *, final: bool = True, fi
 
     times_s: (n,) seconds. period_s: the stream's typical period (`typical_period`), > 0.
     final: the stretch is complete (a file, or the end of a live stream); when False, backward
-    steps and implausible jumps among the last MAX_RUN + 1 samples are left undecided
+    steps and steps over 1.5 periods among the last MAX_RUN + 1 samples are left undecided
     (`decided` stops before them) so that a live source can hold those samples until the next
     ones arrive. fixed: samples [0, fixed) were
     already handed out and are never changed. Costs one vectorised pass when nothing is wrong.
@@ -114,10 +115,11 @@ def repair_times(times_s: np.ndarray, period_s: float, *, final: bool = True, fi
     d = np.diff(t)
     edge = n - 1 - (MAX_RUN + 1)  # steps at or after this index lack the samples to decide
     if not final:
-        # Hold from just before the first suspicious step near the end: a stamp going backwards,
-        # or a jump too large to be a gap. Plain gaps are not held (no latency on a slow stream).
+        # Hold from just before the first suspicious step near the end: a stamp going backwards or
+        # more than 1.5 periods ahead (a late stamp, a swap's first half, or a gap) until later
+        # samples decide; a live source releases them when the stream goes quiet.
         tail = d[max(0, edge) :]
-        near = np.flatnonzero((tail <= 0) | (tail > IMPLAUSIBLE_JUMP_S))
+        near = np.flatnonzero((tail <= 0) | (tail > _HOLD_STEP * p))
         if near.size:
             result.decided = max(fixed, int(near[0]) + max(0, edge) + 1 - MAX_RUN)
     repaired: list[int] = []

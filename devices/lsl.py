@@ -143,6 +143,21 @@ def list_streams(timeout: float = 1.0, *, with_labels: bool = True) -> list[LslS
     return out
 
 
+HOLD_WAIT_S = 0.05  # how long a read waits for the samples that decide about a held bad stamp
+
+
+def _join(parts: list) -> tuple[np.ndarray, np.ndarray, list[int], list[int]]:
+    """Concatenate LiveRepair.feed results, shifting their positions."""
+    stamps, data, repaired, resets, offset = [], [], [], [], 0
+    for t, x, rep, res in parts:
+        stamps.append(t)
+        data.append(x)
+        repaired += [offset + i for i in rep]
+        resets += [offset + i for i in res]
+        offset += t.shape[0]
+    return np.concatenate(stamps), np.concatenate(data), repaired, resets
+
+
 class LslSource:
     """EegSource over an LSL inlet. See the module docstring for resolution, time and loss."""
 
@@ -265,8 +280,10 @@ class LslSource:
                 return None
         from pylsl.util import LostError  # not re-exported by the pylsl package
 
-        if self._probed:  # samples read while measuring an irregular stream's rate
-            stamps, data = self._probed.pop(0)
+        if self._probed:  # samples read while measuring an irregular stream's rate, all at once
+            stamps = np.concatenate([t for t, _ in self._probed])
+            data = np.concatenate([x for _, x in self._probed])
+            self._probed = []
             self._refresh_correction()
             return self._chunk(stamps, data, final=False)
         try:
@@ -294,6 +311,20 @@ class LslSource:
         """Repaired stamps -> Unix ms, gaps, markers and (when measured) the stream's rate."""
         assert self._repair is not None
         stamps, data, repaired, resets = self._repair.feed(stamps, data, final=final)
+        # Samples held after a suspicious stamp: the next few decide; if none come within
+        # HOLD_WAIT_S, decide with what is there, so a read never sits on samples it has.
+        if self._repair.held and not final and self._inlet is not None:
+            parts = [(stamps, data, repaired, resets)]
+            for _ in range(16):
+                more, more_t = self._inlet.pull_chunk(
+                    timeout=HOLD_WAIT_S, max_samples=self._max_samples, as_numpy=True
+                )
+                got = len(more_t) > 0
+                rows = np.asarray(more, dtype=np.float64)[:, self._eeg_index] if got else data[:0]
+                parts.append(self._repair.feed(np.asarray(more_t, dtype=np.float64), rows, final=not got))
+                if not got or not self._repair.held:
+                    break
+            stamps, data, repaired, resets = _join(parts)
         events = self._markers.take() if self._markers is not None else ()
         if stamps.shape[0] == 0:
             return SampleChunk(data=data, times_ms=np.zeros(0), events=events) if events else None
