@@ -120,15 +120,21 @@ def _check_times(times: np.ndarray, path: Path, what: str) -> None:
     missing = np.flatnonzero(~np.isfinite(times))
     if missing.size:
         raise UsageError(
-            f"CSV file {path}: row {int(missing[0]) + 1} has no {what}. "
+            f"CSV file {path}: data row {int(missing[0]) + 1} has no {what}. "
             "Use the file as the recorder wrote it (a cut or edited file loses rows' times)."
         )
     back = np.flatnonzero(np.diff(times) < 0)
     if back.size:
         i = int(back[0]) + 1
-        raise UsageError(
-            f"CSV file {path}: {what}s go backwards at row {i + 1} ({times[i - 1]:.3f} then {times[i]:.3f}; "
-            f"{back.size} place(s) in all). Sort the rows by time, or use the file as the recorder wrote it."
+        log.warning(
+            "%s: %ss go backwards at data row %d (%.3f then %.3f; %d place(s) in all): rows kept in "
+            "file order; replay repairs the stamps from the stream's regular grid and says how many",
+            path.name,
+            what,
+            i + 1,
+            times[i - 1],
+            times[i],
+            back.size,
         )
 
 
@@ -162,7 +168,8 @@ def load_muselsl_csv(path: str | Path, *, start_time: Any = None) -> XdfRecordin
 
     times_s of the stream are the file's stamps as they are (Unix or LSL seconds); the recording's
     start is the first stamp for Unix files, the file's modification time minus the recording's
-    length for LSL-clock files. Raises UsageError for an empty, truncated or unordered file.
+    length for LSL-clock files. Stamps that go backwards are kept (and named in a warning): the
+    replay repairs them. Raises UsageError for an empty or truncated file, or a row without a time.
     """
     path = Path(path)
     frame = _read_table(path, lambda c: bool(_MARKER_COLUMN.match(c)))
@@ -311,7 +318,7 @@ def load_mindmonitor_csv(path: str | Path) -> XdfRecording:
     """Read a Mind Monitor CSV: streams `Mind Monitor EEG` (RAW_* and AUX_* in µV), `Accelerometer`,
     `Gyro` (when present) and `Mind Monitor Elements` (its events). times_s are Unix seconds.
 
-    Raises UsageError for an empty or truncated file, stamps that go backwards, no raw EEG.
+    Raises UsageError for an empty or truncated file, a row without a time, no raw EEG.
     """
     import pandas as pd
 

@@ -196,11 +196,13 @@ MIN_BREAK_S = 0.25  # shorter pauses are delivery bursts (BLE packets), not lost
 
 
 def regular_segments(times_s: np.ndarray, break_s: float) -> tuple[tuple[int, int], ...]:
-    """Inclusive index ranges split where consecutive stamps are more than `break_s` apart."""
+    """Inclusive index ranges split where consecutive stamps are more than `break_s` apart, or
+    where time goes back by more than `break_s` (a clock set back: its own stretch)."""
     n = int(times_s.shape[0])
     if n == 0:
         return ()
-    breaks = np.flatnonzero(np.diff(times_s) > break_s)
+    steps = np.diff(times_s)
+    breaks = np.flatnonzero((steps > break_s) | (steps < -break_s))
     starts = [0, *(int(b) + 1 for b in breaks)]
     ends = [*(int(b) for b in breaks), n - 1]
     return tuple(zip(starts, ends, strict=True))

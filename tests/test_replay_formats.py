@@ -350,21 +350,45 @@ def test_edf_stream_picks_named_channels(sandbox, tmp_path):
 # -- bad files -----------------------------------------------------------------------------------
 
 
-def test_bad_csv_files_get_one_line_and_exit_2(sandbox, tmp_path):
+def test_truncated_and_empty_csv_files_get_one_line_and_exit_2(sandbox, tmp_path):
     text = need(MUSE_CSV).read_text()
     lines = text.splitlines()
     cases = {
-        "truncated.csv": text[: len(text) // 2 + 7],  # cut in the middle of a row
-        "header-only.csv": lines[0] + "\n",
-        "backwards.csv": "\n".join([*lines[:101], lines[50], *lines[101:200]]) + "\n",
+        "truncated.csv": (text[: len(text) // 2 + 7], "truncated"),  # cut in the middle of a row
+        "header-only.csv": (lines[0] + "\n", "no rows"),
     }
-    expect = {"truncated.csv": "truncated", "header-only.csv": "no rows", "backwards.csv": "go backwards"}
-    for name, content in cases.items():
+    for name, (content, expect) in cases.items():
         path = tmp_path / name
         path.write_text(content)
         line = one_line_exit_2(replay(path, sandbox, tmp_path))
-        assert expect[name] in line, line
+        assert expect in line, line
     assert sandbox.evidence(sandbox.workspace_id) == []
+
+
+def test_csv_whose_timestamps_go_backwards_is_repaired_and_says_so(sandbox, tmp_path):
+    """Two rows with their stamps swapped (time goes back at one row): repaired by the replay's
+    time rules (issue 9), every row delivered once, in file order, at increasing times."""
+    lines = need(MUSE_CSV).read_text().splitlines()
+    rows = lines[1:2001]
+    first, second = rows[100].split(","), rows[101].split(",")
+    first[0], second[0] = second[0], first[0]
+    rows[100], rows[101] = ",".join(first), ",".join(second)
+    path = tmp_path / "backwards.csv"
+    path.write_text("\n".join([lines[0], *rows]) + "\n")
+    proc = replay(path, sandbox, tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "go backwards at data row 102" in proc.stderr and "2 sample timestamp(s)" in proc.stderr
+    assert "repaired" in proc.stderr
+    _, samples, times, _ = delivered(sandbox)
+    expected = np.array([[float(v) for v in row.split(",")[1:5]] for row in rows])
+    np.testing.assert_allclose(samples, expected, atol=5e-4)  # every row, in file order
+    assert np.all(np.diff(times) > 0)
+    stamps = np.array([float(row.split(",")[0]) for row in rows])
+    others = ~np.isin(np.arange(len(rows)), [100, 101])
+    np.testing.assert_allclose(
+        times[others], stamps[others] * 1000.0, atol=2e-3, rtol=0
+    )  # the rest as they are
+    assert stamps[99] * 1000 < times[100] < times[101] < stamps[102] * 1000  # between their neighbours
 
 
 @pytest.mark.parametrize(
@@ -515,8 +539,8 @@ def test_format_is_recognised_from_content_not_the_name(tmp_path):
         "muselsl-csv",
         "mindmonitor-csv",
     ]
-    if MUSE_CSV.parent.joinpath("muse-p300-subject1.xdf").is_file():
-        assert detect_format(MUSE_CSV.parent / "muse-p300-subject1.xdf") == "xdf"
+    packaged_xdf = Path(__file__).resolve().parents[1] / "collector" / "data" / "muse-p300-subject1.xdf"
+    assert detect_format(packaged_xdf) == "xdf"
 
 
 def test_muselsl_string_markers_in_several_columns(tmp_path):
