@@ -15,6 +15,7 @@ from typing import Any
 
 from collector.capture import Capture
 from collector.errors import EXIT_AUTH, EXIT_DATA_LOST, EXIT_NOT_FOUND, EXIT_OK, EXIT_PENDING, CollectorError
+from collector.spool import Loss
 from collector.status_view import StatusOutput, snapshot
 
 log = logging.getLogger("collector.session")
@@ -153,6 +154,10 @@ def run_session(
     except CollectorError as err:  # the closing line must not fail; the capture's own counts remain
         log.warning("could not read the spool's loss counts: %s", err)
         losses = []
+    # A chunk whose refusal the spool could not even count (a failing disk) is still a loss.
+    uncounted = snap["dropped"] - sum(loss.count for loss in losses if loss.reason != "failed")
+    if uncounted > 0:
+        losses.append(Loss(capture.capture_id, "this capture", "the spool could not be written", uncounted))
     summary = {
         "capture_id": capture.capture_id,
         **times,
