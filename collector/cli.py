@@ -90,28 +90,20 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return EXIT_USAGE
-    verbosity = int(getattr(args, "verbose", 0) or 0)
-    logging.basicConfig(
-        level=logging.DEBUG if verbosity else logging.INFO,
-        format="%(message)s",
-        stream=sys.stderr,
-    )
-    _http_library_logs(verbosity)
+    from collector.logformat import setup_logging
+
+    # -v: the collector's own debug lines; -vv: also the HTTP library's (httpx, httpcore).
+    setup_logging(int(getattr(args, "verbose", 0) or 0), getattr(args, "log_format", "text"))
+    _http_library_logs(int(getattr(args, "verbose", 0) or 0))  # keys masked in every record
     try:
         return int(args.func(args) or 0)
     except CollectorError as err:
         if getattr(args, "log_format", "text") == "json":  # lab logs stay machine-readable
-            import json
-            import time
+            from collector.logformat import format_json
 
             print(
-                json.dumps(
-                    {
-                        "ts": round(time.time(), 3),
-                        "event": "error",
-                        "exit_code": err.exit_code,
-                        "message": redaction.redact(str(err)),
-                    }
+                format_json(
+                    "error", redaction.redact(str(err)), {"event": "error", "exit_code": err.exit_code}
                 ),
                 file=sys.stderr,
             )

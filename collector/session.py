@@ -172,25 +172,26 @@ def run_session(
         "lost": sum(loss.count for loss in losses),
         "failed": sum(loss.count for loss in losses if loss.reason == "failed"),
     }
-    if output.interactive:
-        if recording_s is not None:
-            ended = (
-                f"Replay ended: {_minutes(summary['recording_s'])} of recording sent in "
-                f"{_minutes(summary['wall_s'])} wall time"
-            )
-        else:
-            ended = f"Session ended after {_minutes(summary['duration_s'])}"
-        output.stream.write(
-            f"\n{ended}: {summary['samples']:,} EEG samples in "
-            f"{summary['eeg_chunks']} chunks ({summary['markers']} markers), "
-            f"{summary['screenshots']} screenshots "
-            f"({summary['screenshots_skipped']} near-identical skipped); "
-            f"{summary['delivered']} items delivered"
-            + (f", {summary['dropped']} DROPPED (spool full)" if summary["dropped"] else "")
-            + ".\n"
+    if recording_s is not None:
+        ended = (
+            f"Replay ended: {_minutes(summary['recording_s'])} of recording sent in "
+            f"{_minutes(summary['wall_s'])} wall time"
         )
     else:
-        output.log("summary", **summary)
+        ended = f"Session ended after {_minutes(summary['duration_s'])}"
+    sentence = (
+        f"{ended}: {summary['samples']:,} EEG samples in "
+        f"{summary['eeg_chunks']} chunks ({summary['markers']} markers), "
+        f"{summary['screenshots']} screenshots "
+        f"({summary['screenshots_skipped']} near-identical skipped); "
+        f"{summary['delivered']} items delivered"
+        + (f", {summary['dropped']} DROPPED (spool full)" if summary["dropped"] else "")
+        + "."
+    )
+    if output.interactive:
+        output.print_line("\n" + sentence)
+    else:
+        output.log("summary", message=sentence, **summary)
     if losses:
         output.log(
             "data_lost",

@@ -34,7 +34,7 @@ def add_verbose(parser: argparse.ArgumentParser) -> None:
         "--verbose",
         action="count",
         default=0,
-        help="debug logging; -vv adds the HTTP library's own debug lines (API keys are masked in both)",
+        help="-v: the collector's debug lines; -vv: also the HTTP library's (API keys are masked in both)",
     )
 
 

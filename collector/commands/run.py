@@ -276,11 +276,11 @@ def fit_check_before_capture(args, profile, output, eeg_source, description) -> 
 
 def make_output(args):
     """The status view; from here on, log records go through it too (so they keep its format)."""
+    from collector.logformat import setup_logging
     from collector.status_view import LogToStatus, StatusOutput
 
     output = StatusOutput(sys.stderr, log_format=args.log_format)
-    root = logging.getLogger()
-    root.handlers = [LogToStatus(output, logging.DEBUG if getattr(args, "verbose", False) else logging.INFO)]
+    setup_logging(int(getattr(args, "verbose", 0) or 0), args.log_format, handler=LogToStatus(output))
     return output
 
 
@@ -375,6 +375,7 @@ def run(args: argparse.Namespace) -> int:
     # `collector mark TEXT` finds this capture through the same pid file.
     marks = MarkInbox(marks_path(pause_control.state_dir, os.getpid()))
     pause_control.register_running()
+    output.enable_mark_key(lambda text, pressed_ms: marks.add(text, pressed_ms))  # `m` in a terminal
     notice = pause_notice(pause_control) if profile.screen.mode != "off" else None
     if notice:
         output.log("warning", message=f"{notice} Until then no screenshots are taken (EEG is recorded).")
@@ -401,6 +402,7 @@ def run(args: argparse.Namespace) -> int:
             source=_source_label(profile, description, screen_source),
         )
     finally:
+        output.stop_keys()  # the terminal gets its line mode back whatever happened
         pause_control.unregister_running()
         marks.close()
         for source in (eeg_source, screen_source):

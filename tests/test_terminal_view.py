@@ -1,0 +1,107 @@
+"""The terminal view in a real terminal (tmux): rich's live block, and `m` to mark the moment."""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+pytestmark = [
+    pytest.mark.lsl,
+    pytest.mark.slow,
+    pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed (apt install tmux)"),
+]
+
+
+class Tmux:
+    """One tmux server of our own (-L), so no other session on the machine is touched."""
+
+    def __init__(self, command: str, width: int = 120, height: int = 40) -> None:
+        self.socket = f"collector-test-{uuid.uuid4().hex[:8]}"
+        self.tmux("new-session", "-d", "-s", "t", "-x", str(width), "-y", str(height), command)
+
+    def tmux(self, *args: str) -> str:
+        return subprocess.run(
+            ["tmux", "-L", self.socket, *args], capture_output=True, text=True, check=True
+        ).stdout
+
+    def screen(self) -> str:
+        return self.tmux("capture-pane", "-p", "-t", "t")
+
+    def keys(self, *keys: str) -> None:
+        self.tmux("send-keys", "-t", "t", *keys)
+
+    def wait_for(self, text: str, timeout_s: float = 30.0) -> str:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            screen = self.screen()
+            if text in screen:
+                return screen
+            time.sleep(0.1)
+        raise AssertionError(f"{text!r} never appeared; the screen:\n{self.screen()}")
+
+    def kill(self) -> None:
+        subprocess.run(["tmux", "-L", self.socket, "kill-server"], capture_output=True)
+
+
+def test_m_in_the_live_view_marks_the_moment_it_was_pressed(sandbox, tmp_path):
+    from devices.player import play_sine_to_lsl
+
+    name = f"mkey-{uuid.uuid4().hex[:8]}"
+    stop = threading.Event()
+    player = threading.Thread(
+        target=play_sine_to_lsl, kwargs={"stream_name": name, "source_id": name, "stop_event": stop}
+    )
+    player.start()
+    runtime = tmp_path / "run"
+    runtime.mkdir(mode=0o700)
+    env = {
+        "PYTHONPATH": str(REPO), "XDG_RUNTIME_DIR": str(runtime), "OPENLESSON_API_KEY": sandbox.api_key,
+        "OPENLESSON_BASE_URL": sandbox.base_url, "COLLECTOR_SPOOL_DIR": str(tmp_path / "spool"),
+        "PATH": os.environ.get("PATH", ""), "TERM": "xterm-256color",
+    }  # fmt: skip
+    run = [sys.executable, "-m", "collector", "run", "-w", sandbox.workspace_id, "-b", sandbox.block_ids[0],
+           "--stream-name", name, "--screen", "off", "--duration", "10", "--chunk-seconds", "2"]  # fmt: skip
+    done = tmp_path / "exit-code"
+    command = (
+        " ".join(f"{k}={shlex.quote(v)}" for k, v in env.items())
+        + f" {shlex.join(run)}; echo $? > {shlex.quote(str(done))}; sleep 60"
+    )
+    term = Tmux(f"env -i {command}")
+    try:
+        term.wait_for("m to mark · Ctrl-C to stop")  # rich's live block, with the key's hint
+        term.wait_for("alpha")
+        pressed = time.time() * 1000
+        term.keys("m")
+        term.wait_for("Enter saves, Esc cancels")
+        term.keys("-l", "phone rang")
+        term.wait_for("phone rang▏")
+        term.keys("Enter")
+        term.wait_for("marked 'phone rang'")
+        deadline = time.monotonic() + 60
+        while not done.exists() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        final = term.screen()
+    finally:
+        term.kill()
+        stop.set()
+        player.join(10)
+    assert done.read_text().strip() == "0", final
+    assert final.count("m to mark · Ctrl-C to stop") == 1, final  # one block, drawn in place
+    assert "Session ended after" in final
+    events = []
+    for row in sandbox.evidence(sandbox.workspace_id):
+        artifact = json.loads(sandbox.read_artifact(row["id"])) if row["type"] == "eeg" else {}
+        events += [e for e in artifact.get("events", []) if e["value"] == "phone rang"]
+    assert len(events) == 1
+    assert 0 <= events[0]["time_ms"] - pressed <= 500  # tmux delivers the key a moment after send-keys
