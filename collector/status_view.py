@@ -164,7 +164,9 @@ class StatusOutput:
             from rich.console import Console
 
             # force_terminal: the caller decided this is a terminal (isatty, or a test's choice).
-            self._console = Console(file=self.stream, highlight=False, soft_wrap=True, force_terminal=True)
+            # No soft wrap: rich wraps every line itself (log lines too), so it always knows how
+            # many rows it printed and redraws the block in place (soft-wrapped lines left ghosts).
+            self._console = Console(file=self.stream, highlight=False, force_terminal=True)
 
     # ---- the live block ------------------------------------------------------------------------
 
