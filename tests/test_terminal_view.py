@@ -108,3 +108,57 @@ def test_m_in_the_live_view_marks_the_moment_it_was_pressed(sandbox, tmp_path):
         events += [e for e in artifact.get("events", []) if e["value"] == "phone rang"]
     assert len(events) == 1
     assert 0 <= events[0]["time_ms"] - pressed <= 500  # tmux delivers the key a moment after send-keys
+
+
+def test_upload_in_a_terminal_draws_a_progress_bar(sandbox, tmp_path):
+    muse = REPO / "collector" / "data" / "muse-p300-subject1.xdf"
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("OPENLESSON_", "COLLECTOR_"))}
+    keep = {
+        "PYTHONPATH": str(REPO),
+        "OPENLESSON_API_KEY": sandbox.api_key,
+        "OPENLESSON_BASE_URL": sandbox.base_url,
+        "COLLECTOR_SPOOL_DIR": str(tmp_path / "spool"),
+    }
+    env = {**base, **keep}
+    spooled = subprocess.run(
+        [sys.executable, "-m", "collector", "replay", str(muse), "-w", sandbox.workspace_id,
+         "-b", sandbox.block_ids[0], "--speed", "max", "--offline", "--chunk-seconds", "10"],
+        env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert spooled.returncode == 0, spooled.stderr
+    status = json.loads(
+        subprocess.run(
+            [sys.executable, "-m", "collector", "status", "--json"],
+            env=env,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout  # fmt: skip
+    )
+    pending = status["pending"]
+    assert pending >= 10
+    done = tmp_path / "exit-code"
+    keep = {
+        k: env[k] for k in ("PYTHONPATH", "OPENLESSON_API_KEY", "OPENLESSON_BASE_URL", "COLLECTOR_SPOOL_DIR")
+    }
+    command = (
+        "env -i "
+        + " ".join(f"{k}={shlex.quote(v)}" for k, v in keep.items())
+        + f" PATH={shlex.quote(os.environ.get('PATH', ''))} TERM=xterm-256color "
+        + shlex.join([sys.executable, "-m", "collector", "upload", "--rate", "110"])
+        + f"; echo $? > {shlex.quote(str(done))}; sleep 60"
+    )
+    term = Tmux(command)
+    try:
+        term.wait_for(f"/{pending}")  # the bar's M/N column, drawn while it delivers
+        deadline = time.monotonic() + 90
+        while not done.exists() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        final = term.screen()
+    finally:
+        term.kill()
+    assert done.read_text().strip() == "0", final
+    bar = next(line for line in final.splitlines() if line.startswith("delivering"))
+    assert f"{pending}/{pending}" in bar and "━" in bar
+    assert f"Delivered {pending} item(s); nothing is pending" in final
+    assert len([r for r in sandbox.evidence(sandbox.workspace_id)]) == pending

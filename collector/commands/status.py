@@ -16,7 +16,12 @@ def add_parser(subparsers) -> None:
         "oldest pending item and the last error.",
     )
     add_spool_option(parser)
-    parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    parser.add_argument(
+        "--json",
+        action="store_true",
+        help="print JSON instead of a table: spool, exists, pending, failed, stored_bytes, pause_reason, "
+        "captures, losses, screen_pause, screen_pause_notice (see the README)",
+    )
     add_verbose(parser)
     parser.set_defaults(func=run)
 

@@ -93,7 +93,7 @@ def run(args: argparse.Namespace) -> int:
             uploader.start()
             interrupted = False
             try:
-                _wait(uploader, args.flush_timeout)
+                _wait(uploader, args.flush_timeout, total=pending)
             except KeyboardInterrupt:
                 interrupted = True
             left = uploader.stop(0.0 if interrupted else 1.0)
@@ -160,8 +160,11 @@ def run(args: argparse.Namespace) -> int:
         return EXIT_OK
 
 
-def _wait(uploader, timeout_s: float | None) -> None:
+def _wait(uploader, timeout_s: float | None, total: int = 0) -> None:
     deadline = None if timeout_s is None else time.monotonic() + timeout_s
+    if sys.stderr.isatty() and total:
+        _wait_with_bar(uploader, deadline, total)
+        return
     while True:
         step = PROGRESS_EVERY_S if deadline is None else min(PROGRESS_EVERY_S, deadline - time.monotonic())
         if step <= 0 or uploader.wait_idle(step):
@@ -174,6 +177,30 @@ def _wait(uploader, timeout_s: float | None) -> None:
             c["rate_per_min"],
             f", last error: {c['last_error']}" if c["last_error"] else "",
         )
+
+
+def _wait_with_bar(uploader, deadline: float | None, total: int) -> None:
+    """In a terminal: a rich progress bar of the items delivered, with the current rate."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    columns = (
+        TextColumn("delivering"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        TextColumn("{task.fields[rate]}"),
+    )
+    with Progress(*columns, console=Console(file=sys.stderr), transient=False) as bar:
+        task = bar.add_task("upload", total=total, rate="")
+        while True:
+            step = 0.5 if deadline is None else min(0.5, deadline - time.monotonic())
+            done = step <= 0 or uploader.wait_idle(step)
+            c = uploader.counters()
+            rate = f"{c['rate_per_min']:.0f}/min" if c.get("rate_per_min") else ""
+            bar.update(task, completed=min(total, c["delivered"]), rate=rate)
+            if done:
+                return
 
 
 def _report_failed(failed: int) -> None:
