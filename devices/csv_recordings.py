@@ -253,8 +253,28 @@ def load_muselsl_csv(path: str | Path, *, start_time: Any = None) -> XdfRecordin
 # -- Mind Monitor ----------------------------------------------------------------------------------
 
 
+def local_zone_name() -> str | None:
+    """This machine's IANA time zone: `TZ` when it names one, else /etc/localtime's link target."""
+    from zoneinfo import ZoneInfo
+
+    key = os.environ.get("TZ", "").lstrip(":")
+    if not key:
+        target = os.path.realpath("/etc/localtime")
+        key = target.split("zoneinfo/", 1)[1] if "zoneinfo/" in target else ""
+    try:
+        ZoneInfo(key)
+    except (ValueError, OSError, KeyError):  # not an IANA key (e.g. "CET-1CEST") or no tzdata
+        return None
+    return key
+
+
 def _local_to_unix_s(stamps: Any, path: Path) -> np.ndarray:
-    """Mind Monitor's local date-times as Unix seconds, in this machine's time zone (TZ)."""
+    """Mind Monitor's local date-times as Unix seconds, in this machine's time zone (TZ).
+
+    With an IANA zone, each row gets the offset in force at its time; in the hour repeated when
+    clocks go back, rows before the local time jumps back are summer time. Without one, the
+    offset in force at the first row is used for all rows.
+    """
     import pandas as pd
 
     parsed = pd.to_datetime(stamps, format="%Y-%m-%d %H:%M:%S.%f", errors="coerce")
@@ -265,6 +285,26 @@ def _local_to_unix_s(stamps: Any, path: Path) -> np.ndarray:
             f"Mind Monitor CSV {path}: TimeStamp {stamps.iloc[row]!r} at row {row + 1} is not a "
             "date-time like 2023-01-11 22:03:37.564. Use the file as Mind Monitor wrote it."
         )
+    naive_s = (parsed.to_numpy().astype("datetime64[us]").astype(np.int64)) / 1e6
+    zone = local_zone_name()
+    if zone is not None:
+        # In the hour repeated when clocks go back, rows before the local time jumps back are
+        # still summer time (DST), rows after it are not.
+        summer = np.ones(len(parsed), dtype=bool)
+        back = np.flatnonzero(np.diff(naive_s) < -1800.0)
+        if back.size:
+            summer[int(back[0]) + 1 :] = False
+        try:
+            utc = parsed.dt.tz_localize(zone, ambiguous=summer, nonexistent="shift_forward")
+            utc = utc.dt.tz_convert("UTC").dt.tz_localize(None)
+            return utc.to_numpy().astype("datetime64[us]").astype(np.int64) / 1e6
+        except (ValueError, TypeError) as exc:  # pytz/pandas AmbiguousTimeError is a ValueError
+            log.warning(
+                "%s: local times not placed by zone %s (%s); using the first row's offset",
+                path.name,
+                zone,
+                exc,
+            )
     naive_s = (parsed.to_numpy().astype("datetime64[us]").astype(np.int64)) / 1e6
     first = parsed.iloc[0].to_pydatetime()
     offset_s = first.timestamp() - (first.replace(tzinfo=timezone.utc).timestamp())

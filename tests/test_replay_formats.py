@@ -209,10 +209,9 @@ def make_mind_monitor_csv(path: Path, values: np.ndarray, start_local: datetime,
             if i in elements:
                 t = arrival[i]
                 out.write(stamp(t) + "," * (len(MIND_MONITOR_COLUMNS) - 2) + "," + elements[i] + "\n")
-                written = datetime.strptime(stamp(t), "%Y-%m-%d %H:%M:%S.%f").replace(
-                    tzinfo=start_local.tzinfo
-                )
-                event_truth.append((written.timestamp() * 1000.0, elements[i]))
+                # The stamp's Unix time: the moment, to the microsecond, cut to the millisecond.
+                written_ms = round((start_local.timestamp() + t) * 1e6) // 1000
+                event_truth.append((float(written_ms), elements[i]))
             bands = ",".join(f"{v:.6f}" for v in rng.uniform(-0.5, 1.5, 20))
             raw = "NaN,NaN,NaN,NaN" if i == nan_row else ",".join(f"{v:.3f}" for v in values[i])
             rest = "820.0,830.0,-0.64,0.07,0.75,-2.9,2.3,0.44,1,1.0,1.0,2.0,1.0,14.31"
@@ -669,3 +668,23 @@ def test_edf_stretches_marked_not_acquired_are_gaps_not_samples(tmp_path):
     gaps = [g for c in chunks for g in c.gaps]
     assert len(gaps) == 1 and gaps[0].end_ms - gaps[0].start_ms == pytest.approx(2000 + 1000 / 256, abs=1e-3)
     assert [e.value for c in chunks for e in c.events] == ["go"]
+
+
+def test_mind_monitor_local_times_across_a_daylight_saving_change(tmp_path, monkeypatch):
+    """Paris clocks go back at 03:00 CEST on 2024-10-27: the rows' local times repeat 02:00-03:00,
+    and the reader still puts every sample and event at its Unix time."""
+    from devices.recordings import load_any_recording
+    from devices.xdf import pick_eeg_stream, recording_markers
+
+    monkeypatch.setenv("TZ", "Europe/Paris")
+    values = np.random.default_rng(5).normal(0, 20, (256 * 40, 4))
+    start_local = datetime(2024, 10, 27, 2, 59, 40, tzinfo=ZoneInfo("Europe/Paris"), fold=0)  # CEST
+    path = tmp_path / "dst.csv"
+    event_truth = make_mind_monitor_csv(path, values, start_local, nan_row=5)
+    recording = load_any_recording(path)
+    eeg = pick_eeg_stream(recording)
+    truth_s = start_local.timestamp() + np.arange(len(values)) / 256.0
+    assert np.all(np.abs(eeg.times_s - truth_s) < 0.06)  # one line through 40 s: no hour jump
+    times, values_seen = recording_markers(recording, eeg)
+    assert values_seen == [v for _, v in event_truth]
+    np.testing.assert_allclose(times * 1000.0, [t for t, _ in event_truth], atol=2e-3)
