@@ -297,3 +297,37 @@ def test_collector_run_repairs_an_outlier_and_uses_the_measured_rate(sandbox, tm
         assert a["device"]["sfreq"] == pytest.approx(200.0, rel=0.005)
     powers = [a["band_powers"]["alpha"] for a in artifacts if a["band_powers"]]
     assert powers and np.mean(powers) > 0.5  # the 12 Hz rhythm is alpha at the real rate
+
+
+@pytest.mark.slow
+def test_collector_run_refuses_a_live_stream_too_irregular_to_window(sandbox, tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    import pylsl
+
+    rng = np.random.default_rng(9)
+    stamps = np.cumsum(rng.exponential(1 / 128, 3000))
+    name = uid("run-messy")
+    outlet = pylsl.StreamOutlet(make_eeg_info(name, name, ["Fz", "Cz"], pylsl.IRREGULAR_RATE))
+    pusher = Pusher(outlet, np.zeros((3000, 2)), stamps)
+    env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY")}
+    env.update(OPENLESSON_API_KEY=sandbox.api_key, OPENLESSON_BASE_URL=sandbox.base_url)
+    env["PYTHONPATH"] = os.pathsep.join([str(Path(__file__).resolve().parents[1]), env.get("PYTHONPATH", "")])
+    try:
+        pusher.start()
+        proc = subprocess.run(
+            [
+                sys.executable, "-m", "collector", "run", "--workspace", sandbox.workspace_id,
+                "--block", sandbox.block_ids[0], "--stream-name", name, "--markers", "off",
+                "--screen", "off", "--duration", "5", "--spool", str(tmp_path / "spool"),
+            ],
+            env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+    finally:
+        del outlet
+    assert proc.returncode == 2, proc.stderr
+    lines = [line for line in proc.stderr.strip().splitlines() if "too much to be windowed" in line]
+    assert len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr
+    assert [r for r in sandbox.evidence(sandbox.workspace_id) if r["type"] == "eeg"] == []
