@@ -144,11 +144,18 @@ def _label_key(label: str) -> str:
 def with_channel_selection(recording: XdfRecording, stream: str) -> XdfRecording:
     """`recording` plus a stream named `stream` made of the channels it lists, when it lists channels.
 
-    Unchanged when a stream is already named (or typed) `stream`, or when the names are not all
-    channel labels (pick_eeg_stream then reports the streams there are).
+    Unchanged when `stream` already names a stream (name, type, source_id or stream id), or when
+    the names are not all channel labels (pick_eeg_stream then reports the streams there are).
     """
-    if any(s.name == stream or s.type.lower() == stream.lower() for s in recording.streams):
-        return recording
+    wanted_id = stream.strip()
+    if any(
+        s.name == stream
+        or s.type.lower() == stream.lower()
+        or (s.source_id and s.source_id == wanted_id)
+        or (wanted_id.isdigit() and s.stream_id == int(wanted_id))
+        for s in recording.streams
+    ):
+        return recording  # pick_eeg_stream finds it by name, type, source_id or stream id
     wanted = [w for w in (part.strip() for part in stream.split(",")) if w]
     numeric = [s for s in recording.streams if not s.is_string and s.sample_count > 0]
     found: list[tuple[XdfStream, int]] = []

@@ -688,3 +688,18 @@ def test_mind_monitor_local_times_across_a_daylight_saving_change(tmp_path, monk
     times, values_seen = recording_markers(recording, eeg)
     assert values_seen == [v for _, v in event_truth]
     np.testing.assert_allclose(times * 1000.0, [t for t, _ in event_truth], atol=2e-3)
+
+
+def test_stream_by_channel_labels_needs_one_rate_and_known_labels(tmp_path):
+    from collector.errors import UsageError
+    from devices.xdf import XdfSource
+
+    path = tmp_path / "mixed.edf"
+    write_edf(path, bdf=False, eeg=np.zeros((256 * 10, 4)), start=datetime(2024, 5, 1))
+    with pytest.raises(UsageError, match="different rates") as info:
+        XdfSource(path, stream="Fpz-Cz,Resp oro-nasal").open()
+    assert "\n" not in str(info.value)
+    with pytest.raises(UsageError, match="Resp oro-nasal") as info:  # the listing names the streams
+        XdfSource(path, stream="Fpz-Cz,Oz").open()
+    with XdfSource(path, stream="EOG horizontal", chunk_s=20.0) as source:  # a signal's own stream
+        assert source.description.channels == ("EOG horizontal",)
