@@ -43,6 +43,7 @@ class Fault:
     what: str
     edits: tuple[Edit, ...]
     tests: tuple[str, ...]  # pytest node ids that must fail with the fault in place
+    expect: str  # a regex the failure output must match: caught for the right reason, not a crash
 
 
 RUN = "collector/commands/run.py"
@@ -67,6 +68,7 @@ FAULTS: tuple[Fault, ...] = (
             ),
         ),
         (KEY_TEST,),
+        r"is in run's output",
     ),
     Fault(
         "key-logged-unmasked",
@@ -85,12 +87,14 @@ FAULTS: tuple[Fault, ...] = (
             ),
         ),
         (KEY_TEST,),
+        r"is in run's output",
     ),
     Fault(
         "screen-on-not-fatal",
         "`--screen on` without a display continues EEG-only instead of exiting 5",
         (Edit(RUN, '        if mode == "on":\n', "        if False:  # FAULT\n"),),
         ("tests/test_run_e2e.py::test_screen_on_without_a_display_exits_5_even_with_a_live_eeg_stream",),
+        "assert 0 == 5",
     ),
     Fault(
         "replay-10x-source",
@@ -103,6 +107,7 @@ FAULTS: tuple[Fault, ...] = (
             ),
         ),
         SPEED_TESTS,
+        "assert 769 == 77",
     ),
     Fault(
         "replay-10x-command",
@@ -115,6 +120,7 @@ FAULTS: tuple[Fault, ...] = (
             ),
         ),
         SPEED_TESTS[1:],
+        r"assert \d+ <= \(\(|assert 10\.0 <= ",
     ),
     Fault(
         "pause-ignored",
@@ -127,6 +133,7 @@ FAULTS: tuple[Fault, ...] = (
             ),
         ),
         (PAUSE_E2E,),
+        "inside a pause",
     ),
     Fault(
         "spool-bound-ignored",
@@ -141,6 +148,7 @@ FAULTS: tuple[Fault, ...] = (
         (
             "tests/test_capture_promises.py::test_profile_spool_bound_reaches_the_spool_and_refused_chunks_are_counted",
         ),
+        "not the profile's 300,000-byte bound",
     ),
     Fault(
         "rate-cap-removed",
@@ -153,6 +161,7 @@ FAULTS: tuple[Fault, ...] = (
             ),
         ),
         ("tests/test_capture_promises.py::test_profile_rate_per_min_is_capped_at_the_keys_120",),
+        "assert 0 == 2",
     ),
     Fault(
         "screen-metadata-hard-coded",
@@ -173,6 +182,7 @@ FAULTS: tuple[Fault, ...] = (
             "tests/test_screen.py::test_screen_evidence_metadata_carries_the_frames_skips_and_pauses",
             PAUSE_E2E,
         ),
+        "assert 0 == 3",
     ),
 )
 
@@ -211,16 +221,16 @@ def restore(originals: dict[Path, bytes]) -> None:
 
 
 def run_tests(tests: tuple[str, ...], timeout_s: float) -> tuple[int, list[str], str]:
-    """(pytest's exit code, the node ids that failed or errored, the output's tail)."""
+    """(pytest's exit code, the node ids that failed or errored, pytest's output)."""
     env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
     cmd = [sys.executable, "-m", "pytest", "-q", "-rfE", "-p", "no:cacheprovider", *tests]
     try:
         proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout_s)
     except subprocess.TimeoutExpired as exc:
         out = exc.stdout.decode() if isinstance(exc.stdout, bytes) else (exc.stdout or "")
-        return 124, [], out[-2000:]
+        return 124, [], out
     failed = re.findall(r"^(?:FAILED|ERROR) (\S+)", proc.stdout, flags=re.MULTILINE)
-    return proc.returncode, failed, (proc.stdout + proc.stderr)[-2000:]
+    return proc.returncode, failed, proc.stdout + proc.stderr
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -229,6 +239,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", action="append", metavar="NAME", help="run only this fault (repeatable)")
     parser.add_argument("--timeout", type=float, default=600.0, help="seconds per pytest run (default 600)")
     parser.add_argument("--no-baseline", action="store_true", help="skip the run without faults")
+    parser.add_argument("-v", "--verbose", action="store_true", help="show each failing test's first E line")
     args = parser.parse_args(argv)
 
     faults = [f for f in FAULTS if not args.only or f.name in args.only]
@@ -255,7 +266,7 @@ def main(argv: list[str] | None = None) -> int:
         code, failed, tail = run_tests(tests, args.timeout)
         print(f"baseline (no fault): pytest exit {code} in {time.monotonic() - started:.0f} s")
         if code != 0:
-            print(tail, file=sys.stderr)
+            print(tail[-3000:], file=sys.stderr)
             print("check_faults: the tests fail without any fault; fix them first.", file=sys.stderr)
             return 2
 
@@ -268,15 +279,20 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             restore(originals)
         took = time.monotonic() - started
-        if code == 1 and failed:
+        right_reason = re.search(f.expect, tail) is not None
+        if code == 1 and failed and right_reason:
             print(f"caught  {f.name} ({took:.0f} s): {f.what}")
             for t in failed:
                 print(f"        by {t}")
+            if args.verbose:
+                for line in re.findall(r"^E  +(.+)$", tail, flags=re.MULTILINE)[:6]:
+                    print(f"           {line[:150]}")
         else:
             missed.append(f.name)
-            print(f"MISSED  {f.name} ({took:.0f} s, pytest exit {code}): {f.what}")
+            why = f"pytest exit {code}" + (", failed for another reason" if code == 1 and failed else "")
+            print(f"MISSED  {f.name} ({took:.0f} s, {why}; expected /{f.expect}/): {f.what}")
             if code not in (0, 1):
-                print(tail, file=sys.stderr)
+                print(tail[-3000:], file=sys.stderr)
     print(
         f"\n{len(faults) - len(missed)} of {len(faults)} faults caught"
         + (f"; missed: {', '.join(missed)}" if missed else "")
