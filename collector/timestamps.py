@@ -16,7 +16,8 @@ forwards it is a gap; backwards (a clock reset) the later samples are placed one
 earlier ones and the break is recorded as a gap, so sample times always strictly increase and no
 gap ever has start >= end.
 
-**Rate.** The period used for the grid is the median interval (robust to outliers and pauses).
+**Rate.** The period used for the grid is the median over 8-sample spans (robust to outliers,
+pauses and stamps repeated in pairs or packets).
 The rate a stream really has is measured over its gap-free stretches: intervals that are not gaps,
 counted and summed (`measure_rate`); for streams declared irregular (`nominal_srate` 0) the typical
 spacing, 1 / median interval, is used. A stream whose intervals vary too much to be windowed
@@ -56,9 +57,20 @@ class TimeRepair:
     decided: int = 0  # [0, decided) is final; the rest awaits later samples (final=False only)
 
 
+_SPAN = 8  # samples per span in `typical_period`
+
+
 def typical_period(times_s: np.ndarray) -> float:
-    """Median of the positive intervals, seconds; 0.0 when there are none."""
-    steps = np.diff(np.asarray(times_s, dtype=np.float64))
+    """The stream's period, seconds: the median over 8-sample spans of span / 8 (robust to bad
+    stamps, pauses and to senders that stamp samples in pairs or packets), or with fewer samples
+    the median positive interval; 0.0 when there is none."""
+    times = np.asarray(times_s, dtype=np.float64)
+    if times.shape[0] > 4 * _SPAN:
+        spans = (times[_SPAN:] - times[:-_SPAN]) / _SPAN
+        spans = spans[spans > 0]
+        if spans.size:
+            return float(np.median(spans))
+    steps = np.diff(times)
     steps = steps[steps > 0]
     return float(np.median(steps)) if steps.size else 0.0
 

@@ -50,6 +50,14 @@ def test_isolated_bad_stamps_go_back_on_the_grid(stamps, repaired):
     np.testing.assert_allclose(r.times, GRID, atol=1e-9)
 
 
+def test_stamps_repeated_in_pairs_are_spread_on_the_grid():
+    t = 1000.0 + (np.arange(4000) // 2) * 2 * P  # a sender that stamps two samples alike
+    assert typical_period(t) == pytest.approx(P)
+    r = repair_times(t, typical_period(t))
+    assert r.repaired.size == 2000 and r.resets == []
+    np.testing.assert_allclose(r.times, GRID, atol=1e-9)
+
+
 def test_lasting_jumps_are_kept_forward_and_closed_up_backward():
     t = GRID.copy()
     t[1500:] += 2.0  # a real forward jump: the gap stays
