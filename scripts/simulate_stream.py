@@ -1,4 +1,5 @@
-"""Publish a live LSL EEG stream until Ctrl-C: an XDF recording replayed, or a synthetic sine stream.
+"""Publish a live LSL EEG stream until Ctrl-C: a recording replayed (XDF, muselsl or Mind Monitor CSV,
+EDF/BDF), or a synthetic sine stream.
 
     python scripts/simulate_stream.py                                  # the bundled Muse recording, looped
     python scripts/simulate_stream.py --file rec.xdf --speed 2         # a recording at twice real time
@@ -26,7 +27,11 @@ BUNDLED = Path(__file__).resolve().parents[1] / "collector" / "data" / "muse-p30
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     what = parser.add_mutually_exclusive_group()
-    what.add_argument("--file", type=Path, help=f"XDF recording to replay (default: {BUNDLED.name})")
+    what.add_argument(
+        "--file",
+        type=Path,
+        help=f"recording to replay: XDF, muselsl/Mind Monitor CSV, EDF/BDF (default: {BUNDLED.name})",
+    )
     what.add_argument("--sine", action="store_true", help="a synthetic stream instead of a recording")
     parser.add_argument(
         "--name", default=None, help="LSL stream name (default: the recording's, or SimulatedEEG)"
