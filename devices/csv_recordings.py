@@ -52,10 +52,12 @@ MIND_MONITOR_BREAK_S = 0.5  # Mind Monitor's packet bursts are < 0.1 s apart; lo
 MIND_MONITOR_BANDS = ("Delta", "Theta", "Alpha", "Beta", "Gamma")
 
 
-def _read_table(path: Path, string_columns: Any = ()) -> Any:
+def _read_table(path: Path, string_columns: Any = (), optional_last: bool = False) -> Any:
     """The whole file as a DataFrame; UsageError for a file pandas cannot parse or that is cut short.
 
     string_columns: names, or a predicate on a name, of columns read as text (markers, dates).
+    optional_last: rows may leave out the last column (Mind Monitor writes `Elements` only on
+      rows that have one).
     """
     import pandas as pd
 
@@ -80,7 +82,7 @@ def _read_table(path: Path, string_columns: Any = ()) -> Any:
             f"CSV file {path} cannot be read ({detail}). Use the file as the recorder wrote it."
         ) from None
     frame.columns = [str(c).strip() for c in frame.columns]
-    _check_last_line(path, len(frame.columns))
+    _check_last_line(path, len(frame.columns) - (1 if optional_last else 0))
     return frame
 
 
@@ -363,7 +365,7 @@ def load_mindmonitor_csv(path: str | Path) -> XdfRecording:
     import pandas as pd
 
     path = Path(path)
-    frame = _read_table(path, ("TimeStamp", "Elements"))
+    frame = _read_table(path, ("TimeStamp", "Elements"), optional_last=True)
     raw_cols = [c for c in frame.columns if c.startswith("RAW_")]
     aux_cols = [c for c in frame.columns if c.startswith("AUX_")]
     if len(frame) == 0:
@@ -388,7 +390,12 @@ def load_mindmonitor_csv(path: str | Path) -> XdfRecording:
     times = times_all[rows]
     data = values[rows]
     missing_rows = int(np.count_nonzero(~np.isfinite(data[:, : len(raw_cols)]).all(axis=1)))
-    sfreq, measured, segments = rate_from_timestamps(times, MIND_MONITOR_BREAK_S)
+    # A hole is a pause longer than packet bursts (0.5 s), or than 4 rows when Mind Monitor wrote
+    # one row per recording interval (e.g. 1 s).
+    steps = np.diff(times)
+    positive = steps[steps > 0]
+    typical = float(np.median(positive)) if positive.size else 0.0
+    sfreq, measured, segments = rate_from_timestamps(times, max(MIND_MONITOR_BREAK_S, 4.0 * typical))
     if sfreq > 0:
         times = _dejitter(times, segments)
     if sfreq < 100:

@@ -703,3 +703,43 @@ def test_stream_by_channel_labels_needs_one_rate_and_known_labels(tmp_path):
         XdfSource(path, stream="Fpz-Cz,Oz").open()
     with XdfSource(path, stream="EOG horizontal", chunk_s=20.0) as source:  # a signal's own stream
         assert source.description.channels == ("EOG horizontal",)
+
+
+def test_mind_monitor_one_row_per_second_as_its_public_exports_are(tmp_path, caplog, monkeypatch):
+    """Recording Interval 1 s: one row a second, data rows without the trailing `Elements` field
+    (Mind Monitor writes it only on element rows), the last line without a newline."""
+    from devices.base import SourceEnded
+    from devices.xdf import XdfSource
+
+    monkeypatch.setenv("TZ", "UTC")
+    columns = [c for c in MIND_MONITOR_COLUMNS if c != "AUX_LEFT"]
+    start = datetime(2023, 1, 11, 22, 3, 37, 564_000, tzinfo=timezone.utc)
+    lines = [
+        ",".join(columns),
+        "2023-01-11 22:03:37.564" + "," * (len(columns) - 1) + "/muse/event/connected Muse-5257",
+    ]
+    raw = np.random.default_rng(9).uniform(700, 1000, (120, 4))
+    for i in range(120):
+        when = start.timestamp() + 0.066 + i * 1.015 + (i % 3) * 0.004
+        stamp = datetime.fromtimestamp(when, tz=timezone.utc).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
+        bands = ",".join("0.5" for _ in range(20))
+        values = ",".join(f"{v:.4f}" for v in raw[i])
+        lines.append(f"{stamp},{bands},{values},777.1,-0.64,0.07,0.75,-2.9,2.3,0.44,1,1.0,1.0,1.0,1.0,14.31")
+        if i in (30, 90):
+            lines.append(f"{stamp}" + "," * (len(columns) - 1) + "/muse/elements/blink")
+    path = tmp_path / "mindMonitor_2023-01-11--22-03-37.csv"
+    path.write_text("\n".join(lines))  # no newline after the last row, as an editor may leave it
+    with XdfSource(path, chunk_s=60.0) as source:
+        assert source.description.sfreq == pytest.approx(1 / 1.015, rel=1e-3)
+        chunks = []
+        while True:
+            try:
+                chunk = source.read(0.1)
+            except SourceEnded:
+                break
+            if chunk is not None:
+                chunks.append(chunk)
+    np.testing.assert_allclose(np.concatenate([c.data for c in chunks]), raw, atol=1e-9)
+    events = [e.value for c in chunks for e in c.events]
+    assert events == ["/muse/event/connected Muse-5257", "/muse/elements/blink", "/muse/elements/blink"]
+    assert "Recording Interval: Constant" in caplog.text  # says why there are no band powers
