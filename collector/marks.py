@@ -51,7 +51,8 @@ def clean_text(text: str) -> str:
 def send_mark(state_dir: Path, pid: int, text: str, time_ms: float) -> None:
     """Append one mark for the capture `pid` (O_APPEND: concurrent marks never interleave)."""
     line = json.dumps({"time_ms": round(time_ms, 3), "value": clean_text(text)}) + "\n"
-    fd = os.open(marks_path(state_dir, pid), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    # No O_CREAT: the capture creates its inbox once it records EEG (MarkInbox.accept).
+    fd = os.open(marks_path(state_dir, pid), os.O_WRONLY | os.O_APPEND)
     try:
         os.write(fd, line.encode("utf-8"))
     finally:
@@ -73,6 +74,13 @@ class MarkInbox:
                 self.path.unlink()
             except FileNotFoundError:
                 pass
+
+    def accept(self) -> None:
+        """Create the (empty) inbox file: `collector mark` only writes to a capture that has one,
+        i.e. one that records EEG."""
+        if self.path is not None:
+            fd = os.open(self.path, os.O_WRONLY | os.O_CREAT, 0o600)
+            os.close(fd)
 
     def add(self, text: str, time_ms: float | None = None) -> Event:
         event = Event(time_ms=time.time() * 1000.0 if time_ms is None else time_ms, value=clean_text(text))

@@ -34,6 +34,9 @@ def env_for(tmp_path, sandbox=None) -> dict[str, str]:
 
 def test_inbox_reads_marks_from_the_file_and_from_this_process(tmp_path):
     inbox = MarkInbox(tmp_path / "marks-1.jsonl")
+    with pytest.raises(FileNotFoundError):  # no EEG timeline yet: nothing to write to
+        send_mark(tmp_path, 1, "too early", 1.0)
+    inbox.accept()
     send_mark(tmp_path, 1, "  got\n distracted ", 1000.5)
     inbox.add("phone rang", 999.0)
     events = inbox.take()
@@ -139,3 +142,25 @@ def test_marks_land_within_50_ms_in_the_chunk_that_covers_them(sandbox, tmp_path
     print("recorded - command start, ms:", [round(found[t] - m, 1) for t, m in ran.items()])
     for text, moment in ran.items():
         assert -10 <= found[text] - moment <= 50, (text, found[text] - moment)
+
+
+def test_mark_on_a_capture_without_eeg_says_so_and_exits_5(tmp_path):
+    env = env_for(tmp_path)
+    # A running capture that has not opened EEG (say, --no-eeg): registered, no mark inbox.
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time; from devices.pause import PauseControl; "
+         "PauseControl().register_running(handle_signals=False); print('ready', flush=True); "
+         "sys.stdin.read()"],
+        env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert holder.stdout.readline().strip() == "ready"
+        proc = subprocess.run(
+            [sys.executable, "-m", "collector", "mark", "distracted"], env=env, capture_output=True, text=True
+        )
+    finally:
+        holder.stdin.close()
+        holder.wait(10)
+        holder.stdout.close()
+    assert proc.returncode == EXIT_NO_SOURCE
+    assert f"The running capture (pid {holder.pid}) records no EEG yet" in proc.stderr

@@ -38,7 +38,13 @@ def run(args: argparse.Namespace) -> int:
         raise NoSourceError(
             "No capture is running, so there is no timeline to mark. Start one with `collector run`."
         )
-    send_mark(control.state_dir, pid, text, moment_ms)
+    try:
+        send_mark(control.state_dir, pid, text, moment_ms)
+    except FileNotFoundError:
+        raise NoSourceError(
+            f"The running capture (pid {pid}) records no EEG yet (starting, or --no-eeg), so there is no "
+            "timeline to mark. Try again once it shows EEG."
+        ) from None
     clock = time.strftime("%H:%M:%S", time.localtime(moment_ms / 1000)) + f".{int(moment_ms % 1000):03d}"
     print(f"Marked {text!r} at {clock} in the running capture (pid {pid}).")
     return 0

@@ -375,13 +375,14 @@ def run(args: argparse.Namespace) -> int:
     # `collector mark TEXT` finds this capture through the same pid file.
     marks = MarkInbox(marks_path(pause_control.state_dir, os.getpid()))
     pause_control.register_running()
-    output.enable_mark_key(lambda text, pressed_ms: marks.add(text, pressed_ms))  # `m` in a terminal
     notice = pause_notice(pause_control) if profile.screen.mode != "off" else None
     if notice:
         output.log("warning", message=f"{notice} Until then no screenshots are taken (EEG is recorded).")
     try:
         if not args.no_eeg:
             eeg_source, description = open_eeg(profile)
+            marks.accept()  # from here on marks have an EEG timeline to land on
+            output.enable_mark_key(lambda text, pressed_ms: marks.add(text, pressed_ms))  # `m` key
             if getattr(args, "fit_check", None):
                 fit_check_before_capture(args, profile, output, eeg_source, description)
         screen_source = open_screen(profile, output, pause_control)
