@@ -743,3 +743,39 @@ def test_mind_monitor_one_row_per_second_as_its_public_exports_are(tmp_path, cap
     events = [e.value for c in chunks for e in c.events]
     assert events == ["/muse/event/connected Muse-5257", "/muse/elements/blink", "/muse/elements/blink"]
     assert "Recording Interval: Constant" in caplog.text  # says why there are no band powers
+
+
+def test_edf_written_by_edflib_reads_as_pyedflib_reads_it():
+    """pyedflib's own test file (EDFlib's generator: 11 signals at 200 Hz, 600 s, two annotations),
+    read by our reader (edfio) and by pyedflib (EDFlib, C): the same values, times and events."""
+    import pyedflib
+    import pyedflib.data
+
+    from devices.base import SourceEnded
+    from devices.xdf import XdfSource
+
+    path = Path(pyedflib.data.__file__).parent / "test_generator.edf"
+    need(path)
+    with pyedflib.EdfReader(str(path)) as reader:
+        labels = reader.getSignalLabels()
+        truth = {label: reader.readSignal(i) for i, label in enumerate(labels)}
+        onsets, _, texts = reader.readAnnotations()
+        start = reader.getStartdatetime().replace(tzinfo=timezone.utc)
+    with XdfSource(path, chunk_s=60.0) as source:
+        channels = source.description.channels
+        chunks = []
+        while True:
+            try:
+                chunk = source.read(0.1)
+            except SourceEnded:
+                break
+            if chunk is not None:
+                chunks.append(chunk)
+    assert channels == tuple(label for label in labels if label != "pulse")  # "pulse": its own stream
+    data = np.concatenate([c.data for c in chunks])
+    np.testing.assert_allclose(data, np.column_stack([truth[c] for c in channels]), atol=1e-9)
+    times = np.concatenate([c.times_ms for c in chunks])
+    np.testing.assert_allclose(times, start.timestamp() * 1000 + np.arange(len(data)) * 5.0, atol=1e-3)
+    events = [(e.time_ms, e.value) for c in chunks for e in c.events]
+    assert [v for _, v in events] == list(texts)
+    np.testing.assert_allclose([t for t, _ in events], start.timestamp() * 1000 + onsets * 1000, atol=1e-3)
