@@ -97,9 +97,11 @@ class Capture:
         marks=None,
         kind: str = "run",
         about: dict[str, Any] | None = None,
+        chunk_max_bytes: int | None = None,
     ) -> None:
         """`kind`: run | replay | demo; `about`: block_title, source, ... for the local record."""
         self.profile = profile
+        self.chunk_max_bytes = chunk_max_bytes  # None: the chunker's own bound (under the API's 10 MB)
         self.marks = marks  # collector.marks.MarkInbox of a live run, or None
         self.workspace_id = workspace_id
         self.block_id = block_id
@@ -163,6 +165,7 @@ class Capture:
                 stream_id=description.stream_id,
                 chunk_s=a.chunk_s,
                 hold_samples=round(MARK_HOLD_S * description.sfreq) if self.marks is not None else 0,
+                **({"max_bytes": self.chunk_max_bytes} if self.chunk_max_bytes else {}),
             )
         except Exception as exc:  # nothing read yet, so nothing lost; say why and stop
             self._fatal = exc

@@ -53,6 +53,23 @@ class _Signals:
             signal.signal(sig, old)
 
 
+def _note_delivery(output: StatusOutput, counters: dict[str, Any], *, first: bool) -> None:
+    """One line on a replay's remaining delivery: items left, current rate, time left at that rate."""
+    pending, rate = counters.get("pending") or 0, counters.get("rate_per_min") or 0.0
+    eta_s = round(60.0 * pending / rate) if rate else None
+    lead = "the recording is read; delivering" if first else "delivering"
+    left = f", about {eta_s} s left" if eta_s is not None else ""
+    output.log(
+        "delivering",
+        pending=pending,
+        delivered=counters.get("delivered"),
+        rate_per_min=rate,
+        eta_s=eta_s,
+        message=f"{lead} {pending} item(s) at {rate:.0f} requests/min{left} "
+        "(Ctrl-C stops now; the rest stays in the spool for `collector upload`)",
+    )
+
+
 def run_session(
     capture: Capture,
     *,
@@ -65,12 +82,16 @@ def run_session(
     stop_event: threading.Event | None = None,
     recording_s=None,
     offline: bool = False,
+    deliver_all: bool = False,
 ) -> SessionResult:
     """Run until --duration, a signal, the end of a file, or `stop_event`; then flush and summarise.
 
     `progress()` (replay) returns extra fields for the status line; `uploader` is None offline.
     `recording_s()` (replay) is the recording time replayed: the summary then gives it and the
     wall time separately (`recording_s`, `wall_s`) instead of one `duration_s`.
+    `deliver_all` (replay without --flush-timeout): once the source has ended, keep delivering
+    until nothing is pending (progress and time left at the current rate); a signal then stops
+    at once, leaving the rest in the spool.
     Exit code, first that applies: the capture's own fatal error; 3/4 when delivery was refused
     (key, workspace) with items left; 7 when chunks of this capture were lost (refused by the
     spool, rejected for good), named in the closing line; 6 when items wait in the spool (not with
@@ -105,6 +126,8 @@ def run_session(
             f"{capture.stats.screen_state} (capture {capture.capture_id}); Ctrl-C to stop",
         )
         deadline = time.monotonic() + duration_s if duration_s else None
+        delivering = False  # deliver_all: the source has ended, the loop now waits for delivery
+        next_note = 0.0
         try:
             while True:
                 if signals.stop.is_set() or (stop_event is not None and stop_event.is_set()):
@@ -113,7 +136,15 @@ def run_session(
                 if deadline is not None and time.monotonic() >= deadline:
                     break
                 if capture.finished or capture.fatal is not None:
-                    break
+                    if not (deliver_all and capture.fatal is None and uploader is not None):
+                        break
+                    if uploader.idle():
+                        break
+                    if time.monotonic() >= next_note:  # a line every 15 s: where delivery stands
+                        next_note = time.monotonic() + 15.0
+                        c = uploader.counters()
+                        _note_delivery(output, c, first=not delivering)
+                    delivering = True
                 snap = snapshot(capture.stats, delivery())
                 if progress is not None:
                     snap.update(progress())
@@ -127,7 +158,9 @@ def run_session(
             capture.stop()  # flushes the chunker: every sample read is in the spool now
             pending = capture.spool.pending_count()
             if uploader is not None:
-                timeout = 0.0 if signals.now.is_set() else flush_timeout_s
+                # A signal while a replay delivers its backlog stops at once (it asked for no flush).
+                stop_now = signals.now.is_set() or (delivering and signals.stop.is_set())
+                timeout = 0.0 if stop_now else flush_timeout_s
                 if pending and timeout:
                     output.log(
                         "flushing",

@@ -590,6 +590,25 @@ class Spool:
                     (reason,),
                 )
 
+    def set_meta(self, key: str, value: str | None) -> None:
+        """Persist a small piece of state for other processes (None deletes it)."""
+        with self._lock:
+            self._check_open()
+            if value is None:
+                self._write("DELETE FROM meta WHERE key = ?", (key,))
+            else:
+                self._write(
+                    "INSERT INTO meta (key, value) VALUES (?, ?)"
+                    " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                    (key, value),
+                )
+
+    def get_meta(self, key: str) -> str | None:
+        with self._lock:
+            self._check_open()
+            row = self._conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+            return None if row is None else str(row[0])
+
     def _transition(self, item_id: int, sql: str, params: tuple[Any, ...], *, purge: bool, keep=None) -> None:
         try:
             self._conn.execute("BEGIN IMMEDIATE")

@@ -5,8 +5,10 @@
                                              retry (backoff, full jitter) <--------+  429/5xx/network
                                              failed / pause / park     <-----------+  permanent errors
 
-- Workers: a few threads share one token-bucket limiter (default 100/min, under the key's
-  120/min). A worker claims the oldest pending item whose stream (capture_id, stream_id) has
+- Workers: a few threads share one token-bucket limiter whose rate adapts to the server
+  (collector/rate.py: multiplicative decrease on 429, CUBIC growth back to the ceiling, default
+  100/min under the key's 120/min, so collectors sharing a key converge to a fair share).
+  A worker claims the oldest pending item whose stream (capture_id, stream_id) has
   nothing in flight, and keeps that stream until the item is settled: at most one request in
   flight per stream, so chunk_index order per stream is kept.
 - Transient errors (429, 502/503/504, 500, timeouts, connection errors, lost replies) are retried
@@ -26,6 +28,7 @@ from __future__ import annotations
 
 import base64
 import collections
+import json
 import logging
 import random
 import threading
@@ -47,6 +50,7 @@ from collector.errors import (
     SpoolFullError,
 )
 from collector.models import EvidenceCreate
+from collector.rate import AdaptiveRateLimiter
 from collector.spool import Spool, SpoolItem
 
 log = logging.getLogger("collector.uploader")
@@ -55,6 +59,8 @@ DEFAULT_RATE_PER_MIN = 100.0  # the key allows 120/min; leave room for other too
 DEFAULT_BURST = 5  # burst + rate must stay under the server's per-minute window
 DEFAULT_WORKERS = 4  # streams served in parallel; EEG never waits behind a slow screenshot
 _POLL_S = 0.5  # fallback wake-up for items added by another process
+_RATE_SAVE_EVERY_S = 10.0  # how fresh the rate `collector status` shows is, while delivering
+DELIVERY_RATE_KEY = "delivery_rate"  # spool meta: the delivering process's current rate (JSON)
 _ROUTINE_EVENTS = frozenset({"delivered", "retrying"})  # one per request: hook only with verbose_events
 
 
@@ -146,7 +152,7 @@ class Uploader:
         backoff_base_s: float = 0.5,
         backoff_cap_s: float = 60.0,
         client_factory: Callable[[ApiSettings], EvidenceClient] | None = None,
-        limiter: TokenBucket | None = None,
+        limiter: TokenBucket | AdaptiveRateLimiter | None = None,
         on_event: Callable[..., None] | None = None,
         verbose_events: bool = False,
         rng: random.Random | None = None,
@@ -160,8 +166,9 @@ class Uploader:
         self._client_factory = client_factory or _default_client_factory
         if limiter is None:
             # A bucket as big as the steady rate allows would burst past a sliding-window limit.
-            limiter = TokenBucket(rate_per_min, burst or max(1, min(DEFAULT_BURST, int(rate_per_min // 20))))
+            limiter = AdaptiveRateLimiter(rate_per_min, burst=burst, on_change=self._rate_changed)
         self.limiter = limiter
+        self._rate_saved_at = 0.0  # monotonic time the current rate was last written for `status`
         self._workers_n = workers
         self._backoff_base_s = backoff_base_s
         self._backoff_cap_s = backoff_cap_s
@@ -262,6 +269,7 @@ class Uploader:
             for t in self._threads:
                 t.join(max(0.05, grace_until - time.monotonic()))
             self.spool.remove_listener(self.notify)
+            self._save_rate(None)  # nobody delivers from this spool any more
             if self._client is not None and not any(t.is_alive() for t in self._threads):
                 self._client.close()  # else a daemon worker still uses it; the process exit ends it
             self.spool.unlock_delivery()
@@ -318,8 +326,9 @@ class Uploader:
                 "last_error": self._last_error,
                 "paused_reason": paused or ("; ".join(parked) if parked else None),
                 "parked": parked,
-                "rate_per_min": float(len(self._sent_times)),  # requests sent in the last 60 s
-                "limit_per_min": self.limiter.rate_per_min,
+                "rate_per_min": round(self.limiter.rate_per_min, 1),  # allowed now (adapts to 429s)
+                "sent_per_min": float(len(self._sent_times)),  # requests sent in the last 60 s
+                "limit_per_min": getattr(self.limiter, "ceiling_per_min", self.limiter.rate_per_min),
             }
         try:
             snap["pending"] = self.spool.pending_count()
@@ -420,6 +429,7 @@ class Uploader:
         attempt = 0
         while self._wait_turn():
             try:
+                sent_at = time.monotonic()  # the limiter counts one decrease per burst of refusals
                 created = self._client.upload_evidence(item.workspace_id, evidence)  # type: ignore[union-attr]
             except AuthError as err:
                 self._record(item, err)
@@ -430,8 +440,8 @@ class Uploader:
                 self._park(item, err)
                 return
             except RateLimitedError as err:
+                self._rate_limit(err, sent_at)  # hold the queue first, then write the attempt down
                 self._record(item, err)
-                self._rate_limit(err)
                 continue
             except (ApiError, NetworkError) as err:
                 if isinstance(err, ApiError) and not err.retryable:
@@ -469,6 +479,10 @@ class Uploader:
             with self._cond:
                 self._paused_for_space = self._paused is err or self._paused_for_space
             return
+        if hasattr(self.limiter, "on_success"):
+            self.limiter.on_success()
+        if time.monotonic() - self._rate_saved_at > _RATE_SAVE_EVERY_S:
+            self._save_rate(self.limiter.rate_per_min)
         with self._cond:
             self._delivered += 1
             self._consecutive_429 = 0
@@ -526,19 +540,42 @@ class Uploader:
         if first:
             self._emit("parked", message=message + " Its items stay in the spool.", code=err.code)
 
-    def _rate_limit(self, err: RateLimitedError) -> None:
+    def _rate_limit(self, err: RateLimitedError, sent_at: float | None = None) -> None:
         with self._cond:
+            if hasattr(self.limiter, "on_throttle"):  # inside _cond: nobody sends before the hold is set
+                self.limiter.on_throttle(sent_at)  # lower the rate (once per burst of refusals)
             self._consecutive_429 += 1
             self._rate_limited += 1
             self._retries += 1
             wait_s = full_jitter(self._consecutive_429, self._backoff_base_s, self._backoff_cap_s, self._rng)
             if err.retry_after_s is not None:
                 wait_s = max(wait_s, err.retry_after_s)
-            # Never restart faster than one limiter interval: the bucket is empty from here.
-            wait_s = max(wait_s, 60.0 / self.limiter.rate_per_min)
+            # Never restart faster than one limiter interval: the bucket is empty from here. The
+            # extra random share of an interval keeps collectors refused together from coming
+            # back together (each refusal also counts against the key).
+            interval_s = 60.0 / self.limiter.rate_per_min
+            wait_s = max(wait_s, interval_s) + self._rng.uniform(0.0, interval_s)
             self._hold_until = max(self._hold_until, time.monotonic() + wait_s)
         self.limiter.drain()
         self._emit("rate_limited", error=str(err), wait_s=round(wait_s, 3))
+
+    def _rate_changed(self, rate_per_min: float, reason: str) -> None:
+        self._save_rate(rate_per_min)
+
+    def _save_rate(self, rate_per_min: float | None) -> None:
+        """Write the current rate to the spool, where `collector status` (another process) reads it."""
+        self._rate_saved_at = time.monotonic()
+        value = None
+        if rate_per_min is not None:
+            value = json.dumps({
+                "rate_per_min": round(rate_per_min, 1),
+                "ceiling_per_min": getattr(self.limiter, "ceiling_per_min", rate_per_min),
+                "updated_unix": round(time.time(), 1),
+            })  # fmt: skip
+        try:
+            self.spool.set_meta(DELIVERY_RATE_KEY, value)
+        except SpoolError as err:  # the figure is informative only: never stop delivery for it
+            log.debug("could not save the delivery rate: %s", err)
 
     def _internal_error(self, exc: BaseException) -> None:
         err = exc if isinstance(exc, CollectorError) else SpoolError(

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from cli_runs import is_summary
 
 from collector.bandpower import BandSettings
 from collector.eeg_chunk import HARD_MAX_CHUNK_BYTES, EegChunker
@@ -42,7 +43,7 @@ def replay(path: Path, sandbox, spool: Path, *extra: str) -> subprocess.Complete
 
 
 def stored_eeg(sandbox) -> list[tuple[dict, bytes]]:
-    rows = [r for r in sandbox.evidence(sandbox.workspace_id) if r["type"] == "eeg"]
+    rows = [r for r in sandbox.evidence(sandbox.workspace_id) if r["type"] == "eeg" and not is_summary(r)]
     rows.sort(key=lambda r: r["chunk_index"])
     return [(r, sandbox.read_artifact(r["id"])) for r in rows]
 

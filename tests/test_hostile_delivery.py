@@ -25,7 +25,7 @@ pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[1]
 MUSE_XDF = (
     REPO / "collector" / "data" / "muse-p300-subject1.xdf"
-)  # 120 s, 25 chunks of 5 s (the last one short)
+)  # 120 s, 25 chunks of 5 s (the last one short) with --chunk-seconds 5 (replay's default is 60 s)
 KEY = "sk_hostile_" + uuid.uuid4().hex  # never to be seen in any output or file
 
 
@@ -215,7 +215,7 @@ def test_replay_json_lab_log_at_vv_never_prints_the_key(tmp_path):
     with HostileServer("echo") as server:
         proc = collector(
             ["replay", str(MUSE_XDF), "--workspace", server.workspace_id, "--block", server.block_id,
-             "--speed", "max", "--spool", str(root), "--log-format", "json", "-vv"],
+             "--speed", "max", "--chunk-seconds", "5", "--spool", str(root), "--log-format", "json", "-vv"],
             server.base_url,
         )  # fmt: skip
         stored = sum(r["metadata"]["stream_id"].startswith("eeg:") for r in server.stored)
@@ -249,7 +249,7 @@ def test_replay_with_items_rejected_for_good_exits_7_and_status_counts_them(tmp_
     with HostileServer("validation") as server:
         proc = collector(
             ["replay", str(MUSE_XDF), "--workspace", server.workspace_id, "--block", server.block_id,
-             "--speed", "max", "--spool", str(root)],
+             "--speed", "max", "--chunk-seconds", "5", "--spool", str(root)],
             server.base_url,
         )  # fmt: skip
     assert proc.returncode == 7, proc.stderr
@@ -268,7 +268,8 @@ def test_spool_bound_replay_exits_7_and_status_shows_the_same_count(sandbox, tmp
     profile.write_text("[delivery]\nspool_max_bytes = 300000\n")
     proc = collector(
         ["replay", str(MUSE_XDF), "--workspace", sandbox.workspace_id, "--block", sandbox.block_ids[0],
-         "--speed", "max", "--spool", str(root), "--profile", str(profile), "--offline"],
+         "--speed", "max", "--chunk-seconds", "5", "--spool", str(root), "--profile", str(profile),
+         "--offline"],
         sandbox.base_url, key=sandbox.api_key,
     )  # fmt: skip
     assert proc.returncode == 7, proc.stderr  # --offline, but data was lost: 7 wins over 0
@@ -289,7 +290,7 @@ def test_offline_replay_that_spooled_everything_exits_0_and_names_upload(sandbox
     root = tmp_path / "spool"
     proc = collector(
         ["replay", str(MUSE_XDF), "--workspace", sandbox.workspace_id, "--block", sandbox.block_ids[0],
-         "--speed", "max", "--spool", str(root), "--offline"],
+         "--speed", "max", "--chunk-seconds", "5", "--spool", str(root), "--offline"],
         sandbox.base_url, key=sandbox.api_key,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
@@ -305,7 +306,7 @@ def test_startup_check_rides_out_a_short_outage(tmp_path):
         server.blocks_fail = 2  # the first two target checks meet a gateway's error page
         proc = collector(
             ["replay", str(MUSE_XDF), "--workspace", server.workspace_id, "--block", server.block_id,
-             "--speed", "max", "--spool", str(root)],
+             "--speed", "max", "--chunk-seconds", "5", "--spool", str(root)],
             server.base_url,
         )  # fmt: skip
         stored = sum(r["metadata"]["stream_id"].startswith("eeg:") for r in server.stored)

@@ -277,6 +277,29 @@ def test_rate_limit_per_key_with_retry_after(sandbox_factory):
     assert info.value.retryable and info.value.retry_after_s >= 1
 
 
+def test_refused_requests_count_against_the_key_for_every_client(sandbox_factory):
+    # A 3 s window with the ratio of 120/min (6 per 3 s); two connections share one key.
+    sandbox = sandbox_factory(rate_window_s=3.0)
+    assert (sandbox.limiter.limit, sandbox.limiter.window_s) == (6, 3.0)
+    path = f"/workspaces/{sandbox.workspace_id}/blocks"
+    with http(sandbox) as a, http(sandbox) as b:
+        t0 = time.monotonic()
+        assert [c.get(path).status_code for c in (a, b, a, b, a, b)] == [200] * 6
+        time.sleep(1.5)
+        refused = [c.get(path) for c in (a, b, a, b, a, b)]  # a client that keeps hammering
+        assert [r.status_code for r in refused] == [429] * 6
+        assert "6 requests in 3 s" in refused[0].json()["error"]["message"]
+        # The admitted requests have aged out, but the six refused ones still fill the window.
+        time.sleep(max(0.0, t0 + 3.2 - time.monotonic()))
+        late = a.get(path)
+        assert late.status_code == 429, "refused requests must keep counting against the key"
+        assert 1 <= int(late.headers["retry-after"]) <= 2
+        time.sleep(int(late.headers["retry-after"]) + 0.2)
+        assert b.get(path).status_code == 200
+    key = next(iter(sandbox.limiter.refused))
+    assert sandbox.limiter.refused[key] == 7 and sandbox.limiter.admitted[key] == 7
+
+
 # ---- fault injection --------------------------------------------------------------------------
 
 

@@ -26,12 +26,17 @@ def add_capture_options(p: argparse.ArgumentParser) -> None:
         help="block id or title, any case (or [session] block / $COLLECTOR_BLOCK)",
     )
     p.add_argument("--profile", metavar="NAME|PATH", help="a profile from profiles/ or a TOML file")
-    p.add_argument("--chunk-seconds", type=float, metavar="S", help="EEG chunk length (default 5)")
+    p.add_argument(
+        "--chunk-seconds",
+        type=float,
+        metavar="S",
+        help="EEG chunk length (default 5; replay: 60 s, under 4 MB)",
+    )
     p.add_argument(
         "--flush-timeout",
         type=float,
         metavar="S",
-        help="seconds to keep delivering after the end (default 30)",
+        help="seconds to keep delivering after the end (default 30; replay: until all is delivered)",
     )
     p.add_argument("--offline", action="store_true", help="spool only; deliver later with `collector upload`")
     p.add_argument(
@@ -301,10 +306,13 @@ def deliver_and_capture(
     kind: str = "run",
     source: str | None = None,
     recording_s=None,
+    deliver_all: bool = False,
+    chunk_max_bytes: int | None = None,
 ) -> int:
     """Spool + uploader around one Capture, then the session loop. Shared by run, replay and demo.
 
     `kind` (run | replay | demo) and `source` describe the capture in the local record.
+    `deliver_all`: see `run_session`; `chunk_max_bytes`: EEG chunks' encoded-size bound.
     """
     from collector.capture import Capture
     from collector.session import run_session
@@ -331,6 +339,7 @@ def deliver_and_capture(
             marks=marks,
             kind=kind,
             about={"block_title": getattr(args, "block_title", None), "source": source},
+            chunk_max_bytes=chunk_max_bytes,
         )
         result = run_session(
             capture,
@@ -343,6 +352,7 @@ def deliver_and_capture(
             stop_event=stop_event,
             recording_s=recording_s,
             offline=bool(args.offline),
+            deliver_all=deliver_all and not args.offline,
         )
         return result.exit_code
     finally:

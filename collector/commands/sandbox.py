@@ -30,6 +30,13 @@ def add_parser(subparsers) -> None:
     parser.add_argument(
         "--rate-limit", type=int, default=120, metavar="N", help="requests per minute per key"
     )
+    parser.add_argument(
+        "--rate-window",
+        type=float,
+        default=60.0,
+        metavar="S",
+        help="sliding window of the limit, seconds (default 60; shorter keeps the per-minute ratio)",
+    )
     faults = parser.add_argument_group("fault injection (share of requests, 0..1)")
     faults.add_argument("--fail-503", type=float, metavar="SHARE", help="env COLLECTOR_SANDBOX_FAIL_503")
     faults.add_argument("--fail-429", type=float, metavar="SHARE", help="env COLLECTOR_SANDBOX_FAIL_429")
@@ -76,6 +83,7 @@ def run(args: argparse.Namespace) -> int:
             args.host,
             args.port,
             rate_limit_per_min=args.rate_limit,
+            rate_window_s=args.rate_window,
             access_log=True,
             **options,
         )

@@ -44,6 +44,7 @@ def run(args: argparse.Namespace) -> int:
                 "failed": sum(c.failed for c in captures),
                 "stored_bytes": spool.stored_bytes(),
                 "pause_reason": spool.pause_reason(),
+                "delivery_rate": _delivery_rate(spool),
                 "captures": [c.as_dict() for c in captures],
                 # What is not on the server, per capture, stream and reason (the closing lines' counts).
                 "losses": [loss.as_dict() for loss in spool.losses()],
@@ -68,6 +69,12 @@ def format_status(report: dict) -> str:
     if report["pause_reason"]:
         reason = report["pause_reason"]
         lines.append(reason if reason.startswith("Delivery paused") else f"Delivery paused: {reason}")
+    rate = report.get("delivery_rate")
+    if rate:
+        lines.append(
+            f"Delivering now at {rate['rate_per_min']:g} requests/min (adapts to the server; "
+            f"ceiling {rate['ceiling_per_min']:g}/min)"
+        )
     header = ("CAPTURE", "DELIVERED", "PENDING", "FAILED", "DROPPED", "BYTES", "OLDEST", "LAST ERROR")
     rows = [header]
     for c in report["captures"]:
@@ -92,6 +99,23 @@ def _describe(loss: dict) -> str:
     from collector.spool import Loss
 
     return Loss(**{**loss, "chunks": tuple(loss["chunks"])}).describe()
+
+
+def _delivery_rate(spool) -> dict | None:
+    """The rate of the process delivering from this spool now (it refreshes it every 10 s), or None."""
+    import time
+
+    from collector.uploader import DELIVERY_RATE_KEY
+
+    raw = spool.get_meta(DELIVERY_RATE_KEY)
+    try:
+        rate = json.loads(raw) if raw else None
+        age_s = time.time() - float(rate["updated_unix"]) if rate else None
+    except (ValueError, TypeError, KeyError):
+        return None
+    if age_s is None or age_s > 60:  # a process killed mid-delivery leaves a stale figure
+        return None
+    return {**rate, "age_s": round(max(0.0, age_s), 1)}
 
 
 def _size(n: int) -> str:

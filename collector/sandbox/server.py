@@ -80,12 +80,21 @@ def error_response(status: int, code: str, message: str, details: dict | None = 
 
 
 class SlidingWindowLimiter:
-    """At most `limit` admitted requests per key in any `window_s` span."""
+    """At most `limit` requests per key in any `window_s` span, shared by every client of the key.
 
-    def __init__(self, limit: int, window_s: float = 60.0) -> None:
-        self.limit, self.window_s = limit, window_s
+    With `count_refused` (the default, as the issue reports of the real API: "each refused request
+    still counts against the key") a refused request also takes a place in the window, so a client
+    that keeps retrying keeps the key shut for everyone. The answer to a refused request is the
+    time until the window has room again, sent as Retry-After. `admitted` and `refused` count
+    requests per key (SHA-256 of the key, never the key).
+    """
+
+    def __init__(self, limit: int, window_s: float = 60.0, *, count_refused: bool = True) -> None:
+        self.limit, self.window_s, self.count_refused = limit, window_s, count_refused
         self._hits: dict[str, deque[float]] = {}
         self._lock = threading.Lock()
+        self.admitted: dict[str, int] = {}
+        self.refused: dict[str, int] = {}
 
     def admit(self, key_id: str) -> float | None:
         """None if admitted, else the seconds until a slot frees up."""
@@ -95,8 +104,13 @@ class SlidingWindowLimiter:
             while hits and hits[0] <= now - self.window_s:
                 hits.popleft()
             if len(hits) >= self.limit:
-                return hits[0] + self.window_s - now
+                self.refused[key_id] = self.refused.get(key_id, 0) + 1
+                if self.count_refused:
+                    hits.append(now)
+                # Room again once all but limit - 1 of the requests in the window have aged out.
+                return hits[len(hits) - self.limit] + self.window_s - now
             hits.append(now)
+            self.admitted[key_id] = self.admitted.get(key_id, 0) + 1
             return None
 
 
@@ -260,7 +274,9 @@ def create_app(
             raise ApiFailure(
                 429,
                 "rate_limit_exceeded",
-                f"More than {limiter.limit} requests per minute for this key.",
+                f"More than {limiter.limit} requests per minute for this key."
+                if limiter.window_s == 60.0
+                else f"More than {limiter.limit} requests in {limiter.window_s:g} s for this key.",
                 headers={"Retry-After": str(max(1, math.ceil(wait_s)))},
             )
         if not key["teams"]:
@@ -407,6 +423,7 @@ class SandboxServer:
         seed: int | None = None,
         reject_chunk: int | None = None,
         rate_limit_per_min: int = 120,
+        rate_window_s: float = 60.0,
         access_log: bool = False,
     ) -> None:
         self.data_dir = Path(data_dir)
@@ -424,7 +441,10 @@ class SandboxServer:
         self.api_key: str = self.keys["member"]
         self.workspace_id: str = self._store.ensure_ready_workspace()
         self.block_ids: list[str] = [b["id"] for b in self._store.blocks(self.workspace_id)]
-        self.limiter = SlidingWindowLimiter(rate_limit_per_min)
+        # A window shorter than a minute keeps the ratio (120/min: 30 per 15 s), for quicker tests.
+        self.limiter = SlidingWindowLimiter(
+            max(1, round(rate_limit_per_min * rate_window_s / 60.0)), window_s=rate_window_s
+        )
         self.app = FaultInjector(create_app(self._store, self.limiter, self._faults), self._faults)
         self._access_log = access_log
         self._server: uvicorn.Server | None = None

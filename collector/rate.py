@@ -1,0 +1,220 @@
+"""Client-side request rate that follows the server's throttling signal (adaptive token bucket).
+
+The API allows 120 requests per minute per key, and a key is often shared: several lab machines,
+or a collector next to another tool. A fixed client rate either wastes the key (too low) or keeps
+colliding with the others (too high: each refused request still counts against the key). This
+limiter does what the AWS SDKs' "adaptive" retry mode does (botocore `retries/adaptive.py`,
+"ClientRateLimiter" in the AWS SDK developer guides): a token bucket whose fill rate
+
+- drops multiplicatively when the server throttles (a 429): the rate the client was actually
+  achieving when it was refused (the lower of its allowed rate and its measured send rate over
+  the last minute) becomes `w_max`, and the new rate is `beta * w_max`;
+- grows back on success along CUBIC's curve (RFC 8312, as botocore's `CubicCalculator` does):
+  `rate(t) = w_max * (1 - (1 - beta) * (1 - t / K)**3)` for t seconds since the decrease. It
+  climbs fast at first, flattens near `w_max` (where the key was full last time) at t = K, then
+  probes above it, up to the configured ceiling. Our rates are a thousand times lower than an
+  SDK's, so K is fixed (`recovery_s`, default 45 s, under the server's 60 s window) instead of
+  derived from a scale constant tuned for requests per second.
+
+Each client reacts to its own refusals only, which is what makes clients sharing a key converge
+to a fair share (multiplicative decrease, increase that does not depend on the current rate);
+a lone client never sees a 429 and stays at its ceiling. Honouring `Retry-After` (holding the
+queue) is the uploader's job; this module only paces and adapts the rate.
+
+Rates are in requests per minute; times come from `clock` (monotonic seconds).
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import threading
+import time
+from collections.abc import Callable
+
+log = logging.getLogger("collector.rate")
+
+DEFAULT_BETA = 0.7  # share of the achieved rate kept after a 429 (botocore's value)
+DEFAULT_RECOVERY_S = 45.0  # time to climb back to the rate of the last 429 (under one server window)
+DEFAULT_FLOOR_PER_MIN = 2.0  # never slower than one request every 30 s
+MAX_BURST = 5  # a bucket larger than this could overrun a sliding per-minute window
+_MEASURE_S = 60.0  # send rate measured over the last minute (the server's window)
+_LOG_STEP = 0.05  # log an increase when the rate moved this much since the last line
+
+
+class AdaptiveRateLimiter:
+    """Token bucket shared by the uploader's workers, with a fill rate that adapts (see module doc).
+
+    `acquire(cancel)` blocks until a request may be sent; call `on_success()` after each 2xx and
+    `on_throttle(sent_at)` after each 429 (`sent_at`: the `clock()` time the refused request left,
+    so several refusals of requests already in flight count as one decrease). `on_change(rate,
+    reason)` is called (outside the lock) after each decrease and each logged increase.
+
+    Raises ValueError for a ceiling <= 0, a floor above the ceiling, or beta outside (0, 1).
+    """
+
+    def __init__(
+        self,
+        ceiling_per_min: float,
+        *,
+        burst: int | None = None,
+        beta: float = DEFAULT_BETA,
+        recovery_s: float = DEFAULT_RECOVERY_S,
+        floor_per_min: float = DEFAULT_FLOOR_PER_MIN,
+        clock: Callable[[], float] = time.monotonic,
+        on_change: Callable[[float, str], None] | None = None,
+    ) -> None:
+        if not ceiling_per_min > 0:
+            raise ValueError(f"the rate ceiling must be a positive number; {ceiling_per_min!r} is invalid.")
+        if not 0 < beta < 1:
+            raise ValueError(f"beta must be between 0 and 1; {beta!r} is invalid.")
+        if not recovery_s > 0:
+            raise ValueError(f"recovery_s must be positive; {recovery_s!r} is invalid.")
+        if burst is not None and burst < 1:
+            raise ValueError(f"burst must be an integer >= 1; {burst!r} is invalid.")
+        self.ceiling_per_min = float(ceiling_per_min)
+        self.floor_per_min = min(float(floor_per_min), self.ceiling_per_min)
+        self.beta = float(beta)
+        self.recovery_s = float(recovery_s)
+        self._fixed_burst = burst
+        self._clock = clock
+        self._on_change = on_change
+        self._lock = threading.Lock()
+        self._rate = self.ceiling_per_min
+        self._w_max: float | None = None  # rate at the last throttle; None: never throttled
+        self._decreased_at = -float("inf")
+        self._logged_rate = self._rate
+        self._tokens = float(self._burst())
+        self._last = clock()
+        self._sent: collections.deque[float] = collections.deque()
+        self.throttles = 0  # 429s that lowered the rate
+
+    # ---- what others read ------------------------------------------------------------------------
+
+    @property
+    def rate_per_min(self) -> float:
+        """The current allowed rate, requests per minute."""
+        with self._lock:
+            self._grow(self._clock())
+            return self._rate
+
+    def measured_per_min(self) -> float:
+        """Requests that took a token in the last minute (per minute; less over a shorter run)."""
+        with self._lock:
+            self._forget_old(self._clock())
+            return float(len(self._sent))
+
+    # ---- the bucket ------------------------------------------------------------------------------
+
+    def _burst(self) -> int:
+        if self._fixed_burst is not None:
+            return self._fixed_burst
+        return max(1, min(MAX_BURST, int(self._rate // 20)))
+
+    def _refill(self, now: float) -> None:
+        self._tokens = min(self._burst(), self._tokens + (now - self._last) * self._rate / 60.0)
+        self._last = now
+
+    def try_acquire(self) -> float:
+        """Take a token and return 0.0, or return the seconds until one is due (nothing taken)."""
+        with self._lock:
+            now = self._clock()
+            self._grow(now)
+            self._refill(now)
+            if self._tokens >= 1.0 - 1e-9:  # tolerance: float refills can stop a hair short of 1
+                self._tokens = max(0.0, self._tokens - 1.0)
+                self._sent.append(now)
+                self._forget_old(now)
+                return 0.0
+            return (1.0 - self._tokens) * 60.0 / self._rate
+
+    def acquire(self, cancel: threading.Event) -> bool:
+        """Block until a token is taken (True) or `cancel` is set (False)."""
+        while True:
+            wait_s = self.try_acquire()
+            if wait_s == 0.0:
+                return True
+            # Re-check at least every second: the rate may have grown meanwhile.
+            if cancel.wait(min(wait_s, 1.0)):
+                return False
+
+    def drain(self) -> None:
+        """Start again from an empty bucket (after a 429), so the restart is paced."""
+        with self._lock:
+            self._refill(self._clock())
+            self._tokens = min(self._tokens, 0.0)
+
+    # ---- adapting --------------------------------------------------------------------------------
+
+    def on_throttle(self, sent_at: float | None = None) -> float:
+        """The server refused a request (429): lower the rate; returns the new rate per minute."""
+        with self._lock:
+            now = self._clock()
+            self._grow(now)
+            if sent_at is not None and sent_at <= self._decreased_at:
+                return self._rate  # sent before the last decrease: that one already counted it
+            self._forget_old(now)
+            achieved = self._rate
+            span = min(_MEASURE_S, now - self._sent[0]) if self._sent else 0.0
+            if span >= 10.0:  # a measured rate means something only over a few requests' time
+                achieved = min(achieved, len(self._sent) * 60.0 / span)
+            old = self._rate
+            self._w_max = max(self.floor_per_min, achieved)
+            self._rate = max(self.floor_per_min, self.beta * self._w_max)
+            self._decreased_at = now
+            self._refill(now)
+            self._tokens = min(self._tokens, 0.0)
+            self._logged_rate = self._rate
+            self.throttles += 1
+            new = self._rate
+        log.debug("request rate %.1f -> %.1f/min (429 from the server)", old, new)
+        self._notify(new, "throttled")
+        return new
+
+    def on_success(self) -> None:
+        """A request was accepted: the rate keeps growing along its curve (logged in steps)."""
+        with self._lock:
+            self._grow(self._clock())
+            rate = self._rate
+            moved = abs(rate - self._logged_rate) >= _LOG_STEP * self._logged_rate
+            if not (moved or (rate == self.ceiling_per_min and self._logged_rate != rate)):
+                return
+            old, self._logged_rate = self._logged_rate, rate
+        log.debug("request rate %.1f -> %.1f/min (requests accepted)", old, rate)
+        self._notify(rate, "recovering")
+
+    def _grow(self, now: float) -> None:
+        """CUBIC growth since the last decrease (lock held)."""
+        if self._w_max is None:
+            return
+        t = (now - self._decreased_at) / self.recovery_s
+        target = self._w_max * (1.0 - (1.0 - self.beta) * (1.0 - t) ** 3)
+        new = min(self.ceiling_per_min, max(self.floor_per_min, target))
+        if new != self._rate:
+            self._refill(now)  # tokens earned so far at the old rate
+            self._rate = new
+
+    def _forget_old(self, now: float) -> None:
+        while self._sent and now - self._sent[0] > _MEASURE_S:
+            self._sent.popleft()
+
+    def _notify(self, rate: float, reason: str) -> None:
+        if self._on_change is None:
+            return
+        try:
+            self._on_change(rate, reason)
+        except Exception:  # a broken hook must not stop delivery
+            log.debug("rate on_change hook failed", exc_info=True)
+
+
+def steady_load_per_min(chunk_s: float, screen_interval_s: float | None, monitors: int = 1) -> float:
+    """Requests per minute a live run sends at most once any backlog is gone.
+
+    One EEG chunk every `chunk_s` seconds, plus one screenshot per monitor every `screen_interval_s`
+    (None: no screen). Near-identical frames are skipped, so the screen part is a ceiling; the
+    per-capture session summary (one request at the end) is left out. Divide the key's 120/min by
+    it for the number of machines one key serves.
+    """
+    eeg = 60.0 / chunk_s
+    screen = 0.0 if screen_interval_s is None else monitors * 60.0 / screen_interval_s
+    return eeg + screen
