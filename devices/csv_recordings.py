@@ -325,32 +325,43 @@ def _dejitter(times: np.ndarray, segments: tuple[tuple[int, int], ...]) -> np.nd
     return out
 
 
-def _summary(frame: Any, rows: np.ndarray) -> str:
-    """Mind Monitor's own figures, for the log only: mean band powers, fit, headband, battery."""
+def _column_mean(frame: Any, column: str) -> float | None:
+    import pandas as pd
+
+    values = pd.to_numeric(frame[column], errors="coerce").to_numpy(dtype=float)
+    return float(np.nanmean(values)) if np.isfinite(values).any() else None
+
+
+def _summary(frame: Any) -> str:
+    """Mind Monitor's own figures, for the log only: mean band powers, fit, headband, battery.
+
+    Column by column (element-only rows hold NaN there), so no copy of the whole table is made.
+    """
     import pandas as pd
 
     parts = []
     bands = []
     for band in MIND_MONITOR_BANDS:
-        cols = [c for c in frame.columns if c.startswith(f"{band}_")]
-        if cols:
-            values = frame.loc[rows, cols].apply(pd.to_numeric, errors="coerce").to_numpy(dtype=float)
-            if np.isfinite(values).any():
-                bands.append(f"{band.lower()} {np.nanmean(values):.3f}")
+        means = [
+            m for c in frame.columns if c.startswith(f"{band}_") and (m := _column_mean(frame, c)) is not None
+        ]
+        if means:
+            bands.append(f"{band.lower()} {np.mean(means):.3f}")
     if bands:
         parts.append("its band powers (mean log10 µV²): " + ", ".join(bands))
     if "HeadBandOn" in frame.columns:
-        on = pd.to_numeric(frame.loc[rows, "HeadBandOn"], errors="coerce").to_numpy(dtype=float)
-        if np.isfinite(on).any():
-            parts.append(f"headband on {100.0 * np.nanmean(on == 1):.0f} % of rows")
-    hsi = [c for c in frame.columns if c.startswith("HSI_")]
-    if hsi:
-        values = frame.loc[rows, hsi].apply(pd.to_numeric, errors="coerce").to_numpy(dtype=float)
-        if np.isfinite(values).any():
-            fits = ", ".join(f"{c[4:]} {np.nanmean(values[:, i]):.1f}" for i, c in enumerate(hsi))
-            parts.append(f"HSI (1 good, 4 bad) {fits}")
+        on = pd.to_numeric(frame["HeadBandOn"], errors="coerce").dropna().to_numpy(dtype=float)
+        if on.size:
+            parts.append(f"headband on {100.0 * np.mean(on == 1):.0f} % of rows")
+    fits = [
+        (c[4:], m)
+        for c in frame.columns
+        if c.startswith("HSI_") and (m := _column_mean(frame, c)) is not None
+    ]
+    if fits:
+        parts.append("HSI (1 good, 4 bad) " + ", ".join(f"{name} {m:.1f}" for name, m in fits))
     if "Battery" in frame.columns:
-        battery = pd.to_numeric(frame.loc[rows, "Battery"], errors="coerce").dropna()
+        battery = pd.to_numeric(frame["Battery"], errors="coerce").dropna()
         if len(battery):
             parts.append(f"battery {battery.iloc[0]:g} % to {battery.iloc[-1]:g} %")
     return "; ".join(parts)
@@ -460,7 +471,7 @@ def load_mindmonitor_csv(path: str | Path) -> XdfRecording:
         streams.append(
             marker_stream("Mind Monitor Elements", f"{source_id}:elements", event_t, event_v, stream_id=9)
         )
-    summary = _summary(frame, rows)
+    summary = _summary(frame)
     log.info(
         "%s: Mind Monitor CSV, %d samples, channels %s, rate %.6g Hz (measured %.4f Hz), %d segment(s), "
         "%d event(s)%s%s",
