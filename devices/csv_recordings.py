@@ -191,7 +191,7 @@ def load_muselsl_csv(path: str | Path, *, start_time: Any = None) -> XdfRecordin
         log.warning("%s: %d missing channel values kept as missing samples", path.name, missing)
 
     sfreq, measured, segments = rate_from_timestamps(times)
-    unix = bool(times[0] >= UNIX_MIN_S)
+    unix = bool(np.median(times) >= UNIX_MIN_S)  # the median: one stray stamp does not decide
     span = float(times[-1] - times[0])
     if unix:
         start = datetime.fromtimestamp(float(times[0]), tz=timezone.utc)
