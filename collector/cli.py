@@ -83,7 +83,34 @@ def _http_library_logs(verbosity: int) -> None:
         logging.getLogger(name).setLevel(level)
 
 
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE: what `seq 1 1000000 | head -1` gives for seq
+
+
+def _stdout_closed() -> int:
+    """The reader of our output went away (e.g. `collector sessions | head -1`): stop quietly, as
+    tools killed by SIGPIPE do. stdout is pointed at /dev/null so the interpreter's own flush at
+    exit does not fail again (Python's documented recipe for SIGPIPE)."""
+    import os
+
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):  # stdout has no file descriptor (embedded use): nothing to flush
+        pass
+    return EXIT_BROKEN_PIPE
+
+
 def main(argv: list[str] | None = None) -> int:
+    try:
+        code = _main(argv)
+        sys.stdout.flush()  # inside the try: the last lines may be what meets the closed pipe
+        return code
+    except BrokenPipeError:
+        return _stdout_closed()
+
+
+def _main(argv: list[str] | None = None) -> int:
     _quiet_liblsl()
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -113,6 +140,8 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("collector: interrupted.", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        raise  # main() ends quietly
     except Exception as exc:  # unexpected: one line plus where to look, never the key
         log.debug("unexpected failure", exc_info=True)
         print(

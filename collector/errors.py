@@ -12,6 +12,7 @@
     ├── NetworkError                connection refused, DNS, timeout, reply lost                1
     ├── NoSourceError               no EEG stream, no screen, nothing to capture                5
     ├── SpoolError                  the spool cannot be written (full, disk full, unreadable)   1
+    │   └── SpoolDamagedError       spool.db is not a database or is malformed (corrupt file)  2
     ├── PendingEvidenceError        capture finished but evidence is still in the spool         6
     └── DataLostError               evidence refused by the spool or rejected for good          7
 
@@ -51,6 +52,12 @@ class NoSourceError(CollectorError):
 
 class SpoolError(CollectorError):
     exit_code = EXIT_FAILURE
+
+
+class SpoolDamagedError(SpoolError):
+    """The spool's database file is not a database or is malformed: a corrupt file (exit 2)."""
+
+    exit_code = EXIT_USAGE
 
 
 class SpoolFullError(SpoolError):

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import csv
 import math
+import os
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -29,6 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from collector.clock import gap_threshold_s
+from collector.kept import NOT_KEPT_LABEL, Missing, find_missing
 from collector.summary import STREAM_ID as SUMMARY_STREAM_ID
 
 GAP_LABEL = "BAD_ACQ_SKIP"
@@ -44,28 +46,40 @@ class Samples:
     data: np.ndarray
     markers: list[tuple[float, str]] = field(default_factory=list)  # (Unix s, value)
     stream_id: str = ""
+    missing: Missing = field(default_factory=Missing)  # chunks no longer readable here (kept.py)
 
 
 @dataclass
 class EdfReport:
     path: Path
     resolution_uv: dict[str, float]  # per channel: one 16-bit step, µV
-    gaps: int
+    gaps: int  # stretches not acquired (BAD_ACQ_SKIP), the last record's completion aside
     padded_samples: int
+    not_kept: int = 0  # stretches acquired but no longer on this machine (BAD_NOT_KEPT)
 
 
 def load_samples(spool, capture_id: str) -> Samples | None:
     """Every EEG sample of the capture's (largest) EEG stream, in time order; None if none kept.
 
-    Reads the local record and items still in the spool; chunks of any length.
+    Reads the local record and items still in the spool; chunks of any length. A chunk whose
+    kept copy is damaged is skipped and, like chunks evicted or pruned, counted in `missing`.
     """
     import json
 
     by_stream: dict[str, list[dict]] = {}
+    damaged: set[tuple[str, int]] = set()
     for art in spool.record.artifacts(capture_id, "eeg"):
         if art.stream_id == SUMMARY_STREAM_ID:
             continue
-        by_stream.setdefault(art.stream_id, []).append(json.loads(art.data))
+        try:
+            if art.damaged:
+                raise ValueError(art.damaged)
+            chunk = json.loads(art.data)
+            chunk["samples"], chunk["device"]["channels"], chunk["t0_ms"]  # noqa: B018 - the fields used
+        except (ValueError, KeyError, TypeError):
+            damaged.add((art.stream_id, art.chunk_index))
+            continue
+        by_stream.setdefault(art.stream_id, []).append(chunk)
     if not by_stream:
         return None
     stream_id, chunks = max(by_stream.items(), key=lambda kv: sum(len(c["samples"]) for c in kv[1]))
@@ -81,6 +95,7 @@ def load_samples(spool, capture_id: str) -> Samples | None:
         data=np.concatenate(data) if data else np.zeros((0, len(device["channels"]))),
         markers=markers,
         stream_id=stream_id,
+        missing=find_missing(spool, capture_id, damaged, float(device["sfreq"]) or None, stream_id),
     )
 
 
@@ -97,26 +112,47 @@ def marker_column(times_s: np.ndarray, markers: list[tuple[float, str]]) -> list
     return column
 
 
+def open_private(path: Path, text: bool = False):
+    """Open `path` for writing, readable by the owner only, whether it is new, already there
+    (0644 or not) or a symlink (its target is changed): exports hold EEG, like the spool."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        os.fchmod(fd, 0o600)
+    except BaseException:
+        os.close(fd)
+        raise
+    return os.fdopen(fd, "w", newline="", encoding="utf-8") if text else os.fdopen(fd, "wb")
+
+
 def write_csv(samples: Samples, path: Path) -> None:
     """muselsl's CSV layout; see the module docstring. Raises OSError if `path` cannot be written."""
     marks = marker_column(samples.times_s, samples.markers)
-    with open(path, "w", newline="", encoding="utf-8") as f:
+    with open_private(path, text=True) as f:
         writer = csv.writer(f)
         writer.writerow(["timestamps", *samples.channels, "Marker"])
         for t, row, mark in zip(samples.times_s, samples.data, marks, strict=True):
             writer.writerow([f"{t:.6f}", *(f"{v:.3f}" for v in row), mark])
 
 
+MAX_RECORD_S = 100  # longest EDF data record tried (EDF's duration field has 8 characters)
+
+
 def _record_samples(sfreq: float) -> tuple[int, float]:
-    """(samples per data record, record duration s): 1 s records when sfreq is a whole number."""
-    if float(sfreq).is_integer():
-        return int(sfreq), 1.0
-    # e.g. 250.5 Hz -> 501 samples in 2 s; the duration must be exact in EDF's 8-character field
-    for seconds in (2, 4, 5, 10, 20, 25, 50, 100):
+    """(samples per data record, record duration s): the shortest whole-second data record that
+    holds a whole number of samples, e.g. 256 Hz -> 256 in 1 s, 92.88 Hz -> 2322 in 25 s.
+
+    Raises ValueError when no record of 1 to `MAX_RECORD_S` s does (e.g. a measured 255.9873 Hz);
+    EDF cannot store that rate without resampling, which would invent samples.
+    """
+    for seconds in range(1, MAX_RECORD_S + 1):
         n = sfreq * seconds
-        if abs(n - round(n)) < 1e-9:
+        if abs(n - round(n)) < 1e-6:
             return int(round(n)), float(seconds)
-    raise ValueError(f"cannot write EDF at {sfreq} Hz: no whole number of samples per data record")
+    raise ValueError(
+        f"EDF needs a whole number of samples in each data record and no record of 1 to {MAX_RECORD_S} s "
+        f"holds one at {sfreq:g} Hz (resampling would invent samples). Use --format csv, which keeps "
+        "every sample and its timestamp"
+    )
 
 
 def write_edf(samples: Samples, path: Path) -> EdfReport:
@@ -132,7 +168,9 @@ def write_edf(samples: Samples, path: Path) -> EdfReport:
     if n == 0:
         raise ValueError("no samples to write")
     sfreq = samples.sfreq
-    t0 = float(samples.times_s[0])
+    not_kept = [(a / 1000.0, b / 1000.0) for a, b in samples.missing.spans_ms]
+    # A missing stretch before the first kept sample is placed too, so it can be marked.
+    t0 = min([float(samples.times_s[0])] + [a for a, _ in not_kept])
     # Place each continuous segment at its time; a gap leaves unrecorded positions between them.
     breaks = np.flatnonzero(np.diff(samples.times_s) > gap_threshold_s(sfreq)) + 1
     starts = np.concatenate([[0], breaks])
@@ -168,7 +206,10 @@ def write_edf(samples: Samples, path: Path) -> EdfReport:
         )  # fmt: skip
     annotations = [EdfAnnotation(round(t - t0, 6), None, value) for t, value in samples.markers]
     for first, count in skips:
-        annotations.append(EdfAnnotation(first / sfreq, count / sfreq, GAP_LABEL))
+        a, b = t0 + first / sfreq, t0 + (first + count) / sfreq
+        evicted = any(x < b and y > a for x, y in not_kept)  # acquired, but no longer on this machine
+        label = NOT_KEPT_LABEL if evicted else GAP_LABEL
+        annotations.append(EdfAnnotation(first / sfreq, count / sfreq, label))
     if padded:
         annotations.append(EdfAnnotation(next_free / sfreq, padded / sfreq, GAP_LABEL))
     start = datetime.fromtimestamp(t0, tz=timezone.utc)
@@ -180,8 +221,10 @@ def write_edf(samples: Samples, path: Path) -> EdfReport:
         data_record_duration=record_s,
         annotations=sorted(annotations, key=lambda a: a.onset),
     )
-    edf.write(path)
-    return EdfReport(Path(path), resolution, len(skips), padded)
+    with open_private(path) as f:
+        edf.write(f)
+    n_not_kept = sum(a.text == NOT_KEPT_LABEL for a in annotations)
+    return EdfReport(Path(path), resolution, len(skips) - n_not_kept, padded, n_not_kept)
 
 
 def write_export(samples: Samples, fmt: str, path: Path):

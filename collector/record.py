@@ -24,6 +24,8 @@ from __future__ import annotations
 import io
 import json
 import logging
+import math
+import os
 import sqlite3
 import threading
 import time
@@ -53,7 +55,8 @@ CREATE TABLE IF NOT EXISTS captures (
     device          TEXT,
     profile         TEXT,
     retention_days  REAL NOT NULL,
-    counts_json     TEXT NOT NULL DEFAULT '{}'
+    counts_json     TEXT NOT NULL DEFAULT '{}',
+    pid             INTEGER
 );
 CREATE TABLE IF NOT EXISTS record (
     item_id      INTEGER PRIMARY KEY,
@@ -104,6 +107,29 @@ class Artifact:
     metadata: dict[str, Any]
     data: bytes
     delivered: bool
+    damaged: str | None = None  # why the kept bytes cannot be read back (then `data` is b"")
+
+
+@dataclass(frozen=True, slots=True)
+class ItemRow:
+    """One item of a capture as the spool's index remembers it (its bytes may be gone)."""
+
+    stream_id: str
+    chunk_index: int
+    type: str
+    state: str  # pending | delivered | failed
+    timestamp_ms: int | None
+    sample_count: int
+    kept: bool  # a local copy is in the record
+
+
+def finite_days(value: Any) -> float:
+    """A retention in days as a finite float >= 0 (a damaged or old row never yields inf/NaN)."""
+    try:
+        days = float(value)
+    except (TypeError, ValueError):
+        return DEFAULT_RETENTION_DAYS
+    return max(0.0, days) if math.isfinite(days) else DEFAULT_RETENTION_DAYS
 
 
 def _now_ms() -> int:
@@ -135,6 +161,9 @@ class LocalRecord:
 
     def create_schema(self) -> None:
         self._conn.executescript(SCHEMA)
+        columns = {row[1] for row in self._conn.execute("PRAGMA table_info(captures)")}
+        if "pid" not in columns:  # a record made before captures remembered their process
+            self._conn.execute("ALTER TABLE captures ADD COLUMN pid INTEGER")
 
     # ---- captures --------------------------------------------------------------------------------
 
@@ -144,11 +173,11 @@ class LocalRecord:
         with self._lock:
             self._conn.execute(
                 "INSERT INTO captures (capture_id, kind, started_ms, workspace_id, workspace_title, block_id,"
-                " block_title, source, device, profile, retention_days) VALUES (?,?,?,?,?,?,?,?,?,?,?)"
-                " ON CONFLICT (capture_id) DO UPDATE SET kind = excluded.kind",
+                " block_title, source, device, profile, retention_days, pid) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)"
+                " ON CONFLICT (capture_id) DO UPDATE SET kind = excluded.kind, pid = excluded.pid",
                 (info.capture_id, info.kind, info.started_ms, info.workspace_id, info.workspace_title,
                  info.block_id, info.block_title, info.source, info.device, info.profile,
-                 max(0.0, float(info.retention_days))),
+                 finite_days(info.retention_days), os.getpid()),
             )  # fmt: skip
 
     def end_capture(self, capture_id: str, ended_ms: int, counts: dict[str, Any]) -> None:
@@ -159,7 +188,7 @@ class LocalRecord:
             )
 
     def captures(self) -> list[dict[str, Any]]:
-        """Every capture row, oldest start first, with `counts` decoded."""
+        """Every capture row, in the order they were made, with `counts` decoded."""
         with self._lock:
             cur = self._conn.execute("SELECT * FROM captures ORDER BY started_ms, capture_id")
             names = [d[0] for d in cur.description]
@@ -170,13 +199,67 @@ class LocalRecord:
         for row in rows:
             row["counts"] = json.loads(row.pop("counts_json") or "{}")
             row["kept_items"] = kept.get(row["capture_id"], 0)
+            row["retention_days"] = finite_days(row["retention_days"])
         return rows
+
+    def spooled_counts(self, capture_id: str) -> dict[str, Any]:
+        """What the spool's own rows say of a capture (pending, failed and delivered alike, evicted or
+        not): EEG samples and chunks (session summary aside), screenshots, first chunk's time (Unix
+        ms), last item spooled (Unix ms). For captures that never reached `end_capture`."""
+        from collector.summary import STREAM_ID as SUMMARY_STREAM_ID
+
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT type, stream_id, request_json, created_ms FROM items WHERE capture_id = ?",
+                (capture_id,),
+            ).fetchall()
+        counts = {"samples": 0, "eeg_chunks": 0, "screenshots": 0, "first_ms": None, "last_spooled_ms": None}
+        for typ, stream_id, request_json, created_ms in rows:
+            last = counts["last_spooled_ms"]
+            counts["last_spooled_ms"] = created_ms if last is None else max(last, created_ms)
+            if stream_id == SUMMARY_STREAM_ID:
+                continue
+            try:
+                request = json.loads(request_json)
+            except ValueError:
+                continue
+            if typ == "eeg":
+                counts["eeg_chunks"] += 1
+                counts["samples"] += int(request.get("sample_count") or 0)
+            elif typ == "screen":
+                counts["screenshots"] += 1
+            ts = request.get("timestamp_ms")
+            if ts is not None and (counts["first_ms"] is None or ts < counts["first_ms"]):
+                counts["first_ms"] = ts
+        return counts
+
+    def item_rows(self, capture_id: str) -> list[ItemRow]:
+        """Every item the spool's index holds for the capture, per stream in chunk order, with
+        whether its local copy is kept. A delivered item that is not kept was evicted or pruned."""
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT i.stream_id, i.chunk_index, i.type, i.state, i.request_json, r.item_id IS NOT NULL"
+                " FROM items i LEFT JOIN record r ON r.item_id = i.id"
+                " WHERE i.capture_id = ? ORDER BY i.stream_id, i.chunk_index",
+                (capture_id,),
+            ).fetchall()
+        out = []
+        for stream_id, chunk_index, typ, state, request_json, kept in rows:
+            try:
+                request = json.loads(request_json)
+            except ValueError:
+                request = {}
+            out.append(ItemRow(
+                stream_id, chunk_index, typ, state, request.get("timestamp_ms"),
+                int(request.get("sample_count") or 0), bool(kept),
+            ))  # fmt: skip
+        return out
 
     def retention_days(self, capture_id: str) -> float:
         row = self._conn.execute(
             "SELECT retention_days FROM captures WHERE capture_id = ?", (capture_id,)
         ).fetchone()
-        return DEFAULT_RETENTION_DAYS if row is None else float(row[0])
+        return DEFAULT_RETENTION_DAYS if row is None else finite_days(row[0])
 
     # ---- keeping, pruning, evicting ------------------------------------------------------------
 
@@ -321,8 +404,13 @@ class LocalRecord:
         for _stream, _index, is_kept, row in rows:  # decompressed one at a time: 2 h of EEG is ~100 MB
             if is_kept:
                 stream, index, cap, typ, mime, ts, meta, encoding, data = row
-                raw = zlib.decompress(data) if encoding == "zlib" else bytes(data)
-                yield Artifact(cap, stream, index, typ, mime, ts, json.loads(meta), raw, True)
+                try:
+                    raw = zlib.decompress(data) if encoding == "zlib" else bytes(data)
+                    metadata = json.loads(meta)
+                except (zlib.error, ValueError) as exc:  # a damaged copy: the rest stays readable
+                    yield Artifact(cap, stream, index, typ, mime, ts, {}, b"", True, damaged=str(exc))
+                    continue
+                yield Artifact(cap, stream, index, typ, mime, ts, metadata, raw, True)
             else:
                 stream, index, cap, typ, request_json, data = row
                 req = json.loads(request_json)

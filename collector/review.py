@@ -14,6 +14,7 @@ data. Times on the page are the local wall-clock time of the machine that builds
 from __future__ import annotations
 
 import base64
+import html
 import json
 import math
 from dataclasses import dataclass, field
@@ -22,11 +23,14 @@ from typing import Any
 
 import numpy as np
 
+from collector.kept import Missing, find_missing
 from collector.record import reduce_screenshot
 from collector.summary import STREAM_ID as SUMMARY_STREAM_ID
 
 MAX_POINTS = 1500  # time bins per trace: 2 h at 0.5 s windows -> 4.8 s bins
 MAX_LABELLED_MARKERS = 40  # more than this: labels in the legend and on hover only
+MAX_LABEL_CHARS = 24  # a marker's label on the plot and in the legend; the full value on hover
+NOT_KEPT_COLOR = "#e08a1e"  # EEG no longer on this machine (evicted, pruned or damaged)
 MARKER_COLORS = ("#444444", "#b8860b", "#8b008b", "#006400", "#8b0000", "#00008b")
 BAND_COLORS = {
     "delta": "#6a3d9a",
@@ -56,6 +60,10 @@ class ReviewData:
     paused: list[tuple[float, float]] = field(default_factory=list)
     shots: list[tuple[int, str, bytes]] = field(default_factory=list)  # (time_ms, mime, bytes)
     eeg_chunks: int = 0
+    samples: int = 0  # EEG samples read back (a capture shorter than a window has no window)
+    first_sample_ms: float | None = None
+    last_sample_ms: float | None = None
+    missing: Missing = field(default_factory=Missing)  # what this machine no longer holds (kept.py)
 
     @property
     def empty(self) -> bool:
@@ -65,14 +73,19 @@ class ReviewData:
 def load_review(spool, session: dict[str, Any]) -> ReviewData:
     """Read a capture's kept EEG chunks and screenshot copies (and any still in the spool).
 
-    Chunks of any length are accepted; windows are ordered by their end time.
+    Chunks of any length are accepted; windows are ordered by their end time. A kept copy that
+    cannot be read is skipped and counted, with evicted ones, in `data.missing`.
     """
     data = ReviewData(session=session)
+    damaged: set[tuple[str, int]] = set()
     times: list[float] = []
     rel_rows: list[list[list[float]]] = []
     good_rows: list[list[float]] = []
     paused: set[tuple[int, int]] = set()
     for art in spool.record.artifacts(session["capture_id"]):
+        if art.damaged:
+            damaged.add((art.stream_id, art.chunk_index))
+            continue
         if art.type == "screen":
             image, mime = art.data, art.mime_type
             if not art.delivered:  # still full-size in the spool: the page gets the record's size
@@ -86,12 +99,22 @@ def load_review(spool, session: dict[str, Any]) -> ReviewData:
             continue
         if art.type != "eeg" or art.stream_id == SUMMARY_STREAM_ID:
             continue
-        chunk = json.loads(art.data)
+        try:
+            chunk = json.loads(art.data)
+            device, bands = chunk["device"], list(chunk["bands_hz"])
+        except (ValueError, KeyError, TypeError):
+            damaged.add((art.stream_id, art.chunk_index))
+            continue
         data.eeg_chunks += 1
         if data.device is None:
-            data.device = chunk["device"]
-            data.channels = list(chunk["device"]["channels"])
-            data.bands = list(chunk["bands_hz"])
+            data.device = device
+            data.channels = list(device["channels"])
+            data.bands = bands
+        if chunk.get("times_ms"):
+            first, last = chunk["t0_ms"] + chunk["times_ms"][0], chunk["t0_ms"] + chunk["times_ms"][-1]
+            data.first_sample_ms = first if data.first_sample_ms is None else min(data.first_sample_ms, first)
+            data.last_sample_ms = last if data.last_sample_ms is None else max(data.last_sample_ms, last)
+        data.samples += len(chunk.get("samples") or ())
         nan_rel = [[math.nan] * len(data.bands) for _ in data.channels]
         for w in chunk["windows"]:
             times.append(w["end_ms"])
@@ -117,6 +140,8 @@ def load_review(spool, session: dict[str, Any]) -> ReviewData:
     data.paused = sorted(paused)
     data.shots.sort(key=lambda s: s[0])
     data.markers.sort()
+    sfreq = float((data.device or {}).get("sfreq") or 0) or None
+    data.missing = find_missing(spool, session["capture_id"], damaged, sfreq)
     return data
 
 
@@ -140,8 +165,10 @@ def _bins(data: ReviewData) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     t = data.window_ms
     span = float(t[-1] - t[0]) if len(t) > 1 else 0.0
     step = float(np.median(np.diff(t))) if len(t) > 1 else 500.0
-    width = max(step, span / MAX_POINTS, 1.0)
-    idx = ((t - t[0]) // width).astype(np.int64)
+    width = max(step, span / (MAX_POINTS - 1), 1.0)
+    # Bins are centred on the windows (round, not floor): windows sitting on bin edges with a
+    # millisecond of jitter would otherwise share a bin and leave the next one empty (a hole).
+    idx = np.floor((t - t[0]) / width + 0.5).astype(np.int64)
     n = int(idx[-1]) + 1
 
     def nanmean_by_bin(values: np.ndarray) -> np.ndarray:
@@ -155,7 +182,7 @@ def _bins(data: ReviewData) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
             out = sums / counts
         return out.reshape((n,) + values.shape[1:])
 
-    centres = t[0] + (np.arange(n) + 0.5) * width
+    centres = t[0] + np.arange(n) * width
     return centres, nanmean_by_bin(data.relative), nanmean_by_bin(data.good)
 
 
@@ -197,7 +224,8 @@ def build_figure(data: ReviewData):
             row=2, col=1,
         )  # fmt: skip
         n_traces += 1
-    # Markers: one trace per value (its legend entry is its label), drawn as vertical lines.
+    # Markers: one trace per value (its legend entry is its label), drawn as vertical lines. Long
+    # values (e.g. an XML marker) are shortened on the plot and in the legend; hover shows them whole.
     values = sorted({v for _, v in data.markers})
     dense = len(data.markers) > MAX_LABELLED_MARKERS  # many markers: fainter, so the powers stay readable
     for i, value in enumerate(values):
@@ -206,9 +234,9 @@ def build_figure(data: ReviewData):
         ys = [p for _ in ts for p in (0.0, 1.0, None)]
         fig.add_trace(
             go.Scatter(
-                x=xs, y=ys, mode="lines", name=f"marker {value}", legendgroup="markers",
+                x=xs, y=ys, mode="lines", name=f"marker {marker_label(value)}", legendgroup="markers",
                 line={"width": 1, "dash": "dot", "color": MARKER_COLORS[i % len(MARKER_COLORS)]},
-                opacity=0.35 if dense else 0.9, hovertemplate=f"marker {value}<extra></extra>",
+                opacity=0.35 if dense else 0.9, hoverinfo="text", hovertext=f"marker {html.escape(value)}",
             ),
             row=1, col=1,
         )  # fmt: skip
@@ -216,12 +244,13 @@ def build_figure(data: ReviewData):
     if not dense:
         for t, value in data.markers:
             fig.add_annotation(
-                x=t + local, y=1.0, yref="y", text=value, showarrow=False, yanchor="bottom",
-                font={"size": 10}, row=1, col=1,
+                x=t + local, y=1.0, yref="y", text=marker_label(value), hovertext=html.escape(value),
+                showarrow=False, yanchor="bottom", font={"size": 10}, row=1, col=1,
             )  # fmt: skip
     # One shape per period across both rows (y in paper units), below the lines.
     shaded = [(a, b, "#999999", 0.35) for a, b in data.gaps]
     shaded += [(a, b, "#4a90d9", 0.18) for a, b in data.paused]
+    shaded += [(a, b, NOT_KEPT_COLOR, 0.3) for a, b in data.missing.spans_ms]
     fig.update_layout(shapes=[
         {"type": "rect", "xref": "x", "yref": "paper", "x0": a + local, "x1": b + local, "y0": 0, "y1": 1,
          "fillcolor": color, "opacity": opacity, "line": {"width": 0}, "layer": "below"}
@@ -254,12 +283,20 @@ def build_figure(data: ReviewData):
     # The axis spans everything drawn: windows and screenshots (the strip follows this axis).
     ends = [t for t in (data.window_ms[:1].tolist() + data.window_ms[-1:].tolist())]
     ends += [data.shots[0][0], data.shots[-1][0]] if data.shots else []
+    ends += [t for span in data.missing.spans_ms for t in span]
     if ends:
         pad = max(1000.0, (max(ends) - min(ends)) * 0.01)
         fig.update_xaxes(range=[min(ends) + local - pad, max(ends) + local + pad])
     fig.update_xaxes(type="date", row=1, col=1)
     fig.update_xaxes(type="date", title_text="local time", row=2, col=1)
     return fig, local
+
+
+def marker_label(value: str) -> str:
+    """A marker's value as plot text: at most MAX_LABEL_CHARS characters, HTML-escaped (plotly
+    reads tags in text, so `<event .../>` would otherwise vanish or break the label)."""
+    short = value if len(value) <= MAX_LABEL_CHARS else value[: MAX_LABEL_CHARS - 1] + "…"
+    return html.escape(short)
 
 
 def _duration(seconds: float | None) -> str:
@@ -271,36 +308,54 @@ def _duration(seconds: float | None) -> str:
 
 
 def averages_table(data: ReviewData) -> tuple[str, list[dict[str, Any]]]:
-    """Per-block-of-time averages: (block length label, rows). Blocks are chosen so there are at
-    most 24 rows; each row: start/end (local HH:MM:SS), windows, mean relative power per band
-    (mean of channels), good-quality share, markers and screenshots in it."""
+    """Per-block-of-time averages: (block length label, rows). Blocks run from the capture's first
+    sample (or marker, or screenshot, whichever is first) to its last, so every marker and
+    screenshot is in a row (the rows add up to the header's totals); they are chosen so there are
+    at most 24 rows. Windows count in the block of their end time. Each row: start/end (local
+    HH:MM:SS), windows, mean relative power per band (mean of channels), good-quality share,
+    markers and screenshots in it; blocks holding none of these are left out."""
     if not len(data.window_ms):
         return "", []
-    t0 = float(data.window_ms[0])
-    span_s = (float(data.window_ms[-1]) - t0) / 1000
-    block_s = next((b for b in _TABLE_BLOCKS_S if span_s / b < _MAX_TABLE_ROWS), 3600)
-    idx = ((data.window_ms - t0) // (block_s * 1000)).astype(int)
     marker_t = np.asarray([t for t, _ in data.markers], dtype=float)
     shot_t = np.asarray([t for t, _, _ in data.shots], dtype=float)
+    firsts = [float(data.window_ms[0])] + marker_t[:1].tolist() + shot_t[:1].tolist()
+    lasts = [float(data.window_ms[-1])] + marker_t[-1:].tolist() + shot_t[-1:].tolist()
+    if data.first_sample_ms is not None:
+        firsts.append(data.first_sample_ms)
+    t0, t_end = min(firsts), max(lasts)
+    span_s = (t_end - t0) / 1000
+    block_s = next((b for b in _TABLE_BLOCKS_S if span_s / b < _MAX_TABLE_ROWS), 3600)
+    block_ms = block_s * 1000
+    last_block = int((t_end - t0) // block_ms)
+
+    def block_of(t: np.ndarray) -> np.ndarray:
+        return np.minimum(((t - t0) // block_ms).astype(int), last_block)
+
+    idx, marker_idx, shot_idx = block_of(data.window_ms), block_of(marker_t), block_of(shot_t)
     rows = []
-    for k in range(int(idx[-1]) + 1):
+    for k in range(last_block + 1):
         sel = idx == k
-        if not sel.any():
+        n_markers, n_shots = int((marker_idx == k).sum()), int((shot_idx == k).sum())
+        if not sel.any() and not n_markers and not n_shots:
             continue
-        start, end = t0 + k * block_s * 1000, t0 + (k + 1) * block_s * 1000
-        rel = data.relative[sel]
-        means = _nanmean(rel.reshape(-1, rel.shape[-1]), axis=0) if np.isfinite(rel).any() else None
-        good = data.good[sel]
-        good_share = float(_nanmean(good.ravel(), axis=0)) if np.isfinite(good).any() else None
+        start, end = t0 + k * block_ms, min(t0 + (k + 1) * block_ms, t_end)
+        means = good_share = None
+        if sel.any():
+            rel = data.relative[sel]
+            if np.isfinite(rel).any():
+                means = _nanmean(rel.reshape(-1, rel.shape[-1]), axis=0)
+            good = data.good[sel]
+            if np.isfinite(good).any():
+                good_share = float(_nanmean(good.ravel(), axis=0))
         rows.append({
             "start": datetime.fromtimestamp(start / 1000).strftime("%H:%M:%S"),
-            "end": datetime.fromtimestamp(min(end, float(data.window_ms[-1])) / 1000).strftime("%H:%M:%S"),
+            "end": datetime.fromtimestamp(end / 1000).strftime("%H:%M:%S"),
             "windows": int(sel.sum()),
             "bands": [None] * len(data.bands) if means is None
                      else [f"{v:.1%}" if np.isfinite(v) else None for v in means],
             "good": None if good_share is None else f"{good_share:.0%}",
-            "markers": int(((marker_t >= start) & (marker_t < end)).sum()),
-            "screenshots": int(((shot_t >= start) & (shot_t < end)).sum()),
+            "markers": n_markers,
+            "screenshots": n_shots,
         })  # fmt: skip
     label = f"{block_s // 60} min" if block_s >= 60 else f"{block_s} s"
     return label, rows
@@ -350,6 +405,8 @@ def render_review(data: ReviewData) -> str:
         block_label=block_label,
         shots=shots,
         n_markers=len(data.markers),
+        samples_here=data.samples,
+        missing=data.missing.describe(s["capture_id"]) if data.missing.any else None,
         n_gaps=len(data.gaps),
         n_paused=len(data.paused),
         figure_json=figure_json,

@@ -91,7 +91,8 @@ class DeliverySection(_Section):
     rate_per_min: float = Field(100.0, gt=0, le=120)
     spool_max_bytes: int = Field(2_000_000_000, gt=0)
     flush_timeout_s: float = Field(30.0, ge=0)
-    retention_days: float = Field(30.0, ge=0)  # local record of delivered captures; 0 keeps nothing
+    # Local record of delivered captures, 0 keeps nothing; strict: `true` is not a day, `inf` not a term.
+    retention_days: float = Field(30.0, ge=0, allow_inf_nan=False, strict=True)
 
 
 class Profile(_Section):

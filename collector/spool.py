@@ -45,7 +45,7 @@ from pathlib import Path
 from typing import Any
 
 from collector import redaction
-from collector.errors import SpoolError, SpoolFullError
+from collector.errors import SpoolDamagedError, SpoolError, SpoolFullError
 from collector.record import LocalRecord
 
 log = logging.getLogger("collector.spool")
@@ -66,6 +66,7 @@ _REQUEST_FIELDS = frozenset(
     }
 )  # fmt: skip
 _SQLITE_FULL = 13
+_SQLITE_CORRUPT, _SQLITE_NOTADB = 11, 26  # damaged file: exit 2, not 1
 # A capture's session summary waits until nothing else of its capture is pending (posted last).
 LAST_STREAM_IDS = ("session-summary",)
 
@@ -294,6 +295,12 @@ class Spool:
             return SpoolFullError(
                 f"SPOOL FULL: the disk holding the spool {self.root} is full; nothing can be saved. "
                 "Free disk space, then run `collector upload`."
+            )
+        if getattr(exc, "sqlite_errorcode", None) in (_SQLITE_CORRUPT, _SQLITE_NOTADB):
+            db = self.root / DB_NAME
+            return SpoolDamagedError(
+                f"The spool database {db} is damaged ({exc}). Move it aside (mv {db} {db}.damaged) to start "
+                "an empty spool there, or choose another with --spool DIR; items in it cannot be read."
             )
         return SpoolError(
             f"Cannot open the spool at {self.root} ({exc}). Check the folder exists and is writable "

@@ -26,9 +26,12 @@ def add_parser(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    import sys
+
     from collector.commands.review import nothing_kept_error, open_capture
     from collector.errors import UsageError
     from collector.export import load_samples, write_export
+    from collector.kept import NOT_KEPT_LABEL
 
     spool, session = open_capture(args)
     try:
@@ -55,5 +58,11 @@ def run(args: argparse.Namespace) -> int:
     if report is not None:
         worst = max(report.resolution_uv.values())
         line += f"; 16-bit resolution up to {worst:.4f} µV; {report.gaps} gap(s) marked {'BAD_ACQ_SKIP'}"
+        if report.not_kept:
+            line += f"; {report.not_kept} stretch(es) no longer on this machine marked {NOT_KEPT_LABEL}"
     print(f"{out.resolve()} ({line})")
+    if samples.missing.any:  # after the path, so scripts reading stdout still get it first
+        where = f"marked {NOT_KEPT_LABEL} in the EDF" if args.format == "edf" else "a jump in timestamps"
+        text = samples.missing.describe(session["capture_id"])
+        print(f"collector: warning: {text} ({where}).", file=sys.stderr)
     return 0

@@ -3,10 +3,20 @@
 from __future__ import annotations
 
 import argparse
-import os
 from pathlib import Path
 
 from collector.commands._common import add_spool_option, add_verbose, spool_dir
+
+
+def spool_folder(args: argparse.Namespace) -> Path:
+    """The --spool folder; UsageError (exit 2) when the path is a file, e.g. the spool.db itself."""
+    from collector.errors import UsageError
+
+    root = spool_dir(args)
+    if root.exists() and not root.is_dir():
+        hint = f"its folder: --spool {root.parent}" if root.name.startswith("spool.db") else "the folder"
+        raise UsageError(f"{root} is a file, not a spool folder. Pass {hint}.")
+    return root
 
 
 def add_parser(subparsers) -> None:
@@ -33,7 +43,11 @@ def open_capture(args: argparse.Namespace):
     from collector.errors import UsageError
     from collector.spool import DB_NAME, Spool
 
-    root = spool_dir(args)
+    if args.capture_id is not None and args.last:
+        raise UsageError("Give either CAPTURE_ID or --last, not both (see `collector sessions` for the ids).")
+    if args.capture_id is not None and not args.capture_id.strip():
+        raise UsageError("CAPTURE_ID is empty. Pass an id from `collector sessions`, or --last.")
+    root = spool_folder(args)
     if not (root / DB_NAME).exists():
         raise UsageError(f"There is no spool at {root}: nothing was captured there. Pass --spool DIR.")
     spool = Spool(root)
@@ -62,9 +76,11 @@ def nothing_kept_error(session: dict):
 
 
 def write_private(path: Path, data: bytes) -> None:
-    """Write `data` to `path` readable by the owner only (it holds EEG and screenshots)."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as f:
+    """Write `data` to `path` readable by the owner only (it holds EEG and screenshots), also when
+    the file was already there with a wider mode."""
+    from collector.export import open_private
+
+    with open_private(path) as f:
         f.write(data)
 
 

@@ -7,7 +7,7 @@ import json
 from datetime import datetime
 from typing import Any
 
-from collector.commands._common import add_spool_option, add_verbose, spool_dir
+from collector.commands._common import add_spool_option, add_verbose
 
 
 def add_parser(subparsers) -> None:
@@ -103,9 +103,10 @@ def find_capture(spool, capture_id: str | None, last: bool) -> dict[str, Any]:
 
 
 def run(args: argparse.Namespace) -> int:
+    from collector.commands.review import spool_folder
     from collector.spool import DB_NAME, Spool
 
-    root = spool_dir(args)
+    root = spool_folder(args)
     sessions: list[dict[str, Any]] = []
     if (root / DB_NAME).exists():
         with Spool(root) as spool:
