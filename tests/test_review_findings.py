@@ -10,10 +10,13 @@ import sqlite3
 import subprocess
 import sys
 import uuid
+from datetime import datetime
 from pathlib import Path
 
 import numpy as np
 import pytest
+
+from collector.review import ReviewData, _bins, averages_table
 
 ROOT = Path(__file__).resolve().parents[1]
 MUSE_XDF = ROOT / "collector" / "data" / "muse-p300-subject1.xdf"
@@ -241,3 +244,39 @@ def test_edf_of_a_rate_no_record_fits_says_to_use_csv():
     assert _record_samples(256.0) == (256, 1.0) and _record_samples(92.88) == (2322, 25.0)
     with pytest.raises(ValueError, match="--format csv"):
         _record_samples(255.98731)
+
+
+def contiguous_windows(n: int = 37, step_ms: float = 2000.0) -> ReviewData:
+    """`n` contiguous 2 s windows whose end times wobble by up to 1 ms (a live LSL clock)."""
+    jitter = np.random.default_rng(3).uniform(-1.0, 1.0, n)
+    t = 1_764_000_000_000 + np.arange(n) * step_ms + jitter
+    data = ReviewData(
+        session={"capture_id": "c", "kind": "demo"}, channels=["TP9"], bands=["alpha"], window_ms=t,
+        relative=np.full((n, 1, 1), 0.3), good=np.ones((n, 1)), eeg_chunks=1,
+    )  # fmt: skip
+    data.first_sample_ms = float(t[0]) - step_ms  # the first window's first sample
+    return data
+
+
+def test_contiguous_windows_on_bin_edges_leave_no_hole_in_the_plot():
+    """Finding 3: 37 contiguous windows drew 36 or 38 bins, one empty (a break in every line)."""
+    data = contiguous_windows()
+    centres, rel, good = _bins(data)
+    assert len(centres) == 37
+    assert np.isfinite(rel).all() and np.isfinite(good).all()
+    np.testing.assert_allclose(centres, data.window_ms, atol=2.0)  # each bin sits on its window
+
+
+def test_averages_table_adds_up_to_the_header_totals():
+    """Finding 4: markers and screenshots before the first window's end or after the last one
+    were left out of the per-block table (31 of 34 markers, 0 of 1 screenshot)."""
+    data = contiguous_windows(30)
+    first, last = data.first_sample_ms, float(data.window_ms[-1])
+    data.markers = [(first + 10.0, "start"), (first + 1500.0, "early")]
+    data.markers += [(float(t) - 700.0, "stim") for t in data.window_ms[1:]] + [(last + 400.0, "end")]
+    data.shots = [(int(first + 200), "image/webp", b""), (int(last + 900), "image/webp", b"")]
+    label, rows = averages_table(data)
+    assert sum(r["markers"] for r in rows) == len(data.markers) == 32
+    assert sum(r["screenshots"] for r in rows) == len(data.shots) == 2
+    assert sum(r["windows"] for r in rows) == len(data.window_ms)
+    assert rows[0]["start"] == datetime.fromtimestamp(first / 1000).strftime("%H:%M:%S")
