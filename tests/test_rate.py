@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -135,3 +136,40 @@ def test_lab_profile_keeps_a_machine_at_4_requests_per_minute_or_less():
         cells = [f"`{name}`", f"{p.analysis.chunk_s:g} s", f"{p.screen.interval_s:g} s", f"{load:g}"]
         row = "| " + " | ".join([*cells, str(int(120 // load))]) + " |"
         assert row in readme, row
+
+
+def test_collector_status_shows_the_rate_of_the_process_delivering(sandbox, tmp_path):
+    import json
+
+    from cli_runs import cli_env, collector
+
+    from collector.config import ApiKey, ApiSettings
+    from collector.spool import Spool
+    from collector.uploader import Uploader
+
+    root = tmp_path / "spool"
+    with Spool(root) as spool:
+        for i in range(20):
+            spool.add(
+                workspace_id=sandbox.workspace_id,
+                evidence={"type": "tool", "mime_type": "text/plain", "chunk_index": i,
+                          "metadata": {"capture_id": "c", "stream_id": "tool:t"}},
+                data=b"x",
+            )  # fmt: skip
+        settings = ApiSettings(base_url=sandbox.base_url, api_key=ApiKey(sandbox.api_key))
+        uploader = Uploader(spool, settings, rate_per_min=30, burst=1)  # 2 s per request
+        uploader.start()
+        try:
+            deadline = time.monotonic() + 20
+            while uploader.counters()["delivered"] < 1 and time.monotonic() < deadline:
+                time.sleep(0.1)
+            assert uploader.counters()["rate_per_min"] == 30.0
+            proc = collector(["status", "--json", "--spool", str(root)], cli_env(sandbox))
+            text = collector(["status", "--spool", str(root)], cli_env(sandbox)).stdout
+        finally:
+            uploader.stop(0)
+        after = collector(["status", "--json", "--spool", str(root)], cli_env(sandbox))
+    rate = json.loads(proc.stdout)["delivery_rate"]
+    assert rate["rate_per_min"] == 30.0 and rate["ceiling_per_min"] == 30.0
+    assert "Delivering now at 30 requests/min" in text
+    assert json.loads(after.stdout)["delivery_rate"] is None  # nobody delivers any more
