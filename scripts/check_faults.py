@@ -164,6 +164,48 @@ FAULTS: tuple[Fault, ...] = (
         "assert 0 == 2",
     ),
     Fault(
+        "backlog-not-first",
+        "what earlier captures left waits behind the new capture's items on the next start",
+        (
+            Edit(
+                "collector/uploader.py",
+                "        self._backlog_up_to = self.spool.max_pending_id()\n",
+                "        self._backlog_up_to = 0  # FAULT\n",
+            ),
+        ),
+        ("tests/test_delivery_promises.py::test_earlier_captures_are_delivered_first_on_the_next_start",),
+        r"earlier captures' items were not delivered first",
+    ),
+    Fault(
+        "ctrl-c-no-flush",
+        "a single Ctrl-C stops delivery at once instead of flushing for --flush-timeout",
+        (
+            Edit(
+                "collector/session.py",
+                "                timeout = 0.0 if stop_now else flush_timeout_s\n",
+                "                timeout = 0.0  # FAULT\n",
+            ),
+        ),
+        ("tests/test_capture_promises.py::test_a_single_ctrl_c_stops_flushes_everything_and_exits_0",),
+        r"assert 6 == 0",
+    ),
+    Fault(
+        "rejection-message-lost",
+        "an item the server rejects is kept as failed without the server's message",
+        (
+            Edit(
+                "collector/uploader.py",
+                "                    self._fail(item, str(err), err)  # validation_error",
+                '                    self._fail(item, "rejected", err)  # FAULT: validation_error',
+            ),
+        ),
+        (
+            "tests/test_delivery_promises.py::"
+            "test_server_validation_error_is_kept_as_failed_with_its_message_then_retry_failed",
+        ),
+        r"is rejected by this sandbox\" in 'rejected'|in 'rejected'",
+    ),
+    Fault(
         "screen-metadata-hard-coded",
         "screen evidence metadata says skipped_before 0 and paused_periods [] whatever happened",
         (

@@ -148,4 +148,5 @@ def test_earlier_captures_are_delivered_first_on_the_next_start(sandbox_factory,
     second = collector(["replay", str(MUSE), *common], env)
     assert second.returncode == 0, second.stderr
     order = [r["metadata"]["capture_id"] for r in rows_of(sb)]
-    assert len(order) == 2 * len(waiting) and set(order[: len(waiting)]) == earlier, order
+    assert len(order) == 2 * len(waiting), order
+    assert set(order[: len(waiting)]) == earlier, f"earlier captures' items were not delivered first: {order}"
