@@ -80,6 +80,21 @@ def test_oldest_first_and_stream_filters(spool):
     assert spool.next_pending().id == ids[1]
 
 
+def test_backlog_bound_limits_the_search_to_what_was_waiting(spool):
+    """`max_pending_id` marks what waits now; `up_to_id` keeps later items out (earlier captures first)."""
+    assert spool.max_pending_id() == 0
+    old = [spool.add(workspace_id=WS, evidence=eeg(i, capture="old"), data=b"o") for i in range(2)]
+    backlog = spool.max_pending_id()
+    assert backlog == old[-1]
+    new = spool.add(workspace_id=WS, evidence=eeg(0, capture="new"), data=b"n")
+    in_flight = {("old", "eeg:muse")}
+    assert spool.next_pending(exclude_streams=in_flight).id == new  # without the bound: the new one
+    assert spool.next_pending(exclude_streams=in_flight, up_to_id=backlog) is None  # with it: wait
+    for item_id in old:
+        spool.mark_delivered(item_id, f"ev-{item_id}")
+    assert spool.next_pending(up_to_id=backlog) is None and spool.max_pending_id() == new
+
+
 def test_delivered_keeps_a_small_record_and_purges_bytes(spool):
     item_id = spool.add(workspace_id=WS, evidence=eeg(0), data=b"x" * 5000)
     assert spool.stored_bytes() == 5000
