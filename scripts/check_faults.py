@@ -177,6 +177,26 @@ FAULTS: tuple[Fault, ...] = (
         r"earlier captures' items were not delivered first",
     ),
     Fault(
+        "retry-after-ignored",
+        "after a 429 the uploader comes back on its own schedule, not after the server's Retry-After",
+        (
+            Edit(
+                "collector/uploader.py",
+                "self._backoff_cap_s, self._rng)\n"
+                "            if err.retry_after_s is not None:\n"
+                "                wait_s = max(wait_s, err.retry_after_s)\n"
+                "            # Never restart",
+                "self._backoff_cap_s, self._rng)\n"
+                "            # FAULT: Retry-After ignored\n"
+                "            # Never restart",
+            ),
+        ),
+        (
+            "tests/test_delivery_promises.py::test_a_429_holds_the_whole_queue_for_its_retry_after_seen_at_the_sandbox",
+        ),
+        r"during a \d+(\.\d+)? s Retry-After",
+    ),
+    Fault(
         "ctrl-c-no-flush",
         "a single Ctrl-C stops delivery at once instead of flushing for --flush-timeout",
         (
