@@ -326,6 +326,9 @@ class Capture:
             log.warning("local record not started: %s", exc)
 
     def _end_record(self) -> None:
+        # Frames skipped after the last sent one are in no frame's metadata: the run's own count
+        # (the end line's) is the true one, so the summary says the same.
+        self.summary.screenshots_skipped = max(self.summary.screenshots_skipped, self.stats.screens_skipped)
         if not self.summary.empty:
             fields, data = self.summary.evidence(self._device_name())
             self._spool(fields, data)

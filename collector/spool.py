@@ -289,6 +289,9 @@ class Spool:
                 raise self._open_error(exc) from None
             log.debug("local record not pruned: %s", exc)
         self._make_reserve()
+        from collector.interrupted import finish_interrupted
+
+        finish_interrupted(self)  # captures whose process was killed: end time, counts, summary
 
     def _open_error(self, exc: BaseException) -> SpoolError:
         if _is_disk_full(exc):

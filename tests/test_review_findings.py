@@ -280,3 +280,140 @@ def test_averages_table_adds_up_to_the_header_totals():
     assert sum(r["screenshots"] for r in rows) == len(data.shots) == 2
     assert sum(r["windows"] for r in rows) == len(data.window_ms)
     assert rows[0]["start"] == datetime.fromtimestamp(first / 1000).strftime("%H:%M:%S")
+
+
+def test_last_is_the_capture_made_last_not_the_latest_recording(tmp_path):
+    """Finding 5: replaying an older file after a capture of today, `--last` chose today's (by data
+    time). The newest capture is the one made last; the table shows the recording's time too."""
+    env, spool = clean_env(), tmp_path / "s"
+    replay(env, spool, "--offline", "--start-time", "now")
+    replay(env, spool, "--offline")  # the recording's own time: days ago
+    today, old = sessions(env, spool)
+    assert old["started_at"] < today["started_at"] and old["captured_at"] >= today["captured_at"]
+    out = tmp_path / "last.html"
+    proc = collector(["review", "--last", "--out", str(out), "--spool", str(spool)], env)
+    assert proc.returncode == 0, proc.stderr
+    assert old["capture_id"] in out.read_text(encoding="utf-8")
+    table = collector(["sessions", "--spool", str(spool)], env).stdout
+    assert "CAPTURED" in table and "RECORDED" in table and old["started_at"][:10] in table
+    assert table.index(today["capture_id"]) < table.index(old["capture_id"])  # newest last
+
+
+@pytest.mark.slow
+def test_a_killed_capture_is_shown_running_then_interrupted_and_finished(sandbox, tmp_path):
+    """Finding 6: a capture killed with SIGKILL kept 0 samples, no end and no session summary for
+    ever; while it ran, `sessions` showed 0 samples. Now the counts come from the spool while it
+    runs, and the next command that opens the spool finishes it (end, counts, `interrupted`) and
+    spools its session summary, which `collector upload` delivers."""
+    import signal
+    import time
+
+    env = clean_env(OPENLESSON_API_KEY=sandbox.api_key, OPENLESSON_BASE_URL=sandbox.base_url)
+    spool = tmp_path / "s"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "collector", "replay", str(MUSE_XDF), "-w", sandbox.workspace_id, "--offline",
+         "--chunk-seconds", "2", "--spool", str(spool)],
+        env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 60
+        running = None
+        while time.monotonic() < deadline:
+            time.sleep(0.5)
+            if (spool / "spool.db").exists():
+                rows = sessions(env, spool)
+                if rows and rows[0]["samples"] >= 2 * 512:
+                    running = rows[0]
+                    break
+        assert running is not None, "the replay spooled nothing within 60 s"
+        assert running["state"] == "running" and not running["finished"] and running["markers"] is None
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+    proc = collector(["sessions", "--spool", str(spool)], env)
+    assert "replay (interrupted)" in proc.stdout and "was interrupted" in proc.stderr
+    [row] = sessions(env, spool)
+    assert row["state"] == "interrupted" and row["ended_at"] and row["duration_s"] > 0
+    chunks = row["pending"] - 1  # the session summary waits too
+    assert row["samples"] >= running["samples"] and row["samples"] % 512 == 0 and chunks >= 2
+    upload = collector(["upload", "--spool", str(spool)], env)
+    assert upload.returncode == 0, upload.stderr
+    posted = sandbox.evidence(sandbox.workspace_id)
+    [summary] = [r for r in posted if r["metadata"].get("kind") == "session-summary"]
+    body = json.loads(sandbox.read_artifact(summary["id"]))
+    assert body["totals"]["samples"] == row["samples"] and body["totals"]["eeg_chunks"] == chunks
+    assert body["totals"]["markers"] == row["markers"] and posted[-1]["id"] == summary["id"]
+
+
+def test_review_refuses_an_id_with_last_and_an_empty_id(tmp_path):
+    """Finding 10: `review ID --last` silently used ID; `review ""` meant the newest."""
+    env = clean_env()
+    for args in (
+        ["review", "abc", "--last"],
+        ["review", ""],
+        ["export", "", "--format", "csv", "--out", "x"],
+    ):
+        proc = collector([*args, "--spool", str(tmp_path / "s")], env)
+        assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+        assert "--last" in proc.stderr
+
+
+def test_outputs_are_owner_only_over_an_existing_file_and_through_a_symlink(tmp_path):
+    """Finding 10: `--out` to an existing 0644 file (or through a symlink) stayed 0644; CSV and EDF
+    files were always 0644. They hold EEG: owner-only, like the spool."""
+    env, spool = clean_env(), tmp_path / "s"
+    replay(env, spool, "--offline")
+    for name, args in (
+        ("page.html", ["review"]),
+        ("data.csv", ["export", "--format", "csv"]),
+        ("data.edf", ["export", "--format", "edf"]),
+    ):
+        existing = tmp_path / name
+        existing.write_text("old")
+        existing.chmod(0o644)
+        link = tmp_path / f"link-{name}"
+        link.symlink_to(existing)
+        for out in (existing, link):
+            proc = collector([*args, "--out", str(out), "--spool", str(spool)], env)
+            assert proc.returncode == 0, proc.stderr
+            assert oct(existing.stat().st_mode & 0o777) == "0o600", (name, out)
+            existing.chmod(0o644)
+
+
+def test_long_marker_values_are_shortened_on_the_plot_and_whole_on_hover():
+    """Finding 10: an XML marker spilled over the legend and the plot."""
+    from collector.review import MAX_LABEL_CHARS, build_figure
+
+    data = contiguous_windows(10)
+    xml = '<event type="stimulus" code="17" note="a very long description of what was shown"/>'
+    data.markers = [(float(data.window_ms[3]), xml)]
+    fig, _ = build_figure(data)
+    [trace] = [t for t in fig.data if t.name and t.name.startswith("marker ")]
+    import html
+
+    assert len(html.unescape(trace.name)) == len("marker ") + MAX_LABEL_CHARS and "&lt;event" in trace.name
+    assert "note=&quot;a very long description" in trace.hovertext
+    [note] = fig.layout.annotations
+    assert note.text.endswith("…") and note.hovertext.endswith("shown&quot;/&gt;")
+
+
+def test_a_capture_shorter_than_a_window_says_its_samples_are_kept(tmp_path):
+    """Finding 10: a capture under 2 s said "No EEG was kept" yet `export` wrote its samples."""
+    sys.path.insert(0, str(ROOT / "scripts"))
+    from make_xdf import synthetic_eeg, write_xdf
+
+    xdf = tmp_path / "short.xdf"
+    write_xdf(xdf, [synthetic_eeg(1.0)])
+    env, spool = clean_env(), tmp_path / "s"
+    proc = collector(
+        ["replay", str(xdf), "-w", str(uuid.uuid4()), "--speed", "max", "--offline", "--spool", str(spool)],
+        env,
+    )
+    assert proc.returncode == 0, proc.stderr
+    out = tmp_path / "short.html"
+    proc = collector(["review", "--last", "--out", str(out), "--spool", str(spool)], env)
+    assert proc.returncode == 0, proc.stderr
+    html = out.read_text(encoding="utf-8")
+    assert (
+        "No EEG was kept" not in html and "256 EEG samples are kept, too few for one analysis window" in html
+    )

@@ -31,7 +31,10 @@ def _iso(ms: int | None) -> str | None:
 
 
 def list_sessions(spool) -> list[dict[str, Any]]:
-    """One dict per capture (see the README's `collector sessions --json`), oldest start first."""
+    """One dict per capture (see the README's `collector sessions --json`), in the order they were
+    made (a replay of a 2017 file made today comes after yesterday's run)."""
+    from collector.interrupted import capture_state
+
     stats = {s.capture_id: s for s in spool.stats()}
     lost: dict[str, list[dict[str, Any]]] = {}
     for loss in spool.losses():  # refused by the spool or rejected for good by the server
@@ -40,22 +43,27 @@ def list_sessions(spool) -> list[dict[str, Any]]:
         )
     rows = []
     known = set()
-    for c in spool.record.captures():
+    for cap, s in stats.items():  # captures made before the local record existed: first
+        bare = {"capture_id": cap, "kind": None, "workspace_id": s.workspace_id}
+        rows.append((bare, {}, "finished"))
+    for c in spool.record.captures():  # in the order they were made
         known.add(c["capture_id"])
+        state = capture_state(c)
         counts = c["counts"]
-        start = counts.get("data_start_ms") or c["started_ms"]
-        end = counts.get("data_end_ms") or c["ended_ms"]
-        rows.append((start or 0, c, counts, start, end))
-    for cap, s in stats.items():  # captures made before the local record existed
-        if cap not in known:
-            bare = {"capture_id": cap, "kind": None, "workspace_id": s.workspace_id}
-            rows.append((0, bare, {}, None, None))
+        if c["ended_ms"] is None:  # still running (or not finished yet): what the spool holds so far
+            live = spool.record.spooled_counts(c["capture_id"])
+            counts = {**live, "data_start_ms": live["first_ms"], "markers": None, "gaps": None}
+        rows.append((c, counts, state))
+    rows = [r for r in rows if r[0]["kind"] is not None or r[0]["capture_id"] not in known]
     out = []
-    for _key, c, counts, start, end in sorted(rows, key=lambda r: r[0]):
+    for c, counts, state in rows:
         s = stats.get(c["capture_id"])
+        start = counts.get("data_start_ms") or c.get("started_ms")
+        end = counts.get("data_end_ms") or c.get("ended_ms")
         out.append({
             "capture_id": c["capture_id"],
             "kind": c.get("kind"),
+            "captured_at": _iso(c.get("started_ms")),
             "started_at": _iso(start),
             "ended_at": _iso(end),
             "duration_s": None if start is None or end is None else round((end - start) / 1000, 1),
@@ -76,7 +84,8 @@ def list_sessions(spool) -> list[dict[str, Any]]:
             "lost": lost.get(c["capture_id"], []),
             "kept_items": c.get("kept_items", 0),
             "retention_days": c.get("retention_days"),
-            "finished": c.get("ended_ms") is not None,
+            "state": state,
+            "finished": state == "finished",
         })  # fmt: skip
     return out
 
@@ -85,7 +94,7 @@ def find_capture(spool, capture_id: str | None, last: bool) -> dict[str, Any]:
     """The session named by CAPTURE_ID (a unique prefix is enough) or --last; UsageError if none."""
     from collector.errors import UsageError
 
-    sessions = [s for s in list_sessions(spool) if s["kind"] is not None]
+    sessions = [s for s in list_sessions(spool) if s["kind"] is not None]  # made last = newest
     if not sessions:
         raise UsageError(
             f"No capture is recorded in the spool {spool.root}. Run `collector run` or `collector demo` "
@@ -123,21 +132,46 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _local(iso: str | None) -> str:
+    return datetime.fromisoformat(iso).strftime("%Y-%m-%d %H:%M:%S %Z") if iso else "-"
+
+
+def _unix(iso: str) -> float:
+    return datetime.fromisoformat(iso).timestamp()
+
+
+def _kept(s: dict[str, Any]) -> str:
+    """Items readable on this machine (kept copies, plus items still in the spool) of all spooled."""
+    total = s["delivered"] + s["pending"] + s["failed"]
+    here = min(total, s["kept_items"] + s["pending"] + s["failed"])
+    if not total:
+        return "-"
+    return "all" if here == total else "none" if here == 0 else f"{here}/{total}"
+
+
 def format_sessions(sessions: list[dict[str, Any]], root) -> str:
     if not sessions:
         return f"No captures in {root}."
+    # A replay keeps its recording's own times: shown in RECORDED when it is not when it was captured.
+    recorded = any(
+        s["started_at"] and s["captured_at"] and abs(_unix(s["started_at"]) - _unix(s["captured_at"])) > 300
+        for s in sessions
+    )
     header = (
-        "STARTED", "DURATION", "KIND", "BLOCK", "SAMPLES", "SHOTS", "MARKERS", "DELIV/PEND/FAIL", "CAPTURE",
+        "CAPTURED", *(("RECORDED",) if recorded else ()), "DURATION", "KIND", "BLOCK", "SAMPLES", "SHOTS",
+        "MARKERS", "DELIV/PEND/FAIL", "KEPT", "CAPTURE",
     )  # fmt: skip
     rows = [header]
     for s in sessions:
-        started = "-"
-        if s["started_at"]:
-            started = datetime.fromisoformat(s["started_at"]).strftime("%Y-%m-%d %H:%M:%S %Z")
+        kind = s["kind"] or "?"
+        if s.get("state") in ("running", "interrupted"):
+            kind += f" ({s['state']})"
+        markers = "-" if s["markers"] is None else str(s["markers"])
         rows.append((
-            started, _duration(s["duration_s"]), s["kind"] or "?",
-            (s["block_title"] or s["block_id"] or "-")[:32], f"{s['samples']:,}", str(s["screenshots"]),
-            str(s["markers"]), f"{s['delivered']}/{s['pending']}/{s['failed']}", s["capture_id"],
+            _local(s.get("captured_at")), *((_local(s["started_at"]),) if recorded else ()),
+            _duration(s["duration_s"]), kind, (s["block_title"] or s["block_id"] or "-")[:32],
+            f"{s['samples']:,}", str(s["screenshots"]), markers,
+            f"{s['delivered']}/{s['pending']}/{s['failed']}", _kept(s), s["capture_id"],
         ))  # fmt: skip
     widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
     lines = ["  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)).rstrip() for r in rows]
@@ -147,8 +181,14 @@ def format_sessions(sessions: list[dict[str, Any]], root) -> str:
         for loss in s["lost"]:
             why = LOSS_REASONS.get(loss["reason"], loss["reason"])
             lines.append(f"  {s['capture_id'][:8]}: {loss['count']} chunk(s) of {loss['stream_id']} {why}")
+    if any(s.get("state") == "interrupted" for s in sessions):
+        lines.append(
+            "interrupted: the collector was stopped before it finished (killed, crashed); it was finished "
+            "from what it had spooled."
+        )
     lines.append(
-        "Review one with `collector review CAPTURE_ID` (or --last); export it with `collector export`."
+        "Review one with `collector review CAPTURE_ID` (or --last: the last one made); "
+        "export it with `collector export`."
     )
     return "\n".join(lines)
 
