@@ -74,7 +74,7 @@ def capture(tmp_path_factory):
         artifacts = {r["id"]: sandbox.read_artifact(r["id"]) for r in rows}
         blocks = sandbox.block_ids
         yield {"env": env, "spool": spool, "rows": rows, "artifacts": artifacts, "sandbox": sandbox,
-               "tmp": tmp, "block_id": blocks[0]}  # fmt: skip
+               "tmp": tmp, "block_id": blocks[0], "stderr": stderr}  # fmt: skip
     finally:
         painter.stop()
         server.stop()
@@ -114,6 +114,14 @@ def test_sessions_json_lists_the_run_with_the_right_fields(capture):
     # The summary was posted last, and describes the same capture.
     assert capture["rows"][-1]["metadata"]["kind"] == "session-summary"
     assert summary["totals"]["screenshots"] == len(shots) and summary["kind"] == "run"
+
+
+def test_summary_counts_the_skipped_screenshots_the_end_line_counts(capture):
+    """The display stays one colour for its last seconds: frames skipped after the last one sent
+    are in no frame's metadata, yet the summary must say what the run's end line says."""
+    _, summary = delivered_eeg(capture)
+    [said] = re.findall(r"\((\d+) near-identical skipped\)", capture["stderr"])
+    assert summary["totals"]["screenshots_skipped"] == int(said) > 0
 
 
 NETWORK_REF = re.compile(r"""(?:src|href)\s*=\s*["']?\s*(?:https?:|ftp:|wss?:)?//""", re.I)
