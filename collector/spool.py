@@ -6,8 +6,9 @@ Layout of the spool folder (0700; every file 0600):
                     refused-chunk counters (`drops`) and small key/value state (`meta`).
     spool.db-wal    SQLite's write-ahead log; same permissions as spool.db.
     uploader.lock   held (flock) by the one process that is delivering from this spool.
-    spool.reserve   256 kB of zeros, given up only when the disk is full and counts or delivery
-                    records held in memory must be written (at close); made again when space returns.
+    spool.reserve   256 kB of zeros, given up only when the disk is full and a delivery record or
+                    a count held in memory must be written; made again when space returns. Nothing
+                    is sent while it is missing, so every 201 can be recorded (none is sent twice).
 
 Artifact bytes live inline in `blobs`, in the same transaction as their index row, so a crash
 at any point leaves either a complete item or none (no orphan or half-written files to sweep).
@@ -474,23 +475,37 @@ class Spool:
         """How many counts and delivery records wait in memory for disk space."""
         return len(self._unsaved_drops) + len(self._held_deliveries)
 
-    def _make_reserve(self) -> None:
+    def ensure_reserve(self) -> bool:
+        """Make the reserve if it is missing; True when it is there (then a 201 can be recorded).
+
+        The uploader sends nothing without it: a 201 whose record cannot be written would make the
+        next `upload` send that item again.
+        """
+        with self._lock:
+            self._check_open()
+            return self._make_reserve()
+
+    def _make_reserve(self) -> bool:
         path = self.root / RESERVE_NAME
         try:
             if path.exists() and path.stat().st_size >= RESERVE_BYTES:
-                return
+                return True
             fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
             try:
                 os.ftruncate(fd, 0)
-                os.write(fd, b"\0" * RESERVE_BYTES)  # real blocks, not a sparse file
+                written = 0
+                while written < RESERVE_BYTES:  # real blocks, not a sparse file; a write may be short
+                    written += os.write(fd, b"\0" * (RESERVE_BYTES - written))
                 os.fsync(fd)
             finally:
                 os.close(fd)
-        except OSError:  # no room for it now; tried again at the next open
+            return True
+        except OSError:  # no room for it now; tried again before the next send and at the next open
             try:
                 path.unlink(missing_ok=True)
             except OSError:
                 pass
+            return False
 
     def _use_reserve(self) -> bool:
         """Give the reserve's space to SQLite (the disk is full); False if there is none."""
@@ -503,23 +518,33 @@ class Spool:
     def mark_delivered(self, item_id: int, evidence_id: str) -> None:
         """After the server's 201: keep a small record with its evidence id, purge the bytes.
 
-        On a full disk the record is held in memory (the item is no longer handed out, nor counted
-        as pending, by this process), written as soon as a write succeeds or at `close`, and
-        `SpoolFullError` is raised so the caller stops sending.
+        On a full disk the reserve's space is given up at once and the record written with it;
+        `SpoolFullError` is then raised so the caller stops sending until the reserve can be made
+        again (`ensure_reserve`). Only if even that fails is the record held in memory (the item is
+        no longer handed out, nor counted as pending, by this process) and written as soon as a
+        write succeeds or at `close`.
         """
         evidence_id = redaction.redact(evidence_id)
         with self._lock:
             self._check_open()
             try:
                 self._mark_delivered(item_id, evidence_id)
+                return
             except SpoolFullError:
                 self._held_deliveries[item_id] = evidence_id
+            if self._use_reserve() and self._flush_held():
                 raise SpoolFullError(
-                    f"DISK FULL: the disk holding the spool {self.root} has no space left to record "
-                    f"deliveries; sending stopped. The server stored {len(self._held_deliveries)} item(s) "
-                    "whose record is kept in memory and written as soon as there is space. "
+                    f"DISK FULL: the disk holding the spool {self.root} has no space left; sending "
+                    "stopped (the record of what the server stored was written in the spool's reserve). "
                     "Free disk space, then run `collector upload` again."
-                ) from None
+                )
+            raise SpoolFullError(
+                f"DISK FULL: the disk holding the spool {self.root} has no space left; sending stopped. "
+                f"The server stored {len(self._held_deliveries)} item(s) whose record could not be "
+                "written: it is written as soon as there is space while this process runs; if it ends "
+                "first, those item(s) are sent again (same capture_id, stream_id, chunk_index). "
+                "Free disk space."
+            )
 
     def _mark_delivered(self, item_id: int, evidence_id: str) -> None:
         self._transition(

@@ -363,7 +363,7 @@ class Uploader:
         """Block until an item whose stream is free can be taken; None when stopping."""
         with self._cond:
             while not self._stop.is_set():
-                if self._paused_for_space and self.spool.flush_held():
+                if self._paused_for_space and self.spool.flush_held() and self.spool.ensure_reserve():
                     self._paused, self._paused_for_space = None, False  # space is back, records written
                 if self._paused is None:
                     item = self._claimable()
@@ -428,6 +428,9 @@ class Uploader:
             return
         attempt = 0
         while self._wait_turn():
+            if not self.spool.ensure_reserve():
+                self._pause_for_space()  # a 201 now could not be recorded: the item would go twice
+                return
             try:
                 sent_at = time.monotonic()  # the limiter counts one decrease per burst of refusals
                 created = self._client.upload_evidence(item.workspace_id, evidence)  # type: ignore[union-attr]
@@ -475,9 +478,7 @@ class Uploader:
             with self._cond:
                 self._delivered += 1
             self._emit("delivered", item=item, evidence_id=evidence_id)
-            self._internal_error(err)
-            with self._cond:
-                self._paused_for_space = self._paused is err or self._paused_for_space
+            self._pause_for_space(err)
             return
         if hasattr(self.limiter, "on_success"):
             self.limiter.on_success()
@@ -490,6 +491,17 @@ class Uploader:
         if first and self.spool.pause_reason() is not None:
             self.spool.set_pause_reason(None)  # the key works again: `status` stops showing the pause
         self._emit("delivered", item=item, evidence_id=evidence_id)
+
+    def _pause_for_space(self, err: SpoolFullError | None = None) -> None:
+        """Stop sending until the disk has room again (`_claim` resumes by itself then)."""
+        err = err or SpoolFullError(
+            f"DISK FULL: the disk holding the spool {self.spool.root} has no room to record deliveries, "
+            "so nothing more is sent (an item whose 201 could not be recorded would be sent twice). "
+            "Free disk space."
+        )
+        self._internal_error(err)
+        with self._cond:
+            self._paused_for_space = self._paused is err or self._paused_for_space
 
     def _record(self, item: SpoolItem, err: CollectorError) -> None:
         with self._cond:

@@ -73,7 +73,7 @@ def test_replay_onto_a_disk_that_fills_exits_7_and_status_keeps_every_refusal(sa
     root = disk / "spool"
     proc = collector(
         ["replay", str(MUSE_XDF), "--workspace", sandbox.workspace_id, "--block", sandbox.block_ids[0],
-         "--speed", "max", "--spool", str(root), "--offline"],
+         "--speed", "max", "--chunk-seconds", "5", "--spool", str(root), "--offline"],
         sandbox.base_url, key=sandbox.api_key,
     )  # fmt: skip
     assert proc.returncode == 7, proc.stderr

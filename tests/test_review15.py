@@ -1,0 +1,66 @@
+# ruff: noqa: F811  (small_disk is a fixture imported from test_full_disk)
+"""Review of issue 15 (delivery under hostile conditions), through the real commands.
+
+Each test reproduces one finding of the review: a full disk (a real tmpfs, remounted bigger when
+space "returns"), a damaged spool, the misbehaving server of tests/hostile.py, the sandbox.
+Nothing saved is ever deleted; nothing delivered is ever sent twice.
+"""
+
+from __future__ import annotations
+
+import collections
+import subprocess
+from pathlib import Path
+
+import pytest
+from test_full_disk import integrity_ok, small_disk  # noqa: F401 (fixture)
+from test_hostile_delivery import MUSE_XDF, collector, rows_all, status_json
+
+pytestmark = pytest.mark.slow
+
+
+def grow(disk: Path, size: str) -> None:
+    """Space comes back: the tmpfs is remounted bigger (nothing on it is touched)."""
+    subprocess.run(["mount", "-o", f"remount,size={size}", str(disk)], check=True, capture_output=True)
+
+
+def replay_onto_full_disk(sandbox, root: Path, *extra: str) -> subprocess.CompletedProcess:
+    proc = collector(
+        ["replay", str(MUSE_XDF), "--workspace", sandbox.workspace_id, "--block", sandbox.block_ids[0],
+         "--speed", "max", "--chunk-seconds", "5", "--spool", str(root), "--offline", *extra],
+        sandbox.base_url, key=sandbox.api_key,
+    )  # fmt: skip
+    assert proc.returncode == 7, proc.stderr
+    return proc
+
+
+def sent_twice(sandbox) -> list[tuple[str, int]]:
+    seen = collections.Counter(
+        (r["metadata"]["stream_id"], r["chunk_index"]) for r in sandbox.evidence(sandbox.workspace_id)
+    )
+    return [key for key, n in seen.items() if n > 1]
+
+
+# ---- 1. the record of a 201 is never lost: nothing is sent twice after a full disk ---------------------
+
+
+def test_upload_on_a_disk_still_full_after_a_replay_never_sends_a_chunk_twice(sandbox, small_disk):
+    disk = small_disk("900k")
+    root = disk / "spool"
+    replay_onto_full_disk(sandbox, root)  # the disk fills; its counts took the reserve's space at exit
+    first = collector(["upload", "--spool", str(root)], sandbox.base_url, key=sandbox.api_key)
+    assert first.returncode == 1, first.stderr
+    assert "Traceback" not in first.stderr
+    final = [line for line in first.stderr.splitlines() if line.startswith("collector:")]
+    assert len(final) == 1 and "DISK FULL" in final[0], first.stderr
+    sent = len(sandbox.evidence(sandbox.workspace_id))
+    recorded = sum(state == "delivered" for _, _, state in rows_all(root))
+    assert recorded == sent, "the server stored an item whose delivery the spool does not know"
+    assert f"Delivered {sent} item(s), then stopped" in final[0]
+    assert sum(c["delivered"] for c in status_json(root)["captures"]) == sent
+    grow(disk, "8m")
+    again = collector(["upload", "--spool", str(root)], sandbox.base_url, key=sandbox.api_key)
+    assert again.returncode == 0, again.stderr
+    assert sent_twice(sandbox) == []
+    assert len(sandbox.evidence(sandbox.workspace_id)) == len(rows_all(root))  # every item, once
+    assert integrity_ok(root)
