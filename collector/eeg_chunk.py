@@ -44,10 +44,10 @@ Artifact schema (`application/json`, compact UTF-8; version 1):
                  "measured_sfreq": float | null,   # from the timestamps, gaps excluded
                  "channels": [str, ...],   # distinct keys, one per column of samples
                  "unit": "microvolts"},    # (devices.channels.distinct_keys)
-      "t0_ms": int,                        # Unix ms of the first sample, rounded half up;
+      "t0_ms": int,                        # Unix ms of the first sample, rounded down;
                                            # equals the evidence timestamp_ms
       "times_ms": [float, ...],            # per sample: Unix ms - t0_ms, to 0.001 ms
-                                           # (times_ms[0] is within +-0.5)
+                                           # (0 <= times_ms[0] <= 1: never negative)
       "samples": [[float, ...], ...],      # one row per sample, one column per channel, in
                                            # `device.unit`, rounded to 0.001 uV; null = the
                                            # source delivered a non-finite value
@@ -476,7 +476,9 @@ class EegChunker:
     ) -> EegChunkOut:
         channels = self.keys
         bands = self.settings.band_names
-        t0_ms = math.floor(float(times[0]) + 0.5)
+        # Rounded down, so no sample ever has a negative offset from it (times_ms[0] in [0, 1]);
+        # the 1 ns allowance keeps a whole ms computed as x.999999999 on x + 1.
+        t0_ms = math.floor(float(times[0]) + 1e-6)
 
         windows = []
         q = powers.quality
@@ -561,7 +563,7 @@ class EegChunker:
             "chunk_index": index,
             **self._static_fields(),
             "t0_ms": t0_ms,
-            "times_ms": np.round(times - t0_ms, 3).tolist(),
+            "times_ms": (np.round(times - t0_ms, 3) + 0.0).tolist(),  # + 0.0: no -0.0
             "samples": samples,
             "windows": windows,
             "band_powers": {b: _sig(v) for b, v in band_powers.items()},

@@ -11,7 +11,11 @@ each other (their distance is the run's length + 1 periods, within `ANCHOR_TOLER
 those stamps are replaced by the grid between the two neighbours (linear interpolation), the data
 stay where they are, and the repair is counted. A run at the very start or end of the stream (one
 neighbour only) is extrapolated from the grid when its stamps go backwards or jump by more than
-`IMPLAUSIBLE_JUMP_S`. What no isolated run explains is a real, lasting jump of the clock:
+`IMPLAUSIBLE_JUMP_S`. A longer run (up to `MAX_EXCURSION_S` of samples, e.g. 12 stamps
+200,000 s early) whose stamps then come back to the grid of the samples before it is an
+excursion of the stamps, not of the clock: repaired and counted the same way (a live source holds
+the samples after such a jump until they return or `MAX_EXCURSION_S` passed).
+What no isolated run explains is a real, lasting jump of the clock:
 forwards it is a gap; backwards (a clock reset) the later samples are placed one period after the
 earlier ones and the break is recorded as a gap, so sample times always strictly increase and no
 gap ever has start >= end.
@@ -37,7 +41,8 @@ from collector.clock import gap_threshold_s
 
 log = logging.getLogger(__name__)
 
-MAX_RUN = 8  # longest run of bad stamps repaired from the grid; longer is a real jump
+MAX_RUN = 8  # longest run of bad stamps repaired from the grid by `_best_run`
+MAX_EXCURSION_S = 10.0  # a longer run of bad stamps is repaired only if its far side is back on the grid
 ANCHOR_TOLERANCE = 0.75  # periods: how far the run's two neighbours may be off the grid (jitter)
 _RUN_PENALTY = 0.2  # per extra sample: prefer the shortest run that explains the anomaly
 _HOLD_STEP = 1.5  # live: a step longer than this many periods near the end waits for later samples
@@ -99,6 +104,9 @@ def _best_run(t: np.ndarray, k: int, p: float, lo: int, final: bool) -> tuple[in
             break
     if best is not None:
         return best[1], best[2], best[3]
+    excursion = _excursion(t, k, p, lo)
+    if excursion is not None:
+        return excursion[0], excursion[1], "interpolate"
     if not final:
         return None
     if n - (k + 1) <= MAX_RUN and k >= lo:  # the last few samples went backwards: extrapolate
@@ -106,6 +114,46 @@ def _best_run(t: np.ndarray, k: int, p: float, lo: int, final: bool) -> tuple[in
     if k + 1 <= MAX_RUN and lo == 0 and n - (k + 1) >= 2:  # the first few samples were ahead
         return 0, k + 1, "right"
     return None
+
+
+def _excursion(t: np.ndarray, k: int, p: float, lo: int) -> tuple[int, int] | None:
+    """A run longer than MAX_RUN (up to MAX_EXCURSION_S of samples) around the backward step
+    k -> k + 1 whose two neighbours agree with one grid: the clock did not jump, the stamps of
+    the run were bad (an excursion that came back). Returns the run [i, j) or None.
+
+    Backward excursion: the run starts at k + 1 and ends before the first later stamp back on the
+    grid of t[k]. Forward excursion: the run ends at k and starts after the last earlier stamp on
+    the grid of t[k + 1]. Tolerance: ANCHOR_TOLERANCE periods (290 ppm of drift over 10 s at 256 Hz).
+    """
+    n = t.shape[0]
+    reach = _reach(p)
+    found: list[tuple[int, int]] = []
+    right = np.arange(k + 2, min(n, k + 2 + reach))
+    if right.size:
+        steps = right - k
+        err = np.abs((t[right] - t[k]) / p - steps)
+        ok = np.flatnonzero(err <= ANCHOR_TOLERANCE)
+        if ok.size:
+            found.append((k + 1, int(right[ok[0]])))
+    left = np.arange(k - 1, max(lo - 1, 0, k - reach) - 1, -1)  # candidate left neighbours i - 1
+    if left.size:
+        steps = k + 1 - left
+        err = np.abs((t[k + 1] - t[left]) / p - steps)
+        ok = np.flatnonzero(err <= ANCHOR_TOLERANCE)
+        if ok.size:
+            found.append((int(left[ok[0]]) + 1, k + 1))
+    return min(found, key=lambda run: run[1] - run[0]) if found else None
+
+
+def _reach(p: float) -> int:
+    """Samples in MAX_EXCURSION_S at period p (at least MAX_RUN + 1)."""
+    return max(MAX_RUN + 1, int(MAX_EXCURSION_S / p))
+
+
+def _back_on_grid(t: np.ndarray, s: int, p: float) -> bool:
+    """Whether some stamp after s + 1 lies on the grid of t[s] again."""
+    later = np.arange(s + 2, t.shape[0])
+    return bool(later.size) and bool(np.any(np.abs((t[later] - t[s]) / p - (later - s)) <= ANCHOR_TOLERANCE))
 
 
 def repair_times(times_s: np.ndarray, period_s: float, *, final: bool = True, fixed: int = 0) -> TimeRepair:
@@ -134,6 +182,12 @@ def repair_times(times_s: np.ndarray, period_s: float, *, final: bool = True, fi
         near = np.flatnonzero((tail <= 0) | (tail > _HOLD_STEP * p))
         if near.size:
             result.decided = max(fixed, int(near[0]) + max(0, edge) + 1 - MAX_RUN)
+        # An implausible jump forward may start a long run of bad stamps that comes back: hold
+        # from it until MAX_EXCURSION_S of samples show whether it lasts (backward: see below).
+        for s in np.flatnonzero(d > IMPLAUSIBLE_JUMP_S).tolist():
+            if s + 1 >= fixed and n - (s + 1) < _reach(p) and not _back_on_grid(t, s, p):
+                result.decided = max(fixed, min(result.decided, s + 1))
+                break
     repaired: list[int] = []
     limit = result.decided - 1  # consider steps k with k + 1 < decided
     # A first or last few samples off by an implausible amount look like a gap: they are not.
@@ -148,11 +202,22 @@ def repair_times(times_s: np.ndarray, period_s: float, *, final: bool = True, fi
     if big.size:
         d = np.diff(t)
     for k in np.flatnonzero(d <= 0).tolist():
-        if k + 1 >= limit + 1 and not final:
-            break
         if t[k + 1] > t[k]:  # already fixed by an earlier repair
             continue
+        if k + 1 >= limit + 1 and not final:
+            # Undecided, unless it ends a long run ahead that began among the samples decided now.
+            ahead = _excursion(t, k, p, fixed)
+            if ahead is None or ahead[0] >= result.decided:
+                break
+            i, j = ahead
+            t[i:j] = t[i - 1] + (t[j] - t[i - 1]) * np.arange(1, j - i + 1) / (j - i + 1)
+            repaired.extend(range(i, j))
+            continue
         run = _best_run(t, k, p, fixed, final)
+        if run is None and not final and n - (k + 1) < _reach(p):
+            # Maybe a long run of bad stamps: hold until it comes back or MAX_EXCURSION_S passed.
+            result.decided = max(fixed, min(result.decided, k + 1))
+            break
         if run is None:
             # A lasting backward jump: continue one period after the last sample before it.
             t[k + 1 :] += t[k] + p - t[k + 1]
@@ -239,6 +304,7 @@ class LiveRepair:
         self.resets_total = 0
         self._history = np.zeros(0)
         self._held_t = np.zeros(0)
+        self._held_fixed = np.zeros(0, dtype=bool)  # held samples already repaired (counted on release)
         self._held_x: np.ndarray | None = None
 
     @property
@@ -258,6 +324,8 @@ class LiveRepair:
         if not self.period_s > 0:
             self.period_s = typical_period(t_in)
         r = repair_times(t_in, self.period_s, final=final, fixed=keep)
+        fixed = np.concatenate((np.zeros(keep, bool), self._held_fixed, np.zeros(incoming.shape[0], bool)))
+        fixed[r.repaired] = True
         if r.resets:
             last = r.resets[-1]
             self.shift_s += float(r.times[last] - t_in[last])
@@ -265,12 +333,13 @@ class LiveRepair:
         out_t = r.times[keep:decided]
         out_x = x[: decided - keep]
         self._held_t = r.times[decided:]
+        self._held_fixed = fixed[decided:]
         self._held_x = x[decided - keep :] if decided - keep < x.shape[0] else None
         if out_t.shape[0]:
             self._history = np.concatenate((self._history, out_t))[-self._HISTORY :]
             if self._history.shape[0] > 32:
                 self.period_s = typical_period(self._history)
-        repaired = [int(i) - keep for i in r.repaired if keep <= i < decided]
+        repaired = (np.flatnonzero(fixed[keep:decided])).tolist()
         resets = [int(i) - keep for i in r.resets if keep <= i < decided]
         self.repaired_total += len(repaired)
         self.resets_total += len(resets)

@@ -34,6 +34,7 @@ from collector.clock import LslClock, StreamTimeMapper, gap_threshold_s
 from collector.errors import NoSourceError, UsageError
 from collector.timestamps import (
     IRREGULAR_IQR,
+    MAX_EXCURSION_S,
     LiveRepair,
     RateMeter,
     irregularity,
@@ -144,6 +145,7 @@ def list_streams(timeout: float = 1.0, *, with_labels: bool = True) -> list[LslS
 
 
 HOLD_WAIT_S = 0.05  # how long a read waits for the samples that decide about a held bad stamp
+REPAIR_LOG_S = 60.0  # after the first repaired stamp is logged, further ones are logged as a count this often
 
 
 def _join(parts: list) -> tuple[np.ndarray, np.ndarray, list[int], list[int]]:
@@ -223,6 +225,8 @@ class LslSource:
         self._rate_warned = False
         self._measured: float | None = None
         self._probed: list[tuple[np.ndarray, np.ndarray]] = []
+        self._repairs_unlogged = 0  # repaired stamps not yet in the log (rate-limited)
+        self._repair_logged_at: float | None = None
 
     @property
     def marker_stream(self) -> str | None:
@@ -325,6 +329,7 @@ class LslSource:
                 if not got or not self._repair.held:
                     break
             stamps, data, repaired, resets = _join(parts)
+        self._log_repairs(len(repaired), resets)
         events = self._markers.take() if self._markers is not None else ()
         if stamps.shape[0] == 0:
             return SampleChunk(data=data, times_ms=np.zeros(0), events=events) if events else None
@@ -339,6 +344,34 @@ class LslSource:
             repaired=tuple(repaired),
             sfreq=self._recheck_rate(stamps),
         )
+
+    def _log_repairs(self, count: int, resets: Sequence[int], *, closing: bool = False) -> None:
+        """Repaired stamps in the log as a replay logs them: the first at once, then a count at
+        most every REPAIR_LOG_S (a sender with a bad clock would flood it), the rest on close."""
+        assert self._repair is not None
+        name = self.description.name if self.description else "the stream"
+        for _ in resets:
+            log.warning(
+                "stream %r: the clock went back and did not return to its grid within %g s (a clock "
+                "reset, or a long run of bad stamps); the samples after it follow one period after "
+                "those before, and the break is a gap (spurious if only the stamps were bad)",
+                name,
+                MAX_EXCURSION_S,
+            )
+        self._repairs_unlogged += count
+        now = time.monotonic()
+        due = self._repair_logged_at is None or now - self._repair_logged_at >= REPAIR_LOG_S or closing
+        if self._repairs_unlogged and due:
+            log.warning(
+                "stream %r: %d sample timestamp(s) off the stream's regular grid (an outlier, swapped or "
+                "repeated stamp, or a run of bad stamps whose neighbours agree) were repaired from their "
+                "neighbours; the samples are kept (%d in this capture so far)",
+                name,
+                self._repairs_unlogged,
+                self._repair.repaired_total,
+            )
+            self._repairs_unlogged = 0
+            self._repair_logged_at = now
 
     def _recheck_rate(self, stamps: np.ndarray) -> float | None:
         """The rate over the last minute, re-checked every `recheck_s` of stream; warns once."""
@@ -358,6 +391,8 @@ class LslSource:
         return measured
 
     def close(self) -> None:
+        if self._repairs_unlogged:
+            self._log_repairs(0, (), closing=True)
         markers, self._markers = self._markers, None
         if markers is not None:
             markers.stop()

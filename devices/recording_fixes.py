@@ -35,6 +35,7 @@ from collector.errors import UsageError
 from collector.timestamps import (
     IMPLAUSIBLE_JUMP_S,
     IRREGULAR_IQR,
+    MAX_EXCURSION_S,
     dejitter,
     gap_starts,
     irregularity,
@@ -246,16 +247,29 @@ def prepare_eeg(
     if repair is not None and repair.repaired.size:
         log.warning(
             "stream %r: %d sample timestamp(s) off the stream's regular grid (an outlier, swapped or "
-            "repeated stamp) were repaired from their neighbours; the samples are kept",
+            "repeated stamp, or a run of bad stamps whose neighbours agree) were repaired from their "
+            "neighbours; the samples are kept",
             name,
             repair.repaired.size,
         )
+    raw = stream.times_s
     for i in repair.resets if repair is not None else ():
         log.warning(
-            "stream %r: the clock went back at sample %d (a clock reset); the samples after it follow "
-            "one period after those before, and the break is a gap",
+            "stream %r: the clock went back %.3f s at sample %d and did not return to its grid within "
+            "%g s (a clock reset, or a long run of bad stamps); the samples after it follow one period "
+            "after those before, and the break is a gap (spurious if only the stamps were bad)",
             name,
+            float(raw[i - 1] - raw[i]),
             i,
+            MAX_EXCURSION_S,
+        )
+    for i in np.flatnonzero(np.diff(times) > IMPLAUSIBLE_JUMP_S).tolist():
+        log.warning(
+            "stream %r: the stamps jump %.0f s forward at sample %d and stay there: kept as a gap, "
+            "though a jump this large is more likely a clock fault than a pause in the recording",
+            name,
+            float(times[i + 1] - times[i]),
+            i + 1,
         )
     measured = measure_rate(times, period, robust=nominal <= 0) if period > 0 else None
     sfreq = rate_to_use(nominal, measured)

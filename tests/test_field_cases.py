@@ -104,7 +104,7 @@ def check_sound(chunks: list[dict]) -> np.ndarray:
     assert np.all(np.diff(times) > 0), "sample times must strictly increase"
     for c in chunks:
         rel = np.asarray(c["times_ms"])
-        assert abs(rel[0]) <= 0.5 and np.all(rel >= -0.5), "times_ms are offsets from t0_ms, never negative"
+        assert 0 <= rel[0] <= 1 and np.all(rel >= 0), "times_ms are offsets from t0_ms, never negative"
         for g in c["gaps"]:
             assert g["start_ms"] < g["end_ms"], g
         keys = c["device"]["channels"]
@@ -221,6 +221,48 @@ def test_other_bad_stamps_repaired_and_lasting_jumps_are_gaps(sandbox, tmp_path)
     assert 0 < gaps[1]["end_ms"] - gaps[1]["start_ms"] <= 2 * 1000 / sfreq + 0.01
     for c in chunks:
         assert HEADER_MS - 1 <= c["t0_ms"] <= HEADER_MS + 25_000
+
+
+@pytest.mark.parametrize("case", ["irregular_eeg.xdf", "declared250_real252"])
+def test_no_chunk_starts_after_its_first_sample(sandbox, tmp_path, case):
+    """Chunks that start between two whole ms (a measured rate, an irregular stream): t0_ms is the
+    first sample's time rounded down, so no times_ms is negative (review 9, finding 1)."""
+    if case.endswith(".xdf"):
+        path = field(case)
+    else:
+        path = tmp_path / f"{case}.xdf"
+        write_xdf(path, [eeg(252 * 21, 252.0, ["Fz", "Cz", "Pz"], nominal=250.0)], start=HEADER)
+    proc, _ = replay(sandbox, path, tmp_path, "--chunk-seconds", "5")
+    assert proc.returncode == 0, proc.stderr
+    chunks = chunks_of(sandbox)
+    assert len(chunks) >= 4
+    check_sound(chunks)  # 0 <= times_ms[0] <= 1 and no negative offset in any chunk
+    # Some chunk starts past the half ms: rounding t0_ms to nearest would have made it negative.
+    assert any(c["times_ms"][0] > 0.5 for c in chunks)
+
+
+@pytest.mark.parametrize(("length", "offset"), [(12, -200_000.0), (30, 200_000.0)])
+def test_a_long_run_of_bad_stamps_that_comes_back_is_repaired_not_a_jump(sandbox, tmp_path, length, offset):
+    """More bad stamps in a row than an isolated outlier (12 at -200,000 s, as the reviewer's
+    A4_run12.xdf; 30 at +200,000 s), the clock back on its grid after them: repaired and counted,
+    no gap, nothing moved days later (review 9, finding 3)."""
+    n, sfreq = 256 * 20, 256.0
+    t = 5000.0 + np.arange(n) / sfreq
+    t[2000 : 2000 + length] += offset
+    path = tmp_path / f"run{length}.xdf"
+    write_xdf(
+        path, [eeg(n, sfreq, ["C1", "C2", "C3", "C4"], times=t), markers([5001.0, 5015.0])], start=HEADER
+    )
+    proc, summary = replay(sandbox, path, tmp_path, "--chunk-seconds", "5")
+    assert proc.returncode == 0, proc.stderr
+    chunks = chunks_of(sandbox)
+    times = check_sound(chunks)
+    assert times.shape == (n,) and gaps_of(chunks) == []
+    assert times[-1] - times[0] == pytest.approx((n - 1) * 1000 / sfreq, abs=0.01)
+    for c in chunks:
+        assert HEADER_MS - 1 <= c["t0_ms"] <= HEADER_MS + 20_000
+    assert repaired_of(chunks) == length
+    assert f"{length} sample timestamp(s)" in proc.stderr and summary["recording_s"] < 21
 
 
 # -- kind 2: declared rate != real rate ----------------------------------------------------------

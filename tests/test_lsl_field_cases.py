@@ -225,12 +225,12 @@ def test_live_stream_too_irregular_to_window_is_refused_in_one_line():
 
 
 class PacedPusher(threading.Thread):
-    """Pushes `real` Hz samples in real time on an outlet that declares another rate; sample
-    `outlier` carries a stamp 200,000 s in the future."""
+    """Pushes `real` Hz samples in real time on an outlet that declares another rate; the stamps
+    of the samples in `outliers` are off by the seconds given there."""
 
-    def __init__(self, outlet, real: float, seconds: float, outlier: int, channels: int) -> None:
+    def __init__(self, outlet, real: float, seconds: float, outliers: dict[int, float], channels: int) -> None:
         super().__init__(daemon=True)
-        self.outlet, self.real, self.seconds, self.outlier = outlet, real, seconds, outlier
+        self.outlet, self.real, self.seconds, self.outliers = outlet, real, seconds, outliers
         self.data = synth(int(real * seconds), real, 12.0, channels)
         self.stop = threading.Event()
 
@@ -244,7 +244,9 @@ class PacedPusher(threading.Thread):
             due = min(n, int((pylsl.local_clock() - t0) * self.real) + 1)
             if due > i:
                 stamps = t0 + np.arange(i, due) / self.real
-                stamps[(np.arange(i, due) == self.outlier)] += 200_000.0
+                for k, offset in self.outliers.items():
+                    if i <= k < due:
+                        stamps[k - i] += offset
                 self.outlet.push_chunk(self.data[i:due].astype(np.float32), stamps.tolist())
                 i = due
             time.sleep(0.02)
@@ -260,7 +262,8 @@ def test_collector_run_repairs_an_outlier_and_uses_the_measured_rate(sandbox, tm
 
     name = uid("run-fieldcase")
     outlet = pylsl.StreamOutlet(make_eeg_info(name, name, ["Fp1", "Fp2", "C3", "C4"], 256.0))
-    pusher = PacedPusher(outlet, real=200.0, seconds=30.0, outlier=900, channels=4)
+    # One stamp 200,000 s ahead, one 200,000 s behind (review 9, finding 2: both logged).
+    pusher = PacedPusher(outlet, real=200.0, seconds=30.0, outliers={900: 2e5, 1300: -2e5}, channels=4)
     env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY")}
     env.update(OPENLESSON_API_KEY=sandbox.api_key, OPENLESSON_BASE_URL=sandbox.base_url)
     env["PYTHONPATH"] = os.pathsep.join([str(Path(__file__).resolve().parents[1]), env.get("PYTHONPATH", "")])
@@ -289,8 +292,15 @@ def test_collector_run_repairs_an_outlier_and_uses_the_measured_rate(sandbox, tm
     assert len(artifacts) >= 3
     times = np.concatenate([a["t0_ms"] + np.asarray(a["times_ms"]) for a in artifacts])
     assert np.all(np.diff(times) > 0)
-    np.testing.assert_allclose(np.diff(times), 5.0, atol=0.05)  # 200 Hz, the outlier repaired
-    assert sum(a["method"]["timestamps_repaired"] for a in artifacts) == 1
+    np.testing.assert_allclose(np.diff(times), 5.0, atol=0.05)  # 200 Hz, the outliers repaired
+    assert sum(a["method"]["timestamps_repaired"] for a in artifacts) == 2
+    # The repairs are in the log, as a replay logs them: the first at once, the rest counted.
+    logged = [json.loads(line) for line in proc.stderr.splitlines() if "were repaired" in line]
+    assert logged and logged[0]["message"].count("(1 in this capture so far)") == 1, proc.stderr
+    assert "(2 in this capture so far)" in logged[-1]["message"]
+    # t0_ms is rounded down: at 200 Hz declared 256 Hz, no chunk starts before its t0_ms (finding 1).
+    for a in artifacts:
+        assert 0 <= a["times_ms"][0] <= 1 and min(a["times_ms"]) >= 0
     assert all(a["gaps"] == [] for a in artifacts)
     for a in artifacts:
         assert a["device"]["nominal_sfreq"] == 256.0

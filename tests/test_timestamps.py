@@ -69,6 +69,60 @@ def test_lasting_jumps_are_kept_forward_and_closed_up_backward():
     assert r.times[3000] - r.times[2999] == pytest.approx(P)
 
 
+@pytest.mark.parametrize(
+    ("start", "length", "offset"),
+    [(2000, 12, -200_000.0), (2000, 40, 200_000.0), (100, 300, -3.0), (3500, 9, 7.5)],
+    ids=["12-back", "40-forward", "300-back-3s", "9-forward"],
+)
+def test_a_long_run_of_bad_stamps_that_comes_back_to_the_grid_is_repaired(start, length, offset):
+    """Longer than MAX_RUN, but the neighbours on both sides agree with one grid: the clock did
+    not jump, so there is no gap and nothing after the run moves (review 9, finding 3)."""
+    t = GRID.copy()
+    t[start : start + length] += offset
+    r = repair_times(t, typical_period(t))
+    assert r.repaired.tolist() == list(range(start, start + length)) and r.resets == []
+    np.testing.assert_allclose(r.times, GRID, atol=1e-9)
+
+
+def test_a_backward_jump_that_never_comes_back_stays_a_reset():
+    t = GRID.copy()
+    t[2000:] -= 200_000.0
+    r = repair_times(t, typical_period(t))
+    assert r.repaired.size == 0 and r.resets == [2000]
+    assert np.all(np.diff(r.times) > 0) and r.times[-1] - r.times[0] == pytest.approx(3999 * P)
+
+
+def test_live_pieces_repair_a_long_run_that_comes_back_within_a_piece():
+    t = GRID.copy()
+    t[1010:1022] -= 200_000.0
+    live = LiveRepair(P)
+    data = np.zeros((t.size, 1))
+    out = [live.feed(t[i : i + 200], data[i : i + 200])[0] for i in range(0, t.size, 200)]
+    out.append(live.feed(np.zeros(0), data[:0], final=True)[0])
+    np.testing.assert_allclose(np.concatenate(out), GRID, atol=1e-9)
+    assert live.repaired_total == 12 and live.resets_total == 0
+
+
+@pytest.mark.parametrize("offset", [-200_000.0, 200_000.0])
+@pytest.mark.parametrize("piece", [5, 7, 32])
+def test_live_pieces_hold_a_long_run_of_bad_stamps_across_pieces(piece, offset):
+    """12 bad stamps spread over several pieces: held until the stamps come back, then repaired;
+    nothing after them moves (review 9, finding 3, live)."""
+    t = GRID.copy()
+    t[1003:1015] += offset
+    live = LiveRepair(P)
+    data = np.arange(t.size, dtype=np.float64)[:, None]
+    out_t, out_x = [], []
+    for i in range(0, t.size, piece):
+        times, rows, _, _ = live.feed(t[i : i + piece], data[i : i + piece])
+        out_t.append(times)
+        out_x.append(rows)
+    times, rows, _, _ = live.feed(np.zeros(0), data[:0], final=True)
+    np.testing.assert_allclose(np.concatenate(out_t + [times]), GRID, atol=1e-9)
+    np.testing.assert_array_equal(np.concatenate(out_x + [rows]), data)
+    assert live.repaired_total == 12 and live.resets_total == 0
+
+
 def test_jittered_stamps_are_left_alone():
     rng = np.random.default_rng(0)
     t = GRID + rng.uniform(-0.3 * P, 0.3 * P, GRID.size)
