@@ -209,6 +209,14 @@ class Loss:
                 "count": self.count, "chunks": list(self.chunks), "message": self.message}  # fmt: skip
 
 
+def damaged_advice(root: Path) -> str:
+    """What to do with a spool whose database cannot be read (`collector doctor` says the same)."""
+    return (
+        f"Move the spool aside (`mv {root} {root}.damaged`) so a new one starts there, or choose another "
+        f"with --spool DIR; its items may be recovered with `sqlite3 {root}.damaged/{DB_NAME} .recover`."
+    )
+
+
 def _now_ms() -> int:
     return int(time.time() * 1000)
 
@@ -301,10 +309,8 @@ class Spool:
                 "Free disk space, then run `collector upload`."
             )
         if getattr(exc, "sqlite_errorcode", None) in (_SQLITE_CORRUPT, _SQLITE_NOTADB):
-            db = self.root / DB_NAME
             return SpoolDamagedError(
-                f"The spool database {db} is damaged ({exc}). Move it aside (mv {db} {db}.damaged) to start "
-                "an empty spool there, or choose another with --spool DIR; items in it cannot be read."
+                f"The spool database {self.root / DB_NAME} is damaged ({exc}). {damaged_advice(self.root)}"
             )
         return SpoolError(
             f"Cannot open the spool at {self.root} ({exc}). Check the folder exists and is writable "

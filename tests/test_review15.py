@@ -9,7 +9,10 @@ Nothing saved is ever deleted; nothing delivered is ever sent twice.
 from __future__ import annotations
 
 import collections
+import json
+import os
 import subprocess
+import uuid
 from pathlib import Path
 
 import pytest
@@ -64,3 +67,45 @@ def test_upload_on_a_disk_still_full_after_a_replay_never_sends_a_chunk_twice(sa
     assert sent_twice(sandbox) == []
     assert len(sandbox.evidence(sandbox.workspace_id)) == len(rows_all(root))  # every item, once
     assert integrity_ok(root)
+
+
+# ---- 4. doctor on a full disk: the fix is free disk space, not chown -----------------------------------
+
+
+def test_doctor_on_a_full_disk_says_free_disk_space(sandbox, small_disk):
+    from test_full_disk import fill
+    from test_hostile_delivery import spool_eeg
+
+    disk = small_disk("1m")
+    root = disk / "spool"
+    spool_eeg(root, sandbox.workspace_id, 2)
+    fill(disk)
+    proc = collector(["doctor", "--json", "--lsl-wait", "0.3", "--spool", str(root)], "http://127.0.0.1:9")
+    assert "Traceback" not in proc.stderr
+    (check,) = [c for c in json.loads(proc.stdout)["checks"] if c["name"] == "spool"]
+    assert check["status"] == "fail" and "No space left" in check["detail"], check
+    assert "Free disk space" in check["fix"] and "chown" not in check["fix"], check
+
+
+# ---- 6. a damaged spool.db: every command exits 2 with the doctor's advice -------------------------------
+
+
+@pytest.mark.parametrize("command", ["status", "upload", "sessions", "replay"])
+def test_every_command_on_a_damaged_spool_exits_2_with_the_doctors_advice(tmp_path, command):
+    root = tmp_path / "spool"
+    root.mkdir(mode=0o700)
+    junk = os.urandom(50_000)
+    (root / "spool.db").write_bytes(junk)
+    args = [command, "--spool", str(root)]
+    if command == "replay":
+        args += [str(MUSE_XDF), "--workspace", str(uuid.uuid4()), "--block", str(uuid.uuid4()), "--offline"]
+    proc = collector(args, "http://127.0.0.1:9")
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr
+    last = proc.stderr.strip().splitlines()[-1]
+    assert "is damaged" in last and f"mv {root} {root}.damaged" in last, last
+    assert f"sqlite3 {root}.damaged/spool.db .recover" in last and "writable by you" not in last, last
+    doctor = collector(["doctor", "--json", "--lsl-wait", "0.3", "--spool", str(root)], "http://127.0.0.1:9")
+    (check,) = [c for c in json.loads(doctor.stdout)["checks"] if c["name"] == "spool"]
+    assert check["status"] == "fail" and check["fix"] in last  # the same advice everywhere
+    assert (root / "spool.db").read_bytes() == junk  # left as it was

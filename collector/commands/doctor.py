@@ -20,6 +20,7 @@ doctor run stays under ~10 s even with no network. The key is never printed, its
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import logging
 import os
@@ -554,21 +555,34 @@ def check_spool(args: argparse.Namespace) -> Check:
             f"cannot use {root}: a file is in the way (not a folder)",
             "Pass --spool DIR (or set COLLECTOR_SPOOL_DIR) to a folder, or move that file away.",
         )
-    except OSError as exc:
-        return Check.failed("spool", f"cannot write to {root} ({exc.strerror or exc})", fix_perm)
+    except OSError as exc:  # the fix depends on why: a full disk is not a permission problem
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            fix = f"Free disk space on the disk holding {root}, or move the spool with --spool DIR."
+        elif exc.errno == errno.EROFS:
+            fix = f"{root} is on a read-only file system: pass --spool DIR (or set COLLECTOR_SPOOL_DIR)."
+        else:
+            fix = fix_perm
+        return Check.failed("spool", f"cannot write to {root} ({exc.strerror or exc})", fix)
 
     notes = []
     mode = root.stat().st_mode & 0o777
     if mode & 0o077:
         notes.append(f"folder mode {mode:o} lets other users read evidence")
     pending, unreadable = _spool_backlog(root)
-    if unreadable:  # the folder is writable, but the spool in it is not usable
-        return Check.failed(
-            "spool",
-            f"{root} is writable but its database cannot be opened ({unreadable})",
-            f"Move it aside (`mv {root} {root}.damaged`) so a new spool starts; its items may be "
-            f"recovered with `sqlite3 {root}.damaged/spool.db .recover`.",
-        )
+    if unreadable is not None:  # the folder is writable, but the spool in it is not usable
+        from collector.errors import SpoolDamagedError, SpoolFullError
+        from collector.spool import damaged_advice
+
+        if isinstance(unreadable, SpoolFullError):
+            fix = f"Free disk space on the disk holding {root}, or move the spool with --spool DIR."
+        elif isinstance(unreadable, SpoolDamagedError):
+            fix = damaged_advice(root)
+        else:
+            fix = fix_perm
+        why = str(unreadable).rstrip(".")
+        if isinstance(unreadable, SpoolDamagedError):  # the cause only: the fix says what to do
+            why = why.split(". Move the spool aside")[0]
+        return Check.failed("spool", f"{root} is writable but its database cannot be opened ({why})", fix)
     detail = f"{root} writable, {_human(usage.free)} free" + (f"; {pending}" if pending else "")
     if usage.free < SPOOL_FAIL_FREE_BYTES:
         return Check.failed(
@@ -588,24 +602,24 @@ def check_spool(args: argparse.Namespace) -> Check:
     return Check("spool", OK, detail)
 
 
-def _spool_backlog(root: Path) -> tuple[str, str]:
-    """('N items waiting', '') for an existing spool, or ('', why) when it cannot be opened.
+def _spool_backlog(root: Path) -> tuple[str, Exception | None]:
+    """('N items waiting', None) for an existing spool, or ('', the error) when it cannot be opened.
 
     Never creates one."""
     if not (root / "spool.db").exists():
-        return "", ""
+        return "", None
     owner = root.stat().st_uid
     if hasattr(os, "geteuid") and owner != os.geteuid():
         # Opening it would leave SQLite side files owned by us (root, typically) in a service's spool.
         who = _user_name(owner)
-        return f"owned by {who}: backlog not read (`collector status` as that user tells it)", ""
+        return f"owned by {who}: backlog not read (`collector status` as that user tells it)", None
     try:
         from collector.spool import Spool
 
         with Spool(root) as spool:
             pending, failed, reason = spool.pending_count(), spool.failed_count(), spool.pause_reason()
     except Exception as exc:
-        return "", str(exc).rstrip(".")
+        return "", exc
     parts = []
     if pending:
         parts.append(f"{pending} item(s) waiting (`collector upload` sends them)")
@@ -613,7 +627,7 @@ def _spool_backlog(root: Path) -> tuple[str, str]:
         parts.append(f"{failed} rejected item(s)")
     if reason:
         parts.append(reason if reason.lower().startswith("delivery paused") else f"delivery paused: {reason}")
-    return "; ".join(parts), ""
+    return "; ".join(parts), None
 
 
 def _user_name(uid: int) -> str:
