@@ -16,6 +16,10 @@ could hold gaps) is not written by edfio nor read correctly by MNE; so a gap is 
 stretch of 0 µV covered by a `BAD_ACQ_SKIP` annotation (MNE's own name for "not acquired",
 which its functions skip by default), never as invented signal. The last data record is
 completed the same way. The start time is UTC, to the microsecond (EDF+ subsecond start).
+EEG acquired but no longer on this machine (evicted, pruned or damaged: collector/kept.py) is
+also 0 µV, under `BAD_NOT_KEPT`, and the file starts at the capture's first sample even when
+that part is gone. A data record is the shortest whole number of seconds that holds a whole
+number of samples (`_record_samples`). Both files are written owner-only (0600).
 """
 
 from __future__ import annotations

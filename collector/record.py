@@ -5,7 +5,9 @@ two tables next to the spool's:
 
     captures    one row per capture: kind (run, replay, demo), start and end (Unix ms),
                 workspace and block (id and title when known), source, profile, retention and
-                the capture's counts (samples, screenshots, markers, chunks).
+                the capture's counts (samples, screenshots, markers, chunks), and the pid of the
+                process that began it (a capture with no end whose process is gone was
+                interrupted: collector/interrupted.py finishes it).
     record      one row per delivered item kept: the EEG chunk artifact as delivered (zlib
                 compressed JSON) or a reduced copy of the screenshot (about 480 px wide, WebP),
                 with the item's identity and its request metadata (e.g. a frame's paused periods).

@@ -119,6 +119,14 @@ def test_review_header_of_a_partly_evicted_capture_says_what_is_here(evicted):
     html = out.read_text(encoding="utf-8")
     assert "incomplete here" in html and f"of {first['samples']:,} samples on this machine" in html
     assert "#e08a1e" in html  # the missing stretch is shaded on the plot
+    import shutil
+
+    if shutil.which("chromium"):  # the page still draws, with no script error
+        from test_review_export import chromium_render
+
+        dom, console = chromium_render(out, tmp)
+        assert 'data-rendered="yes"' in dom
+        assert not [line for line in console if "Uncaught" in line or "Error" in line], console
 
 
 @pytest.mark.slow
