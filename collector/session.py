@@ -188,7 +188,8 @@ def run_session(
         log.warning("could not read the spool's loss counts: %s", err)
         losses = []
     # A chunk whose refusal the spool could not even count (a failing disk) is still a loss.
-    uncounted = snap["dropped"] - sum(loss.count for loss in losses if loss.reason != "failed")
+    kept_as_failed = ("failed", "unreadable")  # in the spool, not on the server; the rest were refused
+    uncounted = snap["dropped"] - sum(loss.count for loss in losses if loss.reason not in kept_as_failed)
     if uncounted > 0:
         losses.append(Loss(capture.capture_id, "this capture", "the spool could not be written", uncounted))
     summary = {
@@ -203,7 +204,7 @@ def run_session(
         "delivered": snap["delivered"],
         "pending": pending,
         "lost": sum(loss.count for loss in losses),
-        "failed": sum(loss.count for loss in losses if loss.reason == "failed"),
+        "failed": sum(loss.count for loss in losses if loss.reason in kept_as_failed),
     }
     if recording_s is not None:
         ended = (

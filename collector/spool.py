@@ -34,6 +34,7 @@ in the bound and are evicted, oldest first, before anything is refused.
 from __future__ import annotations
 
 import errno
+import hashlib
 import json
 import logging
 import os
@@ -95,7 +96,8 @@ CREATE INDEX IF NOT EXISTS items_state ON items (state, id);
 CREATE INDEX IF NOT EXISTS items_stream ON items (state, stream_id, id);
 CREATE TABLE IF NOT EXISTS blobs (
     item_id INTEGER PRIMARY KEY,
-    data    BLOB NOT NULL
+    data    BLOB NOT NULL,
+    sha256  TEXT
 );
 CREATE TABLE IF NOT EXISTS drops (
     capture_id TEXT NOT NULL,
@@ -179,6 +181,7 @@ LOSS_REASONS = {
     "spool_full_screens_paused": "not saved: the spool was over 90 % of its bound, screenshots paused",
     "disk_full": "not saved: the disk was full",
     "failed": "rejected for good (kept in the spool as failed)",
+    "unreadable": "unreadable in the spool, set aside (kept as failed)",
 }
 
 
@@ -284,6 +287,10 @@ class Spool:
             self._conn.execute("PRAGMA synchronous=FULL")
             self._conn.execute("PRAGMA foreign_keys=ON")
             self._conn.executescript(_SCHEMA)
+            if "sha256" not in {row[1] for row in self._conn.execute("PRAGMA table_info(blobs)")}:
+                self._conn.execute(
+                    "ALTER TABLE blobs ADD COLUMN sha256 TEXT"
+                )  # a spool made before checksums
             self.record = LocalRecord(self._conn, self._lock)  # what stays after delivery (record.py)
             self.record.create_schema()
         except sqlite3.Error as exc:
@@ -370,7 +377,10 @@ class Spool:
                         ),  # fmt: skip
                     )
                     item_id = int(cur.lastrowid or 0)
-                    self._conn.execute("INSERT INTO blobs (item_id, data) VALUES (?, ?)", (item_id, data))
+                    self._conn.execute(
+                        "INSERT INTO blobs (item_id, data, sha256) VALUES (?, ?, ?)",
+                        (item_id, data, hashlib.sha256(data).hexdigest()),
+                    )
                     self._add_stored_bytes(size)
                     self._conn.execute("COMMIT")
                 except BaseException:
@@ -776,7 +786,7 @@ class Spool:
         try:
             row = self._conn.execute(
                 "SELECT i.id, i.workspace_id, i.capture_id, i.stream_id, i.chunk_index, i.type,"
-                " i.request_json, b.data, i.attempts, i.created_ms"
+                " i.request_json, b.data, i.attempts, i.created_ms, b.sha256"
                 " FROM items i LEFT JOIN blobs b ON b.item_id = i.id WHERE i.id = ?",
                 (item_id,),
             ).fetchone()
@@ -797,6 +807,8 @@ class Spool:
             request = {}
         if strict and not isinstance(data, bytes):
             raise _Unreadable("its bytes are missing" if data is None else "its bytes are not a blob")
+        if strict and row[10] is not None and hashlib.sha256(data).hexdigest() != row[10]:
+            raise _Unreadable("its bytes changed since it was spooled: their SHA-256 does not match")
         return SpoolItem(
             id=row[0], workspace_id=row[1], capture_id=row[2], stream_id=row[3], chunk_index=row[4],
             type=row[5], request=request, data=bytes(data or b"") if not isinstance(data, str) else b"",
@@ -900,13 +912,21 @@ class Spool:
                 drops = self._conn.execute(
                     f"SELECT capture_id, stream_id, reason, count FROM drops WHERE 1{only}", params
                 ).fetchall()
+                # Set aside by the spool (`_set_aside`) or rejected by the server: told apart.
                 failed = self._conn.execute(
-                    "SELECT capture_id, stream_id, COUNT(*), GROUP_CONCAT(chunk_index),"
-                    " (SELECT last_error FROM items j WHERE j.capture_id = i.capture_id"
-                    "  AND j.stream_id = i.stream_id AND j.state = 'failed' ORDER BY j.id DESC LIMIT 1)"
-                    f" FROM items i WHERE state = 'failed'{only} GROUP BY capture_id, stream_id",
+                    "SELECT capture_id, stream_id, unreadable, COUNT(*), GROUP_CONCAT(chunk_index),"
+                    " MAX(id) FROM (SELECT *, COALESCE(last_error LIKE 'unreadable in the spool%', 0)"
+                    f" AS unreadable FROM items WHERE state = 'failed'{only})"
+                    " GROUP BY capture_id, stream_id, unreadable",
                     params,
                 ).fetchall()
+                last_errors = {
+                    item_id: message
+                    for item_id, message in self._conn.execute(
+                        f"SELECT id, last_error FROM items WHERE id IN ({','.join('?' * len(failed))})",
+                        [row[5] for row in failed],
+                    )
+                }
             except sqlite3.Error as exc:
                 raise SpoolError(f"Cannot read the spool at {self.root}: {exc}.") from None
             counts: dict[tuple[str, str, str], int] = {}
@@ -916,9 +936,10 @@ class Spool:
                 if capture_id is None or key[0] == capture_id:
                     counts[key] = counts.get(key, 0) + n
         out = [Loss(cap, stream, reason, n) for (cap, stream, reason), n in sorted(counts.items())]
-        for cap, stream, n, indexes, message in failed:
+        for cap, stream, unreadable, n, indexes, last_id in failed:
             chunks = tuple(sorted(int(i) for i in str(indexes or "").split(",") if i))
-            out.append(Loss(cap, stream, "failed", n, chunks, message))
+            reason = "unreadable" if unreadable else "failed"
+            out.append(Loss(cap, stream, reason, n, chunks, last_errors.get(last_id)))
         return out
 
     # ---- delivery lock and lifetime -----------------------------------------------------------

@@ -136,7 +136,7 @@ def test_an_unreadable_item_is_set_aside_and_the_rest_of_its_stream_flows(sandbo
     states = {idx: state for _, idx, state in rows_all(root)}
     assert states == {0: "delivered", 1: "failed", 2: "delivered", 3: "failed", 4: "delivered"}
     report = status_json(root)  # the reason is shown
-    (loss,) = [x for x in report["losses"] if x["reason"] == "failed"]
+    (loss,) = [x for x in report["losses"] if x["reason"] == "unreadable"]
     assert loss["count"] == 2 and loss["chunks"] == [1, 3] and "unreadable in the spool" in loss["message"]
     text = collector(["status", "--spool", str(root)], "http://127.0.0.1:9")
     assert "unreadable in the spool" in text.stdout

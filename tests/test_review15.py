@@ -109,3 +109,33 @@ def test_every_command_on_a_damaged_spool_exits_2_with_the_doctors_advice(tmp_pa
     (check,) = [c for c in json.loads(doctor.stdout)["checks"] if c["name"] == "spool"]
     assert check["status"] == "fail" and check["fix"] in last  # the same advice everywhere
     assert (root / "spool.db").read_bytes() == junk  # left as it was
+
+
+# ---- 7. damaged bytes are caught by their checksum; set-aside items are not called rejected -----------
+
+
+def test_a_blob_overwritten_with_junk_is_set_aside_not_sent(sandbox, tmp_path):
+    import sqlite3
+
+    from test_hostile_delivery import spool_eeg
+
+    root = tmp_path / "spool"
+    spool_eeg(root, sandbox.workspace_id, 4)
+    con = sqlite3.connect(root / "spool.db")
+    (item_id,) = con.execute("SELECT id FROM items WHERE chunk_index = 2").fetchone()
+    con.execute("UPDATE blobs SET data = ? WHERE item_id = ?", (b"\x00\xff\x13", item_id))  # 3 junk bytes
+    con.commit()
+    con.close()
+    proc = collector(["upload", "--spool", str(root)], sandbox.base_url, key=sandbox.api_key)
+    assert proc.returncode == 7, proc.stderr
+    assert "1 item(s) could not be read back" in proc.stderr.splitlines()[-1]
+    assert sorted(r["chunk_index"] for r in sandbox.evidence(sandbox.workspace_id)) == [0, 1, 3]
+    (loss,) = status_json(root)["losses"]
+    assert loss["reason"] == "unreadable" and loss["chunks"] == [2] and "SHA-256" in loss["message"]
+    text = collector(["status", "--spool", str(root)], "http://127.0.0.1:9").stdout
+    assert "unreadable in the spool, set aside" in text and "rejected" not in text, text
+    con = sqlite3.connect(root / "spool.db")  # kept, as it is, not deleted
+    assert (
+        con.execute("SELECT data FROM blobs WHERE item_id = ?", (item_id,)).fetchone()[0] == b"\x00\xff\x13"
+    )
+    con.close()
