@@ -346,8 +346,10 @@ class Capture:
             "data_end_ms": None if s.last_ms is None else int(math.ceil(s.last_ms)),
         }
         try:
-            self.spool.record.end_capture(self.capture_id, int(time.time() * 1000), counts)
-            self.spool.record.prune()  # a lab service may run for weeks without reopening its spool
+            if self.spool.end_capture(self.capture_id, int(time.time() * 1000), counts):
+                self.spool.record.prune()  # a lab service may run for weeks without reopening its spool
+            else:  # a full disk: the spool writes it as soon as it can, at the latest when it closes
+                log.info("local record of the capture is closed once the disk has room (at exit)")
         except Exception as exc:
             log.warning("local record not closed: %s", exc)
 

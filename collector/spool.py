@@ -263,6 +263,8 @@ class Spool:
         self._unsaved_drops: dict[tuple[str, str, str], int] = {}
         # 201s that arrived while the disk was full: item id -> evidence id, written when space allows.
         self._held_deliveries: dict[int, str] = {}
+        # Captures' end and counts (local record) that a full disk refused: capture_id -> (ended_ms, counts).
+        self._held_ends: dict[str, tuple[int, dict[str, Any]]] = {}
         self._lock_fd: int | None = None
         self._listeners: list[Callable[[], None]] = []
         try:
@@ -478,7 +480,31 @@ class Spool:
             except SpoolError:
                 return False
             del self._held_deliveries[item_id]
+        while self._held_ends:
+            capture_id, (ended_ms, counts) = next(iter(self._held_ends.items()))
+            try:
+                self.record.end_capture(capture_id, ended_ms, counts)
+            except (OSError, sqlite3.Error):
+                return False
+            del self._held_ends[capture_id]
         return True
+
+    def end_capture(self, capture_id: str, ended_ms: int, counts: dict[str, Any]) -> bool:
+        """Close a capture's local record (end time, counts); False if a full disk made it wait.
+
+        Then it is held in memory like the refusal counts, and written as soon as a write
+        succeeds or at `close` (with the reserve's space), so `collector sessions` shows it.
+        """
+        with self._lock:
+            self._check_open()
+            try:
+                self.record.end_capture(capture_id, ended_ms, counts)
+                return True
+            except (OSError, sqlite3.Error) as exc:
+                if not _is_disk_full(exc):
+                    raise SpoolError(f"Cannot update the spool at {self.root}: {exc}.") from None
+                self._held_ends[capture_id] = (ended_ms, counts)
+                return False
 
     def flush_held(self) -> bool:
         """Try again to write what a full disk refused (counts, delivery records); True when done."""
@@ -489,7 +515,7 @@ class Spool:
     @property
     def held(self) -> int:
         """How many counts and delivery records wait in memory for disk space."""
-        return len(self._unsaved_drops) + len(self._held_deliveries)
+        return len(self._unsaved_drops) + len(self._held_deliveries) + len(self._held_ends)
 
     def ensure_reserve(self) -> bool:
         """Make the reserve if it is missing; True when it is there (then a 201 can be recorded).
@@ -984,8 +1010,9 @@ class Spool:
             # space if need be, so `status` and the next `upload` see them.
             if not self._flush_held() and self._use_reserve() and not self._flush_held():
                 log.warning(
-                    "the disk holding %s is full: %d refusal count(s) and %d delivery record(s) could not "
-                    "be written", self.root, len(self._unsaved_drops), len(self._held_deliveries),
+                    "the disk holding %s is full: %d refusal count(s), %d delivery record(s) and %d "
+                    "capture end(s) could not be written", self.root, len(self._unsaved_drops),
+                    len(self._held_deliveries), len(self._held_ends),
                 )  # fmt: skip
             self._closed = True
             self.unlock_delivery()

@@ -139,3 +139,25 @@ def test_a_blob_overwritten_with_junk_is_set_aside_not_sent(sandbox, tmp_path):
         con.execute("SELECT data FROM blobs WHERE item_id = ?", (item_id,)).fetchone()[0] == b"\x00\xff\x13"
     )
     con.close()
+
+
+# ---- 2. a capture on a disk that filled still has its local record closed ------------------------------
+
+
+def test_a_capture_whose_disk_filled_is_closed_in_sessions(sandbox, small_disk):
+    import re
+
+    disk = small_disk("900k")
+    root = disk / "spool"
+    proc = replay_onto_full_disk(sandbox, root)
+    assert "local record not closed" not in proc.stderr
+    ended = re.search(r"Replay ended: .*?([\d,]+) EEG samples in \d+ chunks \((\d+) markers\)", proc.stderr)
+    samples, markers = int(ended[1].replace(",", "")), int(ended[2])
+    assert samples > 20_000 and markers > 0  # the whole recording was read, though most was refused
+    listed = collector(["sessions", "--spool", str(root), "--json"], "http://127.0.0.1:9")
+    assert listed.returncode == 0, listed.stderr
+    (session,) = json.loads(listed.stdout)
+    assert session["state"] == "finished" and session["finished"] is True, session
+    assert session["samples"] == samples and session["markers"] >= markers, session
+    assert 115 <= session["duration_s"] <= 125, session  # the recording's 120 s, not the wall time
+    assert session["started_at"] != session["captured_at"]  # the recording's start, not the replay's
