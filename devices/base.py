@@ -32,10 +32,13 @@ class StreamDescription:
     nominal_sfreq: float | None = None  # declared rate (0 = irregular); None: same as sfreq
     measured_sfreq: float | None = None  # rate the timestamps show, gaps excluded; None: not yet
     recheck_rate: bool = True  # False: the source measured the whole stream (a replay)
+    # Overrides source_id/name in stream_id when those do not tell this stream from another one
+    # (two same-named devices in one file: the file's stream id is added).
+    stream_key: str = ""
 
     @property
     def stream_id(self) -> str:
-        return f"eeg:{self.source_id or self.name}"
+        return f"eeg:{self.stream_key or self.source_id or self.name}"
 
 
 @dataclass(frozen=True, slots=True)

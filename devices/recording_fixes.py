@@ -176,7 +176,7 @@ def stream_parts(recording: XdfRecording, chosen: XdfStream) -> list[XdfStream]:
     same.sort(key=lambda s: float(s.times_s[0]))
     for a, b in _pairs(same):
         if float(b.times_s[0]) <= float(a.times_s[-1]):
-            log.info(
+            log.debug(  # XdfSource names the ones not replayed and how to pick them
                 "%d streams named %r overlap in time, so they are separate devices, not parts of one",
                 len(same),
                 chosen.name,

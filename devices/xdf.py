@@ -276,6 +276,18 @@ def pick_eeg_stream(recording: XdfRecording, stream: str | None = None) -> XdfSt
             or [s for s in numeric if s.name == wanted]
             or [s for s in numeric if s.type.lower() == wanted.lower()]
         )
+        strings = [
+            s
+            for s in recording.streams
+            if s.is_string
+            and ((wanted.isdigit() and s.stream_id == int(wanted)) or wanted in (s.source_id, s.name))
+        ]
+        if not chosen and strings:
+            raise UsageError(
+                f"--stream {stream!r} in {recording.path.name} is {_describe(strings[0])}, a marker stream "
+                f"(strings), not EEG: its markers are replayed as events with the EEG anyway. Pick the EEG "
+                f"stream with --stream NAME|SOURCE_ID|ID; streams: {listing}."
+            )
         if not chosen:
             raise UsageError(
                 f"no numeric stream with id, source_id or name {stream!r} in {recording.path.name}; "
@@ -305,6 +317,36 @@ def pick_eeg_stream(recording: XdfRecording, stream: str | None = None) -> XdfSt
             ", ".join(_describe(s) for s in others),
         )
     return pick
+
+
+def _same_named_not_replayed(
+    recording: XdfRecording, eeg: XdfStream, replayed: Sequence[int]
+) -> list[tuple[XdfStream, str]]:
+    """Numeric streams with `eeg`'s name (or non-empty source_id) that are not among the
+    `replayed` ids, each with why it is not one of its parts."""
+    out = []
+    first, last = float(eeg.times_s[0]), float(eeg.times_s[-1])
+    for s in recording.streams:
+        if (
+            s.stream_id in replayed
+            or s.is_string
+            or not (s.name == eeg.name or (eeg.source_id and s.source_id == eeg.source_id))
+        ):
+            continue
+        if len(s.labels) != len(eeg.labels):
+            why = f"{len(s.labels)} channels, not {len(eeg.labels)}"
+        elif s.type != eeg.type:
+            why = f"type {s.type or '?'}"
+        elif not s.sample_count:
+            why = "no samples"
+        elif float(s.times_s[0]) <= last and float(s.times_s[-1]) >= first:
+            why = "overlaps it in time: another device"
+        elif (s.source_id or s.hostname) != (eeg.source_id or eeg.hostname):
+            why = "another source_id or host"
+        else:
+            why = "picked out by --stream"
+        out.append((s, why))
+    return out
 
 
 def marker_value(sample: Sequence[Any]) -> str:
@@ -421,10 +463,14 @@ class XdfSource:
         eeg = prepared.stream
         sfreq = prepared.sfreq
         units = [eeg.units[i] for i in split.eeg_index if i < len(eeg.units) and eeg.units[i]]
+        source_id = eeg.source_id or f"xdf:{self.path.name}:{eeg.name}"
+        rivals = _same_named_not_replayed(recording, eeg, prepared.part_ids)
         self.description = StreamDescription(
             name=eeg.name,
             type=eeg.type,
-            source_id=eeg.source_id or f"xdf:{self.path.name}:{eeg.name}",
+            source_id=source_id,
+            # Same name (or source_id) as a stream not replayed here: the file's id tells them apart.
+            stream_key=f"{source_id}:{prepared.part_ids[0]}" if rivals else "",
             sfreq=float(sfreq),
             channels=split.eeg_labels,
             unit=units[0] if units else "microvolts",
@@ -435,6 +481,17 @@ class XdfSource:
             measured_sfreq=prepared.measured_sfreq,
             recheck_rate=False,
         )
+        if rivals:
+            log.warning(
+                "%s holds %d other stream(s) named %r that are not replayed: %s. Replaying id %s as "
+                "stream_id %s; pick another with --stream ID.",
+                self.path.name,
+                len(rivals),
+                eeg.name,
+                "; ".join(f"id {s.stream_id} ({why})" for s, why in rivals),
+                "+".join(str(i) for i in prepared.part_ids),
+                self.description.stream_id,
+            )
         self.recording = recording
         self.prepared = prepared
         self._data = np.asarray(eeg.data[:, list(split.eeg_index)], dtype=np.float64)

@@ -363,6 +363,17 @@ def test_field_case_one_part_by_stream_id_or_both_by_source_id(sandbox_factory, 
     assert times_of(chunks_of(both)).shape == (4608,)
 
 
+@pytest.mark.parametrize("pick", ["2", "mk-1", "TestMarkers"])
+def test_picking_the_marker_stream_says_it_is_markers_not_eeg(sandbox, tmp_path, pick):
+    """`--stream 2` names the file's marker stream (review 9, finding 5): one line that says so."""
+    proc, _ = replay(sandbox, field("eeg_twice.xdf"), tmp_path, "--stream", pick)
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "'TestMarkers' (id 2" in lines[0] and "a marker stream" in lines[0], lines
+    assert "not EEG" in lines[0] and "no numeric stream" not in lines[0]
+    assert [r for r in sandbox.evidence(sandbox.workspace_id) if r["type"] == "eeg"] == []
+
+
 def test_three_parts_without_source_id_joined_by_host_not_a_second_device(sandbox, tmp_path):
     parts = [
         eeg(500 * 4, 500.0, ["C3", "C4"], t0=5000.0, source_id="", seed=1),
@@ -382,6 +393,38 @@ def test_three_parts_without_source_id_joined_by_host_not_a_second_device(sandbo
     gaps = gaps_of(chunks)
     assert [round(g["end_ms"] - g["start_ms"]) for g in gaps] == [2002, 1502]
     assert len(events_of(chunks)) == 5 == summary["markers"]
+
+
+def test_same_named_devices_are_named_told_apart_and_each_can_be_picked(sandbox_factory, tmp_path):
+    """Two 3-channel 500 Hz devices named alike without source_id, recording at once, and a
+    same-named 6-channel stream after them (review 9, finding 4): the replay says which id it
+    replayed and how to pick the others, and each choice has its own stream_id."""
+    a = eeg(500 * 8, 500.0, ["C3", "Cz", "C4"], t0=5000.0, source_id="", name="Amp", seed=1)
+    b = eeg(500 * 8, 500.0, ["C3", "Cz", "C4"], t0=5003.0, source_id="", name="Amp", seed=2)
+    c = eeg(500 * 4, 500.0, [f"E{i}" for i in range(6)], t0=5020.0, source_id="", name="Amp", seed=3)
+    path = tmp_path / "two_amps.xdf"
+    write_xdf(path, [a, b, c], start=HEADER)  # the file's stream ids: 1, 2, 3
+    ids = {}
+    for pick in (None, "2", "3"):
+        box = sandbox_factory()
+        proc, summary = replay(box, path, tmp_path, *(("--stream", pick) if pick else ()))
+        assert proc.returncode == 0, proc.stderr
+        said = [json.loads(line)["message"] for line in proc.stderr.splitlines() if "not replayed" in line]
+        assert len(said) == 1, proc.stderr
+        replayed = pick or "1"
+        others = sorted({"1", "2", "3"} - {replayed})
+        assert f"Replaying id {replayed} " in said[0] and "--stream ID" in said[0]
+        for other in others:
+            assert f"id {other} (" in said[0]
+        chunks = chunks_of(box)
+        check_sound(chunks)
+        ids[replayed] = chunks[0]["stream_id"]
+        assert ids[replayed].endswith(f":{replayed}")
+        assert summary["samples"] == {"1": 4000, "2": 4000, "3": 2000}[replayed]
+        if pick is None:  # why each other one is not replayed
+            assert "id 2 (overlaps it in time: another device)" in said[0]
+            assert "id 3 (6 channels, not 3)" in said[0]
+    assert len(set(ids.values())) == 3  # one stream_id per device
 
 
 # -- kind 5: streams on different clocks -----------------------------------------------------------
