@@ -329,6 +329,20 @@ def compute_band_powers(
     window_ends: indices of each window's last sample, each >= window - 1 and < n_samples;
     default: every window on the step grid (`grid_window_ends`).
     """
+    # NaN/inf samples are expected input (their windows come out NaN, flagged `missing`): numpy's
+    # "invalid value" warnings about them would only print raw lines outside the log format.
+    with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
+        return _band_powers(data, sfreq, settings, window_ends, with_quality=with_quality)
+
+
+def _band_powers(
+    data: np.ndarray,
+    sfreq: float,
+    settings: BandSettings | None,
+    window_ends: np.ndarray | None,
+    *,
+    with_quality: bool,
+) -> BandPowers:
     settings = settings or BandSettings()
     x = np.asarray(data, dtype=np.float64)
     if x.ndim == 1:

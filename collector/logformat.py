@@ -19,7 +19,13 @@ from typing import Any
 
 LEVELS = ("debug", "info", "warning", "error", "critical")
 # Events that carry a level of their own (the rest are info).
-EVENT_LEVELS = {"warning": "warning", "error": "error", "pending": "warning", "paused": "error"}
+EVENT_LEVELS = {
+    "warning": "warning",
+    "error": "error",
+    "pending": "warning",
+    "paused": "error",
+    "data_lost": "error",
+}
 
 
 def iso_time(ts: float | None = None) -> str:

@@ -229,7 +229,10 @@ def run_session(
     if losses:
         output.log(
             "data_lost",
-            message="DATA LOST: " + "; ".join(loss.describe() for loss in losses) + ". These chunks are "
+            # describe() may end with the server's own sentence: one period, not two.
+            message="DATA LOST: "
+            + "; ".join(loss.describe() for loss in losses).rstrip(".")
+            + ". These chunks are "
             f"not on the server; see `collector status --spool {capture.spool.root}`.",
             # Lab logs get the counts as data too; a text line stays one readable sentence.
             **({"lost": [loss.as_dict() for loss in losses]} if output.log_format == "json" else {}),

@@ -7,6 +7,7 @@ labels, clock domains). What is checked is what the sandbox stored: the decoded 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -531,6 +532,39 @@ def test_markers_after_the_last_sample_and_on_a_chunk_boundary_all_arrive(sandbo
     events = events_of(chunks)
     assert len(events) == 6 == summary["markers"]
     assert sorted(e["value"] for e in events) == sorted(f"stim{i}" for i in range(6))
+
+
+def test_non_finite_samples_print_only_log_lines_and_lost_data_is_an_error(tmp_path):
+    """NaN and inf samples (handled: null in `samples`, windows flagged missing) print no raw numpy
+    warning; items the server rejects for good end in one ERROR line with one period (review 9,
+    finding 6)."""
+    from hostile import HostileServer  # tests/hostile.py: a real HTTP server on loopback
+
+    stream = eeg(250 * 12, 250.0, [f"E{i}" for i in range(5)])
+    values = np.array(stream.values, dtype=np.float32)
+    values[300:340, 1] = np.nan
+    values[1200, :] = np.inf
+    values[2000:2010, 3] = -np.inf
+    path = tmp_path / "naninf.xdf"
+    write_xdf(path, [dataclasses.replace(stream, values=values)], start=HEADER)
+    env = {
+        k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY", "COLLECTOR_SPOOL_DIR")
+    }
+    env["PYTHONPATH"] = str(Path(__file__).resolve().parents[1])
+    with HostileServer("validation") as server:
+        env.update(OPENLESSON_API_KEY="sk_test_" + "f9" * 16, OPENLESSON_BASE_URL=server.base_url)
+        proc = subprocess.run(
+            [sys.executable, "-m", "collector", "replay", str(path), "--workspace", server.workspace_id,
+             "--block", server.block_id, "--speed", "max", "--chunk-seconds", "5", "--log-format", "json",
+             "--spool", str(tmp_path / "spool")],
+            env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=180,
+        )  # fmt: skip
+    assert proc.returncode == 7, proc.stderr
+    lines = [json.loads(line) for line in proc.stderr.splitlines()]  # every line in the log format
+    assert not any("RuntimeWarning" in line["message"] for line in lines)
+    lost = [line for line in lines if line.get("event") == "data_lost"]
+    assert len(lost) == 1 and lost[0]["level"] == "error", proc.stderr
+    assert lost[0]["message"].startswith("DATA LOST: 3 chunk(s) of eeg:") and ".." not in lost[0]["message"]
 
 
 # -- kind 9: channels stay distinct -------------------------------------------------------------------
