@@ -139,6 +139,24 @@ def test_live_outliers_at_piece_edges_repeats_and_swaps_are_repaired():
     assert sum(len(c.repaired) for c in chunks) == 5
 
 
+@pytest.mark.parametrize("offset", [-200_000.0, 200_000.0])
+def test_live_long_run_of_bad_stamps_across_pieces_is_repaired_not_a_jump(offset):
+    """12 bad stamps in a row pushed over three pieces of 5 (review 9, finding 3, live): the
+    samples after the jump wait until the stamps come back, then the run is repaired; nothing
+    after it moves and there is no gap."""
+    n = 256 * 12
+    stamps = 50.0 + np.arange(n) / 256.0
+    stamps[1503:1515] += offset
+    data = synth(n, 256.0, 10.0, 3)
+    _, chunks = run_live(uid("live-run12"), data, stamps, 256.0, ["Fz", "Cz", "Pz"], piece=5)
+    times = check_times(chunks, n)
+    np.testing.assert_allclose(np.concatenate([c.data for c in chunks]), data, atol=1e-3)
+    # within 0.05 ms: liblsl's time correction is re-read every second and moves by a few µs
+    np.testing.assert_allclose(np.diff(times), 1000 / 256, atol=0.05)
+    assert sum(len(c.repaired) for c in chunks) == 12
+    assert [g for c in chunks for g in c.gaps] == []
+
+
 # -- kind 2 ------------------------------------------------------------------------------------
 
 
@@ -228,7 +246,7 @@ class PacedPusher(threading.Thread):
     """Pushes `real` Hz samples in real time on an outlet that declares another rate; the stamps
     of the samples in `outliers` are off by the seconds given there."""
 
-    def __init__(self, outlet, real: float, seconds: float, outliers: dict[int, float], channels: int) -> None:
+    def __init__(self, outlet, real: float, seconds: float, outliers: dict[int, float], channels: int):
         super().__init__(daemon=True)
         self.outlet, self.real, self.seconds, self.outliers = outlet, real, seconds, outliers
         self.data = synth(int(real * seconds), real, 12.0, channels)
