@@ -252,15 +252,14 @@ class OpenLessonClient:
         kind = f" ({content_type.split(';')[0]})" if content_type else ""
         if status == 429:  # a CDN's own rate limit page: back off like the API's 429
             return RateLimitedError(
-                f"Rate limited (HTTP 429 from {self._settings.base_url}, not the API's JSON). "
-                "Retrying later.",
+                f"Rate limited (HTTP 429 from {self._settings.base_url}, not the API's JSON).",
                 code="rate_limit_exceeded",
                 status=429,
             )
         return ServerError(
             self._one_line(
                 f"The API answered HTTP {status} with a body that {what}{kind}, probably a proxy, "
-                "captive portal or outage page. Retrying later; if it persists, sign in to the network "
+                "captive portal or outage page. If it persists, sign in to the network "
                 f"or check --base-url ({self._settings.base_url})."
             ),
             code=f"http_{status}",

@@ -161,3 +161,28 @@ def test_a_capture_whose_disk_filled_is_closed_in_sessions(sandbox, small_disk):
     assert session["samples"] == samples and session["markers"] >= markers, session
     assert 115 <= session["duration_s"] <= 125, session  # the recording's 120 s, not the wall time
     assert session["started_at"] != session["captured_at"]  # the recording's start, not the replay's
+
+
+# ---- 5. the start-up check's give-up: one exact line, 4 tries over 7-8.5 s as the README says ----------
+
+
+def test_startup_check_gives_up_in_an_exact_line_after_4_tries(tmp_path):
+    from hostile import HostileServer
+
+    with HostileServer("ok") as server:
+        server.blocks_fail = 100  # every target check meets a gateway's HTML page
+        proc = collector(
+            ["replay", str(MUSE_XDF), "--workspace", server.workspace_id, "--block", server.block_id,
+             "--speed", "max", "--spool", str(tmp_path / "spool")],
+            server.base_url,
+        )  # fmt: skip
+        gets = [t for method, _, t in server.requests if method == "GET"]
+    assert proc.returncode == 1, proc.stderr
+    assert "Traceback" not in proc.stderr
+    last = proc.stderr.strip().splitlines()[-1]
+    assert "failed 4 times over" in last and "gave up, nothing was captured" in last, last
+    assert "Retrying later" not in last and "HTTP 503" in last, last
+    assert len(gets) == 4 and proc.stderr.count("retrying in") == 3  # 1 try + 3 retries
+    assert 7.0 <= gets[-1] - gets[0] <= 8.6  # waits of 1, 2, 4 s plus jitter (README)
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    assert "tried 4 times in all" in readme and "7–8.5 s" in readme

@@ -146,15 +146,19 @@ def check_target(args: argparse.Namespace, profile):
     return settings, workspace_id, found.id if found else None
 
 
-STARTUP_TRIES = 4  # the start-up check rides out a short network blip (~7 s) before giving up
+STARTUP_TRIES = 4  # the start-up check rides out a short blip: 1 try + 3 retries, 7-8.5 s in all
 
 
 def _list_blocks_retrying(settings, workspace_id: str):
     """The target check, retried on transient errors (network, 5xx, 429, portal pages) only.
 
-    tenacity does the retrying: exponential waits 1, 2, 4 s with jitter, or the server's
-    Retry-After when it gives one. A refused key or a missing workspace fails at once.
+    tenacity does the retrying: `STARTUP_TRIES` tries, with exponential waits of 1, 2 and 4 s
+    plus up to 0.5 s of jitter each (7-8.5 s in all), or the server's Retry-After (at most 10 s)
+    when it gives one. A refused key or a missing workspace fails at once. Giving up raises the
+    last error, its message saying how many tries over how long.
     """
+    import time
+
     import tenacity
 
     from collector.client import OpenLessonClient
@@ -174,6 +178,7 @@ def _list_blocks_retrying(settings, workspace_id: str):
         exc = state.outcome.exception() if state.outcome else None
         log.warning("target check failed (%s); retrying in %.0f s", exc, state.next_action.sleep)
 
+    started = time.monotonic()
     with OpenLessonClient(settings) as client:
         retrying = tenacity.Retrying(
             retry=tenacity.retry_if_exception(transient),
@@ -182,7 +187,17 @@ def _list_blocks_retrying(settings, workspace_id: str):
             before_sleep=say,
             reraise=True,  # the last error's own one-line message reaches the user
         )
-        return retrying(client.list_blocks, workspace_id)
+        try:
+            return retrying(client.list_blocks, workspace_id)
+        except (NetworkError, ApiError) as exc:
+            if not transient(exc):
+                raise
+            took = time.monotonic() - started
+            exc.args = (
+                f"The start-up check of the key and target failed {STARTUP_TRIES} times over {took:.0f} s; "
+                f"gave up, nothing was captured. Last error: {exc}",
+            )
+            raise
 
 
 def open_screen(profile, output, pause_control=None):
