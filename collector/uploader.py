@@ -59,6 +59,7 @@ DEFAULT_RATE_PER_MIN = 100.0  # the key allows 120/min; leave room for other too
 DEFAULT_BURST = 5  # burst + rate must stay under the server's per-minute window
 DEFAULT_WORKERS = 4  # streams served in parallel; EEG never waits behind a slow screenshot
 _POLL_S = 0.5  # fallback wake-up for items added by another process
+STOP_GRACE_S = 1.0  # a request on the wire when delivery stops may settle this long (avoids a duplicate)
 _RATE_SAVE_EVERY_S = 10.0  # how fresh the rate `collector status` shows is, while delivering
 DELIVERY_RATE_KEY = "delivery_rate"  # spool meta: the delivering process's current rate (JSON)
 _ROUTINE_EVENTS = frozenset({"delivered", "retrying"})  # one per request: hook only with verbose_events
@@ -249,9 +250,17 @@ class Uploader:
                 return False
             return self._claimable() is None
 
-    def stop(self, flush_timeout_s: float = 30.0, abort: threading.Event | None = None) -> int:
+    def stop(
+        self,
+        flush_timeout_s: float = 30.0,
+        abort: threading.Event | None = None,
+        *,
+        grace_s: float | None = None,
+    ) -> int:
         """Flush for at most `flush_timeout_s` (0: stop at once), stop, return the pending count.
 
+        A request still on the wire then gets `grace_s` (default `STOP_GRACE_S`; none when
+        stopping at once) to settle, so the whole stop holds its deadline within that.
         Setting `abort` (a second Ctrl-C) during the flush stops at once. Nothing spooled is lost:
         an item whose request was still in flight stays pending and is re-sent next time (its
         duplicate, if the server had stored it, carries the same identity).
@@ -259,13 +268,14 @@ class Uploader:
         if self._started and not self._stopped:
             if flush_timeout_s > 0:
                 self.wait_idle(flush_timeout_s, abort=abort)
-            at_once = flush_timeout_s <= 0 or (abort is not None and abort.is_set())
+            at_once = (flush_timeout_s <= 0 and grace_s is None) or (abort is not None and abort.is_set())
             self._stopped = True
             self._stop.set()
             with self._cond:
                 self._cond.notify_all()
             # A request already on the wire gets a short grace to settle (avoids a duplicate later).
-            grace_until = time.monotonic() + (0.0 if at_once else 2.0)
+            grace = 0.0 if at_once else STOP_GRACE_S if grace_s is None else grace_s
+            grace_until = time.monotonic() + grace
             for t in self._threads:
                 t.join(max(0.05, grace_until - time.monotonic()))
             self.spool.remove_listener(self.notify)

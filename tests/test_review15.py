@@ -12,12 +12,13 @@ import collections
 import json
 import os
 import subprocess
+import sys
 import uuid
 from pathlib import Path
 
 import pytest
 from test_full_disk import integrity_ok, small_disk  # noqa: F401 (fixture)
-from test_hostile_delivery import MUSE_XDF, collector, rows_all, status_json
+from test_hostile_delivery import KEY, MUSE_XDF, REPO, collector, rows_all, status_json
 
 pytestmark = pytest.mark.slow
 
@@ -186,3 +187,30 @@ def test_startup_check_gives_up_in_an_exact_line_after_4_tries(tmp_path):
     assert 7.0 <= gets[-1] - gets[0] <= 8.6  # waits of 1, 2, 4 s plus jitter (README)
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
     assert "tried 4 times in all" in readme and "7–8.5 s" in readme
+
+
+# ---- 8. smaller: the flush deadline holds, chunk indexes of refusals, agreeing counts, wording ----------
+
+
+@pytest.mark.parametrize("mode", ["trickle", "429huge"])
+def test_upload_flush_timeout_holds_within_a_second(tmp_path, mode):
+    import time
+
+    from hostile import HostileServer
+    from test_hostile_delivery import spool_eeg
+
+    root = tmp_path / "spool"
+    spool_eeg(root, "00000000-0000-4000-8000-000000000000", 3)
+    with HostileServer(mode) as server:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "collector", "upload", "--spool", str(root), "--flush-timeout", "3",
+             "--timeout", "30"],
+            env={**os.environ, "OPENLESSON_API_KEY": KEY, "OPENLESSON_BASE_URL": server.base_url},
+            cwd=REPO, stdin=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        _, err = proc.communicate(timeout=60)
+        ended = time.monotonic()
+        first_post = min(t for method, _, t in server.requests if method == "POST")
+    assert proc.returncode == 6, err
+    assert "the --flush-timeout was reached" in err
+    assert ended - first_post <= 3 + 1.5, f"the 3 s flush took {ended - first_post:.1f} s"

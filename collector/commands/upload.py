@@ -56,7 +56,7 @@ def add_parser(subparsers) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from collector.spool import DB_NAME, Spool
-    from collector.uploader import Uploader
+    from collector.uploader import STOP_GRACE_S, Uploader
 
     if args.rate <= 0:  # no upper bound: a self-hosted API may allow more than the public 120/min
         from collector.errors import UsageError
@@ -96,7 +96,8 @@ def run(args: argparse.Namespace) -> int:
                 _wait(uploader, args.flush_timeout, total=pending)
             except KeyboardInterrupt:
                 interrupted = True
-            left = uploader.stop(0.0 if interrupted else 1.0)
+            # The deadline holds: no further flush, only a request on the wire gets its short grace.
+            left = uploader.stop(0.0, grace_s=None if interrupted else STOP_GRACE_S)
 
         counters = uploader.counters()
         delivered = counters["delivered"]
