@@ -265,6 +265,9 @@ def pick_eeg_stream(recording: XdfRecording, stream: str | None = None) -> XdfSt
     A stream the sender restarted appears as several parts with the same name: naming it by name,
     type or source_id picks all of them (`devices.recording_fixes.stream_parts` joins them); its numeric
     stream id picks that one part alone.
+
+    Raises UsageError (one line, listing the file's streams) when nothing numeric matches; when
+    `stream` names a marker (string) stream, the message says so instead of "no numeric stream".
     """
     numeric = [s for s in recording.streams if not s.is_string]
     listing = ", ".join(_describe(s) for s in recording.streams) or "none"

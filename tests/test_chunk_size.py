@@ -59,6 +59,8 @@ def check_all_delivered(sandbox, n_samples: int, n_channels: int, first_row: np.
     for (row, _), c in zip(items, chunks, strict=True):
         # The artifact says its real length: as many samples and times as the evidence row claims.
         assert len(c["samples"]) == len(c["times_ms"]) == row["sample_count"]
+        # t0_ms is the first sample's time rounded down: no offset is ever negative (review 9, #1).
+        assert 0 <= c["times_ms"][0] <= 1 and min(c["times_ms"]) >= 0
     samples = np.array([s for c in chunks for s in c["samples"]], dtype=float)
     assert samples.shape == (n_samples, n_channels), "every sample exactly once"
     np.testing.assert_allclose(samples[0], first_row, atol=2e-3)
