@@ -33,6 +33,7 @@ import numpy as np
 from collector.clock import LslClock, StreamTimeMapper, gap_threshold_s
 from collector.errors import NoSourceError, UsageError
 from collector.timestamps import (
+    IMPLAUSIBLE_JUMP_S,
     IRREGULAR_IQR,
     MAX_EXCURSION_S,
     LiveRepair,
@@ -565,6 +566,14 @@ class LslSource:
                     gaps.append(Gap(start_ms=float(times_ms[i]), end_ms=float(times_ms[i + 1])))
         self._last_ms = float(times_ms[-1])
         for g in gaps:
+            if g.end_ms - g.start_ms > IMPLAUSIBLE_JUMP_S * 1000.0:  # the stamps, not the stream, jumped
+                log.warning(
+                    "gap in the EEG stream: its stamps jumped %.0f s forward and stayed there (over %g s "
+                    "of samples); kept as a gap, though a jump this large is more likely a clock fault",
+                    (g.end_ms - g.start_ms) / 1000.0,
+                    MAX_EXCURSION_S,
+                )
+                continue
             log.info("gap in the EEG stream: %.0f ms", g.end_ms - g.start_ms)
         return tuple(gaps)
 

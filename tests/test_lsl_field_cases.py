@@ -157,6 +157,21 @@ def test_live_long_run_of_bad_stamps_across_pieces_is_repaired_not_a_jump(offset
     assert [g for c in chunks for g in c.gaps] == []
 
 
+def test_live_lasting_forward_jump_of_the_stamps_is_a_gap_with_a_warning(caplog):
+    """The stamps jump 200,000 s ahead and stay there: held while they might come back, then
+    a gap, and the log says the jump is more likely a clock fault (review 9, finding 3)."""
+    caplog.set_level(logging.INFO)
+    n = 256 * 16
+    stamps = 50.0 + np.arange(n) / 256.0
+    stamps[1500:] += 200_000.0
+    _, chunks = run_live(uid("live-lasting"), synth(n, 256.0, 10.0, 2), stamps, 256.0, ["C3", "C4"], piece=16)
+    check_times(chunks, n)
+    gaps = [g for c in chunks for g in c.gaps]
+    assert len(gaps) == 1 and (gaps[0].end_ms - gaps[0].start_ms) / 1000 == pytest.approx(200_000, abs=1)
+    said = [r.getMessage() for r in caplog.records if "more likely a clock fault" in r.getMessage()]
+    assert len(said) == 1 and r"200000 s forward" in said[0]
+
+
 # -- kind 2 ------------------------------------------------------------------------------------
 
 
