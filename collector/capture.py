@@ -140,7 +140,8 @@ class Capture:
                     continue
                 meta = evidence.get("metadata") or {}
                 try:
-                    self.spool.record_drop(self.capture_id, str(meta.get("stream_id", "?")), str(err))
+                    stream_id, index = str(meta.get("stream_id", "?")), evidence.get("chunk_index")
+                    self.spool.record_drop(self.capture_id, stream_id, str(err), index)
                 except SpoolError:
                     pass  # the status view still counts it
                 self.stats.last_error = str(err)

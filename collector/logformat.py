@@ -25,6 +25,8 @@ EVENT_LEVELS = {
     "pending": "warning",
     "paused": "error",
     "data_lost": "error",
+    "failed": "error",  # a chunk rejected for good: it will not reach the server
+    "worker_error": "error",
 }
 
 

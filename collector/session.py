@@ -192,6 +192,11 @@ def run_session(
     uncounted = snap["dropped"] - sum(loss.count for loss in losses if loss.reason not in kept_as_failed)
     if uncounted > 0:
         losses.append(Loss(capture.capture_id, "this capture", "the spool could not be written", uncounted))
+    refused_losses = [loss for loss in losses if loss.reason not in kept_as_failed]
+    refused = sum(loss.count for loss in refused_losses)
+    why_refused = ", ".join(
+        dict.fromkeys(_REFUSED_WORDS.get(loss.reason, loss.reason) for loss in refused_losses)
+    )
     summary = {
         "capture_id": capture.capture_id,
         **times,
@@ -200,7 +205,8 @@ def run_session(
         "markers": capture.stats.markers,
         "screenshots": capture.stats.screens_sent,
         "screenshots_skipped": capture.stats.screens_skipped,
-        "dropped": snap["dropped"],
+        # Every item the spool refused for this capture (its session summary too), as DATA LOST counts.
+        "dropped": max(snap["dropped"], refused),
         "delivered": snap["delivered"],
         "pending": pending,
         "lost": sum(loss.count for loss in losses),
@@ -219,7 +225,11 @@ def run_session(
         f"{summary['screenshots']} screenshots "
         f"({summary['screenshots_skipped']} near-identical skipped); "
         f"{summary['delivered']} items delivered"
-        + (f", {summary['dropped']} DROPPED (spool full)" if summary["dropped"] else "")
+        + (
+            f", {summary['dropped']} item(s) NOT SAVED ({why_refused or 'spool full'})"
+            if summary["dropped"]
+            else ""
+        )
         + "."
     )
     if output.interactive:
@@ -263,6 +273,14 @@ def run_session(
     if losses:
         return SessionResult(EXIT_DATA_LOST, pending, summary)
     return SessionResult(EXIT_PENDING if pending and not offline else EXIT_OK, pending, summary)
+
+
+# Why the spool refused items, in the closing line's few words (the DATA LOST line says more).
+_REFUSED_WORDS = {
+    "spool_full": "spool bound reached",
+    "spool_full_screens_paused": "spool over 90 %, screenshots paused",
+    "disk_full": "disk full",
+}
 
 
 def _minutes(seconds: float) -> str:

@@ -69,6 +69,13 @@ _REQUEST_FIELDS = frozenset(
 )  # fmt: skip
 _SQLITE_FULL = 13
 _SQLITE_CORRUPT, _SQLITE_NOTADB = 11, 26  # damaged file: exit 2, not 1
+# Refused chunk indexes kept per stream and reason (the count is always whole): enough to name them.
+MAX_DROP_CHUNKS = 1000
+_MERGE_CHUNKS = (
+    "CASE WHEN excluded.chunks = '' OR LENGTH(chunks) - LENGTH(REPLACE(chunks, ',', '')) + 1 >= "
+    f"{MAX_DROP_CHUNKS} THEN chunks WHEN chunks = '' THEN excluded.chunks "
+    "ELSE chunks || ',' || excluded.chunks END"
+)
 # A capture's session summary waits until nothing else of its capture is pending (posted last).
 LAST_STREAM_IDS = ("session-summary",)
 
@@ -105,6 +112,7 @@ CREATE TABLE IF NOT EXISTS drops (
     reason     TEXT NOT NULL,
     count      INTEGER NOT NULL,
     last_ms    INTEGER NOT NULL,
+    chunks     TEXT NOT NULL DEFAULT '',  -- the refused chunk indexes, comma-separated (the first 1000)
     PRIMARY KEY (capture_id, stream_id, reason)
 );
 CREATE TABLE IF NOT EXISTS meta (
@@ -204,7 +212,7 @@ class Loss:
             shown = ", ".join(map(str, self.chunks[:5])) + (", …" if len(self.chunks) > 5 else "")
             text += f" (chunk {shown})"
         if self.message:
-            text += f": {self.message}"
+            text += f": {self.message.rstrip('.')}"
         return text
 
     def as_dict(self) -> dict[str, Any]:
@@ -261,6 +269,7 @@ class Spool:
         self.screen_limit_ratio = screen_limit_ratio
         self._lock = threading.RLock()
         self._unsaved_drops: dict[tuple[str, str, str], int] = {}
+        self._unsaved_drop_chunks: dict[tuple[str, str, str], list[int]] = {}
         # 201s that arrived while the disk was full: item id -> evidence id, written when space allows.
         self._held_deliveries: dict[int, str] = {}
         # Captures' end and counts (local record) that a full disk refused: capture_id -> (ended_ms, counts).
@@ -289,10 +298,11 @@ class Spool:
             self._conn.execute("PRAGMA synchronous=FULL")
             self._conn.execute("PRAGMA foreign_keys=ON")
             self._conn.executescript(_SCHEMA)
+            # A spool made before checksums / refused chunk indexes: add the columns.
             if "sha256" not in {row[1] for row in self._conn.execute("PRAGMA table_info(blobs)")}:
-                self._conn.execute(
-                    "ALTER TABLE blobs ADD COLUMN sha256 TEXT"
-                )  # a spool made before checksums
+                self._conn.execute("ALTER TABLE blobs ADD COLUMN sha256 TEXT")
+            if "chunks" not in {row[1] for row in self._conn.execute("PRAGMA table_info(drops)")}:
+                self._conn.execute("ALTER TABLE drops ADD COLUMN chunks TEXT NOT NULL DEFAULT ''")
             self.record = LocalRecord(self._conn, self._lock)  # what stays after delivery (record.py)
             self.record.create_schema()
         except sqlite3.Error as exc:
@@ -347,7 +357,7 @@ class Spool:
             self.record.make_room(int(limit) - stored - size)
             if stored + size > limit:
                 reason = "spool_full" if ev_type in _PRIORITY_TYPES else "spool_full_screens_paused"
-                dropped = self._count_drop(capture_id, stream_id, reason)
+                dropped = self._count_drop(capture_id, stream_id, reason, chunk_index)
                 what = "EEG chunk" if ev_type == "eeg" else f"{ev_type} chunk"
                 raise SpoolFullError(
                     f"SPOOL FULL: {what} {chunk_index} of {stream_id} was NOT saved "
@@ -398,7 +408,7 @@ class Spool:
                     # The local record's pages are free now; once empty, make_room returns 0: no loop.
                     return self.add(workspace_id=workspace_id, evidence=evidence, data=data)
                 if _is_disk_full(exc):
-                    dropped = self._count_drop(capture_id, stream_id, "disk_full")
+                    dropped = self._count_drop(capture_id, stream_id, "disk_full", chunk_index)
                     raise SpoolFullError(
                         f"DISK FULL: chunk {chunk_index} of {stream_id} was NOT saved: the disk holding "
                         f"{self.root} has no space left ({dropped} refused so far for this stream). "
@@ -436,24 +446,31 @@ class Spool:
             raise ValueError("evidence needs type and mime_type")
         return str(capture_id), str(stream_id), chunk_index, str(evidence["type"])
 
-    def record_drop(self, capture_id: str, stream_id: str, reason: str) -> int:
+    def record_drop(
+        self, capture_id: str, stream_id: str, reason: str, chunk_index: int | None = None
+    ) -> int:
         """Count one chunk that was never spooled (e.g. capture fell behind); returns the new count."""
         with self._lock:
             self._check_open()
-            return self._count_drop(capture_id, stream_id, reason)
+            return self._count_drop(capture_id, stream_id, reason, chunk_index)
 
-    def _count_drop(self, capture_id: str, stream_id: str, reason: str) -> int:
+    def _count_drop(
+        self, capture_id: str, stream_id: str, reason: str, chunk_index: int | None = None
+    ) -> int:
         key = (capture_id, stream_id, reason)
+        chunks = "" if chunk_index is None else str(int(chunk_index))
         try:
             self._conn.execute(
-                "INSERT INTO drops (capture_id, stream_id, reason, count, last_ms) VALUES (?, ?, ?, 1, ?)"
-                " ON CONFLICT (capture_id, stream_id, reason)"
-                " DO UPDATE SET count = count + 1, last_ms = excluded.last_ms",
-                (capture_id, stream_id, reason, _now_ms()),
+                "INSERT INTO drops (capture_id, stream_id, reason, count, last_ms, chunks)"
+                " VALUES (?, ?, ?, 1, ?, ?) ON CONFLICT (capture_id, stream_id, reason)"
+                " DO UPDATE SET count = count + 1, last_ms = excluded.last_ms, chunks = " + _MERGE_CHUNKS,
+                (capture_id, stream_id, reason, _now_ms(), chunks),
             )
         except (OSError, sqlite3.Error):
             # The disk may be full: keep counting in memory, written with the next successful add.
             self._unsaved_drops[key] = self._unsaved_drops.get(key, 0) + 1
+            if chunk_index is not None:
+                self._unsaved_drop_chunks.setdefault(key, []).append(int(chunk_index))
         row = self._conn.execute(
             "SELECT count FROM drops WHERE capture_id = ? AND stream_id = ? AND reason = ?", key
         ).fetchone()
@@ -462,17 +479,20 @@ class Spool:
     def _flush_held(self) -> bool:
         """Write the drop counts and delivery records held in memory; True when none is left."""
         while self._unsaved_drops:
-            (capture_id, stream_id, reason), n = next(iter(self._unsaved_drops.items()))
+            key, n = next(iter(self._unsaved_drops.items()))
+            chunks = ",".join(map(str, self._unsaved_drop_chunks.get(key, [])[:MAX_DROP_CHUNKS]))
             try:
                 self._conn.execute(
-                    "INSERT INTO drops (capture_id, stream_id, reason, count, last_ms) VALUES (?, ?, ?, ?, ?)"
-                    " ON CONFLICT (capture_id, stream_id, reason)"
-                    " DO UPDATE SET count = count + excluded.count, last_ms = excluded.last_ms",
-                    (capture_id, stream_id, reason, n, _now_ms()),
+                    "INSERT INTO drops (capture_id, stream_id, reason, count, last_ms, chunks)"
+                    " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (capture_id, stream_id, reason)"
+                    " DO UPDATE SET count = count + excluded.count, last_ms = excluded.last_ms, chunks = "
+                    + _MERGE_CHUNKS,
+                    (*key, n, _now_ms(), chunks),
                 )
             except (OSError, sqlite3.Error):
                 return False
-            del self._unsaved_drops[(capture_id, stream_id, reason)]
+            del self._unsaved_drops[key]
+            self._unsaved_drop_chunks.pop(key, None)
         while self._held_deliveries:
             item_id, evidence_id = next(iter(self._held_deliveries.items()))
             try:
@@ -936,7 +956,7 @@ class Spool:
             self._check_open()
             try:
                 drops = self._conn.execute(
-                    f"SELECT capture_id, stream_id, reason, count FROM drops WHERE 1{only}", params
+                    f"SELECT capture_id, stream_id, reason, count, chunks FROM drops WHERE 1{only}", params
                 ).fetchall()
                 # Set aside by the spool (`_set_aside`) or rejected by the server: told apart.
                 failed = self._conn.execute(
@@ -956,12 +976,20 @@ class Spool:
             except sqlite3.Error as exc:
                 raise SpoolError(f"Cannot read the spool at {self.root}: {exc}.") from None
             counts: dict[tuple[str, str, str], int] = {}
-            for cap, stream, reason, n in drops:
+            indexes: dict[tuple[str, str, str], set[int]] = {}
+            for cap, stream, reason, n, chunks in drops:
                 counts[(cap, stream, reason)] = counts.get((cap, stream, reason), 0) + n
+                indexes.setdefault((cap, stream, reason), set()).update(
+                    int(i) for i in str(chunks or "").split(",") if i.strip().isdigit()
+                )
             for key, n in self._unsaved_drops.items():
                 if capture_id is None or key[0] == capture_id:
                     counts[key] = counts.get(key, 0) + n
-        out = [Loss(cap, stream, reason, n) for (cap, stream, reason), n in sorted(counts.items())]
+                    indexes.setdefault(key, set()).update(self._unsaved_drop_chunks.get(key, ()))
+        out = [
+            Loss(cap, stream, reason, n, tuple(sorted(indexes.get((cap, stream, reason), ()))))
+            for (cap, stream, reason), n in sorted(counts.items())
+        ]
         for cap, stream, unreadable, n, indexes, last_id in failed:
             chunks = tuple(sorted(int(i) for i in str(indexes or "").split(",") if i))
             reason = "unreadable" if unreadable else "failed"

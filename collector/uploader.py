@@ -620,6 +620,10 @@ class Uploader:
         routine = event in _ROUTINE_EVENTS
         if self._on_event is None or (routine and not self._verbose_events):
             text = fields.get("message") or fields.get("error") or ""
+            if not text and item is not None:  # e.g. `delivered` at -v: say which chunk
+                text = f"chunk {item.chunk_index} of {item.stream_id}" + (
+                    f" (evidence {fields['evidence_id']})" if fields.get("evidence_id") else ""
+                )
             log.log(logging.DEBUG if routine else logging.WARNING, "%s: %s", event, text)
             return
         try:

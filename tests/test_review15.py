@@ -11,6 +11,7 @@ from __future__ import annotations
 import collections
 import json
 import os
+import re
 import subprocess
 import sys
 import uuid
@@ -146,8 +147,6 @@ def test_a_blob_overwritten_with_junk_is_set_aside_not_sent(sandbox, tmp_path):
 
 
 def test_a_capture_whose_disk_filled_is_closed_in_sessions(sandbox, small_disk):
-    import re
-
     disk = small_disk("900k")
     root = disk / "spool"
     proc = replay_onto_full_disk(sandbox, root)
@@ -214,3 +213,41 @@ def test_upload_flush_timeout_holds_within_a_second(tmp_path, mode):
     assert proc.returncode == 6, err
     assert "the --flush-timeout was reached" in err
     assert ended - first_post <= 3 + 1.5, f"the 3 s flush took {ended - first_post:.1f} s"
+
+
+def test_a_disk_full_replay_names_the_refused_chunks_and_its_counts_agree(sandbox, small_disk):
+    disk = small_disk("900k")
+    root = disk / "spool"
+    proc = replay_onto_full_disk(sandbox, root)
+    spooled = {idx for stream, idx, _ in rows_all(root) if stream.startswith("eeg:")}
+    losses = status_json(root)["losses"]
+    (eeg,) = [x for x in losses if x["stream_id"].startswith("eeg:")]
+    assert eeg["reason"] == "disk_full" and eeg["chunks"] == sorted(set(range(25)) - spooled), eeg
+    assert all(len(x["chunks"]) == x["count"] for x in losses), losses  # the summary's index too
+    total = sum(x["count"] for x in losses)
+    lost_line = next(line for line in proc.stderr.splitlines() if "DATA LOST" in line)
+    said = sum(int(n) for n in re.findall(r"(\d+) chunk\(s\) of", lost_line))
+    ended = next(line for line in proc.stderr.splitlines() if "Replay ended" in line)
+    assert said == total and f"{total} item(s) NOT SAVED (disk full)" in ended, ended
+    assert f"dropped={total} " in ended
+
+
+def test_rejections_are_errors_in_one_sentence_and_v_names_each_delivered_chunk(tmp_path):
+    from hostile import HostileServer
+
+    with HostileServer("validation", then_ok_after=2) as server:
+        proc = collector(
+            ["replay", str(MUSE_XDF), "--workspace", server.workspace_id, "--block", server.block_id,
+             "--speed", "max", "--chunk-seconds", "5", "--spool", str(tmp_path / "spool"), "-v"],
+            server.base_url,
+        )  # fmt: skip
+    assert proc.returncode == 7, proc.stderr
+    lines = proc.stderr.splitlines()
+    rejected = [line for line in lines if "was rejected and kept in the spool" in line]
+    assert len(rejected) == 2 and all(" ERROR " in line for line in rejected), rejected
+    (lost,) = [line for line in lines if "DATA LOST" in line]
+    assert "metadata is too large" in lost and ".." not in lost, lost
+    delivered = [line for line in lines if " delivered: " in line]
+    assert len(delivered) >= 20, proc.stderr
+    named = re.compile(r"delivered: chunk \d+ of \S+ \(evidence ev-")
+    assert all(named.search(line) for line in delivered), delivered
