@@ -9,7 +9,8 @@ Muse Direct, each channel gets one of three grades:
     fair   the signal is there but disturbed: noisy (peak-to-peak above max_ptp_uv: movement,
            hair under the sensor) or line noise (mains hum above line_noise_max_share)
     bad    no usable contact: flat (peak-to-peak below flat_ptp_uv), railed (clipped at the
-           amplifier's limit) or missing (no finite samples)
+           amplifier's limit) or missing (no finite samples); "no signal" when not one sample
+           came in the last second (the stream stopped or died: nothing stale is shown or counted)
 
 The check passes when no channel has been bad for `needed_s` consecutive one-second checks, i.e.
 every channel good or fair (a fair channel still records usable EEG: the bands stop at 44 Hz,
@@ -36,13 +37,16 @@ ADVICE = {
     "line noise": "move hair from under the sensors, wet them, and keep away from chargers and power cables",
     "missing": "check the headset is on and streaming",
     "waiting": "wait for the stream to send data",
+    "no signal": "the stream stopped sending: check the headset is on, charged and in range",
 }
+# A tick with no new sample means the stream has stopped (or died): "no signal", and the window is
+# emptied so that no stale grade is shown or counted once samples come back.
 
 
 @dataclass(frozen=True, slots=True)
 class ChannelFit:
     grade: str  # good | fair | bad
-    reason: str = ""  # flat | railed | noisy | line noise | missing | waiting; "" when good
+    reason: str = ""  # flat | railed | noisy | line noise | missing | waiting | no signal; "" when good
     ptp_uv: float | None = None
 
     def label(self) -> str:
@@ -89,6 +93,11 @@ class FitChecker:
         self._buf = np.full((self.window, len(description.channels)), np.nan)
         self._filled = 0
 
+    def clear(self) -> None:
+        """Forget every sample (the stream stopped): the next grades need a full window of new ones."""
+        self._buf[:] = np.nan
+        self._filled = 0
+
     def push(self, data: np.ndarray) -> None:
         """data: (n_samples, n_channels) in microvolts; only the last `window` samples are kept."""
         data = np.asarray(data, dtype=np.float64)[-self.window :]
@@ -133,7 +142,9 @@ def run_fit_check(
     """Read `source` and grade each channel once per `tick_s` until the fit is good or `timeout_s`.
 
     Good means every channel acceptable (`require`: "fair" or "good") at `needed_s / tick_s`
-    consecutive checks. `on_tick(elapsed_s, channels, good_streak)` is called at every check.
+    consecutive checks. A check with no new sample since the previous one grades every channel
+    bad ("no signal") and empties the window: a stream that died never counts as good.
+    `on_tick(elapsed_s, channels, good_streak)` is called at every check.
     Samples read here are not recorded. Raises what the source raises (NoSourceError…).
     """
     checker = FitChecker(description, settings)
@@ -142,6 +153,7 @@ def run_fit_check(
     next_tick = start + tick_s
     streak = 0
     channels = {ch: ChannelFit("bad", "waiting") for ch in description.channels}
+    fresh, seen = 0, False  # samples since the last check; any sample yet
     while True:
         try:
             chunk = source.read(timeout=min(0.2, max(0.0, next_tick - time.monotonic())))
@@ -149,10 +161,17 @@ def run_fit_check(
             return FitResult(False, time.monotonic() - start, channels)
         if chunk is not None and len(chunk):
             checker.push(chunk.data)
+            fresh += len(chunk)
         now = time.monotonic()
         if now >= next_tick:
             next_tick += tick_s
-            channels = checker.assess()
+            if fresh:
+                channels = checker.assess()
+            else:
+                checker.clear()
+                why = "no signal" if seen else "waiting"
+                channels = {ch: ChannelFit("bad", why) for ch in description.channels}
+            seen, fresh = seen or fresh > 0, 0
             streak = streak + 1 if all(_acceptable(f, require) for f in channels.values()) else 0
             if on_tick is not None:
                 on_tick(now - start, channels, streak)

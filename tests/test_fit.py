@@ -126,3 +126,52 @@ def test_run_fit_check_warns_naming_the_bad_channel_then_captures(tmp_path):
     assert "AF8 bad (flat)" in warning and "Capturing anyway" in warning
     assert err.index("The fit is not good") < err.index("capture_started")
     assert len([line for line in err.splitlines() if line.startswith("fit ")]) >= 3
+
+
+def play_clean_for(name: str, seconds: float, sfreq: float = 256.0) -> None:
+    """A clean 4-channel stream (10 Hz sine + noise, 20 µV) for `seconds`, then its outlet is destroyed."""
+    import time
+
+    import pylsl
+
+    outlet = pylsl.StreamOutlet(make_eeg_info(name, name, ("TP9", "AF7", "AF8", "TP10"), sfreq))
+    outlet.wait_for_consumers(15)  # samples pushed before the inlet connects would never reach it
+    rng = np.random.default_rng(2)
+    start, pushed, block = pylsl.local_clock(), 0, 8
+    while pushed / sfreq < seconds:
+        t = (pushed + np.arange(block)) / sfreq
+        values = 20 * np.sin(2 * np.pi * 10 * t)[:, None] + rng.normal(0, 5, (block, 4))
+        time.sleep(max(0.0, start + t[-1] - pylsl.local_clock()))
+        outlet.push_chunk(values.astype(np.float32), (start + t).tolist())
+        pushed += block
+    del outlet  # the stream is gone, as when a headset app is killed
+
+
+@pytest.mark.lsl
+def test_a_stream_that_dies_shows_no_signal_and_never_counts_as_good():
+    """review13 #1: a clean stream killed ~2.5 s in: the window is full of good samples, but the
+    checks after its death must say "no signal" (no stale grade or µV) and never reach 3/3 s."""
+    from collector.fit import run_fit_check
+    from devices.lsl import LslSource
+
+    name = f"fit-dies-{uuid.uuid4().hex[:8]}"
+    source = LslSource(stream_name=name, resolve_timeout_s=10, markers=None)
+    player = threading.Thread(target=play_clean_for, args=(name, 2.6), daemon=True)
+    player.start()
+    ticks = []
+    try:
+        description = source.open()
+        result = run_fit_check(
+            source, description, timeout_s=7, on_tick=lambda e, ch, streak: ticks.append((e, ch, streak))
+        )
+    finally:
+        source.close()
+        player.join(10)
+    assert not result.ok, ticks
+    assert max(streak for _, _, streak in ticks) < 3
+    assert any(f.grade == "good" for _, ch, _ in ticks for f in ch.values())  # it was good while alive
+    last = ticks[-1][1]
+    assert {f.label() for f in last.values()} == {"bad (no signal)"}
+    assert all(f.ptp_uv is None for f in last.values())  # nothing stale shown
+    assert ticks[-1][0] >= 6.5
+    assert "stopped sending" in result.advice()
