@@ -645,10 +645,21 @@ class LslSource:
             time.sleep(min(0.1, max(0.0, deadline - time.monotonic())))
 
 
+def _owner(info: Any) -> str | None:
+    """The EEG stream a marker stream is named after ("X-markers" by name or source_id), else None."""
+    for value in (info.name(), info.source_id()):
+        if value and value.endswith("-markers") and len(value) > len("-markers"):
+            return value[: -len("-markers")]
+    return None
+
+
 class MarkerFollower:
     """Follows one marker stream in a background thread and hands its samples over as Events.
 
-    wanted: "auto" (see the module docstring) or the name of a stream. The thread alone owns the
+    wanted: "auto" or the name of a stream. Auto follows `<EEG name>-markers` (or source_id
+    `<EEG source_id>-markers`); failing that, the only string marker stream on the EEG's host,
+    unless it is named after another EEG stream ("X-markers"). With several candidates it follows
+    none and says how to pick one (--markers NAME): markers of another session are never guessed. The thread alone owns the
     marker inlet; the EEG reader only calls `take()`, which never blocks on LSL.
     """
 
@@ -739,18 +750,27 @@ class MarkerFollower:
             self.resolve_timeout_s,
             minimum=1_000_000,
         )
-        found = [i for i in found if i.channel_format() == pylsl.cf_string]
-        if len(found) > 1 and not self._said_ambiguous:
+        found = sorted((i for i in found if i.channel_format() == pylsl.cf_string), key=_sort_key)
+        # "X-markers" belongs to the EEG stream X (the player's and our own naming): never ours here.
+        others = [i for i in found if _owner(i) is not None]
+        if len(found) == 1 and not others:
+            return found
+        if found and not self._said_ambiguous:
             self._said_ambiguous = True
-            log.warning(
-                "%d marker streams on host %s and none named %s-markers: %s. Not guessing; "
-                "name the one to follow (LslSource markers=NAME).",
-                len(found),
-                self.eeg.hostname,
-                self.eeg.name,
-                "; ".join(_describe_info(i) for i in sorted(found, key=_sort_key)),
+            why = (
+                f"{len(found)} marker streams on host {self.eeg.hostname}"
+                if len(found) > 1
+                else f"the only marker stream on host {self.eeg.hostname} belongs to EEG stream "
+                f"{_owner(found[0])!r}"
             )
-        return found if len(found) == 1 else []
+            log.warning(
+                "markers: following none: %s and none named %s-markers (%s). To carry one, pick it "
+                "with --markers NAME.",
+                why,
+                self.eeg.name,
+                "; ".join(_describe_info(i) for i in found),
+            )
+        return []
 
     def _open(self) -> tuple[Any, float] | None:
         """An open inlet on the wanted stream and its first time correction, or None."""

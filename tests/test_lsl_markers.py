@@ -219,3 +219,30 @@ def test_the_players_marker_outlet_is_followed():
         k = int(np.argmin(np.abs(file_rel_s - rel_s)))
         assert abs(file_rel_s[k] - rel_s) * 1000.0 < 1.0 * speed  # within 1 ms of played time
         assert e.value == str(mk["time_series"][k][0])
+
+
+def test_auto_never_follows_the_markers_of_another_eeg_stream(caplog):
+    """review13 #2: A has no marker stream of its own; B's `B-markers` is on the same host (another
+    session, another `replay --to-lsl`). Auto must follow none and say how to pick one."""
+    import pylsl
+
+    caplog.set_level(logging.INFO, logger="devices.lsl")
+    a, b = uid("mkA"), uid("mkB")
+    eeg_a = pylsl.StreamOutlet(make_eeg_info(a, a, ["A", "B"], 50.0))
+    eeg_b = pylsl.StreamOutlet(make_eeg_info(b, b, ["A", "B"], 50.0))
+    markers_b = pylsl.StreamOutlet(make_marker_info(f"{b}-markers", f"{b}-replay-markers"))
+    try:
+        with LslSource(source_id=a, resolve_timeout_s=10.0, markers_retry_s=0.5) as source:
+            deadline = time.monotonic() + 4.0
+            while time.monotonic() < deadline:
+                markers_b.push_sample(["not A's"])
+                eeg_a.push_sample([1.0, 2.0])
+                chunk = source.read(0.1)
+                assert chunk is None or chunk.events == ()
+                assert source.marker_stream is None
+    finally:
+        del eeg_a, eeg_b, markers_b
+    assert "following LSL stream" not in caplog.text
+    warned = [r.getMessage() for r in caplog.records if "following none" in r.getMessage()]
+    assert len(warned) == 1, caplog.text  # said once, not at every retry
+    assert f"{b}-markers" in warned[0] and "--markers NAME" in warned[0]

@@ -66,7 +66,8 @@ def add_parser(sub) -> None:
     eeg.add_argument(
         "--markers",
         metavar="auto|NAME|off",
-        help="LSL marker stream to carry as events (default auto: one on the same host)",
+        help="LSL marker stream to carry as events (default auto: the EEG stream's own NAME-markers, else "
+        "the only marker stream on its host not named after another stream; never a guess among several)",
     )
     scr = p.add_argument_group("screen")
     scr.add_argument(
