@@ -80,15 +80,24 @@ def test_fit_passes_on_the_bundled_recording_played_as_a_stream():
 @pytest.mark.lsl
 @pytest.mark.slow
 def test_fit_fails_at_timeout_naming_the_flat_channel_and_the_fix():
+    import pylsl
+
+    from devices.player import make_marker_info
+
     name = f"fit-flat-{uuid.uuid4().hex[:8]}"
     stop = threading.Event()
     player = threading.Thread(target=play_with_flat_channel, args=(name, stop), daemon=True)
     player.start()
+    # Marker streams of other sessions on the host: fit records nothing, so it ignores markers
+    # (review13 #13: it used to warn about them naming an internal option).
+    others = [pylsl.StreamOutlet(make_marker_info(f"{name}-x{k}-markers", f"{name}-x{k}")) for k in (1, 2)]
     try:
         proc = collector("fit", "--stream-name", name, "--timeout", "4")
     finally:
         stop.set()
         player.join(5)
+        del others
+    assert "marker" not in proc.stderr.lower(), proc.stderr
     assert proc.returncode == EXIT_FAILURE, proc.stdout + proc.stderr
     last = proc.stderr.strip().splitlines()[-1]
     assert last.startswith("collector: The fit is not good after")
@@ -175,3 +184,19 @@ def test_a_stream_that_dies_shows_no_signal_and_never_counts_as_good():
     assert all(f.ptp_uv is None for f in last.values())  # nothing stale shown
     assert ticks[-1][0] >= 6.5
     assert "stopped sending" in result.advice()
+
+
+@pytest.mark.parametrize("value", ["0", "-2"])
+def test_fit_check_zero_or_less_is_refused_like_fit_timeout(value, tmp_path):
+    """review13 #10: `--fit-check 0` used to skip the check silently; both now refuse with exit 2."""
+    run = collector(
+        "run", "-w", str(uuid.uuid4()), "-b", str(uuid.uuid4()), "--offline", "--fit-check", value,
+        "--stream-name", f"none-{uuid.uuid4().hex[:8]}", "--screen", "off", "--spool", str(tmp_path),
+        timeout=60,
+    )  # fmt: skip
+    fit = collector("fit", "--timeout", value, "--stream-name", f"none-{uuid.uuid4().hex[:8]}", timeout=60)
+    for proc, flag in ((run, "--fit-check"), (fit, "--timeout")):
+        assert proc.returncode == 2, proc.stderr
+        assert proc.stderr.strip().splitlines() == [
+            f"collector: {flag} must be a positive number of seconds; {float(value):g} is invalid."
+        ]

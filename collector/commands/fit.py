@@ -54,7 +54,8 @@ def add_parser(sub) -> None:
         "--log-format", choices=("text", "json"), default="text", help="lines when not in a terminal"
     )
     add_verbose(p)
-    p.set_defaults(func=run, chunk_seconds=None, flush_timeout=None, screen=None)
+    # Nothing is recorded, so no marker stream is followed (or warned about).
+    p.set_defaults(func=run, chunk_seconds=None, flush_timeout=None, screen=None, markers="off")
 
 
 def band_settings(profile):

@@ -270,10 +270,7 @@ def open_eeg(profile):
 def fit_check_before_capture(args, profile, output, eeg_source, description) -> None:
     """`--fit-check S`: the fit check of `collector fit` on the opened source; capture starts either way."""
     from collector.commands.fit import check_fit, describe_failure
-    from collector.errors import UsageError
 
-    if not args.fit_check > 0:
-        raise UsageError(f"--fit-check must be a positive number of seconds; {args.fit_check:g} is invalid.")
     result = check_fit(
         eeg_source,
         description,
@@ -387,10 +384,13 @@ def _source_label(profile, description, screen_source) -> str:
 def run(args: argparse.Namespace) -> int:
     import os
 
-    from collector.errors import NoSourceError
+    from collector.errors import NoSourceError, UsageError
     from collector.marks import MarkInbox, marks_path
     from devices.pause import PauseControl, pause_notice
 
+    fit_check_s = getattr(args, "fit_check", None)
+    if fit_check_s is not None and not fit_check_s > 0:  # as `fit --timeout`: refused, not skipped
+        raise UsageError(f"--fit-check must be a positive number of seconds; {fit_check_s:g} is invalid.")
     profile = profile_from_args(args)
     output = make_output(args)
     settings, workspace_id, block_id = check_target(args, profile)
@@ -409,7 +409,7 @@ def run(args: argparse.Namespace) -> int:
             eeg_source, description = open_eeg(profile)
             marks.accept()  # from here on marks have an EEG timeline to land on
             output.enable_mark_key(lambda text, pressed_ms: marks.add(text, pressed_ms))  # `m` key
-            if getattr(args, "fit_check", None):
+            if fit_check_s is not None:
                 fit_check_before_capture(args, profile, output, eeg_source, description)
         screen_source = open_screen(profile, output, pause_control)
         if eeg_source is None and screen_source is None:
