@@ -14,6 +14,7 @@ import threading
 import time
 import uuid
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -47,6 +48,8 @@ class CaptureStats:
     source_state: str = ""
     last_error: str = ""
     eeg_done: bool = False
+    # (screen state, skipped so far) as of now, when a screen source runs: see Capture.screen_status.
+    screen_now: Callable[[], tuple[str, int]] | None = field(default=None, repr=False)
     _rate_window: deque = field(default_factory=lambda: deque(maxlen=64))
 
     def note_samples(self, n: int) -> None:
@@ -274,6 +277,20 @@ class Capture:
             self.stats.screen_state = "stopped"
             log.exception("screen capture failed (EEG continues)")
 
+    def screen_status(self) -> tuple[str, int]:
+        """(state, skipped) now: "paused since 14:02 (35 s ago)" while the privacy pause is on, and
+        near-identical frames counted as they are skipped (a frame's metadata only has them once the
+        next frame is sent)."""
+        from devices.pause import paused_since
+
+        src = self.screen_source
+        skipped = max(self.stats.screens_skipped, int(getattr(src, "skipped_identical", 0) or 0))
+        state = self.stats.screen_state
+        control = getattr(src, "pause_control", None)
+        if state == "capturing" and control is not None:
+            state = paused_since(control) or state
+        return state, skipped
+
     # ---- lifecycle -----------------------------------------------------------------------------
 
     def start(self, description: StreamDescription | None) -> None:
@@ -284,6 +301,7 @@ class Capture:
             self._threads.append(t)
         if self.screen_source is not None:
             self.stats.screen_state = "capturing"
+            self.stats.screen_now = self.screen_status
             t = threading.Thread(target=self._screen_loop, name="screen", daemon=True)
             self._threads.append(t)
         for t in self._threads:

@@ -117,13 +117,14 @@ def run_session(
                 uploader = None
         capture.start(description)
         stream = description.name if description else None
+        screen_state = capture.screen_status()[0]  # "paused since …" when the privacy pause is on
         output.log(
             "capture_started",
             capture_id=capture.capture_id,
             stream=stream,
-            screen=capture.stats.screen_state,
+            screen=screen_state,
             message=f"capturing {'EEG from ' + repr(stream) if stream else 'no EEG'}, screen "
-            f"{capture.stats.screen_state} (capture {capture.capture_id}); Ctrl-C to stop",
+            f"{screen_state} (capture {capture.capture_id}); Ctrl-C to stop",
         )
         deadline = time.monotonic() + duration_s if duration_s else None
         delivering = False  # deliver_all: the source has ended, the loop now waits for delivery

@@ -26,6 +26,7 @@ def snapshot(stats: CaptureStats, delivery: dict[str, Any]) -> dict[str, Any]:
     rate = stats.measured_rate_hz
     # The uploader's current request rate (adaptive, see uploader.counters()) when it gives one.
     per_min = delivery.get("rate_per_min") or delivery.get("limit_per_min")
+    screen, skipped = stats.screen_now() if stats.screen_now else (stats.screen_state, stats.screens_skipped)
     return {
         "elapsed_s": round(stats.elapsed_s, 1),
         "stream": s.name if s else None,
@@ -36,8 +37,8 @@ def snapshot(stats: CaptureStats, delivery: dict[str, Any]) -> dict[str, Any]:
         "quality": dict(stats.channel_quality),
         "band_powers": {k: round(v, 3) for k, v in stats.band_powers.items()},
         "screens_sent": stats.screens_sent,
-        "screens_skipped": stats.screens_skipped,
-        "screen": stats.screen_state,
+        "screens_skipped": skipped,
+        "screen": screen,
         "eeg_chunks_spooled": stats.eeg_chunks_spooled,
         "marks": stats.marks,
         "dropped": stats.eeg_chunks_dropped + stats.screens_dropped,

@@ -659,8 +659,8 @@ class MarkerFollower:
     wanted: "auto" or the name of a stream. Auto follows `<EEG name>-markers` (or source_id
     `<EEG source_id>-markers`); failing that, the only string marker stream on the EEG's host,
     unless it is named after another EEG stream ("X-markers"). With several candidates it follows
-    none and says how to pick one (--markers NAME): markers of another session are never guessed. The thread alone owns the
-    marker inlet; the EEG reader only calls `take()`, which never blocks on LSL.
+    none and says how to pick one (--markers NAME): markers of another session are never guessed.
+    The thread alone owns the marker inlet; the EEG reader only calls `take()`, which never blocks on LSL.
     """
 
     def __init__(

@@ -250,6 +250,12 @@ def pause_notice(control: PauseControl | None = None, now_ms: int | None = None)
     return f"Screen capture is paused {_since(state.since_ms, now_ms)}; `collector resume` turns it back on."
 
 
+def paused_since(control: PauseControl | None = None) -> str | None:
+    """'paused since 14:02 (35 s ago)' while screen capture is paused, else None (the live view's word)."""
+    state = (control or PauseControl()).state()
+    return f"paused {_since(state.since_ms)}" if state.paused else None
+
+
 def pause_fields(control: PauseControl | None = None) -> dict:
     """The pause as JSON fields: {"paused": bool, "since_ms": int | None, "since": ISO-8601 | None}."""
     state = (control or PauseControl()).state()

@@ -81,11 +81,7 @@ def test_every_sample_is_in_exactly_one_chunk() -> None:
     assert [o.chunk_index for o in outs] == list(range(7, 7 + len(outs)))
     assert [o.sample_count for o in outs] == [1280] * 4 + [len(times) - 4 * 1280]
     for o in outs:
-        assert (
-            o.artifact["t0_ms"]
-            == o.t0_ms
-            == math.floor(o.artifact["t0_ms"] + o.artifact["times_ms"][0])
-        )
+        assert o.artifact["t0_ms"] == o.t0_ms == math.floor(o.artifact["t0_ms"] + o.artifact["times_ms"][0])
         assert 0 <= o.artifact["times_ms"][0] < 1 and min(o.artifact["times_ms"]) >= 0
         assert len(o.artifact["samples"]) == len(o.artifact["times_ms"]) == o.sample_count
 

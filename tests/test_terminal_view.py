@@ -162,3 +162,38 @@ def test_upload_in_a_terminal_draws_a_progress_bar(sandbox, tmp_path):
     assert f"{pending}/{pending}" in bar and "━" in bar
     assert f"Delivered {pending} item(s); nothing is pending" in final
     assert len([r for r in sandbox.evidence(sandbox.workspace_id)]) == pending
+
+
+def test_the_live_view_shows_a_pause_and_counts_skips_as_they_happen(tmp_path):
+    """review13 #3, #4: a static Xvfb screen, one frame a second: the view's skip count grows while
+    no frame is sent, and `collector pause` shows as "paused since …" (not "capturing")."""
+    sys.path.insert(0, str(Path(__file__).parent))
+    from xserver import Xvfb
+
+    xvfb = Xvfb(640, 480)
+    runtime = tmp_path / "run"
+    runtime.mkdir(mode=0o700)
+    env = {
+        "PYTHONPATH": str(REPO), "XDG_RUNTIME_DIR": str(runtime), "DISPLAY": xvfb.display,
+        "COLLECTOR_SPOOL_DIR": str(tmp_path / "spool"), "PATH": os.environ.get("PATH", ""),
+        "TERM": "xterm-256color",
+    }  # fmt: skip
+    run = [sys.executable, "-m", "collector", "run", "-w", str(uuid.uuid4()), "-b", str(uuid.uuid4()),
+           "--offline", "--no-eeg", "--screen-interval", "1", "--duration", "40"]  # fmt: skip
+    command = " ".join(f"{k}={shlex.quote(v)}" for k, v in env.items()) + f" {shlex.join(run)}; sleep 60"
+    term = Tmux(f"env -i {command}")
+    try:
+        term.wait_for("screen  capturing: 1 sent, 3 skipped")  # before the fix: "0 skipped" until the end
+        pause = subprocess.run(
+            [sys.executable, "-m", "collector", "pause"], env=env, capture_output=True, text=True, timeout=60
+        )
+        assert pause.returncode == 0, pause.stderr
+        term.wait_for("screen  paused since")
+        resume = subprocess.run(
+            [sys.executable, "-m", "collector", "resume"], env=env, capture_output=True, text=True, timeout=60
+        )
+        assert resume.returncode == 0, resume.stderr
+        term.wait_for("screen  capturing: 2 sent")  # the screen is shown again right after a pause
+    finally:
+        term.kill()
+        xvfb.stop()
