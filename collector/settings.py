@@ -72,7 +72,7 @@ class AnalysisSection(_Section):
     window_s: float = Field(2.0, gt=0)
     step_s: float = Field(0.5, gt=0)
     segment_s: float = Field(1.0, gt=0)
-    chunk_s: float = Field(5.0, gt=0)
+    chunk_s: float = Field(5.0, gt=0, allow_inf_nan=False)  # inf: a chunk that never ends
     bands: dict[str, tuple[float, float]] = Field(default_factory=lambda: dict(DEFAULT_BANDS))
 
 
@@ -104,12 +104,20 @@ class Profile(_Section):
     screen: ScreenSection = ScreenSection()
     delivery: DeliverySection = DeliverySection()
 
-    def with_overrides(self, **sections: dict[str, Any]) -> Profile:
-        """A copy with `section={key: value}` overrides; None values are ignored (flag not given)."""
+    def with_overrides(self, flags: dict[str, str] | None = None, **sections: dict[str, Any]) -> Profile:
+        """A copy with `section={key: value}` overrides; None values are ignored (flag not given).
+
+        `flags` names the command-line option of each `section.key` (e.g. "analysis.chunk_s":
+        "--chunk-seconds"): a bad value given there is reported against the option, not the profile.
+        Raises UsageError for an invalid value.
+        """
         data = self.model_dump()
+        given: dict[str, str] = {}
         for section, values in sections.items():
             data[section].update({k: v for k, v in values.items() if v is not None})
-        return _validate(data, f"profile {self.name} with command-line options")
+            given.update({f"{section}.{k}": (flags or {}).get(f"{section}.{k}", "") for k, v in values.items()
+                          if v is not None})  # fmt: skip
+        return _validate(data, f"profile {self.name} with command-line options", given)
 
 
 def builtin_profiles() -> list[str]:
@@ -151,12 +159,16 @@ def _merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _validate(data: dict[str, Any], label: str) -> Profile:
+def _validate(data: dict[str, Any], label: str, flags: dict[str, str] | None = None) -> Profile:
     try:
         return Profile.model_validate(data)
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"])
+        if (flags or {}).get(where):  # the bad value came from the command line: name the option
+            value = first["input"]
+            shown = f"{value:g}" if isinstance(value, float) else repr(value)
+            raise UsageError(f"{flags[where]} {shown} is invalid: {first['msg']}. Fix the option.") from None
         raise UsageError(f"Invalid setting {where} in {label}: {first['msg']}. Fix the profile.") from None
 
 

@@ -116,6 +116,14 @@ def _to_lsl(args) -> int:
     return 0
 
 
+def chunk_length_given(args: argparse.Namespace) -> bool:
+    """True when the user chose the EEG chunk length: `--chunk-seconds`, or `[analysis] chunk_s` in
+    the profile or one it extends (a value only inherited from the built-in default does not count)."""
+    from collector.settings import load_profile
+
+    return args.chunk_seconds is not None or "chunk_s" in load_profile(args.profile).analysis.model_fields_set
+
+
 def run(args: argparse.Namespace) -> int:
     from collector.eeg_chunk import DELIVERY_CHUNK_BYTES, DELIVERY_CHUNK_S
     from devices.xdf import XdfSource
@@ -124,11 +132,12 @@ def run(args: argparse.Namespace) -> int:
         return _to_lsl(args)
     start_time = _start_time(args.start_time)
     profile = profile_from_args(args)
-    if args.chunk_seconds is None:
+    delivery_sized = not chunk_length_given(args)
+    if delivery_sized:
         # The recording is all there: send it in chunks sized for delivery (60 s, a few MB at most),
-        # about 60 requests per hour of 4-channel EEG instead of 720. --chunk-seconds wins when given.
-        chunk_s = max(profile.analysis.chunk_s, DELIVERY_CHUNK_S)
-        profile = profile.with_overrides(analysis={"chunk_s": chunk_s})
+        # about 60 requests per hour of 4-channel EEG instead of 720. --chunk-seconds, or a
+        # profile that sets [analysis] chunk_s itself, wins.
+        profile = profile.with_overrides(analysis={"chunk_s": DELIVERY_CHUNK_S})
     output = make_output(args)
     # Open the file first: a corrupt file is bad input (exit 2) whatever the network says.
     source = XdfSource(
@@ -173,7 +182,7 @@ def run(args: argparse.Namespace) -> int:
             recording_s=lambda: source.seconds_read,
             # A replay finishes its job: it delivers everything unless --flush-timeout bounds it.
             deliver_all=args.flush_timeout is None,
-            chunk_max_bytes=DELIVERY_CHUNK_BYTES if args.chunk_seconds is None else None,
+            chunk_max_bytes=DELIVERY_CHUNK_BYTES if delivery_sized else None,
         )
     finally:
         source.close()

@@ -30,7 +30,8 @@ def add_capture_options(p: argparse.ArgumentParser) -> None:
         "--chunk-seconds",
         type=float,
         metavar="S",
-        help="EEG chunk length (default 5; replay: 60 s, under 4 MB)",
+        help="EEG chunk length in seconds (default 5; replay: 60 s, under 4 MB, unless this option or "
+        "the profile's [analysis] chunk_s is given)",
     )
     p.add_argument(
         "--flush-timeout",
@@ -98,6 +99,18 @@ def add_parser(sub) -> None:
     p.set_defaults(func=run)
 
 
+# Profile settings each command-line option sets, so a bad value is reported against the option.
+CAPTURE_FLAGS = {
+    "analysis.chunk_s": "--chunk-seconds",
+    "delivery.flush_timeout_s": "--flush-timeout",
+    "screen.interval_s": "--screen-interval",
+    "screen.max_width": "--screen-max-width",
+    "screen.keepalive_s": "--screen-keepalive",
+    "screen.monitor": "--monitor",
+    "device.address": "--address",
+}
+
+
 def profile_from_args(args: argparse.Namespace):
     from collector.settings import load_profile
 
@@ -106,6 +119,7 @@ def profile_from_args(args: argparse.Namespace):
     if monitor is not None and monitor != "all":
         monitor = int(monitor) if monitor.isdigit() else monitor
     return profile.with_overrides(
+        flags=CAPTURE_FLAGS,
         analysis={"chunk_s": args.chunk_seconds},
         delivery={"flush_timeout_s": args.flush_timeout},
         device={"kind": getattr(args, "device", None), "address": getattr(args, "address", None)},
