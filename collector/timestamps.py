@@ -104,7 +104,9 @@ def _best_run(t: np.ndarray, k: int, p: float, lo: int, final: bool) -> tuple[in
             break
     if best is not None:
         return best[1], best[2], best[3]
-    excursion = _excursion(t, k, p, lo)
+    # A long run of bad stamps starts or ends with a clear step back; stamps merely repeated
+    # (a packet sharing one stamp) are not searched for one.
+    excursion = _excursion(t, k, p, lo) if t[k + 1] - t[k] < -ANCHOR_TOLERANCE * p else None
     if excursion is not None:
         return excursion[0], excursion[1], "interpolate"
     if not final:
@@ -206,7 +208,8 @@ def repair_times(times_s: np.ndarray, period_s: float, *, final: bool = True, fi
             continue
         if k + 1 >= limit + 1 and not final:
             # Undecided, unless it ends a long run ahead that began among the samples decided now.
-            ahead = _excursion(t, k, p, fixed)
+            back = t[k + 1] - t[k] < -ANCHOR_TOLERANCE * p
+            ahead = _excursion(t, k, p, fixed) if back else None
             if ahead is None or ahead[0] >= result.decided:
                 break
             i, j = ahead
@@ -214,7 +217,7 @@ def repair_times(times_s: np.ndarray, period_s: float, *, final: bool = True, fi
             repaired.extend(range(i, j))
             continue
         run = _best_run(t, k, p, fixed, final)
-        if run is None and not final and n - (k + 1) < _reach(p):
+        if run is None and not final and n - (k + 1) < _reach(p) and t[k + 1] - t[k] < -ANCHOR_TOLERANCE * p:
             # Maybe a long run of bad stamps: hold until it comes back or MAX_EXCURSION_S passed.
             result.decided = max(fixed, min(result.decided, k + 1))
             break

@@ -123,6 +123,20 @@ def test_live_pieces_hold_a_long_run_of_bad_stamps_across_pieces(piece, offset):
     assert live.repaired_total == 12 and live.resets_total == 0
 
 
+def test_live_packets_sharing_one_stamp_are_not_held_as_a_possible_long_run():
+    """A sender that stamps each packet of 12 samples alike: no step goes clearly back, so the
+    samples are not held for up to 10 s waiting for a long run of bad stamps to come back."""
+    t = 1000.0 + (np.arange(4000) // 12) * 12 * P
+    live = LiveRepair(P)
+    data = np.zeros((t.size, 1))
+    held, out = [], 0
+    for i in range(0, t.size, 24):
+        out += live.feed(t[i : i + 24], data[i : i + 24])[0].shape[0]
+        held.append(live.held)
+    out += live.feed(np.zeros(0), data[:0], final=True)[0].shape[0]
+    assert out == t.size and max(held) <= 2 * 12
+
+
 def test_jittered_stamps_are_left_alone():
     rng = np.random.default_rng(0)
     t = GRID + rng.uniform(-0.3 * P, 0.3 * P, GRID.size)
