@@ -40,3 +40,22 @@ def test_static_screen_12_s_at_1_s_is_1_sent_and_11_skipped(tmp_path):
     summary = next(json.loads(line) for line in proc.stderr.splitlines() if '"summary"' in line)
     assert summary["screenshots"] == 1
     assert summary["screenshots_skipped"] == 11  # grabs at 0, 1, ..., 11 s: all but the first unchanged
+    # review13 #5, #6: `sessions` says the same (skips, and the 11.5 s it ran: not the 0 s between the
+    # first and the last screenshot, which are the same frame).
+    listed = subprocess.run(
+        [sys.executable, "-m", "collector", "sessions", "--json", "--spool", str(tmp_path / "spool")],
+        env=env, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    (session,) = json.loads(listed.stdout)
+    assert session["screenshots"] == 1 and session["screenshots_skipped"] == 11
+    assert 11.0 <= session["duration_s"] <= 14.0, session
+    table = subprocess.run(
+        [sys.executable, "-m", "collector", "sessions", "--spool", str(tmp_path / "spool")],
+        env=env, capture_output=True, text=True, timeout=60,
+    ).stdout.splitlines()  # fmt: skip
+
+    def cell(column: str) -> str:  # columns are left-aligned under their header
+        return table[1][table[0].index(column) :].split()[0]
+
+    assert cell("SKIPPED") == "11" and cell("SHOTS") == "1", table
+    assert cell("DURATION") in ("0:11", "0:12", "0:13"), table

@@ -60,6 +60,11 @@ def list_sessions(spool) -> list[dict[str, Any]]:
         s = stats.get(c["capture_id"])
         start = counts.get("data_start_ms") or c.get("started_ms")
         end = counts.get("data_end_ms") or c.get("ended_ms")
+        if c.get("kind") != "replay" and c.get("started_ms") and c.get("ended_ms"):
+            # A live capture lasted from its start to its stop, whatever its data: a screen-only run
+            # on a static screen sends one frame (its data span would be 0 s).
+            start = min(start or c["started_ms"], c["started_ms"])
+            end = max(end or c["ended_ms"], c["ended_ms"])
         out.append({
             "capture_id": c["capture_id"],
             "kind": c.get("kind"),
@@ -75,6 +80,7 @@ def list_sessions(spool) -> list[dict[str, Any]]:
             "profile": c.get("profile"),
             "samples": counts.get("samples", 0),
             "screenshots": counts.get("screenshots", 0),
+            "screenshots_skipped": counts.get("screenshots_skipped"),  # None: not known (running, killed)
             "markers": counts.get("markers", 0),
             "gaps": counts.get("gaps", 0),
             "delivered": s.delivered if s else 0,
@@ -159,7 +165,7 @@ def format_sessions(sessions: list[dict[str, Any]], root) -> str:
     )
     header = (
         "CAPTURED", *(("RECORDED",) if recorded else ()), "DURATION", "KIND", "BLOCK", "SAMPLES", "SHOTS",
-        "MARKERS", "DELIV/PEND/FAIL", "KEPT", "CAPTURE",
+        "SKIPPED", "MARKERS", "DELIV/PEND/FAIL", "KEPT", "CAPTURE",
     )  # fmt: skip
     rows = [header]
     for s in sessions:
@@ -170,7 +176,7 @@ def format_sessions(sessions: list[dict[str, Any]], root) -> str:
         rows.append((
             _local(s.get("captured_at")), *((_local(s["started_at"]),) if recorded else ()),
             _duration(s["duration_s"]), kind, (s["block_title"] or s["block_id"] or "-")[:32],
-            f"{s['samples']:,}", str(s["screenshots"]), markers,
+            f"{s['samples']:,}", str(s["screenshots"]), _or_dash(s["screenshots_skipped"]), markers,
             f"{s['delivered']}/{s['pending']}/{s['failed']}", _kept(s), s["capture_id"],
         ))  # fmt: skip
     widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
@@ -191,6 +197,10 @@ def format_sessions(sessions: list[dict[str, Any]], root) -> str:
         "export it with `collector export`."
     )
     return "\n".join(lines)
+
+
+def _or_dash(value: int | None) -> str:
+    return "-" if value is None else str(value)
 
 
 def _duration(seconds: float | None) -> str:
