@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -130,7 +131,11 @@ def play_to_lsl(
     )
     try:
         if wait_for_consumer_s:
-            eeg_outlet.wait_for_consumers(wait_for_consumer_s)
+            # In short waits, so that stop_event (Ctrl-C in `replay --to-lsl`) is seen.
+            deadline = time.monotonic() + wait_for_consumer_s
+            while not stop_event.is_set() and time.monotonic() < deadline:
+                if eeg_outlet.wait_for_consumers(min(0.5, max(0.0, deadline - time.monotonic()))):
+                    break
         pushed = _play_loop(
             eeg, eeg_outlet, marker_times, marker_values, marker_outlet, speed, loop, stop_event
         )

@@ -59,3 +59,42 @@ def test_to_lsl_says_when_the_recording_has_been_played(tmp_path):
     last = proc.stderr.strip().splitlines()[-1]
     assert last.startswith(f"Played {MUSE_XDF} to LSL: 30732 samples in ")
     assert last.endswith("the stream has ended.")
+
+
+@pytest.mark.slow
+@pytest.mark.lsl
+def test_to_lsl_speed_max_pushes_the_whole_file_fast_once_a_consumer_connects(tmp_path):
+    """review13 #7: `--to-lsl --speed max` played the 120 s recording in real time (2 min)."""
+    import time
+
+    import pylsl
+
+    name = f"tolsl-max-{uuid.uuid4().hex[:8]}"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENLESSON_", "COLLECTOR_"))}
+    env.update(PYTHONPATH=str(REPO), COLLECTOR_SPOOL_DIR=str(tmp_path / "spool"))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "collector", "replay", str(MUSE_XDF), "--to-lsl", "--stream-name", name,
+         "--speed", "max"],
+        env=env, cwd=tmp_path, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        found = pylsl.resolve_bypred(f"name='{name}'", 1, 30)
+        assert found, "the stream never appeared"
+        time.sleep(2)  # nothing is pushed before a consumer connects: waiting loses no sample
+        inlet = pylsl.StreamInlet(found[0], max_buflen=360)
+        inlet.open_stream(10)
+        connected = time.monotonic()
+        samples = 0
+        while proc.poll() is None or inlet.samples_available():
+            chunk, _ = inlet.pull_chunk(timeout=0.5, max_samples=4096)
+            samples += len(chunk)
+        took = time.monotonic() - connected
+        _, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 0, err
+    assert "waiting for it" in err
+    assert samples == 30732, err
+    assert took < 40, took  # the recording is 120 s; real time would be at least that

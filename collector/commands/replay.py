@@ -95,13 +95,22 @@ def _to_lsl(args) -> int:
     started = time.monotonic()
     interrupted = False
     pushed = 0
+    if args.speed is None:
+        # As fast as possible: samples pushed before an inlet connects would reach nobody.
+        print(
+            "--speed max: the whole file is pushed as fast as possible once a consumer connects "
+            "(e.g. `collector run --stream-name NAME`); waiting for it.",
+            file=sys.stderr,
+            flush=True,
+        )
     try:
         pushed = play_to_lsl(
             args.file,
             stream_name=args.stream_name,
-            speed=args.speed or 1.0,
+            speed=args.speed,  # None (max): blocks of 256 samples as fast as the outlet takes them
             stop_event=stop,
             stream=args.stream,
+            wait_for_consumer_s=float("inf") if args.speed is None else None,
         )
     except KeyboardInterrupt:
         stop.set()
