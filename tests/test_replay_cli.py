@@ -75,7 +75,8 @@ def test_to_lsl_speed_max_pushes_the_whole_file_fast_once_a_consumer_connects(tm
     proc = subprocess.Popen(
         [sys.executable, "-m", "collector", "replay", str(MUSE_XDF), "--to-lsl", "--stream-name", name,
          "--speed", "max"],
-        env=env, cwd=tmp_path, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env=env, cwd=tmp_path, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True,
     )  # fmt: skip
     try:
         found = pylsl.resolve_bypred(f"name='{name}'", 1, 30)
