@@ -161,16 +161,23 @@ def run_session(
             if uploader is not None:
                 # A signal while a replay delivers its backlog stops at once (it asked for no flush).
                 stop_now = signals.now.is_set() or (delivering and signals.stop.is_set())
-                timeout = 0.0 if stop_now else flush_timeout_s
+                # A replay that read its whole file delivers everything (the session summary too),
+                # as it did its chunks: no time limit, and one Ctrl-C stops it at once.
+                to_the_end = (
+                    deliver_all and capture.finished and capture.fatal is None and not signals.stop.is_set()
+                )
+                timeout = 0.0 if stop_now else float("inf") if to_the_end else flush_timeout_s
                 if pending and timeout:
+                    limit = "until they are delivered" if to_the_end else f"for up to {timeout:g} s"
+                    again = "" if to_the_end else " again"
                     output.log(
                         "flushing",
-                        message=f"delivering the last {pending} item(s), for up to {timeout:g} s "
-                        "(Ctrl-C again to stop now; nothing is lost)",
+                        message=f"delivering the last {pending} item(s), {limit} "
+                        f"(Ctrl-C{again} to stop now; nothing is lost)",
                         pending=pending,
                     )
                 # A second Ctrl-C during the flush ends it at once; the spool keeps the rest.
-                pending = uploader.stop(timeout, abort=signals.now)
+                pending = uploader.stop(timeout, abort=signals.stop if to_the_end else signals.now)
         snap = snapshot(capture.stats, delivery())
 
     # Exit 6 is about this capture; older captures' items (say, parked on a deleted workspace) are

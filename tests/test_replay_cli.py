@@ -99,3 +99,25 @@ def test_to_lsl_speed_max_pushes_the_whole_file_fast_once_a_consumer_connects(tm
     assert "waiting for it" in err
     assert samples == 30732, err
     assert took < 40, took  # the recording is 120 s; real time would be at least that
+
+
+@pytest.mark.slow
+def test_replay_delivers_its_last_items_without_a_time_limit_and_says_so(sandbox, tmp_path):
+    """review13 #11: after the file, a replay said "delivering the last 1 item(s), for up to 30 s"
+    while the README says it delivers until everything is sent (without --flush-timeout)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENLESSON_", "COLLECTOR_"))}
+    env.update(
+        PYTHONPATH=str(REPO), COLLECTOR_SPOOL_DIR=str(tmp_path / "spool"),
+        OPENLESSON_API_KEY=sandbox.api_key, OPENLESSON_BASE_URL=sandbox.base_url,
+    )  # fmt: skip
+    proc = subprocess.run(
+        [sys.executable, "-m", "collector", "replay", str(MUSE_XDF), "-w", sandbox.workspace_id,
+         "-b", sandbox.block_ids[0], "--speed", "max"],
+        env=env, cwd=tmp_path, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=180,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    flushing = [line for line in proc.stderr.splitlines() if "delivering the last" in line]
+    assert flushing, proc.stderr  # the session summary is spooled when the file ends
+    assert all("until they are delivered" in line and "for up to" not in line for line in flushing), flushing
+    kinds = [row.get("metadata", {}).get("kind") for row in sandbox.evidence(sandbox.workspace_id)]
+    assert "session-summary" in kinds, kinds
