@@ -50,6 +50,7 @@ _MARKER_COLUMN = re.compile(r"^Marker\d*$")
 _NO_MARKER = {"", "0", "0.0", "0.000", "nan", "none"}
 MIND_MONITOR_BREAK_S = 0.5  # Mind Monitor's packet bursts are < 0.1 s apart; longer is a hole
 MIND_MONITOR_BANDS = ("Delta", "Theta", "Alpha", "Beta", "Gamma")
+MIN_ROWS_FOR_RATE = 2  # two stamps a step apart are the least a rate can be measured from
 
 
 def _read_table(path: Path, string_columns: Any = (), optional_last: bool = False) -> Any:
@@ -61,8 +62,9 @@ def _read_table(path: Path, string_columns: Any = (), optional_last: bool = Fals
     """
     import pandas as pd
 
+    sep, decimal = csv_dialect(path)
     with open(path, encoding="utf-8-sig", errors="replace") as handle:
-        header = [c.strip() for c in handle.readline().rstrip("\r\n").split(",")]
+        header = [c.strip() for c in handle.readline().rstrip("\r\n").split(sep)]
     keep_text = string_columns if callable(string_columns) else (lambda c: c in string_columns)
     # Exact parsing is pandas 3's default; pandas 2 needs "round_trip" (deprecated in 3).
     exact = {"float_precision": "round_trip"} if int(pd.__version__.split(".")[0]) < 3 else {}
@@ -71,6 +73,8 @@ def _read_table(path: Path, string_columns: Any = (), optional_last: bool = Fals
             path,
             **exact,
             dtype={c: str for c in header if keep_text(c)},
+            sep=sep,
+            decimal=decimal,
             skip_blank_lines=True,
             encoding="utf-8-sig",
         )
@@ -82,11 +86,36 @@ def _read_table(path: Path, string_columns: Any = (), optional_last: bool = Fals
             f"CSV file {path} cannot be read ({detail}). Use the file as the recorder wrote it."
         ) from None
     frame.columns = [str(c).strip() for c in frame.columns]
-    _check_last_line(path, len(frame.columns) - (1 if optional_last else 0))
+    _check_last_line(path, len(frame.columns) - (1 if optional_last else 0), sep)
     return frame
 
 
-def _check_last_line(path: Path, n_columns: int) -> None:
+_DECIMAL_COMMA = re.compile(r"^-?\d+,\d+$")
+
+
+def csv_dialect(path: Path) -> tuple[str, str]:
+    """(field separator, decimal mark) of a CSV: `,`, `;` or tab, and `,` as the decimal mark when
+    `;`/tab-separated numbers are written with a decimal comma (spreadsheets in many locales).
+
+    The separator is csv.Sniffer's guess from the header line (the separator that splits it
+    consistently); the decimal comma is seen in the first data line.
+    """
+    import csv
+
+    with open(path, encoding="utf-8-sig", errors="replace") as handle:
+        first = handle.readline().rstrip("\r\n")
+        data = handle.readline().rstrip("\r\n")
+    try:
+        sep = csv.Sniffer().sniff(first, delimiters=",;\t").delimiter
+    except csv.Error:
+        sep = ","
+    decimal = "."
+    if sep != "," and any(_DECIMAL_COMMA.match(field.strip()) for field in data.split(sep)):
+        decimal = ","
+    return sep, decimal
+
+
+def _check_last_line(path: Path, n_columns: int, sep: str = ",") -> None:
     """A last line with fewer fields than the header: the writer stopped mid-row (a truncated file)."""
     with open(path, "rb") as handle:
         handle.seek(0, os.SEEK_END)
@@ -96,7 +125,7 @@ def _check_last_line(path: Path, n_columns: int) -> None:
     lines = [line for line in tail.splitlines() if line.strip()]
     if not lines or tail.endswith(b"\n"):
         return
-    fields = lines[-1].count(b",") + 1
+    fields = lines[-1].count(sep.encode()) + 1
     if fields < n_columns:
         raise UsageError(
             f"CSV file {path} is truncated: its last line has {fields} of {n_columns} fields "
@@ -125,7 +154,22 @@ def _check_times(times: np.ndarray, path: Path, what: str) -> None:
             f"CSV file {path}: data row {int(missing[0]) + 1} has no {what}. "
             "Use the file as the recorder wrote it (a cut or edited file loses rows' times)."
         )
-    back = np.flatnonzero(np.diff(times) < 0)
+    steps = np.diff(times)
+    back = np.flatnonzero(steps < 0)
+    moving = int(np.count_nonzero(steps))
+    # A few backward steps (swapped or stray stamps, a clock set back) are repaired by the replay;
+    # a quarter or more is a file whose rows are not in time order at all.
+    if back.size and back.size * 4 >= moving:
+        reverse = back.size == moving and _regular(-steps[steps != 0])
+        raise UsageError(
+            f"CSV file {path}: the {what}s run backwards at {back.size} of {steps.size} steps "
+            + (
+                "(every row is one step earlier: the rows are in reverse order, "
+                if reverse
+                else "(the rows are out of time order: sorted or shuffled, or the clock was broken, "
+            )
+            + "so nothing can be replayed reliably). Sort the rows by time, oldest first, and replay again."
+        )
     if back.size:
         i = int(back[0]) + 1
         log.warning(
@@ -138,6 +182,26 @@ def _check_times(times: np.ndarray, path: Path, what: str) -> None:
             times[i],
             back.size,
         )
+
+
+def _check_rows(n: int, path: Path) -> None:
+    if n < MIN_ROWS_FOR_RATE:
+        raise UsageError(
+            f"CSV file {path} has {_count(n, 'sample row')}: at least {MIN_ROWS_FOR_RATE} are "
+            "needed to measure the sampling rate from the timestamps. Use a longer recording."
+        )
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" + ("" if n == 1 else "s")
+
+
+def _regular(steps: np.ndarray) -> bool:
+    """True when the steps are one period apart (within half a period; packet bursts included)."""
+    if steps.size == 0:
+        return False
+    median = float(np.median(steps))
+    return median > 0 and float(np.percentile(np.abs(steps - median), 90)) <= 0.5 * median
 
 
 def _marker_text(value: Any) -> str | None:
@@ -175,6 +239,8 @@ def load_muselsl_csv(path: str | Path, *, start_time: Any = None) -> XdfRecordin
     """
     path = Path(path)
     frame = _read_table(path, lambda c: bool(_MARKER_COLUMN.match(c)))
+    if "timestamps" not in frame.columns:
+        raise UsageError(f"muselsl CSV {path} has no 'timestamps' column. Use the file as muselsl wrote it.")
     marker_columns = [c for c in frame.columns if _MARKER_COLUMN.match(c)]
     channels = [c for c in frame.columns if c != "timestamps" and c not in marker_columns]
     if not channels:
@@ -185,12 +251,18 @@ def load_muselsl_csv(path: str | Path, *, start_time: Any = None) -> XdfRecordin
         )
     times = _numeric(frame, "timestamps", path)
     _check_times(times, path, "timestamp")
+    _check_rows(times.size, path)
     data = np.column_stack([_numeric(frame, c, path) for c in channels])
     missing = int(np.count_nonzero(~np.isfinite(data)))
     if missing:
         log.warning("%s: %d missing channel values kept as missing samples", path.name, missing)
 
     sfreq, measured, segments = rate_from_timestamps(times)
+    if not math.isfinite(sfreq) or sfreq <= 0:
+        raise UsageError(
+            f"muselsl CSV {path}: its {len(times)} timestamps do not advance, so no sampling rate can be "
+            "measured from them. Use the file as muselsl wrote it."
+        )
     unix = bool(np.median(times) >= UNIX_MIN_S)  # the median: one stray stamp does not decide
     span = float(times[-1] - times[0])
     if unix:
@@ -377,6 +449,10 @@ def load_mindmonitor_csv(path: str | Path) -> XdfRecording:
 
     path = Path(path)
     frame = _read_table(path, ("TimeStamp", "Elements"), optional_last=True)
+    if "TimeStamp" not in frame.columns:
+        raise UsageError(
+            f"Mind Monitor CSV {path} has no 'TimeStamp' column. Use the file as Mind Monitor wrote it."
+        )
     raw_cols = [c for c in frame.columns if c.startswith("RAW_")]
     aux_cols = [c for c in frame.columns if c.startswith("AUX_")]
     if len(frame) == 0:
@@ -399,6 +475,7 @@ def load_mindmonitor_csv(path: str | Path) -> XdfRecording:
             "Record with Mind Monitor's raw EEG on (Recording Interval: Constant)."
         )
     times = times_all[rows]
+    _check_rows(times.size, path)
     data = values[rows]
     missing_rows = int(np.count_nonzero(~np.isfinite(data[:, : len(raw_cols)]).all(axis=1)))
     # A hole is a pause longer than packet bursts (0.5 s), or than 4 rows when Mind Monitor wrote
@@ -407,8 +484,12 @@ def load_mindmonitor_csv(path: str | Path) -> XdfRecording:
     positive = steps[steps > 0]
     typical = float(np.median(positive)) if positive.size else 0.0
     sfreq, measured, segments = rate_from_timestamps(times, max(MIND_MONITOR_BREAK_S, 4.0 * typical))
-    if sfreq > 0:
-        times = _dejitter(times, segments)
+    if not math.isfinite(sfreq) or sfreq <= 0:
+        raise UsageError(
+            f"Mind Monitor CSV {path}: the TimeStamps of its {len(times)} raw EEG rows do not advance, so "
+            "no sampling rate can be measured from them. Use the file as Mind Monitor wrote it."
+        )
+    times = _dejitter(times, segments)
     if sfreq < 100:
         log.warning(
             "%s: raw EEG rows come at %.3g Hz, not 256 Hz: Mind Monitor recorded one row per interval. "
@@ -485,8 +566,4 @@ def load_mindmonitor_csv(path: str | Path) -> XdfRecording:
         f", {missing_rows} row(s) without raw values kept as missing samples" if missing_rows else "",
         f"; Mind Monitor's own figures (log only): {summary}" if summary else "",
     )
-    if not math.isfinite(sfreq) or sfreq <= 0:
-        raise UsageError(
-            f"Mind Monitor CSV {path}: one raw EEG row is not enough to replay. Use a longer recording."
-        )
     return XdfRecording(path=path, streams=tuple(streams), start=start)

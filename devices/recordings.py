@@ -132,7 +132,9 @@ def load_any_recording(
 
         recording = load_edf(path, bdf=kind == "bdf", strict=strict)
     if stream:
-        recording = with_channel_selection(recording, stream)
+        # XDF streams have names of their own that pick_eeg_stream lists; in the other formats a
+        # name that is neither a stream nor a channel is an unknown label.
+        recording = with_channel_selection(recording, stream, labels_only=kind != "xdf")
     return recording
 
 
@@ -141,11 +143,16 @@ def _label_key(label: str) -> str:
     return text[4:] if text.startswith("eeg ") else text
 
 
-def with_channel_selection(recording: XdfRecording, stream: str) -> XdfRecording:
+def with_channel_selection(
+    recording: XdfRecording, stream: str, *, labels_only: bool = False
+) -> XdfRecording:
     """`recording` plus a stream named `stream` made of the channels it lists, when it lists channels.
 
     Unchanged when `stream` already names a stream (name, type, source_id or stream id), or when
-    the names are not all channel labels (pick_eeg_stream then reports the streams there are).
+    it is one name that is no channel label and `labels_only` is false (pick_eeg_stream then
+    reports the streams there are).
+    Raises UsageError naming the unknown label(s) and the channel labels there are when a list
+    of labels (or, with `labels_only`, one name) holds a label no channel has.
     """
     wanted_id = stream.strip()
     if any(
@@ -159,13 +166,19 @@ def with_channel_selection(recording: XdfRecording, stream: str) -> XdfRecording
     wanted = [w for w in (part.strip() for part in stream.split(",")) if w]
     numeric = [s for s in recording.streams if not s.is_string and s.sample_count > 0]
     found: list[tuple[XdfStream, int]] = []
+    unknown: list[str] = []
     for label in wanted:
         hits = [
             (s, i) for s in numeric for i, lab in enumerate(s.labels) if _label_key(lab) == _label_key(label)
         ]
-        if not hits:
+        if hits:
+            found.append(hits[0])
+        else:
+            unknown.append(label)
+    if unknown:
+        if not (labels_only or found or len(wanted) > 1):
             return recording
-        found.append(hits[0])
+        raise _unknown_labels(recording, stream, unknown, numeric)
     base = found[0][0]
     if any(
         s.sample_count != base.sample_count or not np.array_equal(s.times_s, base.times_s) for s, _ in found
@@ -193,6 +206,19 @@ def with_channel_selection(recording: XdfRecording, stream: str) -> XdfRecording
     )
     log.info("--stream %s: replaying channels %s", stream, ", ".join(selected.labels))
     return XdfRecording(path=recording.path, streams=(*recording.streams, selected), start=recording.start)
+
+
+def _unknown_labels(
+    recording: XdfRecording, stream: str, unknown: list[str], numeric: list[XdfStream]
+) -> UsageError:
+    labels = list(dict.fromkeys(lab for s in numeric for lab in s.labels))
+    names = ", ".join(repr(s.name) for s in numeric)
+    quoted = ", ".join(repr(u) for u in unknown)
+    return UsageError(
+        f"--stream {stream!r}: {recording.path.name} has no channel labelled {quoted}. "
+        f"Its channels: {', '.join(labels)}; its streams: {names}. "
+        "Pass channel labels from these (comma-separated) or a stream name."
+    )
 
 
 # -- helpers shared by the CSV and EDF readers ---------------------------------------------------
