@@ -240,7 +240,7 @@ class Capture:
             empty = SampleChunk(np.zeros((0, len(description.channels))), np.zeros(0), events=tuple(events))
             chunker.push(empty)
             self.stats.marks += len(events)
-            log.info("marked %s", ", ".join(repr(e.value) for e in events))
+            log.info("marked %s", ", ".join(repr(e.value) for e in events), extra={"event": "marked"})
 
     # ---- screen --------------------------------------------------------------------------------
 

@@ -21,6 +21,10 @@ LEVELS = ("debug", "info", "warning", "error", "critical")
 # Events that carry a level of their own (the rest are info).
 EVENT_LEVELS = {
     "warning": "warning",
+    "delivery_busy": "warning",
+    "screen_unavailable": "warning",
+    "screen_paused": "warning",
+    "fit_not_good": "warning",
     "error": "error",
     "pending": "warning",
     "paused": "error",
@@ -71,6 +75,11 @@ def format_line(
     return (format_json if log_format == "json" else format_text)(level, message, fields, ts)
 
 
+def record_event(record: logging.LogRecord) -> str:
+    """The event a log record reports: `log.info(..., extra={"event": "marked"})`, else "log"."""
+    return str(getattr(record, "event", None) or "log")
+
+
 def record_message(record: logging.LogRecord) -> str:
     """The record's message; an exception is named on the same line, never as a traceback."""
     message = record.getMessage()
@@ -88,7 +97,7 @@ class LineFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         fields = {"logger": record.name} if self.log_format == "json" or record.levelno < logging.INFO else {}
-        fields = {"event": "log", **fields} if self.log_format == "json" else fields
+        fields = {"event": record_event(record), **fields}  # every line names its event, text or JSON
         return format_line(
             self.log_format, record.levelname.lower(), record_message(record), fields, record.created
         )

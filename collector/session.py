@@ -112,7 +112,8 @@ def run_session(
             except DeliveryBusyError as err:
                 # Capture anyway: the other process picks up new items; the rest waits in the spool.
                 output.log(
-                    "warning", message=f"{err} This capture is spooled; it is not delivered by this run."
+                    "delivery_busy",
+                    message=f"{err} This capture is spooled; it is not delivered by this run.",
                 )
                 uploader = None
         capture.start(description)

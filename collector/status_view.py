@@ -14,7 +14,7 @@ import time
 from typing import Any, TextIO
 
 from collector.capture import CaptureStats
-from collector.logformat import EVENT_LEVELS, format_line, record_message
+from collector.logformat import EVENT_LEVELS, format_line, record_event, record_message
 
 BAND_ORDER = ("delta", "theta", "alpha", "beta", "gamma")
 QUALITY_STYLE = {"good": "green", "gap": "red", "flat": "red", "railed": "red"}
@@ -292,10 +292,7 @@ class StatusOutput:
         """One line in the collector's layout: time, level, message, then `event=` and the fields."""
         level = str(fields.pop("level", None) or EVENT_LEVELS.get(event, "info"))
         message = fields.pop("message", None) or event.replace("_", " ")
-        if event != "log":
-            fields = {"event": event, **fields}
-        elif self.log_format == "json":
-            fields = {"event": "log", **fields}
+        fields = {"event": event, **fields}  # every line names its event, text or JSON
         if self.interactive and self.log_format != "json" and event == "status":
             fields = {}  # the live block shows the figures
         self.print_line(format_line(self.log_format, level, message, fields))
@@ -313,7 +310,7 @@ class LogToStatus(logging.Handler):
             fields: dict[str, Any] = {"level": record.levelname.lower(), "message": record_message(record)}
             if self.output.log_format == "json" or record.levelno < logging.INFO:
                 fields["logger"] = record.name
-            self.output.log("log", **fields)
+            self.output.log(record_event(record), **fields)
         except Exception:  # a log line must never break a capture
             self.handleError(record)
 

@@ -504,6 +504,7 @@ class LslSource:
             ", ".join(description.channels),
             f", AUX dropped: {', '.join(description.aux_channels)}" if description.aux_channels else "",
             sfreq,
+            extra={"event": "stream_opened"},
         )
         return description
 
@@ -792,7 +793,7 @@ class MarkerFollower:
                 log.debug("no time correction for the marker stream yet", exc_info=True)
                 correction_s = 0.0
             self.taken = _describe_info(info)
-            log.info("markers: following LSL stream %s", self.taken)
+            log.info("markers: following LSL stream %s", self.taken, extra={"event": "markers_followed"})
             return inlet, correction_s
         return None
 

@@ -307,8 +307,10 @@ class ScreenSource:
     def open(self) -> None:
         if self._opened_ms is None:
             self._opened_ms = self.clock.time_ms()
-        if self.pause_control is not None and self.pause_control.is_paused():
-            log.warning("screen capture is paused (run `collector resume` to continue); EEG is not affected")
+        if self.pause_control is not None and self._pause_open_since is None:
+            state = self.pause_control.state()
+            if state.paused:  # already said by the caller (`run`, with since when): not logged again
+                self._pause_open_since = state.since_ms if state.since_ms is not None else self._opened_ms
         if self._grabber is not None or self._sct is not None:
             return
         import mss
@@ -435,14 +437,14 @@ class ScreenSource:
         if state.paused:
             if self._pause_open_since is None:
                 self._pause_open_since = state.since_ms if state.since_ms is not None else now
-                log.info("screen capture paused (EEG continues)")
+                log.info("screen capture paused (EEG continues)", extra={"event": "screen_paused"})
             return True
         if self._pause_open_since is not None:
             start = self._pause_open_since
             end = state.until_ms if state.since_ms == start and state.until_ms is not None else now
             self._record_pause(start, end)
             self._pause_open_since = None
-            log.info("screen capture resumed")
+            log.info("screen capture resumed", extra={"event": "screen_resumed"})
         elif state.since_ms is not None and state.until_ms is not None:
             # A short pause that began and ended between two captures.
             if self._opened_ms is not None and state.until_ms >= self._opened_ms:

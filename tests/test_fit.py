@@ -33,6 +33,11 @@ def collector(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
     )
 
 
+def fit_lines(text: str) -> list[str]:
+    """The once-a-second lines, in the collector's layout: `<time> INFO    fit 00:05 TP9 good, … event=fit`."""
+    return [line for line in text.splitlines() if " INFO    fit " in line and line.endswith(" event=fit")]
+
+
 def play_with_flat_channel(name: str, stop: threading.Event, flat: int = 2, sfreq: float = 256.0) -> None:
     """A 4-channel EEG-like stream (10 Hz sine + noise, 20 µV) whose channel `flat` is a constant."""
     import time
@@ -68,9 +73,9 @@ def test_fit_passes_on_the_bundled_recording_played_as_a_stream():
         proc = collector("fit", "--stream-name", name, "--timeout", "30")
     assert proc.returncode == EXIT_OK, proc.stdout + proc.stderr
     lines = proc.stdout.splitlines()
-    ticks = [line for line in lines if line.startswith("fit ")]
+    ticks = fit_lines(proc.stdout)
     assert 3 <= len(ticks) <= 10  # one line per second, ends by itself a few seconds in
-    assert ticks[-1].endswith("good for 3/3 s")
+    assert ticks[-1].endswith("good for 3/3 s event=fit")
     for ch in ("TP9", "AF7", "AF8", "TP10"):
         assert f"{ch} " in ticks[-1]
     assert "Right AUX" not in ticks[-1]  # AUX is not EEG
@@ -103,7 +108,7 @@ def test_fit_fails_at_timeout_naming_the_flat_channel_and_the_fix():
     assert last.startswith("collector: The fit is not good after")
     assert "AF8 bad (flat)" in last and "wet the sensors" in last
     assert "TP9" not in last  # only the channels that need attention are named
-    ticks = [line for line in proc.stdout.splitlines() if line.startswith("fit ")]
+    ticks = fit_lines(proc.stdout)
     assert 4 <= len(ticks) <= 6 and all("AF8 bad" in t for t in ticks)
 
 
@@ -134,7 +139,7 @@ def test_run_fit_check_warns_naming_the_bad_channel_then_captures(tmp_path):
     warning = next(line for line in err.splitlines() if "The fit is not good after" in line)
     assert "AF8 bad (flat)" in warning and "Capturing anyway" in warning
     assert err.index("The fit is not good") < err.index("capture_started")
-    assert len([line for line in err.splitlines() if line.startswith("fit ")]) >= 3
+    assert len(fit_lines(err)) >= 3
 
 
 def play_clean_for(name: str, seconds: float, sfreq: float = 256.0) -> None:
@@ -200,3 +205,26 @@ def test_fit_check_zero_or_less_is_refused_like_fit_timeout(value, tmp_path):
         assert proc.stderr.strip().splitlines() == [
             f"collector: {flag} must be a positive number of seconds; {float(value):g} is invalid."
         ]
+
+
+@pytest.mark.lsl
+def test_fit_json_lines_have_the_collectors_layout():
+    """review13 #12: `fit --log-format json` lines had no time, level or message."""
+    import json
+
+    name = f"fit-json-{uuid.uuid4().hex[:8]}"
+    stop = threading.Event()
+    player = threading.Thread(target=play_with_flat_channel, args=(name, stop), daemon=True)
+    player.start()
+    try:
+        proc = collector("fit", "--stream-name", name, "--timeout", "3", "--log-format", "json")
+    finally:
+        stop.set()
+        player.join(5)
+    assert proc.returncode == EXIT_FAILURE, proc.stdout + proc.stderr
+    records = [json.loads(line) for line in proc.stdout.splitlines()]
+    assert len(records) >= 3
+    for record in records:
+        assert {"ts", "time", "level", "message", "event"} <= record.keys(), record
+        assert record["event"] == "fit" and record["level"] == "info"
+        assert record["message"].startswith("fit 00:0") and record["channels"]["AF8"]["grade"] == "bad"

@@ -44,7 +44,7 @@ def test_v_shows_the_collectors_debug_lines_and_vv_the_http_librarys(sandbox):
     assert v.returncode == 0, v.stderr
     lines = v.stderr.splitlines()
     assert lines and all(LINE.match(line) for line in lines), lines
-    assert any("-> HTTP 200 logger=collector.client" in line for line in lines)
+    assert any("-> HTTP 200 event=log logger=collector.client" in line for line in lines)
     assert "httpcore" not in v.stderr and "HTTP Request" not in v.stderr
     vv = collector("blocks", "-w", sandbox.workspace_id, "-vv", sandbox=sandbox)
     assert "logger=httpcore" in vv.stderr and "-> HTTP 200" in vv.stderr
@@ -77,6 +77,11 @@ def test_a_run_writes_every_line_in_the_layout_with_a_message(tmp_path):
     assert " INFO    capturing EEG from " in started  # the message before the fields, the event a field
     summary = next(line for line in lines if "event=summary" in line)
     assert "Session ended after" in summary and "screenshots_skipped=0" in summary
+    # review13 #12: every text line names its event (a log record's too), and not as "warning".
+    assert all(" event=" in line for line in lines), [line for line in lines if " event=" not in line]
+    assert not any("event=warning" in line for line in lines), lines
+    opened = next(line for line in lines if " INFO    LSL stream " in line)
+    assert opened.endswith(" event=stream_opened"), opened
     records = [json.loads(line) for line in ours(as_json.stderr)]
     assert records and all(r["message"].strip() and r["level"] and r["time"] for r in records)
     assert {"capture_started", "summary"} <= {r.get("event") for r in records}

@@ -118,6 +118,9 @@ def test_log_records_keep_the_chosen_format_and_scroll_above_the_block():
 def test_formatter_for_plain_commands():
     record = logging.LogRecord("collector.fit", logging.DEBUG, __file__, 1, "window %d", (3,), None)
     line = LineFormatter("text").format(record)
-    assert LINE.match(line) and line.endswith("DEBUG   window 3 logger=collector.fit")
+    assert LINE.match(line) and line.endswith("DEBUG   window 3 event=log logger=collector.fit")
     as_json = json.loads(LineFormatter("json").format(record))
     assert as_json["message"] == "window 3" and as_json["level"] == "debug" and as_json["event"] == "log"
+    record.event = "marked"  # log.info(..., extra={"event": "marked"}) names what happened
+    assert LineFormatter("text").format(record).endswith("DEBUG   window 3 event=marked logger=collector.fit")
+    assert json.loads(LineFormatter("json").format(record))["event"] == "marked"

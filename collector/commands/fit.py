@@ -7,9 +7,7 @@ what to do), 5 when there is no stream. See collector/fit.py for the grades.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
-import time
 
 from collector.commands._common import add_verbose
 from collector.errors import EXIT_FAILURE, EXIT_OK
@@ -93,6 +91,7 @@ def fit_table(elapsed_s: float, channels: dict, streak: int, needed: int, timeou
 def check_fit(source, description, profile, *, timeout_s: float, require: str, log_format: str, out=None):
     """Run the fit check on an open source, drawing it live in a terminal or one line a second."""
     from collector.fit import run_fit_check
+    from collector.logformat import format_line
 
     out = out or sys.stdout
     needed = 3
@@ -113,14 +112,14 @@ def check_fit(source, description, profile, *, timeout_s: float, require: str, l
             )  # fmt: skip
 
     def line(elapsed, channels, streak):
+        # The collector's one line layout (collector/logformat.py): time, level, message, event=fit.
+        fields = {"event": "fit"}
         if log_format == "json":
-            text = json.dumps({
-                "ts": round(time.time(), 3), "event": "fit", "elapsed_s": round(elapsed, 1),
-                "good_for_s": min(streak, needed),
+            fields |= {
+                "elapsed_s": round(elapsed, 1), "good_for_s": min(streak, needed),
                 "channels": {c: {"grade": f.grade, "reason": f.reason or None} for c, f in channels.items()},
-            })  # fmt: skip
-        else:
-            text = fit_line(elapsed, channels, streak, needed)
+            }  # fmt: skip
+        text = format_line(log_format, "info", fit_line(elapsed, channels, streak, needed), fields)
         print(text, file=out, flush=True)
 
     return run_fit_check(
@@ -153,10 +152,12 @@ def run(args: argparse.Namespace) -> int:
         source.close()
     if result.ok:
         grades = ", ".join(f"{c} {f.label()}" for c, f in result.channels.items())
-        print(
-            f"Fit is good: no channel bad for 3 s ({grades}). Start recording with `collector run`.",
-            flush=True,
-        )
+        sentence = f"Fit is good: no channel bad for 3 s ({grades}). Start recording with `collector run`."
+        if args.log_format == "json":  # a lab's parser gets JSON on every line
+            from collector.logformat import format_line
+
+            sentence = format_line("json", "info", sentence, {"event": "fit_good"})
+        print(sentence, flush=True)
         return EXIT_OK
     failure = describe_failure(result, args.require)
     print(f"collector: The fit is not good after {result.elapsed_s:.0f} s: {failure}", file=sys.stderr)

@@ -244,7 +244,7 @@ def open_screen(profile, output, pause_control=None):
             raise NoSourceError(
                 f"{err} (--screen on was asked for; use --screen auto to continue EEG-only)"
             ) from None
-        output.log("warning", message=f"{err}; continuing EEG-only.")
+        output.log("screen_unavailable", message=f"{err}; continuing EEG-only.")
         return None
     return source
 
@@ -300,7 +300,7 @@ def fit_check_before_capture(args, profile, output, eeg_source, description) -> 
         )
     else:
         output.log(
-            "warning",
+            "fit_not_good",
             message=f"The fit is not good after {result.elapsed_s:.0f} s: {describe_failure(result, 'fair')} "
             "Capturing anyway.",
         )
@@ -416,8 +416,13 @@ def run(args: argparse.Namespace) -> int:
     marks = MarkInbox(marks_path(pause_control.state_dir, os.getpid()))
     pause_control.register_running()
     notice = pause_notice(pause_control) if profile.screen.mode != "off" else None
-    if notice:
-        output.log("warning", message=f"{notice} Until then no screenshots are taken (EEG is recorded).")
+    if notice:  # said once, here: the screen source stays quiet about a pause that began before it
+        until = (
+            "nothing is captured (--no-eeg: the screen is all this run records)"
+            if args.no_eeg
+            else "no screenshots are taken (EEG is recorded)"
+        )
+        output.log("screen_paused", message=f"{notice} Until then {until}.")
     try:
         if not args.no_eeg:
             eeg_source, description = open_eeg(profile)
