@@ -34,7 +34,7 @@ def collector(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
 
 
 def fit_lines(text: str) -> list[str]:
-    """The once-a-second lines, in the collector's layout: `<time> INFO    fit 00:05 TP9 good, … event=fit`."""
+    """The once-a-second lines in the collector's layout: `<time> INFO    fit 00:05 TP9 good … event=fit`."""
     return [line for line in text.splitlines() if " INFO    fit " in line and line.endswith(" event=fit")]
 
 
