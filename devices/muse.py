@@ -203,6 +203,7 @@ class MuseSource:
                 )
         self.address = address
         self.model = model
+        self._default_command = not command  # a given command (tests, wrappers) may not need Bluetooth
         self.command = (
             list(command)
             if command
@@ -236,6 +237,10 @@ class MuseSource:
 
     # -- EegSource -----------------------------------------------------------------------------
     def open(self) -> StreamDescription:
+        if self._default_command:
+            problem = bluetooth_problem()
+            if problem:  # muselsl would fail and be restarted until the timeout: say why at once
+                raise NoSourceError(f"cannot reach a Muse: {problem}. {BLUETOOTH_CHECKS}")
         shown = self.command[1:] if self.command[0] == sys.executable else self.command
         log.info("starting %s", " ".join(shown))
         self._stop.clear()
@@ -260,6 +265,11 @@ class MuseSource:
                 if time.monotonic() >= deadline:
                     said = self._tail[-1] if self._tail else "no output"
                     self.close()
+                    if any(k in said for k in BLUETOOTH_ERRORS):  # e.g. FileNotFoundError: no BlueZ/D-Bus
+                        raise NoSourceError(
+                            f"no Muse EEG stream within {self.connect_timeout_s:g} s: muselsl cannot use "
+                            f"Bluetooth here ({said[:120]}). {BLUETOOTH_CHECKS}"
+                        ) from None
                     raise NoSourceError(
                         f"no Muse EEG stream appeared within {self.connect_timeout_s:g} s (muselsl: {said}). "
                         "Switch the headset on, check Bluetooth (`collector devices` lists headsets), "
@@ -363,6 +373,16 @@ class MuseScan:
     reason: str = ""  # why the list is empty (no Bluetooth, scan failed, none found); "" when not
 
 
+# What muselsl's Bluetooth backends (bleak over BlueZ/D-Bus, pygatt) print when they cannot work:
+# FileNotFoundError is bleak not finding the system D-Bus socket or BlueZ.
+BLUETOOTH_ERRORS = ("FileNotFoundError", "DBus", "dbus", "BleakError", "BLEError", "org.bluez")
+BLUETOOTH_CHECKS = (
+    "Check that a Bluetooth adapter is present and powered (`bluetoothctl show`; `bluetoothctl power "
+    "on`), that the bluetooth service runs (`systemctl status bluetooth`), then that `collector devices` "
+    "lists the headset."
+)
+
+
 def bluetooth_problem() -> str:
     """A reason Bluetooth cannot work here, or "" when it may (only checkable on Linux)."""
     if sys.platform.startswith("linux"):
@@ -408,8 +428,7 @@ def list_muses(
     if done.returncode != 0:
         lines = [line for line in (done.stderr or done.stdout).splitlines() if line.strip()]
         last = lines[-1].strip() if lines else f"exit code {done.returncode}"
-        bluetooth_errors = ("FileNotFoundError", "DBus", "dbus", "BleakError", "BLEError", "org.bluez")
-        if any(k in last for k in bluetooth_errors):
+        if any(k in last for k in BLUETOOTH_ERRORS):
             return MuseScan((), f"Bluetooth unavailable: the scan failed ({last[:150]})")
         return MuseScan((), f"the scan failed ({last[:150]})")
     return MuseScan((), "no Muse headset found; switch it on, and disconnect it from other apps")

@@ -302,3 +302,38 @@ def test_a_sigkilled_collector_takes_the_muselsl_child_with_it(tmp_path):
         for pid in [int(line) for line in pids_file.read_text().split()] if pids_file.exists() else []:
             if _running(pid):
                 os.kill(pid, signal.SIGKILL)
+
+
+def test_a_bluetooth_failure_of_muselsl_says_what_to_check():
+    """review13 #8: muselsl's "FileNotFoundError" (bleak finds no BlueZ/D-Bus) was passed on raw."""
+    command = _script("""
+        import sys
+        print("FileNotFoundError: [Errno 2] No such file or directory", file=sys.stderr)
+        sys.exit(1)
+    """)
+    source = MuseSource(address=fake_address(), command=command, connect_timeout_s=1.5, restart_delay_s=0.2)
+    with pytest.raises(NoSourceError) as info:
+        source.open()
+    message = str(info.value)
+    assert "\n" not in message and "within 1.5 s" in message
+    assert "muselsl cannot use Bluetooth here" in message and "bluetoothctl show" in message
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="adapters are only listed on Linux")
+def test_fit_on_a_muse_without_an_adapter_stops_at_once_with_what_to_do(tmp_path):
+    """review13 #8: `fit --device muse --timeout 3` ran muselsl for 60 s, then said FileNotFoundError."""
+    if not bluetooth_problem():
+        pytest.skip("this machine has a Bluetooth adapter")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENLESSON_", "COLLECTOR_"))}
+    env["PYTHONPATH"] = str(Path(__file__).resolve().parents[1])
+    started = time.monotonic()
+    proc = subprocess.run(
+        [sys.executable, "-m", "collector", "fit", "--device", "muse", "--timeout", "3"],
+        env=env, cwd=tmp_path, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    took = time.monotonic() - started
+    assert proc.returncode == 5, proc.stderr
+    (line,) = proc.stderr.strip().splitlines()[-1:]
+    assert line.startswith("collector: cannot reach a Muse: no Bluetooth adapter found"), line
+    assert "bluetoothctl" in line and "Traceback" not in proc.stderr
+    assert took < 15, took  # python start-up on a loaded machine; muselsl is never started

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 
 from collector.commands._common import add_verbose
 from collector.errors import EXIT_FAILURE, EXIT_OK
@@ -40,7 +41,11 @@ def add_parser(sub) -> None:
     )
     add_source_options(p)
     p.add_argument(
-        "--timeout", type=float, default=60.0, metavar="S", help="give up after S seconds (default 60)"
+        "--timeout",
+        type=float,
+        default=60.0,
+        metavar="S",
+        help="give up after S seconds, the wait for the stream (a Muse connecting) included (default 60)",
     )
     p.add_argument(
         "--require",
@@ -142,11 +147,13 @@ def run(args: argparse.Namespace) -> int:
 
         raise UsageError(f"--timeout must be a positive number of seconds; {args.timeout:g} is invalid.")
     profile = profile_from_args(args)
-    source, description = open_eeg(profile)  # no stream: NoSourceError, exit 5
+    started = time.monotonic()
+    # --timeout bounds the whole check, waiting for the stream (a Muse's connection) included.
+    source, description = open_eeg(profile, open_timeout_s=args.timeout)  # no stream: exit 5
     try:
         result = check_fit(
-            source, description, profile, timeout_s=args.timeout, require=args.require,
-            log_format=args.log_format,
+            source, description, profile, require=args.require, log_format=args.log_format,
+            timeout_s=max(0.0, args.timeout - (time.monotonic() - started)),
         )  # fmt: skip
     finally:
         source.close()

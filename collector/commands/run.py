@@ -249,8 +249,9 @@ def open_screen(profile, output, pause_control=None):
     return source
 
 
-def open_eeg(profile):
-    """The EEG source, opened: (source, description)."""
+def open_eeg(profile, open_timeout_s: float | None = None):
+    """The EEG source, opened: (source, description). open_timeout_s bounds the wait for the stream
+    (`fit --timeout`); by default a Muse gets 60 s to connect and an LSL stream 5 s to appear."""
     if profile.device.kind == "muse":
         from devices.muse import MuseSource
 
@@ -260,11 +261,13 @@ def open_eeg(profile):
             eeg_channels=profile.device.channels or None,
             aux_channels=profile.device.aux,
             markers=profile.stream.markers,
+            **({"connect_timeout_s": open_timeout_s} if open_timeout_s is not None else {}),
         )
     else:
         from devices.lsl import LslSource
 
         source = LslSource(
+            **({"resolve_timeout_s": min(5.0, open_timeout_s)} if open_timeout_s is not None else {}),
             stream_name=profile.stream.name,
             stream_type=profile.stream.type,
             source_id=profile.stream.source_id,
