@@ -115,7 +115,7 @@ class MarkInbox:
         for raw in lines:
             try:
                 item = json.loads(raw)
-                out.append(Event(time_ms=float(item["time_ms"]), value=str(item["value"])))
+                out.append(Event(time_ms=float(item["time_ms"]), value=clean_text(str(item["value"]))))
             except (ValueError, KeyError, TypeError):
                 log.warning("ignored a malformed mark line in %s", self.path)
         return out

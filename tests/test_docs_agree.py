@@ -39,11 +39,19 @@ def test_demo_length_and_flush_timeout_agree():
     assert f"(~{DEMO_DURATION_S + 10:.0f} s)" in summary
 
 
-def test_status_json_keys_are_the_readmes(tmp_path):
+def status_section() -> str:
     section = README[README.index("### `collector status --json`") :]
-    section = section[: section.index("\n### ")]
-    documented = set(re.findall(r"^\| `(\w+)`(?:, `(\w+)`)?", section, flags=re.M))
-    keys = {k for pair in documented for k in pair if k}
+    return section[: section.index("\n### ")]
+
+
+def status_keys() -> set[str]:
+    documented = set(re.findall(r"^\| `(\w+)`(?:, `(\w+)`)?", status_section(), flags=re.M))
+    return {k for pair in documented for k in pair if k}
+
+
+def test_status_json_keys_are_the_readmes(tmp_path):
+    section = status_section()
+    keys = status_keys()
     runtime = tmp_path / "run"
     runtime.mkdir(mode=0o700)
     env = {"COLLECTOR_SPOOL_DIR": str(tmp_path / "spool"), "XDG_RUNTIME_DIR": str(runtime)}
@@ -70,6 +78,7 @@ def test_status_json_capture_fields_are_the_readmes(tmp_path):
     runtime.mkdir(mode=0o700)
     env = {"COLLECTOR_SPOOL_DIR": str(tmp_path / "spool"), "XDG_RUNTIME_DIR": str(runtime)}
     report = json.loads(collector("status", "--json", env=env))
+    assert set(report) == status_keys()  # review13 #13: the same keys with a spool as without one
     row = next(line for line in README.splitlines() if line.startswith("| `captures` |"))
     assert set(report["captures"][0]) == set(re.findall(r"`(\w+)`", row.split("|")[2]))
     row = next(line for line in README.splitlines() if line.startswith("| `screen_pause` |"))

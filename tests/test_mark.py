@@ -76,6 +76,23 @@ def test_mark_without_a_running_capture_exits_5(tmp_path):
     )
 
 
+def test_a_mark_longer_than_500_characters_is_refused_with_exit_2(tmp_path):
+    """review13 #13: a 5,000-character mark was accepted and logged in full."""
+    ok = subprocess.run(
+        [sys.executable, "-m", "collector", "mark", "x" * 500],
+        env=env_for(tmp_path), capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert ok.returncode == EXIT_NO_SOURCE  # 500 is allowed: it gets as far as looking for a capture
+    proc = subprocess.run(
+        [sys.executable, "-m", "collector", "mark", "x" * 5000],
+        env=env_for(tmp_path), capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == (
+        "collector: The mark's TEXT is 5,000 characters; at most 500 are allowed. Say it shorter."
+    )
+
+
 @pytest.mark.lsl
 @pytest.mark.slow
 def test_marks_land_within_50_ms_in_the_chunk_that_covers_them(sandbox, tmp_path):

@@ -16,7 +16,8 @@ def add_parser(sub) -> None:
         help="mark this moment in the running capture (e.g. 'distracted')",
         description="Put an event with TEXT on the running `collector run`'s EEG timeline at the "
         "moment this command ran (within 50 ms); it is delivered in the EEG chunk that covers it, "
-        "like an LSL marker. Bind it to a key for one-press notes. Exit 5 when no capture is running.",
+        "like an LSL marker. Bind it to a key for one-press notes. TEXT is at most 500 characters "
+        "(longer: exit 2). Exit 5 when no capture is running.",
     )
     p.add_argument("text", nargs="+", metavar="TEXT", help="what happened (several words are joined)")
     add_verbose(p)
@@ -25,13 +26,18 @@ def add_parser(sub) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from collector.errors import NoSourceError, UsageError
-    from collector.marks import clean_text, process_start_ms, send_mark
+    from collector.marks import MAX_TEXT, clean_text, process_start_ms, send_mark
     from devices.pause import PauseControl
 
     moment_ms = process_start_ms() or _IMPORTED_MS
-    text = clean_text(" ".join(args.text))
+    text = " ".join(" ".join(args.text).split())
     if not text:
         raise UsageError("The mark's TEXT is empty; say what happened, e.g. `collector mark distracted`.")
+    if len(text) > MAX_TEXT:  # a marker is a note, not a document: refused, never cut silently
+        raise UsageError(
+            f"The mark's TEXT is {len(text):,} characters; at most {MAX_TEXT} are allowed. Say it shorter."
+        )
+    text = clean_text(text)
     control = PauseControl()
     pid = control.running_pid()
     if pid is None:

@@ -20,7 +20,7 @@ def add_parser(subparsers) -> None:
         "--json",
         action="store_true",
         help="print JSON instead of a table: spool, exists, pending, failed, stored_bytes, pause_reason, "
-        "captures, losses, screen_pause, screen_pause_notice (see the README)",
+        "delivery_rate, captures, losses, screen_pause, screen_pause_notice (see the README)",
     )
     add_verbose(parser)
     parser.set_defaults(func=run)
@@ -33,7 +33,7 @@ def run(args: argparse.Namespace) -> int:
     root = spool_dir(args)
     if not (root / DB_NAME).exists():
         report = {"spool": str(root), "exists": False, "pending": 0, "failed": 0, "stored_bytes": 0,
-                  "pause_reason": None, "captures": [], "losses": []}  # fmt: skip
+                  "pause_reason": None, "delivery_rate": None, "captures": [], "losses": []}  # fmt: skip
     else:
         with Spool(root) as spool:
             captures = spool.stats()
