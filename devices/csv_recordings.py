@@ -50,6 +50,8 @@ _MARKER_COLUMN = re.compile(r"^Marker\d*$")
 _NO_MARKER = {"", "0", "0.0", "0.000", "nan", "none"}
 MIND_MONITOR_BREAK_S = 0.5  # Mind Monitor's packet bursts are < 0.1 s apart; longer is a hole
 MIND_MONITOR_BANDS = ("Delta", "Theta", "Alpha", "Beta", "Gamma")
+MUSE_COLUMNS = {"TP9", "AF7", "AF8", "TP10", "Right AUX", "X", "Y", "Z", "PPG1", "PPG2", "PPG3"}
+ABSURD_UV = 1e6  # 1 V: beyond any EEG amplitude; such a value is a broken sample or a unit mix-up
 MIN_ROWS_FOR_RATE = 2  # two stamps a step apart are the least a rate can be measured from
 
 
@@ -184,6 +186,29 @@ def _check_times(times: np.ndarray, path: Path, what: str) -> None:
         )
 
 
+def _warn_values(data: np.ndarray, path: Path, *, missing_rows_logged: bool = False) -> None:
+    """Say how many values are missing (empty, NaN, ±inf: delivered as null) and how many are
+    finite but beyond ±ABSURD_UV (kept as they are; the quality flags mark their windows
+    `excessive_amplitude`). data: (n_samples, n_channels), µV."""
+    missing = int(np.count_nonzero(~np.isfinite(data)))
+    if missing and not missing_rows_logged:
+        log.warning(
+            "%s: %d missing channel value(s) (empty, NaN or ±inf) kept as missing samples (null)",
+            path.name,
+            missing,
+        )
+    with np.errstate(invalid="ignore"):
+        absurd = int(np.count_nonzero(np.isfinite(data) & (np.abs(data) > ABSURD_UV)))
+    if absurd:
+        log.warning(
+            "%s: %d channel value(s) beyond ±%g µV (1 V; no EEG is that large) kept as they are; "
+            "the windows holding them are flagged excessive_amplitude",
+            path.name,
+            absurd,
+            ABSURD_UV,
+        )
+
+
 def _check_rows(n: int, path: Path) -> None:
     if n < MIN_ROWS_FOR_RATE:
         raise UsageError(
@@ -253,9 +278,7 @@ def load_muselsl_csv(path: str | Path, *, start_time: Any = None) -> XdfRecordin
     _check_times(times, path, "timestamp")
     _check_rows(times.size, path)
     data = np.column_stack([_numeric(frame, c, path) for c in channels])
-    missing = int(np.count_nonzero(~np.isfinite(data)))
-    if missing:
-        log.warning("%s: %d missing channel values kept as missing samples", path.name, missing)
+    _warn_values(data, path)
 
     sfreq, measured, segments = rate_from_timestamps(times)
     if not math.isfinite(sfreq) or sfreq <= 0:
@@ -290,9 +313,12 @@ def load_muselsl_csv(path: str | Path, *, start_time: Any = None) -> XdfRecordin
             events_t.append(float(times[row]))
             events_v.append(texts[0] if len(texts) == 1 else ",".join(texts))
     source_id = f"muselsl-csv:{path.name}"
+    # The stream is a Muse's only when its columns are (`muselsl record` of EEG, ACC, GYRO or
+    # PPG); a file of other channels in this layout (`collector export` of an EDF) is named by kind.
+    name = "Muse" if set(channels) <= MUSE_COLUMNS else _stream_type(channels)
     eeg = XdfStream(
         stream_id=1,
-        name="Muse",
+        name=name,
         type=_stream_type(channels),
         source_id=source_id,
         hostname="",
@@ -307,12 +333,13 @@ def load_muselsl_csv(path: str | Path, *, start_time: Any = None) -> XdfRecordin
         footer_sample_count=None,
     )
     log.info(
-        "%s: muselsl CSV, %s timestamps, %d samples, %d channels (%s), rate %.6g Hz (measured %.4f Hz), "
+        "%s: muselsl CSV, %s timestamps, %d samples, %d channel%s (%s), rate %.6g Hz (measured %.4f Hz), "
         "%d marker(s)",
         path.name,
         "Unix" if unix else "LSL-clock",
         len(times),
         len(channels),
+        "" if len(channels) == 1 else "s",
         ", ".join(channels),
         sfreq,
         measured,
@@ -477,6 +504,7 @@ def load_mindmonitor_csv(path: str | Path) -> XdfRecording:
     times = times_all[rows]
     _check_rows(times.size, path)
     data = values[rows]
+    _warn_values(data, path, missing_rows_logged=True)
     missing_rows = int(np.count_nonzero(~np.isfinite(data[:, : len(raw_cols)]).all(axis=1)))
     # A hole is a pause longer than packet bursts (0.5 s), or than 4 rows when Mind Monitor wrote
     # one row per recording interval (e.g. 1 s).
@@ -490,6 +518,9 @@ def load_mindmonitor_csv(path: str | Path) -> XdfRecording:
             "no sampling rate can be measured from them. Use the file as Mind Monitor wrote it."
         )
     times = _dejitter(times, segments)
+    # The rate the replay works with is the one of the dejittered times, not of the packet stamps.
+    packets = measured
+    measured = rate_from_timestamps(times, max(MIND_MONITOR_BREAK_S, 4.0 * typical))[1]
     if sfreq < 100:
         log.warning(
             "%s: raw EEG rows come at %.3g Hz, not 256 Hz: Mind Monitor recorded one row per interval. "
@@ -554,13 +585,14 @@ def load_mindmonitor_csv(path: str | Path) -> XdfRecording:
         )
     summary = _summary(frame)
     log.info(
-        "%s: Mind Monitor CSV, %d samples, channels %s, rate %.6g Hz (measured %.4f Hz), %d segment(s), "
-        "%d event(s)%s%s",
+        "%s: Mind Monitor CSV, %d samples, channels %s, rate %.6g Hz (measured %.4f Hz over the dejittered "
+        "sample times; %.4f Hz from the raw packet stamps), %d segment(s), %d event(s)%s%s",
         path.name,
         len(times),
         ", ".join(labels),
         sfreq,
         measured,
+        packets,
         len(segments),
         len(event_t),
         f", {missing_rows} row(s) without raw values kept as missing samples" if missing_rows else "",

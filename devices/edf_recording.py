@@ -97,7 +97,14 @@ def load_edf(path: str | Path, *, bdf: bool = False, strict: bool = True) -> Xdf
             continuous = edf.is_continuous
             annotations = list(edf.annotations)
     except Exception as exc:  # edfio raises ValueError, IndexError, struct errors... on bad headers
-        detail = " ".join(f"{type(exc).__name__}: {exc}".split())[:160]
+        from devices.edf_header import header_problem
+
+        found = header_problem(path)
+        if found is not None and not found[1]:
+            raise UsageError(
+                f"{kind} file {path} has a broken header: {found[0]}. Use the file as the recorder wrote it."
+            ) from None
+        detail = found[0] if found is not None else " ".join(str(exc).split())[:160]
         raise UsageError(
             f"{kind} file {path} is corrupt or truncated ({detail}). Use the complete file as recorded."
         ) from None
@@ -196,7 +203,10 @@ def load_edf(path: str | Path, *, bdf: bool = False, strict: bool = True) -> Xdf
         kind,
         "+" if edf.reserved.startswith(("EDF+", "BDF+")) else "",
         len(signals),
-        f"{len(eeg.labels)} channels at {eeg.sfreq:g} Hz, {eeg.sample_count} samples" if eeg else "none",
+        f"{len(eeg.labels)} channel{'' if len(eeg.labels) == 1 else 's'} at {eeg.sfreq:g} Hz, "
+        f"{eeg.sample_count} samples"
+        if eeg
+        else "none",
         len(events),
         start.isoformat() if start else "anonymised",
     )

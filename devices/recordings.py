@@ -65,9 +65,11 @@ def _csv_header(head: bytes) -> list[str] | None:
 def detect_format(path: str | Path) -> str:
     """'xdf', 'muselsl-csv', 'mindmonitor-csv', 'edf' or 'bdf', from the file's first bytes.
 
-    Raises UsageError (one line) for a missing file or one that is none of these.
+    Raises UsageError (one line) for a missing file, a directory, or a file that is none of these.
     """
     path = Path(path).expanduser()
+    if path.is_dir():
+        raise UsageError(f"{path} is a directory, not a recording file. Give the path of a file in it.")
     if not path.is_file():
         raise UsageError(f"Recording file not found: {path}. Check the path.")
     with open(path, "rb") as handle:

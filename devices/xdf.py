@@ -515,10 +515,11 @@ class XdfSource:
         self._event_pos = 0
         self._wall_start = self._clock()
         log.info(
-            "replaying %s: stream %s, %d channels (%s), %.6g Hz, %d samples (%.1f s)%s%s",
+            "replaying %s: stream %s, %d channel%s (%s), %.6g Hz, %d samples (%.1f s)%s%s",
             self.path.name,
             eeg.name,
             len(split.eeg_labels),
+            "" if len(split.eeg_labels) == 1 else "s",
             ", ".join(split.eeg_labels),
             sfreq,
             eeg.sample_count,

@@ -23,6 +23,7 @@ from tests.test_replay_formats import (
     one_line_exit_2,
     read_muse_csv,
     replay,
+    run_collector,
     write_edf,
 )
 
@@ -151,3 +152,110 @@ def test_stream_with_an_unknown_label_names_it_and_lists_the_channels(sandbox, t
     last = proc.stderr.strip().splitlines()[-1]
     assert proc.returncode == 2 and "no channel labelled 'XX'" in last and "TP9, AF7, AF8, TP10" in last, last
     assert "numeric stream" not in proc.stderr
+
+
+# -- 5. a --start-time without an offset --------------------------------------------------------
+
+
+def test_naive_start_time_is_local_time_and_the_log_says_the_utc_instant(sandbox, tmp_path):
+    header, rows = muse_rows()
+    path = tmp_path / "short.csv"
+    path.write_text("\n".join([header, *rows[:1024]]) + "\n")
+    proc = replay(
+        path, sandbox, tmp_path, "--start-time", "2026-02-03T04:05:06", env_extra={"TZ": "Europe/Berlin"}
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "anchored at 2026-02-03T03:05:06.000 UTC (no offset given: read as this machine's local time" in (
+        proc.stderr
+    )
+    chunks, _, times, _ = delivered(sandbox)
+    anchor_ms = datetime(2026, 2, 3, 3, 5, 6, tzinfo=timezone.utc).timestamp() * 1000
+    assert times[0] == pytest.approx(anchor_ms, abs=1.0)
+    helped = run_collector(["replay", "--help"], env_extra={"COLUMNS": "200"})
+    assert "without an offset (Z, +01:00) is this machine's local time" in " ".join(helped.stdout.split())
+
+
+# -- 6. the Mind Monitor rate in the log is the one used ----------------------------------------
+
+
+def test_mind_monitor_log_gives_the_rate_the_chunks_carry(sandbox, tmp_path):
+    import re
+
+    _, values, _ = read_muse_csv(need(MUSE_CSV))
+    path = tmp_path / "mm.csv"
+    make_mind_monitor_csv(path, values[: ROWS * 2], datetime(2025, 3, 4, 10, tzinfo=timezone.utc), nan_row=7)
+    proc = replay(path, sandbox, tmp_path, env_extra={"TZ": "UTC"})
+    assert proc.returncode == 0, proc.stderr
+    logged = float(re.search(r"measured ([0-9.]+) Hz over the dejittered sample times", proc.stderr).group(1))
+    chunks, _, _, _ = delivered(sandbox)
+    assert logged == pytest.approx(chunks[0]["device"]["measured_sfreq"], abs=1e-3)
+    assert "from the raw packet stamps" in proc.stderr
+
+
+# -- 7. a directory -----------------------------------------------------------------------------
+
+
+def test_a_directory_is_said_to_be_a_directory(sandbox, tmp_path):
+    folder = tmp_path / "adir.csv"
+    folder.mkdir()
+    line = one_line_exit_2(replay(folder, sandbox, tmp_path))
+    assert "is a directory, not a recording file" in line and "not found" not in line, line
+
+
+# -- 8. help texts ------------------------------------------------------------------------------
+
+
+def test_help_texts_say_devices_lists_the_replay_formats():
+    top = " ".join(run_collector(["--help"], env_extra={"COLUMNS": "200"}).stdout.split())
+    assert "list Muse headsets, visible LSL streams and the recording formats `replay` reads" in top
+    devices = " ".join(run_collector(["devices", "--help"], env_extra={"COLUMNS": "200"}).stdout.split())
+    assert "the recording formats `collector replay` reads" in devices
+
+
+# -- 9. small things ----------------------------------------------------------------------------
+
+
+def test_exported_edf_channels_in_a_csv_replay_as_eeg_not_muse(sandbox, tmp_path):
+    header, rows = muse_rows()
+    path = tmp_path / "export.csv"
+    path.write_text(
+        "timestamps,Fpz-Cz\n" + "\n".join(f"{r.split(',')[0]},{r.split(',')[1]}" for r in rows[:1024]) + "\n"
+    )
+    proc = replay(path, sandbox, tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    chunks, _, _, _ = delivered(sandbox)
+    assert chunks[0]["device"]["name"] == "EEG" and chunks[0]["device"]["channels"] == ["Fpz-Cz"]
+    assert "1 channel (Fpz-Cz)" in proc.stderr and "1 channels" not in proc.stderr
+
+
+def test_inf_is_missing_and_absurd_values_are_kept_warned_and_flagged(sandbox, tmp_path):
+    header, rows = muse_rows()
+    cells = [r.split(",") for r in rows]
+    cells[300][1] = "inf"
+    cells[600][2] = "1e300"
+    path = tmp_path / "odd.csv"
+    path.write_text("\n".join([header, *(",".join(c) for c in cells)]) + "\n")
+    proc = replay(path, sandbox, tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "1 missing channel value(s) (empty, NaN or ±inf)" in proc.stderr
+    assert "1 channel value(s) beyond ±1e+06 µV" in proc.stderr
+    chunks, samples, _, _ = delivered(sandbox)
+    assert np.isnan(samples[300, 0]) and samples[600, 1] == 1e300
+    flagged = [
+        w["end_ms"]
+        for c in chunks
+        for w in c["windows"]
+        if w["quality"]["channels"]["AF7"]["excessive_amplitude"]
+    ]
+    assert flagged
+
+
+def test_edf_header_errors_name_the_field_in_plain_words(sandbox, tmp_path):
+    path = tmp_path / "badhdr.edf"
+    write_edf(path, bdf=False, eeg=np.zeros((256 * 4, 4)), start=datetime(2024, 5, 1, tzinfo=timezone.utc))
+    raw = bytearray(path.read_bytes())
+    raw[236:244] = b"abcd    "
+    path.write_bytes(bytes(raw))
+    line = one_line_exit_2(replay(path, sandbox, tmp_path))
+    assert "the header's number of data records is 'abcd', not a whole number" in line, line
+    assert "ValueError" not in line and "int()" not in line

@@ -1,4 +1,5 @@
-"""`collector devices`: Muse headsets in Bluetooth range and the LSL streams visible from here."""
+"""`collector devices`: Muse headsets in Bluetooth range, the LSL streams visible from here, and the
+recording formats `collector replay` reads."""
 
 from __future__ import annotations
 
@@ -18,12 +19,13 @@ MUSE_SCAN_TIMEOUT_S = 20.0  # muselsl scans for 10.5 s, plus its start-up
 def add_parser(subparsers) -> None:
     p = subparsers.add_parser(
         "devices",
-        help="list Muse headsets and visible LSL streams",
+        help="list Muse headsets, visible LSL streams and the recording formats `replay` reads",
         description=(
-            "List Muse headsets in Bluetooth range (muselsl's scan, about 11 s) and the LSL streams "
-            "visible on this network (name, type, source_id, channels, rate, host). Use a stream's "
-            "name or source_id with `collector run --stream-name/--source-id`. Exit 5 when it finds "
-            "neither a headset nor a stream."
+            "List Muse headsets in Bluetooth range (muselsl's scan, about 11 s), the LSL streams "
+            "visible on this network (name, type, source_id, channels, rate, host) and the recording "
+            "formats `collector replay` reads (XDF, muselsl CSV, Mind Monitor CSV, EDF/EDF+, BDF). "
+            "Use a stream's name or source_id with `collector run --stream-name/--source-id`. Exit 5 "
+            "when it finds neither a headset nor a stream."
         ),
     )
     p.add_argument(

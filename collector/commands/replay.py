@@ -6,6 +6,7 @@ from the content)."""
 from __future__ import annotations
 
 import argparse
+import logging
 import time
 from pathlib import Path
 
@@ -17,6 +18,8 @@ from collector.commands.run import (
     profile_from_args,
 )
 from collector.errors import UsageError
+
+log = logging.getLogger(__name__)
 
 
 def _speed(value: str) -> float | None:
@@ -53,7 +56,8 @@ def add_parser(sub) -> None:
         "--start-time",
         default="file",
         metavar="file|now|ISO-8601",
-        help="time anchor of the first sample (default: the recording's own start)",
+        help="time anchor of the first sample (default: the recording's own start); an ISO-8601 time "
+        "without an offset (Z, +01:00) is this machine's local time",
     )
     p.add_argument(
         "--stream",
@@ -73,9 +77,31 @@ def _start_time(value: str):
     from datetime import datetime
 
     try:
-        return datetime.fromisoformat(value.replace("Z", "+00:00"))
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
         raise UsageError(f"--start-time {value!r} is not 'file', 'now' or an ISO-8601 time.") from None
+    # No offset: this machine's local time (TZ), made explicit so the log can say which instant it is.
+    return moment if moment.tzinfo is not None else moment.astimezone()
+
+
+def _log_anchor(value: str, moment) -> None:
+    from datetime import timezone
+
+    local = (
+        "" if _has_offset(value) else f" (no offset given: read as this machine's local time, {moment:%Z %z})"
+    )
+    log.info(
+        "--start-time %s: the recording's start is anchored at %s UTC%s",
+        value,
+        moment.astimezone(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", ""),
+        local,
+    )
+
+
+def _has_offset(value: str) -> bool:
+    from datetime import datetime
+
+    return datetime.fromisoformat(value.replace("Z", "+00:00")).tzinfo is not None
 
 
 def _to_lsl(args) -> int:
@@ -148,6 +174,8 @@ def run(args: argparse.Namespace) -> int:
         # profile that sets [analysis] chunk_s itself, wins.
         profile = profile.with_overrides(analysis={"chunk_s": DELIVERY_CHUNK_S})
     output = make_output(args)
+    if not isinstance(start_time, str):
+        _log_anchor(args.start_time, start_time)
     # Open the file first: a corrupt file is bad input (exit 2) whatever the network says.
     source = XdfSource(
         args.file,
