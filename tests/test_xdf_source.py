@@ -185,8 +185,8 @@ def test_truncated_recording_can_be_read_when_not_strict(tmp_path):
 def test_missing_file_and_bad_arguments_are_usage_errors(tmp_path):
     with pytest.raises(UsageError, match="not found"):
         XdfSource(tmp_path / "nope.xdf").open()
-    with pytest.raises(UsageError, match="not found"):
-        XdfSource(tmp_path).open()  # a directory
+    with pytest.raises(UsageError, match="is a directory, not a recording file"):
+        XdfSource(tmp_path).open()
     with pytest.raises(UsageError, match="ISO-8601"):
         XdfSource(need(MINIMAL), start_time="yesterday-ish").open()
     with pytest.raises(UsageError, match="speed"):
