@@ -35,9 +35,11 @@ def add_parser(sub) -> None:
         "fit",
         help="check the headset's fit: contact quality per channel, before recording",
         description="Show each EEG channel's contact quality once a second (good / fair / bad, with "
-        "the reason: flat, railed, noisy, line noise), from the same quality flags as the chunks. "
+        "the reason: flat, railed, noisy, line noise; no signal when no sample came for a second), from the "
+        "same quality flags as the chunks. "
         "Ends by itself when no channel has been bad for 3 s (exit 0), at --timeout (exit 1, naming "
-        "the channels and what to do) or when there is no stream (exit 5). Nothing is recorded.",
+        "the channels and what to do) or when there is no stream (exit 5). Nothing is recorded and no "
+        "marker stream is followed.",
     )
     add_source_options(p)
     p.add_argument(
