@@ -619,6 +619,7 @@ class LslSource:
                 self.description.name if self.description else "the stream",
                 why,
                 self._sticky_predicate,
+                extra={"event": "stream_lost"},
             )
         self.lost = True
 
@@ -626,7 +627,11 @@ class LslSource:
         self.lost = False
         self.reconnects += 1
         self._mapper.reset()  # a restarted publisher may stamp differently
-        log.info("stream %s is back; continuing", self.description.name if self.description else "")
+        log.info(
+            "stream %s is back; continuing",
+            self.description.name if self.description else "",
+            extra={"event": "stream_back"},
+        )
 
     def _try_reconnect(self, timeout: float) -> bool:
         deadline = time.monotonic() + max(0.0, timeout)

@@ -162,7 +162,7 @@ def play_clean_for(name: str, seconds: float, sfreq: float = 256.0) -> None:
 
 
 @pytest.mark.lsl
-def test_a_stream_that_dies_shows_no_signal_and_never_counts_as_good():
+def test_a_stream_that_dies_shows_no_signal_and_never_counts_as_good(caplog):
     """review13 #1: a clean stream killed ~2.5 s in: the window is full of good samples, but the
     checks after its death must say "no signal" (no stale grade or µV) and never reach 3/3 s."""
     from collector.fit import run_fit_check
@@ -189,6 +189,8 @@ def test_a_stream_that_dies_shows_no_signal_and_never_counts_as_good():
     assert all(f.ptp_uv is None for f in last.values())  # nothing stale shown
     assert ticks[-1][0] >= 6.5
     assert "stopped sending" in result.advice()
+    # The source's own line about it names its event (review13 #12).
+    assert any(getattr(r, "event", None) == "stream_lost" for r in caplog.records), caplog.text
 
 
 @pytest.mark.parametrize("value", ["0", "-2"])
