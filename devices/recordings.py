@@ -216,8 +216,9 @@ def _unknown_labels(
     labels = list(dict.fromkeys(lab for s in numeric for lab in s.labels))
     names = ", ".join(repr(s.name) for s in numeric)
     quoted = ", ".join(repr(u) for u in unknown)
+    what = "channel labelled" if "," in stream else "stream or channel named"
     return UsageError(
-        f"--stream {stream!r}: {recording.path.name} has no channel labelled {quoted}. "
+        f"--stream {stream!r}: {recording.path.name} has no {what} {quoted}. "
         f"Its channels: {', '.join(labels)}; its streams: {names}. "
         "Pass channel labels from these (comma-separated) or a stream name."
     )

@@ -259,3 +259,16 @@ def test_edf_header_errors_name_the_field_in_plain_words(sandbox, tmp_path):
     line = one_line_exit_2(replay(path, sandbox, tmp_path))
     assert "the header's number of data records is 'abcd', not a whole number" in line, line
     assert "ValueError" not in line and "int()" not in line
+
+
+def test_stream_with_one_unknown_name_in_a_csv_says_stream_or_channel(tmp_path):
+    from collector.errors import UsageError
+    from devices.recordings import load_any_recording
+
+    header, rows = muse_rows()
+    path = tmp_path / "m.csv"
+    path.write_text("\n".join([header, *rows[:512]]) + "\n")
+    with pytest.raises(UsageError) as info:
+        load_any_recording(path, stream="bogus")
+    assert "has no stream or channel named 'bogus'" in str(info.value)
+    assert "Its channels: TP9, AF7, AF8, TP10, Right AUX; its streams: 'Muse'" in str(info.value)
