@@ -775,6 +775,7 @@ class MarkerFollower:
                 why,
                 self.eeg.name,
                 "; ".join(_describe_info(i) for i in found),
+                extra={"event": "markers_not_followed"},
             )
         return []
 

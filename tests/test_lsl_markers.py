@@ -243,6 +243,6 @@ def test_auto_never_follows_the_markers_of_another_eeg_stream(caplog):
     finally:
         del eeg_a, eeg_b, markers_b
     assert "following LSL stream" not in caplog.text
-    warned = [r.getMessage() for r in caplog.records if "following none" in r.getMessage()]
+    warned = [r.getMessage() for r in caplog.records if getattr(r, "event", None) == "markers_not_followed"]
     assert len(warned) == 1, caplog.text  # said once, not at every retry
     assert f"{b}-markers" in warned[0] and "--markers NAME" in warned[0]
