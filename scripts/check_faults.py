@@ -202,8 +202,8 @@ FAULTS: tuple[Fault, ...] = (
         (
             Edit(
                 "collector/session.py",
-                "                timeout = 0.0 if stop_now else flush_timeout_s\n",
-                "                timeout = 0.0  # FAULT\n",
+                "timeout = 0.0 if stop_now else",
+                "timeout = 0.0 if True else",
             ),
         ),
         ("tests/test_capture_promises.py::test_a_single_ctrl_c_stops_flushes_everything_and_exits_0",),
