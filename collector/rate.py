@@ -6,18 +6,21 @@ colliding with the others (too high: each refused request still counts against t
 limiter does what the AWS SDKs' "adaptive" retry mode does (botocore `retries/adaptive.py`,
 "ClientRateLimiter" in the AWS SDK developer guides): a token bucket whose fill rate
 
-- drops multiplicatively when the server throttles (a 429): the rate the client was actually
-  achieving when it was refused (the lower of its allowed rate and its measured send rate over
-  the last minute) becomes `w_max`, and the new rate is `beta * w_max`;
+- drops multiplicatively when the server throttles (a 429): what the client held of the key's
+  window when it was refused (its requests in the last 60 s, at most its allowed rate) becomes
+  `w_max`, and the new rate is `beta * w_max`; the refusals of one burst count once, and the rate
+  does not grow while the uploader holds the queue for `Retry-After` (`hold`);
 - grows back on success along CUBIC's curve (RFC 8312, as botocore's `CubicCalculator` does):
-  `rate(t) = w_max * (1 - (1 - beta) * (1 - t / K)**3)` for t seconds since the decrease. It
-  climbs fast at first, flattens near `w_max` (where the key was full last time) at t = K, then
-  probes above it, up to the configured ceiling. Our rates are a thousand times lower than an
-  SDK's, so K is fixed (`recovery_s`, default 45 s, under the server's 60 s window) instead of
-  derived from a scale constant tuned for requests per second.
+  `rate(t) = w_max + C * (t - K)**3`, K = cbrt(w_max * (1 - beta) / C), t seconds since the hold
+  ended. It climbs fast at first, flattens near `w_max` (where the key was full last time), then
+  probes above it, up to the configured ceiling. The climb above `w_max` is the same for every
+  client whatever its share, which is what makes shares even out. Our rates are a thousand times
+  lower than an SDK's, so C is set from `recovery_s` (default 20 s: a client refused at its
+  ceiling is back there after about that long, jittered per process by +-15 % so collectors
+  refused together do not climb back in step).
 
-Each client reacts to its own refusals only, which is what makes clients sharing a key converge
-to a fair share (multiplicative decrease, increase that does not depend on the current rate);
+Each client reacts to its own refusals only; multiplicative decrease with an increase that does
+not depend on the current rate makes clients sharing a key converge to a fair share;
 a lone client never sees a 429 and stays at its ceiling. Honouring `Retry-After` (holding the
 queue) is the uploader's job; this module only paces and adapts the rate.
 
@@ -28,6 +31,7 @@ from __future__ import annotations
 
 import collections
 import logging
+import random
 import threading
 import time
 from collections.abc import Callable
@@ -35,9 +39,11 @@ from collections.abc import Callable
 log = logging.getLogger("collector.rate")
 
 DEFAULT_BETA = 0.7  # share of the achieved rate kept after a 429 (botocore's value)
-DEFAULT_RECOVERY_S = 45.0  # time to climb back to the rate of the last 429 (under one server window)
+DEFAULT_RECOVERY_S = 20.0  # a client refused at its ceiling is back there after this long
 DEFAULT_FLOOR_PER_MIN = 2.0  # never slower than one request every 30 s
 MAX_BURST = 5  # a bucket larger than this could overrun a sliding per-minute window
+JITTER = 0.15
+MIN_W_MAX_SHARE = 0.1  # of the ceiling: a client refused on its first requests climbs back from there
 _MEASURE_S = 60.0  # send rate measured over the last minute (the server's window)
 _LOG_STEP = 0.05  # log an increase when the rate moved this much since the last line
 
@@ -63,6 +69,7 @@ class AdaptiveRateLimiter:
         floor_per_min: float = DEFAULT_FLOOR_PER_MIN,
         clock: Callable[[], float] = time.monotonic,
         on_change: Callable[[float, str], None] | None = None,
+        rng: random.Random | None = None,
     ) -> None:
         if not ceiling_per_min > 0:
             raise ValueError(f"the rate ceiling must be a positive number; {ceiling_per_min!r} is invalid.")
@@ -76,6 +83,12 @@ class AdaptiveRateLimiter:
         self.floor_per_min = min(float(floor_per_min), self.ceiling_per_min)
         self.beta = float(beta)
         self.recovery_s = float(recovery_s)
+        # Per-process jitter on the growth time: collectors refused together do not climb back
+        # in step (and collide in step again).
+        recovery_s = self.recovery_s * (1.0 + (rng or random.Random()).uniform(-JITTER, JITTER))
+        # CUBIC's scale constant, set so that a client refused at its ceiling is back there
+        # after `recovery_s`; requests per minute per s**3.
+        self._c = self.ceiling_per_min * (1.0 - self.beta) / recovery_s**3
         self._fixed_burst = burst
         self._clock = clock
         self._on_change = on_change
@@ -147,17 +160,22 @@ class AdaptiveRateLimiter:
     # ---- adapting --------------------------------------------------------------------------------
 
     def on_throttle(self, sent_at: float | None = None) -> float:
-        """The server refused a request (429): lower the rate; returns the new rate per minute."""
+        """The server refused a request (429): lower the rate; returns the new rate per minute.
+
+        `sent_at`: the `clock()` time the refused request left; a refusal of a request sent before
+        the last decrease took effect (the end of its hold, see `hold`) is part of the same burst
+        and counts once.
+        """
         with self._lock:
             now = self._clock()
             self._grow(now)
             if sent_at is not None and sent_at <= self._decreased_at:
                 return self._rate  # sent before the last decrease: that one already counted it
             self._forget_old(now)
-            achieved = self._rate
-            span = min(_MEASURE_S, now - self._sent[0]) if self._sent else 0.0
-            if span >= 10.0:  # a measured rate means something only over a few requests' time
-                achieved = min(achieved, len(self._sent) * 60.0 / span)
+            # What this client holds of the server's window: its requests in the last minute
+            # (a count, not a rate extrapolated from a few seconds: the key's limit is a count per
+            # 60 s, and clients that each keep what they had converge to shares of it).
+            achieved = min(self._rate, max(float(len(self._sent)), MIN_W_MAX_SHARE * self.ceiling_per_min))
             old = self._rate
             self._w_max = max(self.floor_per_min, achieved)
             self._rate = max(self.floor_per_min, self.beta * self._w_max)
@@ -170,6 +188,12 @@ class AdaptiveRateLimiter:
         log.debug("request rate %.1f -> %.1f/min (429 from the server)", old, new)
         self._notify(new, "throttled")
         return new
+
+    def hold(self, seconds: float) -> None:
+        """The uploader holds the queue `seconds` after a 429 (Retry-After): the rate does not grow
+        while nothing is sent, and refusals of requests sent before the hold ends count once."""
+        with self._lock:
+            self._decreased_at = max(self._decreased_at, self._clock() + max(0.0, seconds))
 
     def on_success(self) -> None:
         """A request was accepted: the rate keeps growing along its curve (logged in steps)."""
@@ -184,11 +208,18 @@ class AdaptiveRateLimiter:
         self._notify(rate, "recovering")
 
     def _grow(self, now: float) -> None:
-        """CUBIC growth since the last decrease (lock held)."""
+        """CUBIC growth since the last decrease (lock held): `w_max + C * (t - K)**3`.
+
+        K = cbrt(w_max * (1 - beta) / C) as in RFC 8312 and botocore's CubicCalculator: the
+        climb above the last refusal's level, `C * (t - K)**3`, is the same for every client,
+        whatever its share. With a fixed K the growth would scale with w_max and clients would
+        keep the ratio of their rates after each common 429 instead of converging to fair shares.
+        """
         if self._w_max is None:
             return
-        t = (now - self._decreased_at) / self.recovery_s
-        target = self._w_max * (1.0 - (1.0 - self.beta) * (1.0 - t) ** 3)
+        t = max(0.0, now - self._decreased_at)
+        k = (self._w_max * (1.0 - self.beta) / self._c) ** (1.0 / 3.0)
+        target = self._w_max + self._c * (t - k) ** 3
         new = min(self.ceiling_per_min, max(self.floor_per_min, target))
         if new != self._rate:
             self._refill(now)  # tokens earned so far at the old rate
@@ -205,6 +236,33 @@ class AdaptiveRateLimiter:
             self._on_change(rate, reason)
         except Exception:  # a broken hook must not stop delivery
             log.debug("rate on_change hook failed", exc_info=True)
+
+
+def full_jitter(attempt: int, base_s: float, cap_s: float, rng: random.Random) -> float:
+    """AWS 'full jitter' backoff: uniform in [0, min(cap, base * 2**attempt)] seconds."""
+    return rng.uniform(0.0, min(cap_s, base_s * (2 ** min(attempt, 30))))
+
+
+def throttle_hold_s(
+    consecutive_429: int,
+    retry_after_s: float | None,
+    rate_per_min: float,
+    *,
+    base_s: float,
+    cap_s: float,
+    rng: random.Random,
+) -> float:
+    """Seconds the whole queue holds after a 429: backoff or `Retry-After`, then a random share.
+
+    Never less than one limiter interval (the bucket is empty from here); the extra uniform share
+    of an interval keeps collectors refused together from coming back together (each refusal also
+    counts against the key).
+    """
+    wait_s = full_jitter(consecutive_429, base_s, cap_s, rng)
+    if retry_after_s is not None:
+        wait_s = max(wait_s, retry_after_s)
+    interval_s = 60.0 / rate_per_min
+    return max(wait_s, interval_s) + rng.uniform(0.0, interval_s)
 
 
 def steady_load_per_min(chunk_s: float, screen_interval_s: float | None, monitors: int = 1) -> float:

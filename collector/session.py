@@ -56,7 +56,8 @@ class _Signals:
 def _note_delivery(output: StatusOutput, counters: dict[str, Any], *, first: bool) -> None:
     """One line on a replay's remaining delivery: items left, current rate, time left at that rate."""
     pending, rate = counters.get("pending") or 0, counters.get("rate_per_min") or 0.0
-    eta_s = round(60.0 * pending / rate) if rate else None
+    # A 429 hold (Retry-After) or a retry's backoff comes first, then the rest at the current rate.
+    eta_s = round((counters.get("hold_s") or 0.0) + 60.0 * pending / rate) if rate else None
     lead = "the recording is read; delivering" if first else "delivering"
     left = f", about {eta_s} s left" if eta_s is not None else ""
     output.log(
@@ -170,7 +171,7 @@ def run_session(
                 timeout = 0.0 if stop_now else float("inf") if to_the_end else flush_timeout_s
                 if pending and timeout:
                     limit = "until they are delivered" if to_the_end else f"for up to {timeout:g} s"
-                    again = "" if to_the_end else " again"
+                    again = " again" if signals.stop.is_set() else ""  # "again" only after a first Ctrl-C
                     output.log(
                         "flushing",
                         message=f"delivering the last {pending} item(s), {limit} "
@@ -223,7 +224,7 @@ def run_session(
     }
     if recording_s is not None:
         ended = (
-            f"Replay ended: {_minutes(summary['recording_s'])} of recording sent in "
+            f"Replay ended: {_minutes(summary['recording_s'])} of recording read in "
             f"{_minutes(summary['wall_s'])} wall time"
         )
     else:
@@ -234,6 +235,7 @@ def run_session(
         f"{summary['screenshots']} screenshots "
         f"({summary['screenshots_skipped']} near-identical skipped); "
         f"{summary['delivered']} items delivered"
+        + (f", {pending} still in the spool" if pending else "")
         + (
             f", {summary['dropped']} item(s) NOT SAVED ({why_refused or 'spool full'})"
             if summary["dropped"]

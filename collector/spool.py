@@ -1020,6 +1020,32 @@ class Spool:
             self._lock_fd = fd
             return True
 
+    def delivery_active(self) -> bool:
+        """True while some process (this one included) holds the delivery lock: it is delivering.
+
+        A process that died (even by SIGKILL) holds nothing: the OS released its lock. The check
+        takes a shared lock for an instant and gives it back at once.
+        """
+        with self._lock:
+            self._check_open()
+            if self._lock_fd is not None:
+                return True
+            try:
+                import fcntl
+            except ImportError:  # not POSIX: no lock to look at
+                return False
+            path = self.root / LOCK_NAME
+            if not path.exists():
+                return False
+            fd = os.open(path, os.O_RDONLY)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            except OSError:
+                return True
+            finally:
+                os.close(fd)  # closing releases the shared lock, if it was taken
+            return False
+
     def unlock_delivery(self) -> None:
         with self._lock:
             if self._lock_fd is not None:

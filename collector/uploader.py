@@ -50,7 +50,7 @@ from collector.errors import (
     SpoolFullError,
 )
 from collector.models import EvidenceCreate
-from collector.rate import AdaptiveRateLimiter
+from collector.rate import AdaptiveRateLimiter, full_jitter, throttle_hold_s
 from collector.spool import Spool, SpoolItem
 
 log = logging.getLogger("collector.uploader")
@@ -128,11 +128,6 @@ class TokenBucket:
             self._tokens = min(self._tokens, 0.0)
 
 
-def full_jitter(attempt: int, base_s: float, cap_s: float, rng: random.Random) -> float:
-    """AWS 'full jitter': uniform in [0, min(cap, base * 2**attempt)]."""
-    return rng.uniform(0.0, min(cap_s, base_s * (2 ** min(attempt, 30))))
-
-
 class Uploader:
     """Delivers the spool's pending items in the background. `start()`, then `stop(flush_timeout_s)`.
 
@@ -186,6 +181,7 @@ class Uploader:
         # Guarded by _cond:
         self._in_flight: set[tuple[str, str]] = set()
         self._hold_until = 0.0  # monotonic; a 429 holds the whole queue until then
+        self._retry_until = 0.0  # monotonic; the latest end of a retry's backoff (for the time left)
         self._consecutive_429 = 0
         self._paused: CollectorError | None = None
         self._paused_for_space = False  # paused by a full disk with 201s held: resumes when space returns
@@ -333,6 +329,8 @@ class Uploader:
                 "retries": self._retries,
                 "rate_limited": self._rate_limited,
                 "in_flight": len(self._in_flight),
+                # Seconds before anything more is sent: a 429's hold or a retry's backoff.
+                "hold_s": round(max(0.0, self._hold_until - now, self._retry_until - now), 1),
                 "last_error": self._last_error,
                 "paused_reason": paused or ("; ".join(parked) if parked else None),
                 "parked": parked,
@@ -467,6 +465,7 @@ class Uploader:
                 attempt += 1
                 with self._cond:
                     self._retries += 1
+                    self._retry_until = max(self._retry_until, time.monotonic() + delay_s)
                 self._emit("retrying", item=item, error=str(err), attempt=attempt, delay_s=round(delay_s, 3))
                 if self._stop.wait(delay_s):
                     return
@@ -497,6 +496,7 @@ class Uploader:
         with self._cond:
             self._delivered += 1
             self._consecutive_429 = 0
+            self._last_error = None  # delivery works again: an old error is not news (status lines)
             first = self._delivered == 1
         if first and self.spool.pause_reason() is not None:
             self.spool.set_pause_reason(None)  # the key works again: `status` stops showing the pause
@@ -569,15 +569,13 @@ class Uploader:
             self._consecutive_429 += 1
             self._rate_limited += 1
             self._retries += 1
-            wait_s = full_jitter(self._consecutive_429, self._backoff_base_s, self._backoff_cap_s, self._rng)
-            if err.retry_after_s is not None:
-                wait_s = max(wait_s, err.retry_after_s)
-            # Never restart faster than one limiter interval: the bucket is empty from here. The
-            # extra random share of an interval keeps collectors refused together from coming
-            # back together (each refusal also counts against the key).
-            interval_s = 60.0 / self.limiter.rate_per_min
-            wait_s = max(wait_s, interval_s) + self._rng.uniform(0.0, interval_s)
+            wait_s = throttle_hold_s(
+                self._consecutive_429, err.retry_after_s, self.limiter.rate_per_min,
+                base_s=self._backoff_base_s, cap_s=self._backoff_cap_s, rng=self._rng,
+            )  # fmt: skip
             self._hold_until = max(self._hold_until, time.monotonic() + wait_s)
+            if hasattr(self.limiter, "hold"):
+                self.limiter.hold(self._hold_until - time.monotonic())  # no growth while held
         self.limiter.drain()
         self._emit("rate_limited", error=str(err), wait_s=round(wait_s, 3))
 

@@ -45,12 +45,19 @@ def evidence_posts(sandbox) -> list[dict]:
 
 
 @pytest.mark.timeout(600)
-def test_four_collectors_on_one_key_share_it_with_few_refusals(sandbox_factory, tmp_path):
+def test_four_collectors_on_one_key_share_it_evenly_with_few_refusals(sandbox_factory, tmp_path):
+    """An `upload` of a backlog beside three replays (the review's mixed case), all on one key."""
+    from cli_runs import collector
+
     sandbox = sandbox_factory()  # 120/min per key, 60 s sliding window, refusals counted
     n, seconds = 4, 300.0  # 4 x 60 chunks of 5 s
-    procs = []
+    backlog = tmp_path / "spool0"
+    offline = collector([*replay_args(recording(tmp_path, "lab0", seconds, seed=0), sandbox, backlog),
+                         "--offline"], cli_env(sandbox), timeout=120)  # fmt: skip
+    assert offline.returncode == 0, offline.stderr[-3000:]
     t0 = time.monotonic()
-    for i in range(n):
+    procs = [start_collector(["upload", "--spool", str(backlog)], cli_env(sandbox))]
+    for i in range(1, n):
         path = recording(tmp_path, f"lab{i}", seconds, seed=i)
         procs.append(start_collector(replay_args(path, sandbox, tmp_path / f"spool{i}"), cli_env(sandbox)))
     outs = [p.communicate(timeout=600) for p in procs]
@@ -74,10 +81,15 @@ def test_four_collectors_on_one_key_share_it_with_few_refusals(sandbox_factory, 
     # first minute's 120 go at once, so a good client pool can even beat it.
     ideal_s = 60.0 * len(accepted) / 120.0
     total_s = max(r["replied"] for r in accepted) - t0
-    share = 100 * len(refused) / len(requests)
-    print(f"\n4 collectors: {len(accepted)} accepted, {len(refused)} refused ({share:.1f} %), "
-          f"{total_s:.0f} s (ideal {ideal_s:.0f} s)")  # fmt: skip
+    # Each collector's share of the key while all four deliver (the upload is not favoured).
+    caps = [r["metadata"]["capture_id"] for r in rows]  # in the order the server stored them
+    until = min(max(i for i, c in enumerate(caps) if c == cap) for cap in per_capture)
+    shares = [caps[: until + 1].count(cap) for cap in per_capture]
+    print(f"\n4 collectors (1 upload, 3 replays): {len(accepted)} accepted, {len(refused)} refused "
+          f"({100 * len(refused) / len(requests):.1f} %), {total_s:.0f} s (ideal {ideal_s:.0f} s), "
+          f"chunks each until the first ended: {shares}")  # fmt: skip
     assert total_s <= ideal_s + 30.0, (total_s, ideal_s)
+    assert max(shares) <= 1.35 * min(shares), shares
 
 
 @pytest.mark.timeout(300)

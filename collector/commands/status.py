@@ -20,7 +20,8 @@ def add_parser(subparsers) -> None:
         "--json",
         action="store_true",
         help="print JSON instead of a table: spool, exists, pending, failed, stored_bytes, pause_reason, "
-        "delivery_rate, captures, losses, screen_pause, screen_pause_notice (see the README)",
+        "delivering, delivery_rate, "
+        "captures, losses, screen_pause, screen_pause_notice (see the README)",
     )
     add_verbose(parser)
     parser.set_defaults(func=run)
@@ -33,7 +34,8 @@ def run(args: argparse.Namespace) -> int:
     root = spool_dir(args)
     if not (root / DB_NAME).exists():
         report = {"spool": str(root), "exists": False, "pending": 0, "failed": 0, "stored_bytes": 0,
-                  "pause_reason": None, "delivery_rate": None, "captures": [], "losses": []}  # fmt: skip
+                  "pause_reason": None, "delivering": False, "delivery_rate": None, "captures": [],
+                  "losses": []}  # fmt: skip
     else:
         with Spool(root) as spool:
             captures = spool.stats()
@@ -44,6 +46,8 @@ def run(args: argparse.Namespace) -> int:
                 "failed": sum(c.failed for c in captures),
                 "stored_bytes": spool.stored_bytes(),
                 "pause_reason": spool.pause_reason(),
+                # Whether a live process holds the delivery lock (not a figure a killed one left).
+                "delivering": spool.delivery_active(),
                 "delivery_rate": _delivery_rate(spool),
                 "captures": [c.as_dict() for c in captures],
                 # What is not on the server, per capture, stream and reason (the closing lines' counts).
@@ -90,7 +94,9 @@ def format_status(report: dict) -> str:
         lines.append("(no captures)")
     for loss in report.get("losses", []):
         lines.append(f"LOST in {loss['capture_id']}: {_describe(loss)}")
-    if report["pending"]:
+    if report["pending"] and report.get("delivering"):
+        lines.append("A collector process is delivering them now; run `collector status` again to follow it.")
+    elif report["pending"]:
         lines.append(f"Send the pending items with `collector upload --spool {report['spool']}`.")
     return "\n".join(lines)
 
@@ -113,7 +119,8 @@ def _delivery_rate(spool) -> dict | None:
         age_s = time.time() - float(rate["updated_unix"]) if rate else None
     except (ValueError, TypeError, KeyError):
         return None
-    if age_s is None or age_s > 60:  # a process killed mid-delivery leaves a stale figure
+    # A process killed mid-delivery leaves its last figure behind: only a live lock holder counts.
+    if age_s is None or age_s > 60 or not spool.delivery_active():
         return None
     return {**rate, "age_s": round(max(0.0, age_s), 1)}
 

@@ -26,7 +26,7 @@ import threading
 import time
 import uuid
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -89,8 +89,16 @@ class SlidingWindowLimiter:
     requests per key (SHA-256 of the key, never the key).
     """
 
-    def __init__(self, limit: int, window_s: float = 60.0, *, count_refused: bool = True) -> None:
+    def __init__(
+        self,
+        limit: int,
+        window_s: float = 60.0,
+        *,
+        count_refused: bool = True,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.limit, self.window_s, self.count_refused = limit, window_s, count_refused
+        self._clock = clock  # a fake clock in the rate controller's simulated tests
         self._hits: dict[str, deque[float]] = {}
         self._lock = threading.Lock()
         self.admitted: dict[str, int] = {}
@@ -98,7 +106,7 @@ class SlidingWindowLimiter:
 
     def admit(self, key_id: str) -> float | None:
         """None if admitted, else the seconds until a slot frees up."""
-        now = time.monotonic()
+        now = self._clock()
         with self._lock:
             hits = self._hits.setdefault(key_id, deque())
             while hits and hits[0] <= now - self.window_s:
