@@ -182,13 +182,8 @@ FAULTS: tuple[Fault, ...] = (
         (
             Edit(
                 "collector/uploader.py",
-                "self._backoff_cap_s, self._rng)\n"
-                "            if err.retry_after_s is not None:\n"
-                "                wait_s = max(wait_s, err.retry_after_s)\n"
-                "            # Never restart",
-                "self._backoff_cap_s, self._rng)\n"
-                "            # FAULT: Retry-After ignored\n"
-                "            # Never restart",
+                "self._consecutive_429, err.retry_after_s, self.limiter.rate_per_min,",
+                "self._consecutive_429, None, self.limiter.rate_per_min,  # FAULT: Retry-After ignored",
             ),
         ),
         (

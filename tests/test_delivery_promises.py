@@ -114,13 +114,16 @@ def test_client_times_out_on_a_server_that_stops_answering_then_delivers(sandbox
 
 
 def test_a_429_holds_the_whole_queue_for_its_retry_after_seen_at_the_sandbox(sandbox_factory, tmp_path):
-    sb = sandbox_factory(rate_limit_per_min=4)
-    # The server admits 4 requests per 4 s per key: its Retry-After (up to 4 s) is longer than the
-    # client's own pause after a 429 (about one interval of its lowered rate), so ignoring it shows.
-    sb.limiter.window_s = 4.0
+    sb = sandbox_factory(rate_limit_per_min=40)
+    # The server admits 40 requests per 10 s per key; the client may send 6,000/min, so it meets the
+    # limit at once and gets a Retry-After of about 10 s, far longer than its own pause after a 429
+    # (one interval of its lowered rate, 2-4 s): a client ignoring Retry-After shows.
+    sb.limiter.window_s = 10.0
     root = tmp_path / "spool"
-    sent = add_items(root, sb.workspace_id, streams=3, per_stream=3)
-    proc = collector(["upload", "--spool", str(root), "--flush-timeout", "90"], cli_env(sb), timeout=150)
+    sent = add_items(root, sb.workspace_id, streams=3, per_stream=14)
+    proc = collector(
+        ["upload", "--spool", str(root), "--rate", "6000", "--flush-timeout", "90"], cli_env(sb), timeout=150
+    )
     assert proc.returncode == 0, proc.stderr
     assert set(identities(sb)) == sent
     reqs = sb.requests()
