@@ -53,8 +53,10 @@ class AdaptiveRateLimiter:
 
     `acquire(cancel)` blocks until a request may be sent; call `on_success()` after each 2xx and
     `on_throttle(sent_at)` after each 429 (`sent_at`: the `clock()` time the refused request left,
-    so several refusals of requests already in flight count as one decrease). `on_change(rate,
-    reason)` is called (outside the lock) after each decrease and each logged increase.
+    so several refusals of requests already in flight count as one decrease), then `hold(s)` with
+    the seconds the queue now waits (no growth meanwhile). `on_change(rate, reason)` is called
+    (outside the lock) after each decrease and each logged increase. `rng` draws this process's
+    jitter on the growth time (tests pass a seeded one).
 
     Raises ValueError for a ceiling <= 0, a floor above the ceiling, or beta outside (0, 1).
     """
@@ -174,7 +176,9 @@ class AdaptiveRateLimiter:
             self._forget_old(now)
             # What this client holds of the server's window: its requests in the last minute
             # (a count, not a rate extrapolated from a few seconds: the key's limit is a count per
-            # 60 s, and clients that each keep what they had converge to shares of it).
+            # 60 s, and clients that each keep what they had converge to shares of it). Measured
+            # against the rate: fewer 429s (2.4-3.9 % vs 4.3-5.4 % in the mixed 4-collector test),
+            # but a collector that started a few seconds first keeps a lead for a while.
             achieved = min(self._rate, max(float(len(self._sent)), MIN_W_MAX_SHARE * self.ceiling_per_min))
             old = self._rate
             self._w_max = max(self.floor_per_min, achieved)

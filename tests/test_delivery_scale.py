@@ -89,7 +89,8 @@ def test_four_collectors_on_one_key_share_it_evenly_with_few_refusals(sandbox_fa
           f"({100 * len(refused) / len(requests):.1f} %), {total_s:.0f} s (ideal {ideal_s:.0f} s), "
           f"chunks each until the first ended: {shares}")  # fmt: skip
     assert total_s <= ideal_s + 30.0, (total_s, ideal_s)
-    assert max(shares) <= 1.35 * min(shares), shares
+    # The upload starts a few seconds before the replays (no file to read) and keeps some lead.
+    assert max(shares) <= 1.5 * min(shares), shares
 
 
 @pytest.mark.timeout(300)
