@@ -2,9 +2,30 @@
 
 from __future__ import annotations
 
+import os
+import tempfile
+import uuid
+
 import pytest
 
 from collector.sandbox import SandboxServer
+
+
+def _private_lsl_session() -> None:
+    """Each test process (one per xdist worker) gets its own liblsl SessionID.
+
+    Tests run in parallel workers; a private session keeps one worker's streams (and marker streams
+    that `--markers auto` could follow) out of another's sight. Set before any test touches liblsl,
+    which reads LSLAPICFG once per process; child processes (`python -m collector`) inherit it.
+    Tests that need their own session (doctor, devices) still set LSLAPICFG for their children.
+    """
+    cfg = os.path.join(tempfile.mkdtemp(prefix="lsl-session-"), "lsl_api.cfg")
+    with open(cfg, "w") as f:
+        f.write(f"[lab]\nSessionID = collector-tests-{uuid.uuid4().hex}\n[log]\nlevel = -2\n")
+    os.environ["LSLAPICFG"] = cfg
+
+
+_private_lsl_session()
 
 
 @pytest.fixture

@@ -69,6 +69,8 @@ def test_m_in_the_live_view_marks_the_moment_it_was_pressed(sandbox, tmp_path):
         "PYTHONPATH": str(REPO), "XDG_RUNTIME_DIR": str(runtime), "OPENLESSON_API_KEY": sandbox.api_key,
         "OPENLESSON_BASE_URL": sandbox.base_url, "COLLECTOR_SPOOL_DIR": str(tmp_path / "spool"),
         "PATH": os.environ.get("PATH", ""), "TERM": "xterm-256color",
+        # This test process's private liblsl session (tests/conftest.py), or the player is not seen.
+        **({"LSLAPICFG": os.environ["LSLAPICFG"]} if os.environ.get("LSLAPICFG") else {}),
     }  # fmt: skip
     run = [sys.executable, "-m", "collector", "run", "-w", sandbox.workspace_id, "-b", sandbox.block_ids[0],
            "--stream-name", name, "--screen", "off", "--duration", "10", "--chunk-seconds", "2",
