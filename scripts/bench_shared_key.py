@@ -16,7 +16,6 @@ and the best a lone collector can do after the others finish: its ceiling, 100/m
 from __future__ import annotations
 
 import argparse
-import os
 import subprocess
 import sys
 import tempfile
@@ -26,14 +25,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts"))
+from bench_replay import _env  # noqa: E402  (the collector subprocesses' environment, one definition)
 from make_xdf import synthetic_eeg, synthetic_markers, write_xdf  # noqa: E402
-
-
-def _env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY")}
-    env["PYTHONPATH"] = str(ROOT) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
-    env.update(extra)
-    return env
 
 
 def _recording(path: Path, seconds: float, seed: int) -> Path:

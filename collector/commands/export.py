@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from collector.commands._common import add_spool_option, add_verbose
+from collector.commands._common import add_capture_choice, add_spool_option, add_verbose, open_capture
 
 
 def add_parser(subparsers) -> None:
@@ -16,8 +16,7 @@ def add_parser(subparsers) -> None:
         "(timestamps in Unix seconds, one column per channel, Marker) or EDF+ with markers as annotations. "
         "Gaps stay gaps: no sample is invented.",
     )
-    parser.add_argument("capture_id", nargs="?", metavar="CAPTURE_ID", help="a capture id or a unique prefix")
-    parser.add_argument("--last", action="store_true", help="the newest capture (the default)")
+    add_capture_choice(parser)
     parser.add_argument("--format", choices=("csv", "edf"), required=True, help="file format")
     parser.add_argument("--out", metavar="PATH", required=True, help="the file to write")
     add_spool_option(parser)
@@ -28,7 +27,7 @@ def add_parser(subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
     import sys
 
-    from collector.commands.review import nothing_kept_error, open_capture
+    from collector.commands.review import nothing_kept_error
     from collector.errors import UsageError
     from collector.export import load_samples, write_export
     from collector.kept import NOT_KEPT_LABEL

@@ -5,18 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from collector.commands._common import add_spool_option, add_verbose, spool_dir
-
-
-def spool_folder(args: argparse.Namespace) -> Path:
-    """The --spool folder; UsageError (exit 2) when the path is a file, e.g. the spool.db itself."""
-    from collector.errors import UsageError
-
-    root = spool_dir(args)
-    if root.exists() and not root.is_dir():
-        hint = f"its folder: --spool {root.parent}" if root.name.startswith("spool.db") else "the folder"
-        raise UsageError(f"{root} is a file, not a spool folder. Pass {hint}.")
-    return root
+from collector.commands._common import add_capture_choice, add_spool_option, add_verbose, open_capture
 
 
 def add_parser(subparsers) -> None:
@@ -27,35 +16,13 @@ def add_parser(subparsers) -> None:
         "signal quality, markers, gaps and pauses, the screenshots on the same time axis, and averages "
         "per block of time. It opens offline and loads nothing from the network.",
     )
-    parser.add_argument("capture_id", nargs="?", metavar="CAPTURE_ID", help="a capture id or a unique prefix")
-    parser.add_argument("--last", action="store_true", help="the newest capture (the default)")
+    add_capture_choice(parser)
     parser.add_argument(
         "--out", metavar="FILE.html", help="where to write (default: ./review-<capture>.html)"
     )
     add_spool_option(parser)
     add_verbose(parser)
     parser.set_defaults(func=run)
-
-
-def open_capture(args: argparse.Namespace):
-    """(spool, session row) for CAPTURE_ID or --last; UsageError (exit 2) when there is none."""
-    from collector.commands.sessions import find_capture
-    from collector.errors import UsageError
-    from collector.spool import DB_NAME, Spool
-
-    if args.capture_id is not None and args.last:
-        raise UsageError("Give either CAPTURE_ID or --last, not both (see `collector sessions` for the ids).")
-    if args.capture_id is not None and not args.capture_id.strip():
-        raise UsageError("CAPTURE_ID is empty. Pass an id from `collector sessions`, or --last.")
-    root = spool_folder(args)
-    if not (root / DB_NAME).exists():
-        raise UsageError(f"There is no spool at {root}: nothing was captured there. Pass --spool DIR.")
-    spool = Spool(root)
-    try:
-        return spool, find_capture(spool, args.capture_id, args.last)
-    except BaseException:
-        spool.close()
-        raise
 
 
 def nothing_kept_error(session: dict):

@@ -118,7 +118,7 @@ def find_capture(spool, capture_id: str | None, last: bool) -> dict[str, Any]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from collector.commands.review import spool_folder
+    from collector.commands._common import spool_folder
     from collector.spool import DB_NAME, Spool
 
     root = spool_folder(args)
