@@ -12,7 +12,8 @@ import importlib
 import logging
 import sys
 
-from collector import __version__, redaction
+from collector import __version__
+from collector.api import redaction
 from collector.errors import EXIT_FAILURE, EXIT_USAGE, CollectorError
 
 # Order is the order `collector --help` lists them in.
@@ -117,7 +118,7 @@ def _main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return EXIT_USAGE
-    from collector.logformat import setup_logging
+    from collector.capture.logformat import setup_logging
 
     # -v: the collector's own debug lines; -vv: also the HTTP library's (httpx, httpcore).
     setup_logging(int(getattr(args, "verbose", 0) or 0), getattr(args, "log_format", "text"))
@@ -126,7 +127,7 @@ def _main(argv: list[str] | None = None) -> int:
         return int(args.func(args) or 0)
     except CollectorError as err:
         if getattr(args, "log_format", "text") == "json":  # lab logs stay machine-readable
-            from collector.logformat import format_json
+            from collector.capture.logformat import format_json
 
             print(
                 format_json(

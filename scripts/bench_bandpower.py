@@ -4,7 +4,7 @@
 
 1. 10 min of 4-channel 256 Hz EEG, then 64-channel 500 Hz EEG, through
    (a) a per-window scipy.signal.welch loop, (b) one welch call over a strided view of all
-   windows, (c) collector.bandpower.compute_band_powers; CPU time (best of --repeat), hours of
+   windows, (c) collector.core.bandpower.compute_band_powers; CPU time (best of --repeat), hours of
    EEG per CPU-second and the speed-up over (a). All three give the same band powers (checked).
 2. An --hours long 4-channel 256 Hz recording generated on the fly and fed through EegChunker
    in 5 s pieces, each artifact encoded to JSON as the pipeline does: throughput and resident
@@ -26,9 +26,9 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from collector.bandpower import BandSettings, compute_band_powers, grid_window_ends  # noqa: E402
-from collector.eeg_chunk import EegChunker  # noqa: E402
-from devices.base import SampleChunk, StreamDescription  # noqa: E402
+from collector.core.bandpower import BandSettings, compute_band_powers, grid_window_ends  # noqa: E402
+from collector.core.chunk import EegChunker  # noqa: E402
+from collector.core.records import SampleChunk, StreamDescription  # noqa: E402
 
 SETTINGS = BandSettings()
 

@@ -63,7 +63,7 @@ def main() -> None:
              "--log-format", "json"],
             env=env, stdin=subprocess.DEVNULL, capture_output=True, check=False,
         )  # fmt: skip
-        from collector.spool import Spool
+        from collector.delivery.spool import Spool
 
         with Spool(spool_dir) as spool:
             [cap] = [c["capture_id"] for c in spool.record.captures()]

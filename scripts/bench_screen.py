@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from PIL import Image, ImageDraw, ImageFilter, ImageFont  # noqa: E402
 
-from devices import screen  # noqa: E402
+from collector.devices import screen  # noqa: E402
 
 FORMATS = [("jpeg", 60), ("jpeg", 75), ("jpeg", 85), ("webp", 50), ("webp", 75), ("png", 0)]  # webp: method 2
 

@@ -25,9 +25,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from collector.config import ApiKey, ApiSettings  # noqa: E402
-from collector.spool import Spool  # noqa: E402
-from collector.uploader import Uploader  # noqa: E402
+from collector.api.settings import ApiKey, ApiSettings  # noqa: E402
+from collector.delivery.spool import Spool  # noqa: E402
+from collector.delivery.uploader import Uploader  # noqa: E402
 
 
 def eeg_payload(i: int, target_bytes: int = 60_000) -> bytes:

@@ -75,7 +75,7 @@ FAULTS: tuple[Fault, ...] = (
         "`collector run` logs the key through `logging` and keys are no longer registered for masking",
         (
             Edit(
-                "collector/config.py",
+                "collector/api/settings.py",
                 "        redaction.register(value, self.prefix)",
                 "        pass  # FAULT: redaction.register(value, self.prefix)",
             ),
@@ -101,7 +101,7 @@ FAULTS: tuple[Fault, ...] = (
         "the XDF source paces a replay 10x faster than --speed",
         (
             Edit(
-                "devices/xdf.py",
+                "collector/devices/recordings/xdf.py",
                 "elapsed_rel = (self._clock() - self._wall_start) * self.speed\n",
                 "elapsed_rel = (self._clock() - self._wall_start) * self.speed * 10  # FAULT\n",
             ),
@@ -155,7 +155,7 @@ FAULTS: tuple[Fault, ...] = (
         "a profile may set rate_per_min above the key's 120 requests/min",
         (
             Edit(
-                "collector/settings.py",
+                "collector/profiles/profile.py",
                 "rate_per_min: float = Field(100.0, gt=0, le=120)",
                 "rate_per_min: float = Field(100.0, gt=0)  # FAULT",
             ),
@@ -168,7 +168,7 @@ FAULTS: tuple[Fault, ...] = (
         "what earlier captures left waits behind the new capture's items on the next start",
         (
             Edit(
-                "collector/uploader.py",
+                "collector/delivery/uploader.py",
                 "        self._backlog_up_to = self.spool.max_pending_id()\n",
                 "        self._backlog_up_to = 0  # FAULT\n",
             ),
@@ -181,7 +181,7 @@ FAULTS: tuple[Fault, ...] = (
         "after a 429 the uploader comes back on its own schedule, not after the server's Retry-After",
         (
             Edit(
-                "collector/uploader.py",
+                "collector/delivery/uploader.py",
                 "self._consecutive_429, err.retry_after_s, self.limiter.rate_per_min,",
                 "self._consecutive_429, None, self.limiter.rate_per_min,  # FAULT: Retry-After ignored",
             ),
@@ -196,7 +196,7 @@ FAULTS: tuple[Fault, ...] = (
         "a single Ctrl-C stops delivery at once instead of flushing for --flush-timeout",
         (
             Edit(
-                "collector/session.py",
+                "collector/capture/session.py",
                 "timeout = 0.0 if stop_now else",
                 "timeout = 0.0 if True else",
             ),
@@ -209,7 +209,7 @@ FAULTS: tuple[Fault, ...] = (
         "an item the server rejects is kept as failed without the server's message",
         (
             Edit(
-                "collector/uploader.py",
+                "collector/delivery/uploader.py",
                 "                    self._fail(item, str(err), err)  # validation_error",
                 '                    self._fail(item, "rejected", err)  # FAULT: validation_error',
             ),
@@ -225,12 +225,12 @@ FAULTS: tuple[Fault, ...] = (
         "screen evidence metadata says skipped_before 0 and paused_periods [] whatever happened",
         (
             Edit(
-                "devices/screen.py",
+                "collector/devices/screen.py",
                 '"skipped_before": frame.skipped_before,',
                 '"skipped_before": 0,  # FAULT',
             ),
             Edit(
-                "devices/screen.py",
+                "collector/devices/screen.py",
                 '"paused_periods": [list(p) for p in frame.paused_periods],',
                 '"paused_periods": [],  # FAULT',
             ),

@@ -19,7 +19,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
-from devices.player import play_sine_to_lsl, play_to_lsl  # noqa: E402
+from collector.devices.player import play_sine_to_lsl, play_to_lsl  # noqa: E402
 
 BUNDLED = Path(__file__).resolve().parents[1] / "collector" / "data" / "muse-p300-subject1.xdf"
 

@@ -1,6 +1,6 @@
 """Collectors sharing one key, on a fake clock: the uploader's pacing against the sandbox's limiter.
 
-Each simulated collector does what `Uploader` does per request (collector/uploader.py): wait out
+Each simulated collector does what `Uploader` does per request (collector/delivery/uploader.py): wait out
 a 429 hold, take a token from its own AdaptiveRateLimiter, send; on a 429 lower the rate
 (`on_throttle`), hold the queue for `throttle_hold_s` and empty the bucket. The server is the
 sandbox's real SlidingWindowLimiter (120 per 60 s per key, refusals counted). Requests take no
@@ -14,7 +14,7 @@ import math
 import random
 from dataclasses import dataclass, field
 
-from collector.rate import AdaptiveRateLimiter, throttle_hold_s
+from collector.delivery.rate import AdaptiveRateLimiter, throttle_hold_s
 from collector.sandbox.server import SlidingWindowLimiter
 
 

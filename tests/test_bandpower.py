@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import scipy.signal
 
-from collector.bandpower import (
+from collector.core.bandpower import (
     BandSettings,
     compute_band_powers,
     grid_window_ends,
@@ -105,7 +105,7 @@ def test_other_detrends_equal_welch(detrend: str) -> None:
 
 def test_irregular_window_ends_and_segment_batches(monkeypatch: pytest.MonkeyPatch) -> None:
     # Tiny FFT batches force many batches; irregular ends force the generic segment sharing.
-    import collector.bandpower as bandpower
+    import collector.core.bandpower as bandpower
 
     monkeypatch.setattr(bandpower, "_BATCH_VALUES", 3000)
     settings = BandSettings()
@@ -158,7 +158,7 @@ def _brute_quality(x: np.ndarray, ends: np.ndarray, window: int) -> tuple[np.nda
 
 @pytest.mark.parametrize(("window_s", "step_s"), [(2.0, 0.5), (2.3, 0.3)])
 def test_peak_to_peak_and_clipping_equal_brute_force(window_s: float, step_s: float) -> None:
-    from collector.bandpower import _block_quality
+    from collector.core.bandpower import _block_quality
 
     settings = BandSettings(window_s=window_s, step_s=step_s)
     rng = np.random.default_rng(7)

@@ -20,8 +20,8 @@ from cli_runs import cli_env, collector, eeg_chunks, rows_of, spool_items, start
 from recordings import MUSE, pyxdf_eeg
 
 from collector import __version__
-from devices.pause import PauseControl
-from devices.player import XdfPlayer
+from collector.capture.pause import PauseControl
+from collector.devices.player import XdfPlayer
 
 pytestmark = [pytest.mark.slow, pytest.mark.lsl]
 SFREQ = 256.0

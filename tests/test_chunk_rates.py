@@ -8,9 +8,9 @@ import json
 import numpy as np
 import pytest
 
-from collector.bandpower import BandSettings
-from collector.eeg_chunk import EegChunker
-from devices.base import Event, SampleChunk, StreamDescription
+from collector.core.bandpower import BandSettings
+from collector.core.chunk import EegChunker
+from collector.core.records import Event, SampleChunk, StreamDescription
 
 
 def chunks_for(real: float, declared: float, measured_from: int) -> list[dict]:

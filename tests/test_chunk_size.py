@@ -19,10 +19,10 @@ import numpy as np
 import pytest
 from cli_runs import is_summary
 
-from collector.bandpower import BandSettings
-from collector.eeg_chunk import HARD_MAX_CHUNK_BYTES, EegChunker
-from collector.models import MAX_DECODED_BYTES
-from devices.base import SampleChunk, StreamDescription
+from collector.api.models import MAX_DECODED_BYTES
+from collector.core.bandpower import BandSettings
+from collector.core.chunk import HARD_MAX_CHUNK_BYTES, EegChunker
+from collector.core.records import SampleChunk, StreamDescription
 
 REPO = Path(__file__).resolve().parents[1]
 FIELD = REPO / "tests" / "data" / "field-cases"  # copies of ../shared/data/field-cases
@@ -75,7 +75,7 @@ def test_biosemi_136ch_2048hz_every_sample_delivered_no_item_over_10mb(sandbox_f
     path = FIELD / "biosemi136_2048.xdf.gz"
     if not path.exists():
         pytest.skip(f"{path} is not here")
-    from devices.xdf import load_recording, pick_eeg_stream
+    from collector.devices.recordings.xdf import load_recording, pick_eeg_stream
 
     eeg = pick_eeg_stream(load_recording(path))
     sandbox = sandbox_factory()

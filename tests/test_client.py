@@ -12,8 +12,15 @@ from email.utils import format_datetime
 import httpx
 import pytest
 
-from collector.client import RETRY_AFTER_MAX_S, OpenLessonClient, parse_retry_after
-from collector.config import ApiKey, ApiSettings
+from collector.api.client import RETRY_AFTER_MAX_S, OpenLessonClient, parse_retry_after
+from collector.api.models import (
+    MAX_DECODED_BYTES,
+    EvidenceCreate,
+    PerformanceRequest,
+    WorkspaceCreate,
+    WorkspaceFile,
+)
+from collector.api.settings import ApiKey, ApiSettings
 from collector.errors import (
     EXIT_AUTH,
     EXIT_FAILURE,
@@ -27,13 +34,6 @@ from collector.errors import (
     ServerError,
     UsageError,
     ValidationApiError,
-)
-from collector.models import (
-    MAX_DECODED_BYTES,
-    EvidenceCreate,
-    PerformanceRequest,
-    WorkspaceCreate,
-    WorkspaceFile,
 )
 
 KEY = "sk_test_" + "S3CRET" * 6
@@ -424,8 +424,8 @@ def test_portal_and_cdn_pages_are_retried_not_failed(sandbox, tmp_path, status, 
     Two such pages come back, then the network clears: the uploader sends the item three times
     and the real sandbox stores it once; nothing is marked failed.
     """
-    from collector.spool import Spool
-    from collector.uploader import Uploader
+    from collector.delivery.spool import Spool
+    from collector.delivery.uploader import Uploader
 
     page = "<html><body>Please log in to the Wi-Fi</body></html>"
     with mock_client(replying(status, text=page, headers={"content-type": "text/html"})) as client:
@@ -489,7 +489,7 @@ def test_an_echoed_authorization_header_is_redacted():
 
 def test_log_records_are_masked_whatever_logger_writes_them(caplog):
     """The record factory masks every registered key and any bearer token (httpcore's header lines)."""
-    from collector import redaction
+    from collector.api import redaction
 
     redaction.install()
     key = ApiKey("sk_live_" + uuid.uuid4().hex)

@@ -12,7 +12,7 @@ import uuid
 import numpy as np
 import pytest
 
-from collector.clock import (
+from collector.core.clock import (
     TIMESTAMP_KIND_LSL,
     TIMESTAMP_KIND_UNIX,
     LslClock,
@@ -111,7 +111,7 @@ PUSHER = textwrap.dedent(
 
 def _pushed_vs_mapped(stamp: str, n: int = 300) -> np.ndarray:
     """Run a pusher process; return mapped Unix ms minus the pusher's own time.time() (ms)."""
-    from devices.lsl import LslSource
+    from collector.devices.lsl import LslSource
 
     tag = uuid.uuid4().hex[:10]
     proc = subprocess.Popen([sys.executable, "-c", PUSHER, f"clock-{tag}", f"clock-{tag}", str(n), stamp])
@@ -150,7 +150,7 @@ def test_a_stream_stamped_with_unix_time_is_not_shifted_by_56_years():
 
 
 def test_gap_threshold_catches_one_lost_muse_packet_but_not_jitter():
-    from collector.clock import gap_threshold_s
+    from collector.core.clock import gap_threshold_s
 
     assert gap_threshold_s(256.0) == pytest.approx(0.02)
     assert 1 / 256 < gap_threshold_s(256.0) < 13 / 256  # a 12-sample packet lost: 13 periods

@@ -20,11 +20,11 @@ from pathlib import Path
 
 import pytest
 
-from collector.client import OpenLessonClient
-from collector.config import ApiKey, ApiSettings
+from collector.api.client import OpenLessonClient
+from collector.api.settings import ApiKey, ApiSettings
+from collector.delivery.spool import Spool
+from collector.delivery.uploader import Uploader
 from collector.errors import RateLimitedError
-from collector.spool import Spool
-from collector.uploader import Uploader
 
 pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[1]
@@ -163,9 +163,9 @@ KILL_SCRIPT = textwrap.dedent(
     """
     import os, sys, time
     from pathlib import Path
-    from collector.config import ApiKey, ApiSettings
-    from collector.spool import Spool
-    from collector.uploader import Uploader
+    from collector.api.settings import ApiKey, ApiSettings
+    from collector.delivery.spool import Spool
+    from collector.delivery.uploader import Uploader
 
     root, workspace_id, capture_id, n = Path(sys.argv[1]), sys.argv[2], sys.argv[3], int(sys.argv[4])
     settings = ApiSettings(os.environ["OPENLESSON_BASE_URL"], ApiKey(os.environ["OPENLESSON_API_KEY"]))

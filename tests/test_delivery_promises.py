@@ -16,7 +16,7 @@ import pytest
 from cli_runs import cli_env, collector, eeg_chunks, rows_of, spool_items
 from recordings import MUSE, pyxdf_eeg
 
-from collector.spool import Spool
+from collector.delivery.spool import Spool
 
 pytestmark = pytest.mark.slow
 

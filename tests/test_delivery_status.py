@@ -15,10 +15,10 @@ from pathlib import Path
 
 from cli_runs import REPO, cli_env, collector, start_collector
 
-from collector.config import ApiKey, ApiSettings
-from collector.session import _note_delivery
-from collector.spool import Spool
-from collector.uploader import Uploader
+from collector.api.settings import ApiKey, ApiSettings
+from collector.capture.session import _note_delivery
+from collector.delivery.spool import Spool
+from collector.delivery.uploader import Uploader
 
 sys.path.insert(0, str(REPO / "scripts"))
 from make_xdf import synthetic_eeg, synthetic_markers, write_xdf  # noqa: E402

@@ -65,7 +65,7 @@ def test_status_json_keys_are_the_readmes(tmp_path):
 
 
 def test_status_json_capture_fields_are_the_readmes(tmp_path):
-    from collector.spool import Spool
+    from collector.delivery.spool import Spool
 
     with Spool(tmp_path / "spool") as spool:
         spool.add(

@@ -79,8 +79,8 @@ def with_key(env: dict[str, str], server, key: str) -> dict[str, str]:
 
 
 def test_valid_key_workspace_and_block_title(sandbox, base_env):
-    from collector.client import OpenLessonClient
-    from collector.config import ApiKey, ApiSettings
+    from collector.api.client import OpenLessonClient
+    from collector.api.settings import ApiKey, ApiSettings
 
     with OpenLessonClient(ApiSettings(sandbox.base_url, ApiKey(sandbox.api_key))) as client:
         title = client.list_blocks(sandbox.workspace_id)[1].title

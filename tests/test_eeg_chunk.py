@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 import scipy.signal
 
-from collector.bandpower import BandSettings, compute_band_powers, grid_window_ends
-from collector.eeg_chunk import EegChunker, EegChunkOut, chunk_evidence_fields
-from devices.base import Event, Gap, SampleChunk, StreamDescription
+from collector.core.bandpower import BandSettings, compute_band_powers, grid_window_ends
+from collector.core.chunk import EegChunker, EegChunkOut, chunk_evidence_fields
+from collector.core.records import Event, Gap, SampleChunk, StreamDescription
 
 MUSE_XDF = Path(__file__).resolve().parents[1] / "collector" / "data" / "muse-p300-subject1.xdf"
 T0_MS = 1_770_000_000_123.4  # Unix ms of the first sample in synthetic streams
@@ -267,7 +267,7 @@ def test_sine_wave_dominant_band(freq_hz: float, band: str) -> None:
 
 def test_artifact_schema_and_evidence_fields() -> None:
     from collector import __version__
-    from collector.models import EvidenceCreate
+    from collector.api.models import EvidenceCreate
 
     data, times = stream(6.0)
     events = [Event(times[30], "stim 1")]
@@ -421,10 +421,10 @@ def test_real_muse_recording_matches_independent_welch() -> None:
 
 def test_streams_too_slow_or_short_for_windows_are_still_chunked_whole():
     """A 1 Hz counter (no band powers possible) and a 9-sample stream: every sample, no crash."""
-    from collector.bandpower import BandSettings as _Settings
-    from collector.eeg_chunk import EegChunker as _Chunker
-    from devices.base import SampleChunk as _Chunk
-    from devices.base import StreamDescription as _Desc
+    from collector.core.bandpower import BandSettings as _Settings
+    from collector.core.chunk import EegChunker as _Chunker
+    from collector.core.records import SampleChunk as _Chunk
+    from collector.core.records import StreamDescription as _Desc
 
     for sfreq, n in ((1.0, 10), (10.0, 9)):
         desc = _Desc(name="slow", type="data", source_id="slow", sfreq=sfreq, channels=("c",))

@@ -12,9 +12,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from collector.core.fit import grade_window
+from collector.devices.player import XdfPlayer, make_eeg_info
 from collector.errors import EXIT_FAILURE, EXIT_NO_SOURCE, EXIT_OK
-from collector.fit import grade_window
-from devices.player import XdfPlayer, make_eeg_info
 
 REPO = Path(__file__).resolve().parents[1]
 MUSE_XDF = REPO / "collector" / "data" / "muse-p300-subject1.xdf"
@@ -87,7 +87,7 @@ def test_fit_passes_on_the_bundled_recording_played_as_a_stream():
 def test_fit_fails_at_timeout_naming_the_flat_channel_and_the_fix():
     import pylsl
 
-    from devices.player import make_marker_info
+    from collector.devices.player import make_marker_info
 
     name = f"fit-flat-{uuid.uuid4().hex[:8]}"
     stop = threading.Event()
@@ -165,8 +165,8 @@ def play_clean_for(name: str, seconds: float, sfreq: float = 256.0) -> None:
 def test_a_stream_that_dies_shows_no_signal_and_never_counts_as_good(caplog):
     """review13 #1: a clean stream killed ~2.5 s in: the window is full of good samples, but the
     checks after its death must say "no signal" (no stale grade or µV) and never reach 3/3 s."""
-    from collector.fit import run_fit_check
-    from devices.lsl import LslSource
+    from collector.core.fit import run_fit_check
+    from collector.devices.lsl import LslSource
 
     name = f"fit-dies-{uuid.uuid4().hex[:8]}"
     source = LslSource(stream_name=name, resolve_timeout_s=10, markers=None)

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from test_hostile_delivery import MUSE_XDF, collector, rows_all, spool_eeg, status_json
 
-from collector.spool import RESERVE_NAME, Spool
+from collector.delivery.spool import RESERVE_NAME, Spool
 
 pytestmark = pytest.mark.slow
 
@@ -174,9 +174,9 @@ def test_delivery_resumes_by_itself_once_space_returns(sandbox, small_disk):
     """In a long run the uploader waits for space, writes the held record, then goes on."""
     import time
 
-    from collector.config import ApiKey, ApiSettings
+    from collector.api.settings import ApiKey, ApiSettings
+    from collector.delivery.uploader import Uploader
     from collector.errors import SpoolFullError
-    from collector.uploader import Uploader
 
     disk = small_disk("2m")
     root = disk / "spool"

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 from hostile import HostileServer
 
-from collector.spool import Spool
+from collector.delivery.spool import Spool
 
 pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[1]
@@ -337,7 +337,7 @@ def test_startup_check_gives_up_after_a_few_tries_when_the_api_is_down(tmp_path)
 
 @pytest.mark.lsl
 def test_live_run_whose_chunks_are_rejected_for_good_exits_7_and_names_them(tmp_path):
-    from devices.player import XdfPlayer
+    from collector.devices.player import XdfPlayer
 
     root = tmp_path / "spool"
     name = f"hostile-run-{uuid.uuid4().hex[:8]}"

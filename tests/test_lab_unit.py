@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from collector.errors import EXIT_AUTH, EXIT_NO_SOURCE, EXIT_NOT_FOUND, EXIT_PENDING, EXIT_USAGE
-from collector.settings import DeliverySection
+from collector.profiles.profile import DeliverySection
 
 UNIT = Path(__file__).resolve().parents[1] / "scripts" / "collector@.service"
 

@@ -1,4 +1,4 @@
-"""The local record of each capture (collector/record.py) inside the real spool, and `collector sessions`."""
+"""The local record of each capture (collector/delivery/local_record.py) in the real spool, and `sessions`."""
 
 from __future__ import annotations
 
@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from collector.record import CaptureInfo
-from collector.spool import Spool
+from collector.delivery.local_record import CaptureInfo
+from collector.delivery.spool import Spool
 
 WS = "a3090000-0000-4000-8000-000000000001"
 ROOT = Path(__file__).resolve().parents[1]
@@ -218,7 +218,7 @@ def test_sessions_show_what_was_lost(tmp_path):
 
 
 def test_review_reads_items_still_in_the_spool_at_the_record_size(tmp_path):
-    from collector.review import load_review
+    from collector.review.page import load_review
 
     with Spool(tmp_path / "s") as spool:
         begin(spool, "waiting")

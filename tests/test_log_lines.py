@@ -44,7 +44,7 @@ def test_v_shows_the_collectors_debug_lines_and_vv_the_http_librarys(sandbox):
     assert v.returncode == 0, v.stderr
     lines = v.stderr.splitlines()
     assert lines and all(LINE.match(line) for line in lines), lines
-    assert any("-> HTTP 200 event=log logger=collector.client" in line for line in lines)
+    assert any("-> HTTP 200 event=log logger=collector.api.client" in line for line in lines)
     assert "httpcore" not in v.stderr and "HTTP Request" not in v.stderr
     vv = collector("blocks", "-w", sandbox.workspace_id, "-vv", sandbox=sandbox)
     assert "logger=httpcore" in vv.stderr and "-> HTTP 200" in vv.stderr
@@ -54,7 +54,7 @@ def test_v_shows_the_collectors_debug_lines_and_vv_the_http_librarys(sandbox):
 @pytest.mark.lsl
 @pytest.mark.slow
 def test_a_run_writes_every_line_in_the_layout_with_a_message(tmp_path):
-    from devices.player import play_sine_to_lsl
+    from collector.devices.player import play_sine_to_lsl
 
     name = f"loglines-{uuid.uuid4().hex[:8]}"
     stop = threading.Event()

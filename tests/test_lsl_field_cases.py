@@ -15,12 +15,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from collector.bandpower import BandSettings
-from collector.eeg_chunk import EegChunker
+from collector.core.bandpower import BandSettings
+from collector.core.chunk import EegChunker
+from collector.devices.lsl import LslSource
+from collector.devices.player import make_eeg_info
+from collector.devices.recordings.xdf import XdfSource, load_recording
 from collector.errors import UsageError
-from devices.lsl import LslSource
-from devices.player import make_eeg_info
-from devices.xdf import XdfSource, load_recording
 
 FIELD = Path(__file__).resolve().parent / "data" / "field-cases"  # copies of ../shared/data/field-cases
 

@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 from recordings import pyxdf_eeg, pyxdf_stream
 
-from devices.lsl import LslSource
-from devices.player import XdfPlayer, make_eeg_info, make_marker_info
-from devices.xdf import marker_value
+from collector.devices.lsl import LslSource
+from collector.devices.player import XdfPlayer, make_eeg_info, make_marker_info
+from collector.devices.recordings.xdf import marker_value
 
 MUSE = Path(__file__).parents[1] / "collector" / "data" / "muse-p300-subject1.xdf"
 
@@ -59,7 +59,7 @@ def push_pairs(eeg, markers, values: list[str], period_s: float = 0.02) -> None:
 def test_markers_arrive_as_events_on_the_eeg_time_line(caplog):
     import pylsl
 
-    caplog.set_level(logging.INFO, logger="devices.lsl")
+    caplog.set_level(logging.INFO, logger="collector.devices.lsl")
     name = uid("mk")
     eeg = pylsl.StreamOutlet(make_eeg_info(name, name, ["A", "B"], 50.0))
     markers = pylsl.StreamOutlet(make_marker_info(f"{name}-markers", f"{name}-markers"))
@@ -92,7 +92,7 @@ def test_no_marker_stream_means_no_events_and_no_delay(monkeypatch):
 
     import pylsl
 
-    import devices.lsl as lsl_module
+    import collector.devices.lsl as lsl_module
 
     # A marker search that takes 5 s: if open, read or close waited for it, it would show far above
     # the bounds below, which leave room for a loaded machine.
@@ -226,7 +226,7 @@ def test_auto_never_follows_the_markers_of_another_eeg_stream(caplog):
     session, another `replay --to-lsl`). Auto must follow none and say how to pick one."""
     import pylsl
 
-    caplog.set_level(logging.INFO, logger="devices.lsl")
+    caplog.set_level(logging.INFO, logger="collector.devices.lsl")
     a, b = uid("mkA"), uid("mkB")
     eeg_a = pylsl.StreamOutlet(make_eeg_info(a, a, ["A", "B"], 50.0))
     eeg_b = pylsl.StreamOutlet(make_eeg_info(b, b, ["A", "B"], 50.0))

@@ -13,11 +13,11 @@ import numpy as np
 import pytest
 from recordings import MUSE, pyxdf_eeg
 
+from collector.core.channels import split_channels
+from collector.core.records import EegSource
+from collector.devices.lsl import LslSource, build_predicate, list_streams
+from collector.devices.player import XdfPlayer, make_eeg_info
 from collector.errors import NoSourceError
-from devices.base import EegSource
-from devices.channels import split_channels
-from devices.lsl import LslSource, build_predicate, list_streams
-from devices.player import XdfPlayer, make_eeg_info
 
 
 def uid(prefix: str) -> str:
@@ -78,7 +78,7 @@ def _publish(name: str, source_id: str, first: int, n: int, stop: threading.Even
 @pytest.mark.lsl
 @pytest.mark.parametrize("with_source_id", [True, False], ids=["by-source-id", "by-name"])
 def test_lost_stream_is_waited_for_re_resolved_and_the_gap_reported(caplog, with_source_id):
-    caplog.set_level(logging.INFO, logger="devices.lsl")
+    caplog.set_level(logging.INFO, logger="collector.devices.lsl")
     name = uid("lost")
     sid = name if with_source_id else ""  # without one, liblsl cannot recover it: we re-resolve by name
     stop = threading.Event()
@@ -122,7 +122,7 @@ def test_lost_stream_is_waited_for_re_resolved_and_the_gap_reported(caplog, with
 def test_several_matching_streams_say_which_was_taken_and_how_to_pick_another(caplog):
     import pylsl
 
-    caplog.set_level(logging.INFO, logger="devices.lsl")
+    caplog.set_level(logging.INFO, logger="collector.devices.lsl")
     name = uid("twin")
     a, b = f"{name}-a", f"{name}-b"
     outlets = [pylsl.StreamOutlet(make_eeg_info(name, sid, ["C3", "C4"], 128.0)) for sid in (b, a)]

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from collector.capture.marks import MarkInbox, process_start_ms, send_mark
 from collector.errors import EXIT_NO_SOURCE
-from collector.marks import MarkInbox, process_start_ms, send_mark
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -51,7 +51,11 @@ def test_inbox_reads_marks_from_the_file_and_from_this_process(tmp_path):
 def test_process_start_is_the_moment_the_command_ran():
     before = time.time() * 1000
     out = subprocess.run(
-        [sys.executable, "-c", "from collector.marks import process_start_ms; print(process_start_ms())"],
+        [
+            sys.executable,
+            "-c",
+            "from collector.capture.marks import process_start_ms; print(process_start_ms())",
+        ],
         env={**os.environ, "PYTHONPATH": str(REPO)},
         capture_output=True,
         text=True,
@@ -96,7 +100,7 @@ def test_a_mark_longer_than_500_characters_is_refused_with_exit_2(tmp_path):
 @pytest.mark.lsl
 @pytest.mark.slow
 def test_marks_land_within_50_ms_in_the_chunk_that_covers_them(sandbox, tmp_path):
-    from devices.player import play_sine_to_lsl
+    from collector.devices.player import play_sine_to_lsl
 
     name = f"mark-{uuid.uuid4().hex[:8]}"
     stop = threading.Event()
@@ -165,7 +169,7 @@ def test_mark_on_a_capture_without_eeg_says_so_and_exits_5(tmp_path):
     env = env_for(tmp_path)
     # A running capture that has not opened EEG (say, --no-eeg): registered, no mark inbox.
     holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys, time; from devices.pause import PauseControl; "
+        [sys.executable, "-c", "import sys, time; from collector.capture.pause import PauseControl; "
          "PauseControl().register_running(handle_signals=False); print('ready', flush=True); "
          "sys.stdin.read()"],
         env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,

@@ -19,8 +19,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from collector.errors import NoSourceError, UsageError
-from devices.muse import (
+from collector.devices.muse import (
     MuseSource,
     bluetooth_problem,
     build_stream_command,
@@ -28,6 +27,7 @@ from devices.muse import (
     muse_source_id,
     muselsl_model,
 )
+from collector.errors import NoSourceError, UsageError
 
 REPO = Path(__file__).parents[1]
 
@@ -199,7 +199,7 @@ def test_list_muses_without_a_bluetooth_adapter_returns_at_once():
 
 def test_muselsl_is_not_imported_by_the_collector_or_the_muse_module():
     code = (
-        "import sys, collector.cli, devices.muse, collector.commands.devices;"
+        "import sys, collector.cli, collector.devices.muse, collector.commands.devices;"
         "heavy = [m for m in ('muselsl', 'pandas', 'sklearn', 'seaborn') if m in sys.modules];"
         "assert not heavy, heavy"
     )
@@ -212,7 +212,7 @@ def test_devices_command_lists_visible_lsl_streams_as_json(capsys):
     import pylsl
 
     from collector.cli import main
-    from devices.player import make_eeg_info
+    from collector.devices.player import make_eeg_info
 
     name = f"devices-{uuid.uuid4().hex[:10]}"
     outlet = pylsl.StreamOutlet(make_eeg_info(name, name, ["TP9", "AF7"], 256.0))
@@ -247,7 +247,7 @@ PDEATH_PARENT = textwrap.dedent(
     """
     # A collector that opens the Muse source from a short-lived thread, then reads until killed.
     import sys, threading
-    from devices.muse import MuseSource
+    from collector.devices.muse import MuseSource
     child = [sys.executable, "-c", sys.argv[1], sys.argv[2], sys.argv[3]]
     source = MuseSource(address=sys.argv[3], command=child, connect_timeout_s=30, markers=None)
     opener = threading.Thread(target=source.open)

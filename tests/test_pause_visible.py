@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from devices.pause import PauseControl, pause_fields, pause_notice
+from collector.capture.pause import PauseControl, pause_fields, pause_notice
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -77,7 +77,7 @@ def test_status_and_doctor_show_a_pause_left_on(tmp_path):
 
 @pytest.mark.lsl
 def test_run_says_at_start_that_screen_capture_is_paused(tmp_path):
-    from devices.player import play_sine_to_lsl
+    from collector.devices.player import play_sine_to_lsl
 
     name = f"pause-visible-{uuid.uuid4().hex[:8]}"
     stop = threading.Event()

@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 from recordings import MUSE, SHARED, pyxdf_eeg, pyxdf_stream
 
-from devices.lsl import LslSource
-from devices.player import XdfPlayer, play_sine_to_lsl
+from collector.devices.lsl import LslSource
+from collector.devices.player import XdfPlayer, play_sine_to_lsl
 
 REPO = Path(__file__).parents[1]
 MINIMAL = SHARED / "xdf-example-minimal.xdf"

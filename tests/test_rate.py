@@ -1,4 +1,4 @@
-"""Adaptive client rate (collector/rate.py): pure logic on a fake clock.
+"""Adaptive client rate (collector/delivery/rate.py): pure logic on a fake clock.
 
 The behaviour against a real server (four collectors on one key, a lone collector at its
 ceiling) is tested through the real CLI and sandbox in tests/test_delivery_scale.py.
@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from rate_sim import SimCollector, simulate
 
-from collector.rate import AdaptiveRateLimiter
+from collector.delivery.rate import AdaptiveRateLimiter
 
 
 class Clock:
@@ -173,7 +173,7 @@ def test_rate_never_falls_below_the_floor():
 
 
 def test_rate_changes_are_logged_at_debug_level(caplog):
-    caplog.set_level(logging.DEBUG, logger="collector.rate")
+    caplog.set_level(logging.DEBUG, logger="collector.delivery.rate")
     clock = Clock()
     limiter = AdaptiveRateLimiter(100, clock=clock)
     send(limiter, clock, 100)
@@ -181,7 +181,7 @@ def test_rate_changes_are_logged_at_debug_level(caplog):
     limiter.on_throttle()
     clock.t += 60.0
     limiter.on_success()
-    lines = [r for r in caplog.records if r.name == "collector.rate"]
+    lines = [r for r in caplog.records if r.name == "collector.delivery.rate"]
     assert all(r.levelno == logging.DEBUG for r in lines)
     assert "100.0 -> 70.0/min (429" in lines[0].getMessage()
     assert "(requests accepted)" in lines[-1].getMessage()
@@ -203,8 +203,8 @@ def test_bad_settings_are_refused(kwargs):
 
 
 def test_lab_profile_keeps_a_machine_at_4_requests_per_minute_or_less():
-    from collector.rate import steady_load_per_min
-    from collector.settings import builtin_profiles, load_profile
+    from collector.delivery.rate import steady_load_per_min
+    from collector.profiles.profile import builtin_profiles, load_profile
 
     lab = load_profile("lab")
     assert steady_load_per_min(lab.analysis.chunk_s, lab.screen.interval_s) <= 4.0
@@ -224,9 +224,9 @@ def test_collector_status_shows_the_rate_of_the_process_delivering(sandbox, tmp_
 
     from cli_runs import cli_env, collector
 
-    from collector.config import ApiKey, ApiSettings
-    from collector.spool import Spool
-    from collector.uploader import Uploader
+    from collector.api.settings import ApiKey, ApiSettings
+    from collector.delivery.spool import Spool
+    from collector.delivery.uploader import Uploader
 
     root = tmp_path / "spool"
     with Spool(root) as spool:

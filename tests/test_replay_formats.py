@@ -148,8 +148,8 @@ def test_lsl_clock_muselsl_csv_is_anchored_at_start_time(sandbox, tmp_path):
 
 
 def test_lsl_clock_csv_without_start_time_takes_the_modification_time_with_a_warning(tmp_path, caplog):
-    from devices.base import SourceEnded
-    from devices.xdf import XdfSource
+    from collector.core.records import SourceEnded
+    from collector.devices.recordings.xdf import XdfSource
 
     path = tmp_path / "lsl.csv"
     rows = [f"{100.0 + i / 256:.3f},{i}.000,1.000,2.000,3.000,0.000" for i in range(512)]
@@ -403,8 +403,8 @@ def test_csv_whose_timestamps_go_backwards_is_repaired_and_says_so(sandbox, tmp_
     ],
 )
 def test_files_that_are_none_of_the_formats_name_the_formats_accepted(tmp_path, name, content):
+    from collector.devices.recordings.xdf import XdfSource
     from collector.errors import UsageError
-    from devices.xdf import XdfSource
 
     path = tmp_path / name
     if content is None:  # a real EDF header, cut short
@@ -434,7 +434,7 @@ def test_unknown_file_via_cli_is_one_line_exit_2(sandbox, tmp_path):
 @pytest.mark.lsl
 @pytest.mark.parametrize("fmt", ["muselsl", "mindmonitor", "edf"])
 def test_to_lsl_plays_csv_and_edf_files(tmp_path, fmt):
-    from devices.lsl import LslSource
+    from collector.devices.lsl import LslSource
 
     if fmt == "muselsl":
         path = need(MUSE_CSV)
@@ -506,8 +506,8 @@ def test_devices_command_lists_the_replay_formats(capsys):
 
 @pytest.mark.parametrize("bdf", [False, True], ids=["edf", "bdf"])
 def test_edf_and_bdf_cut_short_are_refused_unless_not_strict(tmp_path, bdf, caplog):
+    from collector.devices.recordings.detect import load_any_recording
     from collector.errors import UsageError
-    from devices.recordings import load_any_recording
 
     full = tmp_path / ("full.bdf" if bdf else "full.edf")
     write_edf(full, bdf=bdf, eeg=np.zeros((256 * 20, 4)), start=datetime(2024, 5, 1))
@@ -523,7 +523,7 @@ def test_edf_and_bdf_cut_short_are_refused_unless_not_strict(tmp_path, bdf, capl
 
 
 def test_format_is_recognised_from_content_not_the_name(tmp_path):
-    from devices.recordings import detect_format
+    from collector.devices.recordings.detect import detect_format
 
     edf = tmp_path / "recording.dat"
     write_edf(edf, bdf=False, eeg=np.zeros((2560, 4)), start=datetime(2024, 5, 1))
@@ -544,8 +544,8 @@ def test_format_is_recognised_from_content_not_the_name(tmp_path):
 
 
 def test_muselsl_string_markers_in_several_columns(tmp_path):
-    from devices.recordings import load_any_recording
-    from devices.xdf import pick_eeg_stream, recording_markers
+    from collector.devices.recordings.detect import load_any_recording
+    from collector.devices.recordings.xdf import pick_eeg_stream, recording_markers
 
     path = tmp_path / "markers.csv"
     rows = ["timestamps,TP9,AF7,AF8,TP10,Right AUX,Marker0,Marker1"]
@@ -563,8 +563,8 @@ def test_muselsl_string_markers_in_several_columns(tmp_path):
 
 
 def test_muselsl_motion_csv_has_no_eeg_and_says_how_to_pick_it(tmp_path):
+    from collector.devices.recordings.xdf import XdfSource
     from collector.errors import UsageError
-    from devices.xdf import XdfSource
 
     path = tmp_path / "ACC_recording.csv"
     path.write_text(
@@ -580,8 +580,8 @@ def test_muselsl_motion_csv_has_no_eeg_and_says_how_to_pick_it(tmp_path):
 
 
 def test_mind_monitor_without_raw_eeg_is_refused(tmp_path):
+    from collector.devices.recordings.detect import load_any_recording
     from collector.errors import UsageError
-    from devices.recordings import load_any_recording
 
     path = tmp_path / "bands_only.csv"
     header = ",".join(MIND_MONITOR_COLUMNS)
@@ -592,7 +592,7 @@ def test_mind_monitor_without_raw_eeg_is_refused(tmp_path):
 
 
 def test_rate_from_timestamps_ignores_holes_and_packet_bursts():
-    from devices.recordings import rate_from_timestamps
+    from collector.devices.recordings.detect import rate_from_timestamps
 
     regular = np.round(1_700_000_000 + np.arange(256 * 60) / 256, 3)
     with_hole = np.concatenate([regular[:5000], regular[5000:] + 2.0])  # a 2 s outage
@@ -643,8 +643,8 @@ def test_collector_export_files_replay_to_the_same_samples(sandbox_factory, tmp_
 def test_edf_stretches_marked_not_acquired_are_gaps_not_samples(tmp_path):
     from edfio import Edf, EdfAnnotation, EdfSignal
 
-    from devices.base import SourceEnded
-    from devices.xdf import XdfSource
+    from collector.core.records import SourceEnded
+    from collector.devices.recordings.xdf import XdfSource
 
     data = np.random.default_rng(2).normal(0, 20, 256 * 10)
     data[256 * 4 : 256 * 6] = 0.0  # 2 s not acquired, written as zeros
@@ -674,8 +674,8 @@ def test_edf_stretches_marked_not_acquired_are_gaps_not_samples(tmp_path):
 def test_mind_monitor_local_times_across_a_daylight_saving_change(tmp_path, monkeypatch):
     """Paris clocks go back at 03:00 CEST on 2024-10-27: the rows' local times repeat 02:00-03:00,
     and the reader still puts every sample and event at its Unix time."""
-    from devices.recordings import load_any_recording
-    from devices.xdf import pick_eeg_stream, recording_markers
+    from collector.devices.recordings.detect import load_any_recording
+    from collector.devices.recordings.xdf import pick_eeg_stream, recording_markers
 
     monkeypatch.setenv("TZ", "Europe/Paris")
     values = np.random.default_rng(5).normal(0, 20, (256 * 40, 4))
@@ -692,8 +692,8 @@ def test_mind_monitor_local_times_across_a_daylight_saving_change(tmp_path, monk
 
 
 def test_stream_by_channel_labels_needs_one_rate_and_known_labels(tmp_path):
+    from collector.devices.recordings.xdf import XdfSource
     from collector.errors import UsageError
-    from devices.xdf import XdfSource
 
     path = tmp_path / "mixed.edf"
     write_edf(path, bdf=False, eeg=np.zeros((256 * 10, 4)), start=datetime(2024, 5, 1))
@@ -709,8 +709,8 @@ def test_stream_by_channel_labels_needs_one_rate_and_known_labels(tmp_path):
 def test_mind_monitor_one_row_per_second_as_its_public_exports_are(tmp_path, caplog, monkeypatch):
     """Recording Interval 1 s: one row a second, data rows without the trailing `Elements` field
     (Mind Monitor writes it only on element rows), the last line without a newline."""
-    from devices.base import SourceEnded
-    from devices.xdf import XdfSource
+    from collector.core.records import SourceEnded
+    from collector.devices.recordings.xdf import XdfSource
 
     monkeypatch.setenv("TZ", "UTC")
     columns = [c for c in MIND_MONITOR_COLUMNS if c != "AUX_LEFT"]
@@ -752,8 +752,8 @@ def test_edf_written_by_edflib_reads_as_pyedflib_reads_it():
     import pyedflib
     import pyedflib.data
 
-    from devices.base import SourceEnded
-    from devices.xdf import XdfSource
+    from collector.core.records import SourceEnded
+    from collector.devices.recordings.xdf import XdfSource
 
     path = Path(pyedflib.data.__file__).parent / "test_generator.edf"
     need(path)

@@ -98,8 +98,8 @@ def test_csv_in_reverse_row_order_is_refused_in_one_line(sandbox, tmp_path):
 
 
 def test_csv_whose_rows_are_shuffled_is_refused_by_the_reader(tmp_path):
+    from collector.devices.recordings.detect import load_any_recording
     from collector.errors import UsageError
-    from devices.recordings import load_any_recording
 
     header, rows = muse_rows()
     order = np.random.default_rng(3).permutation(len(rows))
@@ -123,8 +123,8 @@ def test_one_row_csv_says_so_in_one_line_before_capture(sandbox, tmp_path):
 
 
 def test_csv_whose_stamps_never_advance_is_refused(tmp_path):
+    from collector.devices.recordings.detect import load_any_recording
     from collector.errors import UsageError
-    from devices.recordings import load_any_recording
 
     header, rows = muse_rows()
     same = [rows[0].split(",")[0] + "," + ",".join(r.split(",")[1:]) for r in rows[:50]]
@@ -262,8 +262,8 @@ def test_edf_header_errors_name_the_field_in_plain_words(sandbox, tmp_path):
 
 
 def test_stream_with_one_unknown_name_in_a_csv_says_stream_or_channel(tmp_path):
+    from collector.devices.recordings.detect import load_any_recording
     from collector.errors import UsageError
-    from devices.recordings import load_any_recording
 
     header, rows = muse_rows()
     path = tmp_path / "m.csv"

@@ -21,8 +21,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from collector.devices.player import XdfPlayer
 from collector.sandbox import SandboxServer
-from devices.player import XdfPlayer
 
 ROOT = Path(__file__).resolve().parents[1]
 MUSE_XDF = ROOT / "collector" / "data" / "muse-p300-subject1.xdf"

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from collector.review import ReviewData, _bins, averages_table
+from collector.review.page import ReviewData, _bins, averages_table
 
 ROOT = Path(__file__).resolve().parents[1]
 MUSE_XDF = ROOT / "collector" / "data" / "muse-p300-subject1.xdf"
@@ -178,8 +178,8 @@ def test_sessions_into_a_closed_pipe_ends_quietly(tmp_path):
     """Finding 8: `collector sessions | head -1` sometimes printed `unexpected failure:
     BrokenPipeError`. A reader that has gone away now ends the command as SIGPIPE would (141),
     silently. The pipe's read end is closed before the command starts, so every run hits it."""
-    from collector.record import CaptureInfo
-    from collector.spool import Spool
+    from collector.delivery.local_record import CaptureInfo
+    from collector.delivery.spool import Spool
 
     with Spool(tmp_path / "s") as spool:
         for i in range(30):
@@ -214,7 +214,7 @@ def test_a_corrupt_spool_database_is_a_corrupt_file(tmp_path):
 
 def test_a_spool_path_that_is_a_file_is_refused(tmp_path):
     folder = tmp_path / "s"
-    from collector.spool import Spool
+    from collector.delivery.spool import Spool
 
     Spool(folder).close()
     for args in (["sessions"], ["review", "--last"]):
@@ -247,7 +247,7 @@ def test_edf_export_picks_a_data_record_that_holds_whole_samples(tmp_path):
 
 
 def test_edf_of_a_rate_no_record_fits_says_to_use_csv():
-    from collector.export import _record_samples
+    from collector.review.export import _record_samples
 
     assert _record_samples(256.0) == (256, 1.0) and _record_samples(92.88) == (2322, 25.0)
     with pytest.raises(ValueError, match="--format csv"):
@@ -390,7 +390,7 @@ def test_outputs_are_owner_only_over_an_existing_file_and_through_a_symlink(tmp_
 
 def test_long_marker_values_are_shortened_on_the_plot_and_whole_on_hover():
     """Finding 10: an XML marker spilled over the legend and the plot."""
-    from collector.review import MAX_LABEL_CHARS, build_figure
+    from collector.review.page import MAX_LABEL_CHARS, build_figure
 
     data = contiguous_windows(10)
     xml = '<event type="stimulus" code="17" note="a very long description of what was shown"/>'

@@ -6,8 +6,8 @@ import json
 
 import numpy as np
 
-from collector.review import MAX_POINTS, ReviewData, _bins, averages_table, build_figure
-from collector.summary import SummaryBuilder
+from collector.core.summary import SummaryBuilder
+from collector.review.page import MAX_POINTS, ReviewData, _bins, averages_table, build_figure
 
 CHANNELS = ["TP9", "AF7"]
 BANDS = ["delta", "theta", "alpha", "beta", "gamma"]

@@ -21,7 +21,7 @@ import pytest
 from recordings import pyxdf_eeg
 from scipy.signal import welch
 
-from devices.player import XdfPlayer
+from collector.devices.player import XdfPlayer
 
 DATA = Path(__file__).resolve().parent / "data"  # copies of ../shared/data (tests/data/NOTICE.md)
 MUSE_XDF = Path(__file__).resolve().parents[1] / "collector" / "data" / "muse-p300-subject1.xdf"
@@ -386,7 +386,7 @@ def test_offline_replay_then_upload(sandbox, tmp_path):
 
 
 def test_replay_to_lsl_publishes_a_live_stream(tmp_path):
-    from devices.lsl import LslSource
+    from collector.devices.lsl import LslSource
 
     name = f"e2e-tolsl-{uuid.uuid4().hex[:8]}"
     proc = subprocess.Popen(
@@ -539,7 +539,7 @@ def test_stop_signals_keep_every_chunk_for_collector_upload(sandbox, caplog, tmp
 
 
 def test_run_captures_while_another_process_delivers_from_the_spool(sandbox, tmp_path):
-    from collector.spool import Spool
+    from collector.delivery.spool import Spool
 
     spool_dir = tmp_path / "spool"
     other = Spool(spool_dir)
@@ -614,7 +614,7 @@ def test_run_with_eeg_and_real_screenshots(sandbox, caplog, tmp_path):
 
 
 def test_old_items_parked_on_a_deleted_workspace_do_not_fail_later_runs(sandbox, tmp_path):
-    from collector.spool import Spool
+    from collector.delivery.spool import Spool
 
     if not (DATA / "xdf-example-minimal.xdf").exists():
         pytest.skip("shared data missing")

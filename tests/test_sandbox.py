@@ -12,10 +12,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from collector.client import OpenLessonClient
-from collector.config import ApiKey, ApiSettings
+from collector.api.client import OpenLessonClient
+from collector.api.models import MAX_DECODED_BYTES
+from collector.api.settings import ApiKey, ApiSettings
 from collector.errors import NetworkError, RateLimitedError, ServerError
-from collector.models import MAX_DECODED_BYTES
 from collector.sandbox import SandboxServer, faults_from_env
 
 API = "/api/v2/agent"
@@ -334,8 +334,8 @@ def test_lost_reply_drops_the_connection_after_storing(sandbox_factory):
 @pytest.mark.parametrize("fault", ["fail_503", "fail_429", "lose_reply"])
 def test_injected_faults_are_retried_until_delivered(sandbox_factory, tmp_path, fault):
     """Not only flagged retryable: the uploader really sends again, and the item arrives once fixed."""
-    from collector.spool import Spool
-    from collector.uploader import Uploader
+    from collector.delivery.spool import Spool
+    from collector.delivery.uploader import Uploader
 
     sandbox = sandbox_factory(**{fault: 1.0})
     with OpenLessonClient(ApiSettings(sandbox.base_url, ApiKey(sandbox.api_key))) as client:

@@ -26,17 +26,17 @@ import pytest
 from PIL import Image
 from xserver import H, Painter, W, XlibPainter, Xvfb, end_process, have_tk
 
-from collector.errors import EXIT_NO_SOURCE, NoSourceError, UsageError
-from collector.models import MAX_DECODED_BYTES, EvidenceCreate
-from devices.base import ScreenFrame
-from devices.pause import PauseControl, PauseState
-from devices.screen import (
+from collector.api.models import MAX_DECODED_BYTES, EvidenceCreate
+from collector.capture.pause import PauseControl, PauseState
+from collector.core.records import ScreenFrame
+from collector.devices.screen import (
     ScreenSettings,
     ScreenSource,
     encode_image,
     fit_encode,
     screen_evidence_fields,
 )
+from collector.errors import EXIT_NO_SOURCE, NoSourceError, UsageError
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -478,7 +478,7 @@ RUNNING_CAPTURE = textwrap.dedent(
     """
     import logging, sys, time
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
-    from devices.pause import PauseControl
+    from collector.capture.pause import PauseControl
     control = PauseControl()
     control.register_running()  # installs the SIGUSR1/SIGUSR2 handlers too
     print("ready", flush=True)
@@ -833,7 +833,7 @@ def test_xvfb_dead_display_in_a_subprocess_prints_one_line(tmp_path):
         """
         import sys
         from collector.errors import CollectorError
-        from devices.screen import ScreenSettings, ScreenSource
+        from collector.devices.screen import ScreenSettings, ScreenSource
         try:
             ScreenSource(ScreenSettings()).open()
         except CollectorError as err:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from collector.errors import UsageError
-from collector.settings import builtin_profiles, load_profile
+from collector.profiles.profile import builtin_profiles, load_profile
 
 
 def test_defaults_without_a_profile():

@@ -9,8 +9,8 @@ import threading
 
 import pytest
 
+from collector.delivery.spool import DuplicateChunkError, Spool
 from collector.errors import SpoolError, SpoolFullError
-from collector.spool import DuplicateChunkError, Spool
 
 WS = "0b7e2c1a-8f3d-4c5e-9a6b-1d2e3f4a5b6c"
 BLOCK = "1c8f3d2b-9a4e-4d6f-8b7c-2e3f4a5b6c7d"
@@ -264,7 +264,7 @@ def test_listener_called_after_add(spool):
 
 
 def test_stats_per_capture(spool, monkeypatch):
-    import collector.spool as spool_module
+    import collector.delivery.spool as spool_module
 
     now = [1_800_000_000_000]  # Unix ms, moved by hand: ages are exact
     monkeypatch.setattr(spool_module, "_now_ms", lambda: now[0])

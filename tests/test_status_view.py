@@ -9,10 +9,10 @@ import re
 
 from rich.console import Console
 
-from collector.capture import CaptureStats
-from collector.logformat import LineFormatter, format_text
-from collector.status_view import LogToStatus, StatusOutput, render_terminal, snapshot
-from devices.base import StreamDescription
+from collector.capture.logformat import LineFormatter, format_text
+from collector.capture.pipeline import CaptureStats
+from collector.capture.status_view import LogToStatus, StatusOutput, render_terminal, snapshot
+from collector.core.records import StreamDescription
 
 LINE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}[+-]\d\d:\d\d (DEBUG|INFO|WARNING|ERROR)\s+\S")
 
@@ -116,11 +116,15 @@ def test_log_records_keep_the_chosen_format_and_scroll_above_the_block():
 
 
 def test_formatter_for_plain_commands():
-    record = logging.LogRecord("collector.fit", logging.DEBUG, __file__, 1, "window %d", (3,), None)
+    record = logging.LogRecord("collector.core.fit", logging.DEBUG, __file__, 1, "window %d", (3,), None)
     line = LineFormatter("text").format(record)
-    assert LINE.match(line) and line.endswith("DEBUG   window 3 event=log logger=collector.fit")
+    assert LINE.match(line) and line.endswith("DEBUG   window 3 event=log logger=collector.core.fit")
     as_json = json.loads(LineFormatter("json").format(record))
     assert as_json["message"] == "window 3" and as_json["level"] == "debug" and as_json["event"] == "log"
     record.event = "marked"  # log.info(..., extra={"event": "marked"}) names what happened
-    assert LineFormatter("text").format(record).endswith("DEBUG   window 3 event=marked logger=collector.fit")
+    assert (
+        LineFormatter("text")
+        .format(record)
+        .endswith("DEBUG   window 3 event=marked logger=collector.core.fit")
+    )
     assert json.loads(LineFormatter("json").format(record))["event"] == "marked"

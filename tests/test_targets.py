@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
+from collector.api.models import Block
+from collector.api.targets import pick_target, resolve_block
 from collector.errors import NotFoundError, UsageError
-from collector.models import Block
-from collector.settings import load_profile
-from collector.targets import pick_target, resolve_block
+from collector.profiles.profile import load_profile
 
 WS = "a3090000-0000-4000-8000-000000000001"
 

@@ -55,7 +55,7 @@ class Tmux:
 
 
 def test_m_in_the_live_view_marks_the_moment_it_was_pressed(sandbox, tmp_path):
-    from devices.player import play_sine_to_lsl
+    from collector.devices.player import play_sine_to_lsl
 
     name = f"mkey-{uuid.uuid4().hex[:8]}"
     stop = threading.Event()

@@ -1,4 +1,4 @@
-"""Pure logic of collector/timestamps.py and devices/channels.distinct_keys (no I/O): the repair of
+"""Pure logic of collector/core/time_repair.py and devices/channels.distinct_keys (no I/O): the repair of
 bad stamps, lasting jumps, live feeding in pieces, rate measurement, channel keys."""
 
 from __future__ import annotations
@@ -6,7 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from collector.timestamps import (
+from collector.core.channels import distinct_keys, fill_labels
+from collector.core.time_repair import (
     LiveRepair,
     RateMeter,
     irregularity,
@@ -15,7 +16,6 @@ from collector.timestamps import (
     repair_times,
     typical_period,
 )
-from devices.channels import distinct_keys, fill_labels
 
 P = 1 / 256
 GRID = 1000.0 + np.arange(4000) * P

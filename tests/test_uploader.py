@@ -11,7 +11,9 @@ from dataclasses import dataclass
 
 import pytest
 
-from collector.config import ApiKey, ApiSettings
+from collector.api.settings import ApiKey, ApiSettings
+from collector.delivery.spool import Spool
+from collector.delivery.uploader import TokenBucket, Uploader, full_jitter
 from collector.errors import (
     AuthError,
     NetworkError,
@@ -21,8 +23,6 @@ from collector.errors import (
     SpoolError,
     ValidationApiError,
 )
-from collector.spool import Spool
-from collector.uploader import TokenBucket, Uploader, full_jitter
 
 WS = "0b7e2c1a-8f3d-4c5e-9a6b-1d2e3f4a5b6c"
 WS2 = "9f8e7d6c-5b4a-4392-8170-6f5e4d3c2b1a"
@@ -344,7 +344,7 @@ def test_abort_event_cuts_the_flush(spool):
 
 
 def test_items_added_while_running_are_picked_up_promptly(spool, monkeypatch):
-    import collector.uploader as uploader_module
+    import collector.delivery.uploader as uploader_module
 
     monkeypatch.setattr(uploader_module, "_POLL_S", 30.0)  # only the spool's listener can wake it in time
     client = FakeClient()

@@ -12,9 +12,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from collector.core.records import EegSource, SourceEnded
+from collector.devices.recordings.xdf import XdfSource, parse_iso_datetime
 from collector.errors import UsageError
-from devices.base import EegSource, SourceEnded
-from devices.xdf import XdfSource, parse_iso_datetime
 
 DATA = Path(__file__).parent / "data"  # copies of ../shared/data (tests/data/NOTICE.md)
 MUSE = Path(__file__).parents[1] / "collector" / "data" / "muse-p300-subject1.xdf"  # packaged copy

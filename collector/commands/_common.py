@@ -6,9 +6,9 @@ import argparse
 import os
 from pathlib import Path
 
-from collector.config import ENV_SPOOL_DIR, ApiSettings, resolve_api_key, resolve_base_url
+from collector.api.models import is_uuid
+from collector.api.settings import ENV_SPOOL_DIR, ApiSettings, resolve_api_key, resolve_base_url
 from collector.errors import UsageError
-from collector.models import is_uuid
 
 
 def add_api_options(parser: argparse.ArgumentParser) -> None:
@@ -94,7 +94,7 @@ def spool_folder(args: argparse.Namespace) -> Path:
 def open_capture(args: argparse.Namespace):
     """(spool, session row) for CAPTURE_ID or --last; UsageError (exit 2) when there is none."""
     from collector.commands.sessions import find_capture
-    from collector.spool import DB_NAME, Spool
+    from collector.delivery.spool import DB_NAME, Spool
 
     if args.capture_id is not None and args.last:
         raise UsageError("Give either CAPTURE_ID or --last, not both (see `collector sessions` for the ids).")

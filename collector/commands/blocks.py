@@ -20,7 +20,7 @@ def add_parser(subparsers) -> None:
 
 def run(args: argparse.Namespace) -> int:
     workspace_id = require_uuid(args.workspace, "Workspace id")
-    from collector.client import OpenLessonClient
+    from collector.api.client import OpenLessonClient
 
     with OpenLessonClient(api_settings(args)) as client:
         blocks = client.list_blocks(workspace_id)

@@ -88,10 +88,10 @@ def _print_received(sandbox, workspace_id: str, out) -> None:
 
 
 def _print_report(sandbox, workspace_id: str, block_id: str, out) -> None:
-    from collector.client import OpenLessonClient
+    from collector.api.client import OpenLessonClient
+    from collector.api.models import PerformanceRequest
+    from collector.api.settings import ApiKey, ApiSettings
     from collector.commands.report import format_report
-    from collector.config import ApiKey, ApiSettings
-    from collector.models import PerformanceRequest
 
     settings = ApiSettings(base_url=sandbox.base_url, api_key=ApiKey(sandbox.api_key))
     with OpenLessonClient(settings) as client:
@@ -105,9 +105,9 @@ def _own_workspace(sandbox) -> tuple[str, str]:
     sandbox's data folder kept from earlier runs. Returns (workspace id, first block id)."""
     import time
 
-    from collector.client import OpenLessonClient
-    from collector.config import ApiKey, ApiSettings
-    from collector.models import WorkspaceCreate
+    from collector.api.client import OpenLessonClient
+    from collector.api.models import WorkspaceCreate
+    from collector.api.settings import ApiKey, ApiSettings
 
     settings = ApiSettings(base_url=sandbox.base_url, api_key=ApiKey(sandbox.api_key))
     prompt = f"Collector demo, {time.strftime('%Y-%m-%d %H:%M:%S')}"
@@ -137,8 +137,8 @@ def run(args: argparse.Namespace) -> int:
     import sys
 
     from collector import cli
+    from collector.devices.player import play_to_lsl
     from collector.sandbox.server import SandboxServer
-    from devices.player import play_to_lsl
 
     out = sys.stdout
     data = _data_dir(args)

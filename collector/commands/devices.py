@@ -38,9 +38,9 @@ def add_parser(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from devices.lsl import list_streams
-    from devices.muse import MuseScan, list_muses
-    from devices.recordings import FORMATS
+    from collector.devices.lsl import list_streams
+    from collector.devices.muse import MuseScan, list_muses
+    from collector.devices.recordings.detect import FORMATS
 
     scan: dict[str, MuseScan] = {}
     scanner = None

@@ -287,7 +287,7 @@ def check_profile(name_or_path: str | None):
     if not name_or_path:
         return None, None
     try:
-        from collector.settings import load_profile
+        from collector.profiles.profile import load_profile
     except ImportError as exc:
         return Check.failed(
             "profile", f"not available: the profile loader cannot load ({exc})", "Reinstall the collector."
@@ -339,7 +339,7 @@ def check_lsl(wait_s: float) -> list[Check]:
 
 def _lsl_streams(pylsl, wait_s: float) -> Check:
     try:
-        from devices.lsl import list_streams  # the lister `collector devices` uses
+        from collector.devices.lsl import list_streams  # the lister `collector devices` uses
     except ImportError:
         list_streams = None
     if list_streams is not None:
@@ -467,7 +467,7 @@ def check_display(profile=None) -> Check:
     bad_exit = EXIT_NO_SOURCE if wants_screen else EXIT_OK
     fix = FIX_NO_DISPLAY + (' Or set [screen] mode = "auto" in the profile.' if wants_screen else "")
     try:
-        from devices.screen import ScreenSettings, ScreenSource
+        from collector.devices.screen import ScreenSettings, ScreenSource
     except Exception as exc:
         return Check("display", bad_status, f"not available: the screen source cannot load ({exc})",
                      "Reinstall the collector (it needs mss and pillow).", bad_exit)  # fmt: skip
@@ -488,7 +488,7 @@ def check_display(profile=None) -> Check:
         except Exception as exc:  # a missing libX11 and the like: reported, not raised
             outcome["error"] = f"{type(exc).__name__}: {exc}"
 
-    quiet = logging.getLogger("devices.screen")
+    quiet = logging.getLogger("collector.devices.screen")
     level = quiet.level
     quiet.setLevel(logging.WARNING)  # its "screen: monitor ..." info line is for captures
     try:
@@ -570,8 +570,8 @@ def check_spool(args: argparse.Namespace) -> Check:
         notes.append(f"folder mode {mode:o} lets other users read evidence")
     pending, unreadable = _spool_backlog(root)
     if unreadable is not None:  # the folder is writable, but the spool in it is not usable
+        from collector.delivery.spool import damaged_advice
         from collector.errors import SpoolDamagedError, SpoolFullError
-        from collector.spool import damaged_advice
 
         if isinstance(unreadable, SpoolFullError):
             fix = f"Free disk space on the disk holding {root}, or move the spool with --spool DIR."
@@ -614,7 +614,7 @@ def _spool_backlog(root: Path) -> tuple[str, Exception | None]:
         who = _user_name(owner)
         return f"owned by {who}: backlog not read (`collector status` as that user tells it)", None
     try:
-        from collector.spool import Spool
+        from collector.delivery.spool import Spool
 
         with Spool(root) as spool:
             pending, failed, reason = spool.pending_count(), spool.failed_count(), spool.pause_reason()
@@ -652,14 +652,14 @@ def _user() -> str:
 
 
 def check_api(args: argparse.Namespace, workspace: str | None, block: str | None) -> list[Check]:
-    from collector.config import ApiKey, ApiSettings, resolve_api_key, resolve_base_url
+    from collector.api.settings import ApiKey, ApiSettings, resolve_api_key, resolve_base_url
 
     try:
         base_url = resolve_base_url(args.base_url)
     except UsageError as err:
         return [Check.failed("api", str(err), "Fix --base-url or OPENLESSON_BASE_URL.", EXIT_USAGE)]
     try:
-        from collector.client import OpenLessonClient
+        from collector.api.client import OpenLessonClient
         from collector.errors import ApiError, AuthError, NetworkError, NotFoundError, ServerError
     except ImportError as exc:
         return [
@@ -751,7 +751,7 @@ def check_api(args: argparse.Namespace, workspace: str | None, block: str | None
 
 def _check_block(blocks, value: str, workspace: str) -> Check:
     try:
-        from collector.targets import resolve_block
+        from collector.api.targets import resolve_block
     except ImportError as exc:
         return Check.failed(
             "block", f"not available: the block lookup cannot load ({exc})", "Reinstall the collector."
@@ -771,7 +771,7 @@ def _check_block(blocks, value: str, workspace: str) -> Check:
 def check_pause() -> Check:
     """A `collector pause` left on removes screenshots from every later session: say so, with since when."""
     try:
-        from devices.pause import pause_notice
+        from collector.capture.pause import pause_notice
 
         notice = pause_notice()
     except CollectorError as err:

@@ -29,8 +29,8 @@ def run(args: argparse.Namespace) -> int:
 
     from collector.commands.review import nothing_kept_error
     from collector.errors import UsageError
-    from collector.export import load_samples, write_export
-    from collector.kept import NOT_KEPT_LABEL
+    from collector.review.export import load_samples, write_export
+    from collector.review.kept import NOT_KEPT_LABEL
 
     spool, session = open_capture(args)
     try:

@@ -1,7 +1,7 @@
 """`collector fit`: check each EEG channel's contact before recording, like a headset app's horseshoe.
 
 Exit 0 when the fit is good (no channel bad for 3 s), 1 at --timeout (naming the channels and
-what to do), 5 when there is no stream. See collector/fit.py for the grades.
+what to do), 5 when there is no stream. See collector/core/fit.py for the grades.
 """
 
 from __future__ import annotations
@@ -64,7 +64,7 @@ def add_parser(sub) -> None:
 
 
 def band_settings(profile):
-    from collector.bandpower import BandSettings
+    from collector.core.bandpower import BandSettings
 
     a = profile.analysis
     return BandSettings(window_s=a.window_s, step_s=a.step_s, segment_s=a.segment_s, bands=dict(a.bands))
@@ -97,8 +97,8 @@ def fit_table(elapsed_s: float, channels: dict, streak: int, needed: int, timeou
 
 def check_fit(source, description, profile, *, timeout_s: float, require: str, log_format: str, out=None):
     """Run the fit check on an open source, drawing it live in a terminal or one line a second."""
-    from collector.fit import run_fit_check
-    from collector.logformat import format_line
+    from collector.capture.logformat import format_line
+    from collector.core.fit import run_fit_check
 
     out = out or sys.stdout
     needed = 3
@@ -119,7 +119,7 @@ def check_fit(source, description, profile, *, timeout_s: float, require: str, l
             )  # fmt: skip
 
     def line(elapsed, channels, streak):
-        # The collector's one line layout (collector/logformat.py): time, level, message, event=fit.
+        # The collector's one line layout (collector/capture/logformat.py): time, level, message, event=fit.
         fields = {"event": "fit"}
         if log_format == "json":
             fields |= {
@@ -163,7 +163,7 @@ def run(args: argparse.Namespace) -> int:
         grades = ", ".join(f"{c} {f.label()}" for c, f in result.channels.items())
         sentence = f"Fit is good: no channel bad for 3 s ({grades}). Start recording with `collector run`."
         if args.log_format == "json":  # a lab's parser gets JSON on every line
-            from collector.logformat import format_line
+            from collector.capture.logformat import format_line
 
             sentence = format_line("json", "info", sentence, {"event": "fit_good"})
         print(sentence, flush=True)

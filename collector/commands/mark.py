@@ -25,9 +25,9 @@ def add_parser(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from collector.capture.marks import MAX_TEXT, clean_text, process_start_ms, send_mark
+    from collector.capture.pause import PauseControl
     from collector.errors import NoSourceError, UsageError
-    from collector.marks import MAX_TEXT, clean_text, process_start_ms, send_mark
-    from devices.pause import PauseControl
 
     moment_ms = process_start_ms() or _IMPORTED_MS
     text = " ".join(" ".join(args.text).split())

@@ -35,7 +35,7 @@ def _clock(ms: int | None) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from devices.pause import PauseControl
+    from collector.capture.pause import PauseControl
 
     control = PauseControl()
     before = control.state()

@@ -1,7 +1,7 @@
 """`collector replay FILE --workspace W --block B`: send a recording through the live pipeline.
 
-FILE is XDF, a muselsl or Mind Monitor CSV, or EDF/EDF+/BDF (devices/recordings.py tells which
-from the content)."""
+FILE is XDF, a muselsl or Mind Monitor CSV, or EDF/EDF+/BDF (collector/devices/recordings/detect.py
+tells which from the content)."""
 
 from __future__ import annotations
 
@@ -109,7 +109,7 @@ def _to_lsl(args) -> int:
     import sys
     import threading
 
-    from devices.player import play_to_lsl
+    from collector.devices.player import play_to_lsl
 
     unused = [flag for flag, value in (("--workspace", args.workspace), ("--block", args.block)) if value]
     if unused:
@@ -154,14 +154,14 @@ def _to_lsl(args) -> int:
 def chunk_length_given(args: argparse.Namespace) -> bool:
     """True when the user chose the EEG chunk length: `--chunk-seconds`, or `[analysis] chunk_s` in
     the profile or one it extends (a value only inherited from the built-in default does not count)."""
-    from collector.settings import load_profile
+    from collector.profiles.profile import load_profile
 
     return args.chunk_seconds is not None or "chunk_s" in load_profile(args.profile).analysis.model_fields_set
 
 
 def run(args: argparse.Namespace) -> int:
-    from collector.eeg_chunk import DELIVERY_CHUNK_BYTES, DELIVERY_CHUNK_S
-    from devices.xdf import XdfSource
+    from collector.core.chunk import DELIVERY_CHUNK_BYTES, DELIVERY_CHUNK_S
+    from collector.devices.recordings.xdf import XdfSource
 
     if args.to_lsl:
         return _to_lsl(args)

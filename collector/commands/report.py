@@ -30,9 +30,9 @@ def add_parser(subparsers) -> None:
 
 def run(args: argparse.Namespace) -> int:
     workspace_id = require_uuid(args.workspace, "Workspace id")
-    from collector.client import OpenLessonClient
-    from collector.models import PerformanceRequest
-    from collector.targets import resolve_block_id
+    from collector.api.client import OpenLessonClient
+    from collector.api.models import PerformanceRequest
+    from collector.api.targets import resolve_block_id
 
     with OpenLessonClient(api_settings(args)) as client:
         block_id = resolve_block_id(client, workspace_id, args.block) if args.block else None

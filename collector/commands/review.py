@@ -45,7 +45,7 @@ def nothing_kept_error(session: dict):
 def write_private(path: Path, data: bytes) -> None:
     """Write `data` to `path` readable by the owner only (it holds EEG and screenshots), also when
     the file was already there with a wider mode."""
-    from collector.export import open_private
+    from collector.review.export import open_private
 
     with open_private(path) as f:
         f.write(data)
@@ -53,7 +53,7 @@ def write_private(path: Path, data: bytes) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from collector.errors import UsageError
-    from collector.review import load_review, render_review
+    from collector.review.page import load_review, render_review
 
     spool, session = open_capture(args)
     try:

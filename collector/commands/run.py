@@ -112,7 +112,7 @@ CAPTURE_FLAGS = {
 
 
 def profile_from_args(args: argparse.Namespace):
-    from collector.settings import load_profile
+    from collector.profiles.profile import load_profile
 
     profile = load_profile(args.profile)
     monitor = getattr(args, "monitor", None)
@@ -141,9 +141,9 @@ def profile_from_args(args: argparse.Namespace):
 
 def check_target(args: argparse.Namespace, profile):
     """Key, workspace and block checked before anything is captured. Returns (settings, ws, block)."""
+    from collector.api.models import is_uuid
+    from collector.api.targets import offline_title_error, pick_target, resolve_block
     from collector.errors import UsageError
-    from collector.models import is_uuid
-    from collector.targets import offline_title_error, pick_target, resolve_block
 
     workspace_id, block = pick_target(args.workspace, args.block, profile)
     if args.offline:
@@ -176,7 +176,7 @@ def _list_blocks_retrying(settings, workspace_id: str):
 
     import tenacity
 
-    from collector.client import OpenLessonClient
+    from collector.api.client import OpenLessonClient
     from collector.errors import ApiError, NetworkError
 
     def transient(exc: BaseException) -> bool:
@@ -222,7 +222,7 @@ def open_screen(profile, output, pause_control=None):
     mode = profile.screen.mode
     if mode == "off":
         return None
-    from devices.screen import ScreenSettings, ScreenSource
+    from collector.devices.screen import ScreenSettings, ScreenSource
 
     s = profile.screen
     kwargs = {
@@ -253,7 +253,7 @@ def open_eeg(profile, open_timeout_s: float | None = None):
     """The EEG source, opened: (source, description). open_timeout_s bounds the wait for the stream
     (`fit --timeout`); by default a Muse gets 60 s to connect and an LSL stream 5 s to appear."""
     if profile.device.kind == "muse":
-        from devices.muse import MuseSource
+        from collector.devices.muse import MuseSource
 
         source = MuseSource(
             address=profile.device.address,
@@ -264,7 +264,7 @@ def open_eeg(profile, open_timeout_s: float | None = None):
             **({"connect_timeout_s": open_timeout_s} if open_timeout_s is not None else {}),
         )
     else:
-        from devices.lsl import LslSource
+        from collector.devices.lsl import LslSource
 
         source = LslSource(
             **({"resolve_timeout_s": min(5.0, open_timeout_s)} if open_timeout_s is not None else {}),
@@ -311,8 +311,8 @@ def fit_check_before_capture(args, profile, output, eeg_source, description) -> 
 
 def make_output(args):
     """The status view; from here on, log records go through it too (so they keep its format)."""
-    from collector.logformat import setup_logging
-    from collector.status_view import LogToStatus, StatusOutput
+    from collector.capture.logformat import setup_logging
+    from collector.capture.status_view import LogToStatus, StatusOutput
 
     output = StatusOutput(sys.stderr, log_format=args.log_format)
     setup_logging(int(getattr(args, "verbose", 0) or 0), args.log_format, handler=LogToStatus(output))
@@ -344,10 +344,10 @@ def deliver_and_capture(
     `kind` (run | replay | demo) and `source` describe the capture in the local record.
     `deliver_all`: see `run_session`; `chunk_max_bytes`: EEG chunks' encoded-size bound.
     """
-    from collector.capture import Capture
-    from collector.session import run_session
-    from collector.spool import Spool
-    from collector.uploader import Uploader
+    from collector.capture.pipeline import Capture
+    from collector.capture.session import run_session
+    from collector.delivery.spool import Spool
+    from collector.delivery.uploader import Uploader
 
     spool = Spool(spool_dir(args), max_bytes=profile.delivery.spool_max_bytes)
     uploader = None
@@ -401,9 +401,9 @@ def _source_label(profile, description, screen_source) -> str:
 def run(args: argparse.Namespace) -> int:
     import os
 
+    from collector.capture.marks import MarkInbox, marks_path
+    from collector.capture.pause import PauseControl, pause_notice
     from collector.errors import NoSourceError, UsageError
-    from collector.marks import MarkInbox, marks_path
-    from devices.pause import PauseControl, pause_notice
 
     fit_check_s = getattr(args, "fit_check", None)
     if fit_check_s is not None and not fit_check_s > 0:  # as `fit --timeout`: refused, not skipped

@@ -33,7 +33,7 @@ def _iso(ms: int | None) -> str | None:
 def list_sessions(spool) -> list[dict[str, Any]]:
     """One dict per capture (see the README's `collector sessions --json`), in the order they were
     made (a replay of a 2017 file made today comes after yesterday's run)."""
-    from collector.interrupted import capture_state
+    from collector.delivery.interrupted import capture_state
 
     stats = {s.capture_id: s for s in spool.stats()}
     lost: dict[str, list[dict[str, Any]]] = {}
@@ -119,7 +119,7 @@ def find_capture(spool, capture_id: str | None, last: bool) -> dict[str, Any]:
 
 def run(args: argparse.Namespace) -> int:
     from collector.commands._common import spool_folder
-    from collector.spool import DB_NAME, Spool
+    from collector.delivery.spool import DB_NAME, Spool
 
     root = spool_folder(args)
     sessions: list[dict[str, Any]] = []
@@ -129,7 +129,7 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(sessions, indent=2))
     else:
-        from devices.pause import pause_notice
+        from collector.capture.pause import pause_notice
 
         notice = pause_notice()  # a pause left on removes screenshots from every later session
         if notice:
@@ -181,7 +181,7 @@ def format_sessions(sessions: list[dict[str, Any]], root) -> str:
         ))  # fmt: skip
     widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
     lines = ["  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)).rstrip() for r in rows]
-    from collector.spool import LOSS_REASONS
+    from collector.delivery.spool import LOSS_REASONS
 
     for s in sessions:
         for loss in s["lost"]:

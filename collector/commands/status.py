@@ -28,8 +28,8 @@ def add_parser(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from collector.spool import DB_NAME, Spool
-    from devices.pause import pause_fields, pause_notice
+    from collector.capture.pause import pause_fields, pause_notice
+    from collector.delivery.spool import DB_NAME, Spool
 
     root = spool_dir(args)
     if not (root / DB_NAME).exists():
@@ -102,7 +102,7 @@ def format_status(report: dict) -> str:
 
 
 def _describe(loss: dict) -> str:
-    from collector.spool import Loss
+    from collector.delivery.spool import Loss
 
     return Loss(**{**loss, "chunks": tuple(loss["chunks"])}).describe()
 
@@ -111,7 +111,7 @@ def _delivery_rate(spool) -> dict | None:
     """The rate of the process delivering from this spool now (it refreshes it every 10 s), or None."""
     import time
 
-    from collector.uploader import DELIVERY_RATE_KEY
+    from collector.delivery.uploader import DELIVERY_RATE_KEY
 
     raw = spool.get_meta(DELIVERY_RATE_KEY)
     try:

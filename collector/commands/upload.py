@@ -55,8 +55,8 @@ def add_parser(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from collector.spool import DB_NAME, Spool
-    from collector.uploader import STOP_GRACE_S, Uploader
+    from collector.delivery.spool import DB_NAME, Spool
+    from collector.delivery.uploader import STOP_GRACE_S, Uploader
 
     if args.rate <= 0:  # no upper bound: a self-hosted API may allow more than the public 120/min
         from collector.errors import UsageError

@@ -7,9 +7,9 @@ import base64
 import json
 from pathlib import Path
 
+from collector.api.models import FILE_EXTENSION_MIME, MAX_DECODED_BYTES, MAX_WORKSPACE_FILES
 from collector.commands._common import add_api_options, api_settings
 from collector.errors import UsageError
-from collector.models import FILE_EXTENSION_MIME, MAX_DECODED_BYTES, MAX_WORKSPACE_FILES
 
 
 def add_parser(subparsers) -> None:
@@ -34,7 +34,7 @@ def add_parser(subparsers) -> None:
 
 def read_files(paths: list[str]):
     """Plan files as WorkspaceFile models; every problem is a UsageError naming the file."""
-    from collector.models import WorkspaceFile
+    from collector.api.models import WorkspaceFile
 
     if len(paths) > MAX_WORKSPACE_FILES:
         raise UsageError(f"{len(paths)} files given; a workspace takes at most {MAX_WORKSPACE_FILES}.")
@@ -58,9 +58,9 @@ def read_files(paths: list[str]):
 
 
 def run(args: argparse.Namespace) -> int:
-    from collector.client import OpenLessonClient
+    from collector.api.client import OpenLessonClient
+    from collector.api.models import WorkspaceCreate
     from collector.commands.blocks import format_blocks
-    from collector.models import WorkspaceCreate
 
     if not args.prompt.strip():
         raise UsageError("--prompt is empty; describe what to practise.")

@@ -24,7 +24,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from collector.models import EvidenceCreate, WorkspaceFile
+from collector.api.models import EvidenceCreate, WorkspaceFile
 
 DEFAULT_SCOPES = ("workspaces:read", "workspaces:write", "ghl:read", "ghl:write")
 

@@ -1,0 +1,3 @@
+"""Durable delivery: the on-disk spool, the uploader and its adaptive rate, and the local record of
+delivered captures.
+"""

@@ -1,0 +1,630 @@
+"""The background uploader: drains the spool oldest-first into the API, politely and in order.
+
+    spool (pending, oldest first) --claim--> worker --limiter--> client.upload_evidence --> 201
+                                                                                   |  mark_delivered
+                                             retry (backoff, full jitter) <--------+  429/5xx/network
+                                             failed / pause / park     <-----------+  permanent errors
+
+- Workers: a few threads share one token-bucket limiter whose rate adapts to the server
+  (collector/delivery/rate.py: multiplicative decrease on 429, CUBIC growth back to the ceiling, default
+  100/min under the key's 120/min, so collectors sharing a key converge to a fair share).
+  A worker claims the oldest pending item whose stream (capture_id, stream_id) has
+  nothing in flight, and keeps that stream until the item is settled: at most one request in
+  flight per stream, so chunk_index order per stream is kept.
+- Transient errors (429, 502/503/504, 500, timeouts, connection errors, lost replies) are retried
+  without end, with exponential backoff and full jitter, or after Retry-After when the server
+  gives one. A 429 holds the whole queue and empties the limiter's bucket.
+- Permanent errors never delete anything: validation_error moves the item to `failed` with the
+  server's message; auth errors (unauthorized, key_revoked, key_expired, forbidden,
+  teams_required) pause all delivery; workspace_not_found / block_not_found park that workspace
+  / block for this run (its items stay pending) while the rest keeps flowing. The user is told
+  once per cause, through `on_event` (or the log when there is no hook).
+- A reply lost after the server stored the evidence makes the retry a duplicate; it carries the
+  same metadata identity (capture_id, stream_id, chunk_index), so it is always detectable.
+- The API key lives in ApiSettings inside the client only; nothing here prints or stores it.
+"""
+
+from __future__ import annotations
+
+import base64
+import collections
+import json
+import logging
+import random
+import threading
+import time
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from pydantic import ValidationError
+
+from collector.api.models import EvidenceCreate
+from collector.api.settings import ApiSettings
+from collector.delivery.rate import AdaptiveRateLimiter, full_jitter, throttle_hold_s
+from collector.delivery.spool import Spool, SpoolItem
+from collector.errors import (
+    ApiError,
+    AuthError,
+    CollectorError,
+    NetworkError,
+    NotFoundError,
+    RateLimitedError,
+    SpoolError,
+    SpoolFullError,
+)
+
+log = logging.getLogger("collector.delivery.uploader")
+
+DEFAULT_RATE_PER_MIN = 100.0  # the key allows 120/min; leave room for other tools using it
+DEFAULT_BURST = 5  # burst + rate must stay under the server's per-minute window
+DEFAULT_WORKERS = 4  # streams served in parallel; EEG never waits behind a slow screenshot
+_POLL_S = 0.5  # fallback wake-up for items added by another process
+STOP_GRACE_S = 1.0  # a request on the wire when delivery stops may settle this long (avoids a duplicate)
+_RATE_SAVE_EVERY_S = 10.0  # how fresh the rate `collector status` shows is, while delivering
+DELIVERY_RATE_KEY = "delivery_rate"  # spool meta: the delivering process's current rate (JSON)
+_ROUTINE_EVENTS = frozenset({"delivered", "retrying"})  # one per request: hook only with verbose_events
+
+
+class DeliveryBusyError(SpoolError):
+    """Another process (a `collector upload`, another run) is delivering from this spool."""
+
+
+class EvidenceClient(Protocol):
+    def upload_evidence(self, workspace_id: str, evidence: EvidenceCreate) -> Any: ...  # `.id`
+
+    def close(self) -> None: ...
+
+
+def _default_client_factory(settings: ApiSettings) -> EvidenceClient:
+    from collector.api.client import OpenLessonClient
+
+    return OpenLessonClient(settings)
+
+
+class TokenBucket:
+    """Client-side rate limiter shared by every worker: `rate_per_min` steady, `burst` at most."""
+
+    def __init__(
+        self, rate_per_min: float, burst: int = DEFAULT_BURST, clock: Callable[[], float] = time.monotonic
+    ):
+        if rate_per_min <= 0:
+            raise ValueError(f"rate_per_min must be a positive number; {rate_per_min!r} is invalid.")
+        if burst < 1:
+            raise ValueError(f"burst must be an integer >= 1; {burst!r} is invalid.")
+        self.rate_per_min = float(rate_per_min)
+        self.burst = int(burst)
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._tokens = float(burst)
+        self._last = clock()
+
+    def _refill(self) -> None:
+        now = self._clock()
+        self._tokens = min(self.burst, self._tokens + (now - self._last) * self.rate_per_min / 60.0)
+        self._last = now
+
+    def try_acquire(self) -> float:
+        """Take a token and return 0.0, or return the seconds until one is due (nothing taken)."""
+        with self._lock:
+            self._refill()
+            if self._tokens >= 1.0:
+                self._tokens -= 1.0
+                return 0.0
+            return (1.0 - self._tokens) * 60.0 / self.rate_per_min
+
+    def acquire(self, cancel: threading.Event) -> bool:
+        """Block until a token is taken (True) or `cancel` is set (False)."""
+        while True:
+            wait_s = self.try_acquire()
+            if wait_s == 0.0:
+                return True
+            if cancel.wait(wait_s):
+                return False
+
+    def drain(self) -> None:
+        """After a 429: start again from an empty bucket, so the restart is paced."""
+        with self._lock:
+            self._refill()
+            self._tokens = min(self._tokens, 0.0)
+
+
+class Uploader:
+    """Delivers the spool's pending items in the background. `start()`, then `stop(flush_timeout_s)`.
+
+    `on_event(event, **fields)` is called from worker threads (it must not block) once per cause
+    with `paused`, `parked` and `worker_error` (each with a one-line `message`/`error` for the user),
+    and per occurrence with `failed` and `rate_limited`; with `verbose_events=True` also per request
+    with `delivered` and `retrying`. Without a hook, notable events go to the log as warnings.
+    """
+
+    def __init__(
+        self,
+        spool: Spool,
+        settings: ApiSettings | None,
+        *,
+        rate_per_min: float = DEFAULT_RATE_PER_MIN,
+        burst: int | None = None,
+        workers: int = DEFAULT_WORKERS,
+        backoff_base_s: float = 0.5,
+        backoff_cap_s: float = 60.0,
+        client_factory: Callable[[ApiSettings], EvidenceClient] | None = None,
+        limiter: TokenBucket | AdaptiveRateLimiter | None = None,
+        on_event: Callable[..., None] | None = None,
+        verbose_events: bool = False,
+        rng: random.Random | None = None,
+    ) -> None:
+        if settings is None and client_factory is None:
+            raise ValueError("Uploader needs ApiSettings (or a client_factory in tests)")
+        if workers < 1:
+            raise ValueError(f"workers must be >= 1; {workers!r} is invalid.")
+        self.spool = spool
+        self._settings = settings
+        self._client_factory = client_factory or _default_client_factory
+        if limiter is None:
+            # A bucket as big as the steady rate allows would burst past a sliding-window limit.
+            limiter = AdaptiveRateLimiter(rate_per_min, burst=burst, on_change=self._rate_changed)
+        self.limiter = limiter
+        self._rate_saved_at = 0.0  # monotonic time the current rate was last written for `status`
+        self._workers_n = workers
+        self._backoff_base_s = backoff_base_s
+        self._backoff_cap_s = backoff_cap_s
+        self._on_event = on_event
+        self._verbose_events = verbose_events
+        self._rng = rng or random.Random()
+
+        self._cond = threading.Condition()
+        self._stop = threading.Event()  # set: workers take nothing new and leave their waits
+        self._threads: list[threading.Thread] = []
+        self._client: EvidenceClient | None = None
+        self._started = False
+        self._stopped = False
+        # Guarded by _cond:
+        self._in_flight: set[tuple[str, str]] = set()
+        self._hold_until = 0.0  # monotonic; a 429 holds the whole queue until then
+        self._retry_until = 0.0  # monotonic; the latest end of a retry's backoff (for the time left)
+        self._consecutive_429 = 0
+        self._paused: CollectorError | None = None
+        self._paused_for_space = False  # paused by a full disk with 201s held: resumes when space returns
+        self._parked_workspaces: dict[str, str] = {}  # workspace_id -> message
+        self._parked_blocks: dict[str, str] = {}  # block_id -> message
+        self._delivered = 0
+        self._failed = 0
+        self._retries = 0
+        self._rate_limited = 0
+        self._last_error: str | None = None
+        self._sent_times: collections.deque[float] = collections.deque()
+        self._backlog_up_to = 0  # items waiting when we started (earlier captures) go before new ones
+
+    # ---- lifetime --------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Take the spool's delivery lock, create the client and start the workers."""
+        if self._started:
+            raise RuntimeError("an Uploader can be started once")
+        if not self.spool.try_lock_delivery():
+            raise DeliveryBusyError(
+                f"Another collector process is already delivering from the spool at {self.spool.root}; "
+                "let it finish (see `collector status`) or stop it first."
+            )
+        try:
+            self._client = self._client_factory(self._settings)  # type: ignore[arg-type]
+        except BaseException:
+            self.spool.unlock_delivery()
+            raise
+        self._started = True
+        self._backlog_up_to = self.spool.max_pending_id()
+        self.spool.add_listener(self.notify)
+        for i in range(self._workers_n):
+            t = threading.Thread(target=self._worker, name=f"uploader-{i}", daemon=True)
+            self._threads.append(t)
+            t.start()
+
+    def notify(self) -> None:
+        """Wake the workers: something was added to the spool."""
+        with self._cond:
+            self._cond.notify_all()
+
+    def wait_idle(self, timeout_s: float | None = None, abort: threading.Event | None = None) -> bool:
+        """Wait until nothing more can be sent now (spool drained, or paused/parked); False on timeout."""
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        while True:
+            if self.idle():
+                return True
+            if abort is not None and abort.is_set():
+                return False
+            remaining = None if deadline is None else deadline - time.monotonic()
+            if remaining is not None and remaining <= 0:
+                return False
+            with self._cond:
+                self._cond.wait(0.1 if remaining is None else min(0.1, remaining))
+
+    def idle(self) -> bool:
+        with self._cond:
+            if self._paused is not None or self._stop.is_set():
+                return True
+            if self._in_flight:
+                return False
+            return self._claimable() is None
+
+    def stop(
+        self,
+        flush_timeout_s: float = 30.0,
+        abort: threading.Event | None = None,
+        *,
+        grace_s: float | None = None,
+    ) -> int:
+        """Flush for at most `flush_timeout_s` (0: stop at once), stop, return the pending count.
+
+        A request still on the wire then gets `grace_s` (default `STOP_GRACE_S`; none when
+        stopping at once) to settle, so the whole stop holds its deadline within that.
+        Setting `abort` (a second Ctrl-C) during the flush stops at once. Nothing spooled is lost:
+        an item whose request was still in flight stays pending and is re-sent next time (its
+        duplicate, if the server had stored it, carries the same identity).
+        """
+        if self._started and not self._stopped:
+            if flush_timeout_s > 0:
+                self.wait_idle(flush_timeout_s, abort=abort)
+            at_once = (flush_timeout_s <= 0 and grace_s is None) or (abort is not None and abort.is_set())
+            self._stopped = True
+            self._stop.set()
+            with self._cond:
+                self._cond.notify_all()
+            # A request already on the wire gets a short grace to settle (avoids a duplicate later).
+            grace = 0.0 if at_once else STOP_GRACE_S if grace_s is None else grace_s
+            grace_until = time.monotonic() + grace
+            for t in self._threads:
+                t.join(max(0.05, grace_until - time.monotonic()))
+            self.spool.remove_listener(self.notify)
+            self._save_rate(None)  # nobody delivers from this spool any more
+            if self._client is not None and not any(t.is_alive() for t in self._threads):
+                self._client.close()  # else a daemon worker still uses it; the process exit ends it
+            self.spool.unlock_delivery()
+        return self.spool.pending_count()
+
+    def stop_now(self) -> int:
+        """Stop without flushing (the spool keeps everything); returns the pending count."""
+        return self.stop(0.0)
+
+    def resume(self) -> None:
+        """Clear a pause and parked workspaces/blocks (e.g. after the user fixed the key)."""
+        with self._cond:
+            self._paused = None
+            self._parked_workspaces.clear()
+            self._parked_blocks.clear()
+            self._cond.notify_all()
+
+    def __enter__(self) -> Uploader:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # ---- what the status view and the commands read ----------------------------------------------
+
+    @property
+    def paused_error(self) -> CollectorError | None:
+        """The error that paused all delivery (an AuthError), if any."""
+        return self._paused
+
+    @property
+    def parked_errors(self) -> list[str]:
+        """One message per parked workspace / block (not found), in the order they happened."""
+        with self._cond:
+            return list(self._parked_workspaces.values()) + list(self._parked_blocks.values())
+
+    def counters(self) -> dict[str, Any]:
+        """Snapshot for a live status view."""
+        now = time.monotonic()
+        with self._cond:
+            while self._sent_times and now - self._sent_times[0] > 60.0:
+                self._sent_times.popleft()
+            paused = str(self._paused) if self._paused is not None else None
+            if paused is None and self._hold_until > now:
+                paused = f"rate limited by the server, resuming in {self._hold_until - now:.0f} s"
+            parked = list(self._parked_workspaces.values()) + list(self._parked_blocks.values())
+            snap = {
+                "delivered": self._delivered,
+                "failed": self._failed,
+                "retries": self._retries,
+                "rate_limited": self._rate_limited,
+                "in_flight": len(self._in_flight),
+                # Seconds before anything more is sent: a 429's hold or a retry's backoff.
+                "hold_s": round(max(0.0, self._hold_until - now, self._retry_until - now), 1),
+                "last_error": self._last_error,
+                "paused_reason": paused or ("; ".join(parked) if parked else None),
+                "parked": parked,
+                "rate_per_min": round(self.limiter.rate_per_min, 1),  # allowed now (adapts to 429s)
+                "sent_per_min": float(len(self._sent_times)),  # requests sent in the last 60 s
+                "limit_per_min": getattr(self.limiter, "ceiling_per_min", self.limiter.rate_per_min),
+            }
+        try:
+            snap["pending"] = self.spool.pending_count()
+        except SpoolError:
+            snap["pending"] = None
+        return snap
+
+    # ---- workers ---------------------------------------------------------------------------------
+
+    def _claimable(self) -> SpoolItem | None:
+        up_to = None
+        if self._backlog_up_to:
+            # What earlier captures left is delivered before anything new, even while one of its
+            # streams is in flight; parked workspaces/blocks don't hold the rest back.
+            backlog = self.spool.next_pending(
+                exclude_workspaces=self._parked_workspaces.keys(),
+                exclude_blocks=self._parked_blocks.keys(),
+                up_to_id=self._backlog_up_to,
+            )
+            if backlog is None:
+                self._backlog_up_to = 0
+            else:
+                up_to = self._backlog_up_to
+        return self.spool.next_pending(
+            exclude_streams=self._in_flight,
+            exclude_workspaces=self._parked_workspaces.keys(),
+            exclude_blocks=self._parked_blocks.keys(),
+            up_to_id=up_to,
+        )
+
+    def _claim(self) -> SpoolItem | None:
+        """Block until an item whose stream is free can be taken; None when stopping."""
+        with self._cond:
+            while not self._stop.is_set():
+                if self._paused_for_space and self.spool.flush_held() and self.spool.ensure_reserve():
+                    self._paused, self._paused_for_space = None, False  # space is back, records written
+                if self._paused is None:
+                    item = self._claimable()
+                    if item is not None:
+                        self._in_flight.add(item.stream)
+                        return item
+                self._cond.wait(_POLL_S)
+        return None
+
+    def _worker(self) -> None:
+        while not self._stop.is_set():
+            try:
+                item = self._claim()
+            except SpoolError as err:
+                if not self._stop.is_set():
+                    self._internal_error(err)
+                return
+            if item is None:
+                return
+            try:
+                self._deliver(item)
+            except CollectorError as err:  # the spool cannot be written: one line, keep the item, stop
+                if not self._stop.is_set():
+                    self._internal_error(err)
+            except Exception as exc:  # a bug or a broken spool: say so, keep the item, stop delivery
+                if not self._stop.is_set():
+                    log.exception("uploader worker failed on spool item %s", item.id)
+                    self._internal_error(exc)
+            finally:
+                with self._cond:
+                    self._in_flight.discard(item.stream)
+                    self._cond.notify_all()
+
+    def _wait_turn(self) -> bool:
+        """Wait out a 429 hold, then take a limiter token; False if stopping or paused."""
+        while True:
+            with self._cond:
+                if self._stop.is_set() or self._paused is not None:
+                    return False
+                hold_s = self._hold_until - time.monotonic()
+            if hold_s > 0:
+                if self._stop.wait(hold_s):
+                    return False
+                continue
+            if not self.limiter.acquire(self._stop):
+                return False
+            with self._cond:  # a 429 may have arrived while we waited for the token
+                if self._hold_until > time.monotonic():
+                    continue
+                self._sent_times.append(time.monotonic())
+                return True
+
+    def _deliver(self, item: SpoolItem) -> None:
+        """Send one item until it is settled (delivered, failed, parked, paused) or we stop."""
+        try:
+            evidence = EvidenceCreate(**item.request, data=base64.b64encode(item.data).decode("ascii"))
+        except ValidationError as exc:
+            first = exc.errors(include_url=False, include_input=False)[0]
+            self._fail(
+                item, f"the spooled request is invalid ({'.'.join(map(str, first['loc']))}: {first['msg']})"
+            )
+            return
+        attempt = 0
+        while self._wait_turn():
+            if not self.spool.ensure_reserve():
+                self._pause_for_space()  # a 201 now could not be recorded: the item would go twice
+                return
+            try:
+                sent_at = time.monotonic()  # the limiter counts one decrease per burst of refusals
+                created = self._client.upload_evidence(item.workspace_id, evidence)  # type: ignore[union-attr]
+            except AuthError as err:
+                self._record(item, err)
+                self._pause(err)
+                return
+            except NotFoundError as err:
+                self._record(item, err)
+                self._park(item, err)
+                return
+            except RateLimitedError as err:
+                self._rate_limit(err, sent_at)  # hold the queue first, then write the attempt down
+                self._record(item, err)
+                continue
+            except (ApiError, NetworkError) as err:
+                if isinstance(err, ApiError) and not err.retryable:
+                    self._fail(item, str(err), err)  # validation_error and other permanent answers
+                    return
+                self._record(item, err)
+                delay_s = full_jitter(attempt, self._backoff_base_s, self._backoff_cap_s, self._rng)
+                if isinstance(err, ApiError) and err.retry_after_s is not None:
+                    delay_s = max(delay_s, err.retry_after_s)
+                attempt += 1
+                with self._cond:
+                    self._retries += 1
+                    self._retry_until = max(self._retry_until, time.monotonic() + delay_s)
+                self._emit("retrying", item=item, error=str(err), attempt=attempt, delay_s=round(delay_s, 3))
+                if self._stop.wait(delay_s):
+                    return
+                continue
+            except CollectorError as err:  # refused locally before sending (bad workspace id, ...)
+                self._fail(item, str(err), err)
+                return
+            self._delivered_ok(item, str(getattr(created, "id", "") or ""))
+            return
+
+    # ---- outcomes --------------------------------------------------------------------------------
+
+    def _delivered_ok(self, item: SpoolItem, evidence_id: str) -> None:
+        try:
+            self.spool.mark_delivered(item.id, evidence_id)
+        except SpoolFullError as err:
+            # The server has it: count it as delivered (the spool holds its record until there is
+            # space, and hands it out no more), then stop sending until the disk has room again.
+            with self._cond:
+                self._delivered += 1
+            self._emit("delivered", item=item, evidence_id=evidence_id)
+            self._pause_for_space(err)
+            return
+        if hasattr(self.limiter, "on_success"):
+            self.limiter.on_success()
+        if time.monotonic() - self._rate_saved_at > _RATE_SAVE_EVERY_S:
+            self._save_rate(self.limiter.rate_per_min)
+        with self._cond:
+            self._delivered += 1
+            self._consecutive_429 = 0
+            self._last_error = None  # delivery works again: an old error is not news (status lines)
+            first = self._delivered == 1
+        if first and self.spool.pause_reason() is not None:
+            self.spool.set_pause_reason(None)  # the key works again: `status` stops showing the pause
+        self._emit("delivered", item=item, evidence_id=evidence_id)
+
+    def _pause_for_space(self, err: SpoolFullError | None = None) -> None:
+        """Stop sending until the disk has room again (`_claim` resumes by itself then)."""
+        err = err or SpoolFullError(
+            f"DISK FULL: the disk holding the spool {self.spool.root} has no room to record deliveries, "
+            "so nothing more is sent (an item whose 201 could not be recorded would be sent twice). "
+            "Free disk space."
+        )
+        self._internal_error(err)
+        with self._cond:
+            self._paused_for_space = self._paused is err or self._paused_for_space
+
+    def _record(self, item: SpoolItem, err: CollectorError) -> None:
+        with self._cond:
+            self._last_error = str(err)
+        self.spool.record_attempt(item.id, str(err))
+
+    def _fail(self, item: SpoolItem, message: str, err: CollectorError | None = None) -> None:
+        self.spool.mark_failed(item.id, message)
+        with self._cond:
+            self._failed += 1
+            self._last_error = message
+        self._emit(
+            "failed",
+            item=item,
+            message=f"Chunk {item.chunk_index} of {item.stream_id} was rejected and kept in the spool as "
+            f"failed: {message}",
+            code=getattr(err, "code", None),
+        )
+
+    def _pause(self, err: CollectorError) -> None:
+        with self._cond:
+            first = self._paused is None
+            self._paused = err
+            self._cond.notify_all()
+        if not first:
+            return
+        pending = self.spool.pending_count()
+        message = (
+            f"Delivery paused: {err} {pending} item(s) are kept in the spool at {self.spool.root}; "
+            "send them with `collector upload` once fixed."
+        )
+        self.spool.set_pause_reason(message)
+        self._emit("paused", message=message, code=getattr(err, "code", None), pending=pending)
+
+    def _park(self, item: SpoolItem, err: NotFoundError) -> None:
+        block_id = item.block_id
+        with self._cond:
+            if err.code == "block_not_found" and block_id:
+                table, key = self._parked_blocks, block_id
+            else:
+                table, key = self._parked_workspaces, item.workspace_id
+            first = key not in table
+            message = (
+                f"Delivery to {'block' if table is self._parked_blocks else 'workspace'} {key} paused: {err}"
+            )
+            table[key] = message
+            self._cond.notify_all()
+        if first:
+            self._emit("parked", message=message + " Its items stay in the spool.", code=err.code)
+
+    def _rate_limit(self, err: RateLimitedError, sent_at: float | None = None) -> None:
+        with self._cond:
+            if hasattr(self.limiter, "on_throttle"):  # inside _cond: nobody sends before the hold is set
+                self.limiter.on_throttle(sent_at)  # lower the rate (once per burst of refusals)
+            self._consecutive_429 += 1
+            self._rate_limited += 1
+            self._retries += 1
+            wait_s = throttle_hold_s(
+                self._consecutive_429, err.retry_after_s, self.limiter.rate_per_min,
+                base_s=self._backoff_base_s, cap_s=self._backoff_cap_s, rng=self._rng,
+            )  # fmt: skip
+            self._hold_until = max(self._hold_until, time.monotonic() + wait_s)
+            if hasattr(self.limiter, "hold"):
+                self.limiter.hold(self._hold_until - time.monotonic())  # no growth while held
+        self.limiter.drain()
+        self._emit("rate_limited", error=str(err), wait_s=round(wait_s, 3))
+
+    def _rate_changed(self, rate_per_min: float, reason: str) -> None:
+        self._save_rate(rate_per_min)
+
+    def _save_rate(self, rate_per_min: float | None) -> None:
+        """Write the current rate to the spool, where `collector status` (another process) reads it."""
+        self._rate_saved_at = time.monotonic()
+        value = None
+        if rate_per_min is not None:
+            value = json.dumps({
+                "rate_per_min": round(rate_per_min, 1),
+                "ceiling_per_min": getattr(self.limiter, "ceiling_per_min", rate_per_min),
+                "updated_unix": round(time.time(), 1),
+            })  # fmt: skip
+        try:
+            self.spool.set_meta(DELIVERY_RATE_KEY, value)
+        except SpoolError as err:  # the figure is informative only: never stop delivery for it
+            log.debug("could not save the delivery rate: %s", err)
+
+    def _internal_error(self, exc: BaseException) -> None:
+        err = exc if isinstance(exc, CollectorError) else SpoolError(
+            f"The uploader stopped on an unexpected error ({type(exc).__name__}: {exc}); "
+            "the spool keeps every item. Run `collector upload --verbose` and report it."
+        )  # fmt: skip
+        with self._cond:
+            self._last_error = str(err)
+            first = self._paused is None
+            if first:
+                self._paused = err
+            self._cond.notify_all()
+        if first:  # once per cause, even when several workers meet it
+            self._emit("worker_error", error=str(err))
+
+    def _emit(self, event: str, *, item: SpoolItem | None = None, **fields: Any) -> None:
+        if item is not None:
+            fields = {"item_id": item.id, "capture_id": item.capture_id, "stream_id": item.stream_id,
+                      "chunk_index": item.chunk_index, **fields}  # fmt: skip
+        routine = event in _ROUTINE_EVENTS
+        if self._on_event is None or (routine and not self._verbose_events):
+            text = fields.get("message") or fields.get("error") or ""
+            if not text and item is not None:  # e.g. `delivered` at -v: say which chunk
+                text = f"chunk {item.chunk_index} of {item.stream_id}" + (
+                    f" (evidence {fields['evidence_id']})" if fields.get("evidence_id") else ""
+                )
+            log.log(logging.DEBUG if routine else logging.WARNING, "%s: %s", event, text)
+            return
+        try:
+            self._on_event(event, **fields)
+        except Exception:  # a broken status view must not stop delivery
+            log.debug("on_event hook failed for %s", event, exc_info=True)

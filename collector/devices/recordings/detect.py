@@ -1,0 +1,298 @@
+"""Which kind of recording a file is, from its content, and the reader for it.
+
+`collector replay` and the LSL player take XDF, muselsl CSV, Mind Monitor CSV and EDF/EDF+/BDF
+files. Every reader returns the same `XdfRecording` of `XdfStream`s (an EEG stream, other numeric
+streams, and a string marker stream), so everything after loading (channel split, anchors, gaps,
+events, pacing) is shared with XDF replay.
+
+Detection looks at the bytes, not the name: `XDF:` (or gzip) is XDF, an EDF header starts with
+`0` and seven spaces, a BDF header with 0xFF `BIOSEMI`; a text file is a muselsl CSV when its
+header has a `timestamps` column and a Mind Monitor CSV when it has `TimeStamp` and `RAW_*`
+columns. Anything else is refused with one line that names the formats accepted.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+from collections.abc import Sequence
+from datetime import datetime
+from pathlib import Path
+
+import numpy as np
+
+from collector.devices.recordings.xdf import XdfRecording, XdfStream, load_recording
+from collector.errors import UsageError
+
+log = logging.getLogger(__name__)
+
+ACCEPTED_FORMATS = "XDF (.xdf, .xdfz), muselsl CSV, Mind Monitor CSV, EDF, EDF+ or BDF"
+# (format key, what a person calls it) in the order `collector devices` lists them.
+FORMATS: tuple[tuple[str, str], ...] = (
+    ("xdf", "XDF / XDFZ (LabRecorder)"),
+    ("muselsl-csv", "muselsl CSV (`muselsl record`, Unix or --lsltime timestamps)"),
+    ("mindmonitor-csv", "Mind Monitor CSV (raw EEG recording)"),
+    ("edf", "EDF / EDF+ (continuous)"),
+    ("bdf", "BDF / BDF+ (BioSemi, 24-bit)"),
+)
+
+_HEAD_BYTES = 4096
+
+
+def _not_accepted(path: Path, what: str) -> UsageError:
+    return UsageError(
+        f"{path} {what}; collector replay reads {ACCEPTED_FORMATS} files. "
+        "Check the path, or export the recording to one of these."
+    )
+
+
+def _csv_header(head: bytes) -> list[str] | None:
+    """The column names of a CSV's first line, or None when the bytes are not a text table."""
+    if b"\x00" in head:
+        return None
+    text = head.decode("utf-8-sig", errors="replace")
+    first = text.splitlines()[0] if text.strip() else ""
+    if not first:
+        return None
+    try:
+        dialect = csv.Sniffer().sniff(first, delimiters=",;\t")
+        delimiter = dialect.delimiter
+    except csv.Error:
+        delimiter = ","
+    return [c.strip() for c in next(csv.reader([first], delimiter=delimiter))]
+
+
+def detect_format(path: str | Path) -> str:
+    """'xdf', 'muselsl-csv', 'mindmonitor-csv', 'edf' or 'bdf', from the file's first bytes.
+
+    Raises UsageError (one line) for a missing file, a directory, or a file that is none of these.
+    """
+    path = Path(path).expanduser()
+    if path.is_dir():
+        raise UsageError(f"{path} is a directory, not a recording file. Give the path of a file in it.")
+    if not path.is_file():
+        raise UsageError(f"Recording file not found: {path}. Check the path.")
+    with open(path, "rb") as handle:
+        head = handle.read(_HEAD_BYTES)
+    if head.startswith(b"XDF:") or head.startswith(b"\x1f\x8b"):
+        return "xdf"
+    if head.startswith(b"\xffBIOSEMI"):
+        return "bdf"
+    if head.startswith(b"0       "):
+        return "edf"
+    if not head:
+        raise _not_accepted(path, "is empty")
+    header = _csv_header(head)
+    if header:
+        if "timestamps" in header:
+            return "muselsl-csv"
+        if "TimeStamp" in header and any(c.startswith("RAW_") for c in header):
+            return "mindmonitor-csv"
+    if path.suffix.lower() in (".xdf", ".xdfz"):
+        raise _not_accepted(path, "does not start with 'XDF:', so it is not an XDF file")
+    if header and path.suffix.lower() in (".csv", ".txt"):
+        shown = ", ".join(header[:6]) + (", ..." if len(header) > 6 else "")
+        raise _not_accepted(
+            path,
+            f"is a CSV file with columns {shown}, neither muselsl's (`timestamps`, channels, "
+            "`Marker`) nor Mind Monitor's (`TimeStamp`, `RAW_TP9`, ...)",
+        )
+    raise _not_accepted(path, "is not a recording this collector knows")
+
+
+def load_any_recording(
+    path: str | Path,
+    *,
+    dejitter: bool = True,
+    strict: bool = True,
+    stream: str | None = None,
+    start_time: str | datetime | None = None,
+) -> XdfRecording:
+    """Load any accepted recording as an XdfRecording (streams + start), whatever its format.
+
+    stream: a `--stream` value; when it is a comma-separated list of channel labels (or one
+      label) that no stream is named after, a stream of just those channels is added under that
+      name, so `pick_eeg_stream(recording, stream)` finds it.
+    start_time: the replay's anchor choice ("file", "now", ISO-8601, a datetime, or None when
+      no anchor is needed, as for `--to-lsl`); files whose own times are not Unix time warn only
+      when the anchor will be taken from them ("file").
+    Raises UsageError (one line) for missing, unknown, truncated or inconsistent files.
+    """
+    path = Path(path).expanduser()
+    kind = detect_format(path)
+    if kind == "xdf":
+        recording = load_recording(path, dejitter=dejitter, strict=strict)
+    elif kind in ("muselsl-csv", "mindmonitor-csv"):
+        from collector.devices.recordings.csv import load_mindmonitor_csv, load_muselsl_csv
+
+        if kind == "muselsl-csv":
+            recording = load_muselsl_csv(path, start_time=start_time)
+        else:
+            recording = load_mindmonitor_csv(path)
+    else:
+        from collector.devices.recordings.edf import load_edf
+
+        recording = load_edf(path, bdf=kind == "bdf", strict=strict)
+    if stream:
+        # XDF streams have names of their own that pick_eeg_stream lists; in the other formats a
+        # name that is neither a stream nor a channel is an unknown label.
+        recording = with_channel_selection(recording, stream, labels_only=kind != "xdf")
+    return recording
+
+
+def _label_key(label: str) -> str:
+    text = label.strip().lower()
+    return text[4:] if text.startswith("eeg ") else text
+
+
+def with_channel_selection(
+    recording: XdfRecording, stream: str, *, labels_only: bool = False
+) -> XdfRecording:
+    """`recording` plus a stream named `stream` made of the channels it lists, when it lists channels.
+
+    Unchanged when `stream` already names a stream (name, type, source_id or stream id), or when
+    it is one name that is no channel label and `labels_only` is false (pick_eeg_stream then
+    reports the streams there are).
+    Raises UsageError naming the unknown label(s) and the channel labels there are when a list
+    of labels (or, with `labels_only`, one name) holds a label no channel has.
+    """
+    wanted_id = stream.strip()
+    if any(
+        s.name == stream
+        or s.type.lower() == stream.lower()
+        or (s.source_id and s.source_id == wanted_id)
+        or (wanted_id.isdigit() and s.stream_id == int(wanted_id))
+        for s in recording.streams
+    ):
+        return recording  # pick_eeg_stream finds it by name, type, source_id or stream id
+    wanted = [w for w in (part.strip() for part in stream.split(",")) if w]
+    numeric = [s for s in recording.streams if not s.is_string and s.sample_count > 0]
+    found: list[tuple[XdfStream, int]] = []
+    unknown: list[str] = []
+    for label in wanted:
+        hits = [
+            (s, i) for s in numeric for i, lab in enumerate(s.labels) if _label_key(lab) == _label_key(label)
+        ]
+        if hits:
+            found.append(hits[0])
+        else:
+            unknown.append(label)
+    if unknown:
+        if not (labels_only or found or len(wanted) > 1):
+            return recording
+        raise _unknown_labels(recording, stream, unknown, numeric)
+    base = found[0][0]
+    if any(
+        s.sample_count != base.sample_count or not np.array_equal(s.times_s, base.times_s) for s, _ in found
+    ):
+        raise UsageError(
+            f"--stream {stream!r}: these channels are sampled at different rates or times in "
+            f"{recording.path.name}; pick channels of one rate."
+        )
+    data = np.column_stack([np.asarray(s.data)[:, i] for s, i in found])
+    selected = XdfStream(
+        stream_id=max((s.stream_id for s in recording.streams), default=0) + 1,
+        name=stream,
+        type="EEG",
+        source_id=f"{base.source_id}:{stream}" if base.source_id else "",
+        hostname=base.hostname,
+        channel_format="double64",
+        sfreq=base.sfreq,
+        labels=tuple(s.labels[i] for s, i in found),
+        units=tuple(s.units[i] if i < len(s.units) else "" for s, i in found),
+        data=data,
+        times_s=base.times_s,
+        segments=base.segments,
+        has_footer=True,
+        footer_sample_count=None,
+    )
+    log.info("--stream %s: replaying channels %s", stream, ", ".join(selected.labels))
+    return XdfRecording(path=recording.path, streams=(*recording.streams, selected), start=recording.start)
+
+
+def _unknown_labels(
+    recording: XdfRecording, stream: str, unknown: list[str], numeric: list[XdfStream]
+) -> UsageError:
+    labels = list(dict.fromkeys(lab for s in numeric for lab in s.labels))
+    names = ", ".join(repr(s.name) for s in numeric)
+    quoted = ", ".join(repr(u) for u in unknown)
+    what = "channel labelled" if "," in stream else "stream or channel named"
+    return UsageError(
+        f"--stream {stream!r}: {recording.path.name} has no {what} {quoted}. "
+        f"Its channels: {', '.join(labels)}; its streams: {names}. "
+        "Pass channel labels from these (comma-separated) or a stream name."
+    )
+
+
+# -- helpers shared by the CSV and EDF readers ---------------------------------------------------
+
+STANDARD_RATES_HZ = (100.0, 125.0, 128.0, 200.0, 250.0, 256.0, 500.0, 512.0, 1000.0, 1024.0, 2000.0, 2048.0)
+SNAP_TOLERANCE = 0.005  # a measured rate within 0.5 % of a standard rate is that rate
+MIN_BREAK_S = 0.25  # shorter pauses are delivery bursts (BLE packets), not lost samples
+
+
+def regular_segments(times_s: np.ndarray, break_s: float) -> tuple[tuple[int, int], ...]:
+    """Inclusive index ranges split where consecutive stamps are more than `break_s` apart, or
+    where time goes back by more than `break_s` (a clock set back: its own stretch)."""
+    n = int(times_s.shape[0])
+    if n == 0:
+        return ()
+    steps = np.diff(times_s)
+    breaks = np.flatnonzero((steps > break_s) | (steps < -break_s))
+    starts = [0, *(int(b) + 1 for b in breaks)]
+    ends = [*(int(b) for b in breaks), n - 1]
+    return tuple(zip(starts, ends, strict=True))
+
+
+def rate_from_timestamps(
+    times_s: np.ndarray, break_s: float | None = None
+) -> tuple[float, float, tuple[tuple[int, int], ...]]:
+    """(rate used, rate measured, segments) from sample stamps, holes excluded.
+
+    The measured rate is samples over time inside the stretches without a hole (steps longer
+    than `break_s`, by default 4 typical steps and at least MIN_BREAK_S, so that stamps given per
+    BLE packet do not count as holes), never over the total span including holes; a rate within
+    0.5 % of a standard EEG rate (256, 250, 500 Hz, ...) is taken as that rate.
+    Shapes: times_s (n,), seconds.
+    """
+    n = int(times_s.shape[0])
+    if n < 2:
+        return 0.0, 0.0, ((0, n - 1),) if n else ()
+    if break_s is None:
+        steps = np.diff(times_s)
+        positive = steps[steps > 0]
+        typical = float(np.median(positive)) if positive.size else 0.0
+        break_s = max(4.0 * typical, MIN_BREAK_S)
+    segments = regular_segments(times_s, break_s)
+    counted = sum(b - a for a, b in segments)
+    covered = sum(float(times_s[b] - times_s[a]) for a, b in segments)
+    if counted <= 0 or covered <= 0:
+        return 0.0, 0.0, segments
+    measured = counted / covered
+    for rate in STANDARD_RATES_HZ:
+        if abs(measured - rate) <= SNAP_TOLERANCE * rate:
+            return rate, measured, segments
+    return measured, measured, segments
+
+
+def marker_stream(
+    name: str, source_id: str, times_s: Sequence[float], values: Sequence[str], *, stream_id: int
+) -> XdfStream:
+    """A string stream of events (one value per marker), like an LSL marker stream in XDF."""
+    times = np.asarray(times_s, dtype=np.float64)
+    return XdfStream(
+        stream_id=stream_id,
+        name=name,
+        type="Markers",
+        source_id=source_id,
+        hostname="",
+        channel_format="string",
+        sfreq=0.0,
+        labels=("marker",),
+        units=("",),
+        data=[[str(v)] for v in values],
+        times_s=times,
+        segments=((0, len(times) - 1),) if len(times) else (),
+        has_footer=True,
+        footer_sample_count=None,
+    )

@@ -1,0 +1,213 @@
+"""EDF, EDF+ and BDF files as recordings, read with edfio.
+
+edfio (MIT, by the MNE-Python developers; MNE's own EDF export uses it) reads EDF, EDF+C, BDF and
+BDF+C with numpy alone and returns physical values (digital values scaled by each signal's
+physical/digital range), the EDF+ annotations and the start date-time with EDF+'s sub-second
+part. MNE's `read_raw_edf` would do the same but brings MNE's whole dependency tree for one reader.
+
+Streams made from a file:
+- `EEG`: every signal that is not named as another kind (EDF+ labels such as `EOG left`,
+  `ECG`, `EMG`, `Resp`, `Temp`, `SpO2`, BioSemi's `Status`, ...) and has the most common rate
+  among those; the EDF+ `EEG ` label prefix is dropped (`EEG Fpz-Cz` -> `Fpz-Cz`). Values in
+  µV (mV, V and nV signals are scaled).
+- one numeric stream per other signal, named by its label (`--stream "EOG horizontal"`), or any
+  channels by label with `--stream "Fpz-Cz,Pz-Oz"`.
+- `Annotations`: the EDF+/BDF+ annotations (onset, text) and, for BDF, changes of the trigger
+  code in the low 16 bits of `Status` (BioSemi's trigger channel), as events. `BAD_ACQ_SKIP`
+  annotations (MNE's "not acquired", as `collector export` marks gaps) are not events: the
+  samples they cover were never recorded, so they are left out and the replay has a gap there.
+Time anchor (`meas_date`): the header's start date and time, read as UTC as MNE does (EDF stores
+no time zone); an anonymised start date (EDF+ `Startdate X`) leaves no anchor (replay then uses
+now, or `--start-time`). EDF+D (discontinuous) files are refused: edfio reads them as if
+continuous, which would misplace every record after the first break.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import warnings
+from collections import Counter
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+
+from collector.devices.recordings.detect import marker_stream
+from collector.devices.recordings.xdf import XdfRecording, XdfStream
+from collector.errors import UsageError
+
+log = logging.getLogger(__name__)
+
+# EDF+ signal-type prefixes (and common labels) that are not EEG.
+_NON_EEG = re.compile(
+    r"^(EOG|ECG|EKG|EMG|RESP|RESPIRATION|TEMP|SPO2|SAO2|HR|PULSE|PLETH|POS|POSITION|LIGHT|SOUND|"
+    r"EVENT|TRIG|TRIGGER|STATUS|MARKER|ACC|ACCEL|GYRO|BATTERY|SNORE|FLOW|THOR|ABDO|NASAL|OXY|PPG|"
+    r"GSR|EDA|ERG|MEG|MISC|STIM|DC\d*|HYPNOGRAM)\b",
+    re.IGNORECASE,
+)
+SKIP_LABEL = "BAD_ACQ_SKIP"  # MNE's annotation for "not acquired" (also what `collector export` writes)
+_UV_SCALE = {"uv": 1.0, "µv": 1.0, "μv": 1.0, "microvolts": 1.0, "mv": 1e3, "v": 1e6, "nv": 1e-3}
+
+
+def _is_eeg(label: str) -> bool:
+    return not _NON_EEG.match(label.strip())
+
+
+def _eeg_label(label: str) -> str:
+    text = label.strip()
+    return text[4:].strip() if text.upper().startswith("EEG ") else text
+
+
+def _status_events(values: np.ndarray, sfreq: float) -> list[tuple[float, str]]:
+    """BioSemi Status: the trigger code is the low 16 bits; an event where it changes to non-zero."""
+    codes = values.astype(np.int64) & 0xFFFF
+    changes = np.flatnonzero(np.diff(codes) != 0) + 1
+    starts = [0] if codes.size and codes[0] != 0 else []
+    return [(i / sfreq, str(int(codes[i]))) for i in [*starts, *changes.tolist()] if codes[i] != 0]
+
+
+def _acquired(times_s: np.ndarray, skips: list[tuple[float, float]], tolerance_s: float) -> np.ndarray:
+    """False for samples inside a `BAD_ACQ_SKIP` stretch (not acquired), True elsewhere."""
+    keep = np.ones(times_s.shape[0], dtype=bool)
+    for onset, duration in skips:
+        keep &= ~((times_s >= onset - tolerance_s) & (times_s < onset + duration - tolerance_s))
+    return keep
+
+
+def load_edf(path: str | Path, *, bdf: bool = False, strict: bool = True) -> XdfRecording:
+    """Read an EDF/EDF+ (bdf=False) or BDF/BDF+ (bdf=True) file; times_s are seconds from its start.
+
+    Stream data shapes: (n_samples, n_channels) float64, µV for the EEG stream.
+    strict: a file with fewer data records than its header says (cut short) is refused;
+      strict=False reads the complete records, with a warning (edfio's repair).
+    Raises UsageError (one line) for a corrupt, truncated, discontinuous or signal-less file.
+    """
+    import edfio
+
+    path = Path(path)
+    kind = "BDF" if bdf else "EDF"
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            edf = edfio.read_bdf(path) if bdf else edfio.read_edf(path)
+            signals = list(edf.signals)
+            for s in signals:
+                s.data  # noqa: B018 - load now, inside the error handling (edfio loads lazily)
+            continuous = edf.is_continuous
+            annotations = list(edf.annotations)
+    except Exception as exc:  # edfio raises ValueError, IndexError, struct errors... on bad headers
+        from collector.devices.recordings.edf_header import header_problem
+
+        found = header_problem(path)
+        if found is not None and not found[1]:
+            raise UsageError(
+                f"{kind} file {path} has a broken header: {found[0]}. Use the file as the recorder wrote it."
+            ) from None
+        detail = found[0] if found is not None else " ".join(str(exc).split())[:160]
+        raise UsageError(
+            f"{kind} file {path} is corrupt or truncated ({detail}). Use the complete file as recorded."
+        ) from None
+    repairs = [" ".join(str(w.message).split()) for w in caught if issubclass(w.category, UserWarning)]
+    if repairs:
+        detail = "; ".join(repairs)[:200]
+        if strict:
+            raise UsageError(
+                f"{kind} file {path} is corrupt or truncated ({detail}). Use the complete file as recorded."
+            )
+        log.warning("%s is damaged (%s); reading the complete data records", path.name, detail)
+    if not continuous:
+        raise UsageError(
+            f"{kind} file {path} is {kind}+D (discontinuous): not read yet. Export it as {kind}+C "
+            "(continuous) or XDF."
+        )
+    if not signals:
+        raise UsageError(f"{kind} file {path} holds no signals (only annotations). Use a recording with EEG.")
+    try:
+        start: datetime | None = edf.startdatetime.replace(tzinfo=timezone.utc)
+    except edfio.AnonymizedDateError:
+        start = None
+        log.warning("%s: the start date is anonymised; there is no recording time to anchor to", path.name)
+
+    source_id = f"{kind.lower()}:{path.name}"
+    streams: list[XdfStream] = []
+    eeg_rates = Counter(s.sampling_frequency for s in signals if _is_eeg(s.label))
+    eeg_rate = eeg_rates.most_common(1)[0][0] if eeg_rates else None
+    eeg_signals = [s for s in signals if _is_eeg(s.label) and s.sampling_frequency == eeg_rate]
+    skips = [(float(a.onset), float(a.duration or 0.0)) for a in annotations if a.text == SKIP_LABEL]
+    events: list[tuple[float, str]] = [(float(a.onset), a.text) for a in annotations if a.text != SKIP_LABEL]
+
+    def numeric_stream(stream_id, name, stream_type, members, labels, scale_to_uv):
+        sfreq = float(members[0].sampling_frequency)
+        columns = []
+        units = []
+        for s in members:
+            data = np.asarray(s.data, dtype=np.float64)
+            unit = s.physical_dimension.strip()
+            factor = _UV_SCALE.get(unit.lower()) if scale_to_uv else None
+            if factor is not None:
+                data = data * factor
+                unit = "microvolts"
+            elif scale_to_uv:
+                log.warning("%s: signal %r is in %r, not a voltage; kept as it is", path.name, s.label, unit)
+            columns.append(data)
+            units.append(unit)
+        n = min(c.shape[0] for c in columns)
+        times = np.arange(n, dtype=np.float64) / sfreq
+        keep = _acquired(times, skips, 0.5 / sfreq)
+        return XdfStream(
+            stream_id=stream_id,
+            name=name,
+            type=stream_type,
+            source_id=f"{source_id}:{name}" if name != "EEG" else source_id,
+            hostname="",
+            channel_format="double64",
+            sfreq=sfreq,
+            labels=tuple(labels),
+            units=tuple(units),
+            data=np.column_stack([c[:n] for c in columns])[keep],
+            times_s=times[keep],
+            segments=((0, int(keep.sum()) - 1),) if keep.any() else (),
+            has_footer=True,
+            footer_sample_count=None,
+        )
+
+    if eeg_signals:
+        labels = [_eeg_label(s.label) for s in eeg_signals]
+        if len(set(labels)) < len(labels):
+            labels = [s.label.strip() for s in eeg_signals]
+        streams.append(numeric_stream(1, "EEG", "EEG", eeg_signals, labels, True))
+    for i, s in enumerate(x for x in signals if x not in eeg_signals):
+        label = s.label.strip()
+        if bdf and label.lower() == "status":
+            events.extend(_status_events(np.asarray(s.digital), float(s.sampling_frequency)))
+            continue
+        kind_match = _NON_EEG.match(label)
+        stream_type = kind_match.group(1).upper() if kind_match else "EEG"
+        streams.append(numeric_stream(10 + i, label, stream_type, [s], [label], stream_type == "EEG"))
+    events.sort(key=lambda e: e[0])
+    if events or annotations:
+        streams.append(
+            marker_stream(
+                "Annotations",
+                f"{source_id}:annotations",
+                [t for t, _ in events],
+                [v for _, v in events],
+                stream_id=99,
+            )
+        )
+    eeg = streams[0] if streams and streams[0].name == "EEG" else None
+    log.info(
+        "%s: %s%s, %d signal(s); EEG: %s; %d event(s); start %s",
+        path.name,
+        kind,
+        "+" if edf.reserved.startswith(("EDF+", "BDF+")) else "",
+        len(signals),
+        f"{len(eeg.labels)} channel{'' if len(eeg.labels) == 1 else 's'} at {eeg.sfreq:g} Hz, "
+        f"{eeg.sample_count} samples"
+        if eeg
+        else "none",
+        len(events),
+        start.isoformat() if start else "anonymised",
+    )
+    return XdfRecording(path=path, streams=tuple(streams), start=start)

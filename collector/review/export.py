@@ -1,0 +1,239 @@
+"""A capture's EEG samples as files other tools read: CSV in muselsl's layout, or EDF+.
+
+    load_samples(spool, capture_id) -> Samples      every kept (or still spooled) sample, in order
+    write_csv(samples, path)                        muselsl's `timestamps,<channels...>,Marker`
+    write_edf(samples, path) -> EdfReport           EDF+C through edfio, markers as annotations
+
+CSV: `timestamps` in Unix seconds (to the microsecond), one column per channel label in µV (to
+0.001 µV, as delivered), `Marker` = 0, or the marker's value on the sample nearest to it (as
+muselsl's `record` does; two markers on one sample are joined with "|"). Gaps stay gaps: rows
+are the delivered samples only, so the timestamps jump across a gap.
+
+EDF+: written with edfio (EDF+C; MNE, EDFbrowser and pyEDFlib read it). EDF stores 16-bit
+integers: each channel's physical range is its own min..max (0 included), so the resolution is
+(max - min) / 65535 µV, stated per channel in the report. EDF+C is continuous, and EDF+D (which
+could hold gaps) is not written by edfio nor read correctly by MNE; so a gap is written as a
+stretch of 0 µV covered by a `BAD_ACQ_SKIP` annotation (MNE's own name for "not acquired",
+which its functions skip by default), never as invented signal. The last data record is
+completed the same way. The start time is UTC, to the microsecond (EDF+ subsecond start).
+EEG acquired but no longer on this machine (evicted, pruned or damaged: collector/review/kept.py) is
+also 0 µV, under `BAD_NOT_KEPT`, and the file starts at the capture's first sample even when
+that part is gone. A data record is the shortest whole number of seconds that holds a whole
+number of samples (`_record_samples`). Both files are written owner-only (0600).
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import os
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+
+from collector.core.clock import gap_threshold_s
+from collector.core.summary import STREAM_ID as SUMMARY_STREAM_ID
+from collector.review.kept import NOT_KEPT_LABEL, Missing, find_missing
+
+GAP_LABEL = "BAD_ACQ_SKIP"
+
+
+@dataclass
+class Samples:
+    """Delivered EEG of one stream: times (n,) Unix s; data (n, n_channels) µV."""
+
+    channels: list[str]
+    sfreq: float
+    times_s: np.ndarray
+    data: np.ndarray
+    markers: list[tuple[float, str]] = field(default_factory=list)  # (Unix s, value)
+    stream_id: str = ""
+    missing: Missing = field(default_factory=Missing)  # chunks no longer readable here (kept.py)
+
+
+@dataclass
+class EdfReport:
+    path: Path
+    resolution_uv: dict[str, float]  # per channel: one 16-bit step, µV
+    gaps: int  # stretches not acquired (BAD_ACQ_SKIP), the last record's completion aside
+    padded_samples: int
+    not_kept: int = 0  # stretches acquired but no longer on this machine (BAD_NOT_KEPT)
+
+
+def load_samples(spool, capture_id: str) -> Samples | None:
+    """Every EEG sample of the capture's (largest) EEG stream, in time order; None if none kept.
+
+    Reads the local record and items still in the spool; chunks of any length. A chunk whose
+    kept copy is damaged is skipped and, like chunks evicted or pruned, counted in `missing`.
+    """
+    import json
+
+    by_stream: dict[str, list[dict]] = {}
+    damaged: set[tuple[str, int]] = set()
+    for art in spool.record.artifacts(capture_id, "eeg"):
+        if art.stream_id == SUMMARY_STREAM_ID:
+            continue
+        try:
+            if art.damaged:
+                raise ValueError(art.damaged)
+            chunk = json.loads(art.data)
+            chunk["samples"], chunk["device"]["channels"], chunk["t0_ms"]  # noqa: B018 - the fields used
+        except (ValueError, KeyError, TypeError):
+            damaged.add((art.stream_id, art.chunk_index))
+            continue
+        by_stream.setdefault(art.stream_id, []).append(chunk)
+    if not by_stream:
+        return None
+    stream_id, chunks = max(by_stream.items(), key=lambda kv: sum(len(c["samples"]) for c in kv[1]))
+    chunks.sort(key=lambda c: c["chunk_index"])
+    device = chunks[0]["device"]
+    times = [c["t0_ms"] + np.asarray(c["times_ms"], dtype=float) for c in chunks if c["samples"]]
+    data = [np.asarray(c["samples"], dtype=float) for c in chunks if c["samples"]]
+    markers = sorted((e["time_ms"] / 1000.0, str(e["value"])) for c in chunks for e in c["events"])
+    return Samples(
+        channels=list(device["channels"]),
+        sfreq=float(device["sfreq"]),
+        times_s=np.concatenate(times) / 1000.0 if times else np.zeros(0),
+        data=np.concatenate(data) if data else np.zeros((0, len(device["channels"]))),
+        markers=markers,
+        stream_id=stream_id,
+        missing=find_missing(spool, capture_id, damaged, float(device["sfreq"]) or None, stream_id),
+    )
+
+
+def marker_column(times_s: np.ndarray, markers: list[tuple[float, str]]) -> list[str]:
+    """muselsl's Marker column: "0", or the value(s) of the markers nearest to each sample."""
+    column = ["0"] * len(times_s)
+    if not len(times_s):
+        return column
+    for t, value in markers:
+        i = int(np.searchsorted(times_s, t))
+        if i == len(times_s) or (i > 0 and t - times_s[i - 1] <= times_s[i] - t):
+            i -= 1
+        column[i] = value if column[i] == "0" else f"{column[i]}|{value}"
+    return column
+
+
+def open_private(path: Path, text: bool = False):
+    """Open `path` for writing, readable by the owner only, whether it is new, already there
+    (0644 or not) or a symlink (its target is changed): exports hold EEG, like the spool."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        os.fchmod(fd, 0o600)
+    except BaseException:
+        os.close(fd)
+        raise
+    return os.fdopen(fd, "w", newline="", encoding="utf-8") if text else os.fdopen(fd, "wb")
+
+
+def write_csv(samples: Samples, path: Path) -> None:
+    """muselsl's CSV layout; see the module docstring. Raises OSError if `path` cannot be written."""
+    marks = marker_column(samples.times_s, samples.markers)
+    with open_private(path, text=True) as f:
+        writer = csv.writer(f)
+        writer.writerow(["timestamps", *samples.channels, "Marker"])
+        for t, row, mark in zip(samples.times_s, samples.data, marks, strict=True):
+            writer.writerow([f"{t:.6f}", *(f"{v:.3f}" for v in row), mark])
+
+
+MAX_RECORD_S = 100  # longest EDF data record tried (EDF's duration field has 8 characters)
+
+
+def _record_samples(sfreq: float) -> tuple[int, float]:
+    """(samples per data record, record duration s): the shortest whole-second data record that
+    holds a whole number of samples, e.g. 256 Hz -> 256 in 1 s, 92.88 Hz -> 2322 in 25 s.
+
+    Raises ValueError when no record of 1 to `MAX_RECORD_S` s does (e.g. a measured 255.9873 Hz);
+    EDF cannot store that rate without resampling, which would invent samples.
+    """
+    for seconds in range(1, MAX_RECORD_S + 1):
+        n = sfreq * seconds
+        if abs(n - round(n)) < 1e-6:
+            return int(round(n)), float(seconds)
+    raise ValueError(
+        f"EDF needs a whole number of samples in each data record and no record of 1 to {MAX_RECORD_S} s "
+        f"holds one at {sfreq:g} Hz (resampling would invent samples). Use --format csv, which keeps "
+        "every sample and its timestamp"
+    )
+
+
+def write_edf(samples: Samples, path: Path) -> EdfReport:
+    """EDF+C through edfio; gaps and the last record's padding as BAD_ACQ_SKIP (see the docstring).
+
+    Raises ValueError for an irregular stream (sfreq 0) or one with no samples.
+    """
+    from edfio import Edf, EdfAnnotation, EdfSignal, Patient, Recording
+
+    if samples.sfreq <= 0:
+        raise ValueError("an irregular stream (no nominal sampling rate) cannot be written as EDF")
+    n = len(samples.times_s)
+    if n == 0:
+        raise ValueError("no samples to write")
+    sfreq = samples.sfreq
+    not_kept = [(a / 1000.0, b / 1000.0) for a, b in samples.missing.spans_ms]
+    # A missing stretch before the first kept sample is placed too, so it can be marked.
+    t0 = min([float(samples.times_s[0])] + [a for a, _ in not_kept])
+    # Place each continuous segment at its time; a gap leaves unrecorded positions between them.
+    breaks = np.flatnonzero(np.diff(samples.times_s) > gap_threshold_s(sfreq)) + 1
+    starts = np.concatenate([[0], breaks])
+    ends = np.concatenate([breaks, [n]])
+    positions = []
+    skips: list[tuple[int, int]] = []  # (first position, count) not acquired
+    next_free = 0
+    for a, b in zip(starts, ends, strict=True):
+        at = max(next_free, int(round((samples.times_s[a] - t0) * sfreq)))
+        if at > next_free:
+            skips.append((next_free, at - next_free))
+        positions.append((at, a, b))
+        next_free = at + (b - a)
+    per_record, record_s = _record_samples(sfreq)
+    total = int(math.ceil(next_free / per_record) * per_record)
+    padded = total - next_free
+    grid = np.zeros((total, len(samples.channels)))
+    for at, a, b in positions:
+        grid[at : at + (b - a)] = samples.data[a:b]
+    resolution: dict[str, float] = {}
+    signals = []
+    for ci, label in enumerate(samples.channels):
+        lo = min(float(samples.data[:, ci].min()), 0.0)
+        hi = max(float(samples.data[:, ci].max()), 0.0)
+        if hi - lo < 1e-6:
+            lo, hi = lo - 1.0, hi + 1.0
+        resolution[label] = (hi - lo) / 65535
+        signals.append(
+            EdfSignal(
+                grid[:, ci], sfreq, label=label[:16], physical_dimension="uV", physical_range=(lo, hi),
+                transducer_type="EEG electrode",
+            )
+        )  # fmt: skip
+    annotations = [EdfAnnotation(round(t - t0, 6), None, value) for t, value in samples.markers]
+    for first, count in skips:
+        a, b = t0 + first / sfreq, t0 + (first + count) / sfreq
+        evicted = any(x < b and y > a for x, y in not_kept)  # acquired, but no longer on this machine
+        label = NOT_KEPT_LABEL if evicted else GAP_LABEL
+        annotations.append(EdfAnnotation(first / sfreq, count / sfreq, label))
+    if padded:
+        annotations.append(EdfAnnotation(next_free / sfreq, padded / sfreq, GAP_LABEL))
+    start = datetime.fromtimestamp(t0, tz=timezone.utc)
+    edf = Edf(
+        signals,
+        patient=Patient(),
+        recording=Recording(startdate=start.date()),
+        starttime=start.time().replace(tzinfo=None),
+        data_record_duration=record_s,
+        annotations=sorted(annotations, key=lambda a: a.onset),
+    )
+    with open_private(path) as f:
+        edf.write(f)
+    n_not_kept = sum(a.text == NOT_KEPT_LABEL for a in annotations)
+    return EdfReport(Path(path), resolution, len(skips) - n_not_kept, padded, n_not_kept)
+
+
+def write_export(samples: Samples, fmt: str, path: Path):
+    """Write `samples` as `fmt` ("csv" | "edf")."""
+    if fmt == "csv":
+        write_csv(samples, path)
+        return None
+    return write_edf(samples, path)

@@ -1,1 +1,0 @@
-"""Sources: one module per kind (LSL, Muse, XDF file, screen). Each yields records from devices.base."""

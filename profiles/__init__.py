@@ -1,1 +1,0 @@
-"""Device and session profiles (TOML), shipped as package data."""
