@@ -13,7 +13,7 @@ import pytest
 import scipy.signal
 
 from collector.core.bandpower import BandSettings, compute_band_powers, grid_window_ends
-from collector.core.chunk import EegChunker, EegChunkOut, chunk_evidence_fields
+from collector.core.chunk import EegChunker, EegChunkOut, chunk_evidence
 from collector.core.records import Event, Gap, SampleChunk, StreamDescription
 
 MUSE_XDF = Path(__file__).resolve().parents[1] / "collector" / "data" / "muse-p300-subject1.xdf"
@@ -313,7 +313,7 @@ def test_artifact_schema_and_evidence_fields() -> None:
     )
     assert doc["events"] == [{"time_ms": round(float(times[30]), 3), "value": "stim 1"}] and doc["gaps"] == []
 
-    fields = chunk_evidence_fields(first, "Muse 2")
+    fields = chunk_evidence(first, "Muse 2").request_fields()
     assert fields == {
         "type": "eeg",
         "mime_type": "application/json",

@@ -87,4 +87,4 @@ def test_summary_builder_counts_minutes_markers_gaps_and_pauses():
     ]
     assert s["totals"]["screenshots_skipped"] == 3 and s["totals"]["windows_with_powers"] == 60
     fields, data = b.evidence("Muse")
-    assert json.loads(data)["kind"] == "replay" and fields["metadata"]["kind"] == "session-summary"
+    assert json.loads(data)["kind"] == "replay" and fields.metadata["kind"] == "session-summary"

@@ -28,13 +28,13 @@ from xserver import H, Painter, W, XlibPainter, Xvfb, end_process, have_tk
 
 from collector.api.models import MAX_DECODED_BYTES, EvidenceCreate
 from collector.capture.pause import PauseControl, PauseState
+from collector.core.evidence import screen_evidence
 from collector.core.records import ScreenFrame
 from collector.devices.screen import (
     ScreenSettings,
     ScreenSource,
     encode_image,
     fit_encode,
-    screen_evidence_fields,
 )
 from collector.errors import EXIT_NO_SOURCE, NoSourceError, UsageError
 
@@ -590,13 +590,13 @@ def test_screen_evidence_fields_validate_against_the_wire_model():
     src = ScreenSource(ScreenSettings(), clock=FakeClock(), grabber=Screen(scene()))
     src.open()
     frame = src.capture()
-    fields = screen_evidence_fields(
+    fields = screen_evidence(
         frame,
         capture_id="c0ffee00-0000-4000-8000-000000000001",
         stream_id="screen:primary",
         chunk_index=7,
         collector_version="0.1.0",
-    )
+    ).request_fields()
     assert fields["type"] == "screen" and fields["chunk_index"] == 7
     assert fields["timestamp_ms"] == frame.time_ms and fields["mime_type"] == "image/webp"
     assert fields["file_name"].endswith(".webp")
@@ -630,9 +630,9 @@ def test_screen_evidence_metadata_carries_the_frames_skips_and_pauses(tmp_path):
     clock.advance(5)
     screen.image = scene(color=(200, 0, 0))
     frame = src.capture()
-    meta = screen_evidence_fields(
+    meta = screen_evidence(
         frame, capture_id="c", stream_id="screen:primary", chunk_index=1, collector_version="0"
-    )["metadata"]
+    ).metadata
     assert meta["skipped_before"] == 3 == frame.skipped_before
     assert meta["paused_periods"] == [[paused.since_ms, resumed.until_ms]]
     assert meta["diff_score"] == frame.diff_score and meta["diff_score"] > 1

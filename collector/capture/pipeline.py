@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from collector import __version__
+from collector.core.evidence import EvidenceChunk, screen_evidence
 from collector.core.records import EegSource, SourceEnded, StreamDescription
 from collector.core.summary import SummaryBuilder
 from collector.errors import CollectorError, SpoolError, SpoolFullError
@@ -125,10 +126,8 @@ class Capture:
 
     # ---- spooling ------------------------------------------------------------------------------
 
-    def _spool(self, fields: dict[str, Any], data: bytes) -> bool:
-        evidence = dict(fields)
-        if self.block_id:
-            evidence["block_id"] = self.block_id
+    def _spool(self, evidence: EvidenceChunk, data: bytes) -> bool:
+        evidence = evidence.for_block(self.block_id or None)
         for attempt in range(_SPOOL_TRIES):
             try:
                 self.spool.add(workspace_id=self.workspace_id, evidence=evidence, data=data)
@@ -155,7 +154,7 @@ class Capture:
 
     def _eeg_loop(self, description: StreamDescription) -> None:
         from collector.core.bandpower import BandSettings
-        from collector.core.chunk import EegChunker, chunk_evidence_fields
+        from collector.core.chunk import EegChunker, chunk_evidence
 
         a = self.profile.analysis
         try:
@@ -181,7 +180,7 @@ class Capture:
 
         def spool_chunks(outs) -> None:
             for out in outs:
-                if self._spool(chunk_evidence_fields(out, device_name), out.to_bytes()):
+                if self._spool(chunk_evidence(out, device_name), out.to_bytes()):
                     self.stats.eeg_chunks_spooled += 1
                     self.stats.markers += len(out.artifact["events"])
                 else:
@@ -245,9 +244,7 @@ class Capture:
     # ---- screen --------------------------------------------------------------------------------
 
     def _on_frame(self, frame) -> None:
-        from collector.devices.screen import screen_evidence_fields
-
-        fields = screen_evidence_fields(
+        evidence = screen_evidence(
             frame,
             capture_id=self.capture_id,
             stream_id=f"screen:{frame.monitor}",
@@ -255,7 +252,7 @@ class Capture:
             collector_version=__version__,
         )
         self.stats.screens_skipped += frame.skipped_before
-        if self._spool(fields, frame.image):
+        if self._spool(evidence, frame.image):
             self._screen_index += 1  # only sent frames count, so chunk_index stays contiguous
             self.stats.screens_sent += 1
             self.summary.add_screenshot(frame.time_ms, frame.skipped_before, frame.paused_periods)

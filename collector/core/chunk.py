@@ -104,6 +104,7 @@ from collector import __version__
 from collector.core.bandpower import BandPowers, BandSettings, compute_band_powers
 from collector.core.channels import distinct_keys
 from collector.core.clock import gap_threshold_s
+from collector.core.evidence import EvidenceChunk
 from collector.core.records import Event, Gap, SampleChunk, StreamDescription
 from collector.core.time_repair import RATE_TOLERANCE, rate_to_use
 from collector.errors import UsageError
@@ -140,22 +141,22 @@ def encode_artifact(artifact: dict) -> bytes:
     return json.dumps(artifact, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
 
 
-def chunk_evidence_fields(out: EegChunkOut, device_name: str) -> dict:
-    """Evidence fields of one chunk; the pipeline adds workspace/block ids and the base64 data."""
-    return {
-        "type": "eeg",
-        "mime_type": "application/json",
-        "timestamp_ms": out.t0_ms,
-        "chunk_index": out.chunk_index,
-        "sample_count": out.sample_count,
-        "device_name": device_name,
-        "band_powers": dict(out.band_powers) or None,
-        "metadata": {
+def chunk_evidence(out: EegChunkOut, device_name: str) -> EvidenceChunk:
+    """The evidence of one chunk; the pipeline adds the block, the spool keeps `out.to_bytes()`."""
+    return EvidenceChunk(
+        type="eeg",
+        mime_type="application/json",
+        timestamp_ms=out.t0_ms,
+        chunk_index=out.chunk_index,
+        sample_count=out.sample_count,
+        device_name=device_name,
+        band_powers=dict(out.band_powers) or None,
+        metadata={
             "capture_id": out.artifact["capture_id"],
             "stream_id": out.artifact["stream_id"],
             "collector_version": out.artifact["collector_version"],
         },
-    }
+    )
 
 
 def _sig(value: float, digits: int = _POWER_DIGITS) -> float | None:

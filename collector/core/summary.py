@@ -40,6 +40,8 @@ import json
 import math
 from typing import Any
 
+from collector.core.evidence import EvidenceChunk
+
 FORMAT = "openlesson-collector.capture.session-summary"
 STREAM_ID = "session-summary"
 KIND = "session-summary"
@@ -210,8 +212,8 @@ class SummaryBuilder:
             },
         }
 
-    def evidence(self, device_name: str | None) -> tuple[dict[str, Any], bytes]:
-        """(EvidenceCreate fields without data, artifact bytes) for the spool."""
+    def evidence(self, device_name: str | None) -> tuple[EvidenceChunk, bytes]:
+        """(the summary's evidence, its artifact bytes) for the spool."""
         artifact = self.build()
         data = json.dumps(artifact, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
         fields: dict[str, Any] = {
@@ -231,4 +233,4 @@ class SummaryBuilder:
         }
         if device_name:
             fields["device_name"] = device_name
-        return fields, data
+        return EvidenceChunk.from_fields(fields), data

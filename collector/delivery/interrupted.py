@@ -86,10 +86,10 @@ def _finish(spool, row: dict[str, Any]) -> None:
             builder.add_screenshot(art.timestamp_ms, 0, art.metadata.get("paused_periods") or ())
     complete = builder.eeg_chunks == spooled["eeg_chunks"] and builder.screenshots == spooled["screenshots"]
     if complete and not has_summary and not builder.empty and row.get("workspace_id"):
-        fields, data = builder.evidence(row.get("device"))
-        if row.get("block_id"):
-            fields["block_id"] = row["block_id"]
-        spool.add(workspace_id=row["workspace_id"], evidence=fields, data=data)
+        evidence, data = builder.evidence(row.get("device"))
+        spool.add(
+            workspace_id=row["workspace_id"], evidence=evidence.for_block(row.get("block_id")), data=data
+        )
     first = builder.first_ms if builder.first_ms is not None else spooled["first_ms"]
     last = builder.last_ms if builder.last_ms is not None else None
     counts = {

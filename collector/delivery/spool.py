@@ -41,12 +41,13 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from collector.api import redaction
+from collector.core.evidence import EvidenceChunk
 from collector.delivery.local_record import LocalRecord
 from collector.errors import SpoolDamagedError, SpoolError, SpoolFullError
 
@@ -61,12 +62,6 @@ RESERVE_BYTES = 256 * 1024  # room for the held counts and delivery records, a W
 
 # Types that must never be refused before the hard bound (EEG is small and irreplaceable).
 _PRIORITY_TYPES = frozenset({"eeg", "tool"})
-_REQUEST_FIELDS = frozenset(
-    {
-        "type", "mime_type", "file_name", "block_id", "session_id", "timestamp_ms", "chunk_index",
-        "metadata", "tool_name", "tool_action", "band_powers", "device_name", "sample_count",
-    }
-)  # fmt: skip
 _SQLITE_FULL = 13
 _SQLITE_CORRUPT, _SQLITE_NOTADB = 11, 26  # damaged file: exit 2, not 1
 # Refused chunk indexes kept per stream and reason (the count is always whole): enough to name them.
@@ -153,6 +148,11 @@ class SpoolItem:
     @property
     def block_id(self) -> str | None:
         return self.request.get("block_id")
+
+    @property
+    def evidence(self) -> EvidenceChunk:
+        """The typed record; ValueError when the stored request is not a valid one."""
+        return EvidenceChunk.from_fields(self.request)
 
 
 @dataclass(frozen=True, slots=True)
@@ -338,16 +338,21 @@ class Spool:
 
     # ---- writing -------------------------------------------------------------------------------
 
-    def add(self, *, workspace_id: str, evidence: dict[str, Any], data: bytes) -> int:
+    def add(self, *, workspace_id: str, evidence: EvidenceChunk | Mapping[str, Any], data: bytes) -> int:
         """Store one chunk durably and return its item id; raise SpoolFullError if refused.
 
-        `evidence` holds the EvidenceCreate fields except `data` (raw bytes are passed in `data`);
-        `chunk_index` and `metadata.capture_id` / `metadata.stream_id` are required.
+        `evidence` is the item's typed record (or its EvidenceCreate fields without `data`, checked
+        by `EvidenceChunk.from_fields`: ValueError for unknown fields or an incomplete identity);
+        the artifact's bytes are passed in `data`.
         """
-        capture_id, stream_id, chunk_index, ev_type = self._identity(evidence)
+        if not isinstance(evidence, EvidenceChunk):
+            evidence = EvidenceChunk.from_fields(evidence)
+        capture_id, stream_id, chunk_index, ev_type = (
+            evidence.capture_id, evidence.stream_id, evidence.chunk_index, evidence.type
+        )  # fmt: skip
         if not workspace_id:
             raise ValueError("workspace_id is required to spool a chunk")
-        request_json = json.dumps(evidence, separators=(",", ":"), sort_keys=True)
+        request_json = json.dumps(evidence.request_fields(), separators=(",", ":"), sort_keys=True)
         size = len(data)
         with self._lock:
             self._check_open()
@@ -381,7 +386,7 @@ class Spool:
                             stream_id,
                             chunk_index,
                             workspace_id,
-                            evidence.get("block_id"),
+                            evidence.block_id,
                             ev_type,
                             request_json,
                             size,
@@ -427,24 +432,6 @@ class Spool:
     def remove_listener(self, listener: Callable[[], None]) -> None:
         if listener in self._listeners:
             self._listeners.remove(listener)
-
-    @staticmethod
-    def _identity(evidence: dict[str, Any]) -> tuple[str, str, int, str]:
-        if "data" in evidence:
-            raise ValueError("pass the artifact bytes as `data=`, not inside `evidence`")
-        unknown = set(evidence) - _REQUEST_FIELDS
-        if unknown:
-            raise ValueError(f"unknown evidence fields {sorted(unknown)}; expected EvidenceCreate fields")
-        meta = evidence.get("metadata") or {}
-        capture_id, stream_id = meta.get("capture_id"), meta.get("stream_id")
-        chunk_index = evidence.get("chunk_index")
-        if not capture_id or not stream_id:
-            raise ValueError("evidence metadata must hold capture_id and stream_id (the chunk identity)")
-        if not isinstance(chunk_index, int) or chunk_index < 0:
-            raise ValueError(f"chunk_index must be an integer >= 0; {chunk_index!r} is invalid")
-        if not evidence.get("type") or not evidence.get("mime_type"):
-            raise ValueError("evidence needs type and mime_type")
-        return str(capture_id), str(stream_id), chunk_index, str(evidence["type"])
 
     def record_drop(
         self, capture_id: str, stream_id: str, reason: str, chunk_index: int | None = None

@@ -427,8 +427,12 @@ class Uploader:
     def _deliver(self, item: SpoolItem) -> None:
         """Send one item until it is settled (delivered, failed, parked, paused) or we stop."""
         try:
-            evidence = EvidenceCreate(**item.request, data=base64.b64encode(item.data).decode("ascii"))
-        except ValidationError as exc:
+            fields = item.evidence.request_fields()
+            evidence = EvidenceCreate(**fields, data=base64.b64encode(item.data).decode("ascii"))
+        except ValueError as exc:  # pydantic's ValidationError is a ValueError
+            if not isinstance(exc, ValidationError):
+                self._fail(item, f"the spooled request is invalid ({exc})")
+                return
             first = exc.errors(include_url=False, include_input=False)[0]
             self._fail(
                 item, f"the spooled request is invalid ({'.'.join(map(str, first['loc']))}: {first['msg']})"

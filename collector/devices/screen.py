@@ -576,39 +576,3 @@ class ScreenSource:
             "paused": self.paused,
             "dropped_oversize": self.dropped_oversize,
         }
-
-
-def screen_evidence_fields(
-    frame: ScreenFrame,
-    *,
-    capture_id: str,
-    stream_id: str,
-    chunk_index: int,
-    collector_version: str,
-) -> dict:
-    """Evidence fields of one sent frame; the pipeline adds workspace, block and the base64 data.
-
-    chunk_index counts SENT frames of this stream from 0, so it stays contiguous.
-    """
-    ext = {v: EXTENSIONS[k] for k, v in MIME_TYPES.items()}[frame.mime_type]
-    metadata = {
-        "capture_id": capture_id,
-        "stream_id": stream_id,
-        "collector_version": collector_version,
-        "monitor": frame.monitor,
-        "captured_size": list(frame.captured_size),
-        "sent_size": list(frame.sent_size),
-        "diff_score": frame.diff_score,
-        "skipped_before": frame.skipped_before,
-        "paused_periods": [list(p) for p in frame.paused_periods],
-    }
-    for key, value in frame.extra.items():
-        metadata.setdefault(key, value)
-    return {
-        "type": "screen",
-        "mime_type": frame.mime_type,
-        "timestamp_ms": int(frame.time_ms),
-        "chunk_index": chunk_index,
-        "file_name": f"screen-{frame.monitor}-{chunk_index:06d}.{ext}",
-        "metadata": metadata,
-    }

@@ -5,7 +5,8 @@ Loading goes through `pyxdf.load_xdf` with clock synchronisation and clock-reset
 (the LSL player uses that); `XdfSource` loads the stamps as recorded instead and hands the EEG to
 `collector.devices.recordings.fixes`, which repairs isolated bad stamps first (counting them), then
 fits a line per gap-free stretch: LabRecorder stores the sender's timestamps, which for chunked
-amplifiers and BLE headsets carry several ms of transmission jitter, while the band-power core assumes even spacing.
+amplifiers and BLE headsets carry several ms of transmission jitter, while the band-power core
+assumes even spacing.
 Real holes are kept as `Gap`s, not smoothed over. Pass `dejitter=False` to keep the raw timestamps.
 
 After loading, `collector.devices.recordings.fixes` puts every stream on one clock, joins the parts
