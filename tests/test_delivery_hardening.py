@@ -18,6 +18,7 @@ import uuid
 from pathlib import Path
 
 import pytest
+from docs_text import docs_text
 from test_full_disk import integrity_ok, small_disk  # noqa: F401 (fixture)
 from test_hostile_delivery import KEY, MUSE_XDF, REPO, collector, rows_all, status_json
 
@@ -184,7 +185,7 @@ def test_startup_check_gives_up_in_an_exact_line_after_4_tries(tmp_path):
     assert "Retrying later" not in last and "HTTP 503" in last, last
     assert len(gets) == 4 and proc.stderr.count("retrying in") == 3  # 1 try + 3 retries
     assert 7.0 <= gets[-1] - gets[0] <= 8.6  # waits of 1, 2, 4 s plus jitter (README)
-    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    readme = docs_text()
     assert "tried 4 times in all" in readme and "7–8.5 s" in readme
 
 

@@ -14,6 +14,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from cli_runs import REPO, cli_env, collector, start_collector
+from docs_text import section
 
 from collector.api.settings import ApiKey, ApiSettings
 from collector.capture.session import _note_delivery
@@ -73,8 +74,7 @@ def test_status_json_of_a_missing_spool_has_the_same_keys(sandbox, tmp_path):
     full, _ = status(fill_spool(tmp_path, sandbox, 10.0), sandbox)
     assert empty["exists"] is False and set(empty) == set(full)
     assert empty["delivery_rate"] is None and empty["delivering"] is False
-    readme = (REPO / "README.md").read_text()
-    table = readme[readme.index("### `collector status --json`") :].split("\n\n###")[0]
+    table = section("`collector status --json`")
     for key in full:  # the README's table names every key
         assert f"| `{key}`" in table or f"`{key}`" in table.split("| holds |")[1], key
 

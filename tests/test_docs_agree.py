@@ -9,8 +9,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+from docs_text import docs_text, section
+
 REPO = Path(__file__).resolve().parents[1]
-README = (REPO / "README.md").read_text(encoding="utf-8")
+README = docs_text()
 
 
 def collector(*args: str, env: dict | None = None) -> str:
@@ -40,8 +42,7 @@ def test_demo_length_and_flush_timeout_agree():
 
 
 def status_section() -> str:
-    section = README[README.index("### `collector status --json`") :]
-    return section[: section.index("\n### ")]
+    return section("`collector status --json`")
 
 
 def status_keys() -> set[str]:

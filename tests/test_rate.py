@@ -10,9 +10,9 @@ import logging
 import random
 import threading
 import time
-from pathlib import Path
 
 import pytest
+from docs_text import docs_text
 from rate_sim import SimCollector, simulate
 
 from collector.delivery.rate import AdaptiveRateLimiter
@@ -210,7 +210,7 @@ def test_lab_profile_keeps_a_machine_at_4_requests_per_minute_or_less():
     assert steady_load_per_min(lab.analysis.chunk_s, lab.screen.interval_s) <= 4.0
     assert lab.screen.keepalive_s >= lab.screen.interval_s  # keepalive never adds requests
     # The README's table gives each shipped profile's figure and the machines per key.
-    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    readme = docs_text()
     for name in builtin_profiles():
         p = load_profile(name)
         load = steady_load_per_min(p.analysis.chunk_s, p.screen.interval_s)

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 from cli_runs import REPO, cli_env, collector, spool_items
+from docs_text import docs_text
 
 sys.path.insert(0, str(REPO / "scripts"))
 from make_xdf import synthetic_eeg, synthetic_markers, write_xdf  # noqa: E402
@@ -72,5 +73,5 @@ def test_replay_uses_delivery_sized_chunks_unless_a_profile_or_the_option_sets_c
 def test_the_rule_is_stated_in_help_and_readme():
     text = collector(["replay", "--help"], cli_env()).stdout
     assert "the profile's [analysis] chunk_s" in " ".join(text.split())
-    readme = " ".join((REPO / "README.md").read_text().split())
+    readme = " ".join(docs_text().split())
     assert "or a profile that sets `[analysis] chunk_s` itself" in readme
