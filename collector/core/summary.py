@@ -59,10 +59,11 @@ def _sig(value: float, digits: int = 4) -> float:
 
 
 class _Minute:
-    __slots__ = ("windows", "powered", "sums", "good", "judged", "screenshots", "markers")
+    __slots__ = ("windows", "with_powers", "powered", "sums", "good", "judged", "screenshots", "markers")
 
     def __init__(self) -> None:
         self.windows = 0
+        self.with_powers = 0  # windows with band powers on at least one channel
         self.powered: dict[str, int] = {}
         self.sums: dict[str, dict[str, float]] = {}
         self.good: dict[str, int] = {}
@@ -117,12 +118,18 @@ class SummaryBuilder:
                     minute.judged[ch] = minute.judged.get(ch, 0) + 1
                     if not any(flags.get(f) for f in _QUALITY_FLAGS):
                         minute.good[ch] = minute.good.get(ch, 0) + 1
+            powered_here = False
             for ch, powers in (w.get("relative") or {}).items():
+                # A window without powers (missing samples, a gap) carries nulls: it is left out of
+                # the means and of windows_with_powers, as it is of each chunk's band_powers.
+                if not powers or any(value is None for value in powers.values()):
+                    continue
+                powered_here = True
                 minute.powered[ch] = minute.powered.get(ch, 0) + 1
                 sums = minute.sums.setdefault(ch, {})
                 for band, value in powers.items():
-                    if value is not None:
-                        sums[band] = sums.get(band, 0.0) + value
+                    sums[band] = sums.get(band, 0.0) + value
+            minute.with_powers += powered_here
         for e in artifact["events"]:
             self.markers.append({"time_ms": e["time_ms"], "value": e["value"]})
             counts = self._minute(e["time_ms"]).markers
@@ -152,9 +159,11 @@ class SummaryBuilder:
         good: dict[str, int] = {}
         judged: dict[str, int] = {}
         windows = 0
+        windows_with_powers = 0
         for k in sorted(self._minutes):
             m = self._minutes[k]
             windows += m.windows
+            windows_with_powers += m.with_powers
             per_channel = {
                 ch: {b: _sig(m.sums[ch].get(b, 0.0) / n) for b in bands} for ch, n in m.powered.items() if n
             }
@@ -179,7 +188,6 @@ class SummaryBuilder:
                 "markers": dict(m.markers),
             })  # fmt: skip
         band_powers = {b: _sig(total_sums[b] / total_powered) for b in bands} if total_powered else {}
-        windows_with_powers = total_powered // max(1, len(self.device["channels"])) if self.device else 0
         return {
             "format": FORMAT,
             "version": 1,
