@@ -108,7 +108,7 @@ def _check_last_line(path: Path, n_columns: int, sep: str = ",") -> None:
 def numeric_column(frame: Any, column: str, path: Path) -> np.ndarray:
     import pandas as pd
 
-    values = pd.tonumeric_column(frame[column], errors="coerce").to_numpy(dtype=np.float64)
+    values = pd.to_numeric(frame[column], errors="coerce").to_numpy(dtype=np.float64)
     bad = np.flatnonzero(frame[column].notna().to_numpy() & np.isnan(values))
     if bad.size:
         row = int(bad[0])

@@ -114,7 +114,7 @@ def _dejitter(times: np.ndarray, segments: tuple[tuple[int, int], ...]) -> np.nd
 def _column_mean(frame: Any, column: str) -> float | None:
     import pandas as pd
 
-    values = pd.tonumeric_column(frame[column], errors="coerce").to_numpy(dtype=float)
+    values = pd.to_numeric(frame[column], errors="coerce").to_numpy(dtype=float)
     return float(np.nanmean(values)) if np.isfinite(values).any() else None
 
 
@@ -136,7 +136,7 @@ def _summary(frame: Any) -> str:
     if bands:
         parts.append("its band powers (mean log10 µV²): " + ", ".join(bands))
     if "HeadBandOn" in frame.columns:
-        on = pd.tonumeric_column(frame["HeadBandOn"], errors="coerce").dropna().to_numpy(dtype=float)
+        on = pd.to_numeric(frame["HeadBandOn"], errors="coerce").dropna().to_numpy(dtype=float)
         if on.size:
             parts.append(f"headband on {100.0 * np.mean(on == 1):.0f} % of rows")
     fits = [
@@ -147,7 +147,7 @@ def _summary(frame: Any) -> str:
     if fits:
         parts.append("HSI (1 good, 4 bad) " + ", ".join(f"{name} {m:.1f}" for name, m in fits))
     if "Battery" in frame.columns:
-        battery = pd.tonumeric_column(frame["Battery"], errors="coerce").dropna()
+        battery = pd.to_numeric(frame["Battery"], errors="coerce").dropna()
         if len(battery):
             parts.append(f"battery {battery.iloc[0]:g} % to {battery.iloc[-1]:g} %")
     return "; ".join(parts)
