@@ -3,7 +3,7 @@
 Writes a 1-hour, 4-channel + AUX, 256 Hz recording as a muselsl CSV (pandas, `%.3f`, as
 `muselsl record` writes it), a Mind Monitor CSV (its documented columns, stamps per 12-sample
 packet), an EDF+ and a BDF (pyedflib), then loads each in a fresh process with
-`collector.devices.recordings.detect.load_any_recording` and prints wall time, CPU time and peak RSS.
+`collector.devices.recordings.detect.load_recording` and prints wall time, CPU time and peak RSS.
 
     python scripts/bench_recordings.py [--minutes 60] [--keep DIR]
 """
@@ -26,8 +26,8 @@ SFREQ = 256
 CHILD = """
 import json, sys, time
 t0, c0 = time.perf_counter(), time.process_time()
-from collector.devices.recordings.detect import load_any_recording
-rec = load_any_recording(sys.argv[1])
+from collector.devices.recordings.detect import load_recording
+rec = load_recording(sys.argv[1])
 eeg = next(s for s in rec.streams if s.type == "EEG")
 # VmHWM: this process image's peak (ru_maxrss would include the parent's, kept over exec)
 hwm_kb = int(next(line for line in open("/proc/self/status") if line.startswith("VmHWM")).split()[1])

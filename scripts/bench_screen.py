@@ -28,7 +28,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from PIL import Image, ImageDraw, ImageFilter, ImageFont  # noqa: E402
 
-from collector.devices import screen  # noqa: E402
+from collector.devices.screen.image import diff_score, downscale, encode_image, thumbnail  # noqa: E402
+from collector.devices.screen.settings import DEFAULT_DIFF_THRESHOLD, ScreenSettings  # noqa: E402
+from collector.devices.screen.source import ScreenSource  # noqa: E402
 
 FORMATS = [("jpeg", 60), ("jpeg", 75), ("jpeg", 85), ("webp", 50), ("webp", 75), ("png", 0)]  # webp: method 2
 
@@ -234,15 +236,15 @@ def _bench(args, width: int, height: int) -> int:
         conv_ms, image = timed(
             lambda: Image.frombytes("RGB", shot.size, shot.bgra, "raw", "BGRX"), args.repeat
         )
-        down_ms, _ = timed(lambda: screen.downscale(image, 1280), args.repeat)
-        thumb_ms, thumb = timed(lambda: screen.thumbnail(image), args.repeat)
+        down_ms, _ = timed(lambda: downscale(image, 1280), args.repeat)
+        thumb_ms, thumb = timed(lambda: thumbnail(image), args.repeat)
         # The grab must show the scene, or every figure below is meaningless.
-        shown = screen.diff_score(thumb, screen.thumbnail(render_scene(width, height)))
+        shown = diff_score(thumb, thumbnail(render_scene(width, height)))
         if shown > 1.0:
             raise SystemExit(f"bench_screen: the captured screen does not show the scene (diff {shown:.1f})")
-        base = screen.thumbnail(render_scene(width, height))
+        base = thumbnail(render_scene(width, height))
         diffs = {
-            change: round(screen.diff_score(base, screen.thumbnail(render_scene(width, height, change))), 3)
+            change: round(diff_score(base, thumbnail(render_scene(width, height, change))), 3)
             for change in ("cursor", "clock", "line", "scroll", "switch")
         }
         results["stages_ms"] = {
@@ -252,14 +254,14 @@ def _bench(args, width: int, height: int) -> int:
             "diff_thumbnail": round(thumb_ms, 1),
         }
         results["diff_scores"] = diffs
-        results["diff_threshold"] = screen.DEFAULT_DIFF_THRESHOLD
+        results["diff_threshold"] = DEFAULT_DIFF_THRESHOLD
         for fmt, quality in FORMATS:
-            enc_ms, data = timed(lambda f=fmt, q=quality: screen.encode_image(image, f, q), args.repeat)
+            enc_ms, data = timed(lambda f=fmt, q=quality: encode_image(image, f, q), args.repeat)
             results["formats"].append(
                 {"format": fmt, "quality": quality or None, "encode_ms": round(enc_ms, 1), "bytes": len(data)}
             )
         # CPU share at the default cadence: process CPU time of whole captures, over the interval.
-        src = screen.ScreenSource(screen.ScreenSettings(diff_threshold=0))
+        src = ScreenSource(ScreenSettings(diff_threshold=0))
         src.open()
         try:
             cpu0, wall0 = time.process_time(), time.perf_counter()

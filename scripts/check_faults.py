@@ -101,7 +101,7 @@ FAULTS: tuple[Fault, ...] = (
         "the XDF source paces a replay 10x faster than --speed",
         (
             Edit(
-                "collector/devices/recordings/xdf.py",
+                "collector/devices/recordings/source.py",
                 "elapsed_rel = (self._clock() - self._wall_start) * self.speed\n",
                 "elapsed_rel = (self._clock() - self._wall_start) * self.speed * 10  # FAULT\n",
             ),
@@ -225,12 +225,12 @@ FAULTS: tuple[Fault, ...] = (
         "screen evidence metadata says skipped_before 0 and paused_periods [] whatever happened",
         (
             Edit(
-                "collector/devices/screen.py",
+                "collector/core/evidence.py",
                 '"skipped_before": frame.skipped_before,',
                 '"skipped_before": 0,  # FAULT',
             ),
             Edit(
-                "collector/devices/screen.py",
+                "collector/core/evidence.py",
                 '"paused_periods": [list(p) for p in frame.paused_periods],',
                 '"paused_periods": [],  # FAULT',
             ),

@@ -75,9 +75,10 @@ def test_biosemi_136ch_2048hz_every_sample_delivered_no_item_over_10mb(sandbox_f
     path = FIELD / "biosemi136_2048.xdf.gz"
     if not path.exists():
         pytest.skip(f"{path} is not here")
-    from collector.devices.recordings.xdf import load_recording, pick_eeg_stream
+    from collector.devices.recordings.model import pick_eeg_stream
+    from collector.devices.recordings.xdf import load_xdf
 
-    eeg = pick_eeg_stream(load_recording(path))
+    eeg = pick_eeg_stream(load_xdf(path))
     sandbox = sandbox_factory()
     proc = replay(path, sandbox, tmp_path / "spool", *chunk_args)
     assert proc.returncode == 0, proc.stderr[-3000:]

@@ -111,7 +111,7 @@ PUSHER = textwrap.dedent(
 
 def _pushed_vs_mapped(stamp: str, n: int = 300) -> np.ndarray:
     """Run a pusher process; return mapped Unix ms minus the pusher's own time.time() (ms)."""
-    from collector.devices.lsl import LslSource
+    from collector.devices.lsl.source import LslSource
 
     tag = uuid.uuid4().hex[:10]
     proc = subprocess.Popen([sys.executable, "-c", PUSHER, f"clock-{tag}", f"clock-{tag}", str(n), stamp])

@@ -166,7 +166,7 @@ def test_a_stream_that_dies_shows_no_signal_and_never_counts_as_good(caplog):
     """review13 #1: a clean stream killed ~2.5 s in: the window is full of good samples, but the
     checks after its death must say "no signal" (no stale grade or µV) and never reach 3/3 s."""
     from collector.core.fit import run_fit_check
-    from collector.devices.lsl import LslSource
+    from collector.devices.lsl.source import LslSource
 
     name = f"fit-dies-{uuid.uuid4().hex[:8]}"
     source = LslSource(stream_name=name, resolve_timeout_s=10, markers=None)

@@ -17,9 +17,10 @@ import pytest
 
 from collector.core.bandpower import BandSettings
 from collector.core.chunk import EegChunker
-from collector.devices.lsl import LslSource
+from collector.devices.lsl.source import LslSource
 from collector.devices.player import make_eeg_info
-from collector.devices.recordings.xdf import XdfSource, load_recording
+from collector.devices.recordings.source import RecordingSource
+from collector.devices.recordings.xdf import load_xdf
 from collector.errors import UsageError
 
 FIELD = Path(__file__).resolve().parent / "data" / "field-cases"  # copies of ../shared/data/field-cases
@@ -36,7 +37,7 @@ def field_stream(name: str) -> tuple[np.ndarray, np.ndarray]:
     path = FIELD / name
     if not path.exists():
         pytest.skip(f"{path} is not here")
-    eeg = next(s for s in load_recording(path, dejitter=False).streams if s.type == "EEG")
+    eeg = next(s for s in load_xdf(path, dejitter=False).streams if s.type == "EEG")
     return np.asarray(eeg.data, dtype=np.float64), eeg.times_s
 
 
@@ -213,7 +214,7 @@ def test_live_irregular_stream_matches_its_replay():
 
     path = FIELD / "irregular_eeg.xdf"
     data, stamps = field_stream("irregular_eeg.xdf")  # nominal 0, ~250 Hz, a 0.5 s hole, 2 swaps
-    with XdfSource(path, start_time="now") as replayed:
+    with RecordingSource(path, start_time="now") as replayed:
         replay_rate = replayed.description.sfreq
     name = uid("live-irregular")
     outlet = pylsl.StreamOutlet(make_eeg_info(name, name, ["Fz", "C3", "Cz", "C4"], pylsl.IRREGULAR_RATE))

@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 from recordings import pyxdf_eeg, pyxdf_stream
 
-from collector.devices.lsl import LslSource
+from collector.devices.lsl.source import LslSource
 from collector.devices.player import XdfPlayer, make_eeg_info, make_marker_info
-from collector.devices.recordings.xdf import marker_value
+from collector.devices.recordings.model import marker_value
 
 MUSE = Path(__file__).parents[1] / "collector" / "data" / "muse-p300-subject1.xdf"
 
@@ -92,7 +92,7 @@ def test_no_marker_stream_means_no_events_and_no_delay(monkeypatch):
 
     import pylsl
 
-    import collector.devices.lsl as lsl_module
+    import collector.devices.lsl.source as lsl_module
 
     # A marker search that takes 5 s: if open, read or close waited for it, it would show far above
     # the bounds below, which leave room for a loaded machine.

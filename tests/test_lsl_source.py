@@ -15,7 +15,8 @@ from recordings import MUSE, pyxdf_eeg
 
 from collector.core.channels import split_channels
 from collector.core.records import EegSource
-from collector.devices.lsl import LslSource, build_predicate, list_streams
+from collector.devices.lsl.discovery import build_predicate, list_streams
+from collector.devices.lsl.source import LslSource
 from collector.devices.player import XdfPlayer, make_eeg_info
 from collector.errors import NoSourceError
 

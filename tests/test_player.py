@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from recordings import MUSE, SHARED, pyxdf_eeg, pyxdf_stream
 
-from collector.devices.lsl import LslSource
+from collector.devices.lsl.source import LslSource
 from collector.devices.player import XdfPlayer, play_sine_to_lsl
 
 REPO = Path(__file__).parents[1]

@@ -149,14 +149,14 @@ def test_lsl_clock_muselsl_csv_is_anchored_at_start_time(sandbox, tmp_path):
 
 def test_lsl_clock_csv_without_start_time_takes_the_modification_time_with_a_warning(tmp_path, caplog):
     from collector.core.records import SourceEnded
-    from collector.devices.recordings.xdf import XdfSource
+    from collector.devices.recordings.source import RecordingSource
 
     path = tmp_path / "lsl.csv"
     rows = [f"{100.0 + i / 256:.3f},{i}.000,1.000,2.000,3.000,0.000" for i in range(512)]
     path.write_text("timestamps,TP9,AF7,AF8,TP10,Right AUX\n" + "\n".join(rows) + "\n")
     mtime = datetime(2024, 6, 1, 8, 30, tzinfo=timezone.utc).timestamp()
     os.utime(path, (mtime, mtime))
-    with XdfSource(path, chunk_s=10.0) as source:
+    with RecordingSource(path, chunk_s=10.0) as source:
         chunk = source.read(0.1)
         with pytest.raises(SourceEnded):
             source.read(0.1)
@@ -403,7 +403,7 @@ def test_csv_whose_timestamps_go_backwards_is_repaired_and_says_so(sandbox, tmp_
     ],
 )
 def test_files_that_are_none_of_the_formats_name_the_formats_accepted(tmp_path, name, content):
-    from collector.devices.recordings.xdf import XdfSource
+    from collector.devices.recordings.source import RecordingSource
     from collector.errors import UsageError
 
     path = tmp_path / name
@@ -412,7 +412,7 @@ def test_files_that_are_none_of_the_formats_name_the_formats_accepted(tmp_path, 
         content = (tmp_path / "full.edf").read_bytes()[:1000]
     path.write_bytes(content)
     with pytest.raises(UsageError) as info:
-        XdfSource(path).open()
+        RecordingSource(path).open()
     message = str(info.value)
     assert "\n" not in message
     if content.startswith(b"0       "):
@@ -434,7 +434,7 @@ def test_unknown_file_via_cli_is_one_line_exit_2(sandbox, tmp_path):
 @pytest.mark.lsl
 @pytest.mark.parametrize("fmt", ["muselsl", "mindmonitor", "edf"])
 def test_to_lsl_plays_csv_and_edf_files(tmp_path, fmt):
-    from collector.devices.lsl import LslSource
+    from collector.devices.lsl.source import LslSource
 
     if fmt == "muselsl":
         path = need(MUSE_CSV)
@@ -506,7 +506,7 @@ def test_devices_command_lists_the_replay_formats(capsys):
 
 @pytest.mark.parametrize("bdf", [False, True], ids=["edf", "bdf"])
 def test_edf_and_bdf_cut_short_are_refused_unless_not_strict(tmp_path, bdf, caplog):
-    from collector.devices.recordings.detect import load_any_recording
+    from collector.devices.recordings.detect import load_recording
     from collector.errors import UsageError
 
     full = tmp_path / ("full.bdf" if bdf else "full.edf")
@@ -514,9 +514,9 @@ def test_edf_and_bdf_cut_short_are_refused_unless_not_strict(tmp_path, bdf, capl
     cut = tmp_path / ("cut.bdf" if bdf else "cut.edf")
     cut.write_bytes(full.read_bytes()[: int(full.stat().st_size * 0.6)])
     with pytest.raises(UsageError, match="corrupt or truncated") as info:
-        load_any_recording(cut)
+        load_recording(cut)
     assert "\n" not in str(info.value)
-    partial = load_any_recording(cut, strict=False)
+    partial = load_recording(cut, strict=False)
     eeg = next(s for s in partial.streams if s.name == "EEG")
     assert 0 < eeg.sample_count < 256 * 20 and eeg.sample_count % 256 == 0  # whole 1 s data records
     assert "damaged" in caplog.text
@@ -544,8 +544,8 @@ def test_format_is_recognised_from_content_not_the_name(tmp_path):
 
 
 def test_muselsl_string_markers_in_several_columns(tmp_path):
-    from collector.devices.recordings.detect import load_any_recording
-    from collector.devices.recordings.xdf import pick_eeg_stream, recording_markers
+    from collector.devices.recordings.detect import load_recording
+    from collector.devices.recordings.model import pick_eeg_stream, recording_markers
 
     path = tmp_path / "markers.csv"
     rows = ["timestamps,TP9,AF7,AF8,TP10,Right AUX,Marker0,Marker1"]
@@ -554,7 +554,7 @@ def test_muselsl_string_markers_in_several_columns(tmp_path):
         m0 = "7.000" if i == 300 else m0
         rows.append(f"{1_700_000_000 + i / 256:.3f},1.000,2.000,3.000,4.000,0.000,{m0},{m1}")
     path.write_text("\n".join(rows) + "\n")
-    recording = load_any_recording(path)
+    recording = load_recording(path)
     eeg = pick_eeg_stream(recording)
     times, values = recording_markers(recording, eeg)
     assert values == ["stim,left", "7,0"]
@@ -563,7 +563,7 @@ def test_muselsl_string_markers_in_several_columns(tmp_path):
 
 
 def test_muselsl_motion_csv_has_no_eeg_and_says_how_to_pick_it(tmp_path):
-    from collector.devices.recordings.xdf import XdfSource
+    from collector.devices.recordings.source import RecordingSource
     from collector.errors import UsageError
 
     path = tmp_path / "ACC_recording.csv"
@@ -573,14 +573,14 @@ def test_muselsl_motion_csv_has_no_eeg_and_says_how_to_pick_it(tmp_path):
         + "\n"
     )
     with pytest.raises(UsageError, match="no EEG stream") as info:
-        XdfSource(path).open()
+        RecordingSource(path).open()
     assert "--stream" in str(info.value)
-    with XdfSource(path, stream="Muse", chunk_s=10.0) as source:
+    with RecordingSource(path, stream="Muse", chunk_s=10.0) as source:
         assert source.description.channels == ("X", "Y", "Z")
 
 
 def test_mind_monitor_without_raw_eeg_is_refused(tmp_path):
-    from collector.devices.recordings.detect import load_any_recording
+    from collector.devices.recordings.detect import load_recording
     from collector.errors import UsageError
 
     path = tmp_path / "bands_only.csv"
@@ -588,11 +588,11 @@ def test_mind_monitor_without_raw_eeg_is_refused(tmp_path):
     empty = "," * (len(MIND_MONITOR_COLUMNS) - 1)
     path.write_text(header + "\n" + f"2024-01-01 10:00:00.000{empty[:-1]},/muse/event/connected Muse-1\n")
     with pytest.raises(UsageError, match="no raw EEG samples"):
-        load_any_recording(path)
+        load_recording(path)
 
 
 def test_rate_from_timestamps_ignores_holes_and_packet_bursts():
-    from collector.devices.recordings.detect import rate_from_timestamps
+    from collector.devices.recordings.csv_table import rate_from_timestamps
 
     regular = np.round(1_700_000_000 + np.arange(256 * 60) / 256, 3)
     with_hole = np.concatenate([regular[:5000], regular[5000:] + 2.0])  # a 2 s outage
@@ -644,7 +644,7 @@ def test_edf_stretches_marked_not_acquired_are_gaps_not_samples(tmp_path):
     from edfio import Edf, EdfAnnotation, EdfSignal
 
     from collector.core.records import SourceEnded
-    from collector.devices.recordings.xdf import XdfSource
+    from collector.devices.recordings.source import RecordingSource
 
     data = np.random.default_rng(2).normal(0, 20, 256 * 10)
     data[256 * 4 : 256 * 6] = 0.0  # 2 s not acquired, written as zeros
@@ -655,7 +655,7 @@ def test_edf_stretches_marked_not_acquired_are_gaps_not_samples(tmp_path):
     )
     path = tmp_path / "skip.edf"
     edf.write(path)
-    with XdfSource(path, chunk_s=20.0) as source:
+    with RecordingSource(path, chunk_s=20.0) as source:
         chunks = []
         while True:
             try:
@@ -674,15 +674,15 @@ def test_edf_stretches_marked_not_acquired_are_gaps_not_samples(tmp_path):
 def test_mind_monitor_local_times_across_a_daylight_saving_change(tmp_path, monkeypatch):
     """Paris clocks go back at 03:00 CEST on 2024-10-27: the rows' local times repeat 02:00-03:00,
     and the reader still puts every sample and event at its Unix time."""
-    from collector.devices.recordings.detect import load_any_recording
-    from collector.devices.recordings.xdf import pick_eeg_stream, recording_markers
+    from collector.devices.recordings.detect import load_recording
+    from collector.devices.recordings.model import pick_eeg_stream, recording_markers
 
     monkeypatch.setenv("TZ", "Europe/Paris")
     values = np.random.default_rng(5).normal(0, 20, (256 * 40, 4))
     start_local = datetime(2024, 10, 27, 2, 59, 40, tzinfo=ZoneInfo("Europe/Paris"), fold=0)  # CEST
     path = tmp_path / "dst.csv"
     event_truth = make_mind_monitor_csv(path, values, start_local, nan_row=5)
-    recording = load_any_recording(path)
+    recording = load_recording(path)
     eeg = pick_eeg_stream(recording)
     truth_s = start_local.timestamp() + np.arange(len(values)) / 256.0
     assert np.all(np.abs(eeg.times_s - truth_s) < 0.06)  # one line through 40 s: no hour jump
@@ -692,17 +692,17 @@ def test_mind_monitor_local_times_across_a_daylight_saving_change(tmp_path, monk
 
 
 def test_stream_by_channel_labels_needs_one_rate_and_known_labels(tmp_path):
-    from collector.devices.recordings.xdf import XdfSource
+    from collector.devices.recordings.source import RecordingSource
     from collector.errors import UsageError
 
     path = tmp_path / "mixed.edf"
     write_edf(path, bdf=False, eeg=np.zeros((256 * 10, 4)), start=datetime(2024, 5, 1))
     with pytest.raises(UsageError, match="different rates") as info:
-        XdfSource(path, stream="Fpz-Cz,Resp oro-nasal").open()
+        RecordingSource(path, stream="Fpz-Cz,Resp oro-nasal").open()
     assert "\n" not in str(info.value)
     with pytest.raises(UsageError, match="Resp oro-nasal") as info:  # the listing names the streams
-        XdfSource(path, stream="Fpz-Cz,Oz").open()
-    with XdfSource(path, stream="EOG horizontal", chunk_s=20.0) as source:  # a signal's own stream
+        RecordingSource(path, stream="Fpz-Cz,Oz").open()
+    with RecordingSource(path, stream="EOG horizontal", chunk_s=20.0) as source:  # a signal's own stream
         assert source.description.channels == ("EOG horizontal",)
 
 
@@ -710,7 +710,7 @@ def test_mind_monitor_one_row_per_second_as_its_public_exports_are(tmp_path, cap
     """Recording Interval 1 s: one row a second, data rows without the trailing `Elements` field
     (Mind Monitor writes it only on element rows), the last line without a newline."""
     from collector.core.records import SourceEnded
-    from collector.devices.recordings.xdf import XdfSource
+    from collector.devices.recordings.source import RecordingSource
 
     monkeypatch.setenv("TZ", "UTC")
     columns = [c for c in MIND_MONITOR_COLUMNS if c != "AUX_LEFT"]
@@ -730,7 +730,7 @@ def test_mind_monitor_one_row_per_second_as_its_public_exports_are(tmp_path, cap
             lines.append(f"{stamp}" + "," * (len(columns) - 1) + "/muse/elements/blink")
     path = tmp_path / "mindMonitor_2023-01-11--22-03-37.csv"
     path.write_text("\n".join(lines))  # no newline after the last row, as an editor may leave it
-    with XdfSource(path, chunk_s=60.0) as source:
+    with RecordingSource(path, chunk_s=60.0) as source:
         assert source.description.sfreq == pytest.approx(1 / 1.015, rel=1e-3)
         chunks = []
         while True:
@@ -753,7 +753,7 @@ def test_edf_written_by_edflib_reads_as_pyedflib_reads_it():
     import pyedflib.data
 
     from collector.core.records import SourceEnded
-    from collector.devices.recordings.xdf import XdfSource
+    from collector.devices.recordings.source import RecordingSource
 
     path = Path(pyedflib.data.__file__).parent / "test_generator.edf"
     need(path)
@@ -762,7 +762,7 @@ def test_edf_written_by_edflib_reads_as_pyedflib_reads_it():
         truth = {label: reader.readSignal(i) for i, label in enumerate(labels)}
         onsets, _, texts = reader.readAnnotations()
         start = reader.getStartdatetime().replace(tzinfo=timezone.utc)
-    with XdfSource(path, chunk_s=60.0) as source:
+    with RecordingSource(path, chunk_s=60.0) as source:
         channels = source.description.channels
         chunks = []
         while True:

@@ -98,7 +98,7 @@ def test_csv_in_reverse_row_order_is_refused_in_one_line(sandbox, tmp_path):
 
 
 def test_csv_whose_rows_are_shuffled_is_refused_by_the_reader(tmp_path):
-    from collector.devices.recordings.detect import load_any_recording
+    from collector.devices.recordings.detect import load_recording
     from collector.errors import UsageError
 
     header, rows = muse_rows()
@@ -106,7 +106,7 @@ def test_csv_whose_rows_are_shuffled_is_refused_by_the_reader(tmp_path):
     path = tmp_path / "shuffled.csv"
     path.write_text("\n".join([header, *(rows[i] for i in order)]) + "\n")
     with pytest.raises(UsageError) as info:
-        load_any_recording(path)
+        load_recording(path)
     assert "run backwards" in str(info.value) and "out of time order" in str(info.value)
 
 
@@ -123,7 +123,7 @@ def test_one_row_csv_says_so_in_one_line_before_capture(sandbox, tmp_path):
 
 
 def test_csv_whose_stamps_never_advance_is_refused(tmp_path):
-    from collector.devices.recordings.detect import load_any_recording
+    from collector.devices.recordings.detect import load_recording
     from collector.errors import UsageError
 
     header, rows = muse_rows()
@@ -131,7 +131,7 @@ def test_csv_whose_stamps_never_advance_is_refused(tmp_path):
     path = tmp_path / "still.csv"
     path.write_text("\n".join([header, *same]) + "\n")
     with pytest.raises(UsageError, match="do not advance"):
-        load_any_recording(path)
+        load_recording(path)
 
 
 # -- 4. --stream with an unknown channel label --------------------------------------------------
@@ -262,13 +262,13 @@ def test_edf_header_errors_name_the_field_in_plain_words(sandbox, tmp_path):
 
 
 def test_stream_with_one_unknown_name_in_a_csv_says_stream_or_channel(tmp_path):
-    from collector.devices.recordings.detect import load_any_recording
+    from collector.devices.recordings.detect import load_recording
     from collector.errors import UsageError
 
     header, rows = muse_rows()
     path = tmp_path / "m.csv"
     path.write_text("\n".join([header, *rows[:512]]) + "\n")
     with pytest.raises(UsageError) as info:
-        load_any_recording(path, stream="bogus")
+        load_recording(path, stream="bogus")
     assert "has no stream or channel named 'bogus'" in str(info.value)
     assert "Its channels: TP9, AF7, AF8, TP10, Right AUX; its streams: 'Muse'" in str(info.value)

@@ -386,7 +386,7 @@ def test_offline_replay_then_upload(sandbox, tmp_path):
 
 
 def test_replay_to_lsl_publishes_a_live_stream(tmp_path):
-    from collector.devices.lsl import LslSource
+    from collector.devices.lsl.source import LslSource
 
     name = f"e2e-tolsl-{uuid.uuid4().hex[:8]}"
     proc = subprocess.Popen(

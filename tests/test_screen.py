@@ -30,12 +30,9 @@ from collector.api.models import MAX_DECODED_BYTES, EvidenceCreate
 from collector.capture.pause import PauseControl, PauseState
 from collector.core.evidence import screen_evidence
 from collector.core.records import ScreenFrame
-from collector.devices.screen import (
-    ScreenSettings,
-    ScreenSource,
-    encode_image,
-    fit_encode,
-)
+from collector.devices.screen.image import encode_image, fit_encode
+from collector.devices.screen.settings import ScreenSettings
+from collector.devices.screen.source import ScreenSource
 from collector.errors import EXIT_NO_SOURCE, NoSourceError, UsageError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -833,7 +830,8 @@ def test_xvfb_dead_display_in_a_subprocess_prints_one_line(tmp_path):
         """
         import sys
         from collector.errors import CollectorError
-        from collector.devices.screen import ScreenSettings, ScreenSource
+        from collector.devices.screen.settings import ScreenSettings
+        from collector.devices.screen.source import ScreenSource
         try:
             ScreenSource(ScreenSettings()).open()
         except CollectorError as err:

@@ -1,4 +1,4 @@
-"""XdfSource over real recordings (the packaged Muse copy, and pyxdf's examples in tests/data): chunks,
+"""RecordingSource over real recordings (the packaged Muse copy, and pyxdf's examples in tests/data): chunks,
 labels, markers, clock resets, empty streams, time anchors, pacing, and one-line errors for bad files.
 
 Expected values are read straight with pyxdf, not with the project's own reader."""
@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 
 from collector.core.records import EegSource, SourceEnded
-from collector.devices.recordings.xdf import XdfSource, parse_iso_datetime
+from collector.devices.recordings.model import parse_iso_datetime
+from collector.devices.recordings.source import RecordingSource
 from collector.errors import UsageError
 
 DATA = Path(__file__).parent / "data"  # copies of ../shared/data (tests/data/NOTICE.md)
@@ -42,7 +43,7 @@ def read_all(source, timeout: float = 1.0):
 
 def test_muse_recording_yields_every_eeg_sample_with_labels_and_markers():
     path = need(MUSE)
-    with XdfSource(path) as source:
+    with RecordingSource(path) as source:
         assert isinstance(source, EegSource)
         d = source.description
         assert d.name == "Muse" and d.type == "EEG" and d.source_id == "Muse-00:55:DA:B0:0B:61"
@@ -76,7 +77,7 @@ def test_muse_recording_yields_every_eeg_sample_with_labels_and_markers():
 
 
 def test_minimal_file_string_stream_becomes_events():
-    with XdfSource(need(MINIMAL), start_time="2024-05-01T12:00:00+00:00", chunk_s=0.35) as source:
+    with RecordingSource(need(MINIMAL), start_time="2024-05-01T12:00:00+00:00", chunk_s=0.35) as source:
         assert source.description.channels == ("ch1", "ch2", "ch3")
         chunks = read_all(source)
     data = np.concatenate([c.data for c in chunks])
@@ -90,7 +91,7 @@ def test_minimal_file_string_stream_becomes_events():
 
 
 def test_clock_reset_file_keeps_every_sample_in_order_and_reports_the_break_as_a_gap():
-    with XdfSource(need(RESETS), start_time="now") as source:
+    with RecordingSource(need(RESETS), start_time="now") as source:
         # Declared 100 Hz, its stamps show 92.93 Hz: the measured rate is used, both are stated.
         d = source.description
         assert d.nominal_sfreq == 100.0 and d.sfreq == d.measured_sfreq == pytest.approx(92.9, abs=0.1)
@@ -109,11 +110,11 @@ def test_clock_reset_file_keeps_every_sample_in_order_and_reports_the_break_as_a
 def test_empty_streams_file_without_eeg_is_a_usage_error_and_a_chosen_stream_works():
     path = need(EMPTY)
     with pytest.raises(UsageError, match="no EEG stream") as info:
-        XdfSource(path).open()
+        RecordingSource(path).open()
     assert "--stream" in str(info.value) and "\n" not in str(info.value)
     with pytest.raises(UsageError, match="has no samples"):
-        XdfSource(path, stream="Empty data stream: test stream 0 counter").open()
-    with XdfSource(path, stream="Data stream: test stream 0 counter") as source:
+        RecordingSource(path, stream="Empty data stream: test stream 0 counter").open()
+    with RecordingSource(path, stream="Data stream: test stream 0 counter") as source:
         chunks = read_all(source)
     values = np.concatenate([c.data for c in chunks])[:, 0]
     np.testing.assert_array_equal(values, np.arange(10))
@@ -131,7 +132,7 @@ class FakeClock:
 def test_speed_paces_reads_against_the_wall_clock(speed):
     """After t seconds of wall clock, exactly the samples recorded in the first t x speed seconds."""
     clock = FakeClock()
-    with XdfSource(need(MUSE), speed=speed, clock=clock) as source:
+    with RecordingSource(need(MUSE), speed=speed, clock=clock) as source:
         rel_s = source._rel_s  # the recording's own sample times, from 0
         got = 0
         for elapsed in (0.0, 0.3, 0.3, 1.25, 2.0):
@@ -143,7 +144,7 @@ def test_speed_paces_reads_against_the_wall_clock(speed):
 
 
 def test_paced_read_returns_none_when_nothing_is_due_within_the_timeout():
-    with XdfSource(need(MINIMAL), speed=0.01) as source:  # 10 s of file per 0.1 s sample
+    with RecordingSource(need(MINIMAL), speed=0.01) as source:  # 10 s of file per 0.1 s sample
         assert source.read(0.0) is not None  # the first sample is due at once
         started = time.monotonic()
         assert source.read(0.05) is None
@@ -159,7 +160,7 @@ def test_corrupt_files_are_one_line_usage_errors(tmp_path, content):
     path = tmp_path / "bad.xdf"
     path.write_bytes(content)
     with pytest.raises(UsageError) as info:
-        XdfSource(path).open()
+        RecordingSource(path).open()
     assert "\n" not in str(info.value)
 
 
@@ -169,7 +170,7 @@ def test_truncated_recordings_are_one_line_usage_errors(tmp_path, fraction):
     path = tmp_path / "truncated.xdf"
     path.write_bytes(src[: int(len(src) * fraction)])
     with pytest.raises(UsageError, match="corrupt or truncated") as info:
-        XdfSource(path).open()
+        RecordingSource(path).open()
     assert "\n" not in str(info.value)
 
 
@@ -177,20 +178,20 @@ def test_truncated_recording_can_be_read_when_not_strict(tmp_path):
     src = need(MUSE).read_bytes()
     path = tmp_path / "truncated.xdf"
     path.write_bytes(src[: int(len(src) * 0.97)])
-    with XdfSource(path, strict=False) as source:
+    with RecordingSource(path, strict=False) as source:
         n = sum(len(c) for c in read_all(source))
     assert 0 < n < 30_732
 
 
 def test_missing_file_and_bad_arguments_are_usage_errors(tmp_path):
     with pytest.raises(UsageError, match="not found"):
-        XdfSource(tmp_path / "nope.xdf").open()
+        RecordingSource(tmp_path / "nope.xdf").open()
     with pytest.raises(UsageError, match="is a directory, not a recording file"):
-        XdfSource(tmp_path).open()
+        RecordingSource(tmp_path).open()
     with pytest.raises(UsageError, match="ISO-8601"):
-        XdfSource(need(MINIMAL), start_time="yesterday-ish").open()
+        RecordingSource(need(MINIMAL), start_time="yesterday-ish").open()
     with pytest.raises(UsageError, match="speed"):
-        XdfSource(MINIMAL, speed=0)
+        RecordingSource(MINIMAL, speed=0)
 
 
 def test_iso_datetimes_with_compact_offsets_parse():

@@ -38,7 +38,7 @@ def add_parser(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from collector.devices.lsl import list_streams
+    from collector.devices.lsl.discovery import list_streams
     from collector.devices.muse import MuseScan, list_muses
     from collector.devices.recordings.detect import FORMATS
 

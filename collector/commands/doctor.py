@@ -339,7 +339,7 @@ def check_lsl(wait_s: float) -> list[Check]:
 
 def _lsl_streams(pylsl, wait_s: float) -> Check:
     try:
-        from collector.devices.lsl import list_streams  # the lister `collector devices` uses
+        from collector.devices.lsl.discovery import list_streams  # the lister `collector devices` uses
     except ImportError:
         list_streams = None
     if list_streams is not None:
@@ -467,7 +467,8 @@ def check_display(profile=None) -> Check:
     bad_exit = EXIT_NO_SOURCE if wants_screen else EXIT_OK
     fix = FIX_NO_DISPLAY + (' Or set [screen] mode = "auto" in the profile.' if wants_screen else "")
     try:
-        from collector.devices.screen import ScreenSettings, ScreenSource
+        from collector.devices.screen.settings import ScreenSettings
+        from collector.devices.screen.source import ScreenSource
     except Exception as exc:
         return Check("display", bad_status, f"not available: the screen source cannot load ({exc})",
                      "Reinstall the collector (it needs mss and pillow).", bad_exit)  # fmt: skip

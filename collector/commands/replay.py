@@ -161,7 +161,7 @@ def chunk_length_given(args: argparse.Namespace) -> bool:
 
 def run(args: argparse.Namespace) -> int:
     from collector.core.chunk import DELIVERY_CHUNK_BYTES, DELIVERY_CHUNK_S
-    from collector.devices.recordings.xdf import XdfSource
+    from collector.devices.recordings.source import RecordingSource
 
     if args.to_lsl:
         return _to_lsl(args)
@@ -177,7 +177,7 @@ def run(args: argparse.Namespace) -> int:
     if not isinstance(start_time, str):
         _log_anchor(args.start_time, start_time)
     # Open the file first: a corrupt file is bad input (exit 2) whatever the network says.
-    source = XdfSource(
+    source = RecordingSource(
         args.file,
         stream=args.stream,
         start_time=start_time,

@@ -222,7 +222,8 @@ def open_screen(profile, output, pause_control=None):
     mode = profile.screen.mode
     if mode == "off":
         return None
-    from collector.devices.screen import ScreenSettings, ScreenSource
+    from collector.devices.screen.settings import ScreenSettings
+    from collector.devices.screen.source import ScreenSource
 
     s = profile.screen
     kwargs = {
@@ -264,7 +265,7 @@ def open_eeg(profile, open_timeout_s: float | None = None):
             **({"connect_timeout_s": open_timeout_s} if open_timeout_s is not None else {}),
         )
     else:
-        from collector.devices.lsl import LslSource
+        from collector.devices.lsl.source import LslSource
 
         source = LslSource(
             **({"resolve_timeout_s": min(5.0, open_timeout_s)} if open_timeout_s is not None else {}),

@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from collector.core.records import SampleChunk, StreamDescription
-from collector.devices.lsl import LslSource
+from collector.devices.lsl.source import LslSource
 from collector.errors import NoSourceError, UsageError
 
 log = logging.getLogger(__name__)

@@ -20,8 +20,8 @@ from typing import Any
 
 import numpy as np
 
-from collector.devices.recordings.detect import load_any_recording
-from collector.devices.recordings.xdf import XdfStream, pick_eeg_stream, recording_markers
+from collector.devices.recordings.detect import load_recording
+from collector.devices.recordings.model import RecordedStream, pick_eeg_stream, recording_markers
 
 log = logging.getLogger(__name__)
 
@@ -99,7 +99,7 @@ def play_to_lsl(
     if speed is not None and not speed > 0:
         raise ValueError(f"speed must be positive or None, got {speed!r}")
     stop_event = stop_event or threading.Event()
-    recording = load_any_recording(path, stream=stream)
+    recording = load_recording(path, stream=stream)
     eeg = pick_eeg_stream(recording, stream)
     name = stream_name or eeg.name or "EEG"
     sid = source_id or f"{eeg.source_id or eeg.name}-replay"
@@ -147,7 +147,7 @@ def play_to_lsl(
 
 
 def _play_loop(
-    eeg: XdfStream,
+    eeg: RecordedStream,
     outlet: Any,
     marker_times: np.ndarray,
     marker_values: list[str],

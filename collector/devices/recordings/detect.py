@@ -1,9 +1,10 @@
 """Which kind of recording a file is, from its content, and the reader for it.
 
 `collector replay` and the LSL player take XDF, muselsl CSV, Mind Monitor CSV and EDF/EDF+/BDF
-files. Every reader returns the same `XdfRecording` of `XdfStream`s (an EEG stream, other numeric
-streams, and a string marker stream), so everything after loading (channel split, anchors, gaps,
-events, pacing) is shared with XDF replay.
+files. Every reader returns the same `Recording` of `RecordedStream`s
+(`collector.devices.recordings.model`: an EEG stream, other numeric streams, and a string marker
+stream), so everything after loading (channel split, anchors, gaps, events, pacing) is shared.
+`load_recording` is the one place that picks the reader for a file.
 
 Detection looks at the bytes, not the name: `XDF:` (or gzip) is XDF, an EDF header starts with
 `0` and seven spaces, a BDF header with 0xFF `BIOSEMI`; a text file is a muselsl CSV when its
@@ -15,13 +16,16 @@ from __future__ import annotations
 
 import csv
 import logging
-from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 
 import numpy as np
 
-from collector.devices.recordings.xdf import XdfRecording, XdfStream, load_recording
+from collector.devices.recordings.edf import load_edf
+from collector.devices.recordings.mindmonitor_csv import load_mindmonitor_csv
+from collector.devices.recordings.model import RecordedStream, Recording
+from collector.devices.recordings.muselsl_csv import load_muselsl_csv
+from collector.devices.recordings.xdf import load_xdf
 from collector.errors import UsageError
 
 log = logging.getLogger(__name__)
@@ -100,15 +104,15 @@ def detect_format(path: str | Path) -> str:
     raise _not_accepted(path, "is not a recording this collector knows")
 
 
-def load_any_recording(
+def load_recording(
     path: str | Path,
     *,
     dejitter: bool = True,
     strict: bool = True,
     stream: str | None = None,
     start_time: str | datetime | None = None,
-) -> XdfRecording:
-    """Load any accepted recording as an XdfRecording (streams + start), whatever its format.
+) -> Recording:
+    """Load any accepted recording as a Recording (streams + start), whatever its format.
 
     stream: a `--stream` value; when it is a comma-separated list of channel labels (or one
       label) that no stream is named after, a stream of just those channels is added under that
@@ -121,17 +125,12 @@ def load_any_recording(
     path = Path(path).expanduser()
     kind = detect_format(path)
     if kind == "xdf":
-        recording = load_recording(path, dejitter=dejitter, strict=strict)
-    elif kind in ("muselsl-csv", "mindmonitor-csv"):
-        from collector.devices.recordings.csv import load_mindmonitor_csv, load_muselsl_csv
-
-        if kind == "muselsl-csv":
-            recording = load_muselsl_csv(path, start_time=start_time)
-        else:
-            recording = load_mindmonitor_csv(path)
+        recording = load_xdf(path, dejitter=dejitter, strict=strict)
+    elif kind == "muselsl-csv":
+        recording = load_muselsl_csv(path, start_time=start_time)
+    elif kind == "mindmonitor-csv":
+        recording = load_mindmonitor_csv(path)
     else:
-        from collector.devices.recordings.edf import load_edf
-
         recording = load_edf(path, bdf=kind == "bdf", strict=strict)
     if stream:
         # XDF streams have names of their own that pick_eeg_stream lists; in the other formats a
@@ -145,9 +144,7 @@ def _label_key(label: str) -> str:
     return text[4:] if text.startswith("eeg ") else text
 
 
-def with_channel_selection(
-    recording: XdfRecording, stream: str, *, labels_only: bool = False
-) -> XdfRecording:
+def with_channel_selection(recording: Recording, stream: str, *, labels_only: bool = False) -> Recording:
     """`recording` plus a stream named `stream` made of the channels it lists, when it lists channels.
 
     Unchanged when `stream` already names a stream (name, type, source_id or stream id), or when
@@ -167,7 +164,7 @@ def with_channel_selection(
         return recording  # pick_eeg_stream finds it by name, type, source_id or stream id
     wanted = [w for w in (part.strip() for part in stream.split(",")) if w]
     numeric = [s for s in recording.streams if not s.is_string and s.sample_count > 0]
-    found: list[tuple[XdfStream, int]] = []
+    found: list[tuple[RecordedStream, int]] = []
     unknown: list[str] = []
     for label in wanted:
         hits = [
@@ -190,7 +187,7 @@ def with_channel_selection(
             f"{recording.path.name}; pick channels of one rate."
         )
     data = np.column_stack([np.asarray(s.data)[:, i] for s, i in found])
-    selected = XdfStream(
+    selected = RecordedStream(
         stream_id=max((s.stream_id for s in recording.streams), default=0) + 1,
         name=stream,
         type="EEG",
@@ -207,11 +204,11 @@ def with_channel_selection(
         footer_sample_count=None,
     )
     log.info("--stream %s: replaying channels %s", stream, ", ".join(selected.labels))
-    return XdfRecording(path=recording.path, streams=(*recording.streams, selected), start=recording.start)
+    return Recording(path=recording.path, streams=(*recording.streams, selected), start=recording.start)
 
 
 def _unknown_labels(
-    recording: XdfRecording, stream: str, unknown: list[str], numeric: list[XdfStream]
+    recording: Recording, stream: str, unknown: list[str], numeric: list[RecordedStream]
 ) -> UsageError:
     labels = list(dict.fromkeys(lab for s in numeric for lab in s.labels))
     names = ", ".join(repr(s.name) for s in numeric)
@@ -221,78 +218,4 @@ def _unknown_labels(
         f"--stream {stream!r}: {recording.path.name} has no {what} {quoted}. "
         f"Its channels: {', '.join(labels)}; its streams: {names}. "
         "Pass channel labels from these (comma-separated) or a stream name."
-    )
-
-
-# -- helpers shared by the CSV and EDF readers ---------------------------------------------------
-
-STANDARD_RATES_HZ = (100.0, 125.0, 128.0, 200.0, 250.0, 256.0, 500.0, 512.0, 1000.0, 1024.0, 2000.0, 2048.0)
-SNAP_TOLERANCE = 0.005  # a measured rate within 0.5 % of a standard rate is that rate
-MIN_BREAK_S = 0.25  # shorter pauses are delivery bursts (BLE packets), not lost samples
-
-
-def regular_segments(times_s: np.ndarray, break_s: float) -> tuple[tuple[int, int], ...]:
-    """Inclusive index ranges split where consecutive stamps are more than `break_s` apart, or
-    where time goes back by more than `break_s` (a clock set back: its own stretch)."""
-    n = int(times_s.shape[0])
-    if n == 0:
-        return ()
-    steps = np.diff(times_s)
-    breaks = np.flatnonzero((steps > break_s) | (steps < -break_s))
-    starts = [0, *(int(b) + 1 for b in breaks)]
-    ends = [*(int(b) for b in breaks), n - 1]
-    return tuple(zip(starts, ends, strict=True))
-
-
-def rate_from_timestamps(
-    times_s: np.ndarray, break_s: float | None = None
-) -> tuple[float, float, tuple[tuple[int, int], ...]]:
-    """(rate used, rate measured, segments) from sample stamps, holes excluded.
-
-    The measured rate is samples over time inside the stretches without a hole (steps longer
-    than `break_s`, by default 4 typical steps and at least MIN_BREAK_S, so that stamps given per
-    BLE packet do not count as holes), never over the total span including holes; a rate within
-    0.5 % of a standard EEG rate (256, 250, 500 Hz, ...) is taken as that rate.
-    Shapes: times_s (n,), seconds.
-    """
-    n = int(times_s.shape[0])
-    if n < 2:
-        return 0.0, 0.0, ((0, n - 1),) if n else ()
-    if break_s is None:
-        steps = np.diff(times_s)
-        positive = steps[steps > 0]
-        typical = float(np.median(positive)) if positive.size else 0.0
-        break_s = max(4.0 * typical, MIN_BREAK_S)
-    segments = regular_segments(times_s, break_s)
-    counted = sum(b - a for a, b in segments)
-    covered = sum(float(times_s[b] - times_s[a]) for a, b in segments)
-    if counted <= 0 or covered <= 0:
-        return 0.0, 0.0, segments
-    measured = counted / covered
-    for rate in STANDARD_RATES_HZ:
-        if abs(measured - rate) <= SNAP_TOLERANCE * rate:
-            return rate, measured, segments
-    return measured, measured, segments
-
-
-def marker_stream(
-    name: str, source_id: str, times_s: Sequence[float], values: Sequence[str], *, stream_id: int
-) -> XdfStream:
-    """A string stream of events (one value per marker), like an LSL marker stream in XDF."""
-    times = np.asarray(times_s, dtype=np.float64)
-    return XdfStream(
-        stream_id=stream_id,
-        name=name,
-        type="Markers",
-        source_id=source_id,
-        hostname="",
-        channel_format="string",
-        sfreq=0.0,
-        labels=("marker",),
-        units=("",),
-        data=[[str(v)] for v in values],
-        times_s=times,
-        segments=((0, len(times) - 1),) if len(times) else (),
-        has_footer=True,
-        footer_sample_count=None,
     )

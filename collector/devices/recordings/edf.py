@@ -1,4 +1,4 @@
-"""EDF, EDF+ and BDF files as recordings, read with edfio.
+"""The EDF/BDF reader: EDF, EDF+ and BDF files as a `Recording`, read with edfio.
 
 edfio (MIT, by the MNE-Python developers; MNE's own EDF export uses it) reads EDF, EDF+C, BDF and
 BDF+C with numpy alone and returns physical values (digital values scaled by each signal's
@@ -33,8 +33,8 @@ from pathlib import Path
 
 import numpy as np
 
-from collector.devices.recordings.detect import marker_stream
-from collector.devices.recordings.xdf import XdfRecording, XdfStream
+from collector.devices.recordings.edf_header import header_problem
+from collector.devices.recordings.model import RecordedStream, Recording, marker_stream
 from collector.errors import UsageError
 
 log = logging.getLogger(__name__)
@@ -75,7 +75,7 @@ def _acquired(times_s: np.ndarray, skips: list[tuple[float, float]], tolerance_s
     return keep
 
 
-def load_edf(path: str | Path, *, bdf: bool = False, strict: bool = True) -> XdfRecording:
+def load_edf(path: str | Path, *, bdf: bool = False, strict: bool = True) -> Recording:
     """Read an EDF/EDF+ (bdf=False) or BDF/BDF+ (bdf=True) file; times_s are seconds from its start.
 
     Stream data shapes: (n_samples, n_channels) float64, µV for the EEG stream.
@@ -90,15 +90,13 @@ def load_edf(path: str | Path, *, bdf: bool = False, strict: bool = True) -> Xdf
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            edf = edfio.read_bdf(path) if bdf else edfio.read_edf(path)
-            signals = list(edf.signals)
+            edf: edfio.Edf | edfio.Bdf = edfio.read_bdf(path) if bdf else edfio.read_edf(path)
+            signals: list[edfio.EdfSignal | edfio.BdfSignal] = list(edf.signals)
             for s in signals:
                 s.data  # noqa: B018 - load now, inside the error handling (edfio loads lazily)
             continuous = edf.is_continuous
             annotations = list(edf.annotations)
     except Exception as exc:  # edfio raises ValueError, IndexError, struct errors... on bad headers
-        from collector.devices.recordings.edf_header import header_problem
-
         found = header_problem(path)
         if found is not None and not found[1]:
             raise UsageError(
@@ -130,7 +128,7 @@ def load_edf(path: str | Path, *, bdf: bool = False, strict: bool = True) -> Xdf
         log.warning("%s: the start date is anonymised; there is no recording time to anchor to", path.name)
 
     source_id = f"{kind.lower()}:{path.name}"
-    streams: list[XdfStream] = []
+    streams: list[RecordedStream] = []
     eeg_rates = Counter(s.sampling_frequency for s in signals if _is_eeg(s.label))
     eeg_rate = eeg_rates.most_common(1)[0][0] if eeg_rates else None
     eeg_signals = [s for s in signals if _is_eeg(s.label) and s.sampling_frequency == eeg_rate]
@@ -155,7 +153,7 @@ def load_edf(path: str | Path, *, bdf: bool = False, strict: bool = True) -> Xdf
         n = min(c.shape[0] for c in columns)
         times = np.arange(n, dtype=np.float64) / sfreq
         keep = _acquired(times, skips, 0.5 / sfreq)
-        return XdfStream(
+        return RecordedStream(
             stream_id=stream_id,
             name=name,
             type=stream_type,
@@ -210,4 +208,4 @@ def load_edf(path: str | Path, *, bdf: bool = False, strict: bool = True) -> Xdf
         len(events),
         start.isoformat() if start else "anonymised",
     )
-    return XdfRecording(path=path, streams=tuple(streams), start=start)
+    return Recording(path=path, streams=tuple(streams), start=start)

@@ -1,6 +1,6 @@
 """A loaded recording made ready to replay, whatever its file format (XDF, CSV, EDF, ...).
 
-Works on `XdfRecording` / `XdfStream` objects, so every reader that produces them gets the same
+Works on `Recording` / `RecordedStream` objects, so every reader that produces them gets the same
 treatment:
 
 - **Clock domains** (`align_clock_domains`): each stream's stamps are either LSL-clock seconds
@@ -44,7 +44,7 @@ from collector.core.time_repair import (
     repair_times,
     typical_period,
 )
-from collector.devices.recordings.xdf import XdfRecording, XdfStream
+from collector.devices.recordings.model import RecordedStream, Recording
 from collector.errors import UsageError
 
 log = logging.getLogger(__name__)
@@ -65,7 +65,7 @@ class PreparedEeg:
     intervals over `gap_threshold_s`). repaired: indices whose stamp was replaced from the grid.
     """
 
-    stream: XdfStream
+    stream: RecordedStream
     parts: int
     part_ids: tuple[int, ...]  # the file's stream ids joined into `stream`
     repaired: np.ndarray
@@ -76,7 +76,7 @@ class PreparedEeg:
     sfreq: float  # the rate windows, segments and PSD use
 
 
-def clock_domain(stream: XdfStream) -> str:
+def clock_domain(stream: RecordedStream) -> str:
     """CLOCK_UNIX when the stream's stamps are Unix times, else CLOCK_LSL."""
     if stream.sample_count == 0:
         return CLOCK_LSL
@@ -84,7 +84,7 @@ def clock_domain(stream: XdfStream) -> str:
     return CLOCK_UNIX if _UNIX_MIN_S <= mid <= _UNIX_MAX_S else CLOCK_LSL
 
 
-def _domain_start(streams: list[XdfStream]) -> tuple[float, bool]:
+def _domain_start(streams: list[RecordedStream]) -> tuple[float, bool]:
     """Earliest stamp of the regular streams (exact start) or of any stream (approximate)."""
     regular = [s for s in streams if s.sfreq > 0 and not s.is_string and s.sample_count]
     pool = regular or [s for s in streams if s.sample_count]
@@ -100,7 +100,7 @@ def _robust_first(times_s: np.ndarray) -> float:
     return float(times[min(times.shape[0] - 1, 8)])
 
 
-def align_clock_domains(recording: XdfRecording, eeg: XdfStream) -> XdfRecording:
+def align_clock_domains(recording: Recording, eeg: RecordedStream) -> Recording:
     """Put every stream on one time base (see the module docstring); logs what it did."""
     with_data = [s for s in recording.streams if s.sample_count]
     domains = {s.stream_id: clock_domain(s) for s in with_data}
@@ -136,7 +136,7 @@ def align_clock_domains(recording: XdfRecording, eeg: XdfStream) -> XdfRecording
     return _place_far_streams(dataclasses.replace(recording, streams=tuple(moved)), eeg)
 
 
-def _place_far_streams(aligned: XdfRecording, eeg: XdfStream) -> XdfRecording:
+def _place_far_streams(aligned: Recording, eeg: RecordedStream) -> Recording:
     """Whatever the clocks said, no stream may land more than a day from the EEG: such a stream
     is named in a warning and placed from the EEG's start."""
     eeg_now = next(s for s in aligned.streams if s.stream_id == eeg.stream_id)
@@ -159,11 +159,11 @@ def _place_far_streams(aligned: XdfRecording, eeg: XdfStream) -> XdfRecording:
     return dataclasses.replace(aligned, streams=tuple(fixed))
 
 
-def _part_key(s: XdfStream) -> tuple:
+def _part_key(s: RecordedStream) -> tuple:
     return (s.name, s.type, s.source_id or f"host:{s.hostname}", len(s.labels), s.channel_format)
 
 
-def stream_parts(recording: XdfRecording, chosen: XdfStream) -> list[XdfStream]:
+def stream_parts(recording: Recording, chosen: RecordedStream) -> list[RecordedStream]:
     """The parts of `chosen`'s stream (itself included), in time order; just [chosen] when alone.
 
     Parts have the same name, type, channel count and source_id (or host, without source_id)
@@ -176,7 +176,7 @@ def stream_parts(recording: XdfRecording, chosen: XdfStream) -> list[XdfStream]:
     same.sort(key=lambda s: float(s.times_s[0]))
     for a, b in _pairs(same):
         if float(b.times_s[0]) <= float(a.times_s[-1]):
-            log.debug(  # XdfSource names the ones not replayed and how to pick them
+            log.debug(  # RecordingSource names the ones not replayed and how to pick them
                 "%d streams named %r overlap in time, so they are separate devices, not parts of one",
                 len(same),
                 chosen.name,
@@ -189,7 +189,7 @@ def _pairs(items: list) -> list[tuple]:
     return list(zip(items[:-1], items[1:], strict=True))
 
 
-def stitch(parts: list[XdfStream]) -> tuple[XdfStream, np.ndarray]:
+def stitch(parts: list[RecordedStream]) -> tuple[RecordedStream, np.ndarray]:
     """One stream from its parts in time order; also the index where each later part starts."""
     if len(parts) == 1:
         return parts[0], np.zeros(0, dtype=np.int64)
@@ -208,7 +208,7 @@ def stitch(parts: list[XdfStream]) -> tuple[XdfStream, np.ndarray]:
 
 
 def prepare_eeg(
-    recording: XdfRecording, chosen: XdfStream, *, join_parts: bool = True, smooth: bool = True
+    recording: Recording, chosen: RecordedStream, *, join_parts: bool = True, smooth: bool = True
 ) -> PreparedEeg:
     """Join `chosen`'s parts (unless join_parts is False: the user picked one part), repair its
     stamps, find its gaps, measure its rate and (smooth, regular streams only) dejitter its
@@ -297,7 +297,7 @@ def prepare_eeg(
     )
 
 
-def recording_start_s(recording: XdfRecording, eeg: PreparedEeg) -> float:
+def recording_start_s(recording: Recording, eeg: PreparedEeg) -> float:
     """The earliest timestamp of any stream (the repaired EEG's own first stamp for the EEG)."""
     starts = [float(eeg.stream.times_s[0])]
     for s in recording.streams:

@@ -1,4 +1,4 @@
-"""A live LSL stream as an EEG source.
+"""A live LSL stream as an EEG source: `LslSource`.
 
 Resolution: by source_id, name and type (type defaults to EEG; muselsl names all its outlets "Muse"
 and tells them apart by type). When several streams match, the choice is logged with the flags
@@ -17,22 +17,24 @@ happened after `replace_after_s` while the source resolves, a new inlet is opene
 without a source_id (liblsl reports it lost) is re-resolved by name, type and host. The hole is
 reported as a Gap (last sample before, first sample after) in the next chunk; a jump in the
 timestamps longer than `gap_threshold_s` is reported the same way.
+
+One class in one module (a little over 500 lines): the inlet, the loss and reconnection state, the
+live stamp repair and the rate re-check all share that one inlet's state, read by one thread.
+Finding streams is in `discovery`, the marker stream in `markers`.
 """
 
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from collector.core.channels import fill_labels, split_channels
 from collector.core.clock import LslClock, StreamTimeMapper, gap_threshold_s
-from collector.core.records import Event, Gap, SampleChunk, StreamDescription
+from collector.core.records import Gap, SampleChunk, StreamDescription
 from collector.core.time_repair import (
     IMPLAUSIBLE_JUMP_S,
     IRREGULAR_IQR,
@@ -44,105 +46,11 @@ from collector.core.time_repair import (
     rate_warning,
     typical_period,
 )
-from collector.devices.recordings.xdf import marker_value
+from collector.devices.lsl.discovery import build_predicate, describe_info, resolve, sort_key
+from collector.devices.lsl.markers import MarkerFollower
 from collector.errors import NoSourceError, UsageError
 
-log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True, slots=True)
-class LslStreamInfo:
-    """One visible LSL stream, for `collector devices`."""
-
-    name: str
-    type: str
-    source_id: str
-    channel_count: int
-    sfreq: float
-    hostname: str
-    channel_format: str
-    labels: tuple[str, ...] = ()
-    units: tuple[str, ...] = ()
-
-
-_FORMATS = {1: "float32", 2: "double64", 3: "string", 4: "int32", 5: "int16", 6: "int8", 7: "int64"}
-
-
-def _xpath_literal(value: str) -> str:
-    if "'" not in value:
-        return f"'{value}'"
-    if '"' not in value:
-        return f'"{value}"'
-    parts = value.split("'")
-    return "concat(" + ', "\'", '.join(f"'{p}'" for p in parts) + ")"
-
-
-def build_predicate(
-    *,
-    name: str | None = None,
-    type: str | None = None,
-    source_id: str | None = None,
-    hostname: str | None = None,
-) -> str:
-    """XPath predicate for `resolve_bypred`; empty string matches every stream."""
-    terms = []
-    for key, value in (("name", name), ("type", type), ("source_id", source_id), ("hostname", hostname)):
-        if value:
-            terms.append(f"{key}={_xpath_literal(value)}")
-    return " and ".join(terms)
-
-
-def _resolve(predicate: str, timeout_s: float, *, minimum: int = 1) -> list[Any]:
-    import pylsl
-
-    timeout_s = max(0.0, timeout_s)
-    if not predicate:
-        return list(pylsl.resolve_streams(wait_time=timeout_s))
-    return list(pylsl.resolve_bypred(predicate, minimum=minimum, timeout=timeout_s))
-
-
-def _describe_info(info: Any) -> str:
-    sid = info.source_id() or "none"
-    return f"{info.name()!r} (type {info.type()}, source_id {sid}, host {info.hostname()})"
-
-
-def _sort_key(info: Any) -> tuple[str, str, str, str]:
-    return (info.name(), info.source_id(), info.hostname(), info.uid())
-
-
-def list_streams(timeout: float = 1.0, *, with_labels: bool = True) -> list[LslStreamInfo]:
-    """Every LSL stream visible within `timeout` seconds (labels read from each header)."""
-    import pylsl
-
-    out = []
-    for info in sorted(_resolve("", timeout), key=_sort_key):
-        labels: tuple[str, ...] = ()
-        units: tuple[str, ...] = ()
-        if with_labels:
-            try:
-                inlet = pylsl.StreamInlet(info, max_buflen=1, recover=False)
-                try:
-                    full = inlet.info(timeout=min(1.0, max(timeout, 0.2)))
-                    labels = tuple(label or "" for label in (full.get_channel_labels() or []))
-                    units = tuple(u or "" for u in (full.get_channel_units() or []))
-                finally:
-                    del inlet
-            except Exception:  # a stream that vanished meanwhile: list it without labels
-                log.debug("could not read the header of %s", _describe_info(info), exc_info=True)
-        out.append(
-            LslStreamInfo(
-                name=info.name(),
-                type=info.type(),
-                source_id=info.source_id(),
-                channel_count=info.channel_count(),
-                sfreq=info.nominal_srate(),
-                hostname=info.hostname(),
-                channel_format=_FORMATS.get(info.channel_format(), str(info.channel_format())),
-                labels=labels,
-                units=units,
-            )
-        )
-    return out
+log = logging.getLogger("collector.devices.lsl")
 
 
 HOLD_WAIT_S = 0.05  # how long a read waits for the samples that decide about a held bad stamp
@@ -237,11 +145,11 @@ class LslSource:
     # -- EegSource -----------------------------------------------------------------------------
     def open(self) -> StreamDescription:
         predicate = build_predicate(name=self.stream_name, type=self.stream_type, source_id=self.source_id)
-        found = _resolve(predicate, self.resolve_timeout_s)
+        found = resolve(predicate, self.resolve_timeout_s)
         if found:
             # Others answering a moment later would be missed by a resolve that stops at the first.
             time.sleep(0.05)
-            more = _resolve(predicate, 0.3, minimum=len(found) + 1)
+            more = resolve(predicate, 0.3, minimum=len(found) + 1)
             seen = {i.uid() for i in found}
             found += [i for i in more if i.uid() not in seen]
         if not found:
@@ -250,16 +158,16 @@ class LslSource:
                 "Start the stream (e.g. `muselsl stream --lsltime`), check `collector devices`, "
                 "or pick one with --stream-name/--source-id."
             )
-        found.sort(key=_sort_key)
+        found.sort(key=sort_key)
         info = found[0]
         if len(found) > 1:
-            others = "; ".join(_describe_info(i) for i in found[1:])
+            others = "; ".join(describe_info(i) for i in found[1:])
             log.warning(
                 "%d LSL streams match %s; using %s. Others: %s. Pick another with --stream-name NAME "
                 "or --source-id ID.",
                 len(found),
                 self._wanted(),
-                _describe_info(info),
+                describe_info(info),
                 others,
             )
         # Re-resolve exactly this source after a loss: its source_id when it has one.
@@ -434,7 +342,7 @@ class LslSource:
 
         if info.channel_format() == pylsl.cf_string:
             raise NoSourceError(
-                f"LSL stream {_describe_info(info)} carries strings (markers), not EEG. "
+                f"LSL stream {describe_info(info)} carries strings (markers), not EEG. "
                 "Pick the EEG stream with --stream-name/--source-id."
             )
         inlet = pylsl.StreamInlet(info, max_buflen=self.max_buflen_s, recover=True, processing_flags=0)
@@ -445,7 +353,7 @@ class LslSource:
             del inlet
             if first:
                 raise NoSourceError(
-                    f"LSL stream {_describe_info(info)} did not answer ({exc}). Check that it is "
+                    f"LSL stream {describe_info(info)} did not answer ({exc}). Check that it is "
                     "still running, then try again."
                 ) from None
             raise
@@ -459,7 +367,7 @@ class LslSource:
         if not split.eeg_index:
             del inlet
             raise NoSourceError(
-                f"LSL stream {_describe_info(info)} has only AUX channels ({', '.join(labels)}). "
+                f"LSL stream {describe_info(info)} has only AUX channels ({', '.join(labels)}). "
                 "Pick the EEG stream with --stream-name/--source-id."
             )
         units = full.get_channel_units() or []
@@ -596,16 +504,16 @@ class LslSource:
         if self._inlet is None or now - self._last_replace_check < self.replace_after_s:
             return
         self._last_replace_check = now
-        found = sorted(_resolve(self._sticky_predicate, self.reconnect_resolve_s), key=_sort_key)
+        found = sorted(resolve(self._sticky_predicate, self.reconnect_resolve_s), key=sort_key)
         if not found or self._inlet.samples_available():
             return
         old = self._inlet
         try:
             self._connect(found[0], first=False)
         except Exception as exc:
-            log.warning("could not reopen %s: %s; still waiting", _describe_info(found[0]), exc)
+            log.warning("could not reopen %s: %s; still waiting", describe_info(found[0]), exc)
             return
-        log.info("reopened %s; waiting for its samples", _describe_info(found[0]))
+        log.info("reopened %s; waiting for its samples", describe_info(found[0]))
         try:
             old.close_stream()
         except Exception:  # the old inlet's stream is gone anyway
@@ -637,196 +545,15 @@ class LslSource:
         deadline = time.monotonic() + max(0.0, timeout)
         while True:
             budget = min(self.reconnect_resolve_s, max(0.05, deadline - time.monotonic()))
-            found = _resolve(self._sticky_predicate, budget)
-            for info in sorted(found, key=_sort_key):
+            found = resolve(self._sticky_predicate, budget)
+            for info in sorted(found, key=sort_key):
                 try:
                     self._connect(info, first=False)
                 except Exception as exc:
-                    log.warning("could not reopen %s: %s; still waiting", _describe_info(info), exc)
+                    log.warning("could not reopen %s: %s; still waiting", describe_info(info), exc)
                     continue
-                log.info("stream found again: %s", _describe_info(info))
+                log.info("stream found again: %s", describe_info(info))
                 return True
             if time.monotonic() >= deadline:
                 return False
             time.sleep(min(0.1, max(0.0, deadline - time.monotonic())))
-
-
-def _owner(info: Any) -> str | None:
-    """The EEG stream a marker stream is named after ("X-markers" by name or source_id), else None."""
-    for value in (info.name(), info.source_id()):
-        if value and value.endswith("-markers") and len(value) > len("-markers"):
-            return value[: -len("-markers")]
-    return None
-
-
-class MarkerFollower:
-    """Follows one marker stream in a background thread and hands its samples over as Events.
-
-    wanted: "auto" or the name of a stream. Auto follows `<EEG name>-markers` (or source_id
-    `<EEG source_id>-markers`); failing that, the only string marker stream on the EEG's host,
-    unless it is named after another EEG stream ("X-markers"). With several candidates it follows
-    none and says how to pick one (--markers NAME): markers of another session are never guessed.
-    The thread alone owns the marker inlet; the EEG reader only calls `take()`, which never blocks on LSL.
-    """
-
-    def __init__(
-        self,
-        wanted: str,
-        eeg: StreamDescription,
-        clock: LslClock,
-        *,
-        resolve_timeout_s: float = 1.0,
-        retry_s: float = 5.0,
-        poll_s: float = 0.1,
-    ) -> None:
-        self.wanted = wanted
-        self.eeg = eeg
-        self.clock = clock
-        self.resolve_timeout_s = resolve_timeout_s
-        self.retry_s = retry_s
-        self.poll_s = poll_s
-        self.taken: str | None = None
-        self._events: list[Event] = []
-        self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._said_ambiguous = False
-
-    @property
-    def auto(self) -> bool:
-        return self.wanted.strip().lower() == "auto"
-
-    def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name="lsl-markers", daemon=True)
-        self._thread.start()
-
-    def stop(self, timeout_s: float = 0.3) -> None:
-        """Stop following. Does not wait out a resolve in flight: the thread ends by itself after it."""
-        self._stop.set()
-        if self._thread is not None and self._thread is not threading.current_thread():
-            self._thread.join(timeout_s)
-
-    def take(self) -> tuple[Event, ...]:
-        """Events received since the last call, in arrival order."""
-        with self._lock:
-            events, self._events = self._events, []
-        return tuple(events)
-
-    # -- the thread ----------------------------------------------------------------------------
-    def _run(self) -> None:
-        try:
-            while not self._stop.is_set():
-                opened = self._open()
-                if opened is None:
-                    self._stop.wait(self.retry_s)
-                    continue
-                inlet, correction_s = opened
-                try:
-                    self._follow(inlet, correction_s)
-                finally:
-                    self.taken = None
-                    try:
-                        inlet.close_stream()
-                    except Exception:  # the stream is gone already
-                        log.debug("close_stream of the marker inlet failed", exc_info=True)
-                    del inlet
-        except Exception:  # markers are a side channel: log, stop following, leave the EEG alone
-            log.exception("following the marker stream failed; continuing without markers")
-            self.taken = None
-
-    def _candidates(self) -> list[Any]:
-        import pylsl
-
-        if not self.auto:
-            return sorted(_resolve(build_predicate(name=self.wanted), self.resolve_timeout_s), key=_sort_key)
-        # The preferred names first: such a resolve returns as soon as one answers.
-        names = [f"name={_xpath_literal(f'{self.eeg.name}-markers')}"]
-        if self.eeg.source_id:
-            names.append(f"source_id={_xpath_literal(f'{self.eeg.source_id}-markers')}")
-        preferred = [
-            i
-            for i in _resolve(f"type='Markers' and ({' or '.join(names)})", self.resolve_timeout_s)
-            if i.channel_format() == pylsl.cf_string
-        ]
-        if preferred:
-            return sorted(preferred, key=_sort_key)
-        # Any other marker stream on the host: listen the whole second, so that "the only one" is true.
-        found = _resolve(
-            build_predicate(type="Markers", hostname=self.eeg.hostname or None),
-            self.resolve_timeout_s,
-            minimum=1_000_000,
-        )
-        found = sorted((i for i in found if i.channel_format() == pylsl.cf_string), key=_sort_key)
-        # "X-markers" belongs to the EEG stream X (the player's and our own naming): never ours here.
-        others = [i for i in found if _owner(i) is not None]
-        if len(found) == 1 and not others:
-            return found
-        if found and not self._said_ambiguous:
-            self._said_ambiguous = True
-            why = (
-                f"{len(found)} marker streams on host {self.eeg.hostname}"
-                if len(found) > 1
-                else f"the only marker stream on host {self.eeg.hostname} belongs to EEG stream "
-                f"{_owner(found[0])!r}"
-            )
-            log.warning(
-                "markers: following none: %s and none named %s-markers (%s). To carry one, pick it "
-                "with --markers NAME.",
-                why,
-                self.eeg.name,
-                "; ".join(_describe_info(i) for i in found),
-                extra={"event": "markers_not_followed"},
-            )
-        return []
-
-    def _open(self) -> tuple[Any, float] | None:
-        """An open inlet on the wanted stream and its first time correction, or None."""
-        import pylsl
-
-        for info in self._candidates():
-            if self._stop.is_set():
-                return None
-            try:
-                inlet = pylsl.StreamInlet(info, max_buflen=360, recover=True, processing_flags=0)
-                inlet.open_stream(timeout=1.0)
-            except Exception as exc:  # it went away between resolve and open
-                log.debug("could not open marker stream %s: %s", _describe_info(info), exc)
-                continue
-            # liblsl's first estimate takes ~0.6 s of probes; markers wait in the inlet meanwhile.
-            try:
-                correction_s = float(inlet.time_correction(timeout=2.0))
-            except Exception:  # TimeoutError/LostError: same host, so 0 is right to a few µs
-                log.debug("no time correction for the marker stream yet", exc_info=True)
-                correction_s = 0.0
-            self.taken = _describe_info(info)
-            log.info("markers: following LSL stream %s", self.taken, extra={"event": "markers_followed"})
-            return inlet, correction_s
-        return None
-
-    def _follow(self, inlet: Any, correction_s: float) -> None:
-        from pylsl.util import LostError
-
-        mapper = StreamTimeMapper(self.clock, stream_label=f"marker stream {self.taken}")
-        checked = time.monotonic()
-        while not self._stop.is_set():
-            try:
-                samples, stamps = inlet.pull_chunk(timeout=self.poll_s, max_samples=256, min_samples=1)
-            except LostError:  # no source_id: liblsl cannot recover it, so resolve afresh
-                log.warning("marker stream %s lost; looking for it again", self.taken)
-                return
-            if not stamps:
-                continue
-            now = time.monotonic()
-            if now - checked >= 5.0:
-                checked = now
-                try:  # liblsl keeps it current in the background: timeout 0 never stalls the pulls
-                    correction_s = float(inlet.time_correction(timeout=0.0))
-                except Exception:  # TimeoutError/LostError: keep the last estimate
-                    log.debug("marker time_correction unavailable", exc_info=True)
-            times_ms = mapper.to_unix_ms(np.asarray(stamps, dtype=np.float64), correction_s)
-            events = [
-                Event(time_ms=float(t), value=marker_value(sample))
-                for t, sample in zip(times_ms, samples, strict=True)
-            ]
-            with self._lock:
-                self._events.extend(events)

@@ -1,0 +1,202 @@
+"""Markers next to a live EEG stream: `MarkerFollower` reads one LSL marker stream in a thread.
+
+Which marker stream goes with the EEG (auto: `<EEG name>-markers`, or the only one on its host)
+is explained in the class; its samples become Events on the collector's Unix-ms time line.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import Any
+
+import numpy as np
+
+from collector.core.clock import LslClock, StreamTimeMapper
+from collector.core.records import Event, StreamDescription
+from collector.devices.lsl.discovery import build_predicate, describe_info, resolve, sort_key, xpath_literal
+from collector.devices.recordings.model import marker_value
+
+log = logging.getLogger("collector.devices.lsl")
+
+
+def _owner(info: Any) -> str | None:
+    """The EEG stream a marker stream is named after ("X-markers" by name or source_id), else None."""
+    for value in (info.name(), info.source_id()):
+        if value and value.endswith("-markers") and len(value) > len("-markers"):
+            return value[: -len("-markers")]
+    return None
+
+
+class MarkerFollower:
+    """Follows one marker stream in a background thread and hands its samples over as Events.
+
+    wanted: "auto" or the name of a stream. Auto follows `<EEG name>-markers` (or source_id
+    `<EEG source_id>-markers`); failing that, the only string marker stream on the EEG's host,
+    unless it is named after another EEG stream ("X-markers"). With several candidates it follows
+    none and says how to pick one (--markers NAME): markers of another session are never guessed.
+    The thread alone owns the marker inlet; the EEG reader only calls `take()`, which never blocks on LSL.
+    """
+
+    def __init__(
+        self,
+        wanted: str,
+        eeg: StreamDescription,
+        clock: LslClock,
+        *,
+        resolve_timeout_s: float = 1.0,
+        retry_s: float = 5.0,
+        poll_s: float = 0.1,
+    ) -> None:
+        self.wanted = wanted
+        self.eeg = eeg
+        self.clock = clock
+        self.resolve_timeout_s = resolve_timeout_s
+        self.retry_s = retry_s
+        self.poll_s = poll_s
+        self.taken: str | None = None
+        self._events: list[Event] = []
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._said_ambiguous = False
+
+    @property
+    def auto(self) -> bool:
+        return self.wanted.strip().lower() == "auto"
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="lsl-markers", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout_s: float = 0.3) -> None:
+        """Stop following. Does not wait out a resolve in flight: the thread ends by itself after it."""
+        self._stop.set()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(timeout_s)
+
+    def take(self) -> tuple[Event, ...]:
+        """Events received since the last call, in arrival order."""
+        with self._lock:
+            events, self._events = self._events, []
+        return tuple(events)
+
+    # -- the thread ----------------------------------------------------------------------------
+    def _run(self) -> None:
+        try:
+            while not self._stop.is_set():
+                opened = self._open()
+                if opened is None:
+                    self._stop.wait(self.retry_s)
+                    continue
+                inlet, correction_s = opened
+                try:
+                    self._follow(inlet, correction_s)
+                finally:
+                    self.taken = None
+                    try:
+                        inlet.close_stream()
+                    except Exception:  # the stream is gone already
+                        log.debug("close_stream of the marker inlet failed", exc_info=True)
+                    del inlet
+        except Exception:  # markers are a side channel: log, stop following, leave the EEG alone
+            log.exception("following the marker stream failed; continuing without markers")
+            self.taken = None
+
+    def _candidates(self) -> list[Any]:
+        import pylsl
+
+        if not self.auto:
+            return sorted(resolve(build_predicate(name=self.wanted), self.resolve_timeout_s), key=sort_key)
+        # The preferred names first: such a resolve returns as soon as one answers.
+        names = [f"name={xpath_literal(f'{self.eeg.name}-markers')}"]
+        if self.eeg.source_id:
+            names.append(f"source_id={xpath_literal(f'{self.eeg.source_id}-markers')}")
+        preferred = [
+            i
+            for i in resolve(f"type='Markers' and ({' or '.join(names)})", self.resolve_timeout_s)
+            if i.channel_format() == pylsl.cf_string
+        ]
+        if preferred:
+            return sorted(preferred, key=sort_key)
+        # Any other marker stream on the host: listen the whole second, so that "the only one" is true.
+        found = resolve(
+            build_predicate(type="Markers", hostname=self.eeg.hostname or None),
+            self.resolve_timeout_s,
+            minimum=1_000_000,
+        )
+        found = sorted((i for i in found if i.channel_format() == pylsl.cf_string), key=sort_key)
+        # "X-markers" belongs to the EEG stream X (the player's and our own naming): never ours here.
+        others = [i for i in found if _owner(i) is not None]
+        if len(found) == 1 and not others:
+            return found
+        if found and not self._said_ambiguous:
+            self._said_ambiguous = True
+            why = (
+                f"{len(found)} marker streams on host {self.eeg.hostname}"
+                if len(found) > 1
+                else f"the only marker stream on host {self.eeg.hostname} belongs to EEG stream "
+                f"{_owner(found[0])!r}"
+            )
+            log.warning(
+                "markers: following none: %s and none named %s-markers (%s). To carry one, pick it "
+                "with --markers NAME.",
+                why,
+                self.eeg.name,
+                "; ".join(describe_info(i) for i in found),
+                extra={"event": "markers_not_followed"},
+            )
+        return []
+
+    def _open(self) -> tuple[Any, float] | None:
+        """An open inlet on the wanted stream and its first time correction, or None."""
+        import pylsl
+
+        for info in self._candidates():
+            if self._stop.is_set():
+                return None
+            try:
+                inlet = pylsl.StreamInlet(info, max_buflen=360, recover=True, processing_flags=0)
+                inlet.open_stream(timeout=1.0)
+            except Exception as exc:  # it went away between resolve and open
+                log.debug("could not open marker stream %s: %s", describe_info(info), exc)
+                continue
+            # liblsl's first estimate takes ~0.6 s of probes; markers wait in the inlet meanwhile.
+            try:
+                correction_s = float(inlet.time_correction(timeout=2.0))
+            except Exception:  # TimeoutError/LostError: same host, so 0 is right to a few µs
+                log.debug("no time correction for the marker stream yet", exc_info=True)
+                correction_s = 0.0
+            self.taken = describe_info(info)
+            log.info("markers: following LSL stream %s", self.taken, extra={"event": "markers_followed"})
+            return inlet, correction_s
+        return None
+
+    def _follow(self, inlet: Any, correction_s: float) -> None:
+        from pylsl.util import LostError
+
+        mapper = StreamTimeMapper(self.clock, stream_label=f"marker stream {self.taken}")
+        checked = time.monotonic()
+        while not self._stop.is_set():
+            try:
+                samples, stamps = inlet.pull_chunk(timeout=self.poll_s, max_samples=256, min_samples=1)
+            except LostError:  # no source_id: liblsl cannot recover it, so resolve afresh
+                log.warning("marker stream %s lost; looking for it again", self.taken)
+                return
+            if not stamps:
+                continue
+            now = time.monotonic()
+            if now - checked >= 5.0:
+                checked = now
+                try:  # liblsl keeps it current in the background: timeout 0 never stalls the pulls
+                    correction_s = float(inlet.time_correction(timeout=0.0))
+                except Exception:  # TimeoutError/LostError: keep the last estimate
+                    log.debug("marker time_correction unavailable", exc_info=True)
+            times_ms = mapper.to_unix_ms(np.asarray(stamps, dtype=np.float64), correction_s)
+            events = [
+                Event(time_ms=float(t), value=marker_value(sample))
+                for t, sample in zip(times_ms, samples, strict=True)
+            ]
+            with self._lock:
+                self._events.extend(events)

@@ -1,0 +1,198 @@
+"""The in-memory model of a recording, whatever its file format: a `Recording` of `RecordedStream`s.
+
+Every reader (XDF, muselsl and Mind Monitor CSV, EDF/BDF) returns a `Recording`; everything after
+loading (stream choice, clock domains, parts, stamp repair, events, pacing) works on it alone.
+Also here: the helpers every stage of a replay shares on that model (the marker values and times
+of a recording, the choice of its EEG stream, a marker stream built from events, the recording's
+start as an ISO-8601 date-time).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from collector.errors import UsageError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class RecordedStream:
+    """One stream of a recording, as loaded: numeric data (n, ch) or a list of strings."""
+
+    stream_id: int
+    name: str
+    type: str
+    source_id: str
+    hostname: str
+    channel_format: str
+    sfreq: float  # nominal rate; 0 for irregular streams
+    labels: tuple[str, ...]
+    units: tuple[str, ...]  # per channel, "" when not given
+    data: Any  # np.ndarray (n, ch) for numeric streams, list[list[str]] for string streams
+    times_s: np.ndarray  # synchronised (and dejittered) timestamps, LSL clock of the recorder
+    segments: tuple[tuple[int, int], ...]  # inclusive index ranges without breaks
+    has_footer: bool
+    footer_sample_count: int | None
+
+    @property
+    def is_string(self) -> bool:
+        return self.channel_format == "string"
+
+    @property
+    def is_marker(self) -> bool:
+        return self.is_string or self.type.lower() == "markers"
+
+    @property
+    def sample_count(self) -> int:
+        return int(self.times_s.shape[0])
+
+
+@dataclass(frozen=True, slots=True)
+class Recording:
+    path: Path
+    streams: tuple[RecordedStream, ...]
+    start: datetime | None  # the file header's `datetime`, None when absent
+
+
+def parse_iso_datetime(value: str) -> datetime:
+    """ISO-8601 including the `+0000` offsets LabRecorder writes (Python 3.10 wants `+00:00`)."""
+    text = value.strip().replace(" ", "T", 1)
+    text = re.sub(r"([+-]\d{2})(\d{2})$", r"\1:\2", text)
+    if text.endswith(("Z", "z")):
+        text = text[:-1] + "+00:00"
+    return datetime.fromisoformat(text)
+
+
+def marker_stream(
+    name: str, source_id: str, times_s: Sequence[float], values: Sequence[str], *, stream_id: int
+) -> RecordedStream:
+    """A string stream of events (one value per marker), like an LSL marker stream in XDF."""
+    times = np.asarray(times_s, dtype=np.float64)
+    return RecordedStream(
+        stream_id=stream_id,
+        name=name,
+        type="Markers",
+        source_id=source_id,
+        hostname="",
+        channel_format="string",
+        sfreq=0.0,
+        labels=("marker",),
+        units=("",),
+        data=[[str(v)] for v in values],
+        times_s=times,
+        segments=((0, len(times) - 1),) if len(times) else (),
+        has_footer=True,
+        footer_sample_count=None,
+    )
+
+
+def _describe(s: RecordedStream) -> str:
+    sid = f", source_id {s.source_id}" if s.source_id else ""
+    return (
+        f"{s.name!r} (id {s.stream_id}, type {s.type or '?'}{sid}, {len(s.labels)} ch, "
+        f"{s.sample_count} samples)"
+    )
+
+
+def pick_eeg_stream(recording: Recording, stream: str | None = None) -> RecordedStream:
+    """The EEG stream: `stream` names it by the file's numeric stream id, its source_id, its name
+    or its type (in that order); without `stream`, the first EEG-typed one with samples.
+
+    A stream the sender restarted appears as several parts with the same name: naming it by name,
+    type or source_id picks all of them (`collector.devices.recordings.fixes.stream_parts` joins them);
+    its numeric stream id picks that one part alone.
+
+    Raises UsageError (one line, listing the file's streams) when nothing numeric matches; when
+    `stream` names a marker (string) stream, the message says so instead of "no numeric stream".
+    """
+    numeric = [s for s in recording.streams if not s.is_string]
+    listing = ", ".join(_describe(s) for s in recording.streams) or "none"
+    if stream is not None:
+        wanted = stream.strip()
+        chosen = (
+            [s for s in numeric if wanted.isdigit() and s.stream_id == int(wanted)]
+            or [s for s in numeric if s.source_id and s.source_id == wanted]
+            or [s for s in numeric if s.name == wanted]
+            or [s for s in numeric if s.type.lower() == wanted.lower()]
+        )
+        strings = [
+            s
+            for s in recording.streams
+            if s.is_string
+            and ((wanted.isdigit() and s.stream_id == int(wanted)) or wanted in (s.source_id, s.name))
+        ]
+        if not chosen and strings:
+            raise UsageError(
+                f"--stream {stream!r} in {recording.path.name} is {_describe(strings[0])}, a marker stream "
+                f"(strings), not EEG: its markers are replayed as events with the EEG anyway. Pick the EEG "
+                f"stream with --stream NAME|SOURCE_ID|ID; streams: {listing}."
+            )
+        if not chosen:
+            raise UsageError(
+                f"no numeric stream with id, source_id or name {stream!r} in {recording.path.name}; "
+                f"streams: {listing}. Pick one with --stream NAME|SOURCE_ID|ID."
+            )
+    else:
+        chosen = [s for s in numeric if s.type.lower() == "eeg"]
+        if not chosen:
+            raise UsageError(
+                f"no EEG stream in {recording.path.name}; streams: {listing}. "
+                "Pick a numeric stream with --stream NAME|SOURCE_ID|ID."
+            )
+    with_data = [s for s in chosen if s.sample_count > 0]
+    if not with_data:
+        raise UsageError(
+            f"EEG stream {chosen[0].name!r} in {recording.path.name} has no samples. "
+            "Use a recording that captured EEG, or pick another stream with --stream NAME|SOURCE_ID|ID."
+        )
+    pick = with_data[0]
+    others = [s for s in chosen if s is not pick and (s.name, s.source_id) != (pick.name, pick.source_id)]
+    if others:
+        log.info(
+            "%d streams match in %s; using %s. Others: %s. Pick another with --stream SOURCE_ID or ID.",
+            len(others) + 1,
+            recording.path.name,
+            _describe(pick),
+            ", ".join(_describe(s) for s in others),
+        )
+    return pick
+
+
+def marker_value(sample: Sequence[Any]) -> str:
+    """One marker sample as text: its value, or its values joined by commas; whole floats as ints."""
+    values = []
+    for v in sample:
+        if isinstance(v, (float, np.floating)) and float(v).is_integer():
+            v = int(v)
+        values.append(str(v))
+    return values[0] if len(values) == 1 else ",".join(values)
+
+
+def recording_markers(
+    recording: Recording, eeg: RecordedStream | Sequence[int]
+) -> tuple[np.ndarray, list[str]]:
+    """Every marker of the recording's other streams: (times in the file's seconds, values), by time.
+
+    eeg: the EEG stream, or the stream ids of its parts, which are not markers even when typed so.
+    """
+    skip = {eeg.stream_id} if isinstance(eeg, RecordedStream) else set(eeg)
+    times: list[float] = []
+    values: list[str] = []
+    for s in recording.streams:
+        if s.stream_id in skip or not s.is_marker or s.sample_count == 0:
+            continue
+        samples = s.data if s.is_string else np.asarray(s.data).tolist()
+        for t, sample in zip(s.times_s, samples, strict=True):
+            times.append(float(t))
+            values.append(marker_value(sample))
+    order = np.argsort(np.asarray(times), kind="stable")
+    return np.asarray(times, dtype=np.float64)[order], [values[i] for i in order]

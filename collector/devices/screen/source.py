@@ -1,0 +1,335 @@
+"""Screen source: periodic screenshots as `ScreenFrame`s, for `screen` evidence.
+
+    grab (a Grabber: X11 through mss) -> RGB -> redact -> downscale to max_width -> 64x36 diff
+    -> encode to fit 10 MB
+
+Cadence: capture k is due at start + k * interval on a monotonic clock; a capture that overruns
+skips the slots it missed (counted in `skipped_late`) instead of running them back to back.
+Near-identical frames (mean absolute difference of 64x36 grayscale thumbnails against the last
+*sent* frame below `diff_threshold`) are skipped and counted, but one frame goes out at least
+every `keepalive_s`. While the privacy pause is on nothing is grabbed at all; the pause periods
+ride on the next sent frame.
+
+No X display, a dead X server, or Wayland without XWayland: `open()` raises NoSourceError
+("no screen available: <reason>"); the grabber's own errors never leave `collector.devices.screen`.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Protocol
+
+from collector.core.records import ScreenFrame
+from collector.devices.screen.grabber import Grabber, open_grabber
+from collector.devices.screen.image import diff_score, downscale, encode_image, fit_encode, redact, thumbnail
+from collector.devices.screen.settings import ScreenSettings
+from collector.errors import NoSourceError
+
+if TYPE_CHECKING:
+    from PIL import Image
+
+log = logging.getLogger("collector.devices.screen")
+
+
+class PauseStatus(Protocol):
+    """The privacy pause as the screen source reads it (collector.capture.pause.PauseState)."""
+
+    @property
+    def paused(self) -> bool: ...
+
+    @property
+    def since_ms(self) -> int | None:
+        """Start of the current pause, or of the last one."""
+        ...
+
+    @property
+    def until_ms(self) -> int | None:
+        """End of the last pause; None while paused."""
+        ...
+
+
+class PauseSwitch(Protocol):
+    """Where the privacy pause is read from (collector.capture.pause.PauseControl)."""
+
+    def state(self) -> PauseStatus: ...
+
+
+class Clock(Protocol):
+    """Time as the screen source sees it; tests pass a fake one."""
+
+    def monotonic(self) -> float: ...
+
+    def time_ms(self) -> int: ...
+
+    def wait(self, stop: threading.Event, timeout_s: float) -> bool:
+        """Sleep up to timeout_s; True if `stop` was set."""
+        ...
+
+
+class SystemClock:
+    def monotonic(self) -> float:
+        return time.monotonic()
+
+    def time_ms(self) -> int:
+        return time.time_ns() // 1_000_000
+
+    def wait(self, stop: threading.Event, timeout_s: float) -> bool:
+        return stop.wait(timeout_s)
+
+
+class ScreenSource:
+    """Screenshots of one monitor (or all) at a steady cadence. See the module docstring."""
+
+    def __init__(
+        self,
+        settings: ScreenSettings,
+        *,
+        pause_control: PauseSwitch | None = None,
+        clock: Clock | None = None,
+        grabber: Callable[[], Image.Image] | None = None,
+        encoder: Callable[[Image.Image, str, int], bytes] = encode_image,
+    ) -> None:
+        """`grabber` replaces the display (tests): a function returning the screen as a PIL image;
+        `encoder` replaces encode_image."""
+        self.settings = settings
+        self.pause_control = pause_control
+        self.clock: Clock = clock or SystemClock()
+        self._grabber = grabber
+        self._encoder = encoder
+        self._display: Grabber | None = None
+        self.monitor: int | str = settings.monitor  # resolved by open(): "primary" -> its index
+        # counters (written by the capturing thread only)
+        self.captured = 0  # screenshots grabbed
+        self.sent = 0  # frames returned for sending
+        self.skipped_identical = 0
+        self.skipped_late = 0  # cadence slots missed because a capture overran
+        self.paused = 0  # cadence slots not captured because of the privacy pause
+        self.dropped_oversize = 0  # frames that could not be fitted under max_bytes
+        # diff / keepalive / pause bookkeeping
+        self._last_thumb: bytes | None = None
+        self._last_sent_mono: float | None = None
+        self._skipped_since = 0
+        self._late_since = 0
+        self._force_send = True
+        self._pause_open_since: int | None = None
+        self._pause_periods: list[tuple[int, int]] = []
+        self._last_recorded_pause: tuple[int, int] | None = None
+        self._opened_ms: int | None = None
+        self._late_warned = False
+
+    # ---- lifecycle -----------------------------------------------------------------------------
+
+    def open(self) -> None:
+        if self._opened_ms is None:
+            self._opened_ms = self.clock.time_ms()
+        if self.pause_control is not None and self._pause_open_since is None:
+            state = self.pause_control.state()
+            if state.paused:  # already said by the caller (`run`, with since when): not logged again
+                self._pause_open_since = state.since_ms if state.since_ms is not None else self._opened_ms
+        if self._grabber is not None or self._display is not None:
+            return
+        self._display = open_grabber(self.settings)
+        self.monitor = self._display.monitor
+        width, height = self._display.size
+        log.info(
+            "screen: monitor %s (%dx%d), every %gs, %s q%d",
+            self.monitor,
+            width,
+            height,
+            self.settings.interval_s,
+            self.settings.image_format,
+            self.settings.quality,
+        )
+
+    def close(self) -> None:
+        display, self._display = self._display, None
+        if display is not None:
+            display.close()
+
+    def __enter__(self) -> ScreenSource:
+        self.open()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ---- one capture ---------------------------------------------------------------------------
+
+    def _grab(self) -> Image.Image:
+        if self._grabber is not None:
+            return self._grabber().convert("RGB")
+        if self._display is None:
+            raise RuntimeError("ScreenSource.open() must be called before capture()")
+        try:
+            return self._display.grab()
+        except NoSourceError as first:
+            # Monitors changed (a projector plugged in) or the server restarted: reconnect once.
+            log.info("screen grab failed (%s); reconnecting to the display", first)
+            self.close()
+            try:
+                self.open()
+                assert self._display is not None  # open() connected, or raised
+                image = self._display.grab()
+            except NoSourceError as exc:
+                self.close()
+                log.debug("reconnecting failed: %s", exc)
+                raise NoSourceError(
+                    f"no screen available: lost the display during capture ({first}) and could not "
+                    "reconnect; EEG capture is not affected"
+                ) from exc
+            self._force_send = True
+        return image
+
+    def _poll_pause(self) -> bool:
+        """True while paused; records pause periods (also ones that began and ended between captures)."""
+        if self.pause_control is None:
+            return False
+        state = self.pause_control.state()
+        now = self.clock.time_ms()
+        if state.paused:
+            if self._pause_open_since is None:
+                self._pause_open_since = state.since_ms if state.since_ms is not None else now
+                log.info("screen capture paused (EEG continues)", extra={"event": "screen_paused"})
+            return True
+        if self._pause_open_since is not None:
+            start = self._pause_open_since
+            end = state.until_ms if state.since_ms == start and state.until_ms is not None else now
+            self._record_pause(start, end)
+            self._pause_open_since = None
+            log.info("screen capture resumed", extra={"event": "screen_resumed"})
+        elif state.since_ms is not None and state.until_ms is not None:
+            # A short pause that began and ended between two captures.
+            if self._opened_ms is not None and state.until_ms >= self._opened_ms:
+                self._record_pause(state.since_ms, state.until_ms)
+        return False
+
+    def _record_pause(self, start: int, end: int) -> None:
+        period = (int(start), int(max(start, end)))
+        if period == self._last_recorded_pause:
+            return
+        self._last_recorded_pause = period
+        self._pause_periods.append(period)
+        self._force_send = True  # show the screen right after a pause
+
+    def capture(self) -> ScreenFrame | None:
+        """Grab, diff and encode once. None when paused, near-identical, or unfittable (all counted).
+
+        Raises NoSourceError if the screen goes away (X server stopped).
+        """
+        if self._poll_pause():
+            self.paused += 1
+            return None
+        now_mono = self.clock.monotonic()
+        time_ms = self.clock.time_ms()
+        image = self._grab()
+        self.captured += 1
+        captured_size = image.size
+        image = redact(image, self.settings.redact)
+        image = downscale(image, self.settings.max_width)
+        thumb = thumbnail(image)
+        score = None if self._last_thumb is None else diff_score(thumb, self._last_thumb)
+        if not self._must_send(now_mono, score):
+            self.skipped_identical += 1
+            self._skipped_since += 1
+            return None
+        assert self.settings.quality is not None  # ScreenSettings sets it
+        try:
+            data, sent_size, quality = fit_encode(
+                image,
+                self.settings.image_format,
+                self.settings.quality,
+                self.settings.max_bytes,
+                self._encoder,
+            )
+        except ValueError as exc:
+            self.dropped_oversize += 1
+            log.error("screen frame dropped: %s", exc)
+            return None
+        extra: dict = {}
+        if quality != self.settings.quality:
+            extra["quality"] = quality
+        if self._late_since:
+            extra["skipped_late_before"] = self._late_since
+        frame = ScreenFrame(
+            image=data,
+            mime_type=self.settings.mime_type,
+            time_ms=time_ms,
+            monitor=self.monitor,
+            captured_size=captured_size,
+            sent_size=sent_size,
+            diff_score=None if score is None else round(score, 3),
+            skipped_before=self._skipped_since,
+            paused_periods=tuple(self._pause_periods),
+            extra=extra,
+        )
+        self.sent += 1
+        self._last_thumb = thumb
+        self._last_sent_mono = now_mono
+        self._skipped_since = 0
+        self._late_since = 0
+        self._pause_periods = []
+        self._force_send = False
+        return frame
+
+    def _must_send(self, now_mono: float, score: float | None) -> bool:
+        if self._force_send or score is None or self._last_sent_mono is None:
+            return True
+        if score >= self.settings.diff_threshold:
+            return True
+        # Half an interval of slack: capture times jitter around their slots.
+        slack = min(self.settings.interval_s / 2, self.settings.keepalive_s / 2)
+        return now_mono - self._last_sent_mono >= self.settings.keepalive_s - slack
+
+    # ---- the cadence loop ----------------------------------------------------------------------
+
+    def run(self, on_frame: Callable[[ScreenFrame], None], stop: threading.Event) -> None:
+        """Capture at start + k * interval until `stop` is set; each sent frame goes to on_frame.
+
+        A capture that overruns skips the slots it missed (counted), so captures never pile up.
+        NoSourceError (the screen went away) propagates; EEG is the caller's and carries on.
+        """
+        if self._display is None and self._grabber is None:
+            self.open()
+        interval = self.settings.interval_s
+        tolerance = min(0.1 * interval, 0.25)  # scheduling jitter is not lateness
+        start = self.clock.monotonic()
+        k = 0
+        while True:
+            delay = start + k * interval - self.clock.monotonic()
+            if delay > 0:
+                if self.clock.wait(stop, delay):
+                    return
+            elif stop.is_set():
+                return
+            frame = self.capture()
+            if frame is not None:
+                on_frame(frame)
+            elapsed = self.clock.monotonic() - start
+            next_k = max(k + 1, math.ceil((elapsed - tolerance) / interval))
+            missed = next_k - (k + 1)
+            if missed:
+                self.skipped_late += missed
+                self._late_since += missed
+                if not self._late_warned:
+                    self._late_warned = True
+                    log.warning(
+                        "screen capture took longer than the %gs interval; skipping missed slots "
+                        "(consider a longer --screen-interval or a smaller --screen-max-width)",
+                        interval,
+                    )
+            k = next_k
+
+    @property
+    def counters(self) -> dict[str, int]:
+        return {
+            "captured": self.captured,
+            "sent": self.sent,
+            "skipped_identical": self.skipped_identical,
+            "skipped_late": self.skipped_late,
+            "paused": self.paused,
+            "dropped_oversize": self.dropped_oversize,
+        }
