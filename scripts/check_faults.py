@@ -141,8 +141,8 @@ FAULTS: tuple[Fault, ...] = (
         (
             Edit(
                 RUN,
-                "Spool(spool_dir(args), max_bytes=profile.delivery.spool_max_bytes)",
-                "Spool(spool_dir(args))  # FAULT",
+                "open_spool(spool_dir(args), max_bytes=profile.delivery.spool_max_bytes)",
+                "open_spool(spool_dir(args))  # FAULT",
             ),
         ),
         (

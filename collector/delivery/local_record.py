@@ -36,6 +36,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from collector.core.summary import STREAM_ID as SUMMARY_STREAM_ID
+
 log = logging.getLogger("collector.delivery.local_record")
 
 DEFAULT_RETENTION_DAYS = 30.0
@@ -208,8 +210,6 @@ class LocalRecord:
         """What the spool's own rows say of a capture (pending, failed and delivered alike, evicted or
         not): EEG samples and chunks (session summary aside), screenshots, first chunk's time (Unix
         ms), last item spooled (Unix ms). For captures that never reached `end_capture`."""
-        from collector.core.summary import STREAM_ID as SUMMARY_STREAM_ID
-
         with self._lock:
             rows = self._conn.execute(
                 "SELECT type, stream_id, request_json, created_ms FROM items WHERE capture_id = ?",
