@@ -112,7 +112,7 @@ def _delivery_rate(spool) -> dict | None:
     """The rate of the process delivering from this spool now (it refreshes it every 10 s), or None."""
     import time
 
-    from collector.delivery.uploader import DELIVERY_RATE_KEY
+    from collector.delivery.events import DELIVERY_RATE_KEY
 
     raw = spool.get_meta(DELIVERY_RATE_KEY)
     try:

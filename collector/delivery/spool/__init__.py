@@ -3,6 +3,7 @@
 """
 
 from collector.delivery.spool.items import LAST_STREAM_IDS, DuplicateChunkError, SpoolItem
+from collector.delivery.spool.lock import DeliveryBusyError
 from collector.delivery.spool.losses import LOSS_REASONS, MAX_DROP_CHUNKS, Loss
 from collector.delivery.spool.reserve import RESERVE_BYTES
 from collector.delivery.spool.schema import DB_NAME, LOCK_NAME, RESERVE_NAME, damaged_advice
@@ -20,6 +21,7 @@ __all__ = [
     "RESERVE_NAME",
     "SCREEN_LIMIT_RATIO",
     "CaptureDelivery",
+    "DeliveryBusyError",
     "DuplicateChunkError",
     "Loss",
     "Spool",

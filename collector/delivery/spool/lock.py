@@ -10,10 +10,16 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from collector.errors import SpoolError
+
 try:
     import fcntl
 except ImportError:  # not POSIX
     fcntl = None  # type: ignore[assignment]  # absent on Windows; every use checks for None first
+
+
+class DeliveryBusyError(SpoolError):
+    """Another process (a `collector upload`, another run) is delivering from this spool."""
 
 
 class DeliveryLock:
