@@ -104,7 +104,7 @@ def _finish(spool: Spool, row: dict[str, Any]) -> None:
         "interrupted": True,
         "complete_counts": complete,  # markers and gaps counted from every chunk
     }
-    ended = spooled["last_spooled_ms"] or row.get("started_ms")
+    ended = spooled["last_spooled_ms"] or row["started_ms"]  # every `captures()` row has both
     spool.record.end_capture(capture_id, int(ended), counts)
     log.warning(
         "capture %s was interrupted (its process is gone); finished from the %d item(s) it had spooled%s",

@@ -147,8 +147,8 @@ def reduce_screenshot(data: bytes, width: int = SCREEN_COPY_WIDTH) -> tuple[byte
     """
     from PIL import Image
 
-    with Image.open(io.BytesIO(data)) as img:
-        img = img.convert("RGB")
+    with Image.open(io.BytesIO(data)) as opened:
+        img = opened.convert("RGB")
         if img.width > width:
             img = img.resize((width, max(1, round(img.height * width / img.width))), Image.Resampling.LANCZOS)
         out = io.BytesIO()
@@ -215,7 +215,9 @@ class LocalRecord:
                 "SELECT type, stream_id, request_json, created_ms FROM items WHERE capture_id = ?",
                 (capture_id,),
             ).fetchall()
-        counts = {"samples": 0, "eeg_chunks": 0, "screenshots": 0, "first_ms": None, "last_spooled_ms": None}
+        counts: dict[str, Any] = {
+            "samples": 0, "eeg_chunks": 0, "screenshots": 0, "first_ms": None, "last_spooled_ms": None
+        }  # fmt: skip
         for typ, stream_id, request_json, created_ms in rows:
             last = counts["last_spooled_ms"]
             counts["last_spooled_ms"] = created_ms if last is None else max(last, created_ms)
