@@ -1,5 +1,5 @@
 """The durable on-disk spool (SQLite): every chunk is written here before any network call.
-`Spool` (spool.py) is composed of the parts below; schema.py documents the on-disk layout.
+`Spool` (spool.py) is composed of this package's modules; schema.py documents the on-disk layout.
 """
 
 from collector.delivery.spool.items import LAST_STREAM_IDS, DuplicateChunkError, SpoolItem
