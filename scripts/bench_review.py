@@ -63,9 +63,9 @@ def main() -> None:
              "--log-format", "json"],
             env=env, stdin=subprocess.DEVNULL, capture_output=True, check=False,
         )  # fmt: skip
-        from collector.delivery.spool import Spool
+        from collector.delivery.opening import open_spool
 
-        with Spool(spool_dir) as spool:
+        with open_spool(spool_dir) as spool:
             [cap] = [c["capture_id"] for c in spool.record.captures()]
             counts = spool.record.captures()[0]["counts"]
             start, end = counts["data_start_ms"], counts["data_end_ms"]

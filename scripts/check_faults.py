@@ -141,8 +141,8 @@ FAULTS: tuple[Fault, ...] = (
         (
             Edit(
                 RUN,
-                "Spool(spool_dir(args), max_bytes=profile.delivery.spool_max_bytes)",
-                "Spool(spool_dir(args))  # FAULT",
+                "open_spool(spool_dir(args), max_bytes=profile.delivery.spool_max_bytes)",
+                "open_spool(spool_dir(args))  # FAULT",
             ),
         ),
         (
@@ -182,7 +182,7 @@ FAULTS: tuple[Fault, ...] = (
         (
             Edit(
                 "collector/delivery/uploader.py",
-                "self._consecutive_429, err.retry_after_s, self.limiter.rate_per_min,",
+                "self._consecutive_429, retry_after_s(err), self.limiter.rate_per_min,",
                 "self._consecutive_429, None, self.limiter.rate_per_min,  # FAULT: Retry-After ignored",
             ),
         ),

@@ -264,7 +264,7 @@ def test_listener_called_after_add(spool):
 
 
 def test_stats_per_capture(spool, monkeypatch):
-    import collector.delivery.spool as spool_module
+    import collector.delivery.spool.store as spool_module
 
     now = [1_800_000_000_000]  # Unix ms, moved by hand: ages are exact
     monkeypatch.setattr(spool_module, "_now_ms", lambda: now[0])

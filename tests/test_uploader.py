@@ -12,8 +12,9 @@ from dataclasses import dataclass
 import pytest
 
 from collector.api.settings import ApiKey, ApiSettings
+from collector.delivery.rate import TokenBucket, full_jitter
 from collector.delivery.spool import Spool
-from collector.delivery.uploader import TokenBucket, Uploader, full_jitter
+from collector.delivery.uploader import Uploader
 from collector.errors import (
     AuthError,
     NetworkError,

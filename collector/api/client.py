@@ -228,7 +228,7 @@ class OpenLessonClient:
             return self._bad_body(status, "is not an API error", response.headers.get("content-type"))
 
         retry_after_s = parse_retry_after(response.headers.get("retry-after"))
-        kwargs = dict(
+        kwargs: dict[str, Any] = dict(
             code=code,
             status=status,
             server_message=self._one_line(server_message),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -57,8 +58,8 @@ class ApiKey:
         raise TypeError("ApiKey cannot be pickled")
 
 
-def resolve_api_key(api_key_file: str | None = None, env: dict[str, str] | None = None) -> ApiKey:
-    env = os.environ if env is None else env
+def resolve_api_key(api_key_file: str | None = None, env: Mapping[str, str] | None = None) -> ApiKey:
+    environ = os.environ if env is None else env
     if api_key_file:
         try:
             text = Path(api_key_file).expanduser().read_text(encoding="utf-8")
@@ -72,7 +73,7 @@ def resolve_api_key(api_key_file: str | None = None, env: dict[str, str] | None 
                 "Check the path and its permissions."
             ) from None
         return ApiKey(text)
-    value = env.get(ENV_API_KEY, "")
+    value = environ.get(ENV_API_KEY, "")
     if not value.strip():
         raise UsageError(
             f"No API key: set {ENV_API_KEY} or pass --api-key-file PATH "
@@ -81,9 +82,9 @@ def resolve_api_key(api_key_file: str | None = None, env: dict[str, str] | None 
     return ApiKey(value)
 
 
-def resolve_base_url(flag: str | None = None, env: dict[str, str] | None = None) -> str:
-    env = os.environ if env is None else env
-    url = (flag or env.get(ENV_BASE_URL) or DEFAULT_BASE_URL).strip().rstrip("/")
+def resolve_base_url(flag: str | None = None, env: Mapping[str, str] | None = None) -> str:
+    environ = os.environ if env is None else env
+    url = (flag or environ.get(ENV_BASE_URL) or DEFAULT_BASE_URL).strip().rstrip("/")
     if not url.startswith(("http://", "https://")):
         raise UsageError(f"The base URL {url!r} must start with http:// or https://.")
     return url

@@ -106,7 +106,7 @@ def run_session(
 
     with _Signals() as signals:
         if uploader is not None:
-            from collector.delivery.uploader import DeliveryBusyError
+            from collector.delivery.spool import DeliveryBusyError
 
             try:
                 uploader.start()

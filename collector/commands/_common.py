@@ -94,7 +94,8 @@ def spool_folder(args: argparse.Namespace) -> Path:
 def open_capture(args: argparse.Namespace):
     """(spool, session row) for CAPTURE_ID or --last; UsageError (exit 2) when there is none."""
     from collector.commands.sessions import find_capture
-    from collector.delivery.spool import DB_NAME, Spool
+    from collector.delivery.opening import open_spool
+    from collector.delivery.spool import DB_NAME
 
     if args.capture_id is not None and args.last:
         raise UsageError("Give either CAPTURE_ID or --last, not both (see `collector sessions` for the ids).")
@@ -103,7 +104,7 @@ def open_capture(args: argparse.Namespace):
     root = spool_folder(args)
     if not (root / DB_NAME).exists():
         raise UsageError(f"There is no spool at {root}: nothing was captured there. Pass --spool DIR.")
-    spool = Spool(root)
+    spool = open_spool(root)
     try:
         return spool, find_capture(spool, args.capture_id, args.last)
     except BaseException:

@@ -615,9 +615,9 @@ def _spool_backlog(root: Path) -> tuple[str, Exception | None]:
         who = _user_name(owner)
         return f"owned by {who}: backlog not read (`collector status` as that user tells it)", None
     try:
-        from collector.delivery.spool import Spool
+        from collector.delivery.opening import open_spool
 
-        with Spool(root) as spool:
+        with open_spool(root) as spool:
             pending, failed, reason = spool.pending_count(), spool.failed_count(), spool.pause_reason()
     except Exception as exc:
         return "", exc

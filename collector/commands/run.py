@@ -347,10 +347,10 @@ def deliver_and_capture(
     """
     from collector.capture.pipeline import Capture
     from collector.capture.session import run_session
-    from collector.delivery.spool import Spool
+    from collector.delivery.opening import open_spool
     from collector.delivery.uploader import Uploader
 
-    spool = Spool(spool_dir(args), max_bytes=profile.delivery.spool_max_bytes)
+    spool = open_spool(spool_dir(args), max_bytes=profile.delivery.spool_max_bytes)
     uploader = None
     try:
         if not args.offline:

@@ -119,12 +119,13 @@ def find_capture(spool, capture_id: str | None, last: bool) -> dict[str, Any]:
 
 def run(args: argparse.Namespace) -> int:
     from collector.commands._common import spool_folder
-    from collector.delivery.spool import DB_NAME, Spool
+    from collector.delivery.opening import open_spool
+    from collector.delivery.spool import DB_NAME
 
     root = spool_folder(args)
     sessions: list[dict[str, Any]] = []
     if (root / DB_NAME).exists():
-        with Spool(root) as spool:
+        with open_spool(root) as spool:
             sessions = list_sessions(spool)
     if args.json:
         print(json.dumps(sessions, indent=2))

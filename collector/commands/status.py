@@ -29,7 +29,8 @@ def add_parser(subparsers) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from collector.capture.pause import pause_fields, pause_notice
-    from collector.delivery.spool import DB_NAME, Spool
+    from collector.delivery.opening import open_spool
+    from collector.delivery.spool import DB_NAME
 
     root = spool_dir(args)
     if not (root / DB_NAME).exists():
@@ -37,7 +38,7 @@ def run(args: argparse.Namespace) -> int:
                   "pause_reason": None, "delivering": False, "delivery_rate": None, "captures": [],
                   "losses": []}  # fmt: skip
     else:
-        with Spool(root) as spool:
+        with open_spool(root) as spool:
             captures = spool.stats()
             report = {
                 "spool": str(root),
@@ -111,7 +112,7 @@ def _delivery_rate(spool) -> dict | None:
     """The rate of the process delivering from this spool now (it refreshes it every 10 s), or None."""
     import time
 
-    from collector.delivery.uploader import DELIVERY_RATE_KEY
+    from collector.delivery.events import DELIVERY_RATE_KEY
 
     raw = spool.get_meta(DELIVERY_RATE_KEY)
     try:

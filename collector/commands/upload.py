@@ -55,7 +55,8 @@ def add_parser(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from collector.delivery.spool import DB_NAME, Spool
+    from collector.delivery.opening import open_spool
+    from collector.delivery.spool import DB_NAME
     from collector.delivery.uploader import STOP_GRACE_S, Uploader
 
     if args.rate <= 0:  # no upper bound: a self-hosted API may allow more than the public 120/min
@@ -69,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"Nothing to send: there is no spool at {root}.", file=sys.stderr)
         return EXIT_OK
     settings = api_settings(args)
-    with Spool(root) as spool:
+    with open_spool(root) as spool:
         if args.retry_failed:
             moved = spool.retry_failed()
             print(f"Moved {moved} failed item(s) back to pending.", file=sys.stderr)

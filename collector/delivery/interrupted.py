@@ -3,8 +3,9 @@
 A capture writes its end time, its counts and its session summary only when it stops normally
 (`Capture.stop`). When its process is gone without that, the spool still holds every item it
 spooled, and the spool's index remembers each delivered one (start, sample count) even once its
-bytes are purged. So whenever a spool is opened (`collector upload`, `run`, `sessions`, ...),
-`finish_interrupted` finishes such captures from what is there:
+bytes are purged. So whenever a command opens a spool (`collector upload`, `run`, `sessions`, ...,
+all through `collector.delivery.opening.open_spool`), `finish_interrupted` finishes such captures
+from what is there:
 
 - end time: when its last item was spooled; data span, samples, EEG chunks and screenshots from
   the spool's index; markers and gaps from the chunks still readable here;
@@ -24,8 +25,10 @@ import logging
 import os
 from typing import Any
 
+from collector import __version__
 from collector.core.summary import STREAM_ID as SUMMARY_STREAM_ID
 from collector.core.summary import SummaryBuilder
+from collector.delivery.spool import Spool
 
 log = logging.getLogger("collector.delivery.local_record")
 
@@ -52,7 +55,7 @@ def capture_state(row: dict[str, Any]) -> str:
     return "interrupted" if (row.get("counts") or {}).get("interrupted") else "finished"
 
 
-def finish_interrupted(spool) -> list[str]:
+def finish_interrupted(spool: Spool) -> list[str]:
     """Finish every capture whose process is gone without finishing it; returns their ids."""
     done = []
     for row in spool.record.captures():
@@ -67,9 +70,7 @@ def finish_interrupted(spool) -> list[str]:
     return done
 
 
-def _finish(spool, row: dict[str, Any]) -> None:
-    from collector import __version__
-
+def _finish(spool: Spool, row: dict[str, Any]) -> None:
     capture_id = row["capture_id"]
     spooled = spool.record.spooled_counts(capture_id)
     builder = SummaryBuilder(capture_id=capture_id, kind=row["kind"], collector_version=__version__)
@@ -103,7 +104,7 @@ def _finish(spool, row: dict[str, Any]) -> None:
         "interrupted": True,
         "complete_counts": complete,  # markers and gaps counted from every chunk
     }
-    ended = spooled["last_spooled_ms"] or row.get("started_ms")
+    ended = spooled["last_spooled_ms"] or row["started_ms"]  # every `captures()` row has both
     spool.record.end_capture(capture_id, int(ended), counts)
     log.warning(
         "capture %s was interrupted (its process is gone); finished from the %d item(s) it had spooled%s",

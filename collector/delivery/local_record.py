@@ -36,6 +36,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from collector.core.summary import STREAM_ID as SUMMARY_STREAM_ID
+
 log = logging.getLogger("collector.delivery.local_record")
 
 DEFAULT_RETENTION_DAYS = 30.0
@@ -145,8 +147,8 @@ def reduce_screenshot(data: bytes, width: int = SCREEN_COPY_WIDTH) -> tuple[byte
     """
     from PIL import Image
 
-    with Image.open(io.BytesIO(data)) as img:
-        img = img.convert("RGB")
+    with Image.open(io.BytesIO(data)) as opened:
+        img = opened.convert("RGB")
         if img.width > width:
             img = img.resize((width, max(1, round(img.height * width / img.width))), Image.Resampling.LANCZOS)
         out = io.BytesIO()
@@ -208,14 +210,14 @@ class LocalRecord:
         """What the spool's own rows say of a capture (pending, failed and delivered alike, evicted or
         not): EEG samples and chunks (session summary aside), screenshots, first chunk's time (Unix
         ms), last item spooled (Unix ms). For captures that never reached `end_capture`."""
-        from collector.core.summary import STREAM_ID as SUMMARY_STREAM_ID
-
         with self._lock:
             rows = self._conn.execute(
                 "SELECT type, stream_id, request_json, created_ms FROM items WHERE capture_id = ?",
                 (capture_id,),
             ).fetchall()
-        counts = {"samples": 0, "eeg_chunks": 0, "screenshots": 0, "first_ms": None, "last_spooled_ms": None}
+        counts: dict[str, Any] = {
+            "samples": 0, "eeg_chunks": 0, "screenshots": 0, "first_ms": None, "last_spooled_ms": None
+        }  # fmt: skip
         for typ, stream_id, request_json, created_ms in rows:
             last = counts["last_spooled_ms"]
             counts["last_spooled_ms"] = created_ms if last is None else max(last, created_ms)

@@ -22,7 +22,8 @@ limiter does what the AWS SDKs' "adaptive" retry mode does (botocore `retries/ad
 Each client reacts to its own refusals only; multiplicative decrease with an increase that does
 not depend on the current rate makes clients sharing a key converge to a fair share;
 a lone client never sees a 429 and stays at its ceiling. Honouring `Retry-After` (holding the
-queue) is the uploader's job; this module only paces and adapts the rate.
+queue) is the uploader's job; this module only paces and adapts the rate. `TokenBucket` is the
+same bucket at a fixed rate.
 
 Rates are in requests per minute; times come from `clock` (monotonic seconds).
 """
@@ -42,6 +43,7 @@ DEFAULT_BETA = 0.7  # share of the achieved rate kept after a 429 (botocore's va
 DEFAULT_RECOVERY_S = 20.0  # a client refused at its ceiling is back there after this long
 DEFAULT_FLOOR_PER_MIN = 2.0  # never slower than one request every 30 s
 MAX_BURST = 5  # a bucket larger than this could overrun a sliding per-minute window
+DEFAULT_BURST = 5  # a fixed `TokenBucket`'s: burst + rate must stay under the server's per-minute window
 JITTER = 0.15
 MIN_W_MAX_SHARE = 0.1  # of the ceiling: a client refused on its first requests climbs back from there
 _MEASURE_S = 60.0  # send rate measured over the last minute (the server's window)
@@ -240,6 +242,57 @@ class AdaptiveRateLimiter:
             self._on_change(rate, reason)
         except Exception:  # a broken hook must not stop delivery
             log.debug("rate on_change hook failed", exc_info=True)
+
+
+class TokenBucket:
+    """A fixed-rate token bucket shared by every worker: `rate_per_min` steady, `burst` at most.
+
+    The uploader's alternative to `AdaptiveRateLimiter` (passed as its `limiter`, e.g. in tests):
+    the same `acquire`/`try_acquire`/`drain`, and no adapting.
+    """
+
+    def __init__(
+        self, rate_per_min: float, burst: int = DEFAULT_BURST, clock: Callable[[], float] = time.monotonic
+    ):
+        if rate_per_min <= 0:
+            raise ValueError(f"rate_per_min must be a positive number; {rate_per_min!r} is invalid.")
+        if burst < 1:
+            raise ValueError(f"burst must be an integer >= 1; {burst!r} is invalid.")
+        self.rate_per_min = float(rate_per_min)
+        self.burst = int(burst)
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._tokens = float(burst)
+        self._last = clock()
+
+    def _refill(self) -> None:
+        now = self._clock()
+        self._tokens = min(self.burst, self._tokens + (now - self._last) * self.rate_per_min / 60.0)
+        self._last = now
+
+    def try_acquire(self) -> float:
+        """Take a token and return 0.0, or return the seconds until one is due (nothing taken)."""
+        with self._lock:
+            self._refill()
+            if self._tokens >= 1.0:
+                self._tokens -= 1.0
+                return 0.0
+            return (1.0 - self._tokens) * 60.0 / self.rate_per_min
+
+    def acquire(self, cancel: threading.Event) -> bool:
+        """Block until a token is taken (True) or `cancel` is set (False)."""
+        while True:
+            wait_s = self.try_acquire()
+            if wait_s == 0.0:
+                return True
+            if cancel.wait(wait_s):
+                return False
+
+    def drain(self) -> None:
+        """After a 429: start again from an empty bucket, so the restart is paced."""
+        with self._lock:
+            self._refill()
+            self._tokens = min(self._tokens, 0.0)
 
 
 def full_jitter(attempt: int, base_s: float, cap_s: float, rng: random.Random) -> float:

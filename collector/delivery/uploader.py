@@ -11,16 +11,11 @@
   A worker claims the oldest pending item whose stream (capture_id, stream_id) has
   nothing in flight, and keeps that stream until the item is settled: at most one request in
   flight per stream, so chunk_index order per stream is kept.
-- Transient errors (429, 502/503/504, 500, timeouts, connection errors, lost replies) are retried
-  without end, with exponential backoff and full jitter, or after Retry-After when the server
-  gives one. A 429 holds the whole queue and empties the limiter's bucket.
-- Permanent errors never delete anything: validation_error moves the item to `failed` with the
-  server's message; auth errors (unauthorized, key_revoked, key_expired, forbidden,
-  teams_required) pause all delivery; workspace_not_found / block_not_found park that workspace
-  / block for this run (its items stay pending) while the rest keeps flowing. The user is told
-  once per cause, through `on_event` (or the log when there is no hook).
-- A reply lost after the server stored the evidence makes the retry a duplicate; it carries the
-  same metadata identity (capture_id, stream_id, chunk_index), so it is always detectable.
+- What a failed send means (collector/delivery/failures.py): transient errors are retried
+  without end (backoff with full jitter, or Retry-After); a 429 holds the whole queue; auth errors
+  pause all delivery; not-found parks a workspace / block; validation_error keeps the item as
+  `failed`. Nothing is ever deleted. The user is told once per cause, through `on_event` (or the
+  log when there is no hook).
 - The API key lives in ApiSettings inside the client only; nothing here prints or stores it.
 """
 
@@ -28,7 +23,6 @@ from __future__ import annotations
 
 import base64
 import collections
-import json
 import logging
 import random
 import threading
@@ -36,37 +30,22 @@ import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from pydantic import ValidationError
-
+from collector.api.client import OpenLessonClient
 from collector.api.models import EvidenceCreate
 from collector.api.settings import ApiSettings
-from collector.delivery.rate import AdaptiveRateLimiter, full_jitter, throttle_hold_s
-from collector.delivery.spool import Spool, SpoolItem
-from collector.errors import (
-    ApiError,
-    AuthError,
-    CollectorError,
-    NetworkError,
-    NotFoundError,
-    RateLimitedError,
-    SpoolError,
-    SpoolFullError,
-)
+from collector.delivery import failures
+from collector.delivery.events import EventHook, PublishedRate
+from collector.delivery.failures import Outcome, classify, park_target, retry_after_s, retry_delay_s
+from collector.delivery.rate import AdaptiveRateLimiter, TokenBucket, throttle_hold_s
+from collector.delivery.spool import DeliveryBusyError, Spool, SpoolItem
+from collector.errors import CollectorError, SpoolError, SpoolFullError
 
 log = logging.getLogger("collector.delivery.uploader")
 
 DEFAULT_RATE_PER_MIN = 100.0  # the key allows 120/min; leave room for other tools using it
-DEFAULT_BURST = 5  # burst + rate must stay under the server's per-minute window
 DEFAULT_WORKERS = 4  # streams served in parallel; EEG never waits behind a slow screenshot
 _POLL_S = 0.5  # fallback wake-up for items added by another process
 STOP_GRACE_S = 1.0  # a request on the wire when delivery stops may settle this long (avoids a duplicate)
-_RATE_SAVE_EVERY_S = 10.0  # how fresh the rate `collector status` shows is, while delivering
-DELIVERY_RATE_KEY = "delivery_rate"  # spool meta: the delivering process's current rate (JSON)
-_ROUTINE_EVENTS = frozenset({"delivered", "retrying"})  # one per request: hook only with verbose_events
-
-
-class DeliveryBusyError(SpoolError):
-    """Another process (a `collector upload`, another run) is delivering from this spool."""
 
 
 class EvidenceClient(Protocol):
@@ -75,66 +54,12 @@ class EvidenceClient(Protocol):
     def close(self) -> None: ...
 
 
-def _default_client_factory(settings: ApiSettings) -> EvidenceClient:
-    from collector.api.client import OpenLessonClient
-
-    return OpenLessonClient(settings)
-
-
-class TokenBucket:
-    """Client-side rate limiter shared by every worker: `rate_per_min` steady, `burst` at most."""
-
-    def __init__(
-        self, rate_per_min: float, burst: int = DEFAULT_BURST, clock: Callable[[], float] = time.monotonic
-    ):
-        if rate_per_min <= 0:
-            raise ValueError(f"rate_per_min must be a positive number; {rate_per_min!r} is invalid.")
-        if burst < 1:
-            raise ValueError(f"burst must be an integer >= 1; {burst!r} is invalid.")
-        self.rate_per_min = float(rate_per_min)
-        self.burst = int(burst)
-        self._clock = clock
-        self._lock = threading.Lock()
-        self._tokens = float(burst)
-        self._last = clock()
-
-    def _refill(self) -> None:
-        now = self._clock()
-        self._tokens = min(self.burst, self._tokens + (now - self._last) * self.rate_per_min / 60.0)
-        self._last = now
-
-    def try_acquire(self) -> float:
-        """Take a token and return 0.0, or return the seconds until one is due (nothing taken)."""
-        with self._lock:
-            self._refill()
-            if self._tokens >= 1.0:
-                self._tokens -= 1.0
-                return 0.0
-            return (1.0 - self._tokens) * 60.0 / self.rate_per_min
-
-    def acquire(self, cancel: threading.Event) -> bool:
-        """Block until a token is taken (True) or `cancel` is set (False)."""
-        while True:
-            wait_s = self.try_acquire()
-            if wait_s == 0.0:
-                return True
-            if cancel.wait(wait_s):
-                return False
-
-    def drain(self) -> None:
-        """After a 429: start again from an empty bucket, so the restart is paced."""
-        with self._lock:
-            self._refill()
-            self._tokens = min(self._tokens, 0.0)
-
-
 class Uploader:
     """Delivers the spool's pending items in the background. `start()`, then `stop(flush_timeout_s)`.
 
-    `on_event(event, **fields)` is called from worker threads (it must not block) once per cause
-    with `paused`, `parked` and `worker_error` (each with a one-line `message`/`error` for the user),
-    and per occurrence with `failed` and `rate_limited`; with `verbose_events=True` also per request
-    with `delivered` and `retrying`. Without a hook, notable events go to the log as warnings.
+    `on_event(event, **fields)` is told what happens (collector/delivery/events.py: once per cause
+    `paused`, `parked`, `worker_error`; per occurrence `failed`, `rate_limited`; with
+    `verbose_events=True` per request `delivered`, `retrying`). Without a hook, the log is.
     """
 
     def __init__(
@@ -159,17 +84,16 @@ class Uploader:
             raise ValueError(f"workers must be >= 1; {workers!r} is invalid.")
         self.spool = spool
         self._settings = settings
-        self._client_factory = client_factory or _default_client_factory
+        self._client_factory: Callable[[ApiSettings], EvidenceClient] = client_factory or OpenLessonClient
         if limiter is None:
             # A bucket as big as the steady rate allows would burst past a sliding-window limit.
-            limiter = AdaptiveRateLimiter(rate_per_min, burst=burst, on_change=self._rate_changed)
+            limiter = AdaptiveRateLimiter(rate_per_min, burst=burst, on_change=self._save_rate)
         self.limiter = limiter
-        self._rate_saved_at = 0.0  # monotonic time the current rate was last written for `status`
+        self._published_rate = PublishedRate(spool)  # what `collector status` shows
         self._workers_n = workers
         self._backoff_base_s = backoff_base_s
         self._backoff_cap_s = backoff_cap_s
-        self._on_event = on_event
-        self._verbose_events = verbose_events
+        self._emit = EventHook(on_event, verbose_events)
         self._rng = rng or random.Random()
 
         self._cond = threading.Condition()
@@ -430,13 +354,7 @@ class Uploader:
             fields = item.evidence.request_fields()
             evidence = EvidenceCreate(**fields, data=base64.b64encode(item.data).decode("ascii"))
         except ValueError as exc:  # pydantic's ValidationError is a ValueError
-            if not isinstance(exc, ValidationError):
-                self._fail(item, f"the spooled request is invalid ({exc})")
-                return
-            first = exc.errors(include_url=False, include_input=False)[0]
-            self._fail(
-                item, f"the spooled request is invalid ({'.'.join(map(str, first['loc']))}: {first['msg']})"
-            )
+            self._fail(item, failures.invalid_request(exc))
             return
         attempt = 0
         while self._wait_turn():
@@ -446,39 +364,36 @@ class Uploader:
             try:
                 sent_at = time.monotonic()  # the limiter counts one decrease per burst of refusals
                 created = self._client.upload_evidence(item.workspace_id, evidence)  # type: ignore[union-attr]
-            except AuthError as err:
-                self._record(item, err)
-                self._pause(err)
-                return
-            except NotFoundError as err:
-                self._record(item, err)
-                self._park(item, err)
-                return
-            except RateLimitedError as err:
-                self._rate_limit(err, sent_at)  # hold the queue first, then write the attempt down
-                self._record(item, err)
-                continue
-            except (ApiError, NetworkError) as err:
-                if isinstance(err, ApiError) and not err.retryable:
+            except CollectorError as err:
+                outcome = classify(err)
+                if outcome is Outcome.FAIL:
                     self._fail(item, str(err), err)  # validation_error and other permanent answers
                     return
+                if outcome is Outcome.THROTTLE:
+                    self._rate_limit(err, sent_at)  # hold the queue first, then write the attempt down
                 self._record(item, err)
-                delay_s = full_jitter(attempt, self._backoff_base_s, self._backoff_cap_s, self._rng)
-                if isinstance(err, ApiError) and err.retry_after_s is not None:
-                    delay_s = max(delay_s, err.retry_after_s)
-                attempt += 1
-                with self._cond:
-                    self._retries += 1
-                    self._retry_until = max(self._retry_until, time.monotonic() + delay_s)
-                self._emit("retrying", item=item, error=str(err), attempt=attempt, delay_s=round(delay_s, 3))
-                if self._stop.wait(delay_s):
+                if outcome is Outcome.PAUSE:
+                    self._pause(err)
                     return
+                if outcome is Outcome.PARK:
+                    self._park(item, err)
+                    return
+                if outcome is Outcome.RETRY:
+                    attempt += 1
+                    if not self._back_off(item, err, attempt):
+                        return  # stopping
                 continue
-            except CollectorError as err:  # refused locally before sending (bad workspace id, ...)
-                self._fail(item, str(err), err)
-                return
             self._delivered_ok(item, str(getattr(created, "id", "") or ""))
             return
+
+    def _back_off(self, item: SpoolItem, err: CollectorError, attempt: int) -> bool:
+        """Wait before retry number `attempt` (from 1); False if delivery stops meanwhile."""
+        delay_s = retry_delay_s(err, attempt - 1, self._backoff_base_s, self._backoff_cap_s, self._rng)
+        with self._cond:
+            self._retries += 1
+            self._retry_until = max(self._retry_until, time.monotonic() + delay_s)
+        self._emit("retrying", item=item, error=str(err), attempt=attempt, delay_s=round(delay_s, 3))
+        return not self._stop.wait(delay_s)
 
     # ---- outcomes --------------------------------------------------------------------------------
 
@@ -495,7 +410,7 @@ class Uploader:
             return
         if hasattr(self.limiter, "on_success"):
             self.limiter.on_success()
-        if time.monotonic() - self._rate_saved_at > _RATE_SAVE_EVERY_S:
+        if self._published_rate.due():
             self._save_rate(self.limiter.rate_per_min)
         with self._cond:
             self._delivered += 1
@@ -508,11 +423,7 @@ class Uploader:
 
     def _pause_for_space(self, err: SpoolFullError | None = None) -> None:
         """Stop sending until the disk has room again (`_claim` resumes by itself then)."""
-        err = err or SpoolFullError(
-            f"DISK FULL: the disk holding the spool {self.spool.root} has no room to record deliveries, "
-            "so nothing more is sent (an item whose 201 could not be recorded would be sent twice). "
-            "Free disk space."
-        )
+        err = err or failures.no_room_to_record(self.spool.root)
         self._internal_error(err)
         with self._cond:
             self._paused_for_space = self._paused is err or self._paused_for_space
@@ -527,13 +438,8 @@ class Uploader:
         with self._cond:
             self._failed += 1
             self._last_error = message
-        self._emit(
-            "failed",
-            item=item,
-            message=f"Chunk {item.chunk_index} of {item.stream_id} was rejected and kept in the spool as "
-            f"failed: {message}",
-            code=getattr(err, "code", None),
-        )
+        code = getattr(err, "code", None)
+        self._emit("failed", item=item, message=failures.rejected(item, message), code=code)
 
     def _pause(self, err: CollectorError) -> None:
         with self._cond:
@@ -543,30 +449,23 @@ class Uploader:
         if not first:
             return
         pending = self.spool.pending_count()
-        message = (
-            f"Delivery paused: {err} {pending} item(s) are kept in the spool at {self.spool.root}; "
-            "send them with `collector upload` once fixed."
-        )
+        message = failures.paused(err, pending, self.spool.root)
         self.spool.set_pause_reason(message)
         self._emit("paused", message=message, code=getattr(err, "code", None), pending=pending)
 
-    def _park(self, item: SpoolItem, err: NotFoundError) -> None:
-        block_id = item.block_id
+    def _park(self, item: SpoolItem, err: CollectorError) -> None:
+        kind, key = park_target(item, err)
         with self._cond:
-            if err.code == "block_not_found" and block_id:
-                table, key = self._parked_blocks, block_id
-            else:
-                table, key = self._parked_workspaces, item.workspace_id
+            table = self._parked_blocks if kind == "block" else self._parked_workspaces
             first = key not in table
-            message = (
-                f"Delivery to {'block' if table is self._parked_blocks else 'workspace'} {key} paused: {err}"
-            )
+            message = failures.parked(kind, key, err)
             table[key] = message
             self._cond.notify_all()
         if first:
-            self._emit("parked", message=message + " Its items stay in the spool.", code=err.code)
+            code = getattr(err, "code", None)
+            self._emit("parked", message=message + " Its items stay in the spool.", code=code)
 
-    def _rate_limit(self, err: RateLimitedError, sent_at: float | None = None) -> None:
+    def _rate_limit(self, err: CollectorError, sent_at: float | None = None) -> None:
         with self._cond:
             if hasattr(self.limiter, "on_throttle"):  # inside _cond: nobody sends before the hold is set
                 self.limiter.on_throttle(sent_at)  # lower the rate (once per burst of refusals)
@@ -574,7 +473,7 @@ class Uploader:
             self._rate_limited += 1
             self._retries += 1
             wait_s = throttle_hold_s(
-                self._consecutive_429, err.retry_after_s, self.limiter.rate_per_min,
+                self._consecutive_429, retry_after_s(err), self.limiter.rate_per_min,
                 base_s=self._backoff_base_s, cap_s=self._backoff_cap_s, rng=self._rng,
             )  # fmt: skip
             self._hold_until = max(self._hold_until, time.monotonic() + wait_s)
@@ -583,29 +482,14 @@ class Uploader:
         self.limiter.drain()
         self._emit("rate_limited", error=str(err), wait_s=round(wait_s, 3))
 
-    def _rate_changed(self, rate_per_min: float, reason: str) -> None:
-        self._save_rate(rate_per_min)
-
-    def _save_rate(self, rate_per_min: float | None) -> None:
-        """Write the current rate to the spool, where `collector status` (another process) reads it."""
-        self._rate_saved_at = time.monotonic()
-        value = None
-        if rate_per_min is not None:
-            value = json.dumps({
-                "rate_per_min": round(rate_per_min, 1),
-                "ceiling_per_min": getattr(self.limiter, "ceiling_per_min", rate_per_min),
-                "updated_unix": round(time.time(), 1),
-            })  # fmt: skip
-        try:
-            self.spool.set_meta(DELIVERY_RATE_KEY, value)
-        except SpoolError as err:  # the figure is informative only: never stop delivery for it
-            log.debug("could not save the delivery rate: %s", err)
+    def _save_rate(self, rate_per_min: float | None, reason: str = "") -> None:
+        """Write the current rate (None: delivery stopped) to the spool, where `collector status`
+        (another process) reads it; the limiter calls it on each change, with its `reason`."""
+        ceiling = None if rate_per_min is None else getattr(self.limiter, "ceiling_per_min", rate_per_min)
+        self._published_rate.save(rate_per_min, ceiling)
 
     def _internal_error(self, exc: BaseException) -> None:
-        err = exc if isinstance(exc, CollectorError) else SpoolError(
-            f"The uploader stopped on an unexpected error ({type(exc).__name__}: {exc}); "
-            "the spool keeps every item. Run `collector upload --verbose` and report it."
-        )  # fmt: skip
+        err = failures.unexpected(exc)
         with self._cond:
             self._last_error = str(err)
             first = self._paused is None
@@ -614,21 +498,3 @@ class Uploader:
             self._cond.notify_all()
         if first:  # once per cause, even when several workers meet it
             self._emit("worker_error", error=str(err))
-
-    def _emit(self, event: str, *, item: SpoolItem | None = None, **fields: Any) -> None:
-        if item is not None:
-            fields = {"item_id": item.id, "capture_id": item.capture_id, "stream_id": item.stream_id,
-                      "chunk_index": item.chunk_index, **fields}  # fmt: skip
-        routine = event in _ROUTINE_EVENTS
-        if self._on_event is None or (routine and not self._verbose_events):
-            text = fields.get("message") or fields.get("error") or ""
-            if not text and item is not None:  # e.g. `delivered` at -v: say which chunk
-                text = f"chunk {item.chunk_index} of {item.stream_id}" + (
-                    f" (evidence {fields['evidence_id']})" if fields.get("evidence_id") else ""
-                )
-            log.log(logging.DEBUG if routine else logging.WARNING, "%s: %s", event, text)
-            return
-        try:
-            self._on_event(event, **fields)
-        except Exception:  # a broken status view must not stop delivery
-            log.debug("on_event hook failed for %s", event, exc_info=True)
