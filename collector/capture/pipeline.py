@@ -19,9 +19,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from collector import __version__
+from collector.capture.pause import paused_since
+from collector.core.bandpower import BandSettings
+from collector.core.chunk import EegChunker, chunk_evidence
 from collector.core.evidence import EvidenceChunk, screen_evidence
-from collector.core.records import EegSource, SourceEnded, StreamDescription
+from collector.core.records import EegSource, SampleChunk, SourceEnded, StreamDescription
 from collector.core.summary import SummaryBuilder
+from collector.delivery.local_record import CaptureInfo
 from collector.errors import CollectorError, SpoolError, SpoolFullError
 
 log = logging.getLogger("collector.capture.pipeline")
@@ -153,9 +157,6 @@ class Capture:
     # ---- EEG -----------------------------------------------------------------------------------
 
     def _eeg_loop(self, description: StreamDescription) -> None:
-        from collector.core.bandpower import BandSettings
-        from collector.core.chunk import EegChunker, chunk_evidence
-
         a = self.profile.analysis
         try:
             settings = BandSettings(
@@ -234,8 +235,6 @@ class Capture:
         if events:
             import numpy as np
 
-            from collector.core.records import SampleChunk
-
             empty = SampleChunk(np.zeros((0, len(description.channels))), np.zeros(0), events=tuple(events))
             chunker.push(empty)
             self.stats.marks += len(events)
@@ -278,8 +277,6 @@ class Capture:
         """(state, skipped) now: "paused since 14:02 (35 s ago)" while the privacy pause is on, and
         near-identical frames counted as they are skipped (a frame's metadata only has them once the
         next frame is sent)."""
-        from collector.capture.pause import paused_since
-
         src = self.screen_source
         skipped = max(self.stats.screens_skipped, int(getattr(src, "skipped_identical", 0) or 0))
         state = self.stats.screen_state
@@ -327,8 +324,6 @@ class Capture:
         return self.profile.device.name if self.profile.device.kind == "muse" else d.name
 
     def _begin_record(self, description: StreamDescription | None) -> None:
-        from collector.delivery.local_record import CaptureInfo
-
         try:
             self.spool.record.begin_capture(CaptureInfo(
                 capture_id=self.capture_id, kind=self.kind, started_ms=self.started_ms,

@@ -4,14 +4,19 @@ from __future__ import annotations
 
 import argparse
 import json
+import time
 
+from collector.capture.pause import pause_fields, pause_notice
+from collector.commands import summary
 from collector.commands._common import add_spool_option, add_verbose, spool_dir
+from collector.delivery.spool import DB_NAME, Loss, Spool
+from collector.delivery.uploader import DELIVERY_RATE_KEY
 
 
 def add_parser(subparsers) -> None:
     parser = subparsers.add_parser(
         "status",
-        help="show what waits in the spool, per capture",
+        help=summary("status"),
         description="Per capture: delivered, pending, failed and dropped items, bytes held, the age of the "
         "oldest pending item and the last error.",
     )
@@ -28,9 +33,6 @@ def add_parser(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from collector.capture.pause import pause_fields, pause_notice
-    from collector.delivery.spool import DB_NAME, Spool
-
     root = spool_dir(args)
     if not (root / DB_NAME).exists():
         report = {"spool": str(root), "exists": False, "pending": 0, "failed": 0, "stored_bytes": 0,
@@ -102,17 +104,11 @@ def format_status(report: dict) -> str:
 
 
 def _describe(loss: dict) -> str:
-    from collector.delivery.spool import Loss
-
     return Loss(**{**loss, "chunks": tuple(loss["chunks"])}).describe()
 
 
 def _delivery_rate(spool) -> dict | None:
     """The rate of the process delivering from this spool now (it refreshes it every 10 s), or None."""
-    import time
-
-    from collector.delivery.uploader import DELIVERY_RATE_KEY
-
     raw = spool.get_meta(DELIVERY_RATE_KEY)
     try:
         rate = json.loads(raw) if raw else None
