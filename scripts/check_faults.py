@@ -226,12 +226,12 @@ FAULTS: tuple[Fault, ...] = (
         "screen evidence metadata says skipped_before 0 and paused_periods [] whatever happened",
         (
             Edit(
-                "collector/devices/screen.py",
+                "collector/core/evidence.py",
                 '"skipped_before": frame.skipped_before,',
                 '"skipped_before": 0,  # FAULT',
             ),
             Edit(
-                "collector/devices/screen.py",
+                "collector/core/evidence.py",
                 '"paused_periods": [list(p) for p in frame.paused_periods],',
                 '"paused_periods": [],  # FAULT',
             ),

@@ -20,8 +20,7 @@ from typing import Any
 
 from collector import __version__
 from collector.capture.pause import paused_since
-from collector.core.bandpower import BandSettings
-from collector.core.chunk import EegChunker, chunk_evidence
+from collector.core.chunk import HARD_MAX_CHUNK_BYTES, EegChunker, chunk_evidence
 from collector.core.evidence import EvidenceChunk, screen_evidence
 from collector.core.records import EegSource, SampleChunk, SourceEnded, StreamDescription
 from collector.core.summary import SummaryBuilder
@@ -144,10 +143,10 @@ class Capture:
                 if attempt + 1 < _SPOOL_TRIES:
                     time.sleep(0.5 * (attempt + 1))
                     continue
-                meta = evidence.get("metadata") or {}
                 try:
-                    stream_id, index = str(meta.get("stream_id", "?")), evidence.get("chunk_index")
-                    self.spool.record_drop(self.capture_id, stream_id, str(err), index)
+                    self.spool.record_drop(
+                        self.capture_id, evidence.stream_id, str(err), evidence.chunk_index
+                    )
                 except SpoolError:
                     pass  # the status view still counts it
                 self.stats.last_error = str(err)
@@ -156,12 +155,10 @@ class Capture:
 
     # ---- EEG -----------------------------------------------------------------------------------
 
-    def _eeg_loop(self, description: StreamDescription) -> None:
+    def _eeg_loop(self, source: EegSource, description: StreamDescription) -> None:
         a = self.profile.analysis
         try:
-            settings = BandSettings(
-                window_s=a.window_s, step_s=a.step_s, segment_s=a.segment_s, bands=dict(a.bands)
-            )
+            settings = a.band_settings()
             chunker = EegChunker(
                 description,
                 settings,
@@ -169,7 +166,7 @@ class Capture:
                 stream_id=description.stream_id,
                 chunk_s=a.chunk_s,
                 hold_samples=round(MARK_HOLD_S * description.sfreq) if self.marks is not None else 0,
-                **({"max_bytes": self.chunk_max_bytes} if self.chunk_max_bytes else {}),
+                max_bytes=self.chunk_max_bytes or HARD_MAX_CHUNK_BYTES,
             )
         except Exception as exc:  # nothing read yet, so nothing lost; say why and stop
             self._fatal = exc
@@ -199,11 +196,11 @@ class Capture:
                 # After the stop, one last read takes what the inlet already holds (and its markers).
                 last_read = self.stop_event.is_set()
                 try:
-                    chunk = self.eeg_source.read(timeout=0.0 if last_read else 0.2)
+                    chunk = source.read(timeout=0.0 if last_read else 0.2)
                 except SourceEnded:
                     break
                 # LslSource/MuseSource say when the stream is gone (they re-resolve it themselves).
-                lost = getattr(self.eeg_source, "lost", False)
+                lost = getattr(source, "lost", False)
                 self.stats.source_state = "stream lost, waiting" if lost else ""
                 self._take_marks(chunker, description)
                 if chunk is None or len(chunk) == 0:
@@ -291,7 +288,9 @@ class Capture:
         self.stats.stream = description
         self._begin_record(description)
         if self.eeg_source is not None and description is not None:
-            t = threading.Thread(target=self._eeg_loop, args=(description,), name="eeg", daemon=True)
+            t = threading.Thread(
+                target=self._eeg_loop, args=(self.eeg_source, description), name="eeg", daemon=True
+            )
             self._threads.append(t)
         if self.screen_source is not None:
             self.stats.screen_state = "capturing"

@@ -160,7 +160,8 @@ def _list_blocks_retrying(settings: ApiSettings, workspace_id: str) -> list[Bloc
 
     def say(state: tenacity.RetryCallState) -> None:
         exc = state.outcome.exception() if state.outcome else None
-        log.warning("target check failed (%s); retrying in %.0f s", exc, state.next_action.sleep)
+        sleep = state.next_action.sleep if state.next_action else 0.0  # set before every sleep
+        log.warning("target check failed (%s); retrying in %.0f s", exc, sleep)
 
     started = time.monotonic()
     with OpenLessonClient(settings) as client:
@@ -218,18 +219,23 @@ def open_eeg(profile: Profile, open_timeout_s: float | None = None):
     """The EEG source, opened: (source, description). open_timeout_s bounds the wait for the stream
     (`fit --timeout`); by default a Muse gets 60 s to connect and an LSL stream 5 s to appear."""
     source: MuseSource | LslSource
+    bound: dict[str, Any] = {}  # the source's own default wait unless open_timeout_s is given
     if profile.device.kind == "muse":
+        if open_timeout_s is not None:
+            bound["connect_timeout_s"] = open_timeout_s
         source = MuseSource(
             address=profile.device.address,
             model=profile.device.model or "auto",
             eeg_channels=profile.device.channels or None,
             aux_channels=profile.device.aux,
             markers=profile.stream.markers,
-            **({"connect_timeout_s": open_timeout_s} if open_timeout_s is not None else {}),
+            **bound,
         )
     else:
+        if open_timeout_s is not None:
+            bound["resolve_timeout_s"] = min(5.0, open_timeout_s)
         source = LslSource(
-            **({"resolve_timeout_s": min(5.0, open_timeout_s)} if open_timeout_s is not None else {}),
+            **bound,
             stream_name=profile.stream.name,
             stream_type=profile.stream.type,
             source_id=profile.stream.source_id,

@@ -16,6 +16,7 @@ import threading
 from importlib import metadata
 from importlib.util import find_spec
 from pathlib import Path
+from typing import Any
 
 from collector import __version__
 from collector.capture.pause import pause_notice
@@ -140,11 +141,13 @@ def _lsl_streams(pylsl, wait_s: float) -> Check:
     try:
         from collector.devices.lsl import list_streams  # the lister `collector devices` uses
     except ImportError:
-        list_streams = None
-    if list_streams is not None:
+        lister = None
+    else:
+        lister = list_streams
+    if lister is not None:
         streams = [
             (s.name, s.type, s.sfreq, s.channel_count, s.hostname)
-            for s in list_streams(timeout=wait_s, with_labels=False)
+            for s in lister(timeout=wait_s, with_labels=False)
         ]
     else:
         streams = [
@@ -271,7 +274,7 @@ def check_display(profile=None) -> Check:
         return Check("display", bad_status, f"not available: the screen source cannot load ({exc})",
                      "Reinstall the collector (it needs mss and pillow).", bad_exit)  # fmt: skip
 
-    outcome: dict[str, object] = {}
+    outcome: dict[str, Any] = {}  # "ok": (monitor, width, height), or "error": the reason
 
     def probe() -> None:
         try:
@@ -298,7 +301,7 @@ def check_display(profile=None) -> Check:
         quiet.setLevel(level)
     where = f"DISPLAY={os.environ['DISPLAY']}" if os.environ.get("DISPLAY") else "this desktop"
     if "ok" in outcome:
-        monitor, w, h = outcome["ok"]  # type: ignore[misc]
+        monitor, w, h = outcome["ok"]
         size = f" ({w}x{h})" if w and h else ""
         return Check("display", OK, f"screenshots work on {where}, monitor {monitor}{size}")
     reason = (

@@ -4,19 +4,13 @@ live in a terminal, or one line a second for logs. The grades come from collecto
 from __future__ import annotations
 
 import sys
-from typing import TextIO
+from typing import Any, TextIO
 
 from collector.capture.logformat import format_line
-from collector.core.bandpower import BandSettings
 from collector.core.fit import ChannelFit, FitResult, run_fit_check
 from collector.profiles.profile import Profile
 
 GRADE_STYLE = {"good": "bold green", "fair": "bold yellow", "bad": "bold red"}
-
-
-def band_settings(profile: Profile) -> BandSettings:
-    a = profile.analysis
-    return BandSettings(window_s=a.window_s, step_s=a.step_s, segment_s=a.segment_s, bands=dict(a.bands))
 
 
 def fit_line(elapsed_s: float, channels: dict[str, ChannelFit], streak: int, needed: int) -> str:
@@ -69,13 +63,13 @@ def check_fit(
                 live.update(fit_table(elapsed, channels, streak, needed, timeout_s), refresh=True)
 
             return run_fit_check(
-                source, description, settings=band_settings(profile), timeout_s=timeout_s,
+                source, description, settings=profile.analysis.band_settings(), timeout_s=timeout_s,
                 needed_s=needed, require=require, on_tick=draw,
             )  # fmt: skip
 
     def line(elapsed, channels, streak):
         # The collector's one line layout (collector/capture/logformat.py): time, level, message, event=fit.
-        fields = {"event": "fit"}
+        fields: dict[str, Any] = {"event": "fit"}
         if log_format == "json":
             fields |= {
                 "elapsed_s": round(elapsed, 1), "good_for_s": min(streak, needed),
@@ -85,7 +79,7 @@ def check_fit(
         print(text, file=out, flush=True)
 
     return run_fit_check(
-        source, description, settings=band_settings(profile), timeout_s=timeout_s,
+        source, description, settings=profile.analysis.band_settings(), timeout_s=timeout_s,
         needed_s=needed, require=require, on_tick=line,
     )  # fmt: skip
 

@@ -116,12 +116,12 @@ def _delivery_rate(spool) -> dict | None:
     except (ValueError, TypeError, KeyError):
         return None
     # A process killed mid-delivery leaves its last figure behind: only a live lock holder counts.
-    if age_s is None or age_s > 60 or not spool.delivery_active():
+    if not rate or age_s is None or age_s > 60 or not spool.delivery_active():
         return None
     return {**rate, "age_s": round(max(0.0, age_s), 1)}
 
 
-def _size(n: int) -> str:
+def _size(n: float) -> str:
     for unit in ("B", "KB", "MB"):
         if n < 1000:
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"

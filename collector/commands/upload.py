@@ -99,22 +99,21 @@ def run(args: argparse.Namespace) -> int:
 
         counters = uploader.counters()
         delivered = counters["delivered"]
-        if isinstance(uploader.paused_error, SpoolError):  # a full or failing disk: its own one line
-            err = uploader.paused_error
+        paused = uploader.paused_error
+        if isinstance(paused, SpoolError):  # a full or failing disk: its own one line
             print(
-                f"collector: Delivered {delivered} item(s), then stopped: {err} "
+                f"collector: Delivered {delivered} item(s), then stopped: {paused} "
                 f"{left} item(s) wait in {root}.",
                 file=sys.stderr,
             )
-            return err.exit_code
-        if uploader.paused_error is not None:
-            err = uploader.paused_error
+            return paused.exit_code
+        if paused is not None:
             print(
-                f"collector: Delivery paused after {delivered} item(s): {err} {left} item(s) are kept in "
+                f"collector: Delivery paused after {delivered} item(s): {paused} {left} item(s) are kept in "
                 f"{root}; run `collector upload` again once fixed.",
                 file=sys.stderr,
             )
-            return err.exit_code
+            return paused.exit_code
         parked = uploader.parked_errors
         if parked and left:
             print(f"collector: {parked[0]} {left} item(s) are kept in {root}.", file=sys.stderr)

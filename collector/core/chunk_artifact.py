@@ -192,6 +192,7 @@ def write_artifact(
                 }
             )
             continue
+        assert q is not None  # a window with powers has its quality flags (computed with_quality)
         absolute = powers.absolute_uv2[j].tolist()
         relative = powers.relative[j].tolist()
         chan_q = {}

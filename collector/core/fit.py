@@ -113,6 +113,7 @@ class FitChecker:
             return {ch: ChannelFit("bad", "waiting") for ch in channels}
         powers = compute_band_powers(self._buf, self.sfreq, self.settings, np.array([self.window - 1]))
         q = powers.quality
+        assert q is not None  # computed with quality flags (compute_band_powers' default)
         out = {}
         for c, ch in enumerate(channels):
             flags = {

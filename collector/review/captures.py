@@ -25,7 +25,7 @@ def list_sessions(spool) -> list[dict[str, Any]]:
         lost.setdefault(loss.capture_id, []).append(
             {"stream_id": loss.stream_id, "reason": loss.reason, "count": loss.count}
         )
-    rows = []
+    rows: list[tuple[dict[str, Any], dict[str, Any], str]] = []
     known = set()
     for cap, s in stats.items():  # captures made before the local record existed: first
         bare = {"capture_id": cap, "kind": None, "workspace_id": s.workspace_id}
