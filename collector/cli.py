@@ -1,8 +1,9 @@
-"""`collector` entry point: builds the parser from the command modules and maps errors to exits.
+"""`collector` entry point: builds the parser of the command being run and maps errors to exits.
 
 Each command lives in `collector/commands/<name>.py` with `add_parser(subparsers)` and
-`run(args) -> int`. Command modules import heavy packages (numpy, pylsl, muselsl) inside `run`,
-so that `collector --help` and `collector blocks` start fast.
+`run(args) -> int`; collector/commands/__init__.py lists them with their one-line summaries. Only
+the module of the command being run is imported (pip's way): `collector --help` lists every
+command from that table alone, so it starts fast whatever the commands import.
 """
 
 from __future__ import annotations
@@ -10,34 +11,18 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import sys
+from collections.abc import Iterable
+from importlib import resources
+from pathlib import Path
 
 from collector import __version__
 from collector.api import redaction
-from collector.errors import EXIT_FAILURE, EXIT_USAGE, CollectorError
-
-# Order is the order `collector --help` lists them in.
-COMMAND_MODULES = (
-    "fit",
-    "run",
-    "replay",
-    "demo",
-    "upload",
-    "status",
-    "sessions",
-    "review",
-    "export",
-    "pause",
-    "mark",
-    "blocks",
-    "workspace",
-    "report",
-    "devices",
-    "doctor",
-    "sandbox",
-)
-
-log = logging.getLogger("collector")
+from collector.capture.logformat import setup_logging
+from collector.commands import COMMANDS
+from collector.commands._outcome import ended_quietly_on_closed_stdout, run_reporting_errors
+from collector.errors import EXIT_USAGE
 
 
 class _Parser(argparse.ArgumentParser):
@@ -45,30 +30,38 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_USAGE, f"collector: {message} (see `{self.prog} --help`)\n")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(commands: Iterable[str] | None = None) -> argparse.ArgumentParser:
+    """The parser of `collector`, with the full parser of each command in `commands` (all when None).
+
+    Every other command gets a stand-in that only carries its name and summary: enough for
+    `collector --help` and for the list of choices in a usage error, without importing its module.
+    """
     parser = _Parser(
         prog="collector",
         description="Capture EEG and screen evidence and deliver it to an OpenLesson workspace.",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
-    for name in COMMAND_MODULES:
-        try:
-            module = importlib.import_module(f"collector.commands.{name}")
-        except ModuleNotFoundError as exc:
-            if exc.name != f"collector.commands.{name}":
-                raise
-            continue  # not built yet
-        module.add_parser(sub)
+    wanted = set(COMMANDS) if commands is None else set(commands) & set(COMMANDS)
+    modules = {COMMANDS[name].module for name in wanted}
+    for name, info in COMMANDS.items():  # in the table's order, which `collector --help` keeps
+        if name in sub.choices:
+            continue  # registered by its module with an earlier command (`pause` adds `resume`)
+        if info.module in modules:
+            importlib.import_module(info.module).add_parser(sub)
+        else:
+            sub.add_parser(name, help=info.summary)
     return parser
+
+
+def _command_in(argv: list[str]) -> list[str]:
+    """The command named in argv: its first word that is not an option. `collector` itself takes no
+    option with a value, so that word is the command (or a bad one, which the parser reports)."""
+    return [word for word in argv if not word.startswith("-")][:1]
 
 
 def _quiet_liblsl() -> None:
     """liblsl prints INFO lines at start-up; use a quieter config unless the user has their own."""
-    import os
-    from importlib import resources
-    from pathlib import Path
-
     if os.environ.get("LSLAPICFG"):
         return
     own = (Path("lsl_api.cfg"), Path.home() / "lsl_api" / "lsl_api.cfg", Path("/etc/lsl_api/lsl_api.cfg"))
@@ -84,73 +77,22 @@ def _http_library_logs(verbosity: int) -> None:
         logging.getLogger(name).setLevel(level)
 
 
-EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE: what `seq 1 1000000 | head -1` gives for seq
-
-
-def _stdout_closed() -> int:
-    """The reader of our output went away (e.g. `collector sessions | head -1`): stop quietly, as
-    tools killed by SIGPIPE do. stdout is pointed at /dev/null so the interpreter's own flush at
-    exit does not fail again (Python's documented recipe for SIGPIPE)."""
-    import os
-
-    try:
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-        os.close(devnull)
-    except (OSError, ValueError):  # stdout has no file descriptor (embedded use): nothing to flush
-        pass
-    return EXIT_BROKEN_PIPE
-
-
 def main(argv: list[str] | None = None) -> int:
-    try:
-        code = _main(argv)
-        sys.stdout.flush()  # inside the try: the last lines may be what meets the closed pipe
-        return code
-    except BrokenPipeError:
-        return _stdout_closed()
+    return ended_quietly_on_closed_stdout(lambda: _main(argv))
 
 
 def _main(argv: list[str] | None = None) -> int:
     _quiet_liblsl()
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    words = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser(_command_in(words))
+    args = parser.parse_args(words)
     if not getattr(args, "func", None):
         parser.print_help()
         return EXIT_USAGE
-    from collector.capture.logformat import setup_logging
-
     # -v: the collector's own debug lines; -vv: also the HTTP library's (httpx, httpcore).
     setup_logging(int(getattr(args, "verbose", 0) or 0), getattr(args, "log_format", "text"))
     _http_library_logs(int(getattr(args, "verbose", 0) or 0))  # keys masked in every record
-    try:
-        return int(args.func(args) or 0)
-    except CollectorError as err:
-        if getattr(args, "log_format", "text") == "json":  # lab logs stay machine-readable
-            from collector.capture.logformat import format_json
-
-            print(
-                format_json(
-                    "error", redaction.redact(str(err)), {"event": "error", "exit_code": err.exit_code}
-                ),
-                file=sys.stderr,
-            )
-        else:
-            print(f"collector: {redaction.redact(str(err))}", file=sys.stderr)
-        return err.exit_code
-    except KeyboardInterrupt:
-        print("collector: interrupted.", file=sys.stderr)
-        return 130
-    except BrokenPipeError:
-        raise  # main() ends quietly
-    except Exception as exc:  # unexpected: one line plus where to look, never the key
-        log.debug("unexpected failure", exc_info=True)
-        print(
-            f"collector: unexpected failure: {type(exc).__name__}: {redaction.redact(str(exc))}. "
-            "Run again with --verbose for details and report it.",
-            file=sys.stderr,
-        )
-        return EXIT_FAILURE
+    return run_reporting_errors(lambda: args.func(args), getattr(args, "log_format", "text"))
 
 
 if __name__ == "__main__":

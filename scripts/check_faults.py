@@ -47,6 +47,7 @@ class Fault:
 
 
 RUN = "collector/commands/run.py"
+CAPTURE = "collector/commands/_capture.py"  # the capture plumbing run, replay, fit and demo share
 KEY_TEST = "tests/test_capture_promises.py::test_key_never_in_the_output_of_run_replay_and_upload_at_verbose"
 SPEED_TESTS = (
     "tests/test_xdf_source.py::test_speed_paces_reads_against_the_wall_clock",
@@ -92,7 +93,7 @@ FAULTS: tuple[Fault, ...] = (
     Fault(
         "screen-on-not-fatal",
         "`--screen on` without a display continues EEG-only instead of exiting 5",
-        (Edit(RUN, '        if mode == "on":\n', "        if False:  # FAULT\n"),),
+        (Edit(CAPTURE, '        if mode == "on":\n', "        if False:  # FAULT\n"),),
         ("tests/test_run_e2e.py::test_screen_on_without_a_display_exits_5_even_with_a_live_eeg_stream",),
         "assert 0 == 5",
     ),
@@ -127,7 +128,7 @@ FAULTS: tuple[Fault, ...] = (
         "`collector run` ignores `collector pause` (the screen source gets no pause control)",
         (
             Edit(
-                RUN,
+                CAPTURE,
                 "        screen_source = open_screen(profile, output, pause_control)\n",
                 "        screen_source = open_screen(profile, output, None)  # FAULT\n",
             ),
@@ -140,9 +141,9 @@ FAULTS: tuple[Fault, ...] = (
         "the profile's spool_max_bytes does not reach the spool (the 2 GB default is used)",
         (
             Edit(
-                RUN,
-                "open_spool(spool_dir(args), max_bytes=profile.delivery.spool_max_bytes)",
-                "open_spool(spool_dir(args))  # FAULT",
+                CAPTURE,
+                "open_spool(spool_root, max_bytes=profile.delivery.spool_max_bytes)",
+                "open_spool(spool_root)  # FAULT",
             ),
         ),
         (

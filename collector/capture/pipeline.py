@@ -19,9 +19,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from collector import __version__
+from collector.capture.pause import paused_since
+from collector.core.chunk import HARD_MAX_CHUNK_BYTES, EegChunker, chunk_evidence
 from collector.core.evidence import EvidenceChunk, screen_evidence
-from collector.core.records import EegSource, SourceEnded, StreamDescription
+from collector.core.records import EegSource, SampleChunk, SourceEnded, StreamDescription
 from collector.core.summary import SummaryBuilder
+from collector.delivery.local_record import CaptureInfo
 from collector.errors import CollectorError, SpoolError, SpoolFullError
 
 log = logging.getLogger("collector.capture.pipeline")
@@ -140,10 +143,10 @@ class Capture:
                 if attempt + 1 < _SPOOL_TRIES:
                     time.sleep(0.5 * (attempt + 1))
                     continue
-                meta = evidence.get("metadata") or {}
                 try:
-                    stream_id, index = str(meta.get("stream_id", "?")), evidence.get("chunk_index")
-                    self.spool.record_drop(self.capture_id, stream_id, str(err), index)
+                    self.spool.record_drop(
+                        self.capture_id, evidence.stream_id, str(err), evidence.chunk_index
+                    )
                 except SpoolError:
                     pass  # the status view still counts it
                 self.stats.last_error = str(err)
@@ -152,15 +155,10 @@ class Capture:
 
     # ---- EEG -----------------------------------------------------------------------------------
 
-    def _eeg_loop(self, description: StreamDescription) -> None:
-        from collector.core.bandpower import BandSettings
-        from collector.core.chunk import EegChunker, chunk_evidence
-
+    def _eeg_loop(self, source: EegSource, description: StreamDescription) -> None:
         a = self.profile.analysis
         try:
-            settings = BandSettings(
-                window_s=a.window_s, step_s=a.step_s, segment_s=a.segment_s, bands=dict(a.bands)
-            )
+            settings = a.band_settings()
             chunker = EegChunker(
                 description,
                 settings,
@@ -168,7 +166,7 @@ class Capture:
                 stream_id=description.stream_id,
                 chunk_s=a.chunk_s,
                 hold_samples=round(MARK_HOLD_S * description.sfreq) if self.marks is not None else 0,
-                **({"max_bytes": self.chunk_max_bytes} if self.chunk_max_bytes else {}),
+                max_bytes=self.chunk_max_bytes or HARD_MAX_CHUNK_BYTES,
             )
         except Exception as exc:  # nothing read yet, so nothing lost; say why and stop
             self._fatal = exc
@@ -198,11 +196,11 @@ class Capture:
                 # After the stop, one last read takes what the inlet already holds (and its markers).
                 last_read = self.stop_event.is_set()
                 try:
-                    chunk = self.eeg_source.read(timeout=0.0 if last_read else 0.2)
+                    chunk = source.read(timeout=0.0 if last_read else 0.2)
                 except SourceEnded:
                     break
                 # LslSource/MuseSource say when the stream is gone (they re-resolve it themselves).
-                lost = getattr(self.eeg_source, "lost", False)
+                lost = getattr(source, "lost", False)
                 self.stats.source_state = "stream lost, waiting" if lost else ""
                 self._take_marks(chunker, description)
                 if chunk is None or len(chunk) == 0:
@@ -233,8 +231,6 @@ class Capture:
         events = self.marks.take()
         if events:
             import numpy as np
-
-            from collector.core.records import SampleChunk
 
             empty = SampleChunk(np.zeros((0, len(description.channels))), np.zeros(0), events=tuple(events))
             chunker.push(empty)
@@ -278,8 +274,6 @@ class Capture:
         """(state, skipped) now: "paused since 14:02 (35 s ago)" while the privacy pause is on, and
         near-identical frames counted as they are skipped (a frame's metadata only has them once the
         next frame is sent)."""
-        from collector.capture.pause import paused_since
-
         src = self.screen_source
         skipped = max(self.stats.screens_skipped, int(getattr(src, "skipped_identical", 0) or 0))
         state = self.stats.screen_state
@@ -294,7 +288,9 @@ class Capture:
         self.stats.stream = description
         self._begin_record(description)
         if self.eeg_source is not None and description is not None:
-            t = threading.Thread(target=self._eeg_loop, args=(description,), name="eeg", daemon=True)
+            t = threading.Thread(
+                target=self._eeg_loop, args=(self.eeg_source, description), name="eeg", daemon=True
+            )
             self._threads.append(t)
         if self.screen_source is not None:
             self.stats.screen_state = "capturing"
@@ -327,8 +323,6 @@ class Capture:
         return self.profile.device.name if self.profile.device.kind == "muse" else d.name
 
     def _begin_record(self, description: StreamDescription | None) -> None:
-        from collector.delivery.local_record import CaptureInfo
-
         try:
             self.spool.record.begin_capture(CaptureInfo(
                 capture_id=self.capture_id, kind=self.kind, started_ms=self.started_ms,

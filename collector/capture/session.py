@@ -15,7 +15,7 @@ from typing import Any
 
 from collector.capture.pipeline import Capture
 from collector.capture.status_view import StatusOutput, snapshot
-from collector.delivery.spool import Loss
+from collector.delivery.spool import DeliveryBusyError, Loss
 from collector.errors import EXIT_AUTH, EXIT_DATA_LOST, EXIT_NOT_FOUND, EXIT_OK, EXIT_PENDING, CollectorError
 
 log = logging.getLogger("collector.capture.session")
@@ -106,8 +106,6 @@ def run_session(
 
     with _Signals() as signals:
         if uploader is not None:
-            from collector.delivery.spool import DeliveryBusyError
-
             try:
                 uploader.start()
             except DeliveryBusyError as err:

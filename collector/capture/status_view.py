@@ -11,10 +11,15 @@ import logging
 import sys
 import threading
 import time
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from collector.capture.logformat import EVENT_LEVELS, format_line, record_event, record_message
 from collector.capture.pipeline import CaptureStats
+
+if TYPE_CHECKING:  # rich is imported where the view is drawn: a log-only run never loads it
+    from rich.console import Console
+    from rich.live import Live
+    from rich.progress import Progress, TaskID
 
 BAND_ORDER = ("delta", "theta", "alpha", "beta", "gamma")
 QUALITY_STYLE = {"good": "green", "gap": "red", "flat": "red", "railed": "red"}
@@ -153,10 +158,10 @@ class StatusOutput:
         self.log_every_s = log_every_s
         self._last_log = time.monotonic()
         self._lock = threading.RLock()  # a signal handler (pause/resume) may log while we write
-        self._console = None
-        self._live = None
-        self._file_progress = None
-        self._file_task = None
+        self._console: Console | None = None
+        self._live: Live | None = None
+        self._file_progress: Progress | None = None
+        self._file_task: TaskID | None = None
         self._keys: KeyReader | None = None
         self._prompt: str | None = None  # the `m` prompt's text while it is open
         self._prompt_ms = 0.0
@@ -219,6 +224,7 @@ class StatusOutput:
                 auto_refresh=False,
             )
             self._file_task = self._file_progress.add_task("file", total=100.0)
+        assert self._file_task is not None  # added with the progress bar
         self._file_progress.update(self._file_task, completed=pct)
 
     def end_view(self) -> None:
@@ -323,7 +329,7 @@ class KeyReader:
         self.on_key = on_key
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._saved = None
+        self._saved: list[Any] | None = None  # the terminal's attributes, restored by stop()
 
     def start(self) -> bool:
         try:

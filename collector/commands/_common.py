@@ -1,4 +1,4 @@
-"""Options and helpers that several commands share (API access, spool location, ids)."""
+"""Options and helpers that several commands share: API access, the spool's location, ids."""
 
 from __future__ import annotations
 
@@ -73,40 +73,9 @@ def require_uuid(value: str, what: str) -> str:
     return value.lower()
 
 
-# ---- a capture kept on this machine (`review`, `export`) -----------------------------------------
-
-
-def add_capture_choice(parser: argparse.ArgumentParser) -> None:
-    """CAPTURE_ID (a unique prefix is enough) or --last: which kept capture a command works on."""
-    parser.add_argument("capture_id", nargs="?", metavar="CAPTURE_ID", help="a capture id or a unique prefix")
-    parser.add_argument("--last", action="store_true", help="the newest capture (the default)")
-
-
-def spool_folder(args: argparse.Namespace) -> Path:
-    """The --spool folder; UsageError (exit 2) when the path is a file, e.g. the spool.db itself."""
-    root = spool_dir(args)
+def spool_folder(root: Path) -> Path:
+    """root, the --spool folder; UsageError (exit 2) when the path is a file, e.g. the spool.db itself."""
     if root.exists() and not root.is_dir():
         hint = f"its folder: --spool {root.parent}" if root.name.startswith("spool.db") else "the folder"
         raise UsageError(f"{root} is a file, not a spool folder. Pass {hint}.")
     return root
-
-
-def open_capture(args: argparse.Namespace):
-    """(spool, session row) for CAPTURE_ID or --last; UsageError (exit 2) when there is none."""
-    from collector.commands.sessions import find_capture
-    from collector.delivery.opening import open_spool
-    from collector.delivery.spool import DB_NAME
-
-    if args.capture_id is not None and args.last:
-        raise UsageError("Give either CAPTURE_ID or --last, not both (see `collector sessions` for the ids).")
-    if args.capture_id is not None and not args.capture_id.strip():
-        raise UsageError("CAPTURE_ID is empty. Pass an id from `collector sessions`, or --last.")
-    root = spool_folder(args)
-    if not (root / DB_NAME).exists():
-        raise UsageError(f"There is no spool at {root}: nothing was captured there. Pass --spool DIR.")
-    spool = open_spool(root)
-    try:
-        return spool, find_capture(spool, args.capture_id, args.last)
-    except BaseException:
-        spool.close()
-        raise

@@ -8,12 +8,28 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
+import sys
 import threading
+import time
 import uuid
 from collections import Counter
 from importlib import resources
 from pathlib import Path
+from typing import TextIO
+
+from collector.api.client import OpenLessonClient
+from collector.api.models import PerformanceRequest, WorkspaceCreate
+from collector.api.settings import ApiKey, ApiSettings, resolve_base_url
+from collector.api.targets import pick_target
+from collector.commands import summary
+from collector.commands._capture import CAPTURE_FLAGS, capture_live, find_block, make_output
+from collector.commands._kept import open_capture, write_review_page
+from collector.commands._outcome import ended_quietly_on_closed_stdout, run_reporting_errors
+from collector.commands._replies import format_report
+from collector.devices.player import play_to_lsl
+from collector.errors import CollectorError
+from collector.profiles.profile import load_profile
+from collector.sandbox import SandboxServer
 
 BANDS = ("delta", "theta", "alpha", "beta", "gamma")
 DEMO_DURATION_S = 30.0  # capture length; the whole demo takes about 40 s (start-up, delivery, report)
@@ -23,7 +39,7 @@ DEMO_FLUSH_TIMEOUT_S = 60.0  # delivery after the capture; at an idle sandbox it
 def add_parser(sub) -> None:
     p = sub.add_parser(
         "demo",
-        help=f"try it end to end: local sandbox + bundled Muse recording (~{DEMO_DURATION_S + 10:.0f} s)",
+        help=summary("demo"),  # says ~40 s: DEMO_DURATION_S plus start-up, delivery and report
         description="Start the local sandbox, play the bundled real Muse recording as a live LSL "
         f"stream, capture it for {DEMO_DURATION_S:g} s (and screenshots if a display exists), deliver it "
         f"(up to {DEMO_FLUSH_TIMEOUT_S:g} s), then show what this run's workspace received and its report.",
@@ -50,7 +66,7 @@ def _bundled_recording() -> Path:
     return Path(str(resources.files("collector.data") / "muse-p300-subject1.xdf"))
 
 
-def _data_dir(args) -> Path:
+def _data_dir(args: argparse.Namespace) -> Path:
     if args.data:
         return Path(args.data).expanduser()
     from platformdirs import user_data_path
@@ -58,7 +74,7 @@ def _data_dir(args) -> Path:
     return user_data_path("openlesson-collector", appauthor=False) / "demo"
 
 
-def _print_received(sandbox, workspace_id: str, out) -> None:
+def _print_received(sandbox: SandboxServer, workspace_id: str, out: TextIO) -> None:
     rows = sandbox.evidence(workspace_id)
     counts = Counter(r["type"] for r in rows)
     print("\nWhat the sandbox received:", file=out)
@@ -87,12 +103,7 @@ def _print_received(sandbox, workspace_id: str, out) -> None:
     print(f"  files: {sandbox.data_dir}", file=out)
 
 
-def _print_report(sandbox, workspace_id: str, block_id: str, out) -> None:
-    from collector.api.client import OpenLessonClient
-    from collector.api.models import PerformanceRequest
-    from collector.api.settings import ApiKey, ApiSettings
-    from collector.commands.report import format_report
-
+def _print_report(sandbox: SandboxServer, workspace_id: str, block_id: str, out: TextIO) -> None:
     settings = ApiSettings(base_url=sandbox.base_url, api_key=ApiKey(sandbox.api_key))
     with OpenLessonClient(settings) as client:
         response = client.performance(workspace_id, PerformanceRequest(block_id=block_id))
@@ -100,15 +111,9 @@ def _print_report(sandbox, workspace_id: str, block_id: str, out) -> None:
     print(format_report(response), file=out)
 
 
-def _own_workspace(sandbox) -> tuple[str, str]:
+def _own_workspace(sandbox: SandboxServer) -> tuple[str, str]:
     """A new workspace for this run, so what is shown is this run's evidence only, whatever the
     sandbox's data folder kept from earlier runs. Returns (workspace id, first block id)."""
-    import time
-
-    from collector.api.client import OpenLessonClient
-    from collector.api.models import WorkspaceCreate
-    from collector.api.settings import ApiKey, ApiSettings
-
     settings = ApiSettings(base_url=sandbox.base_url, api_key=ApiKey(sandbox.api_key))
     prompt = f"Collector demo, {time.strftime('%Y-%m-%d %H:%M:%S')}"
     with OpenLessonClient(settings) as client:
@@ -116,7 +121,7 @@ def _own_workspace(sandbox) -> tuple[str, str]:
     return created.workspace.id, created.blocks[0].id
 
 
-def _print_next_steps(sandbox, data: Path, out) -> None:
+def _print_next_steps(sandbox: SandboxServer, data: Path, out: TextIO) -> None:
     print(
         "\nNext steps:\n"
         "  Capture for real: get an API key (sk_…) from your OpenLesson organization (the agent API "
@@ -134,12 +139,6 @@ def _print_next_steps(sandbox, data: Path, out) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import sys
-
-    from collector import cli
-    from collector.devices.player import play_to_lsl
-    from collector.sandbox.server import SandboxServer
-
     out = sys.stdout
     data = _data_dir(args)
     data.mkdir(parents=True, exist_ok=True)
@@ -167,32 +166,14 @@ def run(args: argparse.Namespace) -> int:
             f"{args.duration:g} s…",
             file=out,
         )
-        os.environ["OPENLESSON_API_KEY"] = sandbox.api_key  # this process only
         try:
-            code = cli.main(
-                [
-                    "run",
-                    "--workspace",
-                    workspace_id,
-                    "--block",
-                    block_id,
-                    "--base-url",
-                    sandbox.base_url,
-                    "--stream-name",
-                    stream_name,
-                    "--duration",
-                    str(args.duration),
-                    "--screen",
-                    args.screen,
-                    "--spool",
-                    str(data / "spool"),
-                    "--flush-timeout",
-                    f"{DEMO_FLUSH_TIMEOUT_S:g}",
-                    "--log-format",
+            # As `collector run` would end: a failure is one line on stderr and an exit code, and the
+            # demo goes on to show what arrived.
+            code = ended_quietly_on_closed_stdout(
+                lambda: run_reporting_errors(
+                    lambda: _capture(args, sandbox, workspace_id, block_id, stream_name, data / "spool"),
                     args.log_format,
-                    "--capture-kind",
-                    "demo",
-                ]
+                )
             )
         finally:
             stop_player.set()
@@ -204,15 +185,46 @@ def run(args: argparse.Namespace) -> int:
     return code
 
 
-def _write_review(data: Path, out) -> None:
-    """Last: the capture's review page, so the demo ends with something to open."""
-    from collector.commands import review
-    from collector.errors import CollectorError
+def _capture(
+    args: argparse.Namespace,
+    sandbox: SandboxServer,
+    workspace_id: str,
+    block_id: str,
+    stream_name: str,
+    spool_root: Path,
+) -> int:
+    """The capture of `collector run` on the stream the player publishes, delivered to the sandbox
+    with its key, kept in the demo's own spool, and recorded as a demo in the local record."""
+    profile = load_profile(None).with_overrides(
+        flags=CAPTURE_FLAGS,
+        delivery={"flush_timeout_s": DEMO_FLUSH_TIMEOUT_S},
+        stream={"name": stream_name},
+        screen={"mode": args.screen},
+    )
+    output = make_output(args.log_format)
+    workspace_id, block = pick_target(workspace_id, block_id, profile)
+    settings = ApiSettings(base_url=resolve_base_url(sandbox.base_url), api_key=ApiKey(sandbox.api_key))
+    found = find_block(settings, workspace_id, block)
+    return capture_live(
+        profile,
+        output,
+        spool_root=spool_root,
+        offline=False,
+        settings=settings,
+        workspace_id=workspace_id,
+        block_id=found.id if found else None,
+        block_title=found.title if found else None,
+        duration_s=args.duration,
+        log_format=args.log_format,
+        kind="demo",
+    )
 
+
+def _write_review(data: Path, out: TextIO) -> None:
+    """Last: the capture's review page, so the demo ends with something to open."""
     print("\nThe review page of this capture (one offline HTML file; open it in a browser):", file=out)
     try:
-        review.run(argparse.Namespace(
-            capture_id=None, last=True, out=str(data / "review.html"), spool=str(data / "spool")
-        ))  # fmt: skip
+        spool, session = open_capture(data / "spool", None, True)
+        print(write_review_page(spool, session, str(data / "review.html")))
     except CollectorError as err:  # the capture itself went fine; say why there is no page
         print(f"  (no review page: {err})", file=out)

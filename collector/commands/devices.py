@@ -10,7 +10,11 @@ import threading
 from dataclasses import asdict
 from typing import Any
 
+from collector.commands import summary
 from collector.commands._common import add_verbose
+from collector.devices.lsl.discovery import list_streams
+from collector.devices.muse import MuseScan, list_muses
+from collector.devices.recordings.detect import FORMATS
 from collector.errors import EXIT_NO_SOURCE, EXIT_OK
 
 MUSE_SCAN_TIMEOUT_S = 20.0  # muselsl scans for 10.5 s, plus its start-up
@@ -19,7 +23,7 @@ MUSE_SCAN_TIMEOUT_S = 20.0  # muselsl scans for 10.5 s, plus its start-up
 def add_parser(subparsers) -> None:
     p = subparsers.add_parser(
         "devices",
-        help="list Muse headsets, visible LSL streams and the recording formats `replay` reads",
+        help=summary("devices"),
         description=(
             "List Muse headsets in Bluetooth range (muselsl's scan, about 11 s), the LSL streams "
             "visible on this network (name, type, source_id, channels, rate, host) and the recording "
@@ -38,10 +42,6 @@ def add_parser(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from collector.devices.lsl.discovery import list_streams
-    from collector.devices.muse import MuseScan, list_muses
-    from collector.devices.recordings.detect import FORMATS
-
     scan: dict[str, MuseScan] = {}
     scanner = None
     if args.no_bluetooth:

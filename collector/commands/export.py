@@ -3,15 +3,21 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
-from collector.commands._common import add_capture_choice, add_spool_option, add_verbose, open_capture
+from collector.commands import summary
+from collector.commands._common import add_spool_option, add_verbose, spool_dir
+from collector.commands._kept import add_capture_choice, nothing_kept_error, open_capture
+from collector.errors import UsageError
+from collector.review.export import load_samples, write_export
+from collector.review.kept import NOT_KEPT_LABEL
 
 
 def add_parser(subparsers) -> None:
     parser = subparsers.add_parser(
         "export",
-        help="write a capture's EEG as CSV (muselsl layout) or EDF+",
+        help=summary("export"),
         description="Write the EEG samples of a capture kept on this machine: CSV in muselsl's layout "
         "(timestamps in Unix seconds, one column per channel, Marker) or EDF+ with markers as annotations. "
         "Gaps stay gaps: no sample is invented.",
@@ -25,14 +31,7 @@ def add_parser(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import sys
-
-    from collector.commands.review import nothing_kept_error
-    from collector.errors import UsageError
-    from collector.review.export import load_samples, write_export
-    from collector.review.kept import NOT_KEPT_LABEL
-
-    spool, session = open_capture(args)
+    spool, session = open_capture(spool_dir(args), args.capture_id, args.last)
     try:
         samples = load_samples(spool, session["capture_id"])
     finally:

@@ -5,7 +5,11 @@ from __future__ import annotations
 import argparse
 import time
 
+from collector.capture.marks import MAX_TEXT, clean_text, process_start_ms, send_mark
+from collector.capture.pause import PauseControl
+from collector.commands import summary
 from collector.commands._common import add_verbose
+from collector.errors import NoSourceError, UsageError
 
 _IMPORTED_MS = time.time() * 1000.0  # fallback "moment it ran" where /proc has no start time
 
@@ -13,7 +17,7 @@ _IMPORTED_MS = time.time() * 1000.0  # fallback "moment it ran" where /proc has 
 def add_parser(sub) -> None:
     p = sub.add_parser(
         "mark",
-        help="mark this moment in the running capture (e.g. 'distracted')",
+        help=summary("mark"),
         description="Put an event with TEXT on the running `collector run`'s EEG timeline at the "
         "moment this command ran (within 50 ms); it is delivered in the EEG chunk that covers it, "
         "like an LSL marker. Bind it to a key for one-press notes. TEXT is at most 500 characters "
@@ -25,10 +29,6 @@ def add_parser(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from collector.capture.marks import MAX_TEXT, clean_text, process_start_ms, send_mark
-    from collector.capture.pause import PauseControl
-    from collector.errors import NoSourceError, UsageError
-
     moment_ms = process_start_ms() or _IMPORTED_MS
     text = " ".join(" ".join(args.text).split())
     if not text:

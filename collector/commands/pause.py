@@ -5,13 +5,15 @@ from __future__ import annotations
 import argparse
 import time
 
+from collector.capture.pause import PauseControl
+from collector.commands import summary
 from collector.commands._common import add_verbose
 
 
 def add_parser(subparsers) -> None:
     pause = subparsers.add_parser(
         "pause",
-        help="pause screen capture (EEG continues)",
+        help=summary("pause"),
         description=(
             "Pause screen capture of a running `collector run` (from any terminal) until "
             "`collector resume`. EEG keeps recording; the paused period is recorded in the "
@@ -23,7 +25,7 @@ def add_parser(subparsers) -> None:
     pause.set_defaults(func=run, action="pause")
     resume = subparsers.add_parser(
         "resume",
-        help="resume screen capture after `collector pause`",
+        help=summary("resume"),
         description="Resume screen capture paused by `collector pause` or SIGUSR1.",
     )
     add_verbose(resume)
@@ -35,8 +37,6 @@ def _clock(ms: int | None) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from collector.capture.pause import PauseControl
-
     control = PauseControl()
     before = control.state()
     if args.action == "pause":

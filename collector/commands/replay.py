@@ -7,17 +7,26 @@ from __future__ import annotations
 
 import argparse
 import logging
+import sys
+import threading
 import time
+from datetime import datetime, timezone
 from pathlib import Path
 
-from collector.commands.run import (
+from collector.commands import summary
+from collector.commands._capture import (
     add_capture_options,
     check_target,
     deliver_and_capture,
     make_output,
     profile_from_args,
 )
+from collector.commands._common import spool_dir
+from collector.core.chunk import DELIVERY_CHUNK_BYTES, DELIVERY_CHUNK_S
+from collector.devices.player import play_to_lsl
+from collector.devices.recordings.source import RecordingSource
 from collector.errors import UsageError
+from collector.profiles.profile import load_profile
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +46,7 @@ def _speed(value: str) -> float | None:
 def add_parser(sub) -> None:
     p = sub.add_parser(
         "replay",
-        help="replay a recording (XDF, muselsl/Mind Monitor CSV, EDF/BDF) into a workspace block (or to LSL)",
+        help=summary("replay"),
         description="Replay a recording (EEG stream and markers) through the same pipeline as a "
         "live capture: same windows, chunks, format and delivery. Accepted: XDF, muselsl CSV, "
         "Mind Monitor CSV, EDF, EDF+ and BDF, recognised from the file's content.",
@@ -74,8 +83,6 @@ def add_parser(sub) -> None:
 def _start_time(value: str):
     if value in ("file", "now"):
         return value
-    from datetime import datetime
-
     try:
         moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
@@ -85,8 +92,6 @@ def _start_time(value: str):
 
 
 def _log_anchor(value: str, moment) -> None:
-    from datetime import timezone
-
     local = (
         "" if _has_offset(value) else f" (no offset given: read as this machine's local time, {moment:%Z %z})"
     )
@@ -99,18 +104,11 @@ def _log_anchor(value: str, moment) -> None:
 
 
 def _has_offset(value: str) -> bool:
-    from datetime import datetime
-
     return datetime.fromisoformat(value.replace("Z", "+00:00")).tzinfo is not None
 
 
 def _to_lsl(args) -> int:
     """Publish the file as a live LSL stream; say when it has been played (or stopped)."""
-    import sys
-    import threading
-
-    from collector.devices.player import play_to_lsl
-
     unused = [flag for flag, value in (("--workspace", args.workspace), ("--block", args.block)) if value]
     if unused:
         raise UsageError(
@@ -154,15 +152,10 @@ def _to_lsl(args) -> int:
 def chunk_length_given(args: argparse.Namespace) -> bool:
     """True when the user chose the EEG chunk length: `--chunk-seconds`, or `[analysis] chunk_s` in
     the profile or one it extends (a value only inherited from the built-in default does not count)."""
-    from collector.profiles.profile import load_profile
-
     return args.chunk_seconds is not None or "chunk_s" in load_profile(args.profile).analysis.model_fields_set
 
 
 def run(args: argparse.Namespace) -> int:
-    from collector.core.chunk import DELIVERY_CHUNK_BYTES, DELIVERY_CHUNK_S
-    from collector.devices.recordings.source import RecordingSource
-
     if args.to_lsl:
         return _to_lsl(args)
     start_time = _start_time(args.start_time)
@@ -173,7 +166,7 @@ def run(args: argparse.Namespace) -> int:
         # about 60 requests per hour of 4-channel EEG instead of 720. --chunk-seconds, or a
         # profile that sets [analysis] chunk_s itself, wins.
         profile = profile.with_overrides(analysis={"chunk_s": DELIVERY_CHUNK_S})
-    output = make_output(args)
+    output = make_output(args.log_format, int(args.verbose or 0))
     if not isinstance(start_time, str):
         _log_anchor(args.start_time, start_time)
     # Open the file first: a corrupt file is bad input (exit 2) whatever the network says.
@@ -204,15 +197,17 @@ def run(args: argparse.Namespace) -> int:
             return fields
 
         return deliver_and_capture(
-            args,
             profile,
             output,
+            spool_root=spool_dir(args),
+            offline=args.offline,
             eeg_source=source,
             description=description,
             screen_source=None,
             settings=settings,
             workspace_id=workspace_id,
             block_id=block_id,
+            block_title=getattr(args, "block_title", None),
             progress=progress,
             kind="replay",
             source=f"file {Path(args.file).name}",

@@ -9,13 +9,18 @@ from __future__ import annotations
 import argparse
 import json
 
+from collector.api.client import OpenLessonClient
+from collector.api.models import PerformanceRequest
+from collector.api.targets import resolve_block_id
+from collector.commands import summary
 from collector.commands._common import add_api_options, api_settings, require_uuid
+from collector.commands._replies import format_report
 
 
 def add_parser(subparsers) -> None:
     parser = subparsers.add_parser(
         "report",
-        help="performance analysis of a workspace",
+        help=summary("report"),
         description="Performance analysis of a workspace: a report, or an answer to --prompt.",
     )
     parser.add_argument("--workspace", "-w", required=True, metavar="ID", help="workspace id (UUID)")
@@ -30,10 +35,6 @@ def add_parser(subparsers) -> None:
 
 def run(args: argparse.Namespace) -> int:
     workspace_id = require_uuid(args.workspace, "Workspace id")
-    from collector.api.client import OpenLessonClient
-    from collector.api.models import PerformanceRequest
-    from collector.api.targets import resolve_block_id
-
     with OpenLessonClient(api_settings(args)) as client:
         block_id = resolve_block_id(client, workspace_id, args.block) if args.block else None
         request = PerformanceRequest(prompt=args.prompt or None, block_id=block_id)
@@ -45,30 +46,3 @@ def run(args: argparse.Namespace) -> int:
     else:
         print(format_report(reply))
     return 0
-
-
-def format_report(reply) -> str:
-    report, summary = reply.report, reply.evidence_summary
-    if report is None:
-        return "(the API sent no report)"
-    lines = [report.summary, f"Confidence: {report.confidence}"]
-
-    def section(title: str, items: list[str]) -> None:
-        lines.extend(["", f"{title}:"] + [f"  - {item}" for item in items] if items else [])
-
-    section("Strengths", report.strengths)
-    section("Growth areas", report.growth_areas)
-    gaps = report.gap_analysis
-    lines.extend(["", f"Gaps: {gaps.summary}"])
-    lines.extend(
-        f"  - [{g.severity}] {g.title}: {g.evidence} Repair: {g.suggested_repair}" for g in gaps.gaps
-    )
-    section("Next practice", gaps.next_practice)
-    section("Suggestions", report.suggestions)
-    lines.extend([
-        "",
-        f"Evidence: {summary.evidence_artifacts} artifacts, {summary.blocks} blocks, "
-        f"{summary.linked_sessions} linked sessions, {summary.ghl_sessions} GHL sessions, "
-        f"{summary.plan_files} plan files.",
-    ])  # fmt: skip
-    return "\n".join(lines)

@@ -10,15 +10,18 @@ import argparse
 import signal
 import sys
 import threading
+from pathlib import Path
 
+from collector.commands import summary
 from collector.commands._common import add_verbose
 from collector.errors import UsageError
+from collector.sandbox import SandboxServer, faults_from_env
 
 
 def add_parser(subparsers) -> None:
     parser = subparsers.add_parser(
         "sandbox",
-        help="run a local OpenLesson API for trying and testing",
+        help=summary("sandbox"),
         description="Run a local OpenLesson API v2 sandbox (contract routes plus a sandbox-only "
         "GET .../workspaces/{id}/evidence listing). Data and keys persist under --data.",
     )
@@ -60,9 +63,7 @@ def add_parser(subparsers) -> None:
     parser.set_defaults(func=run)
 
 
-def _data_dir(args: argparse.Namespace):
-    from pathlib import Path
-
+def _data_dir(args: argparse.Namespace) -> Path:
     if args.data:
         return Path(args.data).expanduser()
     from platformdirs import user_data_path
@@ -71,8 +72,6 @@ def _data_dir(args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> int:
-    from collector.sandbox import SandboxServer, faults_from_env
-
     try:
         options = faults_from_env()
         for name in ("fail_503", "fail_429", "lose_reply", "latency_ms", "seed", "reject_chunk"):

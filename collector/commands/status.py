@@ -4,14 +4,20 @@ from __future__ import annotations
 
 import argparse
 import json
+import time
 
+from collector.capture.pause import pause_fields, pause_notice
+from collector.commands import summary
 from collector.commands._common import add_spool_option, add_verbose, spool_dir
+from collector.delivery.events import DELIVERY_RATE_KEY
+from collector.delivery.opening import open_spool
+from collector.delivery.spool import DB_NAME, Loss
 
 
 def add_parser(subparsers) -> None:
     parser = subparsers.add_parser(
         "status",
-        help="show what waits in the spool, per capture",
+        help=summary("status"),
         description="Per capture: delivered, pending, failed and dropped items, bytes held, the age of the "
         "oldest pending item and the last error.",
     )
@@ -28,10 +34,6 @@ def add_parser(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from collector.capture.pause import pause_fields, pause_notice
-    from collector.delivery.opening import open_spool
-    from collector.delivery.spool import DB_NAME
-
     root = spool_dir(args)
     if not (root / DB_NAME).exists():
         report = {"spool": str(root), "exists": False, "pending": 0, "failed": 0, "stored_bytes": 0,
@@ -103,17 +105,11 @@ def format_status(report: dict) -> str:
 
 
 def _describe(loss: dict) -> str:
-    from collector.delivery.spool import Loss
-
     return Loss(**{**loss, "chunks": tuple(loss["chunks"])}).describe()
 
 
 def _delivery_rate(spool) -> dict | None:
     """The rate of the process delivering from this spool now (it refreshes it every 10 s), or None."""
-    import time
-
-    from collector.delivery.events import DELIVERY_RATE_KEY
-
     raw = spool.get_meta(DELIVERY_RATE_KEY)
     try:
         rate = json.loads(raw) if raw else None
@@ -121,12 +117,12 @@ def _delivery_rate(spool) -> dict | None:
     except (ValueError, TypeError, KeyError):
         return None
     # A process killed mid-delivery leaves its last figure behind: only a live lock holder counts.
-    if age_s is None or age_s > 60 or not spool.delivery_active():
+    if not rate or age_s is None or age_s > 60 or not spool.delivery_active():
         return None
     return {**rate, "age_s": round(max(0.0, age_s), 1)}
 
 
-def _size(n: int) -> str:
+def _size(n: float) -> str:
     for unit in ("B", "KB", "MB"):
         if n < 1000:
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"

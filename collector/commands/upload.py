@@ -15,8 +15,12 @@ import signal
 import sys
 import time
 
+from collector.commands import summary
 from collector.commands._common import add_api_options, add_spool_option, api_settings, spool_dir
-from collector.errors import EXIT_DATA_LOST, EXIT_NOT_FOUND, EXIT_OK, EXIT_PENDING, SpoolError
+from collector.delivery.opening import open_spool
+from collector.delivery.spool import DB_NAME
+from collector.delivery.uploader import STOP_GRACE_S, Uploader
+from collector.errors import EXIT_DATA_LOST, EXIT_NOT_FOUND, EXIT_OK, EXIT_PENDING, SpoolError, UsageError
 
 log = logging.getLogger("collector.upload")
 PROGRESS_EVERY_S = 15.0
@@ -25,7 +29,7 @@ PROGRESS_EVERY_S = 15.0
 def add_parser(subparsers) -> None:
     parser = subparsers.add_parser(
         "upload",
-        help="deliver the evidence waiting in the spool",
+        help=summary("upload"),
         description="Deliver every item waiting in the spool (oldest first), then exit: 0 when the spool "
         "is empty, 6 when items remain, 7 when items were rejected for good, 3 when the key is refused, "
         "4 when a workspace is not found.",
@@ -55,13 +59,7 @@ def add_parser(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from collector.delivery.opening import open_spool
-    from collector.delivery.spool import DB_NAME
-    from collector.delivery.uploader import STOP_GRACE_S, Uploader
-
     if args.rate <= 0:  # no upper bound: a self-hosted API may allow more than the public 120/min
-        from collector.errors import UsageError
-
         raise UsageError(
             f"--rate must be a positive number of requests per minute; {args.rate:g} is invalid."
         )
@@ -102,22 +100,21 @@ def run(args: argparse.Namespace) -> int:
 
         counters = uploader.counters()
         delivered = counters["delivered"]
-        if isinstance(uploader.paused_error, SpoolError):  # a full or failing disk: its own one line
-            err = uploader.paused_error
+        paused = uploader.paused_error
+        if isinstance(paused, SpoolError):  # a full or failing disk: its own one line
             print(
-                f"collector: Delivered {delivered} item(s), then stopped: {err} "
+                f"collector: Delivered {delivered} item(s), then stopped: {paused} "
                 f"{left} item(s) wait in {root}.",
                 file=sys.stderr,
             )
-            return err.exit_code
-        if uploader.paused_error is not None:
-            err = uploader.paused_error
+            return paused.exit_code
+        if paused is not None:
             print(
-                f"collector: Delivery paused after {delivered} item(s): {err} {left} item(s) are kept in "
+                f"collector: Delivery paused after {delivered} item(s): {paused} {left} item(s) are kept in "
                 f"{root}; run `collector upload` again once fixed.",
                 file=sys.stderr,
             )
-            return err.exit_code
+            return paused.exit_code
         parked = uploader.parked_errors
         if parked and left:
             print(f"collector: {parked[0]} {left} item(s) are kept in {root}.", file=sys.stderr)

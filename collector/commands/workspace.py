@@ -7,13 +7,22 @@ import base64
 import json
 from pathlib import Path
 
-from collector.api.models import FILE_EXTENSION_MIME, MAX_DECODED_BYTES, MAX_WORKSPACE_FILES
+from collector.api.client import OpenLessonClient
+from collector.api.models import (
+    FILE_EXTENSION_MIME,
+    MAX_DECODED_BYTES,
+    MAX_WORKSPACE_FILES,
+    WorkspaceCreate,
+    WorkspaceFile,
+)
+from collector.commands import summary
 from collector.commands._common import add_api_options, api_settings
+from collector.commands._replies import format_blocks
 from collector.errors import UsageError
 
 
 def add_parser(subparsers) -> None:
-    parser = subparsers.add_parser("workspace", help="create a workspace", description="Manage workspaces.")
+    parser = subparsers.add_parser("workspace", help=summary("workspace"), description="Manage workspaces.")
     actions = parser.add_subparsers(dest="action", metavar="ACTION", parser_class=type(parser))
     create = actions.add_parser(
         "create", help="create a workspace from a prompt", description="Create a workspace from a prompt."
@@ -34,8 +43,6 @@ def add_parser(subparsers) -> None:
 
 def read_files(paths: list[str]):
     """Plan files as WorkspaceFile models; every problem is a UsageError naming the file."""
-    from collector.api.models import WorkspaceFile
-
     if len(paths) > MAX_WORKSPACE_FILES:
         raise UsageError(f"{len(paths)} files given; a workspace takes at most {MAX_WORKSPACE_FILES}.")
     files = []
@@ -58,10 +65,6 @@ def read_files(paths: list[str]):
 
 
 def run(args: argparse.Namespace) -> int:
-    from collector.api.client import OpenLessonClient
-    from collector.api.models import WorkspaceCreate
-    from collector.commands.blocks import format_blocks
-
     if not args.prompt.strip():
         raise UsageError("--prompt is empty; describe what to practise.")
     request = WorkspaceCreate(initial_prompt=args.prompt, files=read_files(args.file) or None)

@@ -31,8 +31,6 @@ from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
-import scipy.fft
-import scipy.signal
 from numpy.lib.stride_tricks import sliding_window_view
 
 from collector.errors import UsageError
@@ -171,8 +169,19 @@ def grid_window_ends(
     return np.arange(start, n_samples, step, dtype=np.int64)
 
 
+def load_scipy() -> None:
+    """Import the SciPy modules the band powers use, now. They take most of a second to import
+    (scipy.signal 0.5-0.8 s on the 2-core test machine), so this module imports them where they
+    are used, not at its top; a real-time loop (EegChunker, FitChecker) calls this when it is set
+    up, so that the second is not taken out of its first window."""
+    import scipy.fft  # noqa: F401
+    import scipy.signal  # noqa: F401
+
+
 @functools.lru_cache(maxsize=16)
 def _hann(nperseg: int) -> np.ndarray:
+    import scipy.signal
+
     win = scipy.signal.get_window("hann", nperseg)  # periodic Hann, as scipy.signal.welch uses
     win.flags.writeable = False
     return win
@@ -187,6 +196,8 @@ def band_matrix(sfreq: float, nperseg: int, settings: BandSettings) -> tuple[np.
     1 / (fs * sum(win^2)), the one-sided doubling and the bin width, so one product does it all.
     Returns (matrix, line_column, total_column).
     """
+    import scipy.fft
+
     freqs = scipy.fft.rfftfreq(nperseg, 1.0 / sfreq)
     win = _hann(nperseg)
     weight = np.full(freqs.shape, 1.0 / (sfreq * float((win * win).sum())))
@@ -228,6 +239,9 @@ def _segment_band_sums(
     channels_first: np.ndarray, seg_starts: np.ndarray, nperseg: int, matrix: np.ndarray, detrend: str
 ) -> np.ndarray:
     """Band sums of each segment's periodogram: (n_segments, n_channels, n_columns)."""
+    import scipy.fft
+    import scipy.signal
+
     n_ch = channels_first.shape[0]
     win = _hann(nperseg)
     # rfft output viewed as interleaved (re, im) float pairs: squaring in place and a matrix with

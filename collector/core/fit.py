@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from collector.core.bandpower import BandSettings, compute_band_powers
+from collector.core.bandpower import BandSettings, compute_band_powers, load_scipy
 from collector.core.records import EegSource, SourceEnded, StreamDescription
 
 GRADES = ("good", "fair", "bad")
@@ -86,6 +86,7 @@ class FitChecker:
     """Keeps the last analysis window of samples and grades each channel on it."""
 
     def __init__(self, description: StreamDescription, settings: BandSettings | None = None) -> None:
+        load_scipy()
         self.description = description
         self.settings = settings or BandSettings()
         self.sfreq = float(description.sfreq)
@@ -112,6 +113,7 @@ class FitChecker:
             return {ch: ChannelFit("bad", "waiting") for ch in channels}
         powers = compute_band_powers(self._buf, self.sfreq, self.settings, np.array([self.window - 1]))
         q = powers.quality
+        assert q is not None  # computed with quality flags (compute_band_powers' default)
         out = {}
         for c, ch in enumerate(channels):
             flags = {

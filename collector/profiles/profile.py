@@ -24,6 +24,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from collector.core.bandpower import BandSettings
 from collector.errors import UsageError
 
 if sys.version_info >= (3, 11):
@@ -74,6 +75,11 @@ class AnalysisSection(_Section):
     segment_s: float = Field(1.0, gt=0)
     chunk_s: float = Field(5.0, gt=0, allow_inf_nan=False)  # inf: a chunk that never ends
     bands: dict[str, tuple[float, float]] = Field(default_factory=lambda: dict(DEFAULT_BANDS))
+
+    def band_settings(self) -> BandSettings:
+        """The core's settings for band powers and quality flags (`collector.core.bandpower`)."""
+        bands = tuple((name, lo, hi) for name, (lo, hi) in self.bands.items())
+        return BandSettings(window_s=self.window_s, step_s=self.step_s, segment_s=self.segment_s, bands=bands)
 
 
 class ScreenSection(_Section):
@@ -167,10 +173,11 @@ def _validate(data: dict[str, Any], label: str, flags: dict[str, str] | None = N
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"])
-        if (flags or {}).get(where):  # the bad value came from the command line: name the option
+        option = (flags or {}).get(where)
+        if option:  # the bad value came from the command line: name the option
             value = first["input"]
             shown = f"{value:g}" if isinstance(value, float) else repr(value)
-            raise UsageError(f"{flags[where]} {shown} is invalid: {first['msg']}. Fix the option.") from None
+            raise UsageError(f"{option} {shown} is invalid: {first['msg']}. Fix the option.") from None
         raise UsageError(f"Invalid setting {where} in {label}: {first['msg']}. Fix the profile.") from None
 
 

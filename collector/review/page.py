@@ -226,9 +226,9 @@ def build_figure(data: ReviewData):
         n_traces += 1
     # Markers: one trace per value (its legend entry is its label), drawn as vertical lines. Long
     # values (e.g. an XML marker) are shortened on the plot and in the legend; hover shows them whole.
-    values = sorted({v for _, v in data.markers})
+    marker_values = sorted({v for _, v in data.markers})
     dense = len(data.markers) > MAX_LABELLED_MARKERS  # many markers: fainter, so the powers stay readable
-    for i, value in enumerate(values):
+    for i, value in enumerate(marker_values):
         ts = [t + local for t, v in data.markers if v == value]
         xs = [p for t in ts for p in (t, t, None)]
         ys = [p for _ in ts for p in (0.0, 1.0, None)]
@@ -240,7 +240,7 @@ def build_figure(data: ReviewData):
             ),
             row=1, col=1,
         )  # fmt: skip
-    marker_traces = len(values)
+    marker_traces = len(marker_values)
     if not dense:
         for t, value in data.markers:
             fig.add_annotation(

@@ -123,7 +123,7 @@ class SandboxStore:
             keys = {}
             for name, (prefix, scopes, teams, revoked, expired) in KEY_SPECS.items():
                 row = self._db.execute("SELECT sha256 FROM keys WHERE name = ?", (name,)).fetchone()
-                key = known.get(name)
+                key = known.get(name) or ""  # "": not kept in keys.txt
                 if not (row and key and key_hash(key) == row["sha256"]):
                     key = prefix + "sbx_" + secrets.token_hex(20)
                     self._db.execute(
@@ -199,7 +199,9 @@ class SandboxStore:
             {"id": r[0], "file_name": r[2], "file_size": r[3], "mime_type": r[4], "created_at": r[6]}
             for r in file_rows
         ]
-        return self.workspace(ws_id), self.blocks(ws_id), files_out
+        workspace = self.workspace(ws_id)
+        assert workspace is not None  # inserted just above
+        return workspace, self.blocks(ws_id), files_out
 
     def workspace(self, workspace_id: str) -> dict | None:
         with self._lock:
@@ -265,7 +267,8 @@ class SandboxStore:
 
     def evidence(self, workspace_id: str | None = None) -> list[dict]:
         """Stored rows in insertion order, each with band_powers and its artifact's absolute path."""
-        query, params = "SELECT * FROM evidence ORDER BY seq", ()
+        query = "SELECT * FROM evidence ORDER BY seq"
+        params: tuple[str, ...] = ()
         if workspace_id is not None:
             query, params = "SELECT * FROM evidence WHERE workspace_id = ? ORDER BY seq", (workspace_id,)
         with self._lock:

@@ -1,0 +1,266 @@
+"""The EEG chunk artifact (the `data` of `eeg` evidence): its schema, version 1, and how one is
+written from a chunk's samples, window powers, gaps and markers. collector/core/chunk.py decides
+what goes into each chunk; this module writes it down.
+
+Artifact schema (`application/json`, compact UTF-8; version 1):
+
+    {
+      "format": "openlesson-collector.eeg-chunk",
+      "version": 1,
+      "capture_id": str,
+      "stream_id": str,                    # e.g. "eeg:Muse-00:55:DA:B0:0B:61"
+      "collector_version": str,
+      "chunk_index": int,                  # 0, 1, 2, ... per stream
+      "device": {"name": str, "model": str, "source_id": str,
+                 "sfreq": float,           # Hz used for windows, segments and PSD
+                 "nominal_sfreq": float,   # declared rate, 0 = irregular
+                 "measured_sfreq": float | null,   # from the timestamps, gaps excluded
+                 "channels": [str, ...],   # distinct keys, one per column of samples
+                 "unit": "microvolts"},    # (collector.core.channels.distinct_keys)
+      "t0_ms": int,                        # Unix ms of the first sample, rounded down;
+                                           # equals the evidence timestamp_ms
+      "times_ms": [float, ...],            # per sample: Unix ms - t0_ms, to 0.001 ms
+                                           # (0 <= times_ms[0] <= 1: never negative)
+      "samples": [[float, ...], ...],      # one row per sample, one column per channel, in
+                                           # `device.unit`, rounded to 0.001 uV; null = the
+                                           # source delivered a non-finite value
+      "method": {"psd": "welch", "window": "hann", "window_s": float, "step_s": float,
+                 "segment_s": float, "nperseg": int, "noverlap": int,
+                 "detrend": "constant", "scaling": "density", "average": "mean",
+                 "quality_thresholds": {"flat_ptp_uv": float, "max_ptp_uv": float,
+                                        "clip_fraction": float, "line_noise_max_share": float,
+                                        "line_freqs_hz": [float, ...],
+                                        "line_halfwidth_hz": float},
+                 "timestamps_repaired": int},   # samples here whose stamp the source
+                                                # replaced from the stream's grid
+      "bands_hz": {"delta": [1.0, 4.0], "theta": [4.0, 8.0], "alpha": [8.0, 13.0],
+                   "beta": [13.0, 30.0], "gamma": [30.0, 44.0]},   # [lo, hi)
+      "windows": [                         # windows whose last sample is in this chunk
+        {"end_ms": float,                  # Unix ms of the window's last sample, to 0.001 ms
+         "absolute": {channel: {band: float | null}} | null,   # uV^2, 6 significant digits
+         "relative": {channel: {band: float | null}} | null,   # band / sum of the bands
+         "quality": {
+           "gap": bool,                    # spans a gap: absolute/relative are null
+           "ok": bool,                     # no gap and no flag on any channel
+           "channels": {channel: {
+             "flat": bool | null,          # peak-to-peak < flat_ptp_uv
+             "clipped": bool | null,       # >= clip_fraction of samples on the window's max/min
+             "excessive_amplitude": bool | null,   # peak-to-peak > max_ptp_uv
+             "line_noise": bool | null,    # line_noise_share > line_noise_max_share
+             "missing": bool,              # non-finite samples, or the window spans a gap
+             "ptp_uv": float | null,
+             "line_noise_share": float | null}}}}  # power at 50+-1 and 60+-1 Hz over the
+      ],                                   # power from 1 Hz to Nyquist, same spectrum; null
+                                           # when no line frequency fits below Nyquist
+      "band_powers": {band: float},        # mean over channels and windows of `relative`
+                                           # (windows with powers only); {} if none
+      "events": [{"time_ms": float, "value": str}],   # markers, Unix ms to 0.001 ms
+      "gaps": [{"start_ms": float, "end_ms": float}]  # Unix ms of the last sample before and
+    }                                                 # the first sample after each gap
+
+Flags are null (not evaluated) in windows that span a gap. Welch's method follows
+`scipy.signal.welch` exactly; absolute band power is the sum of PSD bins lo <= f < hi times the
+bin width. Sample precision: 0.001 uV is far below any EEG amplifier's noise (a Muse LSB is
+0.49 uV) and keeps a 5 s, 4-channel 256 Hz chunk near 75 kB; `sample_decimals=None` writes full
+float64 precision instead.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from collector.core.bandpower import BandPowers, BandSettings
+from collector.core.records import Event, Gap, StreamDescription
+
+FORMAT = "openlesson-collector.eeg-chunk"
+VERSION = 1
+_POWER_DIGITS = 6  # significant digits of band powers in the artifact
+
+
+def sig(value: float, digits: int = _POWER_DIGITS) -> float | None:
+    if not math.isfinite(value):
+        return None
+    return float(f"{value:.{digits}g}")
+
+
+def ms(value: float) -> float:
+    return round(float(value), 3)
+
+
+def stream_fields(
+    description: StreamDescription,
+    settings: BandSettings,
+    *,
+    keys: tuple[str, ...] | list[str],
+    sfreq: float,
+    nominal_sfreq: float,
+    measured_sfreq: float | None,
+    nperseg: int,
+    noverlap: int,
+    no_powers_reason: str | None,
+) -> dict[str, Any]:
+    """The artifact's `device`, `method` and `bands_hz`: what a chunk says about its stream."""
+    d, s = description, settings
+    return {
+        "device": {
+            "name": d.name,
+            "model": d.model,
+            "source_id": d.source_id,
+            "sfreq": sfreq,
+            "nominal_sfreq": nominal_sfreq,
+            "measured_sfreq": None if measured_sfreq is None else round(measured_sfreq, 6),
+            "channels": list(keys),
+            "unit": d.unit,
+        },
+        "method": {
+            "psd": "welch",
+            "window": "hann",
+            "window_s": s.window_s,
+            "step_s": s.step_s,
+            "segment_s": s.segment_s,
+            "nperseg": nperseg or None,
+            "noverlap": noverlap if nperseg else None,
+            "detrend": s.detrend,
+            "scaling": "density",
+            "average": "mean",
+            **({"not_computed": no_powers_reason} if no_powers_reason else {}),
+            "quality_thresholds": {
+                "flat_ptp_uv": s.flat_ptp_uv,
+                "max_ptp_uv": s.max_ptp_uv,
+                "clip_fraction": s.clip_fraction,
+                "line_noise_max_share": s.line_noise_max_share,
+                "line_freqs_hz": list(s.line_freqs_hz),
+                "line_halfwidth_hz": s.line_halfwidth_hz,
+            },
+        },
+        "bands_hz": {name: [lo, hi] for name, lo, hi in s.bands},
+    }
+
+
+def write_artifact(
+    identity: dict[str, Any],
+    stream: dict[str, Any],
+    *,
+    first: int,
+    data: np.ndarray,
+    times: np.ndarray,
+    ends: np.ndarray,
+    spans_gap: np.ndarray,
+    powers: BandPowers,
+    channels: Sequence[str],
+    bands: Sequence[str],
+    sample_decimals: int | None,
+    gaps: list[Gap],
+    events: list[Event],
+    repaired: int = 0,
+) -> tuple[dict[str, Any], dict[str, float]]:
+    """One chunk's artifact, and its mean relative power per band ({} when no window has powers).
+
+    `identity`: capture_id, stream_id, collector_version and chunk_index, in that order;
+    `stream`: stream_fields(). `first` is the global index of the chunk's first sample (`data[0]`),
+    `ends` the global indices of the last samples of its windows, `spans_gap` which of them span a
+    gap (their powers are not in `powers`), `repaired` how many of its samples' timestamps the
+    source replaced from the stream's grid.
+    """
+    # Rounded down, so no sample ever has a negative offset from it (times_ms[0] in [0, 1]);
+    # the 1 ns allowance keeps a whole ms computed as x.999999999 on x + 1.
+    t0_ms = math.floor(float(times[0]) + 1e-6)
+
+    windows = []
+    q = powers.quality
+    j = 0
+    for e, gap in zip(ends.tolist(), spans_gap.tolist(), strict=True):
+        end_ms = ms(times[e - first])  # window ends always lie in this chunk
+        if gap:
+            flags = dict.fromkeys(
+                ("flat", "clipped", "excessive_amplitude", "line_noise", "ptp_uv", "line_noise_share")
+            )
+            windows.append(
+                {
+                    "end_ms": end_ms,
+                    "absolute": None,
+                    "relative": None,
+                    "quality": {
+                        "gap": True,
+                        "ok": False,
+                        "channels": {c: {**flags, "missing": True} for c in channels},
+                    },
+                }
+            )
+            continue
+        assert q is not None  # a window with powers has its quality flags (computed with_quality)
+        absolute = powers.absolute_uv2[j].tolist()
+        relative = powers.relative[j].tolist()
+        chan_q = {}
+        ok = True
+        for c, name in enumerate(channels):
+            flags = {
+                "flat": bool(q.flat[j, c]),
+                "clipped": bool(q.clipped[j, c]),
+                "excessive_amplitude": bool(q.excessive_amplitude[j, c]),
+                "line_noise": bool(q.line_noise[j, c]),
+                "missing": bool(q.missing[j, c]),
+            }
+            ok = ok and not any(flags.values())
+            flags["ptp_uv"] = ms(q.ptp_uv[j, c]) if math.isfinite(q.ptp_uv[j, c]) else None
+            flags["line_noise_share"] = sig(float(q.line_noise_share[j, c]))
+            chan_q[name] = flags
+        windows.append(
+            {
+                "end_ms": end_ms,
+                "absolute": {
+                    name: {b: sig(v) for b, v in zip(bands, absolute[c], strict=True)}
+                    for c, name in enumerate(channels)
+                },
+                "relative": {
+                    name: {b: sig(v) for b, v in zip(bands, relative[c], strict=True)}
+                    for c, name in enumerate(channels)
+                },
+                "quality": {"gap": False, "ok": ok, "channels": chan_q},
+            }
+        )
+        j += 1
+
+    band_powers: dict[str, float] = {}
+    rel = powers.relative.reshape(-1, len(bands))
+    rel = rel[np.isfinite(rel).all(axis=1)]
+    if rel.shape[0]:
+        band_powers = {b: float(v) for b, v in zip(bands, rel.mean(axis=0), strict=True)}
+
+    samples: list
+    if sample_decimals is None:
+        rounded = data
+    else:
+        rounded = np.round(data, sample_decimals)
+    finite = np.isfinite(rounded)
+    if finite.all():
+        samples = rounded.tolist()
+    else:
+        as_obj = rounded.astype(object)
+        as_obj[~finite] = None
+        samples = as_obj.tolist()
+
+    artifact = {
+        "format": FORMAT,
+        "version": VERSION,
+        **identity,
+        **stream,
+        "t0_ms": t0_ms,
+        "times_ms": (np.round(times - t0_ms, 3) + 0.0).tolist(),  # + 0.0: no -0.0
+        "samples": samples,
+        "windows": windows,
+        "band_powers": {b: sig(v) for b, v in band_powers.items()},
+        "events": [{"time_ms": ms(ev.time_ms), "value": ev.value} for ev in sorted(events, key=_event_time)],
+        "gaps": [{"start_ms": ms(g.start_ms), "end_ms": ms(g.end_ms)} for g in gaps],
+    }
+    # Samples of this chunk whose timestamp the source replaced from the stream's grid.
+    artifact["method"]["timestamps_repaired"] = int(repaired)
+    return artifact, band_powers
+
+
+def _event_time(event: Event) -> float:
+    return event.time_ms
