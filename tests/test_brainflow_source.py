@@ -16,7 +16,8 @@ import pytest
 pytest.importorskip("brainflow")
 
 from collector.core.records import EegSource, SourceEnded  # noqa: E402
-from collector.devices.brainflow_board import BrainFlowSource, describe_boards, resolve_board  # noqa: E402
+from collector.devices.brainflow.boards import describe_boards, resolve_board
+from collector.devices.brainflow.source import BrainFlowSource  # noqa: E402
 from collector.errors import NoSourceError, UsageError  # noqa: E402
 
 SYNTHETIC = -1
@@ -96,7 +97,7 @@ def test_unknown_board_is_a_usage_error_with_suggestions():
 
 def test_importing_the_module_does_not_import_brainflow():
     code = (
-        "import sys, collector.devices.brainflow_board as m; "
+        "import sys, collector.devices.brainflow.source as m; "
         "assert 'brainflow' not in sys.modules, 'imported'; print('ok')"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
@@ -259,7 +260,7 @@ def test_playback_with_a_half_second_hole_gives_one_gap(tmp_path, caplog):
         lost_after_s=0.3,
         log_file=tmp_path / "bf.log",
     )
-    with caplog.at_level(logging.INFO, logger="collector.devices.brainflow_board"), source:
+    with caplog.at_level(logging.INFO, logger="collector.devices.brainflow.source"), source:
         chunks = play_all(source)
     from brainflow.board_shim import BoardShim
 

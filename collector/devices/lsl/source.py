@@ -1,5 +1,8 @@
 """A live LSL stream as an EEG source: `LslSource`.
 
+Kept as one piece: `LslSource` is one class whose read path (pull, time repair, held samples, rate
+re-check, reconnection) shares its state; its helpers already live in discovery.py and markers.py.
+
 Resolution: by source_id, name and type (type defaults to EEG; muselsl names all its outlets "Muse"
 and tells them apart by type). When several streams match, the choice is logged with the flags
 that pick another.

@@ -1,5 +1,8 @@
 """A board driven by BrainFlow (https://brainflow.org, MIT) as an EEG source.
 
+Kept as one piece: `BrainFlowSource` is one class whose read path (ring buffer, time repair, counter
+breaks, gaps, markers, rate re-check) shares its state; splitting it would pass that state around.
+
 BrainFlow talks to many EEG boards directly (OpenBCI Cyton/Ganglion, Muse over BLE, BrainBit,
 Unicorn, ...) and has two boards without hardware: SYNTHETIC_BOARD (a generator) and
 PLAYBACK_FILE_BOARD (replays a file written by `DataFilter.write_file`). Everything goes through
@@ -33,7 +36,6 @@ the same for every failure), so it is read back into the one-line NoSourceError.
 
 from __future__ import annotations
 
-import difflib
 import logging
 import math
 import threading
@@ -48,6 +50,17 @@ from collector.core.channels import fill_labels
 from collector.core.clock import gap_threshold_s
 from collector.core.records import Event, Gap, SampleChunk, SourceEnded, StreamDescription
 from collector.core.time_repair import IMPLAUSIBLE_JUMP_S, LiveRepair, RateMeter, rate_to_use, rate_warning
+from collector.devices.brainflow.boards import (
+    EXIT_HINTS,
+    FILE_FIELD,
+    PARAM_WORDS,
+    log_detail,
+    log_size,
+    preset_name,
+    quiet_brainflow,
+    resolve_board,
+    short_name,
+)
 from collector.errors import NoSourceError, UsageError
 
 log = logging.getLogger(__name__)
@@ -56,203 +69,6 @@ POLL_S = 0.02  # longest sleep between two looks at BrainFlow's ring buffer
 HOLD_WAIT_S = 0.05  # how long samples held back by the time repair wait for the next ones
 MAX_RING_SAMPLES = 86400 * 250  # BrainFlow's MAX_CAPTURE_SAMPLES for start_stream
 LOSS_LOG_S = 60.0  # lost-packet counts are logged at most this often
-
-_PRESETS = {
-    "DEFAULT": "DEFAULT_PRESET",
-    "AUXILIARY": "AUXILIARY_PRESET",
-    "AUX": "AUXILIARY_PRESET",
-    "ANCILLARY": "ANCILLARY_PRESET",
-    "ANC": "ANCILLARY_PRESET",
-}
-_FILE_FIELD = {"DEFAULT_PRESET": "file", "AUXILIARY_PRESET": "file_aux", "ANCILLARY_PRESET": "file_anc"}
-
-# One line per BrainFlowExitCodes value: what happened, and what to check.
-_EXIT_HINTS = {
-    1: "the port is already open (another program or collector uses it); close it and retry",
-    2: "the port could not be opened: check the serial port / dongle / Bluetooth adapter (present, "
-    "switched on, and yours to open: on Linux the dialout group for serial ports)",
-    3: "serial port error: check the port name and that the dongle is plugged in",
-    4: "could not send to the board: check the network address / connection and that the board is on",
-    5: "the board sent something unexpected: power-cycle it and retry",
-    6: "the board did not answer as expected at start: power-cycle it and check the port",
-    7: "the board did not answer: is the board on and in range (and not connected to another app)?",
-    8: "the stream is already running in this process",
-    9: "invalid buffer size",
-    10: "BrainFlow could not start its reading thread",
-    11: "BrainFlow's reading thread is not running",
-    12: "no data arrived from the board: is it on and in range?",
-    14: "this board is not supported by the installed BrainFlow (pip install -U brainflow)",
-    15: "the board session was not created",
-    16: "another session with this board is open in this process",
-    17: "the board reported an error: power-cycle it and retry",
-    18: "timed out waiting for the board: is it on and in range?",
-}
-# Words in BrainFlow's INVALID_ARGUMENTS log line -> our parameter that supplies the value.
-_PARAM_WORDS = (
-    ("serial port", "serial_port"),
-    ("serial_port", "serial_port"),
-    ("mac", "mac_address"),
-    ("ip address", "ip_address"),
-    ("ip_address", "ip_address"),
-    ("ip port", "ip_port"),
-    ("file", "file"),
-    ("master board", "master_board"),
-    ("other_info", "other_params"),
-    ("other info", "other_params"),
-    ("serial number", "serial_number"),
-    ("serial_number", "serial_number"),
-    ("timeout", "timeout_s"),
-)
-
-
-# -- boards -------------------------------------------------------------------------------------
-
-
-def _board_ids() -> Any:
-    try:
-        from brainflow.board_shim import BoardIds
-    except ImportError:  # a broken install: say how to mend it rather than print a traceback
-        raise NoSourceError(
-            "BrainFlow is not installed in this Python; install it with `pip install 'brainflow>=5.23'`."
-        ) from None
-    return BoardIds
-
-
-def _key(text: str) -> str:
-    return "_".join(text.strip().upper().replace("-", " ").replace("_", " ").split())
-
-
-def _short(name: str) -> str:
-    """SYNTHETIC_BOARD -> SYNTHETIC, NEUROPAWN_KNIGHT_BOARD_IMU -> NEUROPAWN_KNIGHT_IMU."""
-    return name.replace("_BOARD", "")
-
-
-def describe_boards() -> list[tuple[str, int]]:
-    """Every board the installed BrainFlow supports: (BoardIds name, id), sorted by id.
-
-    From `brainflow.board_shim.BoardIds`, without NO_BOARD. Any name here, its short form without
-    "_BOARD" (case-insensitive, "-" or " " for "_") or its id is a valid `board` for BrainFlowSource.
-    """
-    return sorted(((b.name, int(b.value)) for b in _board_ids() if b.name != "NO_BOARD"), key=lambda x: x[1])
-
-
-def resolve_board(board: str | int) -> tuple[str, int]:
-    """`board` as given (name, short name or id, as int or text) -> (BoardIds name, id).
-
-    Raises UsageError naming the closest board names when there is no such board.
-    """
-    boards = describe_boards()
-    by_id = {i: name for name, i in boards}
-    text = str(board).strip()
-    try:
-        number = int(text)
-    except ValueError:
-        number = None
-    if number is not None:
-        if number in by_id:
-            return by_id[number], number
-        raise UsageError(
-            f"BrainFlow has no board with id {number}; `collector devices` lists the boards and their ids."
-        )
-    keys: dict[str, tuple[str, int]] = {}
-    for name, i in boards:
-        keys[name] = (name, i)
-        keys.setdefault(_short(name), (name, i))
-    wanted = _key(text)
-    if wanted in keys:
-        return keys[wanted]
-    if f"{wanted}_BOARD" in keys:
-        return keys[f"{wanted}_BOARD"]
-    shorts = [_short(name).lower() for name, _ in boards]
-    close = difflib.get_close_matches(_short(wanted).lower(), shorts, n=3, cutoff=0.6)
-    hint = f"Did you mean {' or '.join(repr(c) for c in close)}? " if close else ""
-    raise UsageError(
-        f"BrainFlow has no board named {text!r}. {hint}"
-        "`collector devices` lists the boards BrainFlow supports."
-    )
-
-
-def _preset_name(preset: str | None) -> str:
-    if preset is None or not str(preset).strip():
-        return "DEFAULT_PRESET"
-    key = _key(str(preset))
-    if key in _PRESETS.values():
-        return key
-    if key in _PRESETS:
-        return _PRESETS[key]
-    raise UsageError(
-        f"BrainFlow preset {preset!r} is not known: use DEFAULT, AUXILIARY or ANCILLARY "
-        "(BrainFlowPresets; which a board has: `collector devices`)."
-    )
-
-
-# -- logging ------------------------------------------------------------------------------------
-
-_log_lock = threading.Lock()
-_log_path: Path | None = None
-
-
-def default_log_file() -> Path:
-    from platformdirs import user_log_path
-
-    return user_log_path("openlesson-collector", appauthor=False) / "brainflow.log"
-
-
-def quiet_brainflow(log_file: str | Path | None = None) -> Path | None:
-    """Send BrainFlow's board logger to `log_file` at level ERROR (never the terminal).
-
-    Process-wide (BoardShim.set_log_file / set_log_level). Returns the log file, or None when it
-    cannot be written (the logger is then switched off).
-    """
-    global _log_path
-    from brainflow.board_shim import BoardShim, LogLevels
-
-    path = Path(log_file) if log_file else default_log_file()
-    with _log_lock:
-        if _log_path == path:
-            return path
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            BoardShim.set_log_file(str(path))
-            BoardShim.set_log_level(LogLevels.LEVEL_ERROR.value)
-            _log_path = path
-        except Exception as exc:  # unwritable folder, or BrainFlow refused the file
-            log.debug("BrainFlow log file %s not usable (%s); BrainFlow's logger is off", path, exc)
-            BoardShim.disable_board_logger()
-            _log_path = None
-        return _log_path
-
-
-def _log_size(path: Path | None) -> int:
-    try:
-        return path.stat().st_size if path else 0
-    except OSError:
-        return 0
-
-
-def _log_detail(path: Path | None, since: int) -> str:
-    """The last line BrainFlow logged after byte `since`, without spdlog's prefix ("" if none)."""
-    if path is None:
-        return ""
-    try:
-        with path.open("rb") as f:
-            f.seek(since)
-            text = f.read(64_000).decode("utf-8", "replace")
-    except OSError:
-        return ""
-    lines = [line.strip() for line in text.splitlines() if line.strip()]
-    if not lines:
-        return ""
-    line = lines[-1]
-    while line.startswith("["):  # "[2026-01-01 10:00:00.000] [board_logger] [error] message"
-        end = line.find("]")
-        if end < 0:
-            break
-        line = line[end + 1 :].lstrip()
-    return line[:200]
-
-
-# -- the source ---------------------------------------------------------------------------------
 
 
 def _marker_text(value: float) -> str:
@@ -306,7 +122,7 @@ class BrainFlowSource:
         )
         if timeout_s is not None and not timeout_s >= 0:
             raise UsageError(f"BrainFlow timeout must be 0 or more seconds, {timeout_s!r} is invalid.")
-        self.preset_name = _preset_name(board_preset)
+        self.preset_name = preset_name(board_preset)
         self.serial_port = serial_port
         self.mac_address = mac_address
         self.serial_number = serial_number
@@ -383,10 +199,10 @@ class BrainFlowSource:
         params.other_info = self.other_params or ""
         params.timeout = int(math.ceil(self.timeout_s)) if self.timeout_s else 0
         if self.file is not None:
-            setattr(params, _FILE_FIELD[self.preset_name], str(self.file))
+            setattr(params, FILE_FIELD[self.preset_name], str(self.file))
         if self.master_id != self.board_id:
             params.master_board = self.master_id
-        since = _log_size(self._log_path)
+        since = log_size(self._log_path)
         board = None
         try:
             board = BoardShim(self.board_id, params)
@@ -399,7 +215,7 @@ class BrainFlowSource:
             if board is not None:
                 self._release(board)
             del board
-            raise NoSourceError(self._open_failure(err, _log_detail(self._log_path, since))) from None
+            raise NoSourceError(self._open_failure(err, log_detail(self._log_path, since))) from None
         self._board = board
         self._repair = LiveRepair(1.0 / self._sfreq)
         self._gap_s = gap_threshold_s(self._sfreq)
@@ -408,7 +224,7 @@ class BrainFlowSource:
         description = StreamDescription(
             name=f"BrainFlow {self.board_name}",
             type="EEG",
-            source_id=f"brainflow:{_short(self.board_name).lower()}:{self._identity()}",
+            source_id=f"brainflow:{short_name(self.board_name).lower()}:{self._identity()}",
             sfreq=self._sfreq,
             channels=labels,
             unit="microvolts",
@@ -607,7 +423,7 @@ class BrainFlowSource:
                 else "a setting is missing or wrong: check serial_port / mac_address / file / other_params"
             )
         else:
-            hint = _EXIT_HINTS.get(code, "see BrainFlow's log")
+            hint = EXIT_HINTS.get(code, "see BrainFlow's log")
         says = f" BrainFlow says: {detail.rstrip('.')}." if detail else ""
         logged = f" (log: {self._log_path})" if self._log_path else ""
         return f"{what}: {hint} [exit code {code}].{says}{logged}".replace("\n", " ")
@@ -628,7 +444,7 @@ class BrainFlowSource:
 
     def _missing_param(self, detail: str) -> str:
         low = detail.lower()
-        for word, param in _PARAM_WORDS:
+        for word, param in PARAM_WORDS:
             if word in low:
                 return param
         return ""
