@@ -3,6 +3,9 @@
     python scripts/bench_replay.py            # 1 hour of 4-channel 256 Hz EEG + markers
     python scripts/bench_replay.py --hours 0.25
     python scripts/bench_replay.py --skip-offline   # only the delivery figure
+    python scripts/bench_replay.py --tree /work/base  # another checkout's collector (PYTHONPATH)
+
+The ratio to a NumPy reference pipeline (issue 23) is scripts/bench_replay_ratio.py.
 
 Writes a synthetic XDF (scripts/make_xdf.py), then runs the real CLI in a subprocess twice:
 
@@ -16,7 +19,6 @@ Writes a synthetic XDF (scripts/make_xdf.py), then runs the real CLI in a subpro
 from __future__ import annotations
 
 import argparse
-import os
 import resource
 import sqlite3
 import subprocess
@@ -26,24 +28,22 @@ import time
 import uuid
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "scripts"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from benchlib import add_tree_args, collector_cmd, header, import_sandbox, load, tree_env  # noqa: E402
 from make_xdf import synthetic_eeg, synthetic_markers, write_xdf  # noqa: E402
+
+TREE = Path(__file__).resolve().parents[1]  # set from --tree in main()
 
 
 def _env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY")}
-    env["PYTHONPATH"] = str(ROOT) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
-    env.update(extra)
-    return env
+    return tree_env(TREE, **extra)
 
 
 def bench_offline(path: Path, tmp: Path, hours: float, chunk_seconds: float) -> None:
     seconds = hours * 3600
     spool = tmp / "spool-offline"
     cmd = [
-        sys.executable, "-m", "collector", "replay", str(path),
+        *collector_cmd("replay", str(path)),
         "--workspace", str(uuid.uuid4()), "--block", str(uuid.uuid4()),
         "--speed", "max", "--offline", "--spool", str(spool),
         "--chunk-seconds", str(chunk_seconds), "--log-format", "json",
@@ -70,14 +70,14 @@ def bench_offline(path: Path, tmp: Path, hours: float, chunk_seconds: float) -> 
     )
     print(f"  spooled {items} items, spool {size / 1e6:.1f} MB on disk")
     print(f"  peak RSS of the replay process {after.ru_maxrss / 1024:.0f} MB")
+    print(f"  {load()} at the end")
 
 
-def bench_delivery(path: Path, tmp: Path) -> None:
-    from collector.sandbox import SandboxServer
-
+def bench_delivery(path: Path, tmp: Path, sandbox_tree: Path) -> None:
+    SandboxServer = import_sandbox(sandbox_tree)
     with SandboxServer(tmp / "sandbox", rate_limit_per_min=120) as sandbox:
         cmd = [
-            sys.executable, "-m", "collector", "replay", str(path),
+            *collector_cmd("replay", str(path)),
             "--workspace", sandbox.workspace_id, "--block", sandbox.block_ids[0],
             "--speed", "max", "--spool", str(tmp / "spool-online"), "--log-format", "json",
         ]  # fmt: skip
@@ -99,15 +99,20 @@ def bench_delivery(path: Path, tmp: Path) -> None:
         f"  {len(requests)} requests ({len(ok)} evidence items stored, {refused} refused with 429); "
         f"largest item {largest / 1e6:.2f} MB decoded (~{largest * 4 / 3 / 1e6:.2f} MB as base64)"
     )
+    print(f"  {load()} at the end")
 
 
 def main() -> None:
+    global TREE
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_tree_args(ap, sandbox=True)
     ap.add_argument("--hours", type=float, default=1.0)
     ap.add_argument("--chunk-seconds", type=float, default=5.0, help="chunk length of the offline run")
     ap.add_argument("--skip-offline", action="store_true")
     ap.add_argument("--skip-delivery", action="store_true")
     args = ap.parse_args()
+    TREE = args.tree
+    header("collector replay of a long recording", args.tree)
     seconds = args.hours * 3600
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
@@ -117,7 +122,7 @@ def main() -> None:
         if not args.skip_offline:
             bench_offline(path, tmp, args.hours, args.chunk_seconds)
         if not args.skip_delivery:
-            bench_delivery(path, tmp)
+            bench_delivery(path, tmp, args.sandbox_tree)
 
 
 if __name__ == "__main__":

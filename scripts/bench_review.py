@@ -2,13 +2,17 @@
 
     python scripts/bench_review.py                  # 2 hours, a screenshot every 30 s (240)
     python scripts/bench_review.py --hours 0.5 --screenshots 60
+    python scripts/bench_review.py --tree /work/base    # another checkout's collector (PYTHONPATH)
 
 Builds a real capture first: `collector replay --speed max --offline` of a synthetic XDF
 (scripts/make_xdf.py: 4-ch 256 Hz EEG, a marker every 2 s) into a fresh spool; marks every item
 delivered through the spool's own `mark_delivered` (so the local record keeps them, as after a
 real upload); adds delivered 1920x1080 screenshots spread over the capture. Then runs
 `collector review --last` in a subprocess and prints its wall time, CPU time and peak RSS, and
-the page's size.
+the page's size: in all, in inline <script> blocks, of which plotly.js (a script whose first
+lines name plotly.js), and in inline data: images; plus any other files the review wrote next to
+the page. Every step runs in a subprocess with `--tree` first on PYTHONPATH; the spool is filled
+through that tree's own Spool (collector.delivery.spool, or collector.spool in the flat layout).
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ from __future__ import annotations
 import argparse
 import io
 import json
-import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -24,9 +28,8 @@ import time
 import uuid
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "scripts"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from benchlib import add_tree_args, child_rusage, collector_cmd, header, load, tree_env  # noqa: E402
 from make_xdf import synthetic_eeg, synthetic_markers, write_xdf  # noqa: E402
 
 
@@ -45,83 +48,137 @@ def screenshot(i: int) -> bytes:
     return out.getvalue()
 
 
+def prepare(spool_dir: Path, screenshots: int) -> None:
+    """In a subprocess with the tree under test on PYTHONPATH: add screenshots, mark all delivered."""
+    try:
+        from collector.delivery.spool import Spool
+    except ImportError:  # the flat layout (before the by-stage packages)
+        from collector.spool import Spool
+
+    with Spool(spool_dir) as spool:
+        [cap] = [c["capture_id"] for c in spool.record.captures()]
+        counts = spool.record.captures()[0]["counts"]
+        start, end = counts["data_start_ms"], counts["data_end_ms"]
+        for i in range(screenshots):  # frames as the screen source would have spooled them
+            t = int(start + (end - start) * (i + 0.5) / max(1, screenshots))
+            spool.add(
+                workspace_id=str(uuid.uuid4()),
+                evidence={
+                    "type": "screen", "mime_type": "image/jpeg", "chunk_index": i, "timestamp_ms": t,
+                    "metadata": {"capture_id": cap, "stream_id": "screen:1", "collector_version": "b",
+                                 "paused_periods": []},
+                },
+                data=screenshot(i),
+            )  # fmt: skip
+        n = 0
+        while (item := spool.next_pending()) is not None:  # as the uploader does after each 201
+            spool.mark_delivered(item.id, f"bench-{item.id}")
+            n += 1
+        record_mb = spool.record.record_bytes() / 1e6
+        summary_kb = (
+            sum(len(a.data) for a in spool.record.artifacts(cap, "eeg") if a.stream_id == "session-summary")
+            / 1000
+        )
+    print(json.dumps({"items_delivered": n, "record_mb": record_mb, "summary_kb": summary_kb}))
+
+
+SCRIPT_RE = re.compile(rb"<script\b[^>]*>(.*?)</script>", re.S | re.I)
+DATA_URI_RE = re.compile(rb"data:image/[a-z+]+;base64,[A-Za-z0-9+/=]+")
+PLOTLY_RE = re.compile(rb"plotly(\.js)?\s+v?\d+\.\d+", re.I)
+
+
+def page_parts(page: Path) -> dict[str, float]:
+    """Bytes of the page: inline scripts, plotly.js among them, inline images, in MB."""
+    html = page.read_bytes()
+    scripts = [m.group(1) for m in SCRIPT_RE.finditer(html)]
+    plotly = sum(len(s) for s in scripts if PLOTLY_RE.search(s[:2000]))
+    images = sum(len(m.group(0)) for m in DATA_URI_RE.finditer(html))
+    others = [p for p in page.parent.iterdir() if p != page and p.name.startswith(page.stem)]
+    return {
+        "page_mb": round(len(html) / 1e6, 2),
+        "inline_scripts_mb": round(sum(len(s) for s in scripts) / 1e6, 2),
+        "plotly_js_mb": round(plotly / 1e6, 2),
+        "inline_images_mb": round(images / 1e6, 2),
+        "other_files_mb": round(sum(p.stat().st_size for p in others if p.is_file()) / 1e6, 2),
+    }
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_tree_args(ap)
     ap.add_argument("--hours", type=float, default=2.0)
     ap.add_argument("--screenshots", type=int, default=240)
+    ap.add_argument("--prepare", type=Path, metavar="SPOOL", help=argparse.SUPPRESS)  # the child's part
     args = ap.parse_args()
+    if args.prepare:
+        return prepare(args.prepare, args.screenshots)
+    header(f"collector review of a {args.hours:g} h capture with {args.screenshots} screenshots", args.tree)
     seconds = args.hours * 3600
-    env = dict(os.environ, OPENLESSON_API_KEY="sk_benchmark_not_used", PYTHONPATH=str(ROOT))
-    with tempfile.TemporaryDirectory() as tmp:
+    env = tree_env(args.tree, OPENLESSON_API_KEY="sk_benchmark_not_used")
+    with tempfile.TemporaryDirectory(prefix="bench-review-") as tmp:
         xdf = Path(tmp) / "long.xdf"
         write_xdf(xdf, [synthetic_eeg(seconds), synthetic_markers(seconds)])
         spool_dir = Path(tmp) / "spool"
         t0 = time.perf_counter()
-        subprocess.run(
-            [sys.executable, "-m", "collector", "replay", str(xdf), "--workspace", str(uuid.uuid4()),
+        replay = subprocess.run(
+            collector_cmd("replay", str(xdf), "--workspace", str(uuid.uuid4()),
              "--block", str(uuid.uuid4()), "--speed", "max", "--offline", "--spool", str(spool_dir),
-             "--log-format", "json"],
-            env=env, stdin=subprocess.DEVNULL, capture_output=True, check=False,
+             "--log-format", "json"),
+            env=env, cwd=tmp, stdin=subprocess.DEVNULL, capture_output=True, text=True, check=False,
         )  # fmt: skip
-        from collector.delivery.opening import open_spool
-
-        with open_spool(spool_dir) as spool:
-            [cap] = [c["capture_id"] for c in spool.record.captures()]
-            counts = spool.record.captures()[0]["counts"]
-            start, end = counts["data_start_ms"], counts["data_end_ms"]
-            for i in range(args.screenshots):  # frames as the screen source would have spooled them
-                t = int(start + (end - start) * (i + 0.5) / max(1, args.screenshots))
-                spool.add(
-                    workspace_id=str(uuid.uuid4()),
-                    evidence={
-                        "type": "screen", "mime_type": "image/jpeg", "chunk_index": i, "timestamp_ms": t,
-                        "metadata": {"capture_id": cap, "stream_id": "screen:1", "collector_version": "b",
-                                     "paused_periods": []},
-                    },
-                    data=screenshot(i),
-                )  # fmt: skip
-            n = 0
-            while (item := spool.next_pending()) is not None:  # as the uploader does after each 201
-                spool.mark_delivered(item.id, f"bench-{item.id}")
-                n += 1
-            record_mb = spool.record.record_bytes() / 1e6
-            summary_kb = (
-                sum(
-                    len(a.data)
-                    for a in spool.record.artifacts(cap, "eeg")
-                    if a.stream_id == "session-summary"
-                )
-                / 1000
-            )
+        if replay.returncode not in (0, 6):
+            sys.exit(f"replay failed ({replay.returncode}): {replay.stderr[-2000:]}")
+        prep = subprocess.run(
+            [sys.executable, str(Path(__file__).resolve()), "--prepare", str(spool_dir),
+             "--screenshots", str(args.screenshots)],
+            env=env, cwd=tmp, stdin=subprocess.DEVNULL, capture_output=True, text=True,
+        )  # fmt: skip
+        if prep.returncode != 0:
+            sys.exit(f"filling the spool failed: {prep.stderr[-2000:]}")
+        prepared = json.loads(prep.stdout.strip().splitlines()[-1])
         prep_s = time.perf_counter() - t0
-        page = Path(tmp) / "review.html"
-        # The review runs in a fresh interpreter that reports its own peak RSS (RUSAGE_CHILDREN
-        # would also count the replay above).
+        page = Path(tmp) / "out" / "review.html"
+        page.parent.mkdir()
+        # The review runs in a fresh interpreter that reports its own times from just before
+        # `from collector.cli import main`; wait4 gives the whole process's wall, CPU and peak RSS.
         child = (
-            "import json, resource, sys, time\n"
+            "import json, sys, time\n"
             "t = time.perf_counter()\n"
             "from collector.cli import main\n"
             "code = main(sys.argv[1:])\n"
-            "r = resource.getrusage(resource.RUSAGE_SELF)\n"
-            "print(json.dumps({'code': code, 'wall_s': time.perf_counter() - t,"
-            " 'cpu_s': r.ru_utime + r.ru_stime, 'maxrss_kb': r.ru_maxrss}), file=sys.stderr)\n"
+            "print(json.dumps({'code': code, 'wall_s': time.perf_counter() - t}), file=sys.stderr)\n"
         )
-        proc = subprocess.run(
-            [sys.executable, "-c", child, "review", "--last", "--spool", str(spool_dir), "--out", str(page)],
-            env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True,
-        )  # fmt: skip
-        if proc.returncode != 0:
-            sys.exit(f"review failed: {proc.stderr}")
-        figures = json.loads(proc.stderr.strip().splitlines()[-1])
-        wall, cpu = figures["wall_s"], figures["cpu_s"]
-        print(json.dumps({
-            "capture_hours": args.hours, "items_delivered": n, "screenshots": args.screenshots,
-            "local_record_mb": round(record_mb, 1), "session_summary_kb": round(summary_kb, 1),
-            "prepare_s": round(prep_s, 1),
-            "review_wall_s": round(wall, 2), "review_cpu_s": round(cpu, 2),
-            "review_peak_rss_mb": round(figures["maxrss_kb"] / 1024, 1),
-            "page_mb": round(page.stat().st_size / 1e6, 2),
-        }, indent=2))  # fmt: skip
+        load_start = load()
+        with open(Path(tmp) / "review.err", "wb") as err:
+            t1 = time.monotonic()
+            proc = subprocess.Popen(
+                [sys.executable, "-c", child, "review", "--last", "--spool", str(spool_dir),
+                 "--out", str(page)],
+                env=env, cwd=tmp, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err,
+            )  # fmt: skip
+            code, usage = child_rusage(proc)
+            process_wall = time.monotonic() - t1
+        stderr = (Path(tmp) / "review.err").read_text()
+        if code != 0:
+            sys.exit(f"review failed: {stderr[-2000:]}")
+        figures = json.loads(stderr.strip().splitlines()[-1])
+        parts = page_parts(page)
+    share = parts["plotly_js_mb"] / parts["page_mb"] if parts["page_mb"] else 0.0
+    print(json.dumps({
+        "capture_hours": args.hours, "items_delivered": prepared["items_delivered"],
+        "screenshots": args.screenshots, "local_record_mb": round(prepared["record_mb"], 1),
+        "session_summary_kb": round(prepared["summary_kb"], 1), "prepare_s": round(prep_s, 1),
+        "review_wall_s": round(figures["wall_s"], 2), "review_process_wall_s": round(process_wall, 2),
+        "review_cpu_s": round(usage.ru_utime + usage.ru_stime, 2),
+        "review_peak_rss_mb": round(usage.ru_maxrss / 1024, 1), **parts,
+        "plotly_js_share": round(share, 3), "load_at_start": load_start, "load_at_end": load(),
+    }, indent=2))  # fmt: skip
+    print(
+        f"  page {parts['page_mb']:.2f} MB, of which plotly.js {parts['plotly_js_mb']:.2f} MB "
+        f"({100 * share:.0f} %), images {parts['inline_images_mb']:.2f} MB; review wall "
+        f"{figures['wall_s']:.2f} s (process {process_wall:.2f} s), "
+        f"CPU {usage.ru_utime + usage.ru_stime:.2f} s"
+    )
 
 
 if __name__ == "__main__":

@@ -1,0 +1,130 @@
+"""Shared plumbing of the issue-23 benchmarks: which tree is measured, its environment, the load.
+
+Every benchmark drives the real CLI (`python -m collector ...`) in a subprocess whose PYTHONPATH
+starts with the tree under test (`--tree PATH`, default: the repository this script is in), so
+one script measures an old checkout ("before") and a new one ("after"). Nothing here imports the
+package under test. The sandbox API server is a fixture, not the subject: it is imported in the
+benchmark's own process from `--sandbox-tree` (default: this repository), the same for every
+tree measured.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def add_tree_args(ap: argparse.ArgumentParser, *, sandbox: bool = False) -> None:
+    ap.add_argument(
+        "--tree",
+        type=Path,
+        default=ROOT,
+        help=f"source tree whose collector is measured, put first on PYTHONPATH (default {ROOT})",
+    )
+    if sandbox:
+        ap.add_argument(
+            "--sandbox-tree",
+            type=Path,
+            default=ROOT,
+            help=f"source tree the sandbox server is imported from, in this process (default {ROOT})",
+        )
+
+
+def tree_env(tree: Path, *, display: str | None = None, **extra: str) -> dict[str, str]:
+    """The environment of a collector subprocess: PYTHONPATH = tree first, no display unless given."""
+    env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY")}
+    tree = Path(tree).resolve()
+    env["PYTHONPATH"] = str(tree) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    if display is not None:
+        env["DISPLAY"] = display
+    env.update(extra)
+    return env
+
+
+def collector_cmd(*args: str) -> list[str]:
+    return [sys.executable, "-m", "collector", *args]
+
+
+def describe_tree(tree: Path) -> str:
+    """'PATH (git abc1234[, dirty]; collector from PATH/collector)'; exits if the tree's package
+    is not the one a subprocess would import."""
+    tree = Path(tree).resolve()
+    probe = subprocess.run(
+        [sys.executable, "-c", "import collector, os; print(os.path.dirname(collector.__file__))"],
+        env=tree_env(tree), capture_output=True, text=True, cwd="/",
+    )  # fmt: skip
+    where = probe.stdout.strip()
+    if probe.returncode != 0 or Path(where).resolve() != tree / "collector":
+        sys.exit(f"--tree {tree}: a subprocess imports collector from {where or probe.stderr[-500:]!r}")
+    rev = subprocess.run(
+        ["git", "-C", str(tree), "log", "-1", "--format=%h"], capture_output=True, text=True
+    ).stdout.strip()
+    dirty = subprocess.run(
+        ["git", "-C", str(tree), "status", "--porcelain", "--untracked-files=no"],
+        capture_output=True, text=True,
+    ).stdout.strip()  # fmt: skip
+    git = f"git {rev}{', modified' if dirty else ''}" if rev else "not a git checkout"
+    return f"{tree} ({git})"
+
+
+def load() -> str:
+    """The machine's load, to read next to each figure (the machine is shared)."""
+    one, five, fifteen = os.getloadavg()
+    return f"load average {one:.2f} {five:.2f} {fifteen:.2f} on {os.cpu_count()} cores"
+
+
+def header(title: str, tree: Path) -> None:
+    print(f"{title}")
+    print(f"  tree: {describe_tree(tree)}")
+    print(f"  python {sys.version.split()[0]}; {load()} at start; {time.strftime('%Y-%m-%d %H:%M:%S')}")
+
+
+def import_sandbox(sandbox_tree: Path):
+    """SandboxServer from `sandbox_tree` (both the flat and the by-stage layout have
+    collector.sandbox.SandboxServer)."""
+    sys.path.insert(0, str(Path(sandbox_tree).resolve()))
+    from collector.sandbox import SandboxServer
+
+    return SandboxServer
+
+
+def child_rusage(proc: subprocess.Popen) -> tuple[int, object]:
+    """Wait for `proc` with wait4: (exit code, its own rusage incl. the descendants it reaped)."""
+    _, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    return proc.returncode, usage
+
+
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def proc_cpu_s(pid: int) -> float | None:
+    """utime + stime (+ reaped children's) of a live process from /proc, seconds; None once gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    # after the ")": state is fields[0]; utime, stime, cutime, cstime are stat fields 14-17
+    return sum(int(x) for x in fields[11:15]) / CLK_TCK
+
+
+def proc_rss_mb(pid: int) -> tuple[float, float] | None:
+    """(VmRSS, VmHWM) in MB of a live process."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            text = f.read()
+    except OSError:
+        return None
+    vals = {}
+    for line in text.splitlines():
+        if line.startswith(("VmRSS:", "VmHWM:")):
+            k, v = line.split(":", 1)
+            vals[k] = int(v.split()[0]) / 1024
+    return vals.get("VmRSS", 0.0), vals.get("VmHWM", 0.0)
