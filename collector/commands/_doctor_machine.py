@@ -282,8 +282,8 @@ def check_display(profile=None) -> Check:
             source = ScreenSource(ScreenSettings(monitor=getattr(screen, "monitor", "primary")))
             try:
                 source.open()  # raises NoSourceError with the reason: no DISPLAY, Wayland, X refused
-                region = getattr(source, "_region", None) or {}
-                outcome["ok"] = (source.monitor, region.get("width"), region.get("height"))
+                width, height = source.size or (None, None)
+                outcome["ok"] = (source.monitor, width, height)
             finally:
                 source.close()
         except CollectorError as err:

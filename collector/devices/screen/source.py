@@ -123,6 +123,11 @@ class ScreenSource:
 
     # ---- lifecycle -----------------------------------------------------------------------------
 
+    @property
+    def size(self) -> tuple[int, int] | None:
+        """(width, height) of the area grabbed, once open (None before, or with a test grabber)."""
+        return self._display.size if self._display is not None else None
+
     def open(self) -> None:
         if self._opened_ms is None:
             self._opened_ms = self.clock.time_ms()
