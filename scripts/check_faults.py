@@ -47,7 +47,8 @@ class Fault:
 
 
 RUN = "collector/commands/run.py"
-CAPTURE = "collector/commands/_capture.py"  # the capture plumbing run, replay, fit and demo share
+CAPTURE = "collector/commands/_capture.py"  # the capture plumbing run, replay and demo share
+SOURCES = "collector/commands/_sources.py"  # the sources they (and fit) open
 KEY_TEST = "tests/test_capture_promises.py::test_key_never_in_the_output_of_run_replay_and_upload_at_verbose"
 SPEED_TESTS = (
     "tests/test_xdf_source.py::test_speed_paces_reads_against_the_wall_clock",
@@ -93,7 +94,7 @@ FAULTS: tuple[Fault, ...] = (
     Fault(
         "screen-on-not-fatal",
         "`--screen on` without a display continues EEG-only instead of exiting 5",
-        (Edit(CAPTURE, '        if mode == "on":\n', "        if False:  # FAULT\n"),),
+        (Edit(SOURCES, '        if mode == "on":\n', "        if False:  # FAULT\n"),),
         ("tests/test_run_e2e.py::test_screen_on_without_a_display_exits_5_even_with_a_live_eeg_stream",),
         "assert 0 == 5",
     ),

@@ -1,8 +1,9 @@
 """The package layout holds: no import cycles, imports follow the stages, no module grows unchecked.
 
-Pure and fast: every module under collector/ is read with `ast` (nothing is imported), and every
-import counts, at the top of a module or inside a function, so a cycle hidden in a function shows;
-an import under `if TYPE_CHECKING:` counts too (a type from another stage is a dependency on it).
+Pure and fast: every module under collector/ is read with `ast` (nothing of it is imported but the
+commands table, collector/commands/__init__.py), and every import counts, at the top of a module or
+inside a function, so a cycle hidden in a function shows; an import under `if TYPE_CHECKING:`
+counts too (a type from another stage is a dependency on it).
 
 The stages (README, "How data flows"): sources in `devices` feed the pure `core`; `delivery` spools
 and sends through `api`; `capture` runs a session from devices through core to delivery; `review`
@@ -203,6 +204,40 @@ def test_no_module_is_over_550_lines_without_a_reason():
     modules, _ = import_graph(REPO)
     found = oversized(modules)
     assert not found, "\n".join(found)
+
+
+def registered_commands(modules: dict[str, Path]) -> dict[str, str]:
+    """{command: module} from the `subparsers.add_parser("NAME", ...)` calls in each command module's
+    add_parser(subparsers) (a command's own sub-actions, like `workspace create`, are not commands)."""
+    found = {}
+    for name, path in modules.items():
+        if not is_command(name):
+            continue
+        for fn in ast.parse(path.read_text(encoding="utf-8")).body:
+            if not (isinstance(fn, ast.FunctionDef) and fn.name == "add_parser" and fn.args.args):
+                continue
+            subparsers = fn.args.args[0].arg
+            for node in ast.walk(fn):
+                if (
+                    isinstance(node, ast.Call)
+                    and isinstance(node.func, ast.Attribute)
+                    and node.func.attr == "add_parser"
+                    and isinstance(node.func.value, ast.Name)
+                    and node.func.value.id == subparsers
+                    and node.args
+                    and isinstance(node.args[0], ast.Constant)
+                ):
+                    found[node.args[0].value] = name
+    return found
+
+
+def test_the_commands_table_names_each_command_with_its_module():
+    """`collector --help` lists the table (collector/commands/__init__.py) without importing any
+    command; `collector NAME` imports the module the table names. They must agree."""
+    from collector.commands import COMMANDS
+
+    modules, _ = import_graph(REPO)
+    assert registered_commands(modules) == {name: info.module for name, info in COMMANDS.items()}
 
 
 def test_every_stage_has_a_rule():

@@ -1,6 +1,6 @@
-"""The capture plumbing of `run`, `replay`, `fit` and `demo`: their shared options, the profile they
-make of them, the target check, opening the EEG and screen sources, and the spool and uploader
-around one capture."""
+"""The capture plumbing of `run`, `replay` and `demo`: their shared options, the target check, the
+status view, and the spool and uploader around one capture. The profile and the sources they
+capture from come from _sources.py."""
 
 from __future__ import annotations
 
@@ -11,7 +11,6 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 from collector.api.client import OpenLessonClient
 from collector.api.models import Block, is_uuid
@@ -25,15 +24,12 @@ from collector.capture.session import run_session
 from collector.capture.status_view import LogToStatus, StatusOutput
 from collector.commands._common import add_api_options, add_spool_option, api_settings
 from collector.commands._fit import check_fit, describe_failure
+from collector.commands._sources import open_eeg, open_screen
 from collector.core.records import StreamDescription
 from collector.delivery.opening import open_spool
 from collector.delivery.uploader import Uploader
-from collector.devices.lsl.source import LslSource
-from collector.devices.muse import MuseSource
-from collector.devices.screen.settings import ScreenSettings
-from collector.devices.screen.source import ScreenSource
 from collector.errors import ApiError, NetworkError, NoSourceError, UsageError
-from collector.profiles.profile import Profile, load_profile
+from collector.profiles.profile import Profile
 
 log = logging.getLogger("collector.run")
 
@@ -72,44 +68,6 @@ def add_capture_options(p: argparse.ArgumentParser) -> None:
     )
     add_spool_option(p)
     add_api_options(p)
-
-
-# Profile settings each command-line option sets, so a bad value is reported against the option.
-CAPTURE_FLAGS = {
-    "analysis.chunk_s": "--chunk-seconds",
-    "delivery.flush_timeout_s": "--flush-timeout",
-    "screen.interval_s": "--screen-interval",
-    "screen.max_width": "--screen-max-width",
-    "screen.keepalive_s": "--screen-keepalive",
-    "screen.monitor": "--monitor",
-    "device.address": "--address",
-}
-
-
-def profile_from_args(args: argparse.Namespace) -> Profile:
-    profile = load_profile(args.profile)
-    monitor = getattr(args, "monitor", None)
-    if monitor is not None and monitor != "all":
-        monitor = int(monitor) if monitor.isdigit() else monitor
-    return profile.with_overrides(
-        flags=CAPTURE_FLAGS,
-        analysis={"chunk_s": args.chunk_seconds},
-        delivery={"flush_timeout_s": args.flush_timeout},
-        device={"kind": getattr(args, "device", None), "address": getattr(args, "address", None)},
-        stream={
-            "name": getattr(args, "stream_name", None),
-            "type": getattr(args, "stream_type", None),
-            "source_id": getattr(args, "source_id", None),
-            "markers": getattr(args, "markers", None),
-        },
-        screen={
-            "mode": getattr(args, "screen", None),
-            "interval_s": getattr(args, "screen_interval", None),
-            "max_width": getattr(args, "screen_max_width", None),
-            "keepalive_s": getattr(args, "screen_keepalive", None),
-            "monitor": monitor,
-        },
-    )
 
 
 def check_target(args: argparse.Namespace, profile: Profile) -> tuple[ApiSettings | None, str, str | None]:
@@ -184,73 +142,6 @@ def _list_blocks_retrying(settings: ApiSettings, workspace_id: str) -> list[Bloc
                 f"gave up, nothing was captured. Last error: {exc}",
             )
             raise
-
-
-def open_screen(profile: Profile, output: StatusOutput, pause_control: PauseControl | None = None):
-    """The screen source, or None; `--screen on` without a display is fatal (exit 5)."""
-    mode = profile.screen.mode
-    if mode == "off":
-        return None
-    s = profile.screen
-    kwargs: dict[str, Any] = {
-        "interval_s": s.interval_s,
-        "max_width": s.max_width,
-        "keepalive_s": s.keepalive_s,
-        "monitor": s.monitor,
-        "redact": tuple(tuple(r) for r in s.redact),
-    }
-    if s.format:
-        kwargs["image_format"] = s.format
-    if s.quality:
-        kwargs["quality"] = s.quality
-    source = ScreenSource(ScreenSettings(**kwargs), pause_control=pause_control)
-    try:
-        source.open()
-    except NoSourceError as err:
-        if mode == "on":
-            raise NoSourceError(
-                f"{err} (--screen on was asked for; use --screen auto to continue EEG-only)"
-            ) from None
-        output.log("screen_unavailable", message=f"{err}; continuing EEG-only.")
-        return None
-    return source
-
-
-def open_eeg(profile: Profile, open_timeout_s: float | None = None):
-    """The EEG source, opened: (source, description). open_timeout_s bounds the wait for the stream
-    (`fit --timeout`); by default a Muse gets 60 s to connect and an LSL stream 5 s to appear."""
-    source: MuseSource | LslSource
-    bound: dict[str, Any] = {}  # the source's own default wait unless open_timeout_s is given
-    if profile.device.kind == "muse":
-        if open_timeout_s is not None:
-            bound["connect_timeout_s"] = open_timeout_s
-        source = MuseSource(
-            address=profile.device.address,
-            model=profile.device.model or "auto",
-            eeg_channels=profile.device.channels or None,
-            aux_channels=profile.device.aux,
-            markers=profile.stream.markers,
-            **bound,
-        )
-    else:
-        if open_timeout_s is not None:
-            bound["resolve_timeout_s"] = min(5.0, open_timeout_s)
-        source = LslSource(
-            **bound,
-            stream_name=profile.stream.name,
-            stream_type=profile.stream.type,
-            source_id=profile.stream.source_id,
-            eeg_channels=profile.device.channels or None,
-            aux_channels=profile.device.aux,
-            model=profile.device.model,
-            markers=profile.stream.markers,
-        )
-    try:
-        description = source.open()
-    except BaseException:
-        source.close()
-        raise
-    return source, description
 
 
 def fit_check_before_capture(

@@ -22,10 +22,11 @@ from collector.api.models import PerformanceRequest, WorkspaceCreate
 from collector.api.settings import ApiKey, ApiSettings, resolve_base_url
 from collector.api.targets import pick_target
 from collector.commands import summary
-from collector.commands._capture import CAPTURE_FLAGS, capture_live, find_block, make_output
+from collector.commands._capture import capture_live, find_block, make_output
 from collector.commands._kept import open_capture, write_review_page
 from collector.commands._outcome import ended_quietly_on_closed_stdout, run_reporting_errors
 from collector.commands._replies import format_report
+from collector.commands._sources import CAPTURE_FLAGS
 from collector.devices.player import play_to_lsl
 from collector.errors import CollectorError
 from collector.profiles.profile import load_profile

@@ -13,9 +13,9 @@ import time
 
 from collector.capture.logformat import format_line
 from collector.commands import summary
-from collector.commands._capture import open_eeg, profile_from_args
 from collector.commands._common import add_verbose
 from collector.commands._fit import check_fit, describe_failure
+from collector.commands._sources import open_eeg, profile_from_args
 from collector.errors import EXIT_FAILURE, EXIT_OK, UsageError
 
 

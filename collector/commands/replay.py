@@ -19,9 +19,9 @@ from collector.commands._capture import (
     check_target,
     deliver_and_capture,
     make_output,
-    profile_from_args,
 )
 from collector.commands._common import spool_dir
+from collector.commands._sources import profile_from_args
 from collector.core.chunk import DELIVERY_CHUNK_BYTES, DELIVERY_CHUNK_S
 from collector.devices.player import play_to_lsl
 from collector.devices.recordings.source import RecordingSource

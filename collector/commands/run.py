@@ -11,9 +11,9 @@ from collector.commands._capture import (
     capture_live,
     check_target,
     make_output,
-    profile_from_args,
 )
 from collector.commands._common import spool_dir
+from collector.commands._sources import profile_from_args
 from collector.errors import UsageError
 
 log = logging.getLogger("collector.run")  # the capture's own log lines (scripts/check_faults.py writes one)

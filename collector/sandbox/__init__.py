@@ -4,10 +4,12 @@
     with SandboxServer(tmp_path, fail_503=0.1, seed=1) as sandbox:
         ...  # sandbox.base_url, sandbox.api_key, sandbox.workspace_id, sandbox.evidence()
 
-`server` holds the app, the fault injection and the uvicorn thread; `store` the SQLite rows and
-artifact files under the data folder; `report` the deterministic performance answer.
+`server` holds the app and the fault injection, `serve` the uvicorn thread (SandboxServer); `store`
+the SQLite rows and artifact files under the data folder; `report` the deterministic performance
+answer.
 """
 
-from collector.sandbox.server import SandboxServer, faults_from_env
+from collector.sandbox.serve import SandboxServer
+from collector.sandbox.server import faults_from_env
 
 __all__ = ["SandboxServer", "faults_from_env"]
