@@ -130,17 +130,20 @@ def test_real_muselsl_csv_delivers_every_sample_and_marker_at_the_files_unix_tim
     chunks, samples, times, events = delivered(sandbox)
     assert samples.shape == (30_732, 4) == values.shape
     np.testing.assert_allclose(samples, values, atol=5e-4)  # both at 0.001 µV
-    # The file's own Unix times on its fitted clock: strictly increasing, each within the file's
-    # own jitter (0.50 ms: muselsl's 1 ms rounding) of its stamp.
+    # The file's own Unix times on its fitted clock: strictly increasing, each within twice the
+    # file's own jitter (0.50 ms: muselsl's 1 ms rounding) of its stamp: the recording is anchored
+    # at its first stamp, which the first fitted time is up to one jitter away from.
     jitter = file_jitter_ms(stamps)
     assert 0.4 < jitter < 0.6
     assert np.all(np.diff(times) > 0)
-    np.testing.assert_allclose(times, stamps * 1000.0, atol=1.1 * jitter, rtol=0)
+    np.testing.assert_allclose(times, stamps * 1000.0, atol=2.2 * jitter, rtol=0)
     assert chunks[0]["t0_ms"] == math.floor(times[0] + 1e-6)
     assert chunks[0]["device"]["channels"] == EEG4 and chunks[0]["device"]["sfreq"] == 256.0
     rows = np.flatnonzero(markers != 0)
     assert len(events) == len(rows) == 197
-    np.testing.assert_allclose([e["time_ms"] for e in events], stamps[rows] * 1000.0, atol=2e-3, rtol=0)
+    np.testing.assert_allclose(
+        [e["time_ms"] for e in events], stamps[rows] * 1000.0, atol=2.2 * jitter, rtol=0
+    )
     assert [e["value"] for e in events] == [str(int(v)) for v in markers[rows]]
     assert any(w["relative"] for c in chunks for w in c["windows"])  # band powers computed
 
@@ -416,7 +419,7 @@ def test_csv_whose_timestamps_go_backwards_is_replayed_in_order_and_says_so(sand
     stamps = np.array([float(row.split(",")[0]) for row in rows])
     others = ~np.isin(np.arange(len(rows)), [100, 101])
     jitter = file_jitter_ms(stamps[others])
-    np.testing.assert_allclose(times[others], stamps[others] * 1000.0, atol=1.1 * jitter, rtol=0)
+    np.testing.assert_allclose(times[others], stamps[others] * 1000.0, atol=2.2 * jitter, rtol=0)
     assert stamps[99] * 1000 < times[100] < times[101] < stamps[102] * 1000  # between their neighbours
 
 
@@ -663,15 +666,17 @@ def test_collector_export_files_replay_to_the_same_samples(sandbox_factory, tmp_
             np.testing.assert_allclose(samples, values, atol=5e-4)  # the original exactly
             # Fitted again: the times the first replay delivered, to well within the jitter.
             np.testing.assert_allclose(times, first_times, atol=0.1 * jitter, rtol=0)
-            np.testing.assert_allclose(times, stamps * 1000.0, atol=1.1 * jitter, rtol=0)
+            np.testing.assert_allclose(times, stamps * 1000.0, atol=2.2 * jitter, rtol=0)
         else:  # 16-bit values on each channel's own range; samples on the 256 Hz grid from the start
             lsb = (values.max(axis=0) - np.minimum(values.min(axis=0), 0)) / 65535
             assert np.all(np.abs(samples - values) <= lsb + 1e-3)
             np.testing.assert_allclose(
-                times, first_times[0] + np.arange(len(stamps)) * 1000 / 256, atol=1.1 * jitter
+                times, first_times[0] + np.arange(len(stamps)) * 1000 / 256, atol=2.2 * jitter
             )
         assert [e["value"] for e in events] == [str(int(v)) for v in markers[rows]]
-        np.testing.assert_allclose([e["time_ms"] for e in events], stamps[rows] * 1000.0, atol=2e-3, rtol=0)
+        np.testing.assert_allclose(
+            [e["time_ms"] for e in events], stamps[rows] * 1000.0, atol=2.2 * jitter, rtol=0
+        )
 
 
 def test_edf_stretches_marked_not_acquired_are_gaps_not_samples(tmp_path):
