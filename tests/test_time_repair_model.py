@@ -92,6 +92,7 @@ def test_a_lost_packet_in_a_jittery_stream_is_exactly_one_gap_of_its_length(name
     assert gaps_in(r.times, P).tolist() == [at]
 
 
+@pytest.mark.slow
 def test_packet_stamped_stream_with_drift_has_no_gap_and_its_fitted_rate():
     """A sender 0.01 % fast, stamping 12-sample packets on arrival (0-25 ms late, sometimes two in a
     burst, stamps stepping back): no gap, the rate of its clock."""
@@ -123,6 +124,7 @@ def test_an_outlier_stamp_is_repaired_from_the_line(offset, where):
     np.testing.assert_allclose(r.times, GRID, atol=1e-9)
 
 
+@pytest.mark.slow
 def test_an_outlier_in_a_jittery_stream_is_repaired_and_nothing_else():
     t = muselsl("muselsl_jitter_n170.csv")
     clean = fit(t).times
@@ -217,6 +219,7 @@ def test_jump_outlier_files(name):
 # -- live = replay --------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("piece", [1, 12, 50, 333])
 def test_live_pieces_give_the_same_times_gaps_and_repairs_as_the_whole_stream(piece):
     t = np.delete(muselsl("muselsl_jitter_n170.csv")[:12000], np.arange(6000, 6012))
