@@ -51,8 +51,11 @@ def test_muse_recording_played_through_lsl_arrives_sample_for_sample():
     times = np.concatenate([c.times_ms for c in chunks])
     assert data.shape == (30_732, 4)
     np.testing.assert_array_equal(data, expected)
-    # Stamps keep the recorded spacing (the player stamps start + recorded offset).
-    np.testing.assert_allclose(times - times[0], (stamps_s - stamps_s[0]) * 1000.0, atol=0.01)
+    # Stamps keep the recorded spacing (the player stamps start + recorded offset). The live
+    # source fits the stream's clock again on the stamps the player pushes (the replay's own
+    # fitted times): that second fit moves them by up to 20 µs here (measured 19.5 µs from
+    # sample 12,608 on), so 25 µs, not the 10 µs of unfitted stamps; still 0.6 % of a period.
+    np.testing.assert_allclose(times - times[0], (stamps_s - stamps_s[0]) * 1000.0, atol=0.025)
     assert abs(times[0] / 1000.0 - time.time()) < 120  # Unix ms, not LSL seconds or 1970
     assert not any(c.gaps for c in chunks)
 

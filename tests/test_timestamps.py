@@ -50,12 +50,18 @@ def test_isolated_bad_stamps_go_back_on_the_grid(stamps, repaired):
     np.testing.assert_allclose(r.times, GRID, atol=1e-9)
 
 
-def test_stamps_repeated_in_pairs_are_spread_on_the_grid():
-    t = 1000.0 + (np.arange(4000) // 2) * 2 * P  # a sender that stamps two samples alike
+def test_stamps_repeated_in_pairs_are_spread_on_their_fitted_line():
+    """A sender that stamps two samples alike: half a period of jitter, not bad stamps. Every sample
+    once, one period apart, on the line through the pairs (GRID - P/2; within 5 % of a period,
+    the first 0.5 s being fitted on a robust line before the least-squares one takes over), so
+    each time is within the stamps' own jitter (half a period) of its stamp."""
+    t = 1000.0 + (np.arange(4000) // 2) * 2 * P
     assert typical_period(t) == pytest.approx(P)
     r = repair_times(t, typical_period(t))
-    assert r.repaired.size == 2000 and r.resets == []
-    np.testing.assert_allclose(r.times, GRID, atol=1e-9)
+    assert r.repaired.size == 0 and r.resets == [] and r.gaps == []
+    np.testing.assert_allclose(r.times, GRID - P / 2, atol=0.05 * P)
+    assert np.all(np.diff(r.times) > 0.9 * P) and np.all(np.diff(r.times) < 1.1 * P)
+    assert np.abs(r.times - t).max() <= 0.55 * P
 
 
 def test_lasting_jumps_are_kept_forward_and_closed_up_backward():
@@ -125,24 +131,37 @@ def test_live_pieces_hold_a_long_run_of_bad_stamps_across_pieces(piece, offset):
 
 def test_live_packets_sharing_one_stamp_are_not_held_as_a_possible_long_run():
     """A sender that stamps each packet of 12 samples alike: no step goes clearly back, so the
-    samples are not held for up to 10 s waiting for a long run of bad stamps to come back."""
+    samples are never held as a possible long run of bad stamps (`suspect`, up to 10 s); only the
+    clock fit's look-ahead is held (under 1 s of samples). Every sample once, strictly increasing,
+    each within the stamps' own jitter (half a packet, 6 periods) of its stamp."""
     t = 1000.0 + (np.arange(4000) // 12) * 12 * P
     live = LiveRepair(P)
-    data = np.zeros((t.size, 1))
-    held, out = [], 0
+    data = np.arange(t.size, dtype=np.float64)[:, None]
+    held, out_t, out_x = [], [], []
     for i in range(0, t.size, 24):
-        out += live.feed(t[i : i + 24], data[i : i + 24])[0].shape[0]
+        times, rows, _, _ = live.feed(t[i : i + 24], data[i : i + 24])
+        out_t.append(times), out_x.append(rows)
         held.append(live.held)
-    out += live.feed(np.zeros(0), data[:0], final=True)[0].shape[0]
-    assert out == t.size and max(held) <= 2 * 12
+        assert not live.suspect
+    times, rows, _, _ = live.feed(np.zeros(0), data[:0], final=True)
+    times, rows = np.concatenate(out_t + [times]), np.concatenate(out_x + [rows])
+    np.testing.assert_array_equal(rows, data)
+    assert max(held) < 256  # under 1 s at 256 Hz
+    assert np.all(np.diff(times) > 0) and np.abs(times - t).max() <= 6 * P
+    assert live.repaired_total == 0 and live.resets_total == 0
 
 
-def test_jittered_stamps_are_left_alone():
+def test_jittered_stamps_are_fitted_within_their_jitter():
+    """Stamps jittered by up to 0.3 period on a clean clock: no repair, no reset, no gap; the times
+    are the fitted clock, which recovers the true grid to 5 % of a period, so each time is within
+    the stamp's own jitter (0.3 period) plus that of its stamp."""
     rng = np.random.default_rng(0)
     t = GRID + rng.uniform(-0.3 * P, 0.3 * P, GRID.size)
     r = repair_times(t, typical_period(t))
-    assert r.repaired.size == 0 and r.resets == []
-    np.testing.assert_array_equal(r.times, t)
+    assert r.repaired.size == 0 and r.resets == [] and r.gaps == []
+    assert np.all(np.diff(r.times) > 0)
+    assert np.abs(r.times - GRID).max() <= 0.05 * P
+    assert np.abs(r.times - t).max() <= 0.35 * P
 
 
 @pytest.mark.parametrize("piece", [1, 7, 50, 333])

@@ -15,8 +15,10 @@ board (EEG, timestamp, marker, sample counter, ...) are given by `get_eeg_channe
 (BrainFlowPresets DEFAULT / AUXILIARY / ANCILLARY). EEG rows are in µV ("BrainFlow returns uV
 wherever possible"); timestamps are Unix seconds (host clock, µs precision), turned into Unix ms.
 
-Time: the stamps go through the same live repair as an LSL stream's (`core.time_repair.LiveRepair`):
-a step back of the host clock is repaired or becomes a gap, never a decreasing time. A step longer
+Time: the stamps go through the same live clock fit as an LSL stream's (`core.time_repair.LiveRepair`,
+model in `core.clock_fit`): jitter of the host stamps is smoothed by the fitted line, a step back
+of the host clock is repaired or becomes a gap, never a decreasing time; the fit holds back about
+0.75 s of samples (its look-ahead) until later ones or a quiet read decide them. A step longer
 than `gap_threshold_s(sfreq)` (4 periods, at least 20 ms) is a Gap (last sample before, first
 after). Boards with a sample counter (package_num row) also show lost packets: a skip in the
 counter worth at least the same 4 periods is a Gap even when the host stamps hide it; smaller
@@ -260,8 +262,11 @@ class BrainFlowSource:
             if count > 0:
                 break
             left = deadline - time.monotonic()
-            if self._repair.held and (left <= 0 or time.monotonic() - self._last_data_mono >= HOLD_WAIT_S):
-                # Nothing more came: decide about the samples held back after a suspicious step.
+            quiet = time.monotonic() - self._last_data_mono >= HOLD_WAIT_S
+            if self._repair.held and (left <= 0 or (self._repair.suspect and quiet)):
+                # Nothing more came: decide about the samples held back (the clock fit's look-ahead
+                # when the read's timeout passed, as an LSL source does; after a suspicious jump
+                # already when the board was quiet for HOLD_WAIT_S).
                 return self._chunk(np.zeros((self._num_rows, 0)), final=True)
             if self._finished():
                 raise SourceEnded(f"BrainFlow playback of {self.file} ended")

@@ -227,9 +227,11 @@ class LslSource:
         """Repaired stamps -> Unix ms, gaps, markers and (when measured) the stream's rate."""
         assert self._repair is not None
         stamps, data, repaired, resets = self._repair.feed(stamps, data, final=final)
-        # Samples held after a suspicious stamp: the next few decide; if none come within
-        # HOLD_WAIT_S, decide with what is there, so a read never sits on samples it has.
-        if self._repair.held and not final and self._inlet is not None:
+        # Samples held after a jump (back, or implausibly far ahead): the next ones decide; if none
+        # come within HOLD_WAIT_S, decide with what is there, so a read never sits on samples it
+        # has. The clock fit's normal look-ahead (`LiveRepair.held`) is not waited for: later reads
+        # release it, and a read that gets nothing within its timeout decides it (below, `read`).
+        if self._repair.suspect and not final and self._inlet is not None:
             parts = [(stamps, data, repaired, resets)]
             for _ in range(16):
                 more, more_t = self._inlet.pull_chunk(
@@ -238,7 +240,7 @@ class LslSource:
                 got = len(more_t) > 0
                 rows = np.asarray(more, dtype=np.float64)[:, self._eeg_index] if got else data[:0]
                 parts.append(self._repair.feed(np.asarray(more_t, dtype=np.float64), rows, final=not got))
-                if not got or not self._repair.held:
+                if not got or not self._repair.suspect:
                     break
             stamps, data, repaired, resets = _join(parts)
         self._log_repairs(len(repaired), resets)

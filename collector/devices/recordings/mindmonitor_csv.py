@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from collector.core.time_repair import dejitter
 from collector.devices.recordings.csv_table import (
     check_rows,
     check_times,
@@ -97,18 +98,6 @@ def _local_to_unix_s(stamps: Any, path: Path) -> np.ndarray:
     first = parsed.iloc[0].to_pydatetime()
     offset_s = first.timestamp() - (first.replace(tzinfo=timezone.utc).timestamp())
     return naive_s + offset_s
-
-
-def _dejitter(times: np.ndarray, segments: tuple[tuple[int, int], ...]) -> np.ndarray:
-    """Least-squares line through the stamps of each segment (sample index -> time)."""
-    out = times.copy()
-    for a, b in segments:
-        if b - a < 2:
-            continue
-        k = np.arange(b - a + 1, dtype=np.float64)
-        slope, intercept = np.polyfit(k, times[a : b + 1] - times[a], 1)
-        out[a : b + 1] = times[a] + intercept + slope * k
-    return out
 
 
 def _column_mean(frame: Any, column: str) -> float | None:
@@ -204,7 +193,9 @@ def load_mindmonitor_csv(path: str | Path) -> Recording:
             f"Mind Monitor CSV {path}: the TimeStamps of its {len(times)} raw EEG rows do not advance, so "
             "no sampling rate can be measured from them. Use the file as Mind Monitor wrote it."
         )
-    times = _dejitter(times, segments)
+    # The least-squares line per stretch is the core one (`collector.core.time_repair.dejitter`):
+    # one model for every format; the replay then fits the stream's clock on these times.
+    times = dejitter(times, np.asarray([a for a, _ in segments[1:]], dtype=np.int64))
     # The rate the replay works with is the one of the dejittered times, not of the packet stamps.
     packets = measured
     measured = rate_from_timestamps(times, max(MIND_MONITOR_BREAK_S, 4.0 * typical))[1]

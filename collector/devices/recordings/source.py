@@ -6,9 +6,10 @@ EDF/BDF), its EEG stream picked, made ready by `collector.devices.recordings.fix
 domains, parts, bad stamps, the real rate), and read in chunks, paced against the wall clock or
 as fast as asked; the recording's markers ride along as Events.
 
-The stamps are loaded as recorded, so the repair sees (and counts) every bad one before any
-smoothing; like pyxdf, only XDF streams are then dejittered (a line per gap-free stretch), CSV
-and EDF times are kept as the file has them. Pass `dejitter=False` to keep the raw timestamps.
+The stamps are loaded as recorded, so the clock fit (`collector.core.time_repair`, the model in
+`collector.core.clock_fit`) sees and counts every bad one; every format's sample times are that
+fitted clock (as live). Like pyxdf, XDF streams are then also dejittered with one line per
+gap-free stretch; `dejitter=False` skips that last step only.
 
 Time anchor: by default the recording's own start (the file header's `datetime`, written by
 LabRecorder when recording started) is the Unix time of the earliest timestamp of any stream in
@@ -153,7 +154,7 @@ class RecordingSource:
         recording = align_clock_domains(recording, eeg)
         eeg = next(s for s in recording.streams if s.stream_id == eeg.stream_id)
         by_id = self.stream_name is not None and self.stream_name.strip() == str(eeg.stream_id)
-        # Like pyxdf, only XDF streams are dejittered; CSV/EDF times are kept as the file has them.
+        # Like pyxdf, only XDF streams get the per-stretch line on top of the clock fit.
         smooth = self.dejitter and detect_format(self.path) == "xdf"
         prepared = prepare_eeg(recording, eeg, join_parts=not by_id, smooth=smooth)
         eeg = prepared.stream
