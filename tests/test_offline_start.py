@@ -165,16 +165,19 @@ def test_a_read_only_key_exits_3_before_capturing_and_doctor_says_so(sandbox, tm
 # ---- the API dies mid-run and comes back -----------------------------------------------------------
 
 
+@pytest.mark.slow  # ~60 s: a replay paced at 8x, an outage, the backlog
 def test_an_api_that_dies_mid_run_and_comes_back_is_said_once_each_way(sandbox_factory, tmp_path):
     server = sandbox_factory(tmp_path / "api", port=free_port())
     root = tmp_path / "spool"
     proc = start_collector(
-        ["replay", str(MUSE_XDF), "--speed", "4", "--chunk-seconds", "2", "--spool", str(root),
+        ["replay", str(MUSE_XDF), "--speed", "8", "--chunk-seconds", "2", "--spool", str(root),
          "-w", server.workspace_id, "-b", server.block_ids[0]],
         cli_env(server),
     )  # fmt: skip
     seen = wait_for(proc, "capturing")
-    time.sleep(4.0)
+    deadline = time.monotonic() + 30
+    while not server.evidence(server.workspace_id) and time.monotonic() < deadline:
+        time.sleep(0.2)
     assert server.evidence(server.workspace_id), "delivering before the outage"
     port, data = server.port, server.data_dir
     server.stop()  # the API dies
