@@ -86,19 +86,20 @@ def format_status(report: dict) -> str:
     header = (
         "CAPTURE",
         "DELIVERED",
-        "LOCAL",
         "PENDING",
         "FAILED",
         "DROPPED",
         "BYTES",
         "OLDEST",
+        "LOCAL",
         "LAST ERROR",
     )
     rows = [header]
     for c in report["captures"]:
         rows.append((
             c["capture_id"], str(c["delivered"]), str(c["pending"]), str(c["failed"]), str(c["dropped"]),
-            _size(c["bytes"]), _age(c["oldest_pending_age_s"]), str(c.get("local", 0)), c["last_error"] or "",
+            _size(c["bytes"]), _age(c["oldest_pending_age_s"]), str(c.get("local", 0)),
+            c["last_error"] or "",
         ))  # fmt: skip
     widths = [max(len(r[i]) for r in rows) for i in range(len(header) - 1)]
     for r in rows:
