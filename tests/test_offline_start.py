@@ -297,3 +297,27 @@ def test_a_read_only_spool_copy_is_read_by_status_sessions_review_and_export(san
         assert exp.returncode == 0 and out.stat().st_size > 1000, exp.stderr
     finally:
         subprocess.run(["umount", str(mounted)])
+
+
+def test_a_spool_made_before_deferred_targets_gets_its_table_and_keeps_its_items(tmp_path):
+    import sqlite3
+
+    from collector.delivery.spool import Spool
+
+    root = tmp_path / "old"
+    with Spool(root) as spool:
+        spool.add(
+            workspace_id="0b0e5d6f-2c7a-4f6e-9a51-6a3d2f1e7c10",
+            evidence={"type": "eeg", "mime_type": "application/json", "chunk_index": 0,
+                      "metadata": {"capture_id": "c1", "stream_id": "eeg:x"}},
+            data=b"{}",
+        )  # fmt: skip
+    conn = sqlite3.connect(root / "spool.db")
+    conn.execute("DROP TABLE targets")  # as a spool made by an earlier collector
+    conn.commit()
+    conn.close()
+    with Spool(root) as spool:
+        assert spool.unchecked_target("c1") is None
+        spool.note_unchecked_target("c1", "0b0e5d6f-2c7a-4f6e-9a51-6a3d2f1e7c10", "Core ideas")
+        assert spool.unchecked_target("c1") == ("0b0e5d6f-2c7a-4f6e-9a51-6a3d2f1e7c10", "Core ideas")
+        assert spool.pending_count() == 1
