@@ -327,7 +327,7 @@ def test_startup_check_with_the_api_down_starts_the_capture_spooled(tmp_path):
     t0 = time.monotonic()
     proc = collector(
         ["replay", str(MUSE_XDF), "--workspace", str(uuid.uuid4()), "--block", str(uuid.uuid4()),
-         "--speed", "max", "--spool", str(root), "--flush-timeout", "2"],
+         "--speed", "max", "--chunk-seconds", "5", "--spool", str(root), "--flush-timeout", "2"],
         f"http://127.0.0.1:{port}",
     )  # fmt: skip
     took = time.monotonic() - t0

@@ -38,7 +38,7 @@ def run(args: argparse.Namespace) -> int:
     if not (root / DB_NAME).exists():
         report = {"spool": str(root), "exists": False, "pending": 0, "failed": 0, "stored_bytes": 0,
                   "pause_reason": None, "delivering": False, "delivery_rate": None, "captures": [],
-                  "losses": []}  # fmt: skip
+                  "losses": [], "read_only": False}  # fmt: skip
     else:
         with open_spool_to_read(root) as spool:
             captures = spool.stats()

@@ -12,6 +12,7 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any
 
+from collector.api.models import is_uuid
 from collector.api.targets import verify_target
 from collector.delivery.failures import Outcome, classify
 from collector.delivery.spool import Spool, SpoolItem
@@ -29,6 +30,7 @@ class TargetGate:
     _cond: threading.Condition
     _emit: EventHook
     _parked_captures: dict[str, CollectorError]
+    _checked_captures: set[str]  # checked by this process, with nothing to rewrite
     _check_lock: threading.Lock
     _unreachable_since: float | None
 
@@ -55,6 +57,8 @@ class TargetGate:
         with self._check_lock:
             while True:
                 target = self.spool.unchecked_target(item.capture_id)
+                if item.capture_id in self._checked_captures:
+                    return item
                 if target is None:  # another worker checked it meanwhile
                     return self.spool.get(item.id)
                 if not self._wait_turn():
@@ -80,6 +84,10 @@ class TargetGate:
                     return None
                 self._answering()
                 block_id = found.id if found is not None else None
+                if block is None or is_uuid(block):
+                    # The items carry this target already: nothing to write (a full disk still delivers).
+                    self._checked_captures.add(item.capture_id)
+                    return item
                 self.spool.retarget(item.capture_id, workspace_id, block_id, checked=True)
                 said = (
                     f"; block {found.title!r} is {found.id}"

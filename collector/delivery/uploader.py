@@ -113,6 +113,7 @@ class Uploader(TargetGate):
         self._parked_workspaces: dict[str, str] = {}  # workspace_id -> message
         self._parked_blocks: dict[str, str] = {}  # block_id -> message
         self._parked_captures: dict[str, CollectorError] = {}  # capture_id -> its target's error
+        self._checked_captures: set[str] = set()
         self._check_lock = threading.Lock()  # one target check at a time (targets.py)
         self._unreachable_since: float | None = None  # monotonic: the API stopped answering then
         self._delivered = 0
@@ -377,7 +378,7 @@ class Uploader(TargetGate):
         except ValueError as exc:  # pydantic's ValidationError is a ValueError
             self._fail(item, failures.invalid_request(exc))
             return
-        if self.spool.unchecked_target(item.capture_id) is not None:
+        if item.capture_id not in self._checked_captures and self.spool.unchecked_target(item.capture_id):
             checked = self._check_target(item)
             if checked is None:
                 return  # stopping, paused, or this capture's target proved wrong (parked)
