@@ -26,7 +26,7 @@ def add_parser(subparsers) -> None:
         "--json",
         action="store_true",
         help="print JSON instead of a table: spool, exists, pending, failed, stored_bytes, pause_reason, "
-        "delivering, delivery_rate, "
+        "delivering, delivery_rate, read_only, "
         "captures, losses, screen_pause, screen_pause_notice (see the README)",
     )
     add_verbose(parser)
