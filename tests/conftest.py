@@ -33,9 +33,13 @@ def sandbox_factory(tmp_path):
     """`make(**faults)` starts a SandboxServer on a fresh data folder; all are stopped at teardown."""
     started: list[SandboxServer] = []
 
-    def make(data_dir=None, **kwargs) -> SandboxServer:
-        server = SandboxServer(data_dir or tmp_path / f"sandbox{len(started)}", port=0, **kwargs)
-        server.start()
+    def make(data_dir=None, *, start: bool = True, **kwargs) -> SandboxServer:
+        """`port=N` takes a fixed port; `start=False` makes it (keys, workspace) without serving
+        yet: the test calls `.start()` later (an API that is down, then comes up)."""
+        kwargs.setdefault("port", 0)
+        server = SandboxServer(data_dir or tmp_path / f"sandbox{len(started)}", **kwargs)
+        if start:
+            server.start()
         started.append(server)
         return server
 

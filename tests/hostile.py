@@ -89,6 +89,12 @@ def _handler(server: HostileServer):
 
         def do_POST(self) -> None:
             body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            if body.strip() == b"{}":  # the collector's write-access probe: the contract's answer to an
+                with server.lock:  # empty body from a key that may write (kept apart from the POSTs)
+                    server.requests.append(("PROBE", self.path, time.monotonic()))
+                err = {"error": {"code": "validation_error", "message": "type: required", "details": {}}}
+                self._send(400, json.dumps(err).encode(), "application/json")
+                return
             with server.lock:
                 server.requests.append(("POST", self.path, time.monotonic()))
                 n = sum(1 for m, _, _ in server.requests if m == "POST")

@@ -149,6 +149,25 @@ class OpenLessonClient:
         safe_id = self._one_line(created.id)  # the id is stored in the spool: never the key
         return created if safe_id == created.id else created.model_copy(update={"id": safe_id})
 
+    def check_write_access(self, workspace_id: str) -> None:
+        """Whether this key may add evidence to `workspace_id`, without adding any.
+
+        Sends `POST .../evidence` with an empty body: the API checks the key and its scopes before
+        the body, so a key without `workspaces:write` gets `403 forbidden` (raised, `AuthError`)
+        and a key that may write gets `400 validation_error` (returns None: nothing was stored).
+        A missing workspace raises `NotFoundError`; no answer raises `NetworkError`/`ServerError`.
+        """
+        path = f"{_workspace_path(workspace_id)}/evidence"
+        response = self._send("POST", path, b"{}")
+        log.debug("POST %s%s (write-access probe) -> HTTP %s", API_PREFIX, path, response.status_code)
+        ctx = {"method": "POST", "path": API_PREFIX + path, "workspace": workspace_id}
+        if 200 <= response.status_code < 300:
+            return  # a server that took an empty body: it can be written (nothing useful was stored)
+        error = self._api_error(response, ctx)
+        if isinstance(error, ValidationApiError):
+            return
+        raise error
+
     def performance(self, workspace_id: str, request: PerformanceRequest) -> PerformanceResponse:
         path = f"{_workspace_path(workspace_id)}/performance"
         context = {"workspace": workspace_id, "block": request.block_id}

@@ -85,9 +85,17 @@ def resolve_block_id(client, workspace_id: str, value: str) -> str:
     return resolve_block(client.list_blocks(workspace_id), value, workspace_id).id
 
 
-def offline_title_error(value: str, workspace_id: str) -> UsageError:
-    """An --offline capture cannot look a title up: said before anything is read or captured."""
-    return UsageError(
-        f"--offline cannot look up the block titled {value!r} (titles are resolved online). "
-        f"Pass --block with the block's id; `collector blocks -w {workspace_id}` lists them."
-    )
+def verify_target(client, workspace_id: str, block: str | None) -> Block | None:
+    """The whole target check: the key, the workspace and the block (an id or a title) checked
+    with `client.list_blocks`, then the key's right to add evidence (`client.check_write_access`:
+    a key without `workspaces:write` fails here, not after the capture). Returns the block, or None
+    when none is asked for.
+
+    Raises what proves the target wrong: `AuthError` (exit 3), `NotFoundError` (4, with "did you
+    mean …"), `UsageError` (2, a title matching several blocks); and what is no answer:
+    `NetworkError`, `ServerError`, `RateLimitedError` (the caller waits and tries again).
+    """
+    blocks = client.list_blocks(workspace_id)
+    found = resolve_block(blocks, block, workspace_id) if block else None
+    client.check_write_access(workspace_id)
+    return found

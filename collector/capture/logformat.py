@@ -31,6 +31,9 @@ EVENT_LEVELS = {
     "data_lost": "error",
     "failed": "error",  # a chunk rejected for good: it will not reach the server
     "worker_error": "error",
+    "api_unreachable": "warning",  # the API stopped answering: capture goes on into the spool
+    "parked": "error",
+    "target_wrong": "error",
 }
 
 

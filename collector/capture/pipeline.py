@@ -105,8 +105,11 @@ class Capture:
         kind: str = "run",
         about: dict[str, Any] | None = None,
         chunk_max_bytes: int | None = None,
+        local: bool = False,
     ) -> None:
-        """`kind`: run | replay | demo; `about`: block_title, source, ... for the local record."""
+        """`kind`: run | replay | demo; `about`: block_title, source, ... for the local record;
+        `local` (`--local`): every item goes to the local record only, never to delivery."""
+        self.local = local
         self.profile = profile
         self.chunk_max_bytes = chunk_max_bytes  # None: the chunker's own bound (under the API's 10 MB)
         self.marks = marks  # collector.capture.marks.MarkInbox of a live run, or None
@@ -133,7 +136,9 @@ class Capture:
         evidence = evidence.for_block(self.block_id or None)
         for attempt in range(_SPOOL_TRIES):
             try:
-                self.spool.add(workspace_id=self.workspace_id, evidence=evidence, data=data)
+                self.spool.add(
+                    workspace_id=self.workspace_id, evidence=evidence, data=data, local_only=self.local
+                )
                 return True
             except SpoolFullError as err:  # the spool has counted the drop; say it loudly
                 self.stats.last_error = str(err)

@@ -84,6 +84,7 @@ def run_session(
     recording_s=None,
     offline: bool = False,
     deliver_all: bool = False,
+    local: bool = False,
 ) -> SessionResult:
     """Run until --duration, a signal, the end of a file, or `stop_event`; then flush and summarise.
 
@@ -96,7 +97,9 @@ def run_session(
     Exit code, first that applies: the capture's own fatal error; 3/4 when delivery was refused
     (key, workspace) with items left; 7 when chunks of this capture were lost (refused by the
     spool, rejected for good), named in the closing line; 6 when items wait in the spool (not with
-    `offline`: spooling everything is what `--offline` asked for); else 0.
+    `offline`: spooling everything is what `--offline` asked for); else 0. A capture whose
+    deferred target check proved the target wrong exits with that error's code (4, 3 or 2).
+    `local` (`--local`): nothing is pending; the closing line says where the capture is kept.
     """
 
     def delivery() -> dict[str, Any]:
@@ -270,8 +273,20 @@ def run_session(
             message=f"{others} item(s) from earlier captures are still waiting; see "
             f"`collector status --spool {capture.spool.root}`.",
         )
+    if local:
+        output.log(
+            "kept_local",
+            message=f"Kept on this machine only (--local), nothing to deliver: `collector review "
+            f"{capture.capture_id[:8]} --spool {capture.spool.root}` or `collector export`.",
+        )
     if isinstance(fatal, CollectorError):
         return SessionResult(fatal.exit_code, pending, summary)
+    wrong = uploader.target_error(capture.capture_id) if uploader is not None else None
+    if wrong is not None and pending:  # the deferred check proved the target wrong: items kept
+        output.log(
+            "target_wrong", message=f"{wrong} The {pending} item(s) of this capture are kept in the spool."
+        )
+        return SessionResult(wrong.exit_code, pending, summary)
     stuck = uploader.paused_error if uploader is not None else None
     if stuck is not None and pending:  # the key was refused mid-run: exit 3, as `collector upload` would
         output.log("paused", message=f"{stuck} The evidence is kept in the spool.")

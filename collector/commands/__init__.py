@@ -31,6 +31,9 @@ COMMANDS: dict[str, CommandInfo] = {
     ),
     "upload": CommandInfo("collector.commands.upload", "deliver the evidence waiting in the spool"),
     "status": CommandInfo("collector.commands.status", "show what waits in the spool, per capture"),
+    "spool": CommandInfo(
+        "collector.commands.spool", "drop a capture's pending items, or retarget them to another block"
+    ),
     "sessions": CommandInfo(
         "collector.commands.sessions", "list the captures kept on this machine (newest last)"
     ),

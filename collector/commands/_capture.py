@@ -5,17 +5,17 @@ capture from come from _sources.py."""
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import os
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 
 from collector.api.client import OpenLessonClient
 from collector.api.models import Block, is_uuid
 from collector.api.settings import ApiSettings
-from collector.api.targets import offline_title_error, pick_target, resolve_block
+from collector.api.targets import ENV_WORKSPACE, pick_target, verify_target
 from collector.capture.logformat import setup_logging
 from collector.capture.marks import MarkInbox, marks_path
 from collector.capture.pause import PauseControl, pause_notice
@@ -27,6 +27,7 @@ from collector.commands._fit import check_fit, describe_failure
 from collector.commands._sources import open_eeg, open_screen
 from collector.core.records import StreamDescription
 from collector.delivery.opening import open_spool
+from collector.delivery.spool.targets import LOCAL_WORKSPACE
 from collector.delivery.uploader import Uploader
 from collector.errors import ApiError, NetworkError, NoSourceError, UsageError
 from collector.profiles.profile import Profile
@@ -62,7 +63,18 @@ def add_capture_options(p: argparse.ArgumentParser) -> None:
         metavar="S",
         help="seconds to keep delivering after the end (default 30; replay: until all is delivered)",
     )
-    p.add_argument("--offline", action="store_true", help="spool only; deliver later with `collector upload`")
+    p.add_argument(
+        "--offline",
+        action="store_true",
+        help="spool only, nothing checked or sent; deliver later with `collector upload` (a block title "
+        "is resolved then). Without a workspace: as --local",
+    )
+    p.add_argument(
+        "--local",
+        action="store_true",
+        help="no account: keep the capture on this machine only (sessions, review, export); nothing is "
+        "sent or left pending",
+    )
     p.add_argument(
         "--log-format", choices=("text", "json"), default="text", help="log lines when not in a terminal"
     )
@@ -71,44 +83,84 @@ def add_capture_options(p: argparse.ArgumentParser) -> None:
 
 
 def check_target(args: argparse.Namespace, profile: Profile) -> tuple[ApiSettings | None, str, str | None]:
-    """Key, workspace and block checked before anything is captured. Returns (settings, ws, block)."""
+    """Key, workspace and block checked before anything is captured. Returns (settings, ws, block).
+
+    Only an answer that proves the target wrong stops the capture before it starts (AuthError,
+    exit 3: a wrong, revoked or read-only key, teams_required; NotFoundError, exit 4; UsageError,
+    exit 2: a title matching several blocks). No answer (network, DNS, timeout, 5xx, a portal's
+    page) starts the capture anyway, spooled: `args.unchecked` is then (workspace, block as given)
+    and `args.api_silent` the error, and the uploader checks the target before it delivers
+    anything (collector/delivery/gate.py). `--offline` checks nothing and leaves the same
+    `args.unchecked` for `collector upload`. `--local` (or `--offline` with no workspace): no target.
+    """
+    args.unchecked = None
+    args.api_silent = None
+    if getattr(args, "local", False) or (args.offline and not _has_workspace(args, profile)):
+        if getattr(args, "local", False) and (args.workspace or args.block):
+            raise UsageError(
+                "--local keeps the capture on this machine only; drop --workspace/--block "
+                "(or drop --local to deliver it)."
+            )
+        args.local = True
+        return None, LOCAL_WORKSPACE, None
     workspace_id, block = pick_target(args.workspace, args.block, profile)
     if args.offline:
-        if block and not is_uuid(block):
-            raise offline_title_error(block, workspace_id)
         try:
             settings = api_settings(args)
         except UsageError:
             settings = None  # offline needs no key now; `collector upload` will
-        return settings, workspace_id, block.lower() if block else None
+        args.unchecked = (workspace_id, block)
+        args.block_title = None if block is None or is_uuid(block) else block
+        return settings, workspace_id, block.lower() if block and is_uuid(block) else None
     settings = api_settings(args)
-    found = find_block(settings, workspace_id, block)
+    try:
+        found = find_block(settings, workspace_id, block)
+    except (NetworkError, ApiError) as exc:
+        if not _no_answer(exc):
+            raise
+        args.unchecked = (workspace_id, block)
+        args.api_silent = exc
+        args.block_title = None if block is None or is_uuid(block) else block
+        log.warning(
+            "The API does not answer (%s) Capturing anyway into the spool: delivery waits for the API, "
+            "and the key and target are checked before anything is sent.",
+            exc,
+            extra={"event": "api_unreachable"},
+        )
+        return settings, workspace_id, block.lower() if block and is_uuid(block) else None
     args.block_title = found.title if found else None  # for the local record (`collector sessions`)
     return settings, workspace_id, found.id if found else None
 
 
+def _has_workspace(args: argparse.Namespace, profile: Profile) -> bool:
+    return bool(args.workspace or profile.session.workspace or os.environ.get(ENV_WORKSPACE))
+
+
+def _no_answer(exc: BaseException) -> bool:
+    """True for what says nothing about the target: network, DNS, timeout, 5xx, 429, a portal page."""
+    return isinstance(exc, NetworkError) or (isinstance(exc, ApiError) and exc.retryable)
+
+
 def find_block(settings: ApiSettings, workspace_id: str, block: str | None) -> Block | None:
-    """The key and the workspace checked against the API (retried on transient errors), and the
-    block `block` (an id or a title) looked up in it; None when no block is asked for."""
-    blocks = _list_blocks_retrying(settings, workspace_id)
-    return resolve_block(blocks, block, workspace_id) if block else None
+    """The key and the workspace checked against the API (retried once on transient errors), the
+    block `block` (an id or a title) looked up in it, and the key's right to add evidence
+    (`verify_target`); None when no block is asked for."""
+    return _verify_retrying(settings, workspace_id, block)
 
 
-STARTUP_TRIES = 4  # the start-up check rides out a short blip: 1 try + 3 retries, 7-8.5 s in all
+STARTUP_TRIES = 2  # the start-up check rides out a blip (1 try + 1 retry, 1-1.5 s), then starts anyway
+STARTUP_TIMEOUT_S = 10.0  # each try's bound: no answer in 10 s is no answer (a capture must start)
 
 
-def _list_blocks_retrying(settings: ApiSettings, workspace_id: str) -> list[Block]:
+def _verify_retrying(settings: ApiSettings, workspace_id: str, block: str | None) -> Block | None:
     """The target check, retried on transient errors (network, 5xx, 429, portal pages) only.
 
-    tenacity does the retrying: `STARTUP_TRIES` tries, with exponential waits of 1, 2 and 4 s
-    plus up to 0.5 s of jitter each (7-8.5 s in all), or the server's Retry-After (at most 10 s)
-    when it gives one. A refused key or a missing workspace fails at once. Giving up raises the
-    last error, its message saying how many tries over how long.
+    tenacity does the retrying: `STARTUP_TRIES` tries, a wait of 1 s plus up to 0.5 s of jitter,
+    or the server's Retry-After (at most 10 s) when it gives one; each try bounded by
+    `STARTUP_TIMEOUT_S` (or a shorter --timeout). A refused key or a missing workspace fails at
+    once. Giving up raises the last error (the caller then starts the capture, spooled).
     """
     import tenacity
-
-    def transient(exc: BaseException) -> bool:
-        return isinstance(exc, NetworkError) or (isinstance(exc, ApiError) and exc.retryable)
 
     backoff = tenacity.wait_exponential_jitter(initial=1, max=4, jitter=0.5)
 
@@ -120,28 +172,18 @@ def _list_blocks_retrying(settings: ApiSettings, workspace_id: str) -> list[Bloc
     def say(state: tenacity.RetryCallState) -> None:
         exc = state.outcome.exception() if state.outcome else None
         sleep = state.next_action.sleep if state.next_action else 0.0  # set before every sleep
-        log.warning("target check failed (%s); retrying in %.0f s", exc, sleep)
+        log.info("target check failed (%s); retrying in %.0f s", exc, sleep)
 
-    started = time.monotonic()
-    with OpenLessonClient(settings) as client:
+    quick = dataclasses.replace(settings, timeout_s=min(settings.timeout_s, STARTUP_TIMEOUT_S))
+    with OpenLessonClient(quick) as client:
         retrying = tenacity.Retrying(
-            retry=tenacity.retry_if_exception(transient),
+            retry=tenacity.retry_if_exception(_no_answer),
             stop=tenacity.stop_after_attempt(STARTUP_TRIES),
             wait=wait,
             before_sleep=say,
             reraise=True,  # the last error's own one-line message reaches the user
         )
-        try:
-            return retrying(client.list_blocks, workspace_id)
-        except (NetworkError, ApiError) as exc:
-            if not transient(exc):
-                raise
-            took = time.monotonic() - started
-            exc.args = (
-                f"The start-up check of the key and target failed {STARTUP_TRIES} times over {took:.0f} s; "
-                f"gave up, nothing was captured. Last error: {exc}",
-            )
-            raise
+        return retrying(verify_target, client, workspace_id, block)
 
 
 def fit_check_before_capture(
@@ -198,14 +240,21 @@ def deliver_and_capture(
     recording_s: Callable[[], float] | None = None,
     deliver_all: bool = False,
     chunk_max_bytes: int | None = None,
+    unchecked: tuple[str, str | None] | None = None,
+    api_silent: BaseException | None = None,
 ) -> int:
     """Spool + uploader around one Capture, then the session loop. Shared by run, replay and demo.
 
     `kind` (run | replay | demo), `source` and `block_title` describe the capture in the local
     record. `offline`: spool only, no uploader. `deliver_all`: see `run_session`;
-    `chunk_max_bytes`: EEG chunks' encoded-size bound.
+    `chunk_max_bytes`: EEG chunks' encoded-size bound. `unchecked` (workspace, block as given):
+    the target the start-up check could not check (no answer, or --offline), noted in the spool
+    for the uploader to check before delivery; `api_silent`: the start-up check's no-answer error.
+    A `workspace_id` of `LOCAL_WORKSPACE` (`--local`): kept on this machine only, no uploader.
     """
     spool = open_spool(spool_root, max_bytes=profile.delivery.spool_max_bytes)
+    local = workspace_id == LOCAL_WORKSPACE
+    offline = offline or local
     uploader = None
     try:
         if not offline:
@@ -215,6 +264,8 @@ def deliver_and_capture(
                 rate_per_min=profile.delivery.rate_per_min,
                 on_event=lambda event, **f: output.log(event, **f),
             )
+            if api_silent is not None:
+                uploader.api_not_answering()  # said at start-up; "answers again" comes once it does
         capture = Capture(
             profile=profile,
             workspace_id=workspace_id,
@@ -226,7 +277,10 @@ def deliver_and_capture(
             kind=kind,
             about={"block_title": block_title, "source": source},
             chunk_max_bytes=chunk_max_bytes,
+            local=local,
         )
+        if unchecked is not None:  # before any item is spooled: none can be sent unchecked
+            spool.note_unchecked_target(capture.capture_id, *unchecked)
         result = run_session(
             capture,
             uploader=uploader,
@@ -238,6 +292,7 @@ def deliver_and_capture(
             stop_event=stop_event,
             recording_s=recording_s,
             offline=offline,
+            local=local,
             deliver_all=deliver_all and not offline,
         )
         return result.exit_code
@@ -269,6 +324,8 @@ def capture_live(
     fit_check_s: float | None = None,
     log_format: str = "text",
     kind: str = "run",
+    unchecked: tuple[str, str | None] | None = None,
+    api_silent: BaseException | None = None,
 ) -> int:
     """A live capture (`collector run`, and `collector demo`'s): the sources opened from the profile,
     `collector pause`/`mark` wired to them, then deliver_and_capture. Returns the exit code."""
@@ -313,6 +370,8 @@ def capture_live(
             marks=marks,
             kind=kind,
             source=_source_label(profile, description, screen_source),
+            unchecked=unchecked,
+            api_silent=api_silent,
         )
     finally:
         output.stop_keys()  # the terminal gets its line mode back whatever happened

@@ -56,9 +56,13 @@ def check_api(args: argparse.Namespace, workspace: str | None, block: str | None
     )
 
     checks: list[Check] = []
+    write_error: AuthError | None = None  # the key may read but not add evidence
     try:
         with OpenLessonClient(settings) as client:
-            blocks = client.list_blocks(probe_ws)
+            try:
+                blocks = client.list_blocks(probe_ws)
+            finally:
+                write_error = _write_refused(client, probe_ws) if key_check is None else None
     except AuthError as err:
         checks.append(Check("api", OK, f"{base_url} answers"))
         checks.append(
@@ -67,7 +71,7 @@ def check_api(args: argparse.Namespace, workspace: str | None, block: str | None
         return checks
     except NotFoundError as err:
         checks.append(Check("api", OK, f"{base_url} answers"))
-        checks.append(key_check or Check("key", OK, f"key {api_key.prefix} accepted"))
+        checks.append(key_check or _key_ok(api_key.prefix, write_error))
         if workspace:
             checks.append(
                 Check.failed(
@@ -107,7 +111,7 @@ def check_api(args: argparse.Namespace, workspace: str | None, block: str | None
         return checks
 
     checks.append(Check("api", OK, f"{base_url} answers"))
-    checks.append(key_check or Check("key", OK, f"key {api_key.prefix} accepted"))
+    checks.append(key_check or _key_ok(api_key.prefix, write_error))
     if key_check:  # the no-key probe was accepted?! only a sandbox or a proxy does that
         return checks
     if workspace:
@@ -134,3 +138,27 @@ def _check_block(blocks, value: str, workspace: str) -> Check:
         )
         return Check.failed("block", str(err), fix, err.exit_code)
     return Check("block", OK, f"{found.id} {found.title!r} ({found.status})")
+
+
+def _write_refused(client, workspace_id: str) -> AuthError | None:
+    """The key's right to add evidence (`check_write_access`: nothing is stored); the AuthError
+    when it has not (no `workspaces:write`), None when it has or the probe says nothing."""
+    try:
+        client.check_write_access(workspace_id)
+    except AuthError as err:
+        return err
+    except CollectorError:
+        return None
+    return None
+
+
+def _key_ok(prefix: str, write_error: AuthError | None) -> Check:
+    if write_error is None:
+        return Check("key", OK, f"key {prefix} accepted, may add evidence (workspaces:write)")
+    return Check.failed(
+        "key",
+        f"key {prefix} may read but not add evidence: {write_error}",
+        "Use a key with the workspaces:write scope (OpenLesson's default scopes include it); "
+        "`run` and `replay` refuse this one before capturing (exit 3).",
+        EXIT_AUTH,
+    )

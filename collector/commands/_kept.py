@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from collector.commands._common import spool_folder
-from collector.delivery.opening import open_spool
+from collector.delivery.opening import open_spool_to_read
 from collector.delivery.spool import DB_NAME, Spool
 from collector.errors import UsageError
 from collector.review.captures import find_capture
@@ -32,7 +32,7 @@ def open_capture(root: Path, capture_id: str | None, last: bool) -> tuple[Spool,
     root = spool_folder(root)
     if not (root / DB_NAME).exists():
         raise UsageError(f"There is no spool at {root}: nothing was captured there. Pass --spool DIR.")
-    spool = open_spool(root)
+    spool = open_spool_to_read(root)
     try:
         return spool, find_capture(spool, capture_id, last)
     except BaseException:

@@ -177,9 +177,8 @@ def run(args: argparse.Namespace) -> int:
         speed=args.speed,
         chunk_s=0.25 if args.speed else 5.0,
     )
-    # Offline, the target is checked without the network: a block title that cannot be looked up
-    # is said before the file is read.
-    target = check_target(args, profile) if args.offline else None
+    # Offline or local, the target needs no network: bad usage is said before the file is read.
+    target = check_target(args, profile) if args.offline or args.local else None
     try:
         description = source.open()
         settings, workspace_id, block_id = target or check_target(args, profile)
@@ -215,6 +214,8 @@ def run(args: argparse.Namespace) -> int:
             # A replay finishes its job: it delivers everything unless --flush-timeout bounds it.
             deliver_all=args.flush_timeout is None,
             chunk_max_bytes=DELIVERY_CHUNK_BYTES if delivery_sized else None,
+            unchecked=args.unchecked,
+            api_silent=args.api_silent,
         )
     finally:
         source.close()

@@ -92,4 +92,6 @@ def run(args: argparse.Namespace) -> int:
         fit_check_s=fit_check_s,
         log_format=args.log_format,
         kind=args.capture_kind,
+        unchecked=args.unchecked,
+        api_silent=args.api_silent,
     )

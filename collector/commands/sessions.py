@@ -10,7 +10,7 @@ from typing import Any
 from collector.capture.pause import pause_notice
 from collector.commands import summary
 from collector.commands._common import add_spool_option, add_verbose, spool_dir, spool_folder
-from collector.delivery.opening import open_spool
+from collector.delivery.opening import open_spool_to_read
 from collector.delivery.spool import DB_NAME, LOSS_REASONS
 from collector.review.captures import list_sessions
 
@@ -33,7 +33,7 @@ def run(args: argparse.Namespace) -> int:
     root = spool_folder(spool_dir(args))
     sessions: list[dict[str, Any]] = []
     if (root / DB_NAME).exists():
-        with open_spool(root) as spool:
+        with open_spool_to_read(root) as spool:
             sessions = list_sessions(spool)
     if args.json:
         print(json.dumps(sessions, indent=2))
@@ -55,7 +55,7 @@ def _unix(iso: str) -> float:
 
 def _kept(s: dict[str, Any]) -> str:
     """Items readable on this machine (kept copies, plus items still in the spool) of all spooled."""
-    total = s["delivered"] + s["pending"] + s["failed"]
+    total = s["delivered"] + s.get("local", 0) + s["pending"] + s["failed"]
     here = min(total, s["kept_items"] + s["pending"] + s["failed"])
     if not total:
         return "-"

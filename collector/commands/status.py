@@ -10,7 +10,7 @@ from collector.capture.pause import pause_fields, pause_notice
 from collector.commands import summary
 from collector.commands._common import add_spool_option, add_verbose, spool_dir
 from collector.delivery.events import DELIVERY_RATE_KEY
-from collector.delivery.opening import open_spool
+from collector.delivery.opening import open_spool_to_read
 from collector.delivery.spool import DB_NAME, Loss
 
 
@@ -26,7 +26,7 @@ def add_parser(subparsers) -> None:
         "--json",
         action="store_true",
         help="print JSON instead of a table: spool, exists, pending, failed, stored_bytes, pause_reason, "
-        "delivering, delivery_rate, "
+        "delivering, delivery_rate, read_only, "
         "captures, losses, screen_pause, screen_pause_notice (see the README)",
     )
     add_verbose(parser)
@@ -38,9 +38,9 @@ def run(args: argparse.Namespace) -> int:
     if not (root / DB_NAME).exists():
         report = {"spool": str(root), "exists": False, "pending": 0, "failed": 0, "stored_bytes": 0,
                   "pause_reason": None, "delivering": False, "delivery_rate": None, "captures": [],
-                  "losses": []}  # fmt: skip
+                  "losses": [], "read_only": False}  # fmt: skip
     else:
-        with open_spool(root) as spool:
+        with open_spool_to_read(root) as spool:
             captures = spool.stats()
             report = {
                 "spool": str(root),
@@ -55,6 +55,7 @@ def run(args: argparse.Namespace) -> int:
                 "captures": [c.as_dict() for c in captures],
                 # What is not on the server, per capture, stream and reason (the closing lines' counts).
                 "losses": [loss.as_dict() for loss in spool.losses()],
+                "read_only": spool.read_only,
             }
     report["screen_pause"] = pause_fields()  # a pause left on holds for every later session
     report["screen_pause_notice"] = pause_notice()
@@ -82,12 +83,23 @@ def format_status(report: dict) -> str:
             f"Delivering now at {rate['rate_per_min']:g} requests/min (adapts to the server; "
             f"ceiling {rate['ceiling_per_min']:g}/min)"
         )
-    header = ("CAPTURE", "DELIVERED", "PENDING", "FAILED", "DROPPED", "BYTES", "OLDEST", "LAST ERROR")
+    header = (
+        "CAPTURE",
+        "DELIVERED",
+        "PENDING",
+        "FAILED",
+        "DROPPED",
+        "BYTES",
+        "OLDEST",
+        "LOCAL",
+        "LAST ERROR",
+    )
     rows = [header]
     for c in report["captures"]:
         rows.append((
             c["capture_id"], str(c["delivered"]), str(c["pending"]), str(c["failed"]), str(c["dropped"]),
-            _size(c["bytes"]), _age(c["oldest_pending_age_s"]), c["last_error"] or "",
+            _size(c["bytes"]), _age(c["oldest_pending_age_s"]), str(c.get("local", 0)),
+            c["last_error"] or "",
         ))  # fmt: skip
     widths = [max(len(r[i]) for r in rows) for i in range(len(header) - 1)]
     for r in rows:
@@ -97,6 +109,8 @@ def format_status(report: dict) -> str:
         lines.append("(no captures)")
     for loss in report.get("losses", []):
         lines.append(f"LOST in {loss['capture_id']}: {_describe(loss)}")
+    if report.get("read_only"):
+        lines.append("(read-only spool: shown as it is; nothing can be delivered or changed from here)")
     if report["pending"] and report.get("delivering"):
         lines.append("A collector process is delivering them now; run `collector status` again to follow it.")
     elif report["pending"]:

@@ -11,6 +11,8 @@ from pathlib import Path
 
 from collector.delivery.interrupted import finish_interrupted
 from collector.delivery.spool import DEFAULT_MAX_BYTES, SCREEN_LIMIT_RATIO, Spool
+from collector.delivery.spool.schema import can_write
+from collector.errors import SpoolDamagedError, SpoolError
 
 
 def open_spool(
@@ -24,3 +26,18 @@ def open_spool(
         spool.close()
         raise
     return spool
+
+
+def open_spool_to_read(root: Path) -> Spool:
+    """The spool at `root` for the commands that only read it (`status`, `sessions`, `review`,
+    `export`): as `open_spool` when it can be written, else read-only (a copy, a read-only mount,
+    a backup): shown as it is, nothing finished, created or changed."""
+    if can_write(root):
+        try:
+            return open_spool(root)
+        except SpoolDamagedError:
+            raise
+        except SpoolError as err:
+            if "readonly" not in str(err).replace("-", "") and "Permission denied" not in str(err):
+                raise
+    return Spool(root, read_only=True)

@@ -36,6 +36,7 @@ from collector.api.settings import ApiSettings
 from collector.delivery import failures
 from collector.delivery.events import EventHook, PublishedRate
 from collector.delivery.failures import Outcome, classify, park_target, retry_after_s, retry_delay_s
+from collector.delivery.gate import TargetGate
 from collector.delivery.rate import AdaptiveRateLimiter, TokenBucket, throttle_hold_s
 from collector.delivery.spool import DeliveryBusyError, Spool, SpoolItem
 from collector.errors import CollectorError, SpoolError, SpoolFullError
@@ -54,7 +55,7 @@ class EvidenceClient(Protocol):
     def close(self) -> None: ...
 
 
-class Uploader:
+class Uploader(TargetGate):
     """Delivers the spool's pending items in the background. `start()`, then `stop(flush_timeout_s)`.
 
     `on_event(event, **fields)` is told what happens (collector/delivery/events.py: once per cause
@@ -111,6 +112,10 @@ class Uploader:
         self._paused_for_space = False  # paused by a full disk with 201s held: resumes when space returns
         self._parked_workspaces: dict[str, str] = {}  # workspace_id -> message
         self._parked_blocks: dict[str, str] = {}  # block_id -> message
+        self._parked_captures: dict[str, CollectorError] = {}  # capture_id -> its target's error
+        self._checked_captures: set[str] = set()
+        self._check_lock = threading.Lock()  # one target check at a time (targets.py)
+        self._unreachable_since: float | None = None  # monotonic: the API stopped answering then
         self._delivered = 0
         self._failed = 0
         self._retries = 0
@@ -235,7 +240,20 @@ class Uploader:
     def parked_errors(self) -> list[str]:
         """One message per parked workspace / block (not found), in the order they happened."""
         with self._cond:
-            return list(self._parked_workspaces.values()) + list(self._parked_blocks.values())
+            captures = [str(e) for e in self._parked_captures.values()]
+            return list(self._parked_workspaces.values()) + list(self._parked_blocks.values()) + captures
+
+    def target_error(self, capture_id: str) -> CollectorError | None:
+        """The error that proved this capture's target wrong at its deferred check, if any."""
+        with self._cond:
+            return self._parked_captures.get(capture_id)
+
+    def api_not_answering(self, since: float | None = None) -> None:
+        """The caller saw the API not answer (the start-up check) and said so: the uploader says
+        nothing more until it answers, then one line ("answers again")."""
+        with self._cond:
+            if self._unreachable_since is None:
+                self._unreachable_since = time.monotonic() if since is None else since
 
     def counters(self) -> dict[str, Any]:
         """Snapshot for a live status view."""
@@ -247,6 +265,7 @@ class Uploader:
             if paused is None and self._hold_until > now:
                 paused = f"rate limited by the server, resuming in {self._hold_until - now:.0f} s"
             parked = list(self._parked_workspaces.values()) + list(self._parked_blocks.values())
+            parked += [str(e) for e in self._parked_captures.values()]
             snap = {
                 "delivered": self._delivered,
                 "failed": self._failed,
@@ -261,6 +280,7 @@ class Uploader:
                 "rate_per_min": round(self.limiter.rate_per_min, 1),  # allowed now (adapts to 429s)
                 "sent_per_min": float(len(self._sent_times)),  # requests sent in the last 60 s
                 "limit_per_min": getattr(self.limiter, "ceiling_per_min", self.limiter.rate_per_min),
+                "api_answering": self._unreachable_since is None,
             }
         try:
             snap["pending"] = self.spool.pending_count()
@@ -278,6 +298,7 @@ class Uploader:
             backlog = self.spool.next_pending(
                 exclude_workspaces=self._parked_workspaces.keys(),
                 exclude_blocks=self._parked_blocks.keys(),
+                exclude_captures=self._parked_captures.keys(),
                 up_to_id=self._backlog_up_to,
             )
             if backlog is None:
@@ -288,6 +309,7 @@ class Uploader:
             exclude_streams=self._in_flight,
             exclude_workspaces=self._parked_workspaces.keys(),
             exclude_blocks=self._parked_blocks.keys(),
+            exclude_captures=self._parked_captures.keys(),
             up_to_id=up_to,
         )
 
@@ -356,6 +378,12 @@ class Uploader:
         except ValueError as exc:  # pydantic's ValidationError is a ValueError
             self._fail(item, failures.invalid_request(exc))
             return
+        if item.capture_id not in self._checked_captures and self.spool.unchecked_target(item.capture_id):
+            checked = self._check_target(item)
+            if checked is None:
+                return  # stopping, paused, or this capture's target proved wrong (parked)
+            item = checked
+            evidence = EvidenceCreate(**item.evidence.request_fields(), data=evidence.data)
         attempt = 0
         while self._wait_turn():
             if not self.spool.ensure_reserve():
@@ -379,6 +407,7 @@ class Uploader:
                     self._park(item, err)
                     return
                 if outcome is Outcome.RETRY:
+                    self._not_answering(err)
                     attempt += 1
                     if not self._back_off(item, err, attempt):
                         return  # stopping
@@ -417,6 +446,7 @@ class Uploader:
             self._consecutive_429 = 0
             self._last_error = None  # delivery works again: an old error is not news (status lines)
             first = self._delivered == 1
+        self._answering()
         if first and self.spool.pause_reason() is not None:
             self.spool.set_pause_reason(None)  # the key works again: `status` stops showing the pause
         self._emit("delivered", item=item, evidence_id=evidence_id)

@@ -68,6 +68,7 @@ def list_sessions(spool) -> list[dict[str, Any]]:
             "markers": counts.get("markers", 0),
             "gaps": counts.get("gaps", 0),
             "delivered": s.delivered if s else 0,
+            "local": s.local if s else 0,  # kept here only, never sent (--local, `spool drop`)
             "pending": s.pending if s else 0,
             "failed": s.failed if s else 0,
             "dropped": s.dropped if s else 0,

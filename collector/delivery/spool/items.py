@@ -163,6 +163,7 @@ def pending_query(
     exclude_blocks: Collection[str],
     up_to_id: int | None,
     skip_ids: Collection[int],
+    exclude_captures: Collection[str] = (),
 ) -> tuple[str, list[Any]]:
     """The query for the oldest pending item's id (see `Spool.next_pending`), and its parameters."""
     sql = SELECT_PENDING
@@ -188,6 +189,9 @@ def pending_query(
     if exclude_blocks:
         sql += f" AND COALESCE(block_id, '') NOT IN ({','.join('?' * len(exclude_blocks))})"
         params.extend(exclude_blocks)
+    if exclude_captures:
+        sql += f" AND capture_id NOT IN ({','.join('?' * len(exclude_captures))})"
+        params.extend(exclude_captures)
     if skip_ids:
         sql += f" AND id NOT IN ({','.join('?' * len(skip_ids))})"
         params.extend(skip_ids)

@@ -114,6 +114,37 @@ def connect(root: Path) -> sqlite3.Connection:
         raise open_error(root, exc) from None
 
 
+def connect_read_only(root: Path) -> sqlite3.Connection:
+    """Connect to an existing spool without writing anything (a copy, a read-only mount).
+
+    SQLite's `mode=ro` still needs to make the WAL's shared-memory file; where the folder cannot
+    be written, the file is opened `immutable=1` (no locks, no WAL: right for a copy nobody
+    writes). Raises the `SpoolError` that `open_error` names.
+    """
+    db_path = root / DB_NAME
+    if not db_path.is_file():
+        raise SpoolError(f"There is no spool at {root} (no {DB_NAME}). Check --spool DIR.")
+    uri = db_path.resolve().as_uri()
+    last: BaseException | None = None
+    for flags in ("mode=ro", "mode=ro&immutable=1"):
+        try:
+            conn = sqlite3.connect(f"{uri}?{flags}", uri=True, check_same_thread=False, isolation_level=None)
+            conn.execute("SELECT COUNT(*) FROM items").fetchone()
+            return conn
+        except sqlite3.Error as exc:
+            last = exc
+    raise open_error(root, last or OSError("cannot open"))
+
+
+def can_write(root: Path) -> bool:
+    """False when the spool folder (or its database file) cannot be written: a read-only mount
+    (EROFS holds even for root), or permissions that stop this user."""
+    db_path = root / DB_NAME
+    if not root.is_dir():
+        return True  # to be made: the writable path says what goes wrong
+    return os.access(root, os.W_OK) and (not db_path.exists() or os.access(db_path, os.W_OK))
+
+
 def prepare(conn: sqlite3.Connection) -> None:
     """Set the connection's pragmas, create the spool's tables and migrate an older spool.
 

@@ -27,6 +27,7 @@ from typing import Any
 from collector.api import redaction
 from collector.core.evidence import EvidenceChunk
 from collector.delivery.local_record import LocalRecord
+from collector.delivery.spool import targets
 from collector.delivery.spool.items import (
     COUNT_FAILED,
     COUNT_PENDING,
@@ -53,6 +54,7 @@ from collector.delivery.spool.schema import (
     LOCK_NAME,
     RESERVE_NAME,
     connect,
+    connect_read_only,
     is_disk_full,
     open_error,
     prepare,
@@ -98,18 +100,29 @@ class Spool:
         max_bytes: int = DEFAULT_MAX_BYTES,
         *,
         screen_limit_ratio: float = SCREEN_LIMIT_RATIO,
+        read_only: bool = False,
     ) -> None:
+        """`read_only`: open a spool this process may not write (a copy, a read-only mount) for
+        `status`, `sessions`, `review` and `export` only: nothing is created, migrated or pruned."""
         if max_bytes <= 0:
             raise ValueError(f"max_bytes must be a positive number of bytes; {max_bytes!r} is invalid.")
         self.root = Path(root)
         self.max_bytes = int(max_bytes)
         self.screen_limit_ratio = screen_limit_ratio
         self._listeners: list[Callable[[], None]] = []
-        self._store = Store(self.root, connect(self.root))
+        self.read_only = read_only
+        self._store = Store(self.root, connect_read_only(self.root) if read_only else connect(self.root))
         self._conn = self._store.conn  # the one connection (tests read the tables through it)
         self._lock = self._store.lock
+        if read_only:
+            self.record = LocalRecord(self._conn, self._lock)
+            self._drops = DropCounts(self._store)
+            self._held = Held()
+            self._delivery_lock = DeliveryLock(self.root / LOCK_NAME)
+            return
         try:
             prepare(self._conn)
+            self._conn.executescript(targets.SCHEMA)
             self.record = LocalRecord(self._conn, self._lock)  # what stays after delivery
             self.record.create_schema()
         except sqlite3.Error as exc:
@@ -130,8 +143,17 @@ class Spool:
 
     # ---- writing -------------------------------------------------------------------------------
 
-    def add(self, *, workspace_id: str, evidence: EvidenceChunk | Mapping[str, Any], data: bytes) -> int:
+    def add(
+        self,
+        *,
+        workspace_id: str,
+        evidence: EvidenceChunk | Mapping[str, Any],
+        data: bytes,
+        local_only: bool = False,
+    ) -> int:
         """Store one chunk durably and return its item id; raise SpoolFullError if refused.
+
+        `local_only` (`--local`): the item goes straight to the local record, never to delivery.
 
         `evidence` is the item's typed record (or its EvidenceCreate fields without `data`, checked
         by `EvidenceChunk.from_fields`: ValueError for unknown fields or an incomplete identity);
@@ -144,10 +166,13 @@ class Spool:
         )  # fmt: skip
         if not workspace_id:
             raise ValueError("workspace_id is required to spool a chunk")
-        request = request_json(evidence)
         size = len(data)
         with self._lock:
             self._store.check_open()
+            if evidence.block_id is None:  # a capture whose block was resolved by the deferred check
+                resolved = targets.resolved_block(self._store, capture_id)
+                evidence = evidence.for_block(resolved)
+            request = request_json(evidence)
             stored = read_stored_bytes(self._conn)
             limit = self.max_bytes if ev_type in _PRIORITY_TYPES else self.max_bytes * self.screen_limit_ratio
             # The local record counts in the bound and is the first to go: pending never waits for it.
@@ -172,7 +197,9 @@ class Spool:
             except (OSError, sqlite3.Error) as exc:
                 if is_disk_full(exc) and self.record.make_room(0):
                     # The local record's pages are free now; once empty, make_room returns 0: no loop.
-                    return self.add(workspace_id=workspace_id, evidence=evidence, data=data)
+                    return self.add(
+                        workspace_id=workspace_id, evidence=evidence, data=data, local_only=local_only
+                    )
                 if is_disk_full(exc):
                     dropped = self._drops.count(capture_id, stream_id, "disk_full", chunk_index)
                     raise SpoolFullError(
@@ -182,6 +209,9 @@ class Spool:
                     ) from None
                 raise SpoolError(f"Cannot write to the spool at {self.root}: {exc}.") from None
             self._flush_held()
+            if local_only:
+                targets.keep_local(self._store, capture_id, self.record.keep, None, item_id=item_id)
+                return item_id
         for listener in list(self._listeners):
             listener()  # wakes the uploader at once instead of at its next poll
         return item_id
@@ -342,6 +372,27 @@ class Spool:
             except sqlite3.Error as exc:
                 log.debug("spool compaction skipped: %s", exc)
 
+    # ---- targets: checked later, changed after the fact (targets.py) ------------------------------
+
+    def note_unchecked_target(self, capture_id: str, workspace_id: str, block: str | None) -> None:
+        """The capture's target (block: an id or a title) is checked by the uploader before delivery."""
+        targets.note_unchecked(self._store, capture_id, workspace_id, block)
+
+    def unchecked_target(self, capture_id: str) -> tuple[str, str | None] | None:
+        """(workspace_id, block as given) while the capture's target waits for its check, else None."""
+        return targets.unchecked(self._store, capture_id)
+
+    def retarget(
+        self, capture_id: str, workspace_id: str, block_id: str | None, *, checked: bool = False
+    ) -> int:
+        """Send the capture's pending items to `workspace_id` / `block_id`; returns how many.
+        `checked`: found by the deferred check, so items spooled later get the block too."""
+        return targets.retarget(self._store, capture_id, workspace_id, block_id, checked=checked)
+
+    def keep_local(self, capture_id: str, why: str | None = None) -> int:
+        """Take the capture's pending items out of delivery, keeping their local copy; how many."""
+        return targets.keep_local(self._store, capture_id, self.record.keep, why)
+
     # ---- small state for other processes -------------------------------------------------------
 
     def set_pause_reason(self, reason: str | None) -> None:
@@ -375,6 +426,7 @@ class Spool:
         exclude_streams: Collection[tuple[str, str]] = (),
         exclude_workspaces: Collection[str] = (),
         exclude_blocks: Collection[str] = (),
+        exclude_captures: Collection[str] = (),
         up_to_id: int | None = None,
     ) -> SpoolItem | None:
         """The oldest pending item, skipping the streams, workspaces and blocks named.
@@ -387,7 +439,7 @@ class Spool:
         with self._lock:
             sql, params = pending_query(
                 stream, exclude_streams, exclude_workspaces, exclude_blocks, up_to_id,
-                skip_ids=self._held.deliveries.keys(),
+                skip_ids=self._held.deliveries.keys(), exclude_captures=exclude_captures,
             )  # fmt: skip
             self._store.check_open()
             while True:
@@ -470,6 +522,9 @@ class Spool:
     def close(self) -> None:
         with self._lock:
             if self._store.closed:
+                return
+            if self.read_only:
+                self._store.close()
                 return
             # Counts and delivery records that a full disk refused: written now, with the reserve's
             # space if need be, so `status` and the next `upload` see them.

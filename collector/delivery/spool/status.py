@@ -13,10 +13,12 @@ from collector.delivery.spool.store import Store
 
 PER_CAPTURE = (
     "SELECT capture_id, MIN(id),"
-    f" SUM(state = '{DELIVERED}'), SUM(state = '{PENDING}'), SUM(state = '{FAILED}'),"
+    f" SUM(state = '{DELIVERED}' AND evidence_id IS NOT NULL),"
+    f" SUM(state = '{PENDING}'), SUM(state = '{FAILED}'),"
     f" SUM(CASE WHEN state != '{DELIVERED}' THEN size_bytes ELSE 0 END),"
     f" MIN(CASE WHEN state = '{PENDING}' THEN created_ms END),"
-    " MIN(workspace_id), GROUP_CONCAT(DISTINCT stream_id)"
+    " MIN(workspace_id), GROUP_CONCAT(DISTINCT stream_id),"
+    f" SUM(state = '{DELIVERED}' AND evidence_id IS NULL)"
     " FROM items GROUP BY capture_id"
 )
 LAST_ERRORS = (
@@ -46,6 +48,7 @@ class CaptureDelivery:
     last_error: str | None
     workspace_id: str | None
     streams: tuple[str, ...]
+    local: int = 0  # kept on this machine only, never sent (`--local`, `collector spool drop`)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -59,6 +62,7 @@ class CaptureDelivery:
             "bytes": self.bytes,
             "oldest_pending_age_s": self.oldest_pending_age_s,
             "last_error": self.last_error,
+            "local": self.local,
         }
 
 
@@ -72,13 +76,13 @@ def capture_deliveries(store: Store, drop_counts: DropCounts) -> list[CaptureDel
         drops, drop_streams = drop_counts.per_capture()
     out: list[tuple[int, CaptureDelivery]] = []
     seen = set()
-    for cap, first_id, delivered, pending, failed, nbytes, oldest_ms, ws, streams in rows:
+    for cap, first_id, delivered, pending, failed, nbytes, oldest_ms, ws, streams, local in rows:
         seen.add(cap)
         out.append((first_id, CaptureDelivery(
             capture_id=cap, delivered=delivered or 0, pending=pending or 0, failed=failed or 0,
             dropped=drops.get(cap, 0), bytes=nbytes or 0,
             oldest_pending_age_s=None if oldest_ms is None else max(0.0, (now - oldest_ms) / 1000),
-            last_error=errors.get(cap), workspace_id=ws,
+            last_error=errors.get(cap), workspace_id=ws, local=local or 0,
             streams=tuple(sorted(set((streams or "").split(",")) - {""} | drop_streams.get(cap, set()))),
         )))  # fmt: skip
     for cap in drops.keys() - seen:  # captures whose every chunk was refused
