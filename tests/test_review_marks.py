@@ -16,8 +16,8 @@ import uuid
 from pathlib import Path
 
 import pytest
-
 from cli_runs import cli_env, collector, eeg_chunks
+
 from collector.devices.player import XdfPlayer
 
 REPO = Path(__file__).resolve().parents[1]

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from cli_runs import cli_env, collector, eeg_chunks
+
 from collector.errors import EXIT_USAGE
 
 REPO = Path(__file__).resolve().parents[1]

@@ -6,7 +6,6 @@ Expected values are read straight with pyxdf, not with the project's own reader.
 from __future__ import annotations
 
 import logging
-
 import time
 from datetime import datetime, timezone
 from pathlib import Path

@@ -59,7 +59,9 @@ def add_parser(sub) -> None:
         "--screen-keepalive", type=float, metavar="S", help="send a frame at least this often (default 60)"
     )
     scr.add_argument(
-        "--monitor", type=monitor_choice, help="monitor number, 'all' or 'primary' (default: the primary monitor)"
+        "--monitor",
+        type=monitor_choice,
+        help="monitor number, 'all' or 'primary' (default: the primary monitor)",
     )
     eeg.add_argument(
         "--fit-check",
@@ -77,7 +79,9 @@ def monitor_choice(text: str) -> str:
     """argparse type for --monitor: a monitor number (1 is the first, 0 all), `all` or `primary`."""
     if text.strip().lower() in ("all", "primary") or text.isdigit():
         return text.strip().lower()
-    raise argparse.ArgumentTypeError(f"{text!r} is not a monitor: give its number (1, 2, ...), 'all' or 'primary'")
+    raise argparse.ArgumentTypeError(
+        f"{text!r} is not a monitor: give its number (1, 2, ...), 'all' or 'primary'"
+    )
 
 
 def run(args: argparse.Namespace) -> int:

@@ -176,7 +176,9 @@ def _validate(data: dict[str, Any], label: str, flags: dict[str, str] | None = N
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"])
         # A union's error names its member (screen.monitor.int): the option is the field's.
-        option = next((o for k, o in (flags or {}).items() if o and (where == k or where.startswith(k + "."))), None)
+        option = next(
+            (o for k, o in (flags or {}).items() if o and (where == k or where.startswith(k + "."))), None
+        )
         if option:  # the bad value came from the command line: name the option
             value = first["input"]
             shown = f"{value:g}" if isinstance(value, float) else repr(value)

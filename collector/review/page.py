@@ -265,8 +265,9 @@ def build_figure(data: ReviewData):
         marker_traces += 1
         for t, value in data.marks:
             fig.add_annotation(
-                x=t + local, y=1.0, yref="y", text=f"<b>{marker_label(value)}</b>", hovertext=html.escape(value),
-                showarrow=False, yanchor="bottom", font={"size": 11, "color": MARK_COLOR}, row=1, col=1,
+                x=t + local, y=1.0, yref="y", text=f"<b>{marker_label(value)}</b>",
+                hovertext=html.escape(value), showarrow=False, yanchor="bottom",
+                font={"size": 11, "color": MARK_COLOR}, row=1, col=1,
             )  # fmt: skip
     if not dense:
         for t, value in data.markers:
