@@ -175,6 +175,7 @@ def run(args: argparse.Namespace) -> int:
     if args.loop:
         raise UsageError("--loop plays a file again and again as an LSL stream: it goes with --to-lsl.")
     start_time = _start_time(args.start_time)
+    spool_root = spool_dir(args)  # a --spool that is a file is refused before the file is read
     profile = profile_from_args(args)
     delivery_sized = not chunk_length_given(args)
     if delivery_sized:
@@ -215,7 +216,7 @@ def run(args: argparse.Namespace) -> int:
         return deliver_and_capture(
             profile,
             output,
-            spool_root=spool_dir(args),
+            spool_root=spool_root,
             offline=args.offline,
             eeg_source=source,
             description=description,
