@@ -85,7 +85,11 @@ def _main(argv: list[str] | None = None) -> int:
     _quiet_liblsl()
     words = sys.argv[1:] if argv is None else list(argv)
     parser = build_parser(_command_in(words))
-    args = parser.parse_args(words)
+    args, extra = parser.parse_known_args(words)
+    if extra:  # reported by the command's own parser, so the hint is `collector COMMAND --help`
+        commands = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+        own = commands[0].choices.get(getattr(args, "command", None) or "") if commands else None
+        (own or parser).error(f"unrecognized arguments: {' '.join(extra)}")
     if not getattr(args, "func", None):
         parser.print_help()
         return EXIT_USAGE

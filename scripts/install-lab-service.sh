@@ -41,7 +41,9 @@ Installs openlesson-collector as the systemd service collector@NAME on this mach
 
   --profile NAME        instance and profile name (default: $PROFILE); its settings go to
                         $ETC_DIR/NAME.toml
-  --extends PROFILE     built-in profile the lab profile starts from (e.g. muse-2; default: none)
+  --extends PROFILE     built-in profile the lab profile starts from (e.g. muse-2; default: lab,
+                        any LSL stream); the lab settings (30 s chunks, a screen look every
+                        30 s) are written into the profile either way
   --workspace ID        workspace the evidence goes to       (COLLECTOR_WORKSPACE)
   --block ID|TITLE      block the evidence goes to           (COLLECTOR_BLOCK)
   --base-url URL        API origin (default: https://openlesson.academy)
@@ -222,11 +224,18 @@ if [[ -e $PROFILE_PATH ]]; then
 else
     {
         echo "# Lab profile $PROFILE: \`collector run --profile $PROFILE_PATH\`. Command-line options override it."
-        [[ -n $BASE_PROFILE ]] && echo "extends = \"$BASE_PROFILE\""
+        echo "extends = \"${BASE_PROFILE:-lab}\""
         echo "name = \"$PROFILE\""
+        echo
+        echo "# The lab settings of the built-in profile \`lab\` (collector/profiles/lab.toml): one API key"
+        echo "# serves about 30 machines at 4 requests/min each. --extends replaces only the device."
+        echo "[analysis]"
+        echo "chunk_s = 30"
         echo
         echo "[screen]"
         echo "mode = \"auto\""
+        echo "interval_s = 30"
+        echo "keepalive_s = 60"
         echo
         echo "# [session] workspace/block may live here instead of $ENV_PATH:"
         echo "# [session]"

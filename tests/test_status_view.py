@@ -128,3 +128,22 @@ def test_formatter_for_plain_commands():
         .endswith("DEBUG   window 3 event=marked logger=collector.core.fit")
     )
     assert json.loads(LineFormatter("json").format(record))["event"] == "marked"
+
+
+def test_the_m_prompt_has_the_same_limit_as_collector_mark_and_says_so():
+    """issue 20 #3: the prompt cut marks at 200 characters without a word; `collector mark` allows
+    500 (collector/capture/marks.py MAX_TEXT). One limit, shown in the prompt once reached."""
+    from collector.capture.marks import MAX_TEXT
+
+    view = StatusOutput(io.StringIO(), interactive=True)
+    marks: list[str] = []
+    view._on_key("m", lambda text, ms: marks.append(text))  # noqa: SLF001 - the key handler itself
+    for ch in "é" * (MAX_TEXT + 20):
+        view._on_key(ch, None)  # noqa: SLF001
+    snap = snapshot(_stats(), {"delivered": 0, "pending": 0})
+    text = text_of(render_terminal(snap, prompt=view._prompt))  # noqa: SLF001
+    assert f"at most {MAX_TEXT} characters" in text
+    view._on_key("\r", lambda text, ms: marks.append(text))  # noqa: SLF001
+    assert marks == ["é" * MAX_TEXT]
+    short = text_of(render_terminal(snap, prompt="é" * 200))
+    assert "at most" not in short and "Enter saves, Esc cancels" in short

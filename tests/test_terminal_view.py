@@ -112,6 +112,59 @@ def test_m_in_the_live_view_marks_the_moment_it_was_pressed(sandbox, tmp_path):
     assert 0 <= events[0]["time_ms"] - pressed <= 500  # tmux delivers the key a moment after send-keys
 
 
+@pytest.mark.parametrize("typed", ["é key", "chat 🐈‍⬛ 👍🏽 ok"])
+def test_the_m_prompt_keeps_non_ascii_text_exactly_as_typed(sandbox, tmp_path, typed):
+    """issue 20 #3: the prompt decoded each byte on its own, so `é key` arrived as `\ufffd\ufffd key`.
+    Emoji with a zero-width joiner and a skin tone are several code points; each must be kept."""
+    from collector.devices.player import play_sine_to_lsl
+
+    name = f"mtext-{uuid.uuid4().hex[:8]}"
+    stop = threading.Event()
+    player = threading.Thread(
+        target=play_sine_to_lsl, kwargs={"stream_name": name, "source_id": name, "stop_event": stop}
+    )
+    player.start()
+    runtime = tmp_path / "run"
+    runtime.mkdir(mode=0o700)
+    env = {
+        "PYTHONPATH": str(REPO), "XDG_RUNTIME_DIR": str(runtime), "OPENLESSON_API_KEY": sandbox.api_key,
+        "OPENLESSON_BASE_URL": sandbox.base_url, "COLLECTOR_SPOOL_DIR": str(tmp_path / "spool"),
+        "PATH": os.environ.get("PATH", ""), "TERM": "xterm-256color", "LANG": "C.UTF-8",
+        **({"LSLAPICFG": os.environ["LSLAPICFG"]} if os.environ.get("LSLAPICFG") else {}),
+    }  # fmt: skip
+    run = [sys.executable, "-m", "collector", "run", "-w", sandbox.workspace_id, "-b", sandbox.block_ids[0],
+           "--stream-name", name, "--screen", "off", "--duration", "6", "--chunk-seconds", "2",
+           "--markers", "off"]  # fmt: skip
+    done = tmp_path / "exit-code"
+    command = (
+        " ".join(f"{k}={shlex.quote(v)}" for k, v in env.items())
+        + f" {shlex.join(run)}; echo $? > {shlex.quote(str(done))}; sleep 60"
+    )
+    term = Tmux(f"env -i {command}")
+    try:
+        term.wait_for("m to mark · Ctrl-C to stop")
+        term.keys("m")
+        term.wait_for("Enter saves, Esc cancels")
+        term.keys("-l", typed)
+        term.wait_for(typed.split()[-1] + "▏")
+        term.keys("Enter")
+        term.wait_for("marked ")
+        deadline = time.monotonic() + 60
+        while not done.exists() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        final = term.screen()
+    finally:
+        term.kill()
+        stop.set()
+        player.join(10)
+    assert done.read_text().strip() == "0", final
+    events = []
+    for row in sandbox.evidence(sandbox.workspace_id):
+        artifact = json.loads(sandbox.read_artifact(row["id"])) if row["type"] == "eeg" else {}
+        events += artifact.get("events", [])
+    assert [e["value"] for e in events] == [typed], final
+
+
 def test_upload_in_a_terminal_draws_a_progress_bar(sandbox, tmp_path):
     muse = REPO / "collector" / "data" / "muse-p300-subject1.xdf"
     base = {k: v for k, v in os.environ.items() if not k.startswith(("OPENLESSON_", "COLLECTOR_"))}

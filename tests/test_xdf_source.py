@@ -5,6 +5,7 @@ Expected values are read straight with pyxdf, not with the project's own reader.
 
 from __future__ import annotations
 
+import logging
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -165,22 +166,29 @@ def test_corrupt_files_are_one_line_usage_errors(tmp_path, content):
 
 
 @pytest.mark.parametrize("fraction", [0.02, 0.5, 0.97])
-def test_truncated_recordings_are_one_line_usage_errors(tmp_path, fraction):
+def test_truncated_recordings_replay_their_complete_chunks_with_one_warning(tmp_path, fraction, caplog):
+    """issue 20 #3: a recorder that crashed leaves whole chunks then a cut one; they are read, as
+    pyxdf reads them, instead of the whole file being refused."""
+    import pyxdf
+
     src = need(MUSE).read_bytes()
     path = tmp_path / "truncated.xdf"
     path.write_bytes(src[: int(len(src) * fraction)])
-    with pytest.raises(UsageError, match="corrupt or truncated") as info:
+    streams, _ = pyxdf.load_xdf(str(path), dejitter_timestamps=False)
+    expected = next(len(s["time_stamps"]) for s in streams if s["info"]["name"][0] == "Muse")
+    with caplog.at_level(logging.WARNING, logger="collector"), RecordingSource(path) as source:
+        n = sum(len(c) for c in read_all(source))
+    assert n == expected
+    truncated = [r.getMessage() for r in caplog.records if "truncated" in r.getMessage()]
+    assert len(truncated) == 1 and "\n" not in truncated[0]
+
+
+def test_a_cut_file_without_a_complete_sample_is_a_one_line_usage_error(tmp_path):
+    path = tmp_path / "truncated.xdf"
+    path.write_bytes(need(MUSE).read_bytes()[:1500])
+    with pytest.raises(UsageError, match="truncated at byte 1,500 .* nothing to replay") as info:
         RecordingSource(path).open()
     assert "\n" not in str(info.value)
-
-
-def test_truncated_recording_can_be_read_when_not_strict(tmp_path):
-    src = need(MUSE).read_bytes()
-    path = tmp_path / "truncated.xdf"
-    path.write_bytes(src[: int(len(src) * 0.97)])
-    with RecordingSource(path, strict=False) as source:
-        n = sum(len(c) for c in read_all(source))
-    assert 0 < n < 30_732
 
 
 def test_missing_file_and_bad_arguments_are_usage_errors(tmp_path):

@@ -21,7 +21,7 @@ import threading
 import time
 from pathlib import Path
 
-from collector.core.records import Event
+from collector.core.records import MARK_SOURCE, Event
 
 log = logging.getLogger(__name__)
 MAX_TEXT = 500  # characters of one mark; a marker is a note, not a document
@@ -83,7 +83,8 @@ class MarkInbox:
             os.close(fd)
 
     def add(self, text: str, time_ms: float | None = None) -> Event:
-        event = Event(time_ms=time.time() * 1000.0 if time_ms is None else time_ms, value=clean_text(text))
+        moment = time.time() * 1000.0 if time_ms is None else time_ms
+        event = Event(time_ms=moment, value=clean_text(text), source=MARK_SOURCE)
         with self._lock:
             self._local.append(event)
         return event
@@ -115,7 +116,8 @@ class MarkInbox:
         for raw in lines:
             try:
                 item = json.loads(raw)
-                out.append(Event(time_ms=float(item["time_ms"]), value=clean_text(str(item["value"]))))
+                value = clean_text(str(item["value"]))
+                out.append(Event(time_ms=float(item["time_ms"]), value=value, source=MARK_SOURCE))
             except (ValueError, KeyError, TypeError):
                 log.warning("ignored a malformed mark line in %s", self.path)
         return out

@@ -158,6 +158,7 @@ def run_session(
                     wait_s = max(0.0, min(wait_s, deadline - time.monotonic()))
                 signals.stop.wait(wait_s)
         finally:  # whatever ended the loop, what was read reaches the spool and delivery gets its flush
+            captured_s = capture.stats.elapsed_s  # the capture's length: the flush below is not in it
             output.end_view()
             capture.stop()  # flushes the chunker: every sample read is in the spool now
             pending = capture.spool.pending_count()
@@ -189,9 +190,9 @@ def run_session(
     others, pending = pending - mine, mine
     fatal = capture.fatal
     times = (
-        {"recording_s": round(recording_s(), 1), "wall_s": round(capture.stats.elapsed_s, 1)}
+        {"recording_s": round(recording_s(), 1), "wall_s": round(captured_s, 1)}
         if recording_s is not None
-        else {"duration_s": round(capture.stats.elapsed_s, 1)}
+        else {"duration_s": round(captured_s, 1)}
     )
     try:
         losses = capture.spool.losses(capture.capture_id)

@@ -14,6 +14,7 @@ import time
 from typing import TYPE_CHECKING, Any, TextIO
 
 from collector.capture.logformat import EVENT_LEVELS, format_line, record_event, record_message
+from collector.capture.marks import MAX_TEXT
 from collector.capture.pipeline import CaptureStats
 
 if TYPE_CHECKING:  # rich is imported where the view is drawn: a log-only run never loads it
@@ -124,7 +125,10 @@ def render_terminal(
     if prompt is not None:
         line = Text("mark    ", style="bold")
         line.append(prompt + "▏")
-        line.append("   Enter saves, Esc cancels", style="dim")
+        if len(prompt) >= MAX_TEXT:  # the same limit as `collector mark`, said rather than cut silently
+            line.append(f"   at most {MAX_TEXT} characters: Enter saves these", style="bold yellow")
+        else:
+            line.append("   Enter saves, Esc cancels", style="dim")
         parts.append(line)
     elif snap.get("marks"):
         parts.append(Text(f"marks   {snap['marks']}"))
@@ -269,8 +273,8 @@ class StatusOutput:
                 self._prompt = None
             elif key in ("\x7f", "\x08"):
                 self._prompt = self._prompt[:-1]
-            elif key.isprintable():
-                self._prompt = (self._prompt + key)[:200]
+            elif typed_character(key) and len(self._prompt) < MAX_TEXT:
+                self._prompt += key
             if self._last_snap is not None:
                 self._draw(self._last_snap)
 
@@ -321,8 +325,19 @@ class LogToStatus(logging.Handler):
             self.handleError(record)
 
 
+def typed_character(key: str) -> bool:
+    """True for a character that belongs in a mark's text: anything but a control character, so
+    accented letters, CJK and every code point of an emoji (joiners, variation selectors and skin
+    tones included) are kept exactly as typed."""
+    import unicodedata
+
+    return len(key) == 1 and unicodedata.category(key) != "Cc"
+
+
 class KeyReader:
-    """Single keys from a terminal (cbreak mode: no Enter needed, Ctrl-C still interrupts)."""
+    """Keys from a terminal (cbreak mode: no Enter needed, Ctrl-C still interrupts), one character
+    at a time: the bytes are decoded as UTF-8 incrementally (`codecs.getincrementaldecoder`), so
+    a character that arrives in several bytes (é, an emoji) is one key, never replacement marks."""
 
     def __init__(self, stdin: TextIO, on_key) -> None:
         self.stdin = stdin
@@ -346,24 +361,28 @@ class KeyReader:
         return True
 
     def _loop(self) -> None:
+        import codecs
         import os
         import select
 
         fd = self.stdin.fileno()
+        # A multi-byte character may be split across reads: the decoder keeps its first bytes.
+        decoder = codecs.getincrementaldecoder("utf-8")("replace")
         while not self._stop.is_set():
             try:
                 ready, _, _ = select.select([fd], [], [], 0.2)
                 if not ready:
                     continue
-                key = os.read(fd, 1).decode("utf-8", "replace")
+                data = os.read(fd, 256)
             except (OSError, ValueError):
                 return
-            if not key:
+            if not data:
                 return  # end of input
-            try:
-                self.on_key(key)
-            except Exception:  # a failed prompt must not end the capture
-                logging.getLogger(__name__).warning("the key %r could not be handled", key, exc_info=True)
+            for key in decoder.decode(data):
+                try:
+                    self.on_key(key)
+                except Exception:  # a failed prompt must not end the capture
+                    logging.getLogger(__name__).warning("the key %r could not be handled", key, exc_info=True)
 
     def stop(self) -> None:
         self._stop.set()

@@ -11,6 +11,29 @@ from collector.api.settings import ENV_SPOOL_DIR, ApiSettings, resolve_api_key, 
 from collector.errors import UsageError
 
 
+def positive_seconds(text: str) -> float:
+    """argparse type: a finite number of seconds above 0 (`--duration`, `--timeout`); a bad one is
+    a one-line usage error naming the option (exit 2)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not (0 < value < float("inf")):
+        raise argparse.ArgumentTypeError(f"{text} is not a number of seconds above 0")
+    return value
+
+
+def tcp_port(text: str) -> int:
+    """argparse type: a TCP port, 0 (any free one) to 65535."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number") from None
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"{value} is not a port: use 0-65535 (0 picks a free one)")
+    return value
+
+
 def add_api_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("API")
     group.add_argument(
@@ -21,7 +44,7 @@ def add_api_options(parser: argparse.ArgumentParser) -> None:
     )
     group.add_argument(
         "--timeout",
-        type=float,
+        type=positive_seconds,
         default=30.0,
         help="seconds a whole request may take: connect, send, wait and read (default 30)",
     )
@@ -55,10 +78,11 @@ def add_spool_option(parser: argparse.ArgumentParser) -> None:
 
 
 def spool_dir(args: argparse.Namespace) -> Path:
-    """--spool, else $COLLECTOR_SPOOL_DIR, else the platform's user data folder."""
+    """--spool, else $COLLECTOR_SPOOL_DIR, else the platform's user data folder. UsageError (exit 2)
+    when the path given is a file (every command that takes --spool refuses it the same way)."""
     chosen = getattr(args, "spool", None) or os.environ.get(ENV_SPOOL_DIR)
     if chosen:
-        return Path(chosen).expanduser()
+        return spool_folder(Path(chosen).expanduser())
     from platformdirs import user_data_path
 
     return user_data_path("openlesson-collector", appauthor=False) / "spool"

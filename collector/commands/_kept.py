@@ -41,6 +41,12 @@ def open_capture(root: Path, capture_id: str | None, last: bool) -> tuple[Spool,
 
 
 def nothing_kept_error(session: dict[str, Any]) -> UsageError:
+    if session.get("finished") and not session.get("samples") and not session.get("screenshots"):
+        # Nothing was captured at all: not a pruning question (0 samples were never kept).
+        return UsageError(
+            f"Capture {session['capture_id']} recorded nothing: 0 EEG samples and no screenshots (the "
+            "stream sent no sample before the capture stopped). Check the source with `collector fit`."
+        )
     days = session.get("retention_days")
     why = (
         "its profile keeps nothing after delivery (retention_days = 0)"

@@ -29,6 +29,15 @@ CAPTURE_FLAGS = {
 
 def profile_from_args(args: argparse.Namespace) -> Profile:
     profile = load_profile(args.profile)
+    device = getattr(args, "device", None)
+    if (
+        device is None
+        and profile.device.kind == "muse"
+        and (getattr(args, "stream_name", None) or getattr(args, "source_id", None))
+    ):
+        # A Muse profile (or one extending it) pointed at a named LSL stream: that stream is read as
+        # it is (muselsl already streaming, a lab's LSL bridge), not a headset connected anew.
+        device = "lsl"
     monitor = getattr(args, "monitor", None)
     if monitor is not None and monitor != "all":
         monitor = int(monitor) if monitor.isdigit() else monitor
@@ -36,7 +45,7 @@ def profile_from_args(args: argparse.Namespace) -> Profile:
         flags=CAPTURE_FLAGS,
         analysis={"chunk_s": args.chunk_seconds},
         delivery={"flush_timeout_s": args.flush_timeout},
-        device={"kind": getattr(args, "device", None), "address": getattr(args, "address", None)},
+        device={"kind": device, "address": getattr(args, "address", None)},
         stream={
             "name": getattr(args, "stream_name", None),
             "type": getattr(args, "stream_type", None),

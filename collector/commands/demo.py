@@ -23,6 +23,7 @@ from collector.api.settings import ApiKey, ApiSettings, resolve_base_url
 from collector.api.targets import pick_target
 from collector.commands import summary
 from collector.commands._capture import capture_live, find_block, make_output
+from collector.commands._common import positive_seconds
 from collector.commands._kept import open_capture, write_review_page
 from collector.commands._outcome import ended_quietly_on_closed_stdout, run_reporting_errors
 from collector.commands._replies import format_report
@@ -47,7 +48,7 @@ def add_parser(sub) -> None:
     )
     p.add_argument(
         "--duration",
-        type=float,
+        type=positive_seconds,
         default=DEMO_DURATION_S,
         metavar="S",
         help=f"capture length (default {DEMO_DURATION_S:g})",

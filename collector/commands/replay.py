@@ -76,6 +76,12 @@ def add_parser(sub) -> None:
     )
     p.add_argument("--to-lsl", action="store_true", help="publish the recording as a live LSL stream instead")
     p.add_argument("--stream-name", help="with --to-lsl: LSL stream name (default: the recording's)")
+    p.add_argument(
+        "--loop",
+        action="store_true",
+        help="with --to-lsl: play the file again and again until Ctrl-C (as `collector demo` does); "
+        "each pass's stamps follow the last one's",
+    )
     add_capture_options(p)
     p.set_defaults(func=run)
 
@@ -115,8 +121,15 @@ def _to_lsl(args) -> int:
             f"--to-lsl publishes the recording as an LSL stream and sends nothing to the API; "
             f"drop {' and '.join(unused)} (or drop --to-lsl to replay into a block)."
         )
+    if args.loop and args.speed is None:
+        raise UsageError(
+            "--loop with --speed max would push the file without end as fast as possible; "
+            "give a --speed N (1 = real time) with --loop."
+        )
     stop = threading.Event()
     started = time.monotonic()
+    if args.loop:
+        print(f"--loop: playing {args.file} again and again; Ctrl-C to stop.", file=sys.stderr, flush=True)
     interrupted = False
     pushed = 0
     if args.speed is None:
@@ -132,6 +145,7 @@ def _to_lsl(args) -> int:
             args.file,
             stream_name=args.stream_name,
             speed=args.speed,  # None (max): blocks of 256 samples as fast as the outlet takes them
+            loop=args.loop,
             stop_event=stop,
             stream=args.stream,
             wait_for_consumer_s=float("inf") if args.speed is None else None,
@@ -158,7 +172,10 @@ def chunk_length_given(args: argparse.Namespace) -> bool:
 def run(args: argparse.Namespace) -> int:
     if args.to_lsl:
         return _to_lsl(args)
+    if args.loop:
+        raise UsageError("--loop plays a file again and again as an LSL stream: it goes with --to-lsl.")
     start_time = _start_time(args.start_time)
+    spool_root = spool_dir(args)  # a --spool that is a file is refused before the file is read
     profile = profile_from_args(args)
     delivery_sized = not chunk_length_given(args)
     if delivery_sized:
@@ -198,7 +215,7 @@ def run(args: argparse.Namespace) -> int:
         return deliver_and_capture(
             profile,
             output,
-            spool_root=spool_dir(args),
+            spool_root=spool_root,
             offline=args.offline,
             eeg_source=source,
             description=description,

@@ -12,7 +12,7 @@ from collector.commands._capture import (
     check_target,
     make_output,
 )
-from collector.commands._common import spool_dir
+from collector.commands._common import positive_seconds, spool_dir
 from collector.commands._sources import profile_from_args
 from collector.errors import UsageError
 
@@ -58,7 +58,11 @@ def add_parser(sub) -> None:
     scr.add_argument(
         "--screen-keepalive", type=float, metavar="S", help="send a frame at least this often (default 60)"
     )
-    scr.add_argument("--monitor", help="monitor number or 'all' (default: the primary monitor)")
+    scr.add_argument(
+        "--monitor",
+        type=monitor_choice,
+        help="monitor number, 'all' or 'primary' (default: the primary monitor)",
+    )
     eeg.add_argument(
         "--fit-check",
         type=float,
@@ -66,9 +70,18 @@ def add_parser(sub) -> None:
         help="check the headset's fit first (as `collector fit`); start when it is good or after S "
         "seconds with a warning naming the channels",
     )
-    p.add_argument("--duration", type=float, metavar="S", help="stop by itself after S seconds")
+    p.add_argument("--duration", type=positive_seconds, metavar="S", help="stop by itself after S seconds")
     p.add_argument("--capture-kind", choices=("run", "demo"), default="run", help=argparse.SUPPRESS)
     p.set_defaults(func=run)
+
+
+def monitor_choice(text: str) -> str:
+    """argparse type for --monitor: a monitor number (1 is the first, 0 all), `all` or `primary`."""
+    if text.strip().lower() in ("all", "primary") or text.isdigit():
+        return text.strip().lower()
+    raise argparse.ArgumentTypeError(
+        f"{text!r} is not a monitor: give its number (1, 2, ...), 'all' or 'primary'"
+    )
 
 
 def run(args: argparse.Namespace) -> int:

@@ -13,7 +13,7 @@ import threading
 from pathlib import Path
 
 from collector.commands import summary
-from collector.commands._common import add_verbose
+from collector.commands._common import add_verbose, tcp_port
 from collector.errors import UsageError
 from collector.sandbox import SandboxServer, faults_from_env
 
@@ -26,7 +26,7 @@ def add_parser(subparsers) -> None:
         "GET .../workspaces/{id}/evidence listing). Data and keys persist under --data.",
     )
     parser.add_argument("--host", default="127.0.0.1", help="interface to listen on (default 127.0.0.1)")
-    parser.add_argument("--port", type=int, default=8765, help="port (default 8765; 0 picks a free one)")
+    parser.add_argument("--port", type=tcp_port, default=8765, help="port (default 8765; 0 picks a free one)")
     parser.add_argument(
         "--data", metavar="DIR", help="data folder (default: the user data folder's sandbox/)"
     )

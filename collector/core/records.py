@@ -41,10 +41,14 @@ class StreamDescription:
         return f"eeg:{self.stream_key or self.source_id or self.name}"
 
 
+MARK_SOURCE = "mark"  # an Event's `source` for the user's own marks, not a stream's marker
+
+
 @dataclass(frozen=True, slots=True)
 class Event:
     time_ms: float  # Unix ms
     value: str
+    source: str = ""  # "mark": the user's own (`collector mark`, `m`); "": a stream's or a file's marker
 
 
 @dataclass(frozen=True, slots=True)

@@ -73,7 +73,9 @@ class AnalysisSection(_Section):
     window_s: float = Field(2.0, gt=0)
     step_s: float = Field(0.5, gt=0)
     segment_s: float = Field(1.0, gt=0)
-    chunk_s: float = Field(5.0, gt=0, allow_inf_nan=False)  # inf: a chunk that never ends
+    # One chunk: 0.5 s (a request per half second) to 10 min (under the API's artifact size at
+    # Muse rates); outside, 1e308 overflowed the sample count and 0.001 made one item per sample.
+    chunk_s: float = Field(5.0, ge=0.5, le=600, allow_inf_nan=False)
     bands: dict[str, tuple[float, float]] = Field(default_factory=lambda: dict(DEFAULT_BANDS))
 
     def band_settings(self) -> BandSettings:
@@ -173,7 +175,10 @@ def _validate(data: dict[str, Any], label: str, flags: dict[str, str] | None = N
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"])
-        option = (flags or {}).get(where)
+        # A union's error names its member (screen.monitor.int): the option is the field's.
+        option = next(
+            (o for k, o in (flags or {}).items() if o and (where == k or where.startswith(k + "."))), None
+        )
         if option:  # the bad value came from the command line: name the option
             value = first["input"]
             shown = f"{value:g}" if isinstance(value, float) else repr(value)

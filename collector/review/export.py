@@ -132,7 +132,7 @@ def write_csv(samples: Samples, path: Path) -> None:
     """muselsl's CSV layout; see the module docstring. Raises OSError if `path` cannot be written."""
     marks = marker_column(samples.times_s, samples.markers)
     with open_private(path, text=True) as f:
-        writer = csv.writer(f)
+        writer = csv.writer(f, lineterminator="\n")  # as muselsl writes its own files (pandas to_csv)
         writer.writerow(["timestamps", *samples.channels, "Marker"])
         for t, row, mark in zip(samples.times_s, samples.data, marks, strict=True):
             writer.writerow([f"{t:.6f}", *(f"{v:.3f}" for v in row), mark])

@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from collector.core.records import MARK_SOURCE
 from collector.core.summary import STREAM_ID as SUMMARY_STREAM_ID
 from collector.delivery.local_record import reduce_screenshot
 from collector.review.kept import Missing, find_missing
@@ -31,6 +32,7 @@ MAX_POINTS = 1500  # time bins per trace: 2 h at 0.5 s windows -> 4.8 s bins
 MAX_LABELLED_MARKERS = 40  # more than this: labels in the legend and on hover only
 MAX_LABEL_CHARS = 24  # a marker's label on the plot and in the legend; the full value on hover
 NOT_KEPT_COLOR = "#e08a1e"  # EEG no longer on this machine (evicted, pruned or damaged)
+MARK_COLOR = "#d6006f"  # the user's own marks: one strong colour, apart from the stimulus markers' greys
 MARKER_COLORS = ("#444444", "#b8860b", "#8b008b", "#006400", "#8b0000", "#00008b")
 BAND_COLORS = {
     "delta": "#6a3d9a",
@@ -55,7 +57,8 @@ class ReviewData:
     window_ms: np.ndarray = field(default_factory=lambda: np.zeros(0))  # (n_windows,) end times
     relative: np.ndarray = field(default_factory=lambda: np.zeros((0, 0, 0)))  # (n_win, n_ch, n_band)
     good: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))  # (n_win, n_ch) 1/0, NaN: gap
-    markers: list[tuple[float, str]] = field(default_factory=list)
+    markers: list[tuple[float, str]] = field(default_factory=list)  # a stream's or a file's (stimulus codes)
+    marks: list[tuple[float, str]] = field(default_factory=list)  # the user's own (`collector mark`, `m`)
     gaps: list[tuple[float, float]] = field(default_factory=list)
     paused: list[tuple[float, float]] = field(default_factory=list)
     shots: list[tuple[int, str, bytes]] = field(default_factory=list)  # (time_ms, mime, bytes)
@@ -130,7 +133,9 @@ def load_review(spool, session: dict[str, Any]) -> ReviewData:
             else:
                 flagged = [any(flags.get(ch, {}).get(f) for f in _QUALITY_FLAGS) for ch in data.channels]
                 good_rows.append([0.0 if bad else 1.0 for bad in flagged])
-        data.markers.extend((e["time_ms"], str(e["value"])) for e in chunk["events"])
+        for e in chunk["events"]:
+            own = e.get("source") == MARK_SOURCE
+            (data.marks if own else data.markers).append((e["time_ms"], str(e["value"])))
         data.gaps.extend((g["start_ms"], g["end_ms"]) for g in chunk["gaps"])
     if times:
         order = np.argsort(np.asarray(times), kind="stable")
@@ -140,6 +145,7 @@ def load_review(spool, session: dict[str, Any]) -> ReviewData:
     data.paused = sorted(paused)
     data.shots.sort(key=lambda s: s[0])
     data.markers.sort()
+    data.marks.sort()
     sfreq = float((data.device or {}).get("sfreq") or 0) or None
     data.missing = find_missing(spool, session["capture_id"], damaged, sfreq)
     return data
@@ -235,12 +241,34 @@ def build_figure(data: ReviewData):
         fig.add_trace(
             go.Scatter(
                 x=xs, y=ys, mode="lines", name=f"marker {marker_label(value)}", legendgroup="markers",
+                legendgrouptitle_text="stimulus markers" if i == 0 else None,
                 line={"width": 1, "dash": "dot", "color": MARKER_COLORS[i % len(MARKER_COLORS)]},
                 opacity=0.35 if dense else 0.9, hoverinfo="text", hovertext=f"marker {html.escape(value)}",
             ),
             row=1, col=1,
         )  # fmt: skip
     marker_traces = len(marker_values)
+    # The user's own marks: one legend entry, solid and thick, always labelled, however many
+    # stimulus markers a recording carries (hundreds of P300 codes must not hide them).
+    if data.marks:
+        xs = [p for t, _ in data.marks for p in (t + local, t + local, None)]
+        ys = [p for _ in data.marks for p in (0.0, 1.0, None)]
+        hover = [h for _, v in data.marks for h in (f"your mark: {html.escape(v)}",) * 2 + ("",)]
+        fig.add_trace(
+            go.Scatter(
+                x=xs, y=ys, mode="lines", name=f"your marks ({len(data.marks)})", legendgroup="marks",
+                legendgrouptitle_text="your marks", line={"width": 2.5, "color": MARK_COLOR},
+                hoverinfo="text", hovertext=hover,
+            ),
+            row=1, col=1,
+        )  # fmt: skip
+        marker_traces += 1
+        for t, value in data.marks:
+            fig.add_annotation(
+                x=t + local, y=1.0, yref="y", text=f"<b>{marker_label(value)}</b>",
+                hovertext=html.escape(value), showarrow=False, yanchor="bottom",
+                font={"size": 11, "color": MARK_COLOR}, row=1, col=1,
+            )  # fmt: skip
     if not dense:
         for t, value in data.markers:
             fig.add_annotation(
@@ -284,6 +312,7 @@ def build_figure(data: ReviewData):
     ends = [t for t in (data.window_ms[:1].tolist() + data.window_ms[-1:].tolist())]
     ends += [data.shots[0][0], data.shots[-1][0]] if data.shots else []
     ends += [t for span in data.missing.spans_ms for t in span]
+    ends += [t for t, _ in data.marks[:1] + data.marks[-1:]]  # a mark before the first window stays in view
     if ends:
         pad = max(1000.0, (max(ends) - min(ends)) * 0.01)
         fig.update_xaxes(range=[min(ends) + local - pad, max(ends) + local + pad])
@@ -316,7 +345,7 @@ def averages_table(data: ReviewData) -> tuple[str, list[dict[str, Any]]]:
     markers and screenshots in it; blocks holding none of these are left out."""
     if not len(data.window_ms):
         return "", []
-    marker_t = np.asarray([t for t, _ in data.markers], dtype=float)
+    marker_t = np.asarray(sorted(t for t, _ in data.markers + data.marks), dtype=float)  # both kinds
     shot_t = np.asarray([t for t, _, _ in data.shots], dtype=float)
     firsts = [float(data.window_ms[0])] + marker_t[:1].tolist() + shot_t[:1].tolist()
     lasts = [float(data.window_ms[-1])] + marker_t[-1:].tolist() + shot_t[-1:].tolist()
@@ -405,6 +434,7 @@ def render_review(data: ReviewData) -> str:
         block_label=block_label,
         shots=shots,
         n_markers=len(data.markers),
+        n_marks=len(data.marks),
         samples_here=data.samples,
         missing=data.missing.describe(s["capture_id"]) if data.missing.any else None,
         n_gaps=len(data.gaps),

@@ -12,11 +12,20 @@ Real holes are kept as `Gap`s, not smoothed over.
 The recording's start is the file header's `datetime` (written by LabRecorder when recording
 started). pyxdf's own repairs (corrupt chunks, missing footers, sample counts that differ from a
 footer) make a file corrupt: refused with one line, or read with a warning when strict=False.
+
+A *truncated* file (the recorder crashed or was killed: App-LabRecorder#107, neurobooth-os#812)
+is not corrupt: its chunks are whole up to where it ends, then one chunk is cut short or the
+stream footers are missing. `_complete_end` walks the chunk lengths (XDF's
+[NumLengthBytes][Length][Tag] framing) to the end of the last whole chunk; pyxdf reads exactly
+that prefix, so the samples are those of the complete chunks, as pyxdf's own load of the same
+file gives them (pyxdf logs the cut chunk as corruption and stops). One warning says where the
+file ends and what was recovered; a file with no complete sample is refused in one line.
 """
 
 from __future__ import annotations
 
 import gzip
+import io
 import logging
 import warnings
 from pathlib import Path
@@ -84,11 +93,80 @@ def _corrupt(path: Path, detail: str) -> UsageError:
     )
 
 
+class _Prefix(io.RawIOBase):
+    """The first `limit` bytes of a binary file, as a file pyxdf reads (it stops at their end)."""
+
+    def __init__(self, handle: Any, limit: int) -> None:
+        super().__init__()
+        self._handle = handle
+        self._limit = limit
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return int(self._handle.tell())
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        return int(self._handle.seek(offset, whence))
+
+    def readinto(self, buffer: Any) -> int:
+        view = memoryview(buffer).cast("B")
+        room = max(0, min(len(view), self._limit - self.tell()))
+        data = self._handle.read(room) if room else b""
+        view[: len(data)] = data
+        return len(data)
+
+
+def _complete_end(handle: Any) -> tuple[int, int, bool]:
+    """(end of the last whole chunk, bytes in the file, whether a chunk is cut short) by walking
+    the chunk lengths from byte 4. A length prefix XDF does not allow (corruption, not an end) stops
+    the walk as if the file were whole there, so pyxdf's own checks see the rest."""
+    handle.seek(4)
+    end = 4
+    while True:
+        try:
+            width = handle.read(1)
+            if not width:
+                return end, end, False
+            if width[0] not in (1, 4, 8):
+                return end, end, False  # not a chunk boundary: left to pyxdf's corruption checks
+            raw = handle.read(width[0])
+            if len(raw) < width[0]:
+                return end, end + 1 + len(raw), True
+            target = end + 1 + width[0] + int.from_bytes(raw, "little")
+            handle.seek(target)  # a plain file seeks past its end; gzip stops at the end
+            if not handle.read(1):
+                reached = _size(handle)
+                if reached < target:
+                    return end, reached, True
+                return target, target, False
+            handle.seek(target)
+            end = target
+        except EOFError:  # a gzip stream cut short, inside a chunk or after one
+            return end, max(end + 1, int(handle.tell())), True
+
+
+def _size(handle: Any) -> int:
+    """Bytes in a file (decompressed bytes for gzip, read through), from where `handle` is."""
+    try:
+        return int(handle.seek(0, 2))
+    except (OSError, ValueError):  # gzip: no seek from the end; read on to it
+        while handle.read(1 << 20):
+            pass
+        return int(handle.tell())
+
+
 def load_xdf(path: str | Path, *, dejitter: bool = True, strict: bool = True) -> Recording:
     """Load every stream of an XDF file; UsageError (one line) for a missing or corrupt file.
 
-    strict: a file pyxdf had to repair (corrupt chunks, missing stream footers, sample counts
-    that differ from the footer) is refused; strict=False loads what is readable, with a warning.
+    strict: a file pyxdf had to repair (corrupt chunks, sample counts that differ from the
+    footer) is refused; strict=False loads what is readable, with a warning. A truncated file
+    (cut inside a chunk, or without stream footers) is read up to its last complete chunk with
+    one warning, strict or not; UsageError when that holds no sample at all.
     """
     path = Path(path).expanduser()
     if not path.is_file():
@@ -107,10 +185,11 @@ def load_xdf(path: str | Path, *, dejitter: bool = True, strict: bool = True) ->
         with opener(path, "rb") as handle, warnings.catch_warnings():
             if handle.read(4) != b"XDF:":
                 raise UsageError(f"{path} is not an XDF file (no 'XDF:' at its start). Check the path.")
+            complete, size, cut = _complete_end(handle)
             handle.seek(0)
             warnings.simplefilter("ignore")  # numpy warnings from fits over tiny streams
             raw_streams, header = pyxdf.load_xdf(
-                handle,
+                io.BufferedReader(_Prefix(handle, complete)) if cut else handle,
                 synchronize_clocks=True,
                 handle_clock_resets=True,
                 dejitter_timestamps=dejitter,
@@ -126,13 +205,21 @@ def load_xdf(path: str | Path, *, dejitter: bool = True, strict: bool = True) ->
         pyxdf_log.propagate, _ = saved
         pyxdf_log.setLevel(saved[1])
 
+    streams = tuple(_convert_stream(s) for s in raw_streams)
+    # A recorder that stopped without closing the file writes no footers: truncated, not corrupt.
+    cut = cut or bool(streams and any(not s.has_footer for s in streams))
+    if cut and not any(s.sample_count for s in streams):
+        raise UsageError(
+            f"XDF file {path} is truncated at byte {size:,} and holds no complete chunk of samples: "
+            "nothing to replay. Use a recording that ran longer before the recorder stopped."
+        )
     if header is None and not raw_streams:
         raise _corrupt(path, "no XDF chunks could be read")
-    streams = tuple(_convert_stream(s) for s in raw_streams)
     problems = list(capture.errors)
     for s in streams:
         if not s.has_footer:
-            problems.append(f"stream {s.name!r} has no footer")
+            if not cut:
+                problems.append(f"stream {s.name!r} has no footer")
         elif s.footer_sample_count is not None and s.footer_sample_count != s.sample_count:
             problems.append(
                 f"stream {s.name!r} holds {s.sample_count} samples, its footer says {s.footer_sample_count}"
@@ -143,6 +230,8 @@ def load_xdf(path: str | Path, *, dejitter: bool = True, strict: bool = True) ->
         if strict:
             raise _corrupt(path, summary)
         log.warning("XDF file %s is damaged (%s); reading what is readable", path, summary)
+    if cut:
+        log.warning("%s", _truncation_note(path, size, complete, streams))
 
     start = None
     start_text = _first((header or {}).get("info", {}) or {}, "datetime")
@@ -152,6 +241,23 @@ def load_xdf(path: str | Path, *, dejitter: bool = True, strict: bool = True) ->
         except ValueError:
             log.warning("XDF header datetime %r is not ISO-8601; ignoring it", start_text)
     return Recording(path=path, streams=streams, start=start)
+
+
+def _truncation_note(path: Path, size: int, complete: int, streams: tuple[RecordedStream, ...]) -> str:
+    where = (
+        f"ends at byte {size:,} inside a chunk, so the recorder stopped while writing"
+        if size > complete
+        else f"ends at byte {size:,} without stream footers, so the recorder stopped before closing it"
+    )
+    kept = ", ".join(
+        f"{s.name or s.stream_id} {s.sample_count:,} samples"
+        + (f" ({s.sample_count / s.sfreq:.1f} s)" if s.sfreq > 0 else "")
+        for s in streams
+    )
+    return (
+        f"XDF file {path} is truncated: it {where}; replaying what its complete chunks hold, up to "
+        f"byte {complete:,}: {kept}."
+    )
 
 
 def _convert_stream(raw: dict) -> RecordedStream:
