@@ -82,6 +82,7 @@ CAPTURE_FLAGS = {
     "screen.max_width": "--screen-max-width",
     "screen.keepalive_s": "--screen-keepalive",
     "screen.monitor": "--monitor",
+    "screen.backend": "--screen-backend",
     "device.address": "--address",
 }
 
@@ -108,6 +109,7 @@ def profile_from_args(args: argparse.Namespace) -> Profile:
             "max_width": getattr(args, "screen_max_width", None),
             "keepalive_s": getattr(args, "screen_keepalive", None),
             "monitor": monitor,
+            "backend": getattr(args, "screen_backend", None),
         },
     )
 
@@ -198,6 +200,7 @@ def open_screen(profile: Profile, output: StatusOutput, pause_control: PauseCont
         "keepalive_s": s.keepalive_s,
         "monitor": s.monitor,
         "redact": tuple(tuple(r) for r in s.redact),
+        "backend": s.backend,
     }
     if s.format:
         kwargs["image_format"] = s.format
@@ -213,7 +216,19 @@ def open_screen(profile: Profile, output: StatusOutput, pause_control: PauseCont
             ) from None
         output.log("screen_unavailable", message=f"{err}; continuing EEG-only.")
         return None
+    output.log(
+        "screen_backend",
+        backend=source.backend,
+        message=f"screenshots through {source.backend} ({BACKEND_WORDS.get(source.backend or '', '')})",
+    )
     return source
+
+
+BACKEND_WORDS = {
+    "x11": "X11 via mss",
+    "portal": "the desktop's xdg-desktop-portal Screenshot",
+    "grim": "grim, wlroots screencopy",
+}
 
 
 def open_eeg(profile: Profile, open_timeout_s: float | None = None):
