@@ -206,7 +206,9 @@ def open_screen(profile: Profile, output: StatusOutput, pause_control: PauseCont
         kwargs["image_format"] = s.format
     if s.quality:
         kwargs["quality"] = s.quality
-    source = ScreenSource(ScreenSettings(**kwargs), pause_control=pause_control)
+    # auto: even a backend that gives only black frames (mss under XWayland) is opened; its black
+    # frames are counted, never sent, and the capture says once that screenshots are not possible.
+    source = ScreenSource(ScreenSettings(**kwargs), pause_control=pause_control, last_resort=mode == "auto")
     try:
         source.open()
     except NoSourceError as err:

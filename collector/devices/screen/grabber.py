@@ -102,8 +102,11 @@ def make_grabber(name: str, settings: ScreenSettings) -> Grabber:
     return GrimGrabber(settings.monitor)
 
 
+BROKEN_BLACK = "XWayland: X11 capture cannot see Wayland windows; use --screen-backend portal or grim"
+
+
 def _try(name: str, settings: ScreenSettings, env: dict[str, str]) -> tuple[Grabber, Image.Image]:
-    """Open backend `name` and take its first frame; NoSourceError when it cannot give a real one."""
+    """Open backend `name` and take its first frame; NoSourceError when it cannot, or gives nothing."""
     reason = unavailable_reason(name, settings, env)
     if reason:
         raise NoSourceError(f"no screen available: {reason}")
@@ -114,24 +117,25 @@ def _try(name: str, settings: ScreenSettings, env: dict[str, str]) -> tuple[Grab
     except BaseException:
         grabber.close()
         raise
-    if is_blank(image) and (grabber.black_means_broken or image.width == 0 or image.height == 0):
+    if image.width == 0 or image.height == 0:
         grabber.close()
-        why = "empty frames" if image.width == 0 or image.height == 0 else "only black frames"
-        if grabber.black_means_broken:
-            why += " (XWayland: X11 capture cannot see Wayland windows)"
-        raise NoSourceError(f"no screen available: {name} gives {why}")
+        raise NoSourceError(f"no screen available: {name} gives empty frames")
     return grabber, image
 
 
 def open_backend(
-    settings: ScreenSettings, exclude: tuple[str, ...] = (), real_only: bool = False
+    settings: ScreenSettings,
+    exclude: tuple[str, ...] = (),
+    real_only: bool = False,
+    last_resort: bool = False,
 ) -> tuple[Grabber, Image.Image]:
     """The open grabber of settings.backend (or the first of auto's that works) and its first frame.
 
     A backend whose first frame is black is kept only when no other one sees more (the screen may
-    really be dark). `exclude`: backends not to try (the one that just gave black frames).
-    `real_only`: a black first frame disqualifies (falling back from black frames). Raises
-    NoSourceError naming each backend's reason in one line, UsageError for a monitor x11 lacks.
+    really be dark); one whose black means broken (mss under XWayland) only with `last_resort`
+    (`--screen auto`: the source then counts its black frames and stops). `exclude`: backends not
+    to try. `real_only`: any black first frame disqualifies (falling back from black frames).
+    Raises NoSourceError naming each backend's reason in one line, UsageError for a monitor x11 lacks.
     """
     env = dict(os.environ)
     names = auto_order(env) if settings.backend == "auto" else (settings.backend,)
@@ -139,7 +143,7 @@ def open_backend(
     if not names:
         raise NoSourceError("no screen available: no other screen backend to try")
     reasons: list[str] = []
-    doubtful: tuple[Grabber, Image.Image] | None = None
+    doubtful: list[tuple[Grabber, Image.Image]] = []  # black first frames, best first
     for name in names:
         try:
             grabber, image = _try(name, settings, env)
@@ -148,14 +152,23 @@ def open_backend(
             reasons.append(reason if len(names) == 1 or reason.startswith(name) else f"{name}: {reason}")
             continue
         if not is_blank(image):
-            if doubtful is not None:
-                doubtful[0].close()
+            for other, _ in doubtful:
+                other.close()
             return grabber, image
+        if grabber.black_means_broken:
+            reasons.append(f"{name} gives only black frames ({BROKEN_BLACK})")
+            if last_resort and not real_only:
+                doubtful.append((grabber, image))
+            else:
+                grabber.close()
+            continue
         reasons.append(f"{name}: only a black frame")
-        if doubtful is None and not real_only:
-            doubtful = (grabber, image)
-        else:
+        if real_only:
             grabber.close()
-    if doubtful is not None:
-        return doubtful
+        else:
+            doubtful.insert(sum(not g.black_means_broken for g, _ in doubtful), (grabber, image))
+    if doubtful:
+        for other, _ in doubtful[1:]:
+            other.close()
+        return doubtful[0]
     raise NoSourceError("no screen available: " + "; ".join(reasons))

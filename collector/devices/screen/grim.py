@@ -49,13 +49,15 @@ class GrimGrabber:
         self.monitor: int | str = "all"
         self.size: tuple[int, int] = (0, 0)
         self._open = False
+        self._first: Image.Image | None = None
 
     def open(self) -> None:
         reason = grim_unavailable(dict(os.environ))
         if reason:
             raise NoSourceError(f"no screen available: grim: {reason}")
         self._open = True
-        self.size = self.grab().size
+        self._first = self._take()  # handed out by the first grab(): one capture, not two
+        self.size = self._first.size
         if self.wanted not in ("primary", "all", 1):
             log.warning(
                 "screen: grim captures the whole desktop; --monitor %s is used by x11 only", self.wanted
@@ -63,6 +65,10 @@ class GrimGrabber:
 
     def grab(self) -> Image.Image:
         """The desktop as an RGB image; NoSourceError when grim fails (compositor gone, no screencopy)."""
+        first, self._first = self._first, None
+        return first if first is not None else self._take()
+
+    def _take(self) -> Image.Image:
         from PIL import Image, UnidentifiedImageError
 
         if not self._open:

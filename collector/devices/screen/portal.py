@@ -166,13 +166,15 @@ class PortalGrabber:
         self.monitor: int | str = "all"
         self.size: tuple[int, int] = (0, 0)
         self._open = False
+        self._first: Image.Image | None = None
 
     def open(self) -> None:
         reason = portal_unavailable(dict(os.environ))
         if reason:
             raise PortalError(f"no screen available: portal: {reason}")
         self._open = True
-        self.size = self.grab().size
+        self._first = self._take()  # handed out by the first grab(): one capture, not two
+        self.size = self._first.size
         if self.wanted not in ("primary", "all", 1):
             log.warning(
                 "screen: the portal captures the whole desktop; --monitor %s is used by x11 only", self.wanted
@@ -181,6 +183,10 @@ class PortalGrabber:
     def grab(self) -> Image.Image:
         """The desktop as an RGB image; PortalError (a NoSourceError) when the portal refuses,
         fails, or gives no answer within timeout_s."""
+        first, self._first = self._first, None
+        return first if first is not None else self._take()
+
+    def _take(self) -> Image.Image:
         from PIL import Image, UnidentifiedImageError
 
         if not self._open:

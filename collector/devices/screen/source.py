@@ -33,7 +33,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Protocol
 
 from collector.core.records import ScreenFrame
-from collector.devices.screen.grabber import Grabber, open_backend, wayland_session
+from collector.devices.screen.grabber import BROKEN_BLACK, Grabber, open_backend, wayland_session
 from collector.devices.screen.image import (
     diff_score,
     downscale,
@@ -112,10 +112,13 @@ class ScreenSource:
         grabber: Callable[[], Image.Image] | None = None,
         encoder: Callable[[Image.Image, str, int], bytes] = encode_image,
         check_black: bool = False,
+        last_resort: bool = False,
     ) -> None:
         """`grabber` replaces the display (tests): a function returning the screen as a PIL image;
         `encoder` replaces encode_image; `check_black`: treat a given grabber's black frames as a
-        Wayland session's (a real display decides by itself in open())."""
+        Wayland session's (a real display decides by itself in open()); `last_resort` (`--screen
+        auto`): open even a backend that gives only black frames (mss under XWayland), count them,
+        and stop with one line after BLACK_STREAK, instead of refusing at open."""
         self.settings = settings
         self.pause_control = pause_control
         self.clock: Clock = clock or SystemClock()
@@ -133,6 +136,7 @@ class ScreenSource:
         self.black_frames = 0  # black or empty frames held back (not sent)
         self.backend: str | None = "test" if grabber is not None else None  # x11 | portal | grim
         self._check_black = check_black
+        self._last_resort = last_resort
         self._black_since = 0  # held back since the last sent frame
         self._black_streak = 0
         self._black_said = False
@@ -161,7 +165,7 @@ class ScreenSource:
                 self._pause_open_since = state.since_ms if state.since_ms is not None else self._opened_ms
         if self._grabber is not None or self._display is not None:
             return
-        self._use(open_backend(self.settings)[0])
+        self._use(open_backend(self.settings, last_resort=self._last_resort)[0])
         width, height = self._display.size if self._display else (0, 0)
         log.info(
             "screen: backend %s, monitor %s (%dx%d), every %gs, %s q%d",
@@ -331,12 +335,20 @@ class ScreenSource:
         self._black_streak += 1
         if self._black_streak == BLACK_STREAK:
             real = self._fall_back()
+            if real is None and self._display is not None and self._display.black_means_broken:
+                raise NoSourceError(
+                    f"screenshots are not possible: {BLACK_STREAK} black frames in a row from "
+                    f"{self.backend} ({BROKEN_BLACK}); {self.black_frames} black frame(s) held back, "
+                    "none sent"
+                )
             if real is not None:
                 self.black_frames -= 1  # replaced by a real frame: not held back
                 self._black_since -= 1
                 return real, False
         empty = image.width == 0 or image.height == 0
         last = self._last_sent_mono if self._last_sent_mono is not None else self._opened_mono
+        if self._display is not None and self._display.black_means_broken:
+            return None, False  # known broken (XWayland): no keep-alive of its black
         due = last is not None and now_mono - last >= self.settings.keepalive_s - self.settings.interval_s / 2
         if empty or not due:
             return None, False
@@ -369,7 +381,8 @@ class ScreenSource:
             others = "no other backend to try"
         else:
             others = f"--screen-backend {current} was asked for, so no other is tried"
-        if not self._black_said:
+        broken = self._display is not None and self._display.black_means_broken
+        if not self._black_said and not broken:  # broken: the caller stops with its own line
             self._black_said = True
             log.warning(
                 "screen: %d black frames in a row from %s and no backend gives a real frame (%s); "
