@@ -172,3 +172,31 @@ def open_backend(
             other.close()
         return doubtful[0]
     raise NoSourceError("no screen available: " + "; ".join(reasons))
+
+
+def probe_backends(settings: ScreenSettings) -> list[tuple[str, str, str]]:
+    """Each backend tried once, for `collector doctor`: (name, outcome, detail) in auto's order
+    then the others; outcome "real" (a real test frame; detail "WxH"), "black", "failed" or
+    "absent" (cannot be tried here; detail says why)."""
+    env = dict(os.environ)
+    order = auto_order(env)
+    results = []
+    for name in (*order, *(n for n in BACKENDS if n not in order)):
+        reason = unavailable_reason(name, settings, env)
+        if reason:
+            results.append((name, "absent", reason))
+            continue
+        try:
+            grabber, image = _try(name, settings, env)
+        except Exception as exc:  # reported, whatever it is (a missing libX11, a refused portal)
+            detail = str(exc).removeprefix("no screen available: ").removeprefix(f"{name}: ")
+            results.append((name, "failed", detail or type(exc).__name__))
+            continue
+        grabber.close()
+        # Off Wayland a black X11 frame is the screen as it is (x11's path is unchanged there).
+        if is_blank(image) and (grabber.black_means_broken or wayland_session(env)):
+            why = f" ({BROKEN_BLACK})" if grabber.black_means_broken else " (or the screen is black)"
+            results.append((name, "black", f"only a black frame{why}"))
+        else:
+            results.append((name, "real", f"{image.width}x{image.height}"))
+    return results
