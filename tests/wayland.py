@@ -30,6 +30,7 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -58,7 +59,8 @@ exec {runtime}/ready.sh
 # portals are D-Bus activated), root let into XWayland, and the variables published.
 READY = """\
 #!/bin/sh
-dbus-update-activation-environment WAYLAND_DISPLAY DISPLAY SWAYSOCK XDG_CURRENT_DESKTOP=sway XDG_SESSION_TYPE=wayland
+dbus-update-activation-environment WAYLAND_DISPLAY DISPLAY SWAYSOCK XDG_CURRENT_DESKTOP=sway \\
+    XDG_SESSION_TYPE=wayland NO_AT_BRIDGE=1
 command -v xhost >/dev/null && xhost +si:localuser:root >/dev/null
 { echo "WAYLAND_DISPLAY=$WAYLAND_DISPLAY"; echo "DISPLAY=$DISPLAY"; echo "SWAYSOCK=$SWAYSOCK"
   echo "DBUS_SESSION_BUS_ADDRESS=$DBUS_SESSION_BUS_ADDRESS"; echo "XDG_RUNTIME_DIR=$XDG_RUNTIME_DIR"
@@ -85,7 +87,11 @@ def missing() -> str | None:
     if absent:
         return f"not installed: {', '.join(absent)} (Debian: see tests/wayland.py; .ci/run installs them)"
     probe = subprocess.run(
-        ["/usr/bin/python3", "-c", "import gi; gi.require_version('Gtk', '3.0'); from gi.repository import Gtk"],
+        [
+            "/usr/bin/python3",
+            "-c",
+            "import gi; gi.require_version('Gtk', '3.0'); from gi.repository import Gtk",
+        ],
         capture_output=True,
     )
     if probe.returncode != 0:
@@ -146,11 +152,18 @@ class WaylandSession:
             path.write_text(text)
             _chown(path, self.uid, self.gid, 0o755 if path.name == "ready.sh" else 0o644)
         env = {
-            "HOME": str(self.home), "USER": self.user, "LOGNAME": self.user, "PATH": "/usr/local/bin:/usr/bin:/bin",
-            "XDG_RUNTIME_DIR": str(self.runtime), "XDG_CONFIG_HOME": str(config), "XDG_CURRENT_DESKTOP": "sway",
-            "XDG_SESSION_TYPE": "wayland", "WLR_BACKENDS": "headless", "WLR_LIBINPUT_NO_DEVICES": "1",
+            "HOME": str(self.home),
+            "USER": self.user,
+            "LOGNAME": self.user,
+            "PATH": "/usr/local/bin:/usr/bin:/bin",
+            "XDG_RUNTIME_DIR": str(self.runtime),
+            "XDG_CONFIG_HOME": str(config),
+            "XDG_CURRENT_DESKTOP": "sway",
+            "XDG_SESSION_TYPE": "wayland",
+            "WLR_BACKENDS": "headless",
+            "WLR_LIBINPUT_NO_DEVICES": "1",
             "WLR_RENDERER": "pixman",
-        }  # fmt: skip
+        }
         script = (
             'pipewire >"$XDG_RUNTIME_DIR/pipewire.log" 2>&1 & '
             'wireplumber >"$XDG_RUNTIME_DIR/wireplumber.log" 2>&1 & '
@@ -159,16 +172,35 @@ class WaylandSession:
         # Its own process group (start_new_session): down() ends the bus, portals, pipewire, sway
         # and XWayland at once.
         self.leader = subprocess.Popen(
-            ["runuser", "-u", self.user, "--", "env", "-i", *[f"{k}={v}" for k, v in env.items()],
-             "dbus-run-session", f"--config-file={self.runtime / 'session-bus.conf'}", "--", "sh", "-c", script],
-            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
-        )  # fmt: skip
+            [
+                "runuser",
+                "-u",
+                self.user,
+                "--",
+                "env",
+                "-i",
+                *[f"{k}={v}" for k, v in env.items()],
+                "dbus-run-session",
+                f"--config-file={self.runtime / 'session-bus.conf'}",
+                "--",
+                "sh",
+                "-c",
+                script,
+            ],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
         env_file = self.runtime / "session.env"
         deadline = time.monotonic() + timeout
         while not env_file.exists():
             if time.monotonic() > deadline or self.leader.poll() is not None:
-                log = (self.runtime / "sway.log").read_text(errors="replace")[-2000:] if (
-                    self.runtime / "sway.log").exists() else ""
+                log = (
+                    (self.runtime / "sway.log").read_text(errors="replace")[-2000:]
+                    if (self.runtime / "sway.log").exists()
+                    else ""
+                )
                 raise RuntimeError(f"the sway session did not come up within {timeout:g} s: {log}")
             time.sleep(0.05)
         self.env = dict(line.split("=", 1) for line in env_file.read_text().splitlines() if "=" in line)
@@ -204,9 +236,16 @@ class WaylandSession:
 
     def user_env(self, extra: dict[str, str] | None = None) -> dict[str, str]:
         env = {
-            "HOME": str(self.home), "USER": self.user, "LOGNAME": self.user, "PATH": "/usr/local/bin:/usr/bin:/bin",
-            "XDG_SESSION_TYPE": "wayland", "XDG_CURRENT_DESKTOP": "sway", "LANG": "C.UTF-8", **self.env,
-        }  # fmt: skip
+            "HOME": str(self.home),
+            "USER": self.user,
+            "LOGNAME": self.user,
+            "PATH": "/usr/local/bin:/usr/bin:/bin",
+            "XDG_SESSION_TYPE": "wayland",
+            "XDG_CURRENT_DESKTOP": "sway",
+            "LANG": "C.UTF-8",
+            "NO_AT_BRIDGE": "1",
+            **self.env,
+        }
         return {**env, **(extra or {})}
 
     def command(self, argv: list[str], extra_env: dict[str, str] | None = None) -> list[str]:
@@ -216,17 +255,24 @@ class WaylandSession:
 
     def run(self, argv: list[str], extra_env: dict[str, str] | None = None, timeout: float = 120, **kw):
         return subprocess.run(
-            self.command(argv, extra_env), capture_output=True, text=True, timeout=timeout,
-            stdin=subprocess.DEVNULL, **kw,
-        )  # fmt: skip
+            self.command(argv, extra_env),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            stdin=subprocess.DEVNULL,
+            **kw,
+        )
 
     def window(self, kind: str, rgb: str, timeout: float = 20.0) -> tuple[int, int, int, int]:
         """A probe window ('wayland' or 'x11') painted #rgb; returns its (x, y, w, h) once drawn."""
         title = {"wayland": "probe-wl", "x11": "probe-x11"}[kind]
         proc = subprocess.Popen(
             self.command(["/usr/bin/python3", str(PROBE), title, rgb], {"GDK_BACKEND": kind}),
-            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, start_new_session=True,
-        )  # fmt: skip
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+            start_new_session=True,
+        )
         self.windows.append(proc)
         ready, _, _ = select.select([proc.stdout], [], [], timeout)
         line = proc.stdout.readline() if ready else ""  # type: ignore[union-attr]
@@ -248,23 +294,35 @@ class WaylandSession:
                     if not mode & 0o001:
                         self.granted.append((str(folder), mode))
                         os.chmod(folder, mode | 0o001)
-        check = self.run([sys.executable, "-c", "import collector, mss, dbus_fast, PIL"],
-                         {"PYTHONPATH": str(REPO)}, timeout=60)  # fmt: skip
+        check = self.run(
+            [sys.executable, "-c", "import collector, mss, dbus_fast, PIL"],
+            {"PYTHONPATH": str(REPO)},
+            timeout=60,
+        )
         if check.returncode != 0:
             raise RuntimeError(f"the session user cannot run {sys.executable}: {check.stderr.strip()[-300:]}")
         return sys.executable
 
-    def user_dir(self, path: Path) -> Path:
-        """A folder the session user owns (a spool), reachable through path's parents."""
-        path.mkdir(parents=True, exist_ok=True)
+    def warm_portal(self, timeout: float = 60.0) -> float:
+        """One portal screenshot as the session user, so D-Bus has started the portals before any
+        test times them (a cold start was seen to take 25 s once: a D-Bus call timing out inside
+        the portals). Returns the seconds it took; RuntimeError when it failed."""
+        code = (
+            "import time; from collector.devices.screen.portal import PortalGrabber\n"
+            f"t = time.monotonic(); g = PortalGrabber(timeout_s={timeout}); g.open(); g.close()\n"
+            "print(round(time.monotonic() - t, 3))"
+        )
+        proc = self.run([sys.executable, "-c", code], {"PYTHONPATH": str(REPO)}, timeout=timeout + 30)
+        if proc.returncode != 0:
+            raise RuntimeError(f"the portal did not give a screenshot: {proc.stderr.strip()[-500:]}")
+        return float(proc.stdout.split()[-1])
+
+    def user_dir(self, name: str) -> Path:
+        """A fresh folder the session user owns (a spool, an output), inside the session's runtime
+        folder: pytest's own tmp_path is no good, as every pytest run resets pytest-of-root to 0700."""
+        path = self.runtime / f"{name}-{uuid.uuid4().hex[:8]}"
+        path.mkdir(mode=0o700)
         _chown(path, self.uid, self.gid, 0o700)
-        for folder in path.parents:
-            mode = folder.stat().st_mode & 0o7777
-            if not mode & 0o001:
-                self.granted.append((str(folder), mode))
-                os.chmod(folder, mode | 0o001)
-            if folder == Path("/tmp"):
-                break
         return path
 
 

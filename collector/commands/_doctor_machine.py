@@ -306,7 +306,7 @@ def check_display(profile=None) -> Check:
         bound = DISPLAY_TIMEOUT_S + PORTAL_TIMEOUT_S
         reason = outcome.get("error") or f"cannot take a screenshot on {where}: no answer within {bound:g} s"
         return Check("display", bad_status, str(reason), fix, bad_exit)
-    words = {"real": "real frame", "black": "", "failed": "", "absent": "absent: "}
+    words = {"real": "real frame ", "black": "", "failed": "", "absent": "absent: "}
     summary = "; ".join(f"{name} {words[o]}{detail}".replace("  ", " ") for name, o, detail in results)
     usable = [(name, detail) for name, o, detail in results if o == "real" and wanted in ("auto", name)]
     if usable:
