@@ -146,6 +146,7 @@ def _screen_rows(sandbox) -> list[dict]:
     )
 
 
+@pytest.mark.slow
 def test_run_auto_on_sway_delivers_real_screenshots_through_the_portal(wl, sandbox, tmp_path):
     spool = wl.user_dir("spool")
     env = {
@@ -230,6 +231,7 @@ def xwayland_only_env(wl, **extra: str) -> dict[str, str]:
     return env
 
 
+@pytest.mark.slow
 def test_xwayland_only_black_frames_are_counted_and_never_sent(wl, sandbox, tmp_path):
     name = f"wl-black-{uuid.uuid4().hex[:8]}"
     env = xwayland_only_env(wl, OPENLESSON_API_KEY=sandbox.api_key, OPENLESSON_BASE_URL=sandbox.base_url)
