@@ -185,7 +185,8 @@ def test_the_live_view_shows_a_pause_and_counts_skips_as_they_happen(tmp_path):
     command = " ".join(f"{k}={shlex.quote(v)}" for k, v in env.items()) + f" {shlex.join(run)}; sleep 60"
     term = Tmux(f"env -i {command}")
     try:
-        term.wait_for("screen  capturing via x11: 1 sent, 3 skipped")  # before the fix: "0 skipped" until the end
+        # before the fix: "0 skipped" until the end
+        term.wait_for("screen  capturing via x11: 1 sent, 3 skipped")
         pause = subprocess.run(
             [sys.executable, "-m", "collector", "pause"], env=env, capture_output=True, text=True, timeout=60
         )
