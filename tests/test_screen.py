@@ -859,3 +859,71 @@ def test_pause_state_round_trip(tmp_path):
     assert control.pause() == first  # idempotent: keeps the start
     ended = control.resume()
     assert ended.paused is False and ended.since_ms == first.since_ms and ended.until_ms >= first.since_ms
+
+
+# ---- black frames (Wayland) ---------------------------------------------------------------------
+
+
+def test_is_blank_sees_black_and_empty_but_not_a_dark_slide_with_text():
+    from collector.devices.screen.image import is_blank
+
+    assert is_blank(scene(color=(0, 0, 0))) and is_blank(scene(color=(3, 5, 2)))
+    assert is_blank(Image.new("RGB", (0, 0)))
+    assert not is_blank(scene(color=(0, 0, 0), box=(900, 500, 40, 12, (200, 200, 200))))  # a line of text
+    assert not is_blank(scene(color=(12, 12, 12)))
+
+
+def test_black_frames_are_held_back_counted_and_a_keepalive_goes_out_marked():
+    """A Wayland session's black frames: none sent but one per keepalive, marked; counted in the
+    next sent frame's metadata and in the source's counters; a real frame after them goes at once."""
+    clock = FakeClock()
+    screen = Screen(scene())
+    src = ScreenSource(
+        ScreenSettings(interval_s=5, keepalive_s=30), clock=clock, grabber=screen, check_black=True
+    )
+    src.open()
+    first = src.capture()
+    assert first is not None and first.extra["backend"] == "test" and first.extra["black_frames"] == 0
+    screen.image = scene(color=(0, 0, 0))
+    sent = []
+    for _ in range(6):  # 5..30 s: black; the keepalive is due at 30 s
+        clock.advance(5)
+        frame = src.capture()
+        if frame is not None:
+            sent.append(frame)
+    assert len(sent) == 1 and sent[0].extra["black"] is True and sent[0].extra["black_frames"] == 5
+    assert sent[0].time_ms - first.time_ms == 30_000
+    assert src.counters["black_frames"] == 5
+    screen.image = scene(color=(0, 0, 0))
+    clock.advance(5)
+    assert src.capture() is None  # held back again after the keep-alive
+    screen.image = scene(color=(250, 250, 250))
+    clock.advance(5)
+    back = src.capture()
+    assert back is not None and "black" not in back.extra and back.extra["black_frames"] == 1
+
+
+def test_black_frames_off_wayland_are_the_screen_and_are_sent():
+    """x11 on a real X server (check_black off): a black screen is content, unchanged from before."""
+    clock = FakeClock()
+    screen = Screen(scene(color=(0, 0, 0)))
+    src = ScreenSource(ScreenSettings(interval_s=5), clock=clock, grabber=screen)
+    src.open()
+    frame = src.capture()
+    assert frame is not None and "black" not in frame.extra and src.counters["black_frames"] == 0
+
+
+def test_empty_frames_are_never_sent_even_as_keepalive():
+    clock = FakeClock()
+    screen = Screen(Image.new("RGB", (0, 0)))
+    src = ScreenSource(ScreenSettings(interval_s=5, keepalive_s=10), clock=clock, grabber=screen)
+    src.open()
+    for _ in range(6):
+        assert src.capture() is None
+        clock.advance(5)
+    assert src.counters["black_frames"] == 6 and src.counters["sent"] == 0
+
+
+def test_screen_backend_is_checked():
+    with pytest.raises(UsageError, match="'wayland' is not one of auto, x11, portal, grim"):
+        ScreenSettings(backend="wayland")

@@ -238,7 +238,8 @@ def test_the_live_view_shows_a_pause_and_counts_skips_as_they_happen(tmp_path):
     command = " ".join(f"{k}={shlex.quote(v)}" for k, v in env.items()) + f" {shlex.join(run)}; sleep 60"
     term = Tmux(f"env -i {command}")
     try:
-        term.wait_for("screen  capturing: 1 sent, 3 skipped")  # before the fix: "0 skipped" until the end
+        # before the fix: "0 skipped" until the end
+        term.wait_for("screen  capturing via x11: 1 sent, 3 skipped")
         pause = subprocess.run(
             [sys.executable, "-m", "collector", "pause"], env=env, capture_output=True, text=True, timeout=60
         )
@@ -248,7 +249,7 @@ def test_the_live_view_shows_a_pause_and_counts_skips_as_they_happen(tmp_path):
             [sys.executable, "-m", "collector", "resume"], env=env, capture_output=True, text=True, timeout=60
         )
         assert resume.returncode == 0, resume.stderr
-        term.wait_for("screen  capturing: 2 sent")  # the screen is shown again right after a pause
+        term.wait_for("screen  capturing via x11: 2 sent")  # the screen is shown again right after a pause
     finally:
         term.kill()
         xvfb.stop()

@@ -47,6 +47,7 @@ class CaptureStats:
     screens_sent: int = 0
     screens_skipped: int = 0
     screens_dropped: int = 0
+    black_frames: int = 0  # black or empty screenshots held back (collector.devices.screen.source)
     marks: int = 0
     screen_state: str = "off"
     source_state: str = ""
@@ -253,10 +254,16 @@ class Capture:
             collector_version=__version__,
         )
         self.stats.screens_skipped += frame.skipped_before
+        self.stats.black_frames += int(frame.extra.get("black_frames", 0) or 0)
         if self._spool(evidence, frame.image):
             self._screen_index += 1  # only sent frames count, so chunk_index stays contiguous
             self.stats.screens_sent += 1
-            self.summary.add_screenshot(frame.time_ms, frame.skipped_before, frame.paused_periods)
+            self.summary.add_screenshot(
+                frame.time_ms,
+                frame.skipped_before,
+                frame.paused_periods,
+                int(frame.extra.get("black_frames", 0) or 0),
+            )
         else:
             self.stats.screens_dropped += 1
 
@@ -267,13 +274,21 @@ class Capture:
             self.stats.screens_skipped = max(
                 self.stats.screens_skipped, int(getattr(self.screen_source, "skipped_identical", 0) or 0)
             )
+            self._take_black_count()
         except CollectorError as err:
+            self._take_black_count()
             self.stats.screen_state = "stopped"
             self.stats.last_error = str(err)
             log.warning("screen capture stopped: %s (EEG continues)", err)
         except Exception:
             self.stats.screen_state = "stopped"
             log.exception("screen capture failed (EEG continues)")
+
+    def _take_black_count(self) -> None:
+        """Black frames held back after the last sent one are in no frame's metadata: the source's count."""
+        self.stats.black_frames = max(
+            self.stats.black_frames, int(getattr(self.screen_source, "black_frames", 0) or 0)
+        )
 
     def screen_status(self) -> tuple[str, int]:
         """(state, skipped) now: "paused since 14:02 (35 s ago)" while the privacy pause is on, and
@@ -285,6 +300,9 @@ class Capture:
         control = getattr(src, "pause_control", None)
         if state == "capturing" and control is not None:
             state = paused_since(control) or state
+        backend = getattr(src, "backend", None)
+        if state == "capturing" and isinstance(backend, str):
+            state = f"capturing via {backend}"
         return state, skipped
 
     # ---- lifecycle -----------------------------------------------------------------------------
@@ -344,6 +362,7 @@ class Capture:
         # Frames skipped after the last sent one are in no frame's metadata: the run's own count
         # (the end line's) is the true one, so the summary says the same.
         self.summary.screenshots_skipped = max(self.summary.screenshots_skipped, self.stats.screens_skipped)
+        self.summary.black_frames = max(self.summary.black_frames, self.stats.black_frames)
         if not self.summary.empty:
             fields, data = self.summary.evidence(self._device_name())
             self._spool(fields, data)
@@ -355,6 +374,8 @@ class Capture:
             "screenshots": self.stats.screens_sent,
             "screenshots_skipped": self.stats.screens_skipped,
             "screenshots_dropped": self.stats.screens_dropped,
+            "black_frames": self.stats.black_frames,
+            "screen_backend": getattr(self.screen_source, "backend", None),
             "markers": len(s.markers),
             "gaps": len(s.gaps),
             "data_start_ms": None if s.first_ms is None else int(s.first_ms),

@@ -217,6 +217,7 @@ def run_session(
         "markers": capture.stats.markers,
         "screenshots": capture.stats.screens_sent,
         "screenshots_skipped": capture.stats.screens_skipped,
+        "black_frames": capture.stats.black_frames,
         # Every item the spool refused for this capture (its session summary too), as DATA LOST counts.
         "dropped": max(snap["dropped"], refused),
         "delivered": snap["delivered"],
@@ -235,7 +236,9 @@ def run_session(
         f"{ended}: {summary['samples']:,} EEG samples in "
         f"{summary['eeg_chunks']} chunks ({summary['markers']} markers), "
         f"{summary['screenshots']} screenshots "
-        f"({summary['screenshots_skipped']} near-identical skipped); "
+        f"({summary['screenshots_skipped']} near-identical skipped"
+        + (f", {summary['black_frames']} black held back" if summary["black_frames"] else "")
+        + "); "
         f"{summary['delivered']} items delivered"
         + (f", {pending} still in the spool" if pending else "")
         + (

@@ -28,6 +28,7 @@ OPTIONAL_PACKAGES = ("muselsl", "bleak")
 DIST_NAME = "openlesson-collector"
 
 DISPLAY_TIMEOUT_S = 3.0
+PORTAL_TIMEOUT_S = 5.0  # doctor's bound on the desktop portal's answer (a capture waits longer)
 
 FIX_LIBLSL = (
     "Install liblsl: `conda install -c conda-forge liblsl`, or the package for your system from "
@@ -262,60 +263,75 @@ def check_bluetooth(profile=None) -> Check:
 
 
 def check_display(profile=None) -> Check:
-    """A 1x1 grab through the screen source's own open(), bounded in time (a dead X server hangs)."""
+    """Every screen backend tried once (x11, portal, grim), bounded in time (a dead X server hangs):
+    which exist, and which one gave a real (not black, not empty) test frame."""
     screen = getattr(profile, "screen", None)
     wants_screen = getattr(screen, "mode", None) == "on"
     bad_status = FAIL if wants_screen else WARN
     bad_exit = EXIT_NO_SOURCE if wants_screen else EXIT_OK
     fix = FIX_NO_DISPLAY + (' Or set [screen] mode = "auto" in the profile.' if wants_screen else "")
     try:
+        from collector.devices.screen.grabber import probe_backends
         from collector.devices.screen.settings import ScreenSettings
-        from collector.devices.screen.source import ScreenSource
     except Exception as exc:
         return Check("display", bad_status, f"not available: the screen source cannot load ({exc})",
                      "Reinstall the collector (it needs mss and pillow).", bad_exit)  # fmt: skip
 
-    outcome: dict[str, Any] = {}  # "ok": (monitor, width, height), or "error": the reason
+    wanted = getattr(screen, "backend", "auto") or "auto"
+    outcome: dict[str, Any] = {}
 
     def probe() -> None:
         try:
-            source = ScreenSource(ScreenSettings(monitor=getattr(screen, "monitor", "primary")))
-            try:
-                source.open()  # raises NoSourceError with the reason: no DISPLAY, Wayland, X refused
-                width, height = source.size or (None, None)
-                outcome["ok"] = (source.monitor, width, height)
-            finally:
-                source.close()
+            settings = ScreenSettings(
+                monitor=getattr(screen, "monitor", "primary"), portal_timeout_s=PORTAL_TIMEOUT_S
+            )
+            outcome["results"] = probe_backends(settings)
         except CollectorError as err:
             outcome["error"] = str(err)
-        except Exception as exc:  # a missing libX11 and the like: reported, not raised
+        except Exception as exc:  # reported, not raised
             outcome["error"] = f"{type(exc).__name__}: {exc}"
 
     quiet = logging.getLogger("collector.devices.screen")
     level = quiet.level
-    quiet.setLevel(logging.WARNING)  # its "screen: monitor ..." info line is for captures
+    quiet.setLevel(logging.ERROR)  # its warnings are for captures
     try:
         t = threading.Thread(target=probe, daemon=True, name="doctor-display-grab")
         t.start()
-        t.join(DISPLAY_TIMEOUT_S)
+        t.join(DISPLAY_TIMEOUT_S + PORTAL_TIMEOUT_S)
     finally:
         quiet.setLevel(level)
     where = f"DISPLAY={os.environ['DISPLAY']}" if os.environ.get("DISPLAY") else "this desktop"
-    if "ok" in outcome:
-        monitor, w, h = outcome["ok"]
-        size = f" ({w}x{h})" if w and h else ""
-        return Check("display", OK, f"screenshots work on {where}, monitor {monitor}{size}")
-    reason = (
-        outcome.get("error")
-        or f"cannot take a screenshot on {where}: no answer within {DISPLAY_TIMEOUT_S:g} s"
-    )
-    if os.environ.get("DISPLAY"):
+    results = outcome.get("results")
+    if results is None:
+        bound = DISPLAY_TIMEOUT_S + PORTAL_TIMEOUT_S
+        reason = outcome.get("error") or f"cannot take a screenshot on {where}: no answer within {bound:g} s"
+        return Check("display", bad_status, str(reason), fix, bad_exit)
+    words = {"real": "real frame ", "black": "", "failed": "", "absent": "absent: "}
+    summary = "; ".join(f"{name} {words[o]}{detail}".replace("  ", " ") for name, o, detail in results)
+    usable = [(name, detail) for name, o, detail in results if o == "real" and wanted in ("auto", name)]
+    if usable:
+        name, size = usable[0]
+        return Check(
+            "display", OK, f"screenshots work through {name} ({size}) on {where}. Backends: {summary}"
+        )
+    only = [r for r in results if r[1] != "absent"]
+    asked = f" for --screen-backend {wanted}" if wanted != "auto" else ""
+    reason = f"no screen backend gives a real frame{asked}: {summary}"
+    if not only:
+        reason = results[0][2] if len(results) == 1 else summary
+    if os.environ.get("DISPLAY") and not os.environ.get("WAYLAND_DISPLAY"):
         fix = (
             "Check that the X server runs and that this user may use it (XAUTHORITY=<the session's "
             "Xauthority file>, or `xhost +SI:localuser:USER` in the session). Screenshots are skipped "
             "with --screen auto (EEG still works)."
         )
-    return Check("display", bad_status, str(reason), fix, bad_exit)
+    elif os.environ.get("WAYLAND_DISPLAY") or os.environ.get("XDG_SESSION_TYPE") == "wayland":
+        fix = (
+            "On Wayland: install xdg-desktop-portal with this desktop's backend (-gnome, -kde, or -wlr "
+            "with -gtk) and run as the desktop user, or grim on wlroots desktops (sway, Hyprland). "
+            "Screenshots are skipped with --screen auto (EEG still works)."
+        )
+    return Check("display", bad_status, reason, fix, bad_exit)
 
 
 # ---- screen pause ------------------------------------------------------------------------------------

@@ -23,6 +23,7 @@ CAPTURE_FLAGS = {
     "screen.max_width": "--screen-max-width",
     "screen.keepalive_s": "--screen-keepalive",
     "screen.monitor": "--monitor",
+    "screen.backend": "--screen-backend",
     "device.address": "--address",
 }
 
@@ -58,6 +59,7 @@ def profile_from_args(args: argparse.Namespace) -> Profile:
             "max_width": getattr(args, "screen_max_width", None),
             "keepalive_s": getattr(args, "screen_keepalive", None),
             "monitor": monitor,
+            "backend": getattr(args, "screen_backend", None),
         },
     )
 
@@ -74,12 +76,15 @@ def open_screen(profile: Profile, output: StatusOutput, pause_control: PauseCont
         "keepalive_s": s.keepalive_s,
         "monitor": s.monitor,
         "redact": tuple(tuple(r) for r in s.redact),
+        "backend": s.backend,
     }
     if s.format:
         kwargs["image_format"] = s.format
     if s.quality:
         kwargs["quality"] = s.quality
-    source = ScreenSource(ScreenSettings(**kwargs), pause_control=pause_control)
+    # auto: even a backend that gives only black frames (mss under XWayland) is opened; its black
+    # frames are counted, never sent, and the capture says once that screenshots are not possible.
+    source = ScreenSource(ScreenSettings(**kwargs), pause_control=pause_control, last_resort=mode == "auto")
     try:
         source.open()
     except NoSourceError as err:
@@ -89,7 +94,19 @@ def open_screen(profile: Profile, output: StatusOutput, pause_control: PauseCont
             ) from None
         output.log("screen_unavailable", message=f"{err}; continuing EEG-only.")
         return None
+    output.log(
+        "screen_backend",
+        backend=source.backend,
+        message=f"screenshots through {source.backend} ({BACKEND_WORDS.get(source.backend or '', '')})",
+    )
     return source
+
+
+BACKEND_WORDS = {
+    "x11": "X11 via mss",
+    "portal": "the desktop's xdg-desktop-portal Screenshot",
+    "grim": "grim, wlroots screencopy",
+}
 
 
 def open_eeg(profile: Profile, open_timeout_s: float | None = None):

@@ -59,6 +59,12 @@ def add_parser(sub) -> None:
         "--screen-keepalive", type=float, metavar="S", help="send a frame at least this often (default 60)"
     )
     scr.add_argument(
+        "--screen-backend",
+        choices=("auto", "x11", "portal", "grim"),
+        help="how screenshots are taken (default auto: on Wayland the desktop portal, then grim, then "
+        "x11; elsewhere x11, i.e. mss)",
+    )
+    scr.add_argument(
         "--monitor",
         type=monitor_choice,
         help="monitor number, 'all' or 'primary' (default: the primary monitor)",

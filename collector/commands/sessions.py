@@ -72,7 +72,7 @@ def format_sessions(sessions: list[dict[str, Any]], root) -> str:
     )
     header = (
         "CAPTURED", *(("RECORDED",) if recorded else ()), "DURATION", "KIND", "BLOCK", "SAMPLES", "SHOTS",
-        "SKIPPED", "MARKERS", "DELIV/PEND/FAIL", "KEPT", "CAPTURE",
+        "SKIPPED", "BLACK", "MARKERS", "DELIV/PEND/FAIL", "KEPT", "CAPTURE",
     )  # fmt: skip
     rows = [header]
     for s in sessions:
@@ -83,7 +83,8 @@ def format_sessions(sessions: list[dict[str, Any]], root) -> str:
         rows.append((
             _local(s.get("captured_at")), *((_local(s["started_at"]),) if recorded else ()),
             _duration(s["duration_s"]), kind, (s["block_title"] or s["block_id"] or "-")[:32],
-            f"{s['samples']:,}", str(s["screenshots"]), _or_dash(s["screenshots_skipped"]), markers,
+            f"{s['samples']:,}", str(s["screenshots"]), _or_dash(s["screenshots_skipped"]),
+            _or_dash(s.get("black_frames")), markers,
             f"{s['delivered']}/{s['pending']}/{s['failed']}", _kept(s), s["capture_id"],
         ))  # fmt: skip
     widths = [max(len(r[i]) for r in rows) for i in range(len(header))]

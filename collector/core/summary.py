@@ -28,7 +28,9 @@ Layout (`format` "openlesson-collector.capture.session-summary", version 1); tim
     gaps_complete: bool
     paused_periods: [{"start_ms", "end_ms"}]   screen capture paused by the learner
     totals: {samples, eeg_chunks, windows, windows_with_powers, markers, gaps, screenshots,
-             screenshots_skipped}
+             screenshots_skipped, black_frames}
+                                      black_frames: black or empty screenshots held back (a Wayland
+                                      session's broken grabs; collector.devices.screen.source)
 
 Size: about 0.6 kB per minute for 4 channels, plus ~45 bytes per listed marker: under 200 kB
 for 2 hours whatever the marker rate (see tests/test_summary_evidence.py).
@@ -91,6 +93,7 @@ class SummaryBuilder:
         self.eeg_chunks = 0
         self.screenshots = 0
         self.screenshots_skipped = 0
+        self.black_frames = 0
 
     def _minute(self, time_ms: float) -> _Minute:
         return self._minutes.setdefault(int(time_ms // 60000), _Minute())
@@ -136,8 +139,11 @@ class SummaryBuilder:
             counts[e["value"]] = counts.get(e["value"], 0) + 1
         self.gaps.extend({"start_ms": g["start_ms"], "end_ms": g["end_ms"]} for g in artifact["gaps"])
 
-    def add_screenshot(self, time_ms: int, skipped_before: int = 0, paused_periods=()) -> None:
+    def add_screenshot(
+        self, time_ms: int, skipped_before: int = 0, paused_periods=(), black_before: int = 0
+    ) -> None:
         self.screenshots += 1
+        self.black_frames += int(black_before)
         self._span(time_ms, time_ms)
         self.screenshots_skipped += int(skipped_before)
         self._minute(time_ms).screenshots += 1
@@ -217,6 +223,7 @@ class SummaryBuilder:
                 "gaps": len(self.gaps),
                 "screenshots": self.screenshots,
                 "screenshots_skipped": self.screenshots_skipped,
+                "black_frames": self.black_frames,
             },
         }
 

@@ -11,7 +11,7 @@ reads files or the environment itself.
     [stream]    name, type, source_id, markers   (LSL selectors; markers = auto|NAME|off)
     [analysis]  window_s, step_s, segment_s, chunk_s, bands = {alpha = [8, 13], ...}
     [screen]    mode (auto|on|off), interval_s, max_width, format, quality, keepalive_s,
-                monitor, redact = [[x, y, w, h], ...]
+                monitor, redact = [[x, y, w, h], ...], backend (auto|x11|portal|grim)
     [delivery]  rate_per_min, spool_max_bytes, flush_timeout_s, retention_days
 """
 
@@ -93,6 +93,7 @@ class ScreenSection(_Section):
     keepalive_s: float = Field(60.0, gt=0)
     monitor: int | Literal["all", "primary"] = "primary"
     redact: tuple[tuple[int, int, int, int], ...] = ()
+    backend: Literal["auto", "x11", "portal", "grim"] = "auto"  # collector.devices.screen.grabber
 
 
 class DeliverySection(_Section):

@@ -65,6 +65,8 @@ def list_sessions(spool) -> list[dict[str, Any]]:
             "samples": counts.get("samples", 0),
             "screenshots": counts.get("screenshots", 0),
             "screenshots_skipped": counts.get("screenshots_skipped"),  # None: not known (running, killed)
+            "black_frames": counts.get("black_frames"),  # black screenshots held back; None: not known
+            "screen_backend": counts.get("screen_backend"),
             "markers": counts.get("markers", 0),
             "gaps": counts.get("gaps", 0),
             "delivered": s.delivered if s else 0,

@@ -1,5 +1,5 @@
 """What the screen source is asked to do: `ScreenSettings` (monitor, cadence, size, format, quality,
-diff threshold, keepalive, redaction, byte limit, display), checked when made.
+diff threshold, keepalive, redaction, byte limit, display, backend), checked when made.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from collector.devices.screen.image import MIN_FIT_WIDTH
 from collector.errors import UsageError
 
 FORMATS = ("jpeg", "webp", "png")
+SCREEN_BACKENDS = ("auto", "x11", "portal", "grim")
 MIME_TYPES = {"jpeg": "image/jpeg", "webp": "image/webp", "png": "image/png"}
 EXTENSIONS = {"jpeg": "jpg", "webp": "webp", "png": "png"}
 
@@ -57,6 +58,8 @@ class ScreenSettings:
     redact: tuple[tuple[int, int, int, int], ...] = ()  # (x, y, w, h) in captured-monitor pixels
     max_bytes: int = MAX_FRAME_BYTES
     display: str | None = None  # X display name; None: $DISPLAY
+    backend: str = "auto"  # auto | x11 | portal | grim (collector.devices.screen.grabber)
+    portal_timeout_s: float = 20.0  # the longest wait for the portal's answer (a prompt nobody clicks)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "monitor", parse_monitor(self.monitor))
@@ -80,6 +83,12 @@ class ScreenSettings:
             raise UsageError(f"The screen diff_threshold {self.diff_threshold} must be 0 or more.")
         if self.max_bytes <= 0:
             raise UsageError(f"The screen max_bytes {self.max_bytes} must be positive.")
+        if self.backend not in SCREEN_BACKENDS:
+            raise UsageError(
+                f"The screen backend {self.backend!r} is not one of {', '.join(SCREEN_BACKENDS)}."
+            )
+        if not (isinstance(self.portal_timeout_s, int | float) and self.portal_timeout_s > 0):
+            raise UsageError(f"The screen portal_timeout_s {self.portal_timeout_s!r} must be positive.")
         rects = []
         for rect in self.redact:
             if len(rect) != 4 or any(not isinstance(v, int) for v in rect) or rect[2] <= 0 or rect[3] <= 0:

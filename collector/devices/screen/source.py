@@ -1,7 +1,7 @@
 """Screen source: periodic screenshots as `ScreenFrame`s, for `screen` evidence.
 
-    grab (a Grabber: X11 through mss) -> RGB -> redact -> downscale to max_width -> 64x36 diff
-    -> encode to fit 10 MB
+    grab (a Grabber: x11 through mss, the desktop portal, or grim) -> RGB -> black? -> redact
+    -> downscale to max_width -> 64x36 diff -> encode to fit 10 MB
 
 Cadence: capture k is due at start + k * interval on a monotonic clock; a capture that overruns
 skips the slots it missed (counted in `skipped_late`) instead of running them back to back.
@@ -10,22 +10,39 @@ Near-identical frames (mean absolute difference of 64x36 grayscale thumbnails ag
 every `keepalive_s`. While the privacy pause is on nothing is grabbed at all; the pause periods
 ride on the next sent frame.
 
-No X display, a dead X server, or Wayland without XWayland: `open()` raises NoSourceError
-("no screen available: <reason>"); the grabber's own errors never leave `collector.devices.screen`.
+Black frames: on a Wayland session (or from a backend whose black means broken, mss under
+XWayland) an (almost) uniformly black or an empty frame is not sent: it is counted in
+`black_frames` (and in the next sent frame's metadata). After BLACK_STREAK in a row, `auto` falls
+back to another backend that gives a real frame (the log says which); when none does, the log says
+so once, and one black frame still goes out every `keepalive_s`, marked `black` (a dark slide is
+kept). Every sent frame's metadata names its `backend`.
+
+No screen at all (no display, a dead X server, no backend giving a frame): `open()` raises
+NoSourceError ("no screen available: <reason>"); the grabbers' own errors never leave
+`collector.devices.screen`.
 """
 
 from __future__ import annotations
 
 import logging
 import math
+import os
 import threading
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Protocol
 
 from collector.core.records import ScreenFrame
-from collector.devices.screen.grabber import Grabber, open_grabber
-from collector.devices.screen.image import diff_score, downscale, encode_image, fit_encode, redact, thumbnail
+from collector.devices.screen.grabber import BROKEN_BLACK, Grabber, open_backend, wayland_session
+from collector.devices.screen.image import (
+    diff_score,
+    downscale,
+    encode_image,
+    fit_encode,
+    is_blank,
+    redact,
+    thumbnail,
+)
 from collector.devices.screen.settings import ScreenSettings
 from collector.errors import NoSourceError
 
@@ -33,6 +50,8 @@ if TYPE_CHECKING:
     from PIL import Image
 
 log = logging.getLogger("collector.devices.screen")
+
+BLACK_STREAK = 3  # black frames in a row before `auto` looks for another backend
 
 
 class PauseStatus(Protocol):
@@ -92,9 +111,14 @@ class ScreenSource:
         clock: Clock | None = None,
         grabber: Callable[[], Image.Image] | None = None,
         encoder: Callable[[Image.Image, str, int], bytes] = encode_image,
+        check_black: bool = False,
+        last_resort: bool = False,
     ) -> None:
         """`grabber` replaces the display (tests): a function returning the screen as a PIL image;
-        `encoder` replaces encode_image."""
+        `encoder` replaces encode_image; `check_black`: treat a given grabber's black frames as a
+        Wayland session's (a real display decides by itself in open()); `last_resort` (`--screen
+        auto`): open even a backend that gives only black frames (mss under XWayland), count them,
+        and stop with one line after BLACK_STREAK, instead of refusing at open."""
         self.settings = settings
         self.pause_control = pause_control
         self.clock: Clock = clock or SystemClock()
@@ -109,6 +133,14 @@ class ScreenSource:
         self.skipped_late = 0  # cadence slots missed because a capture overran
         self.paused = 0  # cadence slots not captured because of the privacy pause
         self.dropped_oversize = 0  # frames that could not be fitted under max_bytes
+        self.black_frames = 0  # black or empty frames held back (not sent)
+        self.backend: str | None = "test" if grabber is not None else None  # x11 | portal | grim
+        self._check_black = check_black
+        self._last_resort = last_resort
+        self._black_since = 0  # held back since the last sent frame
+        self._black_streak = 0
+        self._black_said = False
+        self._opened_mono: float | None = None
         # diff / keepalive / pause bookkeeping
         self._last_thumb: bytes | None = None
         self._last_sent_mono: float | None = None
@@ -131,17 +163,18 @@ class ScreenSource:
     def open(self) -> None:
         if self._opened_ms is None:
             self._opened_ms = self.clock.time_ms()
+            self._opened_mono = self.clock.monotonic()
         if self.pause_control is not None and self._pause_open_since is None:
             state = self.pause_control.state()
             if state.paused:  # already said by the caller (`run`, with since when): not logged again
                 self._pause_open_since = state.since_ms if state.since_ms is not None else self._opened_ms
         if self._grabber is not None or self._display is not None:
             return
-        self._display = open_grabber(self.settings)
-        self.monitor = self._display.monitor
-        width, height = self._display.size
+        self._use(open_backend(self.settings, last_resort=self._last_resort)[0])
+        width, height = self._display.size if self._display else (0, 0)
         log.info(
-            "screen: monitor %s (%dx%d), every %gs, %s q%d",
+            "screen: backend %s, monitor %s (%dx%d), every %gs, %s q%d",
+            self.backend,
             self.monitor,
             width,
             height,
@@ -149,6 +182,12 @@ class ScreenSource:
             self.settings.image_format,
             self.settings.quality,
         )
+
+    def _use(self, grabber: Grabber) -> None:
+        self._display = grabber
+        self.backend = grabber.name
+        self.monitor = grabber.monitor
+        self._check_black = wayland_session(dict(os.environ)) or grabber.black_means_broken
 
     def close(self) -> None:
         display, self._display = self._display, None
@@ -232,12 +271,20 @@ class ScreenSource:
         time_ms = self.clock.time_ms()
         image = self._grab()
         self.captured += 1
+        black = False
+        if (self._check_black or image.width == 0 or image.height == 0) and is_blank(image):
+            kept, black = self._on_black(image, now_mono)
+            if kept is None:
+                return None
+            image = kept
+        else:
+            self._black_streak = 0
         captured_size = image.size
         image = redact(image, self.settings.redact)
         image = downscale(image, self.settings.max_width)
         thumb = thumbnail(image)
         score = None if self._last_thumb is None else diff_score(thumb, self._last_thumb)
-        if not self._must_send(now_mono, score):
+        if not black and not self._must_send(now_mono, score):
             self.skipped_identical += 1
             self._skipped_since += 1
             return None
@@ -259,6 +306,10 @@ class ScreenSource:
             extra["quality"] = quality
         if self._late_since:
             extra["skipped_late_before"] = self._late_since
+        extra["backend"] = self.backend
+        extra["black_frames"] = self._black_since
+        if black:
+            extra["black"] = True  # a keep-alive of a black screen: maybe a dark slide, maybe broken
         frame = ScreenFrame(
             image=data,
             mime_type=self.settings.mime_type,
@@ -276,9 +327,78 @@ class ScreenSource:
         self._last_sent_mono = now_mono
         self._skipped_since = 0
         self._late_since = 0
+        self._black_since = 0
         self._pause_periods = []
         self._force_send = False
         return frame
+
+    def _on_black(self, image: Image.Image, now_mono: float) -> tuple[Image.Image | None, bool]:
+        """A black or empty frame: (None, _) when held back, (another backend's real frame, False)
+        after a fallback, or (the black frame, True) when a keep-alive is due."""
+        self.black_frames += 1
+        self._black_since += 1
+        self._black_streak += 1
+        if self._black_streak == BLACK_STREAK:
+            real = self._fall_back()
+            if real is None and self._display is not None and self._display.black_means_broken:
+                raise NoSourceError(
+                    f"screenshots are not possible: {BLACK_STREAK} black frames in a row from "
+                    f"{self.backend} ({BROKEN_BLACK}); {self.black_frames} black frame(s) held back, "
+                    "none sent"
+                )
+            if real is not None:
+                self.black_frames -= 1  # replaced by a real frame: not held back
+                self._black_since -= 1
+                return real, False
+        empty = image.width == 0 or image.height == 0
+        last = self._last_sent_mono if self._last_sent_mono is not None else self._opened_mono
+        if self._display is not None and self._display.black_means_broken:
+            return None, False  # known broken (XWayland): no keep-alive of its black
+        due = last is not None and now_mono - last >= self.settings.keepalive_s - self.settings.interval_s / 2
+        if empty or not due:
+            return None, False
+        self.black_frames -= 1  # sent after all, marked
+        self._black_since -= 1
+        return image, True
+
+    def _fall_back(self) -> Image.Image | None:
+        """After BLACK_STREAK black frames: another backend's real frame (and switch to it), or None."""
+        current = self.backend or ""
+        if self._display is not None and self.settings.backend == "auto":
+            try:
+                grabber, image = open_backend(self.settings, exclude=(current,), real_only=True)
+            except NoSourceError as err:
+                others = str(err).removeprefix("no screen available: ")
+            else:
+                self.close()
+                self._use(grabber)
+                self._black_streak = 0
+                self._force_send = True
+                log.warning(
+                    "screen: %d black frames in a row from %s; switched to backend %s",
+                    BLACK_STREAK,
+                    current,
+                    grabber.name,
+                    extra={"event": "screen_backend_switched"},
+                )
+                return image
+        elif self._display is None:
+            others = "no other backend to try"
+        else:
+            others = f"--screen-backend {current} was asked for, so no other is tried"
+        broken = self._display is not None and self._display.black_means_broken
+        if not self._black_said and not broken:  # broken: the caller stops with its own line
+            self._black_said = True
+            log.warning(
+                "screen: %d black frames in a row from %s and no backend gives a real frame (%s); "
+                "black frames are held back, one every %gs still goes out marked black",
+                BLACK_STREAK,
+                current,
+                others,
+                self.settings.keepalive_s,
+                extra={"event": "screen_black"},
+            )
+        return None
 
     def _must_send(self, now_mono: float, score: float | None) -> bool:
         if self._force_send or score is None or self._last_sent_mono is None:
@@ -337,4 +457,5 @@ class ScreenSource:
             "skipped_late": self.skipped_late,
             "paused": self.paused,
             "dropped_oversize": self.dropped_oversize,
+            "black_frames": self.black_frames,
         }

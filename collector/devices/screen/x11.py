@@ -31,7 +31,12 @@ def _quiet_close(sct: Any) -> None:
 
 
 class X11Grabber:
-    """A `Grabber` (collector.devices.screen.grabber) over mss: one monitor of an X display, or all."""
+    """A `Grabber` (collector.devices.screen.grabber) over mss: one monitor of an X display, or all.
+
+    On macOS and Windows this is mss's own Quartz / GDI path (still called backend "x11").
+    """
+
+    name = "x11"
 
     def __init__(self, monitor: int | str, display: str | None = None) -> None:
         """monitor: "primary", "all" or an mss index (1 = first); display: X display name, None: $DISPLAY."""
@@ -41,6 +46,9 @@ class X11Grabber:
         self.size: tuple[int, int] = (0, 0)
         self._sct: Any = None
         self._region: dict[str, int] = {}
+        # Under XWayland the root window has no contents: mss grabs come back all black, without
+        # an error (python-mss#155). Known from RandR's output name ("XWAYLAND0") after open().
+        self.black_means_broken = False
 
     def open(self) -> None:
         import mss
@@ -72,10 +80,11 @@ class X11Grabber:
             raise
         self._sct = sct
         self.size = (self._region["width"], self._region["height"])
-        if env.get("XDG_SESSION_TYPE") == "wayland" or env.get("WAYLAND_DISPLAY"):
-            log.warning(
-                "Wayland session: screenshots go through XWayland and may be black or show only X11 windows"
-            )
+        outputs = [str(m.get("output") or "") for m in sct.monitors[1:]]
+        self.black_means_broken = any(o.startswith("XWAYLAND") for o in outputs) or bool(
+            sys.platform.startswith("linux")
+            and (env.get("XDG_SESSION_TYPE") == "wayland" or env.get("WAYLAND_DISPLAY"))
+        )
 
     def _select_monitor(self, sct: Any) -> tuple[dict[str, int], int | str]:
         monitors = sct.monitors
