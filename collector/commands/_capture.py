@@ -25,11 +25,10 @@ from collector.capture.session import run_session
 from collector.capture.status_view import LogToStatus, StatusOutput
 from collector.commands._common import add_api_options, add_spool_option, api_settings
 from collector.commands._fit import check_fit, describe_failure
+from collector.commands._sources import open_aux, open_eeg
 from collector.core.records import StreamDescription
 from collector.delivery.opening import open_spool
 from collector.delivery.uploader import Uploader
-from collector.devices.lsl.source import LslSource
-from collector.devices.muse import MuseSource
 from collector.devices.screen.settings import ScreenSettings
 from collector.devices.screen.source import ScreenSource
 from collector.errors import ApiError, NetworkError, NoSourceError, UsageError
@@ -74,6 +73,42 @@ def add_capture_options(p: argparse.ArgumentParser) -> None:
     add_api_options(p)
 
 
+def add_device_options(eeg: Any, *, aux: bool = True) -> None:
+    """`--device` and the BrainFlow board options (run and fit); `--aux` for a capture."""
+    eeg.add_argument("--device", choices=("lsl", "muse", "brainflow"), help="EEG source (default lsl)")
+    eeg.add_argument(
+        "--board",
+        metavar="NAME|ID",
+        help="BrainFlow board (with --device brainflow): a BoardIds name such as synthetic, cyton, ganglion, "
+        "crown, muse_s_athena, or its id; `collector devices` lists them",
+    )
+    eeg.add_argument("--serial-port", metavar="PORT", help="BrainFlow serial_port (e.g. /dev/ttyUSB0, COM3)")
+    eeg.add_argument("--mac-address", metavar="MAC", help="BrainFlow mac_address (BLE boards)")
+    eeg.add_argument("--serial-number", metavar="SN", help="BrainFlow serial_number (e.g. a Muse's name)")
+    eeg.add_argument(
+        "--board-preset", metavar="PRESET", help="BrainFlow preset carrying the EEG (default DEFAULT)"
+    )
+    eeg.add_argument(
+        "--board-file", metavar="PATH", help="BrainFlow playback_file board: the file to replay live"
+    )
+    eeg.add_argument(
+        "--master-board", metavar="NAME|ID", help="BrainFlow playback_file board: the board that recorded it"
+    )
+    eeg.add_argument(
+        "--board-config",
+        metavar="CMD",
+        action="append",
+        help="a BrainFlow config_board command sent before streaming (repeatable; e.g. old_timestamps)",
+    )
+    if aux:
+        eeg.add_argument(
+            "--aux",
+            metavar="auto|off|acc,gyro,ppg",
+            help="the headset's accelerometer, gyroscope and PPG streams, each captured as its own stream "
+            "(default auto: those present; muselsl is started with --acc --gyro --ppg)",
+        )
+
+
 # Profile settings each command-line option sets, so a bad value is reported against the option.
 CAPTURE_FLAGS = {
     "analysis.chunk_s": "--chunk-seconds",
@@ -95,7 +130,19 @@ def profile_from_args(args: argparse.Namespace) -> Profile:
         flags=CAPTURE_FLAGS,
         analysis={"chunk_s": args.chunk_seconds},
         delivery={"flush_timeout_s": args.flush_timeout},
-        device={"kind": getattr(args, "device", None), "address": getattr(args, "address", None)},
+        device={
+            "kind": getattr(args, "device", None),
+            "address": getattr(args, "address", None),
+            "aux_sensors": getattr(args, "aux", None),
+            "board": getattr(args, "board", None),
+            "board_preset": getattr(args, "board_preset", None),
+            "serial_port": getattr(args, "serial_port", None),
+            "mac_address": getattr(args, "mac_address", None),
+            "serial_number": getattr(args, "serial_number", None),
+            "board_file": getattr(args, "board_file", None),
+            "master_board": getattr(args, "master_board", None),
+            "board_config": getattr(args, "board_config", None),
+        },
         stream={
             "name": getattr(args, "stream_name", None),
             "type": getattr(args, "stream_type", None),
@@ -216,43 +263,6 @@ def open_screen(profile: Profile, output: StatusOutput, pause_control: PauseCont
     return source
 
 
-def open_eeg(profile: Profile, open_timeout_s: float | None = None):
-    """The EEG source, opened: (source, description). open_timeout_s bounds the wait for the stream
-    (`fit --timeout`); by default a Muse gets 60 s to connect and an LSL stream 5 s to appear."""
-    source: MuseSource | LslSource
-    bound: dict[str, Any] = {}  # the source's own default wait unless open_timeout_s is given
-    if profile.device.kind == "muse":
-        if open_timeout_s is not None:
-            bound["connect_timeout_s"] = open_timeout_s
-        source = MuseSource(
-            address=profile.device.address,
-            model=profile.device.model or "auto",
-            eeg_channels=profile.device.channels or None,
-            aux_channels=profile.device.aux,
-            markers=profile.stream.markers,
-            **bound,
-        )
-    else:
-        if open_timeout_s is not None:
-            bound["resolve_timeout_s"] = min(5.0, open_timeout_s)
-        source = LslSource(
-            **bound,
-            stream_name=profile.stream.name,
-            stream_type=profile.stream.type,
-            source_id=profile.stream.source_id,
-            eeg_channels=profile.device.channels or None,
-            aux_channels=profile.device.aux,
-            model=profile.device.model,
-            markers=profile.stream.markers,
-        )
-    try:
-        description = source.open()
-    except BaseException:
-        source.close()
-        raise
-    return source, description
-
-
 def fit_check_before_capture(
     fit_check_s: float, log_format: str, profile: Profile, output: StatusOutput, eeg_source, description
 ) -> None:
@@ -307,6 +317,7 @@ def deliver_and_capture(
     recording_s: Callable[[], float] | None = None,
     deliver_all: bool = False,
     chunk_max_bytes: int | None = None,
+    aux_sources: list | None = None,
 ) -> int:
     """Spool + uploader around one Capture, then the session loop. Shared by run, replay and demo.
 
@@ -335,6 +346,7 @@ def deliver_and_capture(
             kind=kind,
             about={"block_title": block_title, "source": source},
             chunk_max_bytes=chunk_max_bytes,
+            aux_sources=aux_sources or (),
         )
         result = run_session(
             capture,
@@ -383,6 +395,7 @@ def capture_live(
     `collector pause`/`mark` wired to them, then deliver_and_capture. Returns the exit code."""
     eeg_source = description = None
     screen_source = None
+    aux_sources: list = []
     # `collector pause` / `resume` (or SIGUSR1/SIGUSR2) reach this capture through the pid file.
     pause_control = PauseControl()
     # `collector mark TEXT` finds this capture through the same pid file.
@@ -403,6 +416,7 @@ def capture_live(
             output.enable_mark_key(lambda text, pressed_ms: marks.add(text, pressed_ms))  # `m` key
             if fit_check_s is not None:
                 fit_check_before_capture(fit_check_s, log_format, profile, output, eeg_source, description)
+            aux_sources = open_aux(profile, description, output)
         screen_source = open_screen(profile, output, pause_control)
         if eeg_source is None and screen_source is None:
             raise NoSourceError("Nothing to capture: --no-eeg was given and no screen is available.")
@@ -422,11 +436,12 @@ def capture_live(
             marks=marks,
             kind=kind,
             source=_source_label(profile, description, screen_source),
+            aux_sources=aux_sources,
         )
     finally:
         output.stop_keys()  # the terminal gets its line mode back whatever happened
         pause_control.unregister_running()
         marks.close()
-        for source in (eeg_source, screen_source):
+        for source in (eeg_source, screen_source, *(src for _, src, _ in aux_sources)):
             if source is not None:
                 source.close()

@@ -8,6 +8,7 @@ import logging
 from collector.commands import summary
 from collector.commands._capture import (
     add_capture_options,
+    add_device_options,
     capture_live,
     check_target,
     make_output,
@@ -27,7 +28,7 @@ def add_parser(sub) -> None:
     )
     add_capture_options(p)
     eeg = p.add_argument_group("EEG")
-    eeg.add_argument("--device", choices=("lsl", "muse"), help="EEG source (default lsl)")
+    add_device_options(eeg)
     eeg.add_argument("--no-eeg", action="store_true", help="capture screens only")
     eeg.add_argument("--address", metavar="MAC", help="Muse address (default: the first found)")
     eeg.add_argument(

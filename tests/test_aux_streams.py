@@ -1,0 +1,166 @@
+"""A Muse S Athena's accelerometer, gyroscope and PPG captured next to its EEG, through the real CLI.
+
+Real pylsl outlets shaped like muselsl's and OpenMuse's (tests/muse_streams.py): the head is still,
+then moves; the optics carry a 72 bpm pulse. Checks: each sensor is its own `eeg` evidence stream
+with metadata.kind, every sample once; EEG windows get `quality.movement` (false while still, true
+while moving); PPG chunks carry heart rate; the session summary has movement share and heart rate;
+OpenMuse's streams are found by the `openmuse` profile alone, its EEG centred like muselsl's.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+
+import numpy as np
+import pytest
+from cli_runs import cli_env, collector, is_summary, rows_of
+from muse_streams import AthenaStreams
+
+from collector.core.heart import heart_rate
+from collector.core.motion import MotionTrack
+from collector.devices.lsl.aux import parse_aux
+from collector.devices.lsl.discovery import build_predicate
+from collector.errors import UsageError
+
+
+def _mac() -> str:
+    return "00:55:DA:" + ":".join(f"{b:02X}" for b in uuid.uuid4().bytes[:3])
+
+
+def _by_stream(sandbox) -> dict[str, list[dict]]:
+    out: dict[str, list[dict]] = {}
+    for row in rows_of(sandbox, "eeg"):
+        artifact = json.loads(sandbox.read_artifact(row["id"]))
+        assert artifact["stream_id"] == row["metadata"]["stream_id"]
+        if row["metadata"].get("kind"):
+            assert artifact["kind"] == row["metadata"]["kind"]
+        out.setdefault(row["metadata"]["stream_id"], []).append(artifact)
+    for chunks in out.values():
+        chunks.sort(key=lambda c: c["chunk_index"])
+        assert [c["chunk_index"] for c in chunks] == list(range(len(chunks)))
+    return out
+
+
+def _times(chunks) -> np.ndarray:
+    return np.concatenate([c["t0_ms"] + np.asarray(c["times_ms"]) for c in chunks])
+
+
+def _summary(sandbox) -> dict:
+    rows = [r for r in rows_of(sandbox) if is_summary(r)]
+    assert len(rows) == 1
+    return json.loads(sandbox.read_artifact(rows[0]["id"]))
+
+
+def _run(sandbox, tmp_path, profile: str, seconds: float, *extra: str):
+    return collector(
+        ["run", "--workspace", sandbox.workspace_id, "--profile", profile, "--screen", "off",
+         "--duration", str(seconds), "--flush-timeout", "20", "--spool", str(tmp_path / "spool"), *extra],
+        cli_env(sandbox), timeout=120,
+    )  # fmt: skip
+
+
+def test_muselsl_athena_streams_give_eeg_motion_ppg_movement_flags_and_heart_rate(sandbox, tmp_path):
+    mac = _mac()
+    with AthenaStreams(mac, streamer="muselsl", still_s=7.0, bpm=72.0):
+        proc = _run(sandbox, tmp_path, "muselsl", 16)
+    assert proc.returncode == 0, proc.stderr
+    streams = _by_stream(sandbox)
+    sid = f"Muse{mac}"
+    assert set(streams) == {f"eeg:{sid}", f"accelerometer:{sid}", f"gyroscope:{sid}", f"ppg:{sid}"}
+    for key, chunks in streams.items():
+        times = _times(chunks)
+        assert np.all(np.diff(times) > 0), f"{key}: every sample once, in order"
+    acc = streams[f"accelerometer:{sid}"]
+    assert acc[0]["device"]["channels"] == ["X", "Y", "Z"] and acc[0]["device"]["unit"] == "g"
+    assert acc[0]["windows"] == [] and "not_computed" in json.dumps(acc[0])
+    steps = np.diff(_times(acc))
+    assert steps.max() < 1000 / 52 * 1.5 and len(steps) > 52 * 12, "no sample missing between first and last"
+    ppg = streams[f"ppg:{sid}"]
+    assert len(ppg[0]["device"]["channels"]) == 16
+    # Movement: windows ending in the still part (well before 7 s) false, in the moving part true.
+    eeg = streams[f"eeg:{sid}"]
+    t_start = _times(eeg)[0]
+    flags = [(w["end_ms"] - t_start, w["quality"]["movement"]) for c in eeg for w in c["windows"]]
+    assert flags
+    still = [f for t, f in flags if 2500 < t < 5500]
+    moving = [f for t, f in flags if 9500 < t < 14000]
+    assert still and all(f is False for f in still), flags
+    assert moving and all(f is True for f in moving), flags
+    # Heart rate from the optics: 72 bpm, flagged good.
+    rates = [h for c in ppg for h in c["heart_rate"]]
+    good = [h for h in rates if h["ok"]]
+    assert good and all(abs(h["bpm"] - 72.0) < 2.0 for h in good), rates
+    assert good[0]["channel"] in ("OPT4", "OPT5", "OPT6", "OPT7")
+    summary = _summary(sandbox)
+    assert 0.2 < summary["movement_share"] < 0.8
+    assert summary["heart_rate_bpm"] == pytest.approx(72.0, abs=2.0)
+    assert summary["sensors"]["accelerometer"]["samples"] == len(_times(acc))
+    assert any(m["heart_rate_bpm"] for m in summary["minutes"])
+
+
+def test_openmuse_streams_are_found_by_the_profile_alone_and_centred(sandbox, tmp_path):
+    mac = _mac()
+    with AthenaStreams(mac, streamer="openmuse", still_s=100.0):
+        proc = _run(sandbox, tmp_path, "openmuse", 6)
+    assert proc.returncode == 0, proc.stderr
+    streams = _by_stream(sandbox)
+    assert set(streams) == {f"eeg:{mac}_eeg", f"accelerometer:{mac}_accgyro", f"gyroscope:{mac}_accgyro",
+                            f"ppg:{mac}_optics"}  # fmt: skip
+    eeg = streams[f"eeg:{mac}_eeg"]
+    assert eeg[0]["device"]["channels"] == ["EEG_TP9", "EEG_AF7", "EEG_AF8", "EEG_TP10"]  # AUX dropped
+    samples = np.concatenate([np.asarray(c["samples"]) for c in eeg])
+    assert abs(samples.mean()) < 2.0, "OpenMuse's 725 uV DC is removed: centred like muselsl"
+    assert samples.max() == pytest.approx(20.0, abs=0.5)
+    assert streams[f"accelerometer:{mac}_accgyro"][0]["device"]["channels"] == ["ACC_X", "ACC_Y", "ACC_Z"]
+    assert streams[f"gyroscope:{mac}_accgyro"][0]["device"]["channels"] == ["GYRO_X", "GYRO_Y", "GYRO_Z"]
+    flags = {w["quality"]["movement"] for c in eeg for w in c["windows"]}
+    assert True not in flags and False in flags
+
+
+def test_aux_off_captures_eeg_only(sandbox, tmp_path):
+    mac = _mac()
+    with AthenaStreams(mac, streamer="muselsl"):
+        proc = _run(sandbox, tmp_path, "muselsl", 3, "--aux", "off")
+    assert proc.returncode == 0, proc.stderr
+    assert set(_by_stream(sandbox)) == {f"eeg:Muse{mac}"}
+
+
+# -- pure logic ------------------------------------------------------------------------------------
+
+
+def test_parse_aux_words():
+    assert parse_aux("auto") == ("accelerometer", "gyroscope", "ppg")
+    assert parse_aux("off") == ()
+    assert parse_aux("ppg, acc") == ("accelerometer", "ppg")
+    with pytest.raises(UsageError):
+        parse_aux("acc,eda")
+
+
+def test_name_prefix_predicate():
+    assert build_predicate(name="Muse*", type="EEG") == "starts-with(name,'Muse') and type='EEG'"
+    assert build_predicate(name="Muse") == "name='Muse'"
+
+
+def test_motion_thresholds_on_known_signals():
+    track = MotionTrack()
+    t = np.arange(0, 10, 1 / 52)
+    moving = t >= 5
+    acc = np.stack([0 * t, 0 * t, 1 + moving * 0.3 * np.sin(2 * np.pi * 2 * t)], axis=1)
+    gyro = np.stack([0.5 + 0 * t] * 3, axis=1)  # a constant bias only: still
+    track.add("accelerometer", t * 1000, acc)
+    track.add("gyroscope", t * 1000, gyro)
+    assert track.during(1000, 3000) is False
+    assert track.during(6000, 8000) is True
+    assert track.during(20000, 22000) is None  # not reached yet: unknown, not "still"
+
+
+def test_heart_rate_flags_noise_and_finds_a_pulse():
+    from muse_streams import pulse
+
+    t = np.arange(0, 10, 1 / 64)
+    good = heart_rate(1000 + 200 * pulse(t, 60.0), 64.0)
+    assert good.ok and good.bpm == pytest.approx(60.0, abs=1.0)
+    noise = heart_rate(np.random.default_rng(1).normal(size=t.shape[0]), 64.0)
+    assert not noise.ok and noise.reason
+    assert heart_rate(np.zeros(640), 64.0).reason == "flat signal"
