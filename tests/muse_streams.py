@@ -45,7 +45,9 @@ def pulse(t: np.ndarray, bpm: float) -> np.ndarray:
 class AthenaStreams:
     """Publishes an Athena's EEG, ACC, GYRO and optics in real time until stop(), as muselsl or OpenMuse."""
 
-    def __init__(self, mac: str, *, streamer: str = "muselsl", still_s: float = 6.0, bpm: float = 72.0) -> None:
+    def __init__(
+        self, mac: str, *, streamer: str = "muselsl", still_s: float = 6.0, bpm: float = 72.0
+    ) -> None:
         self.mac = mac
         self.streamer = streamer
         self.still_s = still_s
@@ -71,7 +73,10 @@ class AthenaStreams:
         if self.streamer == "muselsl":
             sid = f"Muse{mac}"
             return {
-                "eeg": (_outlet("Muse", "EEG", ["TP9", "AF7", "AF8", "TP10"], 256, sid, "microvolts", "EEG"), 256),
+                "eeg": (
+                    _outlet("Muse", "EEG", ["TP9", "AF7", "AF8", "TP10"], 256, sid, "microvolts", "EEG"),
+                    256,
+                ),
                 "acc": (_outlet("Muse", "ACC", ["X", "Y", "Z"], 52, sid, "g", "accelerometer"), 52),
                 "gyro": (_outlet("Muse", "GYRO", ["X", "Y", "Z"], 52, sid, "dps", "gyroscope"), 52),
                 "ppg": (_outlet("Muse", "PPG", [f"OPT{i}" for i in range(16)], 64, sid, "a.u.", "PPG"), 64),
@@ -79,13 +84,16 @@ class AthenaStreams:
         eeg = ["EEG_TP9", "EEG_AF7", "EEG_AF8", "EEG_TP10", "AUX_1", "AUX_2", "AUX_3", "AUX_4"]
         accgyro = ["ACC_X", "ACC_Y", "ACC_Z", "GYRO_X", "GYRO_Y", "GYRO_Z"]
         optics = ["OPTICS_LI_NIR", "OPTICS_RI_NIR", "OPTICS_LI_IR", "OPTICS_RI_IR"]
+        om = {"openmuse": True}
         return {
-            "eeg": (_outlet(f"Muse-EEG ({mac})", "EEG", eeg, 256, f"{mac}_eeg", openmuse=True), 256),
-            "accgyro": (_outlet(f"Muse-ACCGYRO ({mac})", "ACCGYRO", accgyro, 52, f"{mac}_accgyro", openmuse=True), 52),
-            "ppg": (_outlet(f"Muse-OPTICS ({mac})", "PPG", optics, 64, f"{mac}_optics", openmuse=True), 64),
-            "battery": (_outlet(f"Muse-BATTERY ({mac})", "Battery", ["BATTERY_PERCENT"], 0.2, f"{mac}_battery",
-                                openmuse=True), 0.2),
-        }  # fmt: skip
+            "eeg": (_outlet(f"Muse-EEG ({mac})", "EEG", eeg, 256, f"{mac}_eeg", **om), 256),
+            "accgyro": (_outlet(f"Muse-ACCGYRO ({mac})", "ACCGYRO", accgyro, 52, f"{mac}_accgyro", **om), 52),
+            "ppg": (_outlet(f"Muse-OPTICS ({mac})", "PPG", optics, 64, f"{mac}_optics", **om), 64),
+            "battery": (
+                _outlet(f"Muse-BATTERY ({mac})", "Battery", ["BATTERY_PERCENT"], 0.2, f"{mac}_battery", **om),
+                0.2,
+            ),
+        }
 
     def values(self, key: str, t: np.ndarray) -> np.ndarray:
         """The samples of stream `key` at stream times t (s since start), (n, n_channels)."""
@@ -98,7 +106,10 @@ class AthenaStreams:
             return np.concatenate([raw, np.full((t.shape[0], 4), OPENMUSE_DC)], axis=1)
         acc = np.stack([0.001 * np.sin(3 * t), 0.001 * np.cos(3 * t), 1.0 + 0 * t], axis=1)
         acc = acc + moving * np.stack([0.3 * np.sin(2 * np.pi * 2 * t)] * 3, axis=1)
-        gyro = np.stack([0.3 + 0.2 * np.sin(5 * t)] * 3, axis=1) + moving * 60 * np.sin(2 * np.pi * 1.5 * t)[:, None]
+        gyro = (
+            np.stack([0.3 + 0.2 * np.sin(5 * t)] * 3, axis=1)
+            + moving * 60 * np.sin(2 * np.pi * 1.5 * t)[:, None]
+        )
         if key == "acc":
             return acc
         if key == "gyro":

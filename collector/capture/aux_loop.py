@@ -59,8 +59,10 @@ class HeartWindows:
 
     def finish(self) -> None:
         """The last, partial window when it holds at least half a window."""
-        if self._times and self._times[0].shape[0] and (
-            self._times[0][-1] - self._times[0][0] >= WINDOW_S * 500.0
+        if (
+            self._times
+            and self._times[0].shape[0]
+            and (self._times[0][-1] - self._times[0][0] >= WINDOW_S * 500.0)
         ):
             self._rate(self._times[0], self._data[0])
         self._times, self._data = [], []
@@ -92,7 +94,9 @@ class HeartWindows:
 def aux_loop(capture, kind: str, source, description: StreamDescription, motion: MotionTrack) -> None:
     """Read one auxiliary stream until the capture stops; every sample read reaches the spool."""
     stream_id = f"{kind}:{description.source_id or description.name}"
-    stats = capture.aux_stats.setdefault(kind, {"samples": 0, "chunks": 0, "dropped": 0, "stream_id": stream_id})
+    stats = capture.aux_stats.setdefault(
+        kind, {"samples": 0, "chunks": 0, "dropped": 0, "stream_id": stream_id}
+    )
     try:
         chunker = EegChunker(
             description,

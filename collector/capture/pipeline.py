@@ -348,7 +348,10 @@ class Capture:
             self._threads.append(t)
         for kind, source, aux_description in self.aux_sources:
             t = threading.Thread(
-                target=aux_loop, args=(self, kind, source, aux_description, self.motion), name=kind, daemon=True
+                target=aux_loop,
+                args=(self, kind, source, aux_description, self.motion),
+                name=kind,
+                daemon=True,
             )
             self._threads.append(t)
         if self.screen_source is not None:

@@ -48,8 +48,10 @@ def identify(description: StreamDescription) -> Streamer:
     """The streamer behind an LSL EEG stream, from its name, source_id and labels."""
     labels = tuple(c.upper() for c in description.channels)
     sid = description.source_id or ""
-    if description.name.startswith("Muse") and sid.lower().endswith("_eeg") and any(
-        lbl.startswith("EEG_") for lbl in labels
+    if (
+        description.name.startswith("Muse")
+        and sid.lower().endswith("_eeg")
+        and any(lbl.startswith("EEG_") for lbl in labels)
     ):
         return Streamer(
             "OpenMuse",

@@ -1,4 +1,4 @@
-"""A headset's auxiliary sensor streams on LSL (accelerometer, gyroscope, PPG/optics), found from its EEG stream.
+"""A headset's auxiliary sensor streams on LSL (accelerometer, gyroscope, PPG/optics), found from its EEG.
 
 What each streamer publishes (stream `type`, how it is tied to the EEG stream):
 
@@ -62,7 +62,9 @@ def parse_aux(text: str | None) -> tuple[str, ...]:
         if not word:
             continue
         if word not in _WORDS:
-            raise UsageError(f"--aux {text!r}: {word!r} is not a sensor; use auto, off, or a list of acc, gyro, ppg.")
+            raise UsageError(
+                f"--aux {text!r}: {word!r} is not a sensor; use auto, off, or a list of acc, gyro, ppg."
+            )
         kinds.add(_WORDS[word])
     return tuple(k for k in AUX_KINDS if k in kinds)
 
