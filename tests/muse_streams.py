@@ -56,6 +56,7 @@ class AthenaStreams:
         self.sent: dict[str, int] = {}
         self._thread = threading.Thread(target=self._run, daemon=True)
         self.started_clock: float | None = None
+        self.started_unix_ms = 0.0  # Unix ms of stream time 0
 
     def __enter__(self) -> AthenaStreams:
         self.outlets = self._make()
@@ -95,6 +96,14 @@ class AthenaStreams:
             ),
         }
 
+    def start_moving(self) -> float:
+        """The head moves from now on; returns the stream time (s) it starts at."""
+        import pylsl
+
+        assert self.started_clock is not None
+        self.still_s = pylsl.local_clock() - self.started_clock
+        return self.still_s
+
     def values(self, key: str, t: np.ndarray) -> np.ndarray:
         """The samples of stream `key` at stream times t (s since start), (n, n_channels)."""
         moving = (t >= self.still_s)[:, None]
@@ -130,6 +139,7 @@ class AthenaStreams:
 
         start = pylsl.local_clock()
         self.started_clock = start
+        self.started_unix_ms = (time.time() - (pylsl.local_clock() - start)) * 1000.0
         done = dict.fromkeys(self.outlets, 0)
         while not self.stop_event.is_set():
             now = pylsl.local_clock() - start

@@ -10,11 +10,13 @@ OpenMuse's streams are found by the `openmuse` profile alone, its EEG centred li
 from __future__ import annotations
 
 import json
+import re
+import time
 import uuid
 
 import numpy as np
 import pytest
-from cli_runs import cli_env, collector, is_summary, rows_of
+from cli_runs import cli_env, collector, is_summary, rows_of, start_collector
 from muse_streams import AthenaStreams
 
 from collector.core.heart import heart_rate
@@ -52,19 +54,37 @@ def _summary(sandbox) -> dict:
     return json.loads(sandbox.read_artifact(rows[0]["id"]))
 
 
+def _args(sandbox, tmp_path, profile: str, seconds: float, *extra: str) -> list[str]:
+    spool = str(tmp_path / "spool")
+    return ["run", "--workspace", sandbox.workspace_id, "--profile", profile, "--screen", "off",
+            "--duration", str(seconds), "--flush-timeout", "20", "--spool", spool, *extra]  # fmt: skip
+
+
 def _run(sandbox, tmp_path, profile: str, seconds: float, *extra: str):
-    return collector(
-        ["run", "--workspace", sandbox.workspace_id, "--profile", profile, "--screen", "off",
-         "--duration", str(seconds), "--flush-timeout", "20", "--spool", str(tmp_path / "spool"), *extra],
-        cli_env(sandbox), timeout=120,
-    )  # fmt: skip
+    return collector(_args(sandbox, tmp_path, profile, seconds, *extra), cli_env(sandbox), timeout=120)
 
 
 def test_muselsl_athena_streams_give_eeg_motion_ppg_movement_flags_and_heart_rate(sandbox, tmp_path):
     mac = _mac()
-    with AthenaStreams(mac, streamer="muselsl", still_s=7.0, bpm=72.0):
-        proc = _run(sandbox, tmp_path, "muselsl", 16)
-    assert proc.returncode == 0, proc.stderr
+    runtime = tmp_path / "run"
+    runtime.mkdir(mode=0o700)
+    env = cli_env(sandbox, XDG_RUNTIME_DIR=str(runtime))
+    with AthenaStreams(mac, streamer="muselsl", still_s=1e9, bpm=72.0) as athena:
+        run = start_collector(_args(sandbox, tmp_path, "muselsl", 18), env)
+        try:
+            deadline = time.monotonic() + 60
+            while (
+                not (runtime / "openlesson-collector" / "collector-run.pid").exists()
+                and time.monotonic() < deadline
+            ):
+                time.sleep(0.05)
+            time.sleep(7.0)  # still for the first seconds of the capture
+            moved_at = athena.start_moving()
+            _, err = run.communicate(timeout=120)
+        finally:
+            if run.poll() is None:
+                run.kill()
+    assert run.returncode == 0, err
     streams = _by_stream(sandbox)
     sid = f"Muse{mac}"
     assert set(streams) == {f"eeg:{sid}", f"accelerometer:{sid}", f"gyroscope:{sid}", f"ppg:{sid}"}
@@ -78,13 +98,14 @@ def test_muselsl_athena_streams_give_eeg_motion_ppg_movement_flags_and_heart_rat
     assert steps.max() < 1000 / 52 * 1.5 and len(steps) > 52 * 12, "no sample missing between first and last"
     ppg = streams[f"ppg:{sid}"]
     assert len(ppg[0]["device"]["channels"]) == 16
-    # Movement: windows ending in the still part (well before 7 s) false, in the moving part true.
+    # Movement: windows ending before the head moved (with a 1 s motion epoch's margin) false, those
+    # wholly in the moving part (2 s window + 1 s epoch after it began) true.
     eeg = streams[f"eeg:{sid}"]
-    t_start = _times(eeg)[0]
+    t_start = athena.started_unix_ms
     flags = [(w["end_ms"] - t_start, w["quality"]["movement"]) for c in eeg for w in c["windows"]]
     assert flags
-    still = [f for t, f in flags if 2500 < t < 5500]
-    moving = [f for t, f in flags if 9500 < t < 14000]
+    still = [f for t, f in flags if t < moved_at * 1000 - 1200]
+    moving = [f for t, f in flags if t > moved_at * 1000 + 3200]
     assert still and all(f is False for f in still), flags
     assert moving and all(f is True for f in moving), flags
     # Heart rate from the optics: 72 bpm, flagged good.
@@ -97,6 +118,19 @@ def test_muselsl_athena_streams_give_eeg_motion_ppg_movement_flags_and_heart_rat
     assert summary["heart_rate_bpm"] == pytest.approx(72.0, abs=2.0)
     assert summary["sensors"]["accelerometer"]["samples"] == len(_times(acc))
     assert any(m["heart_rate_bpm"] for m in summary["minutes"])
+    # The review page (real CLI) shows the movement row, share and heart rate; the EDF/CSV export
+    # stays the EEG stream.
+    page = tmp_path / "review.html"
+    proc = collector(["review", "--last", "--out", str(page), "--spool", str(tmp_path / "spool")], cli_env())
+    assert proc.returncode == 0, proc.stderr
+    html = page.read_text()
+    assert "head still" in html and "head moving" in html
+    assert re.search(r"heart rate (7[0-4]) bpm \(PPG\)", html), "the header's heart rate"
+    out = tmp_path / "eeg.csv"
+    spool = str(tmp_path / "spool")
+    proc = collector(["export", "--last", "--format", "csv", "--out", str(out), "--spool", spool], cli_env())
+    assert proc.returncode == 0, proc.stderr
+    assert "TP9" in out.read_text().splitlines()[0]
 
 
 def test_openmuse_streams_are_found_by_the_profile_alone_and_centred(sandbox, tmp_path):
