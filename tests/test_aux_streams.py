@@ -196,5 +196,15 @@ def test_heart_rate_flags_noise_and_finds_a_pulse():
     good = heart_rate(1000 + 200 * pulse(t, 60.0), 64.0)
     assert good.ok and good.bpm == pytest.approx(60.0, abs=1.0)
     noise = heart_rate(np.random.default_rng(1).normal(size=t.shape[0]), 64.0)
-    assert not noise.ok and noise.reason
+    assert not noise.ok and noise.reason.startswith("noisy"), noise  # little power in the pulse band
     assert heart_rate(np.zeros(640), 64.0).reason == "flat signal"
+
+
+def test_athena_scale_check_against_brainflows_constant():
+    from collector.devices.streamers import ATHENA_EEG_SCALE, OLD_BRAINFLOW_ATHENA_SCALE, athena_correction
+
+    assert OLD_BRAINFLOW_ATHENA_SCALE / ATHENA_EEG_SCALE == pytest.approx(4.5526, abs=1e-4)  # muse-lsl#228
+    assert athena_correction("5.23.0").factor == 1.0
+    old = athena_correction("5.22.2")
+    assert old.factor * OLD_BRAINFLOW_ATHENA_SCALE == pytest.approx(ATHENA_EEG_SCALE)
+    assert "brainflow#855" in old.note
