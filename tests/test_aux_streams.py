@@ -133,10 +133,11 @@ def test_muselsl_athena_streams_give_eeg_motion_ppg_movement_flags_and_heart_rat
     assert "TP9" in out.read_text().splitlines()[0]
 
 
-def test_openmuse_streams_are_found_by_the_profile_alone_and_centred(sandbox, tmp_path):
+@pytest.mark.parametrize("profile", [("openmuse",), ("muse-s-athena", "--device", "lsl")], ids=lambda p: p[0])
+def test_openmuse_streams_are_found_by_the_profile_alone_and_centred(sandbox, tmp_path, profile):
     mac = _mac()
     with AthenaStreams(mac, streamer="openmuse", still_s=100.0):
-        proc = _run(sandbox, tmp_path, "openmuse", 6)
+        proc = _run(sandbox, tmp_path, profile[0], 6, *profile[1:])
     assert proc.returncode == 0, proc.stderr
     streams = _by_stream(sandbox)
     assert set(streams) == {f"eeg:{mac}_eeg", f"accelerometer:{mac}_accgyro", f"gyroscope:{mac}_accgyro",
