@@ -85,6 +85,7 @@ def test_muselsl_athena_streams_give_eeg_motion_ppg_movement_flags_and_heart_rat
             if run.poll() is None:
                 run.kill()
     assert run.returncode == 0, err
+    assert re.search(r"[\d,]+ accelerometer samples in \d+ chunks, [\d,]+ gyroscope samples", err), err[-600:]
     streams = _by_stream(sandbox)
     sid = f"Muse{mac}"
     assert set(streams) == {f"eeg:{sid}", f"accelerometer:{sid}", f"gyroscope:{sid}", f"ppg:{sid}"}
