@@ -19,9 +19,14 @@ def test_defaults_without_a_profile():
 def test_every_builtin_profile_loads():
     names = builtin_profiles()
     assert {"muse-2016", "muse-2", "muse-s", "muse-s-athena", "lsl-generic"} <= set(names)
+    assert {"muselsl", "openmuse", "brainflow-cyton", "brainflow-muse-s-athena"} <= set(names)
     for name in names:
         p = load_profile(name)
-        assert p.device.kind in ("lsl", "muse")
+        assert p.device.kind in ("lsl", "muse", "brainflow")
+        if p.device.kind == "brainflow":  # the board is one the installed BrainFlow knows
+            from collector.devices.brainflow.boards import resolve_board
+
+            assert resolve_board(p.device.board)[0] == p.device.board
 
 
 def test_muse_profiles_name_eeg_and_aux_channels():

@@ -8,20 +8,23 @@ the rest for `collector upload`.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import threading
 import time
 import uuid
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from collector import __version__
+from collector.capture.aux_loop import aux_loop
 from collector.capture.pause import paused_since
 from collector.core.chunk import HARD_MAX_CHUNK_BYTES, EegChunker, chunk_evidence
 from collector.core.evidence import EvidenceChunk, screen_evidence
+from collector.core.motion import MotionTrack, flag_windows
 from collector.core.records import EegSource, SampleChunk, SourceEnded, StreamDescription
 from collector.core.summary import SummaryBuilder
 from collector.delivery.local_record import CaptureInfo
@@ -30,6 +33,7 @@ from collector.errors import CollectorError, SpoolError, SpoolFullError
 log = logging.getLogger("collector.capture.pipeline")
 _SPOOL_TRIES = 3  # a spool write that fails (locked, I/O error) is retried before it counts as a drop
 MARK_HOLD_S = 2.0  # a chunk waits this long for marks made during it (`collector mark` start-up)
+MOTION_WAIT_S = 1.5  # an EEG chunk waits at most this long for the motion sensors to reach its end
 
 
 @dataclass
@@ -107,9 +111,12 @@ class Capture:
         about: dict[str, Any] | None = None,
         chunk_max_bytes: int | None = None,
         local: bool = False,
+        aux_sources: Sequence[tuple[str, Any, StreamDescription]] = (),
     ) -> None:
         """`kind`: run | replay | demo; `about`: block_title, source, ... for the local record;
-        `local` (`--local`): every item goes to the local record only, never to delivery."""
+        `local` (`--local`): every item goes to the local record only, never to delivery.
+        `aux_sources`: (kind, opened source, description) of the headset's accelerometer,
+        gyroscope and PPG streams (collector.capture.aux_loop)."""
         self.local = local
         self.profile = profile
         self.chunk_max_bytes = chunk_max_bytes  # None: the chunker's own bound (under the API's 10 MB)
@@ -130,6 +137,13 @@ class Capture:
         self.started_ms = int(time.time() * 1000)
         self.summary = SummaryBuilder(capture_id=self.capture_id, kind=kind, collector_version=__version__)
         self._ended = False
+        self.aux_sources = list(aux_sources)
+        self.aux_stats: dict[str, dict[str, Any]] = {}
+        self.motion = MotionTrack()
+        self._motion_kinds = {k for k, _, _ in self.aux_sources if k in ("accelerometer", "gyroscope")}
+
+    def device_name_for(self, description: StreamDescription) -> str:
+        return self.profile.device.name if self.profile.device.kind == "muse" else description.name
 
     # ---- spooling ------------------------------------------------------------------------------
 
@@ -180,10 +194,11 @@ class Capture:
             self.stats.eeg_done = True
             log.error("cannot process this EEG stream: %s", exc)
             return
-        device_name = self.profile.device.name if self.profile.device.kind == "muse" else description.name
+        device_name = self.device_name_for(description)
 
         def spool_chunks(outs) -> None:
             for out in outs:
+                out = self._flag_movement(out)
                 if self._spool(chunk_evidence(out, device_name), out.to_bytes()):
                     self.stats.eeg_chunks_spooled += 1
                     self.stats.markers += len(out.artifact["events"])
@@ -208,7 +223,7 @@ class Capture:
                 # LslSource/MuseSource say when the stream is gone (they re-resolve it themselves).
                 lost = getattr(source, "lost", False)
                 self.stats.source_state = "stream lost, waiting" if lost else ""
-                self._take_marks(chunker, description)
+                self._take_marks(chunker, description, source)
                 if chunk is None or len(chunk) == 0:
                     continue
                 self.stats.note_samples(len(chunk))
@@ -230,11 +245,50 @@ class Capture:
             finally:
                 self.stats.eeg_done = True
 
-    def _take_marks(self, chunker, description: StreamDescription) -> None:
-        """The learner's marks join the stream's events before the samples that follow them."""
+    def _flag_movement(self, out):
+        """`quality.movement` on the chunk's windows when a motion sensor is captured (else as is)."""
+        windows = out.artifact["windows"]
+        if not self._motion_kinds or not windows:
+            return out
+        end = float(windows[-1]["end_ms"])
+        deadline = time.monotonic() + MOTION_WAIT_S
+        while time.monotonic() < deadline and not self._motion_done():
+            reached = self.motion.reached_ms()
+            if reached is not None and reached >= end - 1000.0:
+                break
+            time.sleep(0.05)
+        flag_windows(out.artifact, self.motion, self.profile.analysis.window_s)
+        return dataclasses.replace(out, encoded=None)
+
+    def _motion_done(self) -> bool:
+        return all(self.aux_stats.get(k, {}).get("done") for k in self._motion_kinds)
+
+    def _take_marks(self, chunker, description: StreamDescription, source=None) -> None:
+        """The learner's marks join the stream's events before the samples that follow them.
+
+        A source with its own marker channel (BrainFlow's `insert_marker`) gets them there: the mark
+        lands on the next sample the board sends and comes back as an event of its chunk.
+        """
         if self.marks is None:
             return
         events = self.marks.take()
+        insert = getattr(source, "insert_marker", None)
+        if events and insert is not None:
+            left = []
+            for e in events:
+                try:
+                    insert(e.value)
+                except CollectorError as err:  # not streaming right now: keep the mark as an event
+                    log.warning("%s; the mark is kept at the time it was made", err)
+                    left.append(e)
+            self.stats.marks += len(events) - len(left)
+            if len(left) < len(events):
+                log.info(
+                    "marked %s (on the board's marker channel)",
+                    ", ".join(repr(e.value) for e in events if e not in left),
+                    extra={"event": "marked"},
+                )
+            events = left
         if events:
             import numpy as np
 
@@ -315,6 +369,14 @@ class Capture:
                 target=self._eeg_loop, args=(self.eeg_source, description), name="eeg", daemon=True
             )
             self._threads.append(t)
+        for kind, source, aux_description in self.aux_sources:
+            t = threading.Thread(
+                target=aux_loop,
+                args=(self, kind, source, aux_description, self.motion),
+                name=kind,
+                daemon=True,
+            )
+            self._threads.append(t)
         if self.screen_source is not None:
             self.stats.screen_state = "capturing"
             self.stats.screen_now = self.screen_status
@@ -343,7 +405,7 @@ class Capture:
         d = self.stats.stream
         if d is None:
             return None
-        return self.profile.device.name if self.profile.device.kind == "muse" else d.name
+        return self.device_name_for(d)
 
     def _begin_record(self, description: StreamDescription | None) -> None:
         try:

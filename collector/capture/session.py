@@ -235,7 +235,11 @@ def run_session(
     sentence = (
         f"{ended}: {summary['samples']:,} EEG samples in "
         f"{summary['eeg_chunks']} chunks ({summary['markers']} markers), "
-        f"{summary['screenshots']} screenshots "
+        + "".join(
+            f"{a['samples']:,} {kind} samples in {a['chunks']} chunks, "
+            for kind, a in sorted(getattr(capture, "aux_stats", {}).items())
+        )
+        + f"{summary['screenshots']} screenshots "
         f"({summary['screenshots_skipped']} near-identical skipped"
         + (f", {summary['black_frames']} black held back" if summary["black_frames"] else "")
         + "); "

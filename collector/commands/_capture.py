@@ -24,7 +24,7 @@ from collector.capture.session import run_session
 from collector.capture.status_view import LogToStatus, StatusOutput
 from collector.commands._common import add_api_options, add_spool_option, api_settings
 from collector.commands._fit import check_fit, describe_failure
-from collector.commands._sources import open_eeg, open_screen
+from collector.commands._sources import open_aux, open_eeg, open_screen
 from collector.core.records import StreamDescription
 from collector.delivery.opening import open_spool
 from collector.delivery.spool.targets import LOCAL_WORKSPACE
@@ -242,6 +242,7 @@ def deliver_and_capture(
     chunk_max_bytes: int | None = None,
     unchecked: tuple[str, str | None] | None = None,
     api_silent: BaseException | None = None,
+    aux_sources: list | None = None,
 ) -> int:
     """Spool + uploader around one Capture, then the session loop. Shared by run, replay and demo.
 
@@ -278,6 +279,7 @@ def deliver_and_capture(
             about={"block_title": block_title, "source": source},
             chunk_max_bytes=chunk_max_bytes,
             local=local,
+            aux_sources=aux_sources or (),
         )
         if unchecked is not None:  # before any item is spooled: none can be sent unchecked
             spool.note_unchecked_target(capture.capture_id, *unchecked)
@@ -331,6 +333,7 @@ def capture_live(
     `collector pause`/`mark` wired to them, then deliver_and_capture. Returns the exit code."""
     eeg_source = description = None
     screen_source = None
+    aux_sources: list = []
     # `collector pause` / `resume` (or SIGUSR1/SIGUSR2) reach this capture through the pid file.
     pause_control = PauseControl()
     # `collector mark TEXT` finds this capture through the same pid file.
@@ -351,6 +354,7 @@ def capture_live(
             output.enable_mark_key(lambda text, pressed_ms: marks.add(text, pressed_ms))  # `m` key
             if fit_check_s is not None:
                 fit_check_before_capture(fit_check_s, log_format, profile, output, eeg_source, description)
+            aux_sources = open_aux(profile, description, output)
         screen_source = open_screen(profile, output, pause_control)
         if eeg_source is None and screen_source is None:
             raise NoSourceError("Nothing to capture: --no-eeg was given and no screen is available.")
@@ -370,6 +374,7 @@ def capture_live(
             marks=marks,
             kind=kind,
             source=_source_label(profile, description, screen_source),
+            aux_sources=aux_sources,
             unchecked=unchecked,
             api_silent=api_silent,
         )
@@ -377,6 +382,6 @@ def capture_live(
         output.stop_keys()  # the terminal gets its line mode back whatever happened
         pause_control.unregister_running()
         marks.close()
-        for source in (eeg_source, screen_source):
+        for source in (eeg_source, screen_source, *(src for _, src, _ in aux_sources)):
             if source is not None:
                 source.close()

@@ -6,16 +6,18 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import textwrap
 import threading
 from dataclasses import asdict
 from typing import Any
 
 from collector.commands import summary
 from collector.commands._common import add_verbose
+from collector.devices.brainflow.boards import describe_boards, short_name
 from collector.devices.lsl.discovery import list_streams
 from collector.devices.muse import MuseScan, list_muses
 from collector.devices.recordings.detect import FORMATS
-from collector.errors import EXIT_NO_SOURCE, EXIT_OK
+from collector.errors import EXIT_NO_SOURCE, EXIT_OK, NoSourceError
 
 MUSE_SCAN_TIMEOUT_S = 20.0  # muselsl scans for 10.5 s, plus its start-up
 
@@ -27,7 +29,8 @@ def add_parser(subparsers) -> None:
         description=(
             "List Muse headsets in Bluetooth range (muselsl's scan, about 11 s), the LSL streams "
             "visible on this network (name, type, source_id, channels, rate, host) and the recording "
-            "formats `collector replay` reads (XDF, muselsl CSV, Mind Monitor CSV, EDF/EDF+, BDF). "
+            "formats `collector replay` reads (XDF, muselsl CSV, Mind Monitor CSV, EDF/EDF+, BDF) and the "
+            "boards BrainFlow supports (`collector run --device brainflow --board NAME|ID`). "
             "Use a stream's name or source_id with `collector run --stream-name/--source-id`. Exit 5 "
             "when it finds neither a headset nor a stream."
         ),
@@ -63,6 +66,7 @@ def run(args: argparse.Namespace) -> int:
             "muse": {"headsets": [asdict(m) for m in muse.muses], "reason": muse.reason},
             "lsl_streams": [asdict(s) for s in streams],
             "replay_formats": [{"format": key, "description": text} for key, text in FORMATS],
+            "brainflow_boards": [{"name": n, "id": i} for n, i in _brainflow_boards()],
         }
         json.dump(doc, sys.stdout, indent=2)
         sys.stdout.write("\n")
@@ -82,7 +86,22 @@ def run(args: argparse.Namespace) -> int:
     print("Recordings `collector replay FILE` reads (recognised from the content):", file=out)
     for _, text in FORMATS:
         print(f"  {text}", file=out)
+    boards = _brainflow_boards()
+    print("BrainFlow boards (collector run --device brainflow --board NAME|ID):", file=out)
+    if boards:
+        print(textwrap.fill(", ".join(f"{short_name(n).lower()} ({i})" for n, i in boards), 100,
+                            initial_indent="  ", subsequent_indent="  "), file=out)  # fmt: skip
+    else:
+        print("  none: BrainFlow is not installed (pip install 'brainflow>=5.23')", file=out)
     return _exit_code(muse, streams)
+
+
+def _brainflow_boards() -> list[tuple[str, int]]:
+    """The boards the installed BrainFlow supports ([] when it is not installed)."""
+    try:
+        return describe_boards()
+    except NoSourceError:
+        return []
 
 
 def _print_streams(streams, out) -> None:

@@ -28,6 +28,7 @@ from collector import __version__
 from collector.commands import summary
 from collector.commands._common import add_api_options, add_spool_option, require_uuid
 from collector.commands._doctor_api import check_api
+from collector.commands._doctor_brainflow import check_brainflow
 from collector.commands._doctor_checks import Check, overall_exit_code, render_text, run_side_by_side
 from collector.commands._doctor_machine import (
     check_bluetooth,
@@ -94,7 +95,7 @@ def run(args: argparse.Namespace) -> int:
     profile_check, profile = check_profile(args.profile)
     workspace, block = _target(args, profile)
 
-    checks: list[Check] = [check_python(), check_packages()]
+    checks: list[Check] = [check_python(), check_packages(), check_brainflow()]
     if profile_check:
         checks.append(profile_check)
     slow = run_side_by_side(

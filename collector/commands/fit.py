@@ -15,7 +15,7 @@ from collector.capture.logformat import format_line
 from collector.commands import summary
 from collector.commands._common import add_verbose
 from collector.commands._fit import check_fit, describe_failure
-from collector.commands._sources import open_eeg, profile_from_args
+from collector.commands._sources import add_device_options, open_eeg, profile_from_args
 from collector.errors import EXIT_FAILURE, EXIT_OK, UsageError
 
 
@@ -23,7 +23,7 @@ def add_source_options(p: argparse.ArgumentParser) -> None:
     """The EEG source options of `collector run` (same names, same defaults)."""
     p.add_argument("--profile", metavar="NAME|PATH", help="a profile from profiles/ or a TOML file")
     eeg = p.add_argument_group("EEG")
-    eeg.add_argument("--device", choices=("lsl", "muse"), help="EEG source (default lsl)")
+    add_device_options(eeg, aux=False)
     eeg.add_argument("--address", metavar="MAC", help="Muse address (default: the first found)")
     eeg.add_argument(
         "--model", default=None, help="Muse model: auto, muse-2016, muse-2, muse-s, muse-s-athena"

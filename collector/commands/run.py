@@ -13,7 +13,7 @@ from collector.commands._capture import (
     make_output,
 )
 from collector.commands._common import positive_seconds, spool_dir
-from collector.commands._sources import profile_from_args
+from collector.commands._sources import add_device_options, profile_from_args
 from collector.errors import UsageError
 
 log = logging.getLogger("collector.run")  # the capture's own log lines (scripts/check_faults.py writes one)
@@ -27,7 +27,7 @@ def add_parser(sub) -> None:
     )
     add_capture_options(p)
     eeg = p.add_argument_group("EEG")
-    eeg.add_argument("--device", choices=("lsl", "muse"), help="EEG source (default lsl)")
+    add_device_options(eeg)
     eeg.add_argument("--no-eeg", action="store_true", help="capture screens only")
     eeg.add_argument("--address", metavar="MAC", help="Muse address (default: the first found)")
     eeg.add_argument(

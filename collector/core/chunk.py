@@ -57,6 +57,7 @@ HARD_MAX_CHUNK_BYTES = 9_000_000
 # stays quick to send and to retry.
 DELIVERY_CHUNK_S = 60.0
 DELIVERY_CHUNK_BYTES = 4_000_000
+NO_POWERS_AUX = "auxiliary sensor stream (accelerometer, gyroscope or PPG): no band powers"
 _FIT_MARGIN = 0.95  # when a chunk is cut to fit, aim this far under the bound (values vary)
 
 
@@ -115,7 +116,10 @@ class EegChunker:
         sample_decimals: int | None = 3,
         max_bytes: int = HARD_MAX_CHUNK_BYTES,
         hold_samples: int = 0,
+        band_powers: bool = True,
     ) -> None:
+        """`band_powers=False`: an auxiliary sensor stream (accelerometer, gyroscope, PPG), chunked,
+        identified and counted like EEG, with no windows (the artifact's `no_powers_reason` says so)."""
         load_scipy()
         self.description = description
         self.settings = settings
@@ -133,7 +137,10 @@ class EegChunker:
                 f"Stream {description.name!r} has no regular sampling rate ({description.sfreq!r} Hz), "
                 "so it cannot be windowed as EEG. Pick the EEG stream with --stream-name or --source-id."
             )
+        self.band_powers = band_powers
         try:
+            if not band_powers:
+                raise UsageError(NO_POWERS_AUX)
             self.window, self.step, self.nperseg, self.noverlap = settings.sizes(self.sfreq)
             self.no_powers_reason = ""
         except UsageError as err:
@@ -231,6 +238,8 @@ class EegChunker:
         old = self.sfreq
         self.sfreq = sfreq
         try:
+            if not self.band_powers:
+                raise UsageError(NO_POWERS_AUX)
             self.window, self.step, self.nperseg, self.noverlap = self.settings.sizes(sfreq)
             self.no_powers_reason = ""
         except UsageError as err:

@@ -27,6 +27,13 @@ Layout (`format` "openlesson-collector.capture.session-summary", version 1); tim
     gaps: [{"start_ms", "end_ms"}]    last sample before / first sample after each gap (first 500)
     gaps_complete: bool
     paused_periods: [{"start_ms", "end_ms"}]   screen capture paused by the learner
+    movement_share: float | null      EEG windows flagged `quality.movement` / windows where the
+                                      accelerometer/gyroscope could tell (null: no motion sensor)
+    heart_rate_bpm: float | null      mean of the PPG's good 10 s heart-rate windows (null: none)
+    sensors: {kind: {"stream_id", "samples", "chunks"}}   auxiliary streams (accelerometer,
+                                      gyroscope, ppg) captured as their own `eeg` evidence
+    minutes[].movement_share, minutes[].heart_rate_bpm, minutes[].heart_rate_windows
+                                      the same per minute (null when unknown; windows = good / all)
     totals: {samples, eeg_chunks, windows, windows_with_powers, markers, gaps, screenshots,
              screenshots_skipped, black_frames}
                                       black_frames: black or empty screenshots held back (a Wayland
@@ -61,7 +68,10 @@ def _sig(value: float, digits: int = 4) -> float:
 
 
 class _Minute:
-    __slots__ = ("windows", "with_powers", "powered", "sums", "good", "judged", "screenshots", "markers")
+    __slots__ = (
+        "windows", "with_powers", "powered", "sums", "good", "judged", "screenshots", "markers",
+        "moved", "motion_known", "hr_sum", "hr_good", "hr_all",
+    )  # fmt: skip
 
     def __init__(self) -> None:
         self.windows = 0
@@ -72,6 +82,11 @@ class _Minute:
         self.judged: dict[str, int] = {}
         self.screenshots = 0
         self.markers: dict[str, int] = {}
+        self.moved = 0
+        self.motion_known = 0
+        self.hr_sum = 0.0
+        self.hr_good = 0
+        self.hr_all = 0
 
 
 class SummaryBuilder:
@@ -94,6 +109,7 @@ class SummaryBuilder:
         self.screenshots = 0
         self.screenshots_skipped = 0
         self.black_frames = 0
+        self.sensors: dict[str, dict[str, Any]] = {}
 
     def _minute(self, time_ms: float) -> _Minute:
         return self._minutes.setdefault(int(time_ms // 60000), _Minute())
@@ -116,6 +132,9 @@ class SummaryBuilder:
             minute = self._minute(w["end_ms"])
             minute.windows += 1
             quality = w.get("quality") or {}
+            if quality.get("movement") is not None:
+                minute.motion_known += 1
+                minute.moved += bool(quality["movement"])
             if not quality.get("gap"):
                 for ch, flags in (quality.get("channels") or {}).items():
                     minute.judged[ch] = minute.judged.get(ch, 0) + 1
@@ -138,6 +157,21 @@ class SummaryBuilder:
             counts = self._minute(e["time_ms"]).markers
             counts[e["value"]] = counts.get(e["value"], 0) + 1
         self.gaps.extend({"start_ms": g["start_ms"], "end_ms": g["end_ms"]} for g in artifact["gaps"])
+
+    def add_sensor_chunk(self, kind: str, stream_id: str, samples: int) -> None:
+        """One chunk of an auxiliary sensor stream (accelerometer, gyroscope, ppg)."""
+        entry = self.sensors.setdefault(kind, {"stream_id": stream_id, "samples": 0, "chunks": 0})
+        entry["samples"] += int(samples)
+        entry["chunks"] += 1
+
+    def add_heart_rate(self, windows: list[dict[str, Any]]) -> None:
+        """PPG heart-rate windows ({"end_ms", "bpm", "ok", ...}, collector.capture.aux_loop)."""
+        for w in windows:
+            minute = self._minute(w["end_ms"])
+            minute.hr_all += 1
+            if w["ok"] and w["bpm"] is not None:
+                minute.hr_good += 1
+                minute.hr_sum += float(w["bpm"])
 
     def add_screenshot(
         self, time_ms: int, skipped_before: int = 0, paused_periods=(), black_before: int = 0
@@ -166,6 +200,8 @@ class SummaryBuilder:
         judged: dict[str, int] = {}
         windows = 0
         windows_with_powers = 0
+        moved = known = hr_good = 0
+        hr_sum = 0.0
         for k in sorted(self._minutes):
             m = self._minutes[k]
             windows += m.windows
@@ -184,6 +220,8 @@ class SummaryBuilder:
             for ch, n in m.judged.items():
                 judged[ch] = judged.get(ch, 0) + n
                 good[ch] = good.get(ch, 0) + m.good.get(ch, 0)
+            moved, known = moved + m.moved, known + m.motion_known
+            hr_good, hr_sum = hr_good + m.hr_good, hr_sum + m.hr_sum
             minutes.append({
                 "start_ms": 60000 * k,
                 "windows": m.windows,
@@ -192,6 +230,9 @@ class SummaryBuilder:
                 "good_share": {ch: _sig(m.good.get(ch, 0) / n, 3) for ch, n in m.judged.items() if n},
                 "screenshots": m.screenshots,
                 "markers": dict(m.markers),
+                "movement_share": _sig(m.moved / m.motion_known, 3) if m.motion_known else None,
+                "heart_rate_bpm": round(m.hr_sum / m.hr_good, 1) if m.hr_good else None,
+                "heart_rate_windows": [m.hr_good, m.hr_all],
             })  # fmt: skip
         band_powers = {b: _sig(total_sums[b] / total_powered) for b in bands} if total_powered else {}
         return {
@@ -214,6 +255,9 @@ class SummaryBuilder:
             "gaps": self.gaps[:MAX_LISTED_GAPS],
             "gaps_complete": len(self.gaps) <= MAX_LISTED_GAPS,
             "paused_periods": self.paused,
+            "movement_share": _sig(moved / known, 3) if known else None,
+            "heart_rate_bpm": round(hr_sum / hr_good, 1) if hr_good else None,
+            "sensors": self.sensors,
             "totals": {
                 "samples": self.samples,
                 "eeg_chunks": self.eeg_chunks,

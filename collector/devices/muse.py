@@ -71,9 +71,15 @@ def build_stream_command(
     interface: str | None = None,
     retries: int = 3,
     python: str = sys.executable,
+    sensors: Sequence[str] = (),
 ) -> list[str]:
-    """The `muselsl stream` command line: LSL-clock timestamps (--lsltime), EEG only."""
+    """The `muselsl stream` command line: LSL-clock timestamps (--lsltime), EEG, and the auxiliary
+    sensors asked for (`sensors`: accelerometer -> --acc, gyroscope -> --gyro, ppg -> --ppg, which
+    on an Athena also turns on its optics stream, type PPG)."""
     cmd = [python, "-m", "muselsl", "stream", "--lsltime", "--model", muselsl_model(model)]
+    for kind, flag in (("accelerometer", "--acc"), ("gyroscope", "--gyro"), ("ppg", "--ppg")):
+        if kind in sensors:
+            cmd.append(flag)
     if address:
         cmd += ["--address", address]
     if name:
@@ -193,6 +199,7 @@ class MuseSource:
         aux_channels: Sequence[str] = (),
         env: dict[str, str] | None = None,
         markers: str | None = "auto",
+        sensors: Sequence[str] = (),
     ) -> None:
         if address and not _MAC_RE.match(address) and not address.startswith("{"):
             # CoreBluetooth on macOS uses UUIDs instead of MACs; accept those as given.
@@ -207,7 +214,9 @@ class MuseSource:
         self.command = (
             list(command)
             if command
-            else build_stream_command(address, model=model, name=name, backend=backend, interface=interface)
+            else build_stream_command(
+                address, model=model, name=name, backend=backend, interface=interface, sensors=sensors
+            )
         )
         self.source_id = source_id or (muse_source_id(address) if address else None)
         self.connect_timeout_s = connect_timeout_s

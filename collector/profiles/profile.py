@@ -7,8 +7,11 @@ reads files or the environment itself.
 
     extends = "muse-2"
     [session]   workspace, block                 (lab machines: no flags needed)
-    [device]    name, model, kind (muse|lsl), sfreq, channels, aux, unit, address
-    [stream]    name, type, source_id, markers   (LSL selectors; markers = auto|NAME|off)
+    [device]    name, model, kind (muse|lsl|brainflow), sfreq, channels, aux, unit, address,
+                aux_sensors (auto|off|acc,gyro,ppg: the headset's motion and PPG streams),
+                board, board_preset, serial_port, mac_address, serial_number (BrainFlow)
+    [stream]    name, type, source_id, markers   (LSL selectors; markers = auto|NAME|off;
+                a name ending in * matches every name starting with the rest: "Muse*")
     [analysis]  window_s, step_s, segment_s, chunk_s, bands = {alpha = [8, 13], ...}
     [screen]    mode (auto|on|off), interval_s, max_width, format, quality, keepalive_s,
                 monitor, redact = [[x, y, w, h], ...], backend (auto|x11|portal|grim)
@@ -45,12 +48,22 @@ class SessionSection(_Section):
 class DeviceSection(_Section):
     name: str = "LSL stream"
     model: str = ""
-    kind: Literal["lsl", "muse"] = "lsl"
+    kind: Literal["lsl", "muse", "brainflow"] = "lsl"
     sfreq: float | None = None
     channels: tuple[str, ...] = ()
     aux: tuple[str, ...] = ()
     unit: str = "microvolts"
     address: str | None = None
+    aux_sensors: str = "auto"  # accelerometer, gyroscope, PPG streams: auto | off | "acc,gyro,ppg"
+    # BrainFlow (kind = "brainflow"): BoardIds name or id, and BrainFlowInputParams fields.
+    board: str | None = None
+    board_preset: str | None = None
+    serial_port: str | None = None
+    mac_address: str | None = None
+    serial_number: str | None = None
+    board_file: str | None = None  # PLAYBACK_FILE_BOARD: the file (BrainFlowInputParams.file)
+    master_board: str | None = None  # PLAYBACK_FILE_BOARD: the board that recorded it
+    board_config: tuple[str, ...] = ()  # BoardShim.config_board commands (e.g. "old_timestamps")
 
 
 class StreamSection(_Section):

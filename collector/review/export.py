@@ -83,6 +83,8 @@ def load_samples(spool, capture_id: str) -> Samples | None:
         except (ValueError, KeyError, TypeError):
             damaged.add((art.stream_id, art.chunk_index))
             continue
+        if chunk.get("kind"):  # an accelerometer, gyroscope or PPG stream: the export is the EEG
+            continue
         by_stream.setdefault(art.stream_id, []).append(chunk)
     if not by_stream:
         return None

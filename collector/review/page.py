@@ -42,6 +42,7 @@ BAND_COLORS = {
     "gamma": "#e31a1c",
 }
 _QUALITY_FLAGS = ("flat", "clipped", "excessive_amplitude", "line_noise", "missing")
+MOVEMENT_ROW = "head still"  # the quality band's row from the accelerometer/gyroscope
 _TABLE_BLOCKS_S = (10, 30, 60, 120, 300, 600, 900, 1800, 3600)
 _MAX_TABLE_ROWS = 24
 
@@ -57,6 +58,9 @@ class ReviewData:
     window_ms: np.ndarray = field(default_factory=lambda: np.zeros(0))  # (n_windows,) end times
     relative: np.ndarray = field(default_factory=lambda: np.zeros((0, 0, 0)))  # (n_win, n_ch, n_band)
     good: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))  # (n_win, n_ch) 1/0, NaN: gap
+    # (n_win,) 1: the head moved during the window, 0: still, NaN: no motion sensor / unknown
+    moving: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    heart: list[tuple[float, float | None, bool]] = field(default_factory=list)  # PPG (end_ms, bpm, ok)
     markers: list[tuple[float, str]] = field(default_factory=list)  # a stream's or a file's (stimulus codes)
     marks: list[tuple[float, str]] = field(default_factory=list)  # the user's own (`collector mark`, `m`)
     gaps: list[tuple[float, float]] = field(default_factory=list)
@@ -67,6 +71,15 @@ class ReviewData:
     first_sample_ms: float | None = None
     last_sample_ms: float | None = None
     missing: Missing = field(default_factory=Missing)  # what this machine no longer holds (kept.py)
+
+    @property
+    def has_motion(self) -> bool:
+        return bool(len(self.moving)) and bool(np.isfinite(self.moving).any())
+
+    def heart_rate_in(self, start_ms: float, end_ms: float) -> float | None:
+        """Mean of the good heart-rate windows ending in [start_ms, end_ms), None without any."""
+        bpm = [b for t, b, ok in self.heart if ok and b is not None and start_ms <= t < end_ms]
+        return float(np.mean(bpm)) if bpm else None
 
     @property
     def empty(self) -> bool:
@@ -84,6 +97,7 @@ def load_review(spool, session: dict[str, Any]) -> ReviewData:
     times: list[float] = []
     rel_rows: list[list[list[float]]] = []
     good_rows: list[list[float]] = []
+    moving_rows: list[float] = []
     paused: set[tuple[int, int]] = set()
     for art in spool.record.artifacts(session["capture_id"]):
         if art.damaged:
@@ -108,6 +122,9 @@ def load_review(spool, session: dict[str, Any]) -> ReviewData:
         except (ValueError, KeyError, TypeError):
             damaged.add((art.stream_id, art.chunk_index))
             continue
+        if chunk.get("kind"):  # an accelerometer, gyroscope or PPG stream: only its heart rate is drawn
+            data.heart.extend((h["end_ms"], h["bpm"], bool(h["ok"])) for h in chunk.get("heart_rate") or ())
+            continue
         data.eeg_chunks += 1
         if data.device is None:
             data.device = device
@@ -127,6 +144,8 @@ def load_review(spool, session: dict[str, Any]) -> ReviewData:
             else:
                 rel_rows.append(nan_rel)
             q = w.get("quality") or {}
+            moved = q.get("movement")
+            moving_rows.append(math.nan if moved is None else float(bool(moved)))
             flags = q.get("channels") or {}
             if q.get("gap") or not flags:
                 good_rows.append([math.nan] * len(data.channels))
@@ -142,6 +161,8 @@ def load_review(spool, session: dict[str, Any]) -> ReviewData:
         data.window_ms = np.asarray(times, dtype=float)[order]
         data.relative = np.asarray(rel_rows, dtype=float)[order]
         data.good = np.asarray(good_rows, dtype=float)[order]
+        data.moving = np.asarray(moving_rows, dtype=float)[order]
+    data.heart.sort(key=lambda h: h[0])
     data.paused = sorted(paused)
     data.shots.sort(key=lambda s: s[0])
     data.markers.sort()
@@ -167,7 +188,8 @@ def _local_offset_ms(unix_ms: float) -> float:
 
 
 def _bins(data: ReviewData) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(bin centres in Unix ms, mean relative (n_bins, n_ch, n_band), good share (n_bins, n_ch))."""
+    """(bin centres in Unix ms, mean relative (n_bins, n_ch, n_band), good share (n_bins, n_ch));
+    when a motion sensor flagged the windows, the good share gets a last column: the still share."""
     t = data.window_ms
     span = float(t[-1] - t[0]) if len(t) > 1 else 0.0
     step = float(np.median(np.diff(t))) if len(t) > 1 else 500.0
@@ -189,7 +211,10 @@ def _bins(data: ReviewData) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         return out.reshape((n,) + values.shape[1:])
 
     centres = t[0] + np.arange(n) * width
-    return centres, nanmean_by_bin(data.relative), nanmean_by_bin(data.good)
+    good = data.good
+    if data.has_motion:
+        good = np.concatenate([good, 1.0 - data.moving[:, None]], axis=1)
+    return centres, nanmean_by_bin(data.relative), nanmean_by_bin(good)
 
 
 def build_figure(data: ReviewData):
@@ -221,11 +246,13 @@ def build_figure(data: ReviewData):
                     row=1, col=1,
                 )  # fmt: skip
                 n_traces += 1
+        rows_y = data.channels + ([MOVEMENT_ROW] if data.has_motion else [])
         fig.add_trace(
             go.Heatmap(
-                x=x, y=data.channels, z=np.round(good.T, 3), zmin=0, zmax=1, showscale=False,
+                x=x, y=rows_y, z=np.round(good.T, 3), zmin=0, zmax=1, showscale=False,
                 colorscale=[[0, "#d73027"], [0.5, "#fee08b"], [1, "#1a9850"]],
-                hovertemplate="%{y}: %{z:.0%} good windows<extra></extra>", name="signal quality",
+                hovertemplate="%{y}: %{z:.0%} good (movement: still) windows<extra></extra>",
+                name="signal quality",
             ),
             row=2, col=1,
         )  # fmt: skip
@@ -368,8 +395,11 @@ def averages_table(data: ReviewData) -> tuple[str, list[dict[str, Any]]]:
         if not sel.any() and not n_markers and not n_shots:
             continue
         start, end = t0 + k * block_ms, min(t0 + (k + 1) * block_ms, t_end)
-        means = good_share = None
+        means = good_share = moving_share = None
         if sel.any():
+            moved = data.moving[sel] if len(data.moving) else np.zeros(0)
+            if np.isfinite(moved).any():
+                moving_share = float(_nanmean(moved, axis=0))
             rel = data.relative[sel]
             if np.isfinite(rel).any():
                 means = _nanmean(rel.reshape(-1, rel.shape[-1]), axis=0)
@@ -383,11 +413,17 @@ def averages_table(data: ReviewData) -> tuple[str, list[dict[str, Any]]]:
             "bands": [None] * len(data.bands) if means is None
                      else [f"{v:.1%}" if np.isfinite(v) else None for v in means],
             "good": None if good_share is None else f"{good_share:.0%}",
+            "moving": None if moving_share is None else f"{moving_share:.0%}",
+            "heart_rate": _bpm(data.heart_rate_in(start, end if k < last_block else math.inf)),
             "markers": n_markers,
             "screenshots": n_shots,
         })  # fmt: skip
     label = f"{block_s // 60} min" if block_s >= 60 else f"{block_s} s"
     return label, rows
+
+
+def _bpm(value: float | None) -> str | None:
+    return None if value is None else f"{value:.0f} bpm"
 
 
 def render_review(data: ReviewData) -> str:
@@ -431,6 +467,10 @@ def render_review(data: ReviewData) -> str:
         or "no EEG",  # fmt: skip
         bands=data.bands,
         table=table,
+        has_motion=data.has_motion,
+        has_heart=bool(data.heart),
+        moving_share=None if not data.has_motion else f"{float(_nanmean(data.moving, axis=0)):.0%}",
+        heart_rate=_bpm(data.heart_rate_in(-math.inf, math.inf)),
         block_label=block_label,
         shots=shots,
         n_markers=len(data.markers),

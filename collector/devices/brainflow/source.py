@@ -42,6 +42,7 @@ import logging
 import math
 import threading
 import time
+from collections import deque
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -152,6 +153,7 @@ class BrainFlowSource:
         self._gap_s = float("inf")
         self._repair: LiveRepair | None = None
         self._rate_meter = RateMeter()
+        self._span_counts: deque[tuple[float, int, int]] = deque()  # (last stamp, samples, lost so far)
         self._rate_checked: float | None = None
         self._rate_warned = False
         self._measured: float | None = None
@@ -579,13 +581,38 @@ class BrainFlowSource:
         self._last_ms = float(times_ms[-1])
         return tuple(gaps)
 
+    def _counted_rate(self) -> float | None:
+        """Samples over stamped time in the last minute, when the board's counter shows none lost.
+
+        BrainFlow stamps a sample when its reading thread takes it; a thread that stalls (a loaded
+        machine) and then catches up leaves long steps followed by dense ones. RateMeter leaves the
+        long steps out as gaps and would read the dense ones as a faster device; the counter proves
+        that no sample is missing, so every step counts here.
+        """
+        if len(self._span_counts) < 2:
+            return None
+        (t0, _, lost0), (t1, _, lost1) = self._span_counts[0], self._span_counts[-1]
+        n = sum(c for _, c, _ in list(self._span_counts)[1:])
+        if lost1 != lost0 or t1 - t0 < 1.0 or n < 20:  # lost samples: RateMeter measures instead
+            return None
+        return round(n / (t1 - t0), 6)
+
     def _recheck_rate(self, times_s: np.ndarray) -> float | None:
         """The rate the stamps show over the last minute, re-checked every 10 s; warns once."""
         assert self._repair is not None
         self._rate_meter.add(times_s, self._repair.period_s)
+        self._span_counts.append((float(times_s[-1]), times_s.shape[0], self.lost_samples))
+        while self._span_counts and self._span_counts[0][0] < float(times_s[-1]) - 60.0:
+            self._span_counts.popleft()
         if self._rate_checked is not None and float(times_s[-1]) - self._rate_checked < 10.0:
             return self._measured
-        measured = self._rate_meter.rate()
+        lossless = (
+            self._counter_row is not None
+            and len(self._span_counts) > 1
+            and self._span_counts[0][2] == self._span_counts[-1][2]
+        )
+        # A board whose counter shows nothing lost is measured by its count (not before a second).
+        measured = self._counted_rate() if lossless else self._rate_meter.rate()
         if measured is None:
             return self._measured
         self._rate_checked = float(times_s[-1])

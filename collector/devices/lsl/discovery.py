@@ -49,10 +49,16 @@ def build_predicate(
     source_id: str | None = None,
     hostname: str | None = None,
 ) -> str:
-    """XPath predicate for `resolve_bypred`; empty string matches every stream."""
+    """XPath predicate for `resolve_bypred`; empty string matches every stream.
+
+    A `name` ending in "*" matches every name that starts with the rest ("Muse*": muselsl's "Muse",
+    OpenMuse's "Muse-EEG (00:55:DA:B0:0B:61)" and "Muse_EEG"), with liblsl's XPath `starts-with`.
+    """
     terms = []
     for key, value in (("name", name), ("type", type), ("source_id", source_id), ("hostname", hostname)):
-        if value:
+        if key == "name" and value and value.endswith("*") and len(value) > 1:
+            terms.append(f"starts-with(name,{xpath_literal(value[:-1])})")
+        elif value:
             terms.append(f"{key}={xpath_literal(value)}")
     return " and ".join(terms)
 
