@@ -221,7 +221,14 @@ class LslSource:
             self._on_back()
         self._refresh_correction()
         data = np.asarray(samples, dtype=np.float64)[:, self._eeg_index]
-        return self._chunk(np.asarray(stamps, dtype=np.float64), data, final=False)
+        chunk = self._chunk(np.asarray(stamps, dtype=np.float64), data, final=False)
+        if chunk is None and self._repair is not None and self._repair.held and timeout > 0:
+            # Everything pulled is in the clock fit's look-ahead: wait a little for more (0.25 s of
+            # silence, within this read's timeout); a read that then gets nothing decides about the
+            # held samples (above), so a sample never waits longer than that for its read.
+            left = timeout - (time.monotonic() - self._last_data_mono)
+            return self.read(max(0.0, min(left, 0.25)))
+        return chunk
 
     def _chunk(self, stamps: np.ndarray, data: np.ndarray, *, final: bool) -> SampleChunk | None:
         """Repaired stamps -> Unix ms, gaps, markers and (when measured) the stream's rate."""
