@@ -49,13 +49,13 @@ class Fault:
 RUN = "collector/commands/run.py"
 CAPTURE = "collector/commands/_capture.py"  # the capture plumbing run, replay and demo share
 SOURCES = "collector/commands/_sources.py"  # the sources they (and fit) open
-KEY_TEST = "tests/test_capture_promises.py::test_key_never_in_the_output_of_run_replay_and_upload_at_verbose"
+KEY_TEST = "tests/e2e/test_capture_promises.py::test_key_never_in_the_output_of_run_replay_and_upload_at_verbose"
 SPEED_TESTS = (
-    "tests/test_xdf_source.py::test_speed_paces_reads_against_the_wall_clock",
-    "tests/test_capture_promises.py::test_replay_at_speed_1_is_paced_in_real_time_and_anchored_now",
-    "tests/test_capture_promises.py::test_replay_at_speed_n_takes_duration_over_n_and_keeps_an_iso_anchor",
+    "tests/unit/test_xdf_source.py::test_speed_paces_reads_against_the_wall_clock",
+    "tests/e2e/test_capture_promises.py::test_replay_at_speed_1_is_paced_in_real_time_and_anchored_now",
+    "tests/e2e/test_capture_promises.py::test_replay_at_speed_n_takes_duration_over_n_and_keeps_an_iso_anchor",
 )
-PAUSE_E2E = "tests/test_capture_promises.py::test_pause_on_a_real_run_stops_screenshots_while_eeg_goes_on"
+PAUSE_E2E = "tests/e2e/test_capture_promises.py::test_pause_on_a_real_run_stops_screenshots_while_eeg_goes_on"
 
 FAULTS: tuple[Fault, ...] = (
     Fault(
@@ -95,7 +95,7 @@ FAULTS: tuple[Fault, ...] = (
         "screen-on-not-fatal",
         "`--screen on` without a display continues EEG-only instead of exiting 5",
         (Edit(SOURCES, '        if mode == "on":\n', "        if False:  # FAULT\n"),),
-        ("tests/test_run_e2e.py::test_screen_on_without_a_display_exits_5_even_with_a_live_eeg_stream",),
+        ("tests/e2e/test_run_e2e.py::test_screen_on_without_a_display_exits_5_even_with_a_live_eeg_stream",),
         "assert 0 == 5",
     ),
     Fault(
@@ -148,7 +148,7 @@ FAULTS: tuple[Fault, ...] = (
             ),
         ),
         (
-            "tests/test_capture_promises.py::test_profile_spool_bound_reaches_the_spool_and_refused_chunks_are_counted",
+            "tests/e2e/test_capture_promises.py::test_profile_spool_bound_reaches_the_spool_and_refused_chunks_are_counted",
         ),
         "not the profile's 300,000-byte bound",
     ),
@@ -162,7 +162,7 @@ FAULTS: tuple[Fault, ...] = (
                 "rate_per_min: float = Field(100.0, gt=0)  # FAULT",
             ),
         ),
-        ("tests/test_capture_promises.py::test_profile_rate_per_min_is_capped_at_the_keys_120",),
+        ("tests/e2e/test_capture_promises.py::test_profile_rate_per_min_is_capped_at_the_keys_120",),
         "assert 0 == 2",
     ),
     Fault(
@@ -175,7 +175,7 @@ FAULTS: tuple[Fault, ...] = (
                 "        self._backlog_up_to = 0  # FAULT\n",
             ),
         ),
-        ("tests/test_delivery_promises.py::test_earlier_captures_are_delivered_first_on_the_next_start",),
+        ("tests/e2e/test_delivery_promises.py::test_earlier_captures_are_delivered_first_on_the_next_start",),
         r"earlier captures' items were not delivered first",
     ),
     Fault(
@@ -189,7 +189,7 @@ FAULTS: tuple[Fault, ...] = (
             ),
         ),
         (
-            "tests/test_delivery_promises.py::test_a_429_holds_the_whole_queue_for_its_retry_after_seen_at_the_sandbox",
+            "tests/e2e/test_delivery_promises.py::test_a_429_holds_the_whole_queue_for_its_retry_after_seen_at_the_sandbox",
         ),
         r"during a \d+(\.\d+)? s Retry-After",
     ),
@@ -203,7 +203,7 @@ FAULTS: tuple[Fault, ...] = (
                 "timeout = 0.0 if True else",
             ),
         ),
-        ("tests/test_capture_promises.py::test_a_single_ctrl_c_stops_flushes_everything_and_exits_0",),
+        ("tests/e2e/test_capture_promises.py::test_a_single_ctrl_c_stops_flushes_everything_and_exits_0",),
         r"assert 6 == 0",
     ),
     Fault(
@@ -217,7 +217,7 @@ FAULTS: tuple[Fault, ...] = (
             ),
         ),
         (
-            "tests/test_delivery_promises.py::"
+            "tests/e2e/test_delivery_promises.py::"
             "test_server_validation_error_is_kept_as_failed_with_its_message_then_retry_failed",
         ),
         r"is rejected by this sandbox\" in 'rejected'|in 'rejected'",
@@ -238,7 +238,7 @@ FAULTS: tuple[Fault, ...] = (
             ),
         ),
         (
-            "tests/test_screen.py::test_screen_evidence_metadata_carries_the_frames_skips_and_pauses",
+            "tests/e2e/test_screen.py::test_screen_evidence_metadata_carries_the_frames_skips_and_pauses",
             PAUSE_E2E,
         ),
         "assert 0 == 3",

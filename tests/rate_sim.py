@@ -5,7 +5,7 @@ a 429 hold, take a token from its own AdaptiveRateLimiter, send; on a 429 lower 
 (`on_throttle`), hold the queue for `throttle_hold_s` and empty the bucket. The server is the
 sandbox's real SlidingWindowLimiter (120 per 60 s per key, refusals counted). Requests take no
 time. Pure logic, seconds of CPU for minutes of simulated delivery; the real processes against
-the real sandbox are in tests/test_delivery_scale.py.
+the real sandbox are in tests/e2e/test_delivery_scale.py.
 """
 
 from __future__ import annotations

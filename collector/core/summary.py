@@ -40,7 +40,7 @@ Layout (`format` "openlesson-collector.capture.session-summary", version 1); tim
                                       session's broken grabs; collector.devices.screen.source)
 
 Size: about 0.6 kB per minute for 4 channels, plus ~45 bytes per listed marker: under 200 kB
-for 2 hours whatever the marker rate (see tests/test_summary_evidence.py).
+for 2 hours whatever the marker rate (see tests/e2e/test_summary_evidence.py).
 """
 
 from __future__ import annotations

@@ -23,7 +23,7 @@ DEFAULT_QUALITY = {"jpeg": 75, "webp": 75, "png": 0}  # png: lossless, quality u
 # a blinking text cursor ~0.004, a clock tick ~0.001.
 DEFAULT_DIFF_THRESHOLD = 0.02
 # A frame's encoded bytes at most: the API's limit per evidence item, 10 MB decoded
-# (collector.api.models.MAX_DECODED_BYTES; tests/test_screen.py checks that they agree).
+# (collector.api.models.MAX_DECODED_BYTES; tests/e2e/test_screen.py checks that they agree).
 MAX_FRAME_BYTES = 10 * 1024 * 1024
 
 

@@ -1,0 +1,246 @@
+"""The clock model (collector.core.clock_fit through collector.core.time_repair): a fitted line of
+stamp against sample index tells jitter from gaps, clock resets and bad stamps, live as in replay.
+
+Pure and fast: real recordings' stamps (tests/data) through the functions, no sources, no CLI
+(that is tests/e2e/test_field_cases_jitter.py).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from collector.core.time_repair import LiveRepair, measure_rate, repair_times, typical_period
+
+DATA = Path(__file__).resolve().parents[1] / "data"
+FIELD = DATA / "field-cases"
+RESETS = DATA / "xdf-example-clock_resets.xdf"
+P = 1 / 256
+
+
+def muselsl(name: str) -> np.ndarray:
+    import pandas as pd
+
+    return pd.read_csv(FIELD / name)["timestamps"].to_numpy(np.float64).copy()
+
+
+def xdf_stream(path: Path, name: str | None = None) -> tuple[np.ndarray, float]:
+    import pyxdf
+
+    streams, _ = pyxdf.load_xdf(str(path), dejitter_timestamps=False)
+    eeg = [
+        s for s in streams if len(s["time_stamps"]) > 100 and (name is None or s["info"]["name"][0] == name)
+    ]
+    s = max(eeg, key=lambda s: len(s["time_stamps"]))
+    return np.asarray(s["time_stamps"], dtype=np.float64), float(s["info"]["nominal_srate"][0])
+
+
+def fit(t: np.ndarray):
+    return repair_times(t, typical_period(t))
+
+
+def live(t: np.ndarray, piece: int, p: float | None = None):
+    rep = LiveRepair(p if p is not None else typical_period(t[:512]))
+    data = np.arange(t.size, dtype=np.float64)[:, None]
+    out_t, out_x, repaired, resets, pos = [], [], [], [], 0
+    for i in range(0, t.size, piece):
+        times, rows, fixed, res = rep.feed(t[i : i + piece], data[i : i + piece])
+        out_t.append(times), out_x.append(rows)
+        repaired += [pos + k for k in fixed]
+        resets += [pos + k for k in res]
+        pos += times.size
+    times, rows, fixed, res = rep.feed(np.zeros(0), data[:0], final=True)
+    out_t.append(times), out_x.append(rows)
+    repaired += [pos + k for k in fixed]
+    resets += [pos + k for k in res]
+    return np.concatenate(out_t), np.concatenate(out_x), repaired, resets
+
+
+def gaps_in(times: np.ndarray, p: float) -> np.ndarray:
+    """What every caller sees as a gap: a step over 4 periods (at least 20 ms)."""
+    return np.flatnonzero(np.diff(times) > max(4 * p, 0.02)) + 1
+
+
+# -- jitter is not a gap --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["muselsl_jitter_n170.csv", "muselsl_jitter_ssaep.csv"])
+def test_muselsl_packet_jitter_gives_no_gap_no_reset_no_repair(name):
+    t = muselsl(name)
+    assert np.sum(np.diff(t) < 0) > 40  # the stamps do go back, dozens of times
+    r = fit(t)
+    assert r.gaps == [] and r.resets == [] and r.repaired.size == 0
+    assert r.packet == 12 and 0.005 < r.jitter_s < 0.03
+    steps = np.diff(r.times)
+    assert steps.min() > 0.9 * P and steps.max() < 1.1 * P  # contiguous, monotone
+    assert np.abs(r.times - t).max() < 0.035  # within the stamps' own jitter
+    assert gaps_in(r.times, P).size == 0
+    assert measure_rate(r.times, P) == pytest.approx(256.0, rel=2e-4)
+
+
+@pytest.mark.parametrize("name", ["muselsl_jitter_n170.csv", "muselsl_jitter_ssaep.csv"])
+@pytest.mark.parametrize("lost", [12, 24])
+@pytest.mark.parametrize("at", [15000, 15005, 15011, 3000])
+def test_a_lost_packet_in_a_jittery_stream_is_exactly_one_gap_of_its_length(name, lost, at):
+    t = np.delete(muselsl(name), np.arange(at, at + lost))
+    r = fit(t)
+    assert r.gaps == [at] and r.resets == [] and r.repaired.size == 0
+    step = r.times[at] - r.times[at - 1]
+    assert step == pytest.approx((lost + 1) * P, abs=0.004)  # the missing samples, +- a few ms
+    assert gaps_in(r.times, P).tolist() == [at]
+
+
+@pytest.mark.slow
+def test_packet_stamped_stream_with_drift_has_no_gap_and_its_fitted_rate():
+    """A sender 0.01 % fast, stamping 12-sample packets on arrival (0-25 ms late, sometimes two in a
+    burst, stamps stepping back): no gap, the rate of its clock."""
+    rng = np.random.default_rng(7)
+    n = 256 * 300
+    true = 50.0 + np.arange(n) * P * (1 - 1e-4)
+    delay = np.repeat(rng.gamma(2.0, 4e-3, n // 12).clip(0, 0.03), 12)
+    # muselsl: each packet's last sample stamped on arrival, the others extrapolated back; ms resolution
+    t = np.round(true[11::12].repeat(12) + delay - np.tile(np.arange(11, -1, -1), n // 12) * P, 3)
+    assert np.sum(np.diff(t) < 0) > 10
+    r = fit(t)
+    assert r.gaps == [] and r.resets == [] and r.repaired.size == 0
+    assert measure_rate(r.times, P) == pytest.approx(256.0 / (1 - 1e-4), rel=2e-5)
+    assert np.all(np.diff(r.times) > 0)
+
+
+# -- bad stamps -----------------------------------------------------------------------------------
+
+GRID = 1000.0 + np.arange(4000) * P
+
+
+@pytest.mark.parametrize("offset", [200_000.0, -200_000.0])
+@pytest.mark.parametrize("where", [0, 1280, 2000, 3999])
+def test_an_outlier_stamp_is_repaired_from_the_line(offset, where):
+    t = GRID.copy()
+    t[where] += offset
+    r = fit(t)
+    assert r.repaired.tolist() == [where] and r.resets == [] and r.gaps == []
+    np.testing.assert_allclose(r.times, GRID, atol=1e-9)
+
+
+@pytest.mark.slow
+def test_an_outlier_in_a_jittery_stream_is_repaired_and_nothing_else():
+    t = muselsl("muselsl_jitter_n170.csv")
+    clean = fit(t).times
+    t[12345] += 200_000.0
+    r = fit(t)
+    assert r.repaired.tolist() == [12345] and r.gaps == [] and r.resets == []
+    assert abs(r.times[12345] - clean[12345]) < 0.002
+
+
+def test_swapped_stamps_on_a_clean_clock_are_repaired_and_within_jitter_are_just_jitter():
+    t = GRID.copy()
+    t[100], t[101] = t[101], t[100]
+    r = fit(t)
+    assert r.repaired.tolist() == [100, 101]
+    np.testing.assert_allclose(r.times, GRID, atol=1e-9)
+    m = muselsl("muselsl_jitter_ssaep.csv")
+    m[5000], m[5001] = m[5001], m[5000]
+    r = fit(m)
+    assert r.gaps == [] and r.resets == [] and np.all(np.diff(r.times) > 0)
+
+
+@pytest.mark.parametrize(
+    ("start", "length", "offset"),
+    [(2000, 12, -200_000.0), (2000, 40, 200_000.0), (100, 300, -3.0), (3500, 9, 7.5)],
+)
+def test_a_run_of_bad_stamps_that_comes_back_is_repaired(start, length, offset):
+    t = GRID.copy()
+    t[start : start + length] += offset
+    r = fit(t)
+    assert r.repaired.tolist() == list(range(start, start + length)) and r.resets == [] and r.gaps == []
+    np.testing.assert_allclose(r.times, GRID, atol=1e-9)
+
+
+# -- gaps and resets ------------------------------------------------------------------------------
+
+
+def test_a_real_reset_closes_up_and_a_forward_jump_stays_a_gap():
+    t = GRID.copy()
+    t[1500:] += 2.0
+    t[3000:] -= 5.0
+    r = fit(t)
+    assert r.gaps == [1500] and r.resets == [3000] and r.repaired.size == 0
+    assert r.times[1500] - r.times[1499] == pytest.approx(2.0 + P)
+    assert r.times[3000] - r.times[2999] == pytest.approx(P)
+    assert np.all(np.diff(r.times) > 0)
+
+
+def test_a_reset_in_a_jittery_stream():
+    t = muselsl("muselsl_jitter_n170.csv")
+    t[20000:] -= 30.0
+    r = fit(t)
+    assert r.resets == [20000] and r.gaps == [] and r.repaired.size == 0
+    assert r.times[20000] - r.times[19999] == pytest.approx(P, rel=0.05)
+
+
+def test_clock_reset_example_keeps_its_one_real_break_despite_a_wandering_clock():
+    t, _ = xdf_stream(RESETS, "BioSemi")
+    r = fit(t)
+    assert r.gaps == [12876] and r.resets == [] and r.repaired.size == 0
+    assert np.all(np.diff(r.times) > 0)
+
+
+def test_irregular_eeg_hole_is_one_gap_and_swapped_samples_are_in_order():
+    t, nominal = xdf_stream(FIELD / "irregular_eeg.xdf")
+    assert nominal == 0
+    r = fit(t)
+    assert len(r.gaps) == 1 and r.resets == []
+    k = r.gaps[0]
+    assert r.times[k] - r.times[k - 1] == pytest.approx(0.5, abs=0.03)
+    assert np.all(np.diff(r.times) > 0)
+    assert measure_rate(r.times, typical_period(t), robust=True) == pytest.approx(250, rel=0.02)
+
+
+def test_declared_256_really_200_measures_200():
+    t, nominal = xdf_stream(FIELD / "declared256_real200.xdf")
+    assert nominal == 256
+    r = repair_times(t, typical_period(t))
+    assert r.gaps == [] and r.resets == []
+    assert measure_rate(r.times, typical_period(t)) == pytest.approx(200.0, rel=1e-3)
+    times, _, _, _ = live(t, 37, p=1 / 256)  # live starts from the declared rate
+    assert measure_rate(times, typical_period(t)) == pytest.approx(200.0, rel=1e-3)
+
+
+@pytest.mark.parametrize("name", ["jump_outlier.xdf", "jump_outlier_first_of_chunk.xdf"])
+def test_jump_outlier_files(name):
+    t, _ = xdf_stream(FIELD / name)
+    r = fit(t)
+    assert r.repaired.size == 1 and r.gaps == [] and r.resets == [] and t.size == 5120
+    assert np.all(np.diff(r.times) > 0)
+
+
+# -- live = replay --------------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("piece", [1, 12, 50, 333])
+def test_live_pieces_give_the_same_times_gaps_and_repairs_as_the_whole_stream(piece):
+    t = np.delete(muselsl("muselsl_jitter_n170.csv")[:12000], np.arange(6000, 6012))
+    t[300] += 200_000.0
+    t[9000:] -= 20.0
+    whole = fit(t)
+    times, rows, repaired, resets = live(t, piece, p=P)
+    np.testing.assert_allclose(times, whole.times, atol=1e-9)
+    np.testing.assert_array_equal(rows[:, 0], np.arange(t.size))  # every sample, once, in order
+    assert repaired == whole.repaired.tolist() == [300]
+    assert resets == whole.resets == [9000]
+    assert whole.gaps == [6000] and gaps_in(times, P).tolist() == [6000]
+
+
+def test_live_holds_only_the_look_ahead_in_a_jittery_stream():
+    t = muselsl("muselsl_jitter_ssaep.csv")[:5000]
+    rep = LiveRepair(P)
+    data = np.zeros((t.size, 1))
+    held = []
+    for i in range(0, t.size, 12):
+        rep.feed(t[i : i + 12], data[i : i + 12])
+        held.append(rep.held)
+        assert not rep.suspect
+    assert max(held) <= 4 * 64  # 1 s at most (the first second of a segment), then about 0.75 s
