@@ -52,8 +52,6 @@ SOURCES = "collector/commands/_sources.py"  # the sources they (and fit) open
 KEY_TEST = (
     "tests/e2e/test_capture_promises.py::test_key_never_in_the_output_of_run_replay_and_upload_at_verbose"
 )
-    "tests/e2e/test_capture_promises.py::test_key_never_in_the_output_of_run_replay_and_upload_at_verbose"
-)
 SPEED_TESTS = (
     "tests/unit/test_xdf_source.py::test_speed_paces_reads_against_the_wall_clock",
     "tests/e2e/test_capture_promises.py::test_replay_at_speed_1_is_paced_in_real_time_and_anchored_now",

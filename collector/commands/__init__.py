@@ -25,7 +25,7 @@ COMMANDS: dict[str, CommandInfo] = {
         "collector.commands.replay",
         "replay a recording (XDF, muselsl/Mind Monitor CSV, EDF/BDF) into a workspace block (or to LSL)",
     ),
-    # ~40 s: demo.DEMO_DURATION_S plus about 10 s of start-up, delivery and report (tests/e2e/test_docs_agree.py).
+    # ~40 s: demo.DEMO_DURATION_S plus ~10 s of start-up, delivery, report (test_docs_agree.py).
     "demo": CommandInfo(
         "collector.commands.demo", "try it end to end: local sandbox + bundled Muse recording (~40 s)"
     ),
