@@ -13,7 +13,7 @@ from zoneinfo import ZoneInfo
 
 import numpy as np
 import pytest
-from tests.test_replay_formats import (
+from test_replay_formats import (
     EEG4,
     MUSE_CSV,
     delivered,
