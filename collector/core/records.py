@@ -45,6 +45,7 @@ class StreamDescription:
 class Event:
     time_ms: float  # Unix ms
     value: str
+    duration_s: float | None = None  # an annotation's duration, when it has one
 
 
 @dataclass(frozen=True, slots=True)

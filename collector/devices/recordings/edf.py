@@ -33,6 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
+from collector.core.units import unit_scale
 from collector.devices.recordings.edf_header import header_problem
 from collector.devices.recordings.model import RecordedStream, Recording, marker_stream
 from collector.errors import UsageError
@@ -47,7 +48,6 @@ _NON_EEG = re.compile(
     re.IGNORECASE,
 )
 SKIP_LABEL = "BAD_ACQ_SKIP"  # MNE's annotation for "not acquired" (also what `collector export` writes)
-_UV_SCALE = {"uv": 1.0, "µv": 1.0, "μv": 1.0, "microvolts": 1.0, "mv": 1e3, "v": 1e6, "nv": 1e-3}
 
 
 def _is_eeg(label: str) -> bool:
@@ -142,10 +142,11 @@ def load_edf(path: str | Path, *, bdf: bool = False, strict: bool = True) -> Rec
         for s in members:
             data = np.asarray(s.data, dtype=np.float64)
             unit = s.physical_dimension.strip()
-            factor = _UV_SCALE.get(unit.lower()) if scale_to_uv else None
+            scale = unit_scale(unit)  # one table for every source (collector.core.units)
+            factor = scale.factor if scale_to_uv and scale.known_voltage else None
             if factor is not None:
                 data = data * factor
-                unit = "microvolts"
+                unit = scale.unit
             elif scale_to_uv:
                 log.warning("%s: signal %r is in %r, not a voltage; kept as it is", path.name, s.label, unit)
             columns.append(data)
