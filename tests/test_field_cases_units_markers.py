@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from test_field_cases import FIELD, chunks_of, events_of, field, replay
+from test_field_cases import XdfStream, chunks_of, events_of, field, replay, write_xdf
 
 pytestmark = pytest.mark.slow
 
@@ -43,3 +43,54 @@ def test_field_case_sampled_string_markers_only_non_empty_samples(sandbox, tmp_p
     events = events_of(chunks_of(sandbox))
     assert len(events) == 10 == summary["markers"]
     assert all(e["value"].strip(", ") for e in events)
+
+
+def _eeg_xdf(path, values: np.ndarray, unit: str, *extra: XdfStream) -> None:
+    n = values.shape[0]
+    stamps = 5000.0 + np.arange(n) / 256.0
+    write_xdf(
+        path,
+        [
+            XdfStream(
+                "UnitEEG", "eeg", 256.0, ["C3", "C4"], stamps, values.astype(np.float32), "unit-eeg", unit
+            ),
+            *extra,
+        ],
+    )
+
+
+def _rhythm(n: int, amplitude: float) -> np.ndarray:
+    t = np.arange(n) / 256.0
+    return amplitude * np.column_stack([np.sin(2 * np.pi * 10 * t), np.cos(2 * np.pi * 10 * t)])
+
+
+@pytest.mark.parametrize(
+    ("unit", "amplitude"), [("mV", 0.02), ("nV", 20_000.0), ("\u00b5V", 20.0), ("-6", 20.0)]
+)
+def test_declared_voltage_units_become_microvolts(sandbox, tmp_path, unit, amplitude):
+    path = tmp_path / "units.xdf"
+    _eeg_xdf(path, _rhythm(256 * 10, amplitude), unit)
+    proc, _ = replay(sandbox, path, tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    data = samples_of(chunks_of(sandbox))
+    assert np.max(np.abs(data)) == pytest.approx(20.0, rel=0.01)
+
+
+def test_unknown_unit_named_once_and_values_kept(sandbox, tmp_path):
+    path = tmp_path / "au.xdf"
+    _eeg_xdf(path, _rhythm(256 * 10, 3.0), "a.u.")
+    proc, _ = replay(sandbox, path, tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    chunks = chunks_of(sandbox)
+    assert np.max(np.abs(samples_of(chunks))) == pytest.approx(3.0, rel=0.01)
+    assert {c["device"]["unit"] for c in chunks} == {"a.u."}
+    assert sum("'a.u.'" in line and "not a voltage" in line for line in proc.stderr.splitlines()) == 1
+
+
+def test_volts_declared_as_microvolts_are_refused_not_sent_as_zeros(sandbox, tmp_path):
+    path = tmp_path / "volts_as_uv.xdf"
+    _eeg_xdf(path, _rhythm(256 * 10, 2e-5), "microvolts")
+    proc, _ = replay(sandbox, path, tmp_path)
+    assert proc.returncode != 0
+    assert "would be delivered as 0.000" in proc.stderr
+    assert chunks_of(sandbox) == []
