@@ -94,3 +94,38 @@ def test_volts_declared_as_microvolts_are_refused_not_sent_as_zeros(sandbox, tmp
     assert proc.returncode != 0
     assert "would be delivered as 0.000" in proc.stderr
     assert chunks_of(sandbox) == []
+
+
+def _bdf_with_status(path, idle: int, codes=(1, 2, 3, 1, 2), status_bits: int = 0x100000) -> None:
+    """A BioSemi-like BDF (edfio): 2 EEG channels, and a Status channel whose words are
+    `status_bits | idle` at rest and `status_bits | idle | code` for five 10 ms pulses."""
+    import edfio
+
+    sf, n = 256, 256 * 20
+    t = np.arange(n) / sf
+    eeg = [
+        edfio.BdfSignal(20 * np.sin(2 * np.pi * 10 * t) + i, sf, label=f"A{i + 1}", physical_dimension="uV",
+                        physical_range=(-500, 500))
+        for i in range(2)
+    ]  # fmt: skip
+    status = np.full(n, idle | status_bits, dtype=np.int64)
+    for k, code in enumerate(codes):
+        start = (2 + 3 * k) * sf
+        status[start : start + 3] = idle | status_bits | code  # 3 samples at 256 Hz: about 10 ms
+    status = np.where(status >= 2**23, status - 2**24, status)  # 24-bit two's complement
+    full = (-(2**23), 2**23 - 1)
+    trigger = edfio.BdfSignal(status.astype(float), sf, label="Status", physical_dimension="Boolean",
+                              physical_range=full, digital_range=full)  # fmt: skip
+    edfio.Bdf([*eeg, trigger]).write(path)
+
+
+@pytest.mark.parametrize("idle", [0xFF00, 0x0000])
+def test_bdf_status_pulses_are_five_events_with_their_codes(sandbox, tmp_path, idle):
+    path = tmp_path / "status.bdf"
+    _bdf_with_status(path, idle)
+    proc, summary = replay(sandbox, path, tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    events = events_of(chunks_of(sandbox))
+    assert [e["value"] for e in events] == ["1", "2", "3", "1", "2"]
+    times = np.asarray([e["time_ms"] for e in events])
+    assert np.diff(times) == pytest.approx([3000.0] * 4, abs=1)

@@ -60,11 +60,26 @@ def _eeg_label(label: str) -> str:
 
 
 def _status_events(values: np.ndarray, sfreq: float) -> list[tuple[float, str]]:
-    """BioSemi Status: the trigger code is the low 16 bits; an event where it changes to non-zero."""
-    codes = values.astype(np.int64) & 0xFFFF
-    changes = np.flatnonzero(np.diff(codes) != 0) + 1
-    starts = [0] if codes.size and codes[0] != 0 else []
-    return [(i / sfreq, str(int(codes[i]))) for i in [*starts, *changes.tolist()] if codes[i] != 0]
+    """BioSemi Status: triggers are the low 16 bits (MNE's default mask; bits 16-23 are status bits,
+    never events). The idle level is the most common 16-bit word (0, or e.g. 0xFF00 when unused
+    trigger lines float high): neither it nor a return to it is an event, and its bits are taken
+    off a pulse's word, so a pulse 0xFF01 on idle 0xFF00 is code 1. An event where the word changes
+    to a value other than the idle level (MNE's `find_events` onsets)."""
+    words = values.astype(np.int64) & 0xFFFF
+    if words.size == 0:
+        return []
+    levels, counts = np.unique(words, return_counts=True)
+    idle = int(levels[np.argmax(counts)])
+    onsets = np.flatnonzero(np.diff(words) != 0) + 1
+    starts = [0] if words[0] != idle else []
+    out = []
+    for i in [*starts, *onsets.tolist()]:
+        word = int(words[i])
+        if word == idle:
+            continue
+        code = word & ~idle & 0xFFFF if word & idle == idle else word
+        out.append((i / sfreq, str(code)))
+    return out
 
 
 def _acquired(times_s: np.ndarray, skips: list[tuple[float, float]], tolerance_s: float) -> np.ndarray:
