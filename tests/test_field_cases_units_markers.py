@@ -129,3 +129,60 @@ def test_bdf_status_pulses_are_five_events_with_their_codes(sandbox, tmp_path, i
     assert [e["value"] for e in events] == ["1", "2", "3", "1", "2"]
     times = np.asarray([e["time_ms"] for e in events])
     assert np.diff(times) == pytest.approx([3000.0] * 4, abs=1)
+
+
+# -- part 5: EDF/BDF as people write them ------------------------------------------------------------
+
+
+def test_field_case_edf_latin1_text_is_read(sandbox, tmp_path):
+    proc, _ = replay(sandbox, field("edf_latin1_text.edf"), tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    chunks = chunks_of(sandbox)
+    assert {c["device"]["unit"] for c in chunks} == {"microvolts"}  # the Latin-1 µ byte is µV
+    assert samples_of(chunks).shape == (5120, 4)
+    values = [e["value"] for e in events_of(chunks)]
+    assert values == ["Augen geschlossen - Ruhe", "Augen offen (è)", "müde", "Ärger/Stress ÄÖÜß"]
+    assert "corrupt" not in proc.stderr
+
+
+def test_field_case_edf_channel_without_range_left_out_and_others_pickable(sandbox_factory, tmp_path):
+    path = field("edf_channel_pmin_eq_pmax.edf")
+    sandbox = sandbox_factory()
+    proc, _ = replay(sandbox, path, tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    chunks = chunks_of(sandbox)
+    assert chunks[0]["device"]["channels"] == ["E1", "E2", "E3", "E4"]
+    assert sum("'E129'" in line for line in proc.stderr.splitlines()) == 1
+    picked = sandbox_factory()
+    proc, _ = replay(picked, path, tmp_path / "picked", "--stream", "E1,E3")
+    assert proc.returncode == 0, proc.stderr
+    assert chunks_of(picked)[0]["device"]["channels"] == ["E1", "E3"]
+
+
+def _edf(path) -> None:
+    import edfio
+
+    t = np.arange(256 * 10) / 256
+    signals = [
+        edfio.EdfSignal(20 * np.sin(2 * np.pi * 10 * t) + i, 256, label=f"C{i + 3}", physical_dimension="uV",
+                        physical_range=(-500, 500))
+        for i in range(2)
+    ]  # fmt: skip
+    edfio.Edf(signals).write(path)
+
+
+def test_edf_whose_header_says_minus_one_records_is_read_and_a_cut_one_is_not(sandbox, tmp_path):
+    path = tmp_path / "minus_one.edf"
+    _edf(path)
+    raw = bytearray(path.read_bytes())
+    raw[236:244] = b"-1      "
+    path.write_bytes(bytes(raw))
+    proc, _ = replay(sandbox, path, tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert samples_of(chunks_of(sandbox)).shape == (2560, 2)
+    cut = tmp_path / "cut.edf"
+    full = tmp_path / "full.edf"
+    _edf(full)
+    cut.write_bytes(full.read_bytes()[:-700])
+    proc, _ = replay(sandbox, cut, tmp_path / "cut")
+    assert proc.returncode != 0 and "corrupt or truncated" in proc.stderr

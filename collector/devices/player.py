@@ -110,7 +110,7 @@ def play_to_lsl(
             name, sid, eeg.labels, sfreq, stream_type=eeg.type or "EEG", units=eeg.units, channel_format=fmt
         )
     )
-    marker_times, marker_values, _ = recording_markers(recording, eeg) if markers else (np.zeros(0), [], [])
+    marker_times, marker_values = recording_markers(recording, eeg) if markers else (np.zeros(0), [])
     marker_outlet = (
         pylsl.StreamOutlet(make_marker_info(f"{name}-markers", f"{sid}-markers"))
         if len(marker_values)

@@ -30,6 +30,7 @@ import warnings
 from collections import Counter
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -82,6 +83,61 @@ def _status_events(values: np.ndarray, sfreq: float) -> list[tuple[float, str]]:
     return out
 
 
+def _benign(message: str) -> bool:
+    """edfio's warnings about files that are complete as written: a header that says -1 data
+    records (the count is taken from the file, as edfio and MNE do), a signal whose physical
+    minimum equals its maximum (left out here, by name)."""
+    return (
+        message.startswith("num_data_records=-1")
+        or "header indicates -1 data records" in message
+        or message.startswith("Physical minimum equals")
+    )
+
+
+def _decode_text(raw: bytes) -> str:
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:  # EDF+ says UTF-8; many writers use Latin-1, which maps every byte
+        return raw.decode("latin-1")
+
+
+def _annotations(edf: Any, path: Path) -> tuple[list[Any], bool]:
+    """The EDF+/BDF+ annotations and whether the file is continuous (EDF+ timekeeping).
+
+    Text that is not UTF-8 (Latin-1, as many writers store it) is read as Latin-1 rather than
+    refused. edfio decodes TALs as UTF-8 only, so then they are read here with edfio's own TAL
+    pattern over each data record (edfio 0.4's private `_annotation_signals`,
+    `_ANNOTATIONS_PATTERN` and `_subsecond_offset`)."""
+    import edfio
+    from edfio.edf_annotations import _ANNOTATIONS_PATTERN
+
+    try:
+        return list(edf.annotations), bool(edf.is_continuous)
+    except UnicodeDecodeError:
+        pass
+    out = []
+    onsets = []
+    for k, signal in enumerate(edf._annotation_signals):
+        for record in signal.digital.reshape((-1, signal._bytes_per_data_record)):
+            texts = []
+            for onset, duration, joined in _ANNOTATIONS_PATTERN.findall(_decode_text(record.tobytes())):
+                texts += [
+                    (float(onset), float(duration) if duration else None, t) for t in joined.split("\x14")
+                ]
+            # The first annotation of the first signal in each record only keeps time (EDF+ spec).
+            if k == 0 and texts:
+                onsets.append(texts[0][0])
+            out += texts[1:] if k == 0 else texts
+    log.warning("%s: annotation text is not UTF-8; read as Latin-1", path.name)
+    step = float(edf.data_record_duration)
+    continuous = all(abs(b - a - step) < 1e-6 for a, b in zip(onsets, onsets[1:], strict=False))
+    offset = float(edf._subsecond_offset)
+    annotations = [
+        edfio.EdfAnnotation(round(o - offset, 12), d, t) for o, d, t in sorted(out, key=lambda a: a[0])
+    ]
+    return annotations, continuous
+
+
 def _acquired(times_s: np.ndarray, skips: list[tuple[float, float]], tolerance_s: float) -> np.ndarray:
     """False for samples inside a `BAD_ACQ_SKIP` stretch (not acquired), True elsewhere."""
     keep = np.ones(times_s.shape[0], dtype=bool)
@@ -107,10 +163,12 @@ def load_edf(path: str | Path, *, bdf: bool = False, strict: bool = True) -> Rec
             warnings.simplefilter("always")
             edf: edfio.Edf | edfio.Bdf = edfio.read_bdf(path) if bdf else edfio.read_edf(path)
             signals: list[edfio.EdfSignal | edfio.BdfSignal] = list(edf.signals)
+            # A channel without a physical range cannot be scaled (MNE reads it uncalibrated).
+            no_range = [s for s in signals if s.physical_min == s.physical_max]
+            signals = [s for s in signals if s not in no_range]
             for s in signals:
                 s.data  # noqa: B018 - load now, inside the error handling (edfio loads lazily)
-            continuous = edf.is_continuous
-            annotations = list(edf.annotations)
+            annotations, continuous = _annotations(edf, path)
     except Exception as exc:  # edfio raises ValueError, IndexError, struct errors... on bad headers
         found = header_problem(path)
         if found is not None and not found[1]:
@@ -121,7 +179,19 @@ def load_edf(path: str | Path, *, bdf: bool = False, strict: bool = True) -> Rec
         raise UsageError(
             f"{kind} file {path} is corrupt or truncated ({detail}). Use the complete file as recorded."
         ) from None
-    repairs = [" ".join(str(w.message).split()) for w in caught if issubclass(w.category, UserWarning)]
+    repairs = [
+        " ".join(str(w.message).split())
+        for w in caught
+        if issubclass(w.category, UserWarning) and not _benign(str(w.message))
+    ]
+    for s in no_range:
+        log.warning(
+            "%s: signal %r has physical minimum = maximum (%g), so its values cannot be scaled; left out "
+            "(the other signals are replayed)",
+            path.name,
+            s.label.strip(),
+            s.physical_min,
+        )
     if repairs:
         detail = "; ".join(repairs)[:200]
         if strict:

@@ -214,6 +214,15 @@ def sample_events(
 
 def recording_markers(
     recording: Recording, eeg: RecordedStream | Sequence[int]
+) -> tuple[np.ndarray, list[str]]:
+    """Every marker of the recording's other streams: (times in the file's seconds, values), by
+    time; `recording_events` adds each one's duration."""
+    times, values, _ = recording_events(recording, eeg)
+    return times, values
+
+
+def recording_events(
+    recording: Recording, eeg: RecordedStream | Sequence[int]
 ) -> tuple[np.ndarray, list[str], list[float | None]]:
     """Every marker of the recording's other streams: (times in the file's seconds, values,
     durations in s or None), by time. Empty samples are not markers (see `sample_events`).

@@ -42,7 +42,7 @@ from collector.devices.recordings.model import (
     Recording,
     parse_iso_datetime,
     pick_eeg_stream,
-    recording_markers,
+    recording_events,
 )
 from collector.errors import UsageError
 
@@ -304,7 +304,7 @@ class RecordingSource:
             ) from None
 
     def _load_events(self, recording: Recording, prepared: PreparedEeg, t0: float, anchor_s: float) -> None:
-        times_s, self._event_values, self._event_durations = recording_markers(recording, prepared.part_ids)
+        times_s, self._event_values, self._event_durations = recording_events(recording, prepared.part_ids)
         self._event_rel_s = times_s - t0
         self._event_ms = (anchor_s + self._event_rel_s) * 1000.0
 
