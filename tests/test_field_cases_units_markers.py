@@ -186,3 +186,44 @@ def test_edf_whose_header_says_minus_one_records_is_read_and_a_cut_one_is_not(sa
     cut.write_bytes(full.read_bytes()[:-700])
     proc, _ = replay(sandbox, cut, tmp_path / "cut")
     assert proc.returncode != 0 and "corrupt or truncated" in proc.stderr
+
+
+# -- part 4: clocks that cannot be related -------------------------------------------------------------
+
+
+def _two_host_xdf(path, marker_t0: float, marker_host: str) -> None:
+    n = 256 * 40
+    stamps = 5000.0 + np.arange(n) / 256.0
+    eeg = XdfStream("RemoteEEG", "EEG", 256.0, ["C3", "C4"], stamps, _rhythm(n, 20.0).astype(np.float32),
+                    "remote-eeg", "microvolts", "eeg-pc")  # fmt: skip
+    times = marker_t0 + np.arange(5) * 4.0
+    mk = XdfStream("Stim", "Markers", 0.0, ["m"], times, [f"s{i}" for i in range(5)], "stim", "", marker_host)
+    write_xdf(path, [eeg, mk])  # make_xdf writes no ClockOffset chunks
+
+
+@pytest.mark.parametrize(
+    ("marker_t0", "host", "moved", "warned"),
+    [
+        (5000.0 + 1320.0, "stim-pc", True, True),
+        (5010.0, "stim-pc", False, True),
+        (5000.0 + 1320.0, "eeg-pc", False, False),
+    ],
+)
+def test_two_hosts_without_clock_offsets_are_named_and_far_markers_not_delivered_far(
+    sandbox, tmp_path, marker_t0, host, moved, warned
+):
+    path = tmp_path / "two_hosts.xdf"
+    _two_host_xdf(path, marker_t0, host)
+    proc, summary = replay(sandbox, path, tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    chunks = chunks_of(sandbox)
+    events = events_of(chunks)
+    assert len(events) == 5 == summary["markers"]
+    lines = [line for line in proc.stderr.splitlines() if "no clock offsets" in line]
+    assert len(lines) == (1 if warned else 0)
+    if warned:
+        assert "RemoteEEG" in lines[0] and "Stim" in lines[0] and "stim-pc" in lines[0]
+    first = chunks[0]["t0_ms"]
+    offset_s = (events[0]["time_ms"] - first) / 1000.0
+    expected = 0.0 if moved else marker_t0 - 5000.0
+    assert offset_s == pytest.approx(expected, abs=0.01)

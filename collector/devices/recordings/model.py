@@ -45,6 +45,9 @@ class RecordedStream:
     segments: tuple[tuple[int, int], ...]  # inclusive index ranges without breaks
     has_footer: bool
     footer_sample_count: int | None
+    clock_offsets: int | None = (
+        None  # XDF ClockOffset chunks recorded for it; None: not a notion of the format
+    )
 
     @property
     def is_string(self) -> bool:
