@@ -54,8 +54,9 @@ Artifact schema (`application/json`, compact UTF-8; version 1):
                                            # when no line frequency fits below Nyquist
       "band_powers": {band: float},        # mean over channels and windows of `relative`
                                            # (windows with powers only); {} if none
-      "events": [{"time_ms": float, "value": str,     # markers, Unix ms to 0.001 ms;
-                  "source": "mark"}],             # source only on the user's own marks
+       "events": [{"time_ms": float, "value": str,     # markers, Unix ms to 0.001 ms;
+                  "source": "mark"}],             # source only on the user's own marks; an
+                                                  # annotation with a duration adds "duration_s"
       "gaps": [{"start_ms": float, "end_ms": float}]  # Unix ms of the last sample before and
     }                                                 # the first sample after each gap
 
@@ -255,10 +256,7 @@ def write_artifact(
         "samples": samples,
         "windows": windows,
         "band_powers": {b: sig(v) for b, v in band_powers.items()},
-        "events": [
-            {"time_ms": ms(ev.time_ms), "value": ev.value, **({"source": ev.source} if ev.source else {})}
-            for ev in sorted(events, key=_event_time)
-        ],
+        "events": [_event_json(ev) for ev in sorted(events, key=_event_time)],
         "gaps": [{"start_ms": ms(g.start_ms), "end_ms": ms(g.end_ms)} for g in gaps],
     }
     # Samples of this chunk whose timestamp the source replaced from the stream's grid.
@@ -268,3 +266,12 @@ def write_artifact(
 
 def _event_time(event: Event) -> float:
     return event.time_ms
+
+
+def _event_json(event: Event) -> dict[str, Any]:
+    out: dict[str, Any] = {"time_ms": ms(event.time_ms), "value": event.value}
+    if event.source:
+        out["source"] = event.source
+    if event.duration_s is not None:
+        out["duration_s"] = round(float(event.duration_s), 6)
+    return out

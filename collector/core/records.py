@@ -49,6 +49,7 @@ class Event:
     time_ms: float  # Unix ms
     value: str
     source: str = ""  # "mark": the user's own (`collector mark`, `m`); "": a stream's or a file's marker
+    duration_s: float | None = None  # an annotation's duration, when it has one
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,6 +18,7 @@ the values as they are, with one warning naming the unit.
 
 from __future__ import annotations
 
+import logging
 import math
 import re
 from dataclasses import dataclass
@@ -96,3 +97,42 @@ def below_precision(max_abs_uv: float) -> bool:
     Such a stream is a unit problem (volts declared as µV, or no unit at all), not data to send.
     """
     return math.isfinite(max_abs_uv) and 0.0 < max_abs_uv < SAMPLE_PRECISION_UV / 2
+
+
+def stream_units(
+    units: list[str] | tuple[str, ...], n_channels: int, stream: str, log: logging.Logger
+) -> tuple[list[float], str]:
+    """Per-channel factors to µV for a stream's EEG channels, and the unit the artifact states.
+
+    units: the declared unit of each EEG channel ("" or missing = µV). Logs one warning naming a
+    unit that is not a voltage or not known (values kept, the unit stated as declared), and one
+    naming channels that declare another voltage scale than the first (each converted by its own).
+    """
+    scale, others = stream_scale(units)
+    if not scale.known_voltage:
+        log.warning(
+            "stream %r declares its channels in %r, which is not a voltage (or not a unit known here); "
+            "values kept as they are and the unit stated as %r",
+            stream,
+            scale.unit,
+            scale.unit,
+        )
+    elif others:
+        log.warning(
+            "stream %r: some channels declare other units (%s) than the first (%s); each is converted "
+            "to µV by its own unit",
+            stream,
+            ", ".join(repr(u) for u in others),
+            next((u for u in units if (u or "").strip()), ""),
+        )
+    return channel_factors(units, n_channels), scale.unit
+
+
+def zero_signal_message(stream: str, max_abs: float, unit: str) -> str:
+    """The one-line refusal for a non-zero signal that would be delivered as zeros."""
+    return (
+        f"stream {stream!r}: its largest value is {max_abs:.3g} {unit}, which would be delivered as "
+        f"0.000 at the artifact's precision of {SAMPLE_PRECISION_UV:g} µV: its declared unit is wrong "
+        "(volts sent as µV, or no unit given). Nothing of it was sent. Have the sender declare its "
+        "channel unit (e.g. 'V' or MNE's '0'), then capture again."
+    )

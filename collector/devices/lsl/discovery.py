@@ -58,9 +58,24 @@ def build_predicate(
     for key, value in (("name", name), ("type", type), ("source_id", source_id), ("hostname", hostname)):
         if key == "name" and value and value.endswith("*") and len(value) > 1:
             terms.append(f"starts-with(name,{xpath_literal(value[:-1])})")
+        elif value and key == "type":  # types match case-insensitively: `eeg` (MNE-LSL) is `EEG`
+            terms.append(f"{_lower('type')}={xpath_literal(value.lower())}")
         elif value:
             terms.append(f"{key}={xpath_literal(value)}")
     return " and ".join(terms)
+
+
+_UPPER = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+
+
+def _lower(field: str) -> str:
+    """XPath 1.0 (liblsl's pugixml) has no lower-case(): translate() folds ASCII letters."""
+    return f"translate({field},'{_UPPER}','{_UPPER.lower()}')"
+
+
+def type_term(stream_type: str) -> str:
+    """The predicate term matching `stream_type` case-insensitively."""
+    return build_predicate(type=stream_type)
 
 
 def resolve(predicate: str, timeout_s: float, *, minimum: int = 1) -> list[Any]:

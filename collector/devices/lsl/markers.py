@@ -1,7 +1,8 @@
 """Markers next to a live EEG stream: `MarkerFollower` reads one LSL marker stream in a thread.
 
 Which marker stream goes with the EEG (auto: `<EEG name>-markers`, or the only one on its host)
-is explained in the class; its samples become Events on the collector's Unix-ms time line.
+is explained in the class; MNE-LSL's `<EEG name>-annotations` stream is followed beside it by a
+second follower (annotations=True); its samples become Events on the collector's Unix-ms time line.
 """
 
 from __future__ import annotations
@@ -15,8 +16,15 @@ import numpy as np
 
 from collector.core.clock import LslClock, StreamTimeMapper
 from collector.core.records import Event, StreamDescription
-from collector.devices.lsl.discovery import build_predicate, describe_info, resolve, sort_key, xpath_literal
-from collector.devices.recordings.model import marker_value
+from collector.devices.lsl.discovery import (
+    build_predicate,
+    describe_info,
+    resolve,
+    sort_key,
+    type_term,
+    xpath_literal,
+)
+from collector.devices.recordings.model import sample_events
 
 log = logging.getLogger("collector.devices.lsl")
 
@@ -48,8 +56,10 @@ class MarkerFollower:
         resolve_timeout_s: float = 1.0,
         retry_s: float = 5.0,
         poll_s: float = 0.1,
+        annotations: bool = False,
     ) -> None:
         self.wanted = wanted
+        self.annotations = annotations  # follow `<EEG name>-annotations` (MNE-LSL) instead
         self.eeg = eeg
         self.clock = clock
         self.resolve_timeout_s = resolve_timeout_s
@@ -61,6 +71,7 @@ class MarkerFollower:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._said_ambiguous = False
+        self._labels: tuple[str, ...] = ()
 
     @property
     def auto(self) -> bool:
@@ -110,14 +121,17 @@ class MarkerFollower:
         if not self.auto:
             return sorted(resolve(build_predicate(name=self.wanted), self.resolve_timeout_s), key=sort_key)
         # The preferred names first: such a resolve returns as soon as one answers.
-        names = [f"name={xpath_literal(f'{self.eeg.name}-markers')}"]
+        suffix, kind = ("-annotations", "annotations") if self.annotations else ("-markers", "Markers")
+        names = [f"name={xpath_literal(f'{self.eeg.name}{suffix}')}"]
         if self.eeg.source_id:
-            names.append(f"source_id={xpath_literal(f'{self.eeg.source_id}-markers')}")
+            names.append(f"source_id={xpath_literal(f'{self.eeg.source_id}{suffix}')}")
         preferred = [
             i
-            for i in resolve(f"type='Markers' and ({' or '.join(names)})", self.resolve_timeout_s)
-            if i.channel_format() == pylsl.cf_string
+            for i in resolve(f"{type_term(kind)} and ({' or '.join(names)})", self.resolve_timeout_s)
+            if self.annotations or i.channel_format() == pylsl.cf_string
         ]
+        if self.annotations:  # only the stream named after the EEG: no guessing
+            return sorted(preferred, key=sort_key)
         if preferred:
             return sorted(preferred, key=sort_key)
         # Any other marker stream on the host: listen the whole second, so that "the only one" is true.
@@ -169,7 +183,12 @@ class MarkerFollower:
                 log.debug("no time correction for the marker stream yet", exc_info=True)
                 correction_s = 0.0
             self.taken = describe_info(info)
-            log.info("markers: following LSL stream %s", self.taken, extra={"event": "markers_followed"})
+            try:
+                self._labels = tuple(inlet.info(timeout=1.0).get_channel_labels() or ())
+            except Exception:  # no header: annotations are then named by their channel number
+                self._labels = ()
+            what = "annotations" if self.annotations else "markers"
+            log.info("%s: following LSL stream %s", what, self.taken, extra={"event": "markers_followed"})
             return inlet, correction_s
         return None
 
@@ -195,8 +214,9 @@ class MarkerFollower:
                     log.debug("marker time_correction unavailable", exc_info=True)
             times_ms = mapper.to_unix_ms(np.asarray(stamps, dtype=np.float64), correction_s)
             events = [
-                Event(time_ms=float(t), value=marker_value(sample))
+                Event(time_ms=float(t), value=value, duration_s=duration)
                 for t, sample in zip(times_ms, samples, strict=True)
+                for value, duration in sample_events(sample, self._labels, annotations=self.annotations)
             ]
             with self._lock:
                 self._events.extend(events)

@@ -49,6 +49,7 @@ from collector.core.time_repair import (
     rate_warning,
     typical_period,
 )
+from collector.core.units import stream_units
 from collector.devices.lsl.discovery import build_predicate, describe_info, resolve, sort_key
 from collector.devices.lsl.markers import MarkerFollower
 from collector.errors import NoSourceError, UsageError
@@ -118,6 +119,7 @@ class LslSource:
         self._inlet: Any = None
         self._sticky_predicate = ""
         self._eeg_index: list[int] = []
+        self._factors = np.ones(0)
         self._labels: tuple[str, ...] = ()
         self._mapper = StreamTimeMapper(self.clock)
         self._correction_s = 0.0
@@ -129,6 +131,7 @@ class LslSource:
         self.markers = None if markers is None or markers.strip().lower() in ("", "off", "none") else markers
         self.markers_retry_s = markers_retry_s
         self._markers: MarkerFollower | None = None
+        self._annotations: MarkerFollower | None = None
         self.recheck_s = recheck_s
         self.probe_s = probe_s
         self._repair: LiveRepair | None = None
@@ -186,6 +189,11 @@ class LslSource:
                 self.markers, self.description, self.clock, retry_s=self.markers_retry_s
             )
             self._markers.start()
+            if self.markers.strip().lower() == "auto":  # MNE-LSL's `<name>-annotations` beside it
+                self._annotations = MarkerFollower(
+                    "auto", self.description, self.clock, retry_s=self.markers_retry_s, annotations=True
+                )
+                self._annotations.start()
         return self.description
 
     def read(self, timeout: float) -> SampleChunk | None:
@@ -251,7 +259,10 @@ class LslSource:
                     break
             stamps, data, repaired, resets = _join(parts)
         self._log_repairs(len(repaired), resets)
+        data = data * self._factors  # declared unit -> µV (collector.core.units)
         events = self._markers.take() if self._markers is not None else ()
+        if self._annotations is not None:
+            events = (*events, *self._annotations.take())
         if stamps.shape[0] == 0:
             return SampleChunk(data=data, times_ms=np.zeros(0), events=events) if events else None
         self._gap_s = gap_threshold_s(1.0 / self._repair.period_s)
@@ -314,9 +325,10 @@ class LslSource:
     def close(self) -> None:
         if self._repairs_unlogged:
             self._log_repairs(0, (), closing=True)
-        markers, self._markers = self._markers, None
-        if markers is not None:
-            markers.stop()
+        for follower in (self._markers, self._annotations):
+            if follower is not None:
+                follower.stop()
+        self._markers = self._annotations = None
         self._drop_inlet()
 
     def __enter__(self) -> LslSource:
@@ -383,7 +395,9 @@ class LslSource:
                 "Pick the EEG stream with --stream-name/--source-id."
             )
         units = full.get_channel_units() or []
-        eeg_units = [units[i] for i in split.eeg_index if i < len(units) and units[i]]
+        eeg_units = [(units[i] if i < len(units) else "") or "" for i in split.eeg_index]
+        if not any(u.strip() for u in eeg_units) and self.unit:  # the header wins over the profile
+            eeg_units = [self.unit] * len(eeg_units)
         self._inlet = inlet
         self._labels = labels
         self._eeg_index = list(split.eeg_index)
@@ -397,6 +411,8 @@ class LslSource:
         if not first:
             assert self.description is not None
             return self.description
+        factors, unit = stream_units(eeg_units, len(split.eeg_index), full.name(), log)
+        self._factors = np.asarray(factors, dtype=np.float64)
         nominal = sfreq
         measured = None
         if nominal <= 0:  # declared irregular: its rate comes from its typical spacing, as in a replay
@@ -408,7 +424,7 @@ class LslSource:
             source_id=full.source_id(),
             sfreq=sfreq,
             channels=split.eeg_labels,
-            unit=eeg_units[0] if eeg_units else (self.unit or "microvolts"),  # the header wins
+            unit=unit,  # values are converted to µV when the declared unit is a voltage
             model=self.model,
             hostname=full.hostname(),
             aux_channels=split.aux_labels,

@@ -30,9 +30,11 @@ import warnings
 from collections import Counter
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
+from collector.core.units import unit_scale
 from collector.devices.recordings.edf_header import header_problem
 from collector.devices.recordings.model import RecordedStream, Recording, marker_stream
 from collector.errors import UsageError
@@ -47,7 +49,6 @@ _NON_EEG = re.compile(
     re.IGNORECASE,
 )
 SKIP_LABEL = "BAD_ACQ_SKIP"  # MNE's annotation for "not acquired" (also what `collector export` writes)
-_UV_SCALE = {"uv": 1.0, "µv": 1.0, "μv": 1.0, "microvolts": 1.0, "mv": 1e3, "v": 1e6, "nv": 1e-3}
 
 
 def _is_eeg(label: str) -> bool:
@@ -60,11 +61,81 @@ def _eeg_label(label: str) -> str:
 
 
 def _status_events(values: np.ndarray, sfreq: float) -> list[tuple[float, str]]:
-    """BioSemi Status: the trigger code is the low 16 bits; an event where it changes to non-zero."""
-    codes = values.astype(np.int64) & 0xFFFF
-    changes = np.flatnonzero(np.diff(codes) != 0) + 1
-    starts = [0] if codes.size and codes[0] != 0 else []
-    return [(i / sfreq, str(int(codes[i]))) for i in [*starts, *changes.tolist()] if codes[i] != 0]
+    """BioSemi Status: triggers are the low 16 bits (MNE's default mask; bits 16-23 are status bits,
+    never events). The idle level is the most common 16-bit word (0, or e.g. 0xFF00 when unused
+    trigger lines float high): neither it nor a return to it is an event, and its bits are taken
+    off a pulse's word, so a pulse 0xFF01 on idle 0xFF00 is code 1. An event where the word changes
+    to a value other than the idle level (MNE's `find_events` onsets)."""
+    words = values.astype(np.int64) & 0xFFFF
+    if words.size == 0:
+        return []
+    levels, counts = np.unique(words, return_counts=True)
+    idle = int(levels[np.argmax(counts)])
+    onsets = np.flatnonzero(np.diff(words) != 0) + 1
+    starts = [0] if words[0] != idle else []
+    out = []
+    for i in [*starts, *onsets.tolist()]:
+        word = int(words[i])
+        if word == idle:
+            continue
+        code = word & ~idle & 0xFFFF if word & idle == idle else word
+        out.append((i / sfreq, str(code)))
+    return out
+
+
+def _benign(message: str) -> bool:
+    """edfio's warnings about files that are complete as written: a header that says -1 data
+    records (the count is taken from the file, as edfio and MNE do), a signal whose physical
+    minimum equals its maximum (left out here, by name)."""
+    return (
+        message.startswith("num_data_records=-1")
+        or "header indicates -1 data records" in message
+        or message.startswith("Physical minimum equals")
+    )
+
+
+def _decode_text(raw: bytes) -> str:
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:  # EDF+ says UTF-8; many writers use Latin-1, which maps every byte
+        return raw.decode("latin-1")
+
+
+def _annotations(edf: Any, path: Path) -> tuple[list[Any], bool]:
+    """The EDF+/BDF+ annotations and whether the file is continuous (EDF+ timekeeping).
+
+    Text that is not UTF-8 (Latin-1, as many writers store it) is read as Latin-1 rather than
+    refused. edfio decodes TALs as UTF-8 only, so then they are read here with edfio's own TAL
+    pattern over each data record (edfio 0.4's private `_annotation_signals`,
+    `_ANNOTATIONS_PATTERN` and `_subsecond_offset`)."""
+    import edfio
+    from edfio.edf_annotations import _ANNOTATIONS_PATTERN
+
+    try:
+        return list(edf.annotations), bool(edf.is_continuous)
+    except UnicodeDecodeError:
+        pass
+    out = []
+    onsets = []
+    for k, signal in enumerate(edf._annotation_signals):
+        for record in signal.digital.reshape((-1, signal._bytes_per_data_record)):
+            texts = []
+            for onset, duration, joined in _ANNOTATIONS_PATTERN.findall(_decode_text(record.tobytes())):
+                texts += [
+                    (float(onset), float(duration) if duration else None, t) for t in joined.split("\x14")
+                ]
+            # The first annotation of the first signal in each record only keeps time (EDF+ spec).
+            if k == 0 and texts:
+                onsets.append(texts[0][0])
+            out += texts[1:] if k == 0 else texts
+    log.warning("%s: annotation text is not UTF-8; read as Latin-1", path.name)
+    step = float(edf.data_record_duration)
+    continuous = all(abs(b - a - step) < 1e-6 for a, b in zip(onsets, onsets[1:], strict=False))
+    offset = float(edf._subsecond_offset)
+    annotations = [
+        edfio.EdfAnnotation(round(o - offset, 12), d, t) for o, d, t in sorted(out, key=lambda a: a[0])
+    ]
+    return annotations, continuous
 
 
 def _acquired(times_s: np.ndarray, skips: list[tuple[float, float]], tolerance_s: float) -> np.ndarray:
@@ -92,10 +163,12 @@ def load_edf(path: str | Path, *, bdf: bool = False, strict: bool = True) -> Rec
             warnings.simplefilter("always")
             edf: edfio.Edf | edfio.Bdf = edfio.read_bdf(path) if bdf else edfio.read_edf(path)
             signals: list[edfio.EdfSignal | edfio.BdfSignal] = list(edf.signals)
+            # A channel without a physical range cannot be scaled (MNE reads it uncalibrated).
+            no_range = [s for s in signals if s.physical_min == s.physical_max]
+            signals = [s for s in signals if s not in no_range]
             for s in signals:
                 s.data  # noqa: B018 - load now, inside the error handling (edfio loads lazily)
-            continuous = edf.is_continuous
-            annotations = list(edf.annotations)
+            annotations, continuous = _annotations(edf, path)
     except Exception as exc:  # edfio raises ValueError, IndexError, struct errors... on bad headers
         found = header_problem(path)
         if found is not None and not found[1]:
@@ -106,7 +179,19 @@ def load_edf(path: str | Path, *, bdf: bool = False, strict: bool = True) -> Rec
         raise UsageError(
             f"{kind} file {path} is corrupt or truncated ({detail}). Use the complete file as recorded."
         ) from None
-    repairs = [" ".join(str(w.message).split()) for w in caught if issubclass(w.category, UserWarning)]
+    repairs = [
+        " ".join(str(w.message).split())
+        for w in caught
+        if issubclass(w.category, UserWarning) and not _benign(str(w.message))
+    ]
+    for s in no_range:
+        log.warning(
+            "%s: signal %r has physical minimum = maximum (%g), so its values cannot be scaled; left out "
+            "(the other signals are replayed)",
+            path.name,
+            s.label.strip(),
+            s.physical_min,
+        )
     if repairs:
         detail = "; ".join(repairs)[:200]
         if strict:
@@ -142,10 +227,11 @@ def load_edf(path: str | Path, *, bdf: bool = False, strict: bool = True) -> Rec
         for s in members:
             data = np.asarray(s.data, dtype=np.float64)
             unit = s.physical_dimension.strip()
-            factor = _UV_SCALE.get(unit.lower()) if scale_to_uv else None
+            scale = unit_scale(unit)  # one table for every source (collector.core.units)
+            factor = scale.factor if scale_to_uv and scale.known_voltage else None
             if factor is not None:
                 data = data * factor
-                unit = "microvolts"
+                unit = scale.unit
             elif scale_to_uv:
                 log.warning("%s: signal %r is in %r, not a voltage; kept as it is", path.name, s.label, unit)
             columns.append(data)

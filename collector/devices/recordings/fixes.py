@@ -12,7 +12,10 @@ treatment:
   ones (markers); that last case is approximate and named in a warning. Any stream (mixed
   clocks or not) that lands more than a day away from the EEG cannot be aligned: a warning says
   which and why, and it is placed from the EEG's start instead, so no event is ever put decades
-  away.
+  away. Streams from another host than the EEG's, in a file without clock offsets for them (LSL's
+  time correction, which LabRecorder records), cannot be related: one warning names them, and a
+  marker stream among them that lies wholly outside the EEG's span is not alignable and is
+  placed from the EEG's start the same way.
 - **Parts** (`stream_parts`, `stitch`): a sender that restarted during the recording appears as
   several streams with the same name and source_id (or, without source_id, the same name and
   host). Parts that do not overlap in time are joined in time order into one stream; each outage
@@ -107,7 +110,7 @@ def align_clock_domains(recording: Recording, eeg: RecordedStream) -> Recording:
     unix = [s for s in with_data if domains[s.stream_id] == CLOCK_UNIX]
     lsl = [s for s in with_data if domains[s.stream_id] == CLOCK_LSL]
     if not unix or not lsl:
-        return _place_far_streams(recording, eeg)
+        return _place_far_streams(_unrelated_hosts(recording, eeg), eeg)
     unix_start, unix_exact = _domain_start(unix)
     lsl_start, lsl_exact = _domain_start(lsl)
     shift = unix_start - lsl_start  # subtract from Unix stamps to land on the LSL time base
@@ -133,7 +136,55 @@ def align_clock_domains(recording: Recording, eeg: RecordedStream) -> Recording:
         if s.sample_count and domains[s.stream_id] == CLOCK_UNIX:
             s = dataclasses.replace(s, times_s=s.times_s - shift)
         moved.append(s)
-    return _place_far_streams(dataclasses.replace(recording, streams=tuple(moved)), eeg)
+    return _place_far_streams(
+        _unrelated_hosts(dataclasses.replace(recording, streams=tuple(moved)), eeg), eeg
+    )
+
+
+def _unrelated_hosts(recording: Recording, eeg: RecordedStream) -> Recording:
+    """Streams from another host than the EEG's when the file holds no clock offsets to relate
+    their clocks (LabRecorder records them; a file without them cannot be synchronised): named in
+    one warning. A marker stream among them that lies wholly outside the EEG's span is not
+    alignable and is placed from the EEG's start, rather than delivered far from it."""
+    eeg_now = next(s for s in recording.streams if s.stream_id == eeg.stream_id)
+    if eeg_now.clock_offsets is None or not eeg_now.hostname or eeg_now.sample_count == 0:
+        return recording
+    unrelated = [
+        s
+        for s in recording.streams
+        if s.sample_count
+        and s.stream_id != eeg_now.stream_id
+        and s.hostname
+        and s.hostname != eeg_now.hostname
+        and (s.clock_offsets == 0 or eeg_now.clock_offsets == 0)
+    ]
+    if not unrelated:
+        return recording
+    lo, hi = float(np.min(eeg_now.times_s)), float(np.max(eeg_now.times_s))
+    outside = {
+        s.stream_id
+        for s in unrelated
+        if s.is_marker and (float(np.min(s.times_s)) > hi or float(np.max(s.times_s)) < lo)
+    }
+    log.warning(
+        "%s: streams from different hosts have no clock offsets to relate their clocks: EEG %r (host "
+        "%s) and %s; their times are taken as recorded%s",
+        recording.path.name,
+        eeg_now.name,
+        eeg_now.hostname,
+        ", ".join(f"{s.name!r} (host {s.hostname})" for s in unrelated),
+        "; "
+        + ", ".join(repr(s.name) for s in unrelated if s.stream_id in outside)
+        + " lie(s) wholly outside the EEG's span, so cannot be aligned: placed from the EEG's start"
+        if outside
+        else "",
+    )
+    fixed = []
+    for s in recording.streams:
+        if s.stream_id in outside:
+            s = dataclasses.replace(s, times_s=s.times_s - _robust_first(s.times_s) + lo)
+        fixed.append(s)
+    return dataclasses.replace(recording, streams=tuple(fixed))
 
 
 def _place_far_streams(aligned: Recording, eeg: RecordedStream) -> Recording:

@@ -10,6 +10,7 @@ start as an ISO-8601 date-time).
 from __future__ import annotations
 
 import logging
+import math
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -22,6 +23,8 @@ import numpy as np
 from collector.errors import UsageError
 
 log = logging.getLogger(__name__)
+
+ANNOTATIONS_TYPE = "annotations"  # MNE-LSL's PlayerLSL stream `<name>-annotations`
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +45,9 @@ class RecordedStream:
     segments: tuple[tuple[int, int], ...]  # inclusive index ranges without breaks
     has_footer: bool
     footer_sample_count: int | None
+    clock_offsets: int | None = (
+        None  # XDF ClockOffset chunks recorded for it; None: not a notion of the format
+    )
 
     @property
     def is_string(self) -> bool:
@@ -49,7 +55,12 @@ class RecordedStream:
 
     @property
     def is_marker(self) -> bool:
-        return self.is_string or self.type.lower() == "markers"
+        return self.is_string or self.type.lower() in ("markers", ANNOTATIONS_TYPE)
+
+    @property
+    def is_annotations(self) -> bool:
+        """MNE-LSL's annotations stream: one float channel per description (see `sample_events`)."""
+        return not self.is_string and self.type.lower() == ANNOTATIONS_TYPE
 
     @property
     def sample_count(self) -> int:
@@ -177,22 +188,66 @@ def marker_value(sample: Sequence[Any]) -> str:
     return values[0] if len(values) == 1 else ",".join(values)
 
 
+def sample_events(
+    sample: Sequence[Any], labels: Sequence[str], *, annotations: bool
+) -> list[tuple[str, float | None]]:
+    """The events in one marker sample: [(value, duration in s or None)], often none.
+
+    A marker stream sampled at a rate (stimulus tools sending a string every 1-2 ms) is mostly
+    empty: a sample whose channels are all empty (or blank) is no event. An annotations stream
+    (MNE-LSL's `<name>-annotations`: one float channel per description, the value the duration in
+    s or -1 when there is none, NaN or 0 otherwise) gives one event per channel that is set,
+    carrying the channel label as its value.
+    """
+    if annotations:
+        out: list[tuple[str, float | None]] = []
+        for i, v in enumerate(sample):
+            try:
+                x = float(v)
+            except (TypeError, ValueError):
+                continue
+            if math.isfinite(x) and x != 0.0:
+                label = labels[i] if i < len(labels) and labels[i] else f"annotation {i + 1}"
+                out.append((label, x if x > 0 else None))
+        return out
+    if all(str(v).strip() == "" for v in sample):
+        return []
+    return [(marker_value(sample), None)]
+
+
 def recording_markers(
     recording: Recording, eeg: RecordedStream | Sequence[int]
 ) -> tuple[np.ndarray, list[str]]:
-    """Every marker of the recording's other streams: (times in the file's seconds, values), by time.
+    """Every marker of the recording's other streams: (times in the file's seconds, values), by
+    time; `recording_events` adds each one's duration."""
+    times, values, _ = recording_events(recording, eeg)
+    return times, values
+
+
+def recording_events(
+    recording: Recording, eeg: RecordedStream | Sequence[int]
+) -> tuple[np.ndarray, list[str], list[float | None]]:
+    """Every marker of the recording's other streams: (times in the file's seconds, values,
+    durations in s or None), by time. Empty samples are not markers (see `sample_events`).
 
     eeg: the EEG stream, or the stream ids of its parts, which are not markers even when typed so.
     """
     skip = {eeg.stream_id} if isinstance(eeg, RecordedStream) else set(eeg)
     times: list[float] = []
     values: list[str] = []
+    durations: list[float | None] = []
     for s in recording.streams:
         if s.stream_id in skip or not s.is_marker or s.sample_count == 0:
             continue
         samples = s.data if s.is_string else np.asarray(s.data).tolist()
         for t, sample in zip(s.times_s, samples, strict=True):
-            times.append(float(t))
-            values.append(marker_value(sample))
+            for value, duration in sample_events(sample, s.labels, annotations=s.is_annotations):
+                times.append(float(t))
+                values.append(value)
+                durations.append(duration)
     order = np.argsort(np.asarray(times), kind="stable")
-    return np.asarray(times, dtype=np.float64)[order], [values[i] for i in order]
+    return (
+        np.asarray(times, dtype=np.float64)[order],
+        [values[i] for i in order],
+        [durations[i] for i in order],
+    )

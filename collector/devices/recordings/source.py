@@ -30,6 +30,7 @@ import numpy as np
 
 from collector.core.channels import split_channels
 from collector.core.records import Event, Gap, SampleChunk, SourceEnded, StreamDescription
+from collector.core.units import stream_units
 from collector.devices.recordings.detect import detect_format, load_recording
 from collector.devices.recordings.fixes import (
     PreparedEeg,
@@ -42,7 +43,7 @@ from collector.devices.recordings.model import (
     Recording,
     parse_iso_datetime,
     pick_eeg_stream,
-    recording_markers,
+    recording_events,
 )
 from collector.errors import UsageError
 
@@ -129,6 +130,7 @@ class RecordingSource:
         self._event_rel_s = np.zeros(0)
         self._event_ms = np.zeros(0)
         self._event_values: list[str] = []
+        self._event_durations: list[float | None] = []
         self._pos = 0
         self._event_pos = 0
         self._wall_start = 0.0
@@ -159,7 +161,8 @@ class RecordingSource:
         prepared = prepare_eeg(recording, eeg, join_parts=not by_id, smooth=smooth)
         eeg = prepared.stream
         sfreq = prepared.sfreq
-        units = [eeg.units[i] for i in split.eeg_index if i < len(eeg.units) and eeg.units[i]]
+        units = [(eeg.units[i] if i < len(eeg.units) else "") or "" for i in split.eeg_index]
+        factors, unit = stream_units(units, len(split.eeg_index), eeg.name, log)
         source_id = eeg.source_id or f"xdf:{self.path.name}:{eeg.name}"
         rivals = _same_named_not_replayed(recording, eeg, prepared.part_ids)
         self.description = StreamDescription(
@@ -170,7 +173,7 @@ class RecordingSource:
             stream_key=f"{source_id}:{prepared.part_ids[0]}" if rivals else "",
             sfreq=float(sfreq),
             channels=split.eeg_labels,
-            unit=units[0] if units else "microvolts",
+            unit=unit,
             model=self.model,
             hostname=eeg.hostname,
             aux_channels=split.aux_labels,
@@ -191,7 +194,8 @@ class RecordingSource:
             )
         self.recording = recording
         self.prepared = prepared
-        self._data = np.asarray(eeg.data[:, list(split.eeg_index)], dtype=np.float64)
+        # In µV when the declared unit is a voltage (collector.core.units).
+        self._data = np.asarray(eeg.data[:, list(split.eeg_index)], dtype=np.float64) * np.asarray(factors)
         # The header's datetime is when recording began: the earliest stamp of any stream.
         t0 = recording_start_s(recording, prepared)
         self._rel_s = eeg.times_s - t0
@@ -301,7 +305,7 @@ class RecordingSource:
             ) from None
 
     def _load_events(self, recording: Recording, prepared: PreparedEeg, t0: float, anchor_s: float) -> None:
-        times_s, self._event_values = recording_markers(recording, prepared.part_ids)
+        times_s, self._event_values, self._event_durations = recording_events(recording, prepared.part_ids)
         self._event_rel_s = times_s - t0
         self._event_ms = (anchor_s + self._event_rel_s) * 1000.0
 
@@ -315,7 +319,11 @@ class RecordingSource:
         else:
             event_end = int(np.searchsorted(self._event_rel_s, self._rel_s[end], side="left"))
         events = tuple(
-            Event(time_ms=float(self._event_ms[i]), value=self._event_values[i])
+            Event(
+                time_ms=float(self._event_ms[i]),
+                value=self._event_values[i],
+                duration_s=self._event_durations[i],
+            )
             for i in range(self._event_pos, event_end)
         )
         self._event_pos = max(self._event_pos, event_end)

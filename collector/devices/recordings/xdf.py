@@ -296,4 +296,5 @@ def _convert_stream(raw: dict) -> RecordedStream:
         segments=segments,
         has_footer=bool(footer),
         footer_sample_count=footer_count,
+        clock_offsets=len(raw.get("clock_times") or []),
     )
