@@ -84,7 +84,7 @@ def prepare(spool_dir: Path, screenshots: int) -> None:
 
 SCRIPT_RE = re.compile(rb"<script\b[^>]*>(.*?)</script>", re.S | re.I)
 DATA_URI_RE = re.compile(rb"data:image/[a-z+]+;base64,[A-Za-z0-9+/=]+")
-PLOTLY_RE = re.compile(rb"plotly(\.js)?\s+v?\d+\.\d+", re.I)
+PLOTLY_RE = re.compile(rb"plotly(\.js)?(\s*\([^)]*\))?\s+v?\d+\.\d+", re.I)  # also "(cartesian - minified)"
 
 
 def page_parts(page: Path) -> dict[str, float]:

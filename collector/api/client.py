@@ -9,8 +9,12 @@ through `_one_line`, which also strips the key should a server ever echo it.
 from __future__ import annotations
 
 import email.utils
+import functools
 import logging
 import math
+import os
+import ssl
+import urllib.request
 from collections.abc import Generator
 from datetime import datetime, timezone
 from typing import Any, TypeVar
@@ -97,6 +101,34 @@ class _BearerAuth(httpx.Auth):
         yield request
 
 
+@functools.cache
+def _verified_context() -> ssl.SSLContext:
+    """The process's one verifying TLS context, as httpx would build it (SSL_CERT_FILE,
+    SSL_CERT_DIR, else certifi's CA bundle). Loading the CA bundle costs tens of ms of CPU, so it is
+    built once and shared by every client (and their proxy transports)."""
+    if os.environ.get("SSL_CERT_FILE"):
+        return ssl.create_default_context(cafile=os.environ["SSL_CERT_FILE"])
+    if os.environ.get("SSL_CERT_DIR"):
+        return ssl.create_default_context(capath=os.environ["SSL_CERT_DIR"])
+    import certifi  # httpx's own dependency
+
+    return ssl.create_default_context(cafile=certifi.where())
+
+
+@functools.cache
+def _unused_context() -> ssl.SSLContext:
+    """For a plain-http API without a proxy: TLS is never used, so no CA bundle is loaded. Still
+    verifying (hostname and certificate required, no trusted CA): any TLS use would fail loudly."""
+    return ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+
+
+def _tls_context(base_url: str) -> ssl.SSLContext:
+    """The TLS context for a client of `base_url`: none built for http:// without a proxy."""
+    if base_url.lower().startswith("http://") and not urllib.request.getproxies():
+        return _unused_context()
+    return _verified_context()
+
+
 class OpenLessonClient:
     """The four endpoints the collector uses. Use as a context manager, or call `close()`."""
 
@@ -112,6 +144,7 @@ class OpenLessonClient:
             auth=_BearerAuth(settings.api_key),
             timeout=settings.timeout_s,
             transport=transport,
+            verify=_tls_context(settings.base_url),
         )
         if transport is None:
             # The whole request (connect, send, wait, read) must end within timeout_s (see `_send`),

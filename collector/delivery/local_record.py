@@ -9,7 +9,7 @@ two tables next to the spool's:
                 process that began it (a capture with no end whose process is gone was
                 interrupted: collector/delivery/interrupted.py finishes it).
     record      one row per delivered item kept: the EEG chunk artifact as delivered (zlib
-                compressed JSON) or a reduced copy of the screenshot (about 480 px wide, WebP),
+                compressed JSON) or a reduced copy of the screenshot (about 400 px wide, WebP),
                 with the item's identity and its request metadata (e.g. a frame's paused periods).
 
 `Spool.mark_delivered` calls `keep` in the same transaction that purges the item's bytes, so
@@ -41,8 +41,9 @@ from collector.core.summary import STREAM_ID as SUMMARY_STREAM_ID
 log = logging.getLogger("collector.delivery.local_record")
 
 DEFAULT_RETENTION_DAYS = 30.0
-SCREEN_COPY_WIDTH = 480  # px: enough to recognise a page in the review strip, ~20 kB each
-SCREEN_COPY_QUALITY = 70
+SCREEN_COPY_WIDTH = 400  # px: enough to recognise a page in the review strip, ~3-15 kB each
+# (was 480 px at quality 70: 240 copies inlined made 1.8 MB of a 2-hour review page, issue 23)
+SCREEN_COPY_QUALITY = 60
 CAPTURE_KINDS = ("run", "replay", "demo")
 
 SCHEMA = """
@@ -270,7 +271,7 @@ class LocalRecord:
     def keep(self, item_id: int) -> int:
         """Copy a just-delivered spool item into the record (inside the caller's transaction).
 
-        EEG artifacts are kept as delivered (zlib-compressed); screenshots as a ~480 px WebP copy.
+        EEG artifacts are kept as delivered (zlib-compressed); screenshots as a ~400 px WebP copy.
         Returns the bytes kept (0 when the capture's retention is 0 or the item has no bytes).
         """
         row = self._conn.execute(

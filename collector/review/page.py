@@ -4,11 +4,13 @@
     build_figure(data) -> plotly Figure            band powers, quality band, markers, gaps, pauses
     render_review(data) -> str                      the page (Jinja2 template, plotly.js inlined)
 
-Plotly draws the interactive time axis (zoom and pan; plotly.js is inlined, so nothing is fetched
-from a network); Jinja2 writes the page from `collector/templates/review.html.j2`. The band
-powers are the chunk artifacts' own per-window relative powers, averaged into at most
-`MAX_POINTS` time bins so that a 2-hour capture stays fluid; zooming shows the bins, not new
-data. Times on the page are the local wall-clock time of the machine that builds it.
+Plotly draws the interactive time axis (zoom and pan); plotly.js's cartesian partial bundle,
+vendored in collector/templates (plotly-SOURCE.md), is inlined, so nothing is fetched from a
+network. Jinja2 writes the page from `collector/templates/review.html.j2`. The band powers are the
+chunk artifacts' own per-window relative powers, averaged into at most `MAX_POINTS` evenly spaced
+time bins (x0 + i * dx, float32 values) so that a 2-hour capture stays light and fluid; zooming
+shows the bins, not new data. Times on the page are the local wall-clock time of the machine
+that builds it.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import json
 import math
 from dataclasses import dataclass, field
 from datetime import datetime
+from importlib import resources
 from typing import Any
 
 import numpy as np
@@ -28,6 +31,8 @@ from collector.core.summary import STREAM_ID as SUMMARY_STREAM_ID
 from collector.delivery.local_record import reduce_screenshot
 from collector.review.kept import Missing, find_missing
 
+PLOTLY_JS_FILE = "plotly-cartesian.min.js"  # npm plotly.js-cartesian-dist-min, unchanged
+PLOTLY_JS_VERSION = "4.1.1"  # must equal the plotly.js bundled with the Python plotly (a test checks)
 MAX_POINTS = 1500  # time bins per trace: 2 h at 0.5 s windows -> 4.8 s bins
 MAX_LABELLED_MARKERS = 40  # more than this: labels in the legend and on hover only
 MAX_LABEL_CHARS = 24  # a marker's label on the plot and in the legend; the full value on hover
@@ -181,6 +186,12 @@ def _nanmean(values: np.ndarray, axis) -> np.ndarray:
         return sums / counts
 
 
+def _f4(values: np.ndarray) -> np.ndarray:
+    """float32 for the page: plotly writes numpy arrays as base64 typed arrays, half the bytes of
+    float64; powers and shares in [0, 1] keep ~7 significant digits (NaN stays NaN: a hole)."""
+    return np.ascontiguousarray(values, dtype=np.float32)
+
+
 def _local_offset_ms(unix_ms: float) -> float:
     """The local zone's UTC offset at that time: the page shows local wall-clock times."""
     offset = datetime.fromtimestamp(unix_ms / 1000).astimezone().utcoffset()
@@ -232,13 +243,15 @@ def build_figure(data: ReviewData):
     n_traces = 0
     if len(data.window_ms):
         centres, rel, good = _bins(data)
-        x = centres + local
+        # Bins are evenly spaced: x0 + i * dx (ms on a date axis) instead of an x array per trace.
+        x0 = float(centres[0] + local)
+        dx = float(centres[1] - centres[0]) if len(centres) > 1 else 1.0
         for vi, view in enumerate(views):
             values = _nanmean(rel, axis=1) if view == "mean" else rel[:, vi - 1, :]
             for bi, band in enumerate(data.bands):
                 fig.add_trace(
                     go.Scatter(
-                        x=x, y=np.round(values[:, bi], 4), mode="lines", name=band, legendgroup=band,
+                        x0=x0, dx=dx, y=_f4(values[:, bi]), mode="lines", name=band, legendgroup=band,
                         showlegend=vi == 0, visible=vi == 0, connectgaps=False,
                         line={"width": 1.4, "color": BAND_COLORS.get(band)},
                         hovertemplate=f"{band} %{{y:.1%}}<extra>{view}</extra>",
@@ -249,7 +262,7 @@ def build_figure(data: ReviewData):
         rows_y = data.channels + ([MOVEMENT_ROW] if data.has_motion else [])
         fig.add_trace(
             go.Heatmap(
-                x=x, y=rows_y, z=np.round(good.T, 3), zmin=0, zmax=1, showscale=False,
+                x0=x0, dx=dx, y=rows_y, z=_f4(good.T), zmin=0, zmax=1, showscale=False,
                 colorscale=[[0, "#d73027"], [0.5, "#fee08b"], [1, "#1a9850"]],
                 hovertemplate="%{y}: %{z:.0%} good (movement: still) windows<extra></extra>",
                 name="signal quality",
@@ -262,9 +275,9 @@ def build_figure(data: ReviewData):
     marker_values = sorted({v for _, v in data.markers})
     dense = len(data.markers) > MAX_LABELLED_MARKERS  # many markers: fainter, so the powers stay readable
     for i, value in enumerate(marker_values):
-        ts = [t + local for t, v in data.markers if v == value]
-        xs = [p for t in ts for p in (t, t, None)]
-        ys = [p for _ in ts for p in (0.0, 1.0, None)]
+        ts = np.asarray([t + local for t, v in data.markers if v == value], dtype=float)
+        xs = np.repeat(ts, 3)  # each marker a segment from 0 to 1, NaN (no line) to the next
+        ys = np.tile(np.asarray([0.0, 1.0, np.nan], dtype=np.float32), len(ts))
         fig.add_trace(
             go.Scatter(
                 x=xs, y=ys, mode="lines", name=f"marker {marker_label(value)}", legendgroup="markers",
@@ -426,11 +439,15 @@ def _bpm(value: float | None) -> str | None:
     return None if value is None else f"{value:.0f} bpm"
 
 
+def vendored_plotly_js() -> str:
+    """plotly.js's cartesian partial bundle (Scatter, Heatmap; 1.5 MB instead of the full 4.8 MB),
+    vendored in collector/templates with its MIT licence; see plotly-SOURCE.md there."""
+    return (resources.files("collector.templates") / PLOTLY_JS_FILE).read_text(encoding="utf-8")
+
+
 def render_review(data: ReviewData) -> str:
     """The whole page as one string: no external resource (plotly.js and images are inlined)."""
     import jinja2
-    import plotly
-    from plotly.offline import get_plotlyjs
 
     env = jinja2.Environment(
         loader=jinja2.PackageLoader("collector", "templates"),
@@ -480,7 +497,7 @@ def render_review(data: ReviewData) -> str:
         n_gaps=len(data.gaps),
         n_paused=len(data.paused),
         figure_json=figure_json,
-        plotly_js=get_plotlyjs(),
-        plotly_version=plotly.__version__,
+        plotly_js=vendored_plotly_js(),
+        plotly_version=PLOTLY_JS_VERSION,
         generated=datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z"),
     )

@@ -500,3 +500,30 @@ def test_log_records_are_masked_whatever_logger_writes_them(caplog):
     logging.getLogger("anything").warning("the key is %s", key.reveal())
     assert key.reveal() not in caplog.text and key.reveal()[3:] not in caplog.text
     assert "Bearer …" in caplog.text and "the key is sk_…" in caplog.text
+
+
+def test_one_verifying_tls_context_per_process_and_none_loaded_for_plain_http(monkeypatch, sandbox):
+    import ssl
+
+    from collector.api import client as client_module
+
+    for name in ("http_proxy", "https_proxy", "all_proxy", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+    built: list[object] = []
+    real = ssl.create_default_context
+    monkeypatch.setattr(ssl, "create_default_context", lambda *a, **k: built.append(k) or real(*a, **k))
+    client_module._verified_context.cache_clear()
+    https = ApiSettings(base_url="https://api.example.test", api_key=ApiKey(KEY), timeout_s=5)
+    for _ in range(3):
+        OpenLessonClient(https).close()
+    assert len(built) == 1  # built once, shared by every client (it loads the CA bundle)
+    ctx = client_module._tls_context("https://api.example.test")
+    assert ctx.verify_mode == ssl.CERT_REQUIRED and ctx.check_hostname and ctx.cert_store_stats()["x509_ca"]
+    assert sandbox.base_url.startswith("http://")
+    with sandbox_client(sandbox) as c:  # the real sandbox over http: requests still work
+        assert [b.id for b in c.list_blocks(sandbox.workspace_id)] == sandbox.block_ids
+    assert len(built) == 1  # no CA bundle loaded for a plain-http API
+    monkeypatch.setenv("HTTP_PROXY", "http://proxy.example.test:3128")
+    assert (
+        client_module._tls_context(sandbox.base_url) is client_module._verified_context()
+    )  # a proxy may be TLS

@@ -60,7 +60,7 @@ def test_delivered_items_are_kept_eeg_as_sent_screenshots_reduced(tmp_path):
         kept = {a.type: a for a in spool.record.artifacts("c1")}
         assert kept["eeg"].data == payload and kept["eeg"].delivered
         img = Image.open(io.BytesIO(kept["screen"].data))
-        assert img.size == (480, 270) and kept["screen"].mime_type == "image/webp"
+        assert img.size == (400, 225) and kept["screen"].mime_type == "image/webp"
         assert kept["screen"].metadata["paused_periods"] == [[1, 2]]
         assert 0 < spool.record.record_bytes() < len(payload) + 30_000
     root = tmp_path / "s"
@@ -225,5 +225,5 @@ def test_review_reads_items_still_in_the_spool_at_the_record_size(tmp_path):
         spool.add(workspace_id=WS, evidence=shot("waiting", 0), data=png(1920, 1080))
         data = load_review(spool, {"capture_id": "waiting"})
         [(t, mime, image)] = data.shots
-        assert t == 0 and mime == "image/webp" and Image.open(io.BytesIO(image)).size == (480, 270)
+        assert t == 0 and mime == "image/webp" and Image.open(io.BytesIO(image)).size == (400, 225)
         assert data.paused == [(1, 2)] and spool.pending_count() == 1  # reading changes nothing

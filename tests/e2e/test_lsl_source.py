@@ -162,7 +162,7 @@ def test_header_labels_units_and_profile_aux_channels():
         with LslSource(source_id=name, aux_channels=["EXG1"], model="TestAmp") as source:
             d = source.description
         assert d.channels == ("Fp1", "Fp2") and d.aux_channels == ("EXG1", "AUX2")
-        assert d.sfreq == 500.0 and d.unit == "uV" and d.model == "TestAmp" and d.hostname
+        assert d.sfreq == 500.0 and d.unit == "microvolts" and d.model == "TestAmp" and d.hostname
         with pytest.raises(NoSourceError, match="strings"):
             LslSource(source_id=f"{name}-m", resolve_timeout_s=5.0).open()
         listed = {s.source_id: s for s in list_streams(1.0)}
@@ -183,7 +183,10 @@ def test_split_channels_by_label_and_profile():
 
 
 def test_predicates_quote_values():
-    assert build_predicate(name="Muse", type="EEG") == "name='Muse' and type='EEG'"
+    # Types match case-insensitively (MNE-LSL declares "eeg"); XPath 1.0 folds case with translate().
+    folded = "translate(type,'ABCDEFGHIJKLMNOPQRSTUVWXYZ','abcdefghijklmnopqrstuvwxyz')='eeg'"
+    assert build_predicate(name="Muse", type="EEG") == f"name='Muse' and {folded}"
+    assert build_predicate(type="eeg") == build_predicate(type="EEG")
     assert build_predicate(source_id="it's") == 'source_id="it\'s"'
     assert build_predicate() == ""
 

@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
+import base64
 import json
+from importlib import resources
 
 import numpy as np
 
 from collector.core.summary import SummaryBuilder
-from collector.review.page import MAX_POINTS, ReviewData, _bins, averages_table, build_figure
+from collector.review.page import (
+    MAX_POINTS,
+    PLOTLY_JS_VERSION,
+    ReviewData,
+    _bins,
+    averages_table,
+    build_figure,
+    vendored_plotly_js,
+)
 
 CHANNELS = ["TP9", "AF7"]
 BANDS = ["delta", "theta", "alpha", "beta", "gamma"]
@@ -88,3 +98,43 @@ def test_summary_builder_counts_minutes_markers_gaps_and_pauses():
     assert s["totals"]["screenshots_skipped"] == 3 and s["totals"]["windows_with_powers"] == 60
     fields, data = b.evidence("Muse")
     assert json.loads(data)["kind"] == "replay" and fields.metadata["kind"] == "session-summary"
+
+
+def test_vendored_plotly_js_is_the_cartesian_bundle_of_the_python_plotly_version():
+    from plotly.offline import get_plotlyjs_version
+
+    # The figure JSON is written by the Python plotly: the page's plotly.js must be its version.
+    assert PLOTLY_JS_VERSION == get_plotlyjs_version()
+    head = vendored_plotly_js()[:300]
+    assert f"plotly.js (cartesian - minified) v{PLOTLY_JS_VERSION}" in head
+    licence = (resources.files("collector.templates") / "plotly-LICENSE.txt").read_text()
+    assert licence.startswith("MIT License")
+
+
+def _array(spec) -> np.ndarray:
+    """A trace array from the figure JSON: plotly's base64 typed array, or a plain list."""
+    if isinstance(spec, dict):
+        return np.frombuffer(base64.b64decode(spec["bdata"]), dtype=np.dtype(spec["dtype"]))
+    return np.asarray(spec, dtype=float)
+
+
+def test_two_hour_figure_is_compact_and_keeps_the_binned_values():
+    data = synthetic(14_400)  # 2 h at 0.5 s, 2 channels: 15 band traces, the heatmap, 2 markers
+    fig, local = build_figure(data)
+    text = fig.to_json()
+    # Was 630 kB with float64 x and y arrays: float32 typed arrays, and x0/dx instead of x per trace.
+    assert len(text) < 250_000
+    figure = json.loads(text)
+    centres, rel, good = _bins(data)
+    alpha_tp9 = [t for t in figure["data"] if t["name"] == "alpha"][1]  # the TP9 view
+    n = len(centres)
+    x = alpha_tp9["x0"] + alpha_tp9["dx"] * np.arange(n)
+    np.testing.assert_allclose(x, centres + local, atol=1.0)  # within a ms over 2 h
+    y = _array(alpha_tp9["y"])
+    assert len(y) == n and np.array_equal(np.isnan(y), np.isnan(rel[:, 0, 2]))  # holes stay holes
+    np.testing.assert_allclose(y[~np.isnan(y)], rel[~np.isnan(y), 0, 2], rtol=1e-6)
+    [heat] = [t for t in figure["data"] if t["type"] == "heatmap"]
+    np.testing.assert_allclose(_array(heat["z"]).reshape(2, n), good.T, rtol=1e-6)
+    marker = [t for t in figure["data"] if t["name"] == "marker 1"][0]
+    np.testing.assert_allclose(_array(marker["x"]), [data.markers[0][0] + local] * 3)
+    assert np.isnan(_array(marker["y"])[2])  # the break between two markers' lines

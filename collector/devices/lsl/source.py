@@ -57,6 +57,7 @@ from collector.errors import NoSourceError, UsageError
 log = logging.getLogger("collector.devices.lsl")
 
 
+READ_BATCH_S = 0.1  # a read waits (up to its timeout) for this much signal before it returns
 HOLD_WAIT_S = 0.05  # how long a read waits for the samples that decide about a held bad stamp
 REPAIR_LOG_S = 60.0  # after the first repaired stamp is logged, further ones are logged as a count this often
 
@@ -127,6 +128,7 @@ class LslSource:
         self._last_ms: float | None = None
         self._last_data_mono = 0.0
         self._max_samples = 1024
+        self._batch = 1  # samples a read waits for (then it takes all there are); see _connect
         self._gap_s = float("inf")
         self.markers = None if markers is None or markers.strip().lower() in ("", "off", "none") else markers
         self.markers_retry_s = markers_retry_s
@@ -212,7 +214,10 @@ class LslSource:
             return self._chunk(stamps, data, final=False)
         try:
             samples, stamps = self._inlet.pull_chunk(
-                timeout=max(0.0, timeout), max_samples=self._max_samples, min_samples=1, as_numpy=True
+                timeout=max(0.0, timeout),
+                max_samples=self._max_samples,
+                min_samples=self._batch,
+                as_numpy=True,
             )
         except LostError:  # only for streams without a source_id: liblsl cannot recover those
             self._mark_lost("it has no source_id, so LSL cannot recover it")
@@ -404,6 +409,10 @@ class LslSource:
         sfreq = float(full.nominal_srate())
         self._gap_s = gap_threshold_s(sfreq)
         self._max_samples = max(1024, int(sfreq * 10))
+        # Wait in liblsl for READ_BATCH_S of samples instead of waking for each one as it arrives
+        # (a 256 Hz outlet pushing sample by sample woke the whole read path 256 times a second).
+        # An irregular stream (no nominal rate) returns at its first sample, as before.
+        self._batch = max(1, min(self._max_samples, round(sfreq * READ_BATCH_S))) if sfreq > 0 else 1
         self._mapper = StreamTimeMapper(self.clock, stream_label=f"LSL stream {full.name()!r}")
         self._correction_s = 0.0
         self._correction_checked = 0.0
@@ -452,7 +461,7 @@ class LslSource:
         count = 0
         while count < 256 and time.monotonic() < deadline:
             samples, ts = self._inlet.pull_chunk(
-                timeout=0.2, max_samples=self._max_samples, min_samples=1, as_numpy=True
+                timeout=0.2, max_samples=self._max_samples, min_samples=self._batch, as_numpy=True
             )
             if len(ts):
                 ts = np.asarray(ts, dtype=np.float64)
