@@ -206,6 +206,23 @@ def test_live_rate_mismatch_is_measured_warned_once_and_used(caplog, declared, r
     assert powers and np.mean(powers) > 0.5
 
 
+def test_live_gap_threshold_follows_the_streams_real_rate_not_the_declared_one():
+    """Declared 64 Hz (gaps over 62.5 ms), really 256 Hz (gaps over 20 ms): 10 samples missing
+    (43 ms) are a gap, seen only when the source's period follows the stream's stamps."""
+    n = 256 * 6
+    idx = np.r_[np.arange(0, 768), np.arange(778, n + 10)]
+    stamps = idx / 256.0
+    data = synth(n, 256.0, 10.0, 2)
+    _, chunks = run_live(uid("live-follow"), data, stamps, 64.0, ["C3", "C4"])
+    times = check_times(chunks, n)
+    gaps = [g for c in chunks for g in c.gaps]
+    assert len(gaps) == 1, f"{len(gaps)} gaps reported for one 43 ms hole in a 256 Hz stream declared 64 Hz"
+    assert gaps[0].start_ms == times[767] and gaps[0].end_ms == times[768]
+    assert gaps[0].end_ms - gaps[0].start_ms == pytest.approx(11 * 1000 / 256, abs=0.1)
+    rates = [c.sfreq for c in chunks if c.sfreq]
+    assert rates and rates[-1] == pytest.approx(256.0, rel=1e-3)
+
+
 # -- kind 3 ------------------------------------------------------------------------------------
 
 

@@ -173,6 +173,28 @@ def test_peak_to_peak_and_clipping_equal_brute_force(window_s: float, step_s: fl
     assert np.allclose(share, want_share, rtol=0, atol=1e-15)
 
 
+def test_a_window_whose_only_missing_sample_is_its_last_or_first_is_missing() -> None:
+    """A window's samples are [end - window + 1, end], both ends included: a NaN on either end is
+    in the window, so it is flagged `missing` and has no powers; the windows next to it are clean."""
+    sfreq = 256.0
+    n = int(sfreq * 12)
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((n, 2)) * 10.0
+    ends = grid_window_ends(n, sfreq, BandSettings())
+    last_of = int(ends[5])  # the last sample of the sixth window
+    first_of = int(ends[12]) - 511  # the first sample of the thirteenth
+    x[last_of, 0] = np.nan
+    x[first_of, 1] = np.nan
+    got = compute_band_powers(x, sfreq)
+    q = got.quality
+    for c, k in ((0, last_of), (1, first_of)):
+        hit = (ends >= k) & (ends - 511 <= k)
+        assert q.missing[:, c].tolist() == hit.tolist(), f"channel {c}: NaN at sample {k}"
+        assert np.isnan(got.absolute_uv2[hit, c]).all() and np.isfinite(got.absolute_uv2[~hit, c]).all()
+    assert q.missing[5, 0] and not q.missing[4, 0]  # its only NaN is its last sample
+    assert q.missing[12, 1] and not q.missing[13, 1]  # ... its first sample
+
+
 def test_quality_flags() -> None:
     sfreq = 256.0
     n = int(sfreq * 20)

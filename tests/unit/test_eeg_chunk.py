@@ -196,6 +196,50 @@ def test_a_gap_at_a_chunk_boundary_goes_to_the_resuming_chunk() -> None:
     assert [len(o.artifact["gaps"]) for o in outs] == [0, 1, 0]
 
 
+@pytest.mark.parametrize("sizes", [[12], [1280], [1265, 40]])
+def test_a_gap_just_before_a_chunk_boundary_flags_the_next_chunks_windows_over_it(sizes) -> None:
+    """The signal resumes at sample 1270, ten samples before chunk 1 starts (1280): the windows of
+    chunk 1 that still hold both sides of the hole (ending at 1407, 1535, 1663) are gap windows
+    without powers, like chunk 0's last one; the first window after them has its powers."""
+    data, times = stream(12.0, seed=11)
+    times = times.copy()
+    times[1270:] += 400.0
+    outs = play(chunker(), data, times, sizes=sizes)
+    assert [len(o.artifact["gaps"]) for o in outs] == [1, 0, 0]  # listed where the signal resumes
+    ends = grid_window_ends(len(times), 256.0, BandSettings())
+    spans = (ends - 511 < 1270) & (ends >= 1270)
+    assert ends[spans].tolist() == [1279, 1407, 1535, 1663]
+    per_chunk = [(o.chunk_index, w) for o in outs for w in o.artifact["windows"]]
+    assert len(per_chunk) == len(ends)
+    for (index, w), end, span in zip(per_chunk, ends, spans, strict=True):
+        assert index == end // 1280  # a window belongs to the chunk holding its last sample
+        assert w["quality"]["gap"] is bool(span), f"window ending at sample {end} (chunk {index})"
+        if span:
+            assert w["absolute"] is None and w["relative"] is None and w["quality"]["ok"] is False
+        else:
+            assert w["absolute"]["ch1"]["alpha"] is not None
+    assert np.array_equal(samples_of(outs), np.round(data, 3))
+
+
+def test_a_window_whose_only_missing_sample_is_its_last_is_missing_without_powers() -> None:
+    data, times = stream(8.0, seed=12)
+    ends = grid_window_ends(len(times), 256.0, BandSettings())
+    at = int(ends[4])  # the last sample of the fifth window (1023)
+    data[at, 2] = np.nan
+    outs = play(chunker(), data, times, sizes=[50])
+    windows = [w for o in outs for w in o.artifact["windows"]]
+    assert len(windows) == len(ends)
+    hit = (ends >= at) & (ends - 511 <= at)
+    for w, end, missing in zip(windows, ends, hit, strict=True):
+        flags = w["quality"]["channels"]["ch2"]
+        assert flags["missing"] is bool(missing), f"window ending at sample {end}, NaN at {at}"
+        assert (w["absolute"]["ch2"]["alpha"] is None) is bool(missing)
+        assert w["absolute"]["ch1"]["alpha"] is not None and w["quality"]["gap"] is False
+        if missing:
+            assert w["quality"]["ok"] is False and all(v is None for v in w["relative"]["ch2"].values())
+    assert windows[4]["quality"]["channels"]["ch2"]["missing"] is True
+
+
 def test_events_go_to_the_chunk_whose_span_holds_them() -> None:
     data, times = stream(16.0, seed=9)
     events = [

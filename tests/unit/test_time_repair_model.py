@@ -208,6 +208,22 @@ def test_declared_256_really_200_measures_200():
     assert measure_rate(times, typical_period(t)) == pytest.approx(200.0, rel=1e-3)
 
 
+def test_live_period_follows_the_streams_recent_stamps_not_its_first_estimate():
+    """Declared 64 Hz, really 256 Hz, then 250 Hz from 15 s on: the live period (which sets the
+    source's gap threshold and its rate meter) is the fitted clock's, over its last seconds."""
+    t = 100.0 + np.arange(256 * 15) / 256.0
+    t = np.concatenate((t, t[-1] + np.arange(1, 250 * 15 + 1) / 250.0))
+    rep = LiveRepair(1 / 64)
+    data = np.zeros((t.size, 1))
+    periods = {}
+    for i in range(0, t.size, 32):
+        rep.feed(t[i : i + 32], data[i : i + 32])
+        periods[i + 32] = rep.period_s
+    assert periods[256 * 3] == pytest.approx(1 / 256, rel=1e-6)  # not the declared 1/64
+    assert periods[256 * 14] == pytest.approx(1 / 256, rel=1e-6)
+    assert rep.period_s == pytest.approx(1 / 250, rel=1e-6)  # the rate it has now, not its first
+
+
 @pytest.mark.parametrize("name", ["jump_outlier.xdf", "jump_outlier_first_of_chunk.xdf"])
 def test_jump_outlier_files(name):
     t, _ = xdf_stream(FIELD / name)
