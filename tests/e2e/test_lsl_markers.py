@@ -246,3 +246,42 @@ def test_auto_never_follows_the_markers_of_another_eeg_stream(caplog):
     warned = [r.getMessage() for r in caplog.records if getattr(r, "event", None) == "markers_not_followed"]
     assert len(warned) == 1, caplog.text  # said once, not at every retry
     assert f"{b}-markers" in warned[0] and "--markers NAME" in warned[0]
+
+
+def test_a_remote_marker_streams_own_clock_correction_places_its_markers():
+    """EEG and markers from two senders whose LSL clocks run 300 s and 1000 s ahead of ours (each in
+    its own time namespace, as on other machines): every marker lands at the Unix time it was sent
+    (its value), on the EEG's time line, with the marker inlet's own time correction (about -1000 s),
+    not the EEG's (-300 s) and not none."""
+    from other_clock import OtherClockOutlet, time_namespace
+
+    eeg_clock, marker_clock = time_namespace(300.0), time_namespace(1000.0)
+    if eeg_clock is None or marker_clock is None:
+        pytest.skip("no Linux time namespace here (needs root or user namespaces, kernel 5.6+)")
+    name = uid("remote")
+    with (
+        OtherClockOutlet(eeg_clock, "eeg", name, 50.0, 4.0),
+        OtherClockOutlet(marker_clock, "markers", name, 5, 0.3) as markers,
+    ):
+        with LslSource(source_id=name, resolve_timeout_s=10.0) as source:
+            wait_for_markers(source, timeout_s=10.0)
+            chunks, read_at = [], []
+            deadline = time.monotonic() + 15.0
+            while time.monotonic() < deadline:
+                chunk = source.read(0.1)
+                if chunk is not None:
+                    chunks.append(chunk)
+                    read_at.append(time.time() * 1000.0)
+                    if sum(len(c.events) for c in chunks) >= 5 and sum(len(c) for c in chunks) >= 150:
+                        break
+    sent = [float(line.split()[1]) for line in markers.lines]
+    events = [e for c in chunks for e in c.events]
+    assert [e.value for e in events] == [f"{ms:.3f}" for ms in sent]
+    off_s = [(e.time_ms - ms) / 1000.0 for e, ms in zip(events, sent, strict=True)]
+    assert np.all(np.abs(off_s) < 0.005), f"markers {off_s} s from the Unix time they were sent"
+    # The EEG, on its own correction, is on the same Unix time line: each read's samples are recent.
+    for chunk, at_ms in zip(chunks, read_at, strict=True):
+        if len(chunk):
+            assert 0 <= at_ms - chunk.times_ms[-1] < 5000, "EEG samples not on the Unix time line"
+    eeg_ms = np.concatenate([c.times_ms for c in chunks])
+    assert eeg_ms[0] < events[0].time_ms and events[-1].time_ms < eeg_ms[-1]
