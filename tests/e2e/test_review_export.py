@@ -284,3 +284,39 @@ def test_a_gap_stays_a_gap_in_csv_and_edf(tmp_path):
     step = (np.maximum(eeg.values.max(0), 0) - np.minimum(eeg.values.min(0), 0)) / 65535
     assert np.all(np.abs(good - eeg.values) <= step / 2 + 1e-3)
     assert sum(a["description"] != "BAD_ACQ_SKIP" for a in raw.annotations) == 20
+
+
+def test_two_markers_on_one_sample_are_both_exported_joined_with_a_bar(tmp_path):
+    """Two markers with one stamp, two 1 ms apart (the same sample at 256 Hz) and one alone: the
+    CSV's Marker column holds each pair on its sample joined with "|", and EDF+ every one."""
+    sys.path.insert(0, str(ROOT / "scripts"))
+    from make_xdf import XdfStream, synthetic_eeg, write_xdf
+
+    eeg = synthetic_eeg(10.0)  # stamps 1000.0 + k / 256
+    stamps = np.array([1002.0, 1002.0, 1005.0, 1005.001, 1007.5])
+    values = ["left", "right", "x", "y", "solo"]
+    markers = XdfStream("Pairs", "Markers", 0.0, ["Marker"], stamps, values, source_id="pairs", unit="")
+    xdf = tmp_path / "pairs.xdf"
+    write_xdf(xdf, [eeg, markers])
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENLESSON_", "COLLECTOR_"))}
+    env["PYTHONPATH"] = str(ROOT)
+    spool = str(tmp_path / "spool")
+    proc = collector(
+        ["replay", str(xdf), "-w", str(uuid.uuid4()), "--speed", "max", "--offline", "--spool", spool], env
+    )
+    assert proc.returncode == 0, proc.stderr
+    csv_path, edf_path = tmp_path / "pairs.csv", tmp_path / "pairs.edf"
+    for fmt, path in (("csv", csv_path), ("edf", edf_path)):
+        proc = collector(["export", "--format", fmt, "--out", str(path), "--spool", spool], env)
+        assert proc.returncode == 0, proc.stderr
+    import pandas as pd
+
+    table = pd.read_csv(csv_path, dtype={"Marker": str})
+    assert len(table) == 10 * 256
+    marked = table.index[table["Marker"] != "0"].tolist()
+    assert marked == [512, 1280, 1920]  # the samples nearest to 2.0, 5.0 and 7.5 s
+    assert table["Marker"][marked].tolist() == ["left|right", "x|y", "solo"], "a marker was dropped"
+    from edfio import read_edf
+
+    notes = [a.text for a in read_edf(edf_path).annotations if a.text != "BAD_ACQ_SKIP"]
+    assert sorted(notes) == sorted(values)
