@@ -365,6 +365,55 @@ def test_edf_and_bdf_replay_samples_annotations_and_meas_date(sandbox, tmp_path,
     np.testing.assert_allclose([t for t, _ in sorted(got)], [t for t, _ in sorted(want)], atol=2e-3)
 
 
+@pytest.mark.parametrize("bdf", [False, True], ids=["edf", "bdf"])
+@pytest.mark.parametrize(
+    ("unit", "per_uv", "limit"),
+    [("mV", 1e-3, 0.2), ("V", 1e-6, 0.0002), ("nV", 1e3, 200_000), ("uV", 1.0, 200)],
+    ids=["mV", "V", "nV", "uV"],
+)
+def test_edf_and_bdf_physical_units_become_microvolts(tmp_path, bdf, unit, per_uv, limit):
+    """A file written in each voltage unit (pyedflib: physical dimension `unit`, values and range in
+    it) reads as the same µV: mV x 1000, V x 10^6, nV x 10^-3."""
+    import pyedflib
+
+    from collector.core.records import SourceEnded
+    from collector.devices.recordings.source import RecordingSource
+
+    rng = np.random.default_rng(9)
+    n = 256 * 8
+    truth_uv = rng.normal(0, 10, (n, 2)) + 20 * np.sin(2 * np.pi * 10 * np.arange(n) / 256)[:, None]
+    digital = (-8_388_608, 8_388_607) if bdf else (-32_768, 32_767)
+    path = tmp_path / f"{unit}.{'bdf' if bdf else 'edf'}"
+    writer = pyedflib.EdfWriter(
+        str(path), 2, file_type=pyedflib.FILETYPE_BDFPLUS if bdf else pyedflib.FILETYPE_EDFPLUS
+    )
+    # ±200 µV in the file's unit (`limit` written as EDF's 8-character header field holds it)
+    writer.setSignalHeaders(
+        [
+            dict(label=f"EEG {lab}", dimension=unit, sample_frequency=256, physical_min=-limit,
+                 physical_max=limit, digital_min=digital[0], digital_max=digital[1])
+            for lab in ("C3", "C4")
+        ]
+    )  # fmt: skip
+    writer.writeSamples([np.ascontiguousarray(truth_uv[:, i] * per_uv) for i in range(2)])
+    writer.close()
+    with RecordingSource(path, chunk_s=60.0) as source:
+        description = source.description
+        chunks = []
+        while True:
+            try:
+                chunk = source.read(0.1)
+            except SourceEnded:
+                break
+            if chunk is not None:
+                chunks.append(chunk)
+    assert description.unit == "microvolts"
+    got = np.concatenate([c.data for c in chunks])
+    step_uv = 400.0 / (digital[1] - digital[0])  # one digital step, µV
+    assert got.shape == truth_uv.shape
+    np.testing.assert_allclose(got, truth_uv, atol=step_uv, rtol=0, err_msg=f"{unit} not read as µV")
+
+
 def test_edf_stream_picks_named_channels(sandbox, tmp_path):
     rng = np.random.default_rng(4)
     eeg = rng.normal(0, 25, (256 * 20, 4))
