@@ -245,6 +245,100 @@ FAULTS: tuple[Fault, ...] = (
         ),
         "assert 0 == 3",
     ),
+    # issue 24, part A
+    Fault(
+        "live-period-frozen",
+        "the live time repair keeps its first period (the declared rate) instead of following the stamps",
+        (
+            Edit(
+                "collector/core/time_repair.py",
+                "        return seg.slope if seg.slope > 0 else self._model.p\n",
+                "        return self._model.p  # FAULT: frozen at its first estimate\n",
+            ),
+        ),
+        (
+            "tests/unit/test_time_repair_model.py::"
+            "test_live_period_follows_the_streams_recent_stamps_not_its_first_estimate",
+            "tests/e2e/test_lsl_field_cases.py::"
+            "test_live_gap_threshold_follows_the_streams_real_rate_not_the_declared_one",
+        ),
+        r"gaps reported for one 43 ms hole|Obtained: 0\.015625",
+    ),
+    Fault(
+        "last-sample-not-missing",
+        "a window's missing samples leave out its last sample (a NaN there is not flagged `missing`)",
+        (
+            Edit(
+                "collector/core/bandpower.py",
+                "missing = ((counts[:, ends + 1] - counts[:, starts]) > 0).T\n",
+                "missing = ((counts[:, ends] - counts[:, starts]) > 0).T  # FAULT: last sample left out\n",
+            ),
+        ),
+        (
+            "tests/unit/test_bandpower.py::test_a_window_whose_only_missing_sample_is_its_last_or_first_is_missing",
+            "tests/unit/test_eeg_chunk.py::test_a_window_whose_only_missing_sample_is_its_last_is_missing_without_powers",
+        ),
+        r"NaN at (sample )?\d+",
+    ),
+    Fault(
+        "gap-forgotten-at-chunk-boundary",
+        "a gap before a chunk boundary no longer flags the next chunk's windows that span it",
+        (
+            Edit(
+                "collector/core/chunk.py",
+                "for b, g in self._breaks if b > self._chunk_start - w]\n",
+                "for b, g in self._breaks if b >= self._chunk_start]  # FAULT: forgotten at the boundary\n",
+            ),
+        ),
+        (
+            "tests/unit/test_eeg_chunk.py::"
+            "test_a_gap_just_before_a_chunk_boundary_flags_the_next_chunks_windows_over_it",
+        ),
+        r"window ending at sample \d+ \(chunk 1\)",
+    ),
+    Fault(
+        "marker-correction-ignored",
+        "live marker stamps are mapped without the marker stream's own LSL time correction",
+        (
+            Edit(
+                "collector/devices/lsl/markers.py",
+                "mapper.to_unix_ms(np.asarray(stamps, dtype=np.float64), correction_s)\n",
+                "mapper.to_unix_ms(np.asarray(stamps, dtype=np.float64), 0.0)  # FAULT: correction ignored\n",
+            ),
+        ),
+        (
+            "tests/e2e/test_lsl_markers.py::test_a_remote_marker_streams_own_clock_correction_places_its_markers",
+        ),
+        r"s from the Unix time they were sent",
+    ),
+    Fault(
+        "paired-markers-dropped",
+        "`collector export` CSV keeps only the last of two markers on one sample",
+        (
+            Edit(
+                "collector/review/export.py",
+                '        column[i] = value if column[i] == "0" else f"{column[i]}|{value}"\n',
+                "        column[i] = value  # FAULT: a second marker on the sample replaces the first\n",
+            ),
+        ),
+        (
+            "tests/e2e/test_review_export.py::test_two_markers_on_one_sample_are_both_exported_joined_with_a_bar",
+        ),
+        r"a marker was dropped",
+    ),
+    Fault(
+        "edf-units-partly-ignored",
+        "EDF/BDF signals in V or nV are read as if in µV (only mV is converted)",
+        (
+            Edit(
+                "collector/devices/recordings/edf.py",
+                "scale = unit_scale(unit)  # one table for every source (collector.core.units)\n",
+                'scale = unit_scale(unit if unit in ("mV", "uV") else "")  # FAULT: V and nV read as µV\n',
+            ),
+        ),
+        ("tests/e2e/test_replay_formats.py::test_edf_and_bdf_physical_units_become_microvolts",),
+        r"\bn?V not read as µV",
+    ),
 )
 
 
