@@ -58,6 +58,7 @@ log = logging.getLogger("collector.devices.lsl")
 
 
 READ_BATCH_S = 0.1  # a read waits (up to its timeout) for this much signal before it returns
+BATCH_WAIT_MAX_S = 0.25  # ... but returns the samples it has after this long, even fewer
 HOLD_WAIT_S = 0.05  # how long a read waits for the samples that decide about a held bad stamp
 REPAIR_LOG_S = 60.0  # after the first repaired stamp is logged, further ones are logged as a count this often
 
@@ -213,12 +214,17 @@ class LslSource:
             self._refresh_correction()
             return self._chunk(stamps, data, final=False)
         try:
+            # Wait in liblsl for a batch (fewer wake-ups), but no longer than BATCH_WAIT_MAX_S for
+            # it: then take whatever single sample arrives, so a slow or stalling stream's sample
+            # is not held for the whole timeout.
+            first = min(max(0.0, timeout), BATCH_WAIT_MAX_S)
             samples, stamps = self._inlet.pull_chunk(
-                timeout=max(0.0, timeout),
-                max_samples=self._max_samples,
-                min_samples=self._batch,
-                as_numpy=True,
+                timeout=first, max_samples=self._max_samples, min_samples=self._batch, as_numpy=True
             )
+            if len(stamps) == 0 and timeout > first:
+                samples, stamps = self._inlet.pull_chunk(
+                    timeout=timeout - first, max_samples=self._max_samples, min_samples=1, as_numpy=True
+                )
         except LostError:  # only for streams without a source_id: liblsl cannot recover those
             self._mark_lost("it has no source_id, so LSL cannot recover it")
             self._drop_inlet()  # the marker follower keeps running: markers may outlive the EEG
