@@ -8,7 +8,7 @@
     │   ├── NotFoundError           workspace_not_found, block_not_found, not_found, ...        4
     │   ├── ValidationApiError      validation_error (a permanent rejection of one request)     2
     │   ├── RateLimitedError        rate_limit_exceeded (429)                                   1
-    │   └── ServerError             5xx or an error page that is not the contract's JSON        1
+    │   └── ServerError             5xx, 408, 425, or a page that is not the contract's JSON   1
     ├── NetworkError                connection refused, DNS, timeout, reply lost                1
     ├── NoSourceError               no EEG stream, no screen, nothing to capture                5
     ├── SpoolError                  the spool cannot be written (full, disk full, unreadable)   1
@@ -34,6 +34,11 @@ EXIT_NOT_FOUND = 4
 EXIT_NO_SOURCE = 5
 EXIT_PENDING = 6
 EXIT_DATA_LOST = 7  # some captured evidence is not on the server and no retry will bring it
+
+# The API's own JSON errors whose HTTP status decides (codes the contract does not list): these 5xx
+# are final ("not implemented" never fixes itself); these 4xx are retried like a 5xx.
+PERMANENT_5XX = frozenset({501, 505})
+RETRIED_4XX = frozenset({408, 425})  # request timeout, too early
 
 
 class CollectorError(Exception):
@@ -131,8 +136,8 @@ class ServerError(ApiError):
     def __init__(self, message: str, *, from_api: bool = False, **kwargs: Any) -> None:
         super().__init__(message, **kwargs)
         self.from_api = from_api
-        permanent = self.status in (501, 505)  # "not implemented" never fixes itself
-        self.retryable = not from_api or (self.status >= 500 and not permanent) or self.status in (408, 425)
+        permanent = self.status in PERMANENT_5XX
+        self.retryable = not from_api or (self.status >= 500 and not permanent) or self.status in RETRIED_4XX
 
 
 AUTH_CODES = frozenset({"unauthorized", "key_revoked", "key_expired", "forbidden", "teams_required"})

@@ -339,6 +339,95 @@ FAULTS: tuple[Fault, ...] = (
         ("tests/e2e/test_replay_formats.py::test_edf_and_bdf_physical_units_become_microvolts",),
         r"\bn?V not read as µV",
     ),
+    # issue 24, part B
+    Fault(
+        "loss-count-replaced",
+        "a stream's refused-chunk count is replaced by the last refusal's instead of summed",
+        (
+            Edit(
+                "collector/delivery/spool/losses.py",
+                "DO UPDATE SET count = count + 1,",
+                "DO UPDATE SET count = excluded.count,",
+            ),
+        ),
+        ("tests/e2e/test_loss_counts.py::test_a_stream_that_loses_chunks_again_and_again_shows_the_sum_everywhere",),
+        r"DATA LOST: 1 chunk\(s\) of eeg:",
+    ),
+    Fault(
+        "backoff-not-growing",
+        "the retry back-off of an item stays at its first step however often it failed",
+        (
+            Edit(
+                "collector/delivery/failures.py",
+                "delay_s = full_jitter(attempt, base_s, cap_s, rng)",
+                "delay_s = full_jitter(0, base_s, cap_s, rng)  # FAULT",
+            ),
+        ),
+        (
+            "tests/unit/test_retry_policy.py::test_retry_back_off_doubles_with_each_failed_attempt_up_to_its_cap",
+            "tests/e2e/test_delivery_retries.py::test_each_failed_attempt_of_an_item_doubles_its_back_off_up_to_the_cap",
+        ),
+        r"assert \[0\.5, 0\.5, 0\.5|assert \[0\.02, 0\.02, 0\.02",
+    ),
+    Fault(
+        "505-retried",
+        "the API's HTTP 505 is retried for ever instead of failing the item for good (501 still final)",
+        (
+            Edit(
+                "collector/errors.py",
+                "permanent = self.status in PERMANENT_5XX",
+                "permanent = self.status == 501  # FAULT",
+            ),
+        ),
+        (
+            "tests/unit/test_retry_policy.py::"
+            "test_the_apis_json_error_fails_an_item_for_good_exactly_for_the_documented_statuses",
+            "tests/e2e/test_delivery_retries.py::test_a_documented_final_answer_keeps_the_item_as_failed_without_a_retry",
+        ),
+        r"HTTP 505 is documented as final|json505: the item is delivered",
+    ),
+    Fault(
+        "429-run-not-reset",
+        "a 201 does not end a run of 429s: the next 429 holds the queue as if the run went on",
+        (
+            Edit(
+                "collector/delivery/uploader.py",
+                "            self._delivered += 1\n            self._consecutive_429 = 0\n",
+                "            self._delivered += 1\n",
+            ),
+        ),
+        ("tests/e2e/test_delivery_retries.py::test_after_a_201_the_next_429_holds_like_the_first_of_a_run",),
+        r"the hold after a 201 is",
+    ),
+    Fault(
+        "summary-mean-by-minute",
+        "the session summary's band_powers are the mean of the minutes' means, not of the windows",
+        (
+            Edit("collector/core/summary.py", "total_sums[b] += s\n", "total_sums[b] += s / n  # FAULT\n"),
+            Edit(
+                "collector/core/summary.py",
+                "total_powered += sum(m.powered.values())\n",
+                "total_powered += 1  # FAULT\n",
+            ),
+        ),
+        ("tests/e2e/test_summary_means.py::test_summary_means_weigh_every_window_the_same_not_every_minute",),
+        r"over minutes it would be",
+    ),
+    Fault(
+        "exit-6-over-7",
+        "`run`/`replay` exit 6 (items pending) when chunks were also lost, instead of 7",
+        (
+            Edit(
+                "collector/capture/session.py",
+                "    if losses:\n        return SessionResult(EXIT_DATA_LOST, pending, summary)\n",
+                "    if pending and not offline:  # FAULT: 6 before 7\n"
+                "        return SessionResult(EXIT_PENDING, pending, summary)\n"
+                "    if losses:\n        return SessionResult(EXIT_DATA_LOST, pending, summary)\n",
+            ),
+        ),
+        ("tests/e2e/test_exit_codes.py::test_replay_that_lost_chunks_and_left_items_pending_exits_7_not_6",),
+        r"exit 6 with chunks lost and items pending",
+    ),
 )
 
 

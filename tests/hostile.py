@@ -3,8 +3,9 @@
 It answers `POST .../evidence` the way real networks and proxies do when they are not the API:
 a captive portal's 302 with an HTML page, a proxy's HTML 413, a plain-text 400, a Retry-After of
 99999999999, a reply trickled one byte a second, a 201 echoing the Authorization header, a 201
-whose evidence id is the key. `GET .../blocks` answers like the API (one block), so `run` and
-`replay` can start against it. Every request is recorded (method, path, time).
+whose evidence id is the key; mode `json<status>` (say `json505`) is the API's own JSON error with
+that HTTP status and a code the contract does not list. `GET .../blocks` answers like the API (one
+block), so `run` and `replay` can start against it. Every request is recorded (method, path, time).
 """
 
 from __future__ import annotations
@@ -19,11 +20,13 @@ PORTAL_PAGE = b"<html><head><title>Hotel Wi-Fi</title></head><body>Please sign i
 
 
 class HostileServer:
-    """`mode` decides what evidence POSTs get; `then_ok_after` switches to a normal 201 after N."""
+    """`mode` decides what evidence POSTs get; `then_ok_after` switches to a normal 201 after N;
+    `script` lists the modes of the next POSTs, one each, before `mode` again."""
 
     def __init__(self, mode: str, *, then_ok_after: int | None = None, retry_after: str = "99999999999"):
         self.mode = mode
         self.then_ok_after = then_ok_after
+        self.script: list[str] = []
         self.retry_after = retry_after
         self.blocks_fail = 0  # this many target checks (GET blocks) get a gateway's HTML page first
         self.block_id = str(uuid.uuid4())
@@ -98,7 +101,7 @@ def _handler(server: HostileServer):
             with server.lock:
                 server.requests.append(("POST", self.path, time.monotonic()))
                 n = sum(1 for m, _, _ in server.requests if m == "POST")
-            mode = server.mode
+                mode = server.script.pop(0) if server.script else server.mode
             if server.then_ok_after is not None and n > server.then_ok_after:
                 mode = "ok"
             auth = self.headers.get("Authorization", "")
@@ -114,6 +117,11 @@ def _handler(server: HostileServer):
                 code = "rate_limit_exceeded" if status == 429 else "unavailable"
                 err = json.dumps({"error": {"code": code, "message": "slow down", "details": {}}}).encode()
                 self._send(status, err, "application/json", {"Retry-After": server.retry_after})
+            elif mode.startswith("json"):  # the API's own JSON error, its status deciding
+                status = int(mode.removeprefix("json"))
+                code = "rate_limit_exceeded" if status == 429 else f"status_{status}"
+                err = json.dumps({"error": {"code": code, "message": f"answered {status}", "details": {}}})
+                self._send(status, err.encode(), "application/json")
             elif mode == "validation":
                 err = {
                     "error": {"code": "validation_error", "message": "metadata is too large", "details": {}}

@@ -46,6 +46,7 @@ from collector.api.settings import ENV_API_KEY, ENV_BASE_URL, ApiKey, ApiSetting
 from collector.errors import (
     AUTH_CODES,
     NOT_FOUND_CODES,
+    RETRIED_4XX,
     ApiError,
     AuthError,
     NetworkError,
@@ -392,7 +393,7 @@ def _error_class(code: str, status: int) -> type[ApiError]:
         return ValidationApiError
     if code == "rate_limit_exceeded" or status == 429:
         return RateLimitedError
-    if status >= 500:
+    if status >= 500 or status in RETRIED_4XX:  # a timeout or "too early" is retried, not final
         return ServerError
     by_status = {
         401: AuthError,

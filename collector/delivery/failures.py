@@ -1,10 +1,12 @@
 """What a failed send means for its item and for delivery, and what the user is told about it.
 
-- Transient errors (429, 502/503/504, 500, timeouts, connection errors, lost replies) are retried
-  without end, with exponential backoff and full jitter, or after Retry-After when the server
-  gives one. A 429 holds the whole queue and empties the limiter's bucket (`THROTTLE`).
-- Permanent errors never delete anything: validation_error moves the item to `failed` with the
-  server's message (`FAIL`); auth errors (unauthorized, key_revoked, key_expired, forbidden,
+- Transient errors (429, 408, 425, every 5xx but 501/505, any answer that is not the API's JSON
+  error, timeouts, connection errors, lost replies) are retried without end, with exponential
+  backoff and full jitter (`retry_delay_s`), or after Retry-After when the server gives one. A 429
+  holds the whole queue and empties the limiter's bucket (`THROTTLE`).
+- Permanent errors never delete anything: validation_error, the API's JSON error with another 4xx
+  (not 401/403/404/408/425/429) or with 501/505 move the item to `failed` with the server's
+  message (`FAIL`); auth errors (unauthorized, key_revoked, key_expired, forbidden,
   teams_required) pause all delivery (`PAUSE`); workspace_not_found / block_not_found park that
   workspace / block for this run (its items stay pending) while the rest keeps flowing (`PARK`).
   The user is told once per cause.
@@ -67,7 +69,11 @@ def retry_after_s(err: CollectorError) -> float | None:
 def retry_delay_s(
     err: CollectorError, attempt: int, base_s: float, cap_s: float, rng: random.Random
 ) -> float:
-    """How long to wait before the next try of a transient failure (`attempt`: 0 for the first)."""
+    """Seconds to wait before the next try of a transient failure (`attempt`: 0 for the first retry).
+
+    Full jitter: uniform in [0, min(cap_s, base_s * 2**attempt)], so the bound doubles with each
+    failed attempt of the item up to `cap_s`; the server's Retry-After wins when it is longer.
+    """
     delay_s = full_jitter(attempt, base_s, cap_s, rng)
     after_s = retry_after_s(err)
     return delay_s if after_s is None else max(delay_s, after_s)

@@ -9,7 +9,9 @@ import time
 
 import pytest
 from cli_runs import REPO, cli_env, collector, start_collector
+from hostile import HostileServer
 from recordings import MUSE
+from test_hostile_delivery import KEY, spool_eeg
 
 from collector.errors import EXIT_FAILURE, EXIT_USAGE
 
@@ -100,3 +102,36 @@ def test_ctrl_c_while_waiting_on_the_api_exits_130(sandbox_factory, tmp_path):
             proc.communicate()
     assert proc.returncode == 130, stderr
     assert stderr.strip() == "collector: interrupted."
+
+
+
+# ---- 7 (data lost) wins over 6 (items pending) when both hold (issue 24.12) ------------------------
+
+
+def test_replay_that_lost_chunks_and_left_items_pending_exits_7_not_6(tmp_path):
+    profile = tmp_path / "small.toml"
+    profile.write_text('extends = "muse-2016"\n[delivery]\nspool_max_bytes = 300000\n')  # chunks refused
+    with HostileServer("json503") as server:  # the target checks out; every chunk gets a 503: pending
+        proc = collector(
+            ["replay", str(MUSE), "--workspace", server.workspace_id, "--profile", str(profile),
+             "--speed", "max", "--chunk-seconds", "5", "--flush-timeout", "1", "--spool", str(tmp_path / "s")],
+            cli_env(OPENLESSON_API_KEY=KEY, OPENLESSON_BASE_URL=server.base_url),
+        )  # fmt: skip
+    assert "Traceback" not in proc.stderr
+    lines = proc.stderr.splitlines()
+    assert any("DATA LOST" in line for line in lines), proc.stderr  # both hold...
+    assert any("still in the spool" in line for line in lines), proc.stderr
+    assert proc.returncode == 7, f"exit {proc.returncode} with chunks lost and items pending: {proc.stderr}"
+
+
+def test_upload_that_had_an_item_rejected_and_left_others_pending_exits_7_not_6(tmp_path):
+    root = tmp_path / "spool"
+    with HostileServer("json503") as server:  # the first item is rejected for good, the rest wait
+        server.script = ["validation"]
+        spool_eeg(root, server.workspace_id, 3)
+        env = cli_env(OPENLESSON_API_KEY=KEY, OPENLESSON_BASE_URL=server.base_url)
+        proc = collector(["upload", "--spool", str(root), "--flush-timeout", "1"], env)
+    assert "Traceback" not in proc.stderr
+    last = proc.stderr.strip().splitlines()[-1]
+    assert "DATA LOST" in last and "2 other item(s) are still waiting" in last, proc.stderr  # both hold...
+    assert proc.returncode == 7, f"exit {proc.returncode} with an item lost and two pending: {last}"
