@@ -350,7 +350,9 @@ FAULTS: tuple[Fault, ...] = (
                 "DO UPDATE SET count = excluded.count,",
             ),
         ),
-        ("tests/e2e/test_loss_counts.py::test_a_stream_that_loses_chunks_again_and_again_shows_the_sum_everywhere",),
+        (
+            "tests/e2e/test_loss_counts.py::test_a_stream_that_loses_chunks_again_and_again_shows_the_sum_everywhere",
+        ),
         r"DATA LOST: 1 chunk\(s\) of eeg:",
     ),
     Fault(

@@ -40,7 +40,8 @@ def deliver(tmp_path, server: HostileServer, items: int, *, base_s: float, cap_s
                 workspace_id=server.workspace_id,
                 evidence={"type": "eeg", "mime_type": "application/json", "chunk_index": i,
                           "timestamp_ms": 1_700_000_000_000 + 5000 * i, "sample_count": 1,
-                          "metadata": {"capture_id": "cap", "stream_id": "eeg:test", "collector_version": "t"}},
+                          "metadata": {"capture_id": "cap", "stream_id": "eeg:test",
+                                       "collector_version": "t"}},
                 data=json.dumps({"chunk": i}).encode(),
             )  # fmt: skip
         uploader = Uploader(

@@ -104,7 +104,6 @@ def test_ctrl_c_while_waiting_on_the_api_exits_130(sandbox_factory, tmp_path):
     assert stderr.strip() == "collector: interrupted."
 
 
-
 # ---- 7 (data lost) wins over 6 (items pending) when both hold (issue 24.12) ------------------------
 
 
@@ -114,7 +113,8 @@ def test_replay_that_lost_chunks_and_left_items_pending_exits_7_not_6(tmp_path):
     with HostileServer("json503") as server:  # the target checks out; every chunk gets a 503: pending
         proc = collector(
             ["replay", str(MUSE), "--workspace", server.workspace_id, "--profile", str(profile),
-             "--speed", "max", "--chunk-seconds", "5", "--flush-timeout", "1", "--spool", str(tmp_path / "s")],
+             "--speed", "max", "--chunk-seconds", "5", "--flush-timeout", "1",
+             "--spool", str(tmp_path / "s")],
             cli_env(OPENLESSON_API_KEY=KEY, OPENLESSON_BASE_URL=server.base_url),
         )  # fmt: skip
     assert "Traceback" not in proc.stderr
