@@ -75,7 +75,8 @@ def test_each_failed_attempt_of_an_item_doubles_its_back_off_up_to_the_cap(tmp_p
     retries = [fields for event, fields in events if event == "retrying"]
     assert [r["attempt"] for r in retries] == [1, 2, 3, 4, 5, 6]
     # The documented bound of retry n: min(cap, base x 2**(n-1)): 0.02, 0.04, 0.08, then the cap.
-    assert [r["delay_s"] for r in retries] == [0.02, 0.04, 0.08, 0.15, 0.15, 0.15], retries
+    delays = [r["delay_s"] for r in retries]
+    assert delays == [0.02, 0.04, 0.08, 0.15, 0.15, 0.15], f"waits {delays} s: not doubling up to the cap"
     # ...and the uploader did wait that long before each next request reached the server.
     gaps = [b - a for a, b in zip(posts, posts[1:], strict=False)]
     assert all(gap >= r["delay_s"] - 0.005 for gap, r in zip(gaps, retries, strict=True)), gaps

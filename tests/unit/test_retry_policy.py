@@ -83,7 +83,9 @@ def test_retry_back_off_doubles_with_each_failed_attempt_up_to_its_cap():
     err = NetworkError("connection dropped")
     bounds = [retry_delay_s(err, attempt, base_s, cap_s, MaxRandom()) for attempt in range(12)]
     # The documented bound of the n-th retry: min(60 s, 0.5 s x 2**(n-1)).
-    assert bounds == [min(cap_s, base_s * 2**n) for n in range(12)]
+    assert bounds == [min(cap_s, base_s * 2**n) for n in range(12)], (
+        f"bounds {bounds}: not doubling up to 60 s"
+    )
     assert bounds[:7] == [0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0] and set(bounds[7:]) == {60.0}
     # Full jitter: random below that bound, never above it, even after a very long outage.
     rng = random.Random(7)
