@@ -405,7 +405,10 @@ def test_sandbox_errors_map_end_to_end(sandbox):
 
 
 def test_key_never_logged_at_debug(sandbox, caplog):
-    caplog.set_level(logging.DEBUG)
+    # Per logger too: an in-process CLI run earlier in this worker leaves "collector" at INFO and
+    # the HTTP libraries at WARNING (capture/logformat.py), which the root's level does not undo.
+    for name in (None, "collector", "httpx", "httpcore"):
+        caplog.set_level(logging.DEBUG, logger=name)
     with sandbox_client(sandbox) as client:
         client.list_blocks(sandbox.workspace_id)
         client.upload_evidence(sandbox.workspace_id, screen())
@@ -493,7 +496,8 @@ def test_log_records_are_masked_whatever_logger_writes_them(caplog):
 
     redaction.install()
     key = ApiKey("sk_live_" + uuid.uuid4().hex)
-    caplog.set_level(logging.DEBUG)
+    for name in (None, "httpcore"):  # see test_key_never_logged_at_debug
+        caplog.set_level(logging.DEBUG, logger=name)
     logging.getLogger("httpcore.http11").debug(
         "receive_response_headers.complete return_value=%r", [(b"X-Echo", f"Bearer {key.reveal()}".encode())]
     )
