@@ -174,7 +174,8 @@ def test_parse_aux_words():
 
 
 def test_name_prefix_predicate():
-    assert build_predicate(name="Muse*", type="EEG") == "starts-with(name,'Muse') and type='EEG'"
+    folded = "translate(type,'ABCDEFGHIJKLMNOPQRSTUVWXYZ','abcdefghijklmnopqrstuvwxyz')='eeg'"
+    assert build_predicate(name="Muse*", type="EEG") == f"starts-with(name,'Muse') and {folded}"
     assert build_predicate(name="Muse") == "name='Muse'"
 
 
