@@ -241,7 +241,13 @@ class Capture:
                 lost = getattr(source, "lost", False)
                 self.stats.source_state = "stream lost, waiting" if lost else ""
                 self._take_marks(chunker, description, source)
-                if chunk is None or len(chunk) == 0:
+                if chunk is None:
+                    continue
+                if len(chunk) == 0:
+                    # No samples yet (a live source's clock fit holds them back) but markers or a
+                    # gap may ride along: the chunker keeps them for the chunk their time falls in.
+                    if chunk.events or chunk.gaps:
+                        spool_chunks(chunker.push(chunk))
                     continue
                 if not signal_seen:  # a non-zero signal is never delivered as zeros (a unit problem)
                     signal_seen = _check_not_below_precision(chunk, description)
