@@ -29,7 +29,7 @@ class XdfStream:
     timestamps: np.ndarray  # seconds, source clock
     values: np.ndarray | list[str]  # (n, n_channels) float32, or a list of strings (one channel)
     source_id: str = ""
-    unit: str = "microvolts"
+    unit: str | list[str] = "microvolts"  # one for every channel, or one per channel
     hostname: str = ""
 
 
@@ -44,9 +44,10 @@ def _varlen(n: int) -> bytes:
 
 def _header_xml(s: XdfStream) -> bytes:
     fmt = "string" if isinstance(s.values, list) else "float32"
+    units = [s.unit] * len(s.channels) if isinstance(s.unit, str) else s.unit
     channels = "".join(
-        f"<channel><label>{escape(c)}</label><unit>{escape(s.unit)}</unit><type>{escape(s.type)}</type></channel>"
-        for c in s.channels
+        f"<channel><label>{escape(c)}</label><unit>{escape(u)}</unit><type>{escape(s.type)}</type></channel>"
+        for c, u in zip(s.channels, units, strict=True)
     )
     xml = (
         f'<?xml version="1.0"?><info><name>{escape(s.name)}</name><type>{escape(s.type)}</type>'

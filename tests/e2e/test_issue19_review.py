@@ -4,17 +4,69 @@ through the real part (the `collector` CLI against the sandbox, real pylsl outle
 
 from __future__ import annotations
 
+import sys
 import threading
 import time
 import uuid
+from datetime import datetime, timezone
+from pathlib import Path
 
 import numpy as np
 import pytest
 from cli_runs import cli_env, collector, eeg_chunks
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts"))
+from make_xdf import XdfStream, write_xdf  # noqa: E402
+
+HEADER = datetime(2024, 5, 1, 10, 0, 0, tzinfo=timezone.utc)
+
 
 def uid(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:10]}"
+
+
+class BlockSender:
+    """A real-time EEG outlet pushing `block` samples at a time (as devices and MNE-LSL's player
+    do), calling `each_block(k)` after block k: the test's marker or trigger outlet pushes there."""
+
+    def __init__(self, name: str, each_block, *, sfreq: float = 256.0, block: int = 8) -> None:
+        import pylsl
+
+        self.sfreq, self.block, self.each_block = sfreq, block, each_block
+        info = pylsl.StreamInfo(name, "EEG", 2, sfreq, pylsl.cf_float32, uid("src"))
+        self.outlet = pylsl.StreamOutlet(info, chunk_size=block)
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        t = np.arange(self.block) / self.sfreq
+        start, k = time.monotonic(), 0
+        while not self.stop.is_set():
+            x = 20 * np.sin(2 * np.pi * 10 * (t + k * self.block / self.sfreq))
+            self.outlet.push_chunk(np.column_stack([x, -x]).tolist())
+            self.each_block(k)
+            k += 1
+            time.sleep(max(0.0, start + k * self.block / self.sfreq - time.monotonic()))
+
+    def __enter__(self) -> BlockSender:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        self.thread.join(2)
+
+
+def run_live(sandbox, tmp_path, name: str, *extra: str, duration: str = "8"):
+    proc = collector(
+        ["run", "--workspace", sandbox.workspace_id, "--stream-name", name, "--screen", "off",
+         "--duration", duration, "--spool", str(tmp_path / "spool"), "--flush-timeout", "60", *extra],
+        cli_env(sandbox),
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    arts = eeg_chunks(sandbox)
+    times_s = np.concatenate([a["t0_ms"] + np.asarray(a["times_ms"]) for a in arts]) / 1000.0
+    return arts, times_s
 
 
 @pytest.mark.lsl
@@ -26,45 +78,16 @@ def test_live_markers_taken_while_the_clock_fit_holds_samples_are_delivered(sand
     import pylsl
 
     name = uid("BlockEEG")
-    sfreq, block = 256.0, 8
-    eeg = pylsl.StreamOutlet(
-        pylsl.StreamInfo(name, "EEG", 2, sfreq, pylsl.cf_float32, uid("src")), chunk_size=block
-    )
     marks = pylsl.StreamOutlet(pylsl.StreamInfo(f"{name}-markers", "Markers", 1, 0, pylsl.cf_string, uid("m")))
-    stop = threading.Event()
     pushed: list[tuple[float, str]] = []  # (Unix time, value)
 
-    def send() -> None:
-        t = np.arange(block) / sfreq
-        k, next_mark = 0, time.monotonic() + 0.3
-        start = time.monotonic()
-        while not stop.is_set():
-            tt = t + k * block / sfreq
-            x = 20 * np.sin(2 * np.pi * 10 * tt)
-            eeg.push_chunk(np.column_stack([x, -x]).tolist())
-            k += 1
-            if time.monotonic() >= next_mark:
-                value = f"m{len(pushed)}"
-                marks.push_sample([value])
-                pushed.append((time.time(), value))
-                next_mark += 0.3
-            # Real time, block by block, as a device sends.
-            time.sleep(max(0.0, start + k * block / sfreq - time.monotonic()))
+    def mark(k: int) -> None:
+        if k % 10 == 5:  # every 10 blocks of 8 samples: 0.31 s
+            pushed.append((time.time(), f"m{len(pushed)}"))
+            marks.push_sample([pushed[-1][1]])
 
-    sender = threading.Thread(target=send, daemon=True)
-    sender.start()
-    try:
-        proc = collector(
-            ["run", "--workspace", sandbox.workspace_id, "--stream-name", name, "--screen", "off",
-             "--duration", "8", "--spool", str(tmp_path / "spool"), "--flush-timeout", "60"],
-            cli_env(sandbox),
-        )  # fmt: skip
-    finally:
-        stop.set()
-        sender.join(2)
-    assert proc.returncode == 0, proc.stderr
-    arts = eeg_chunks(sandbox)
-    times = np.concatenate([a["t0_ms"] + np.asarray(a["times_ms"]) for a in arts]) / 1000.0
+    with BlockSender(name, mark):
+        arts, times = run_live(sandbox, tmp_path, name)
     got = [e["value"] for a in arts for e in a["events"]]
     # Markers pushed well inside the captured span (0.5 s margins for the inlet's start and stop).
     inside = [v for t, v in pushed if times[0] + 0.5 < t < times[-1] - 0.5]
@@ -72,3 +95,112 @@ def test_live_markers_taken_while_the_clock_fit_holds_samples_are_delivered(sand
     missing = [v for v in inside if v not in got]
     assert not missing, f"markers dropped: {missing} of {len(inside)}; delivered {got}"
     assert len(got) == len(set(got))  # none twice
+
+
+@pytest.mark.lsl
+@pytest.mark.slow
+def test_live_numeric_trigger_stream_sampled_at_a_rate_gives_its_code_onsets(sandbox, tmp_path):
+    """A trigger line streamed as an int32 channel at the EEG's rate (0 at rest, each code held for
+    a few samples), named with --markers: one event per code onset, as in replay. It gave one
+    event per sample (value "0" 256 times a second)."""
+    import pylsl
+
+    name, trig_name = uid("TrigEEG"), uid("Trigger")
+    trig = pylsl.StreamOutlet(pylsl.StreamInfo(trig_name, "Markers", 1, 256.0, pylsl.cf_int32, uid("t")))
+    pushed: list[tuple[float, str]] = []
+
+    def level(k: int) -> None:
+        code = 0
+        if k % 16 in (3, 4):  # a code held for 16 samples every 0.5 s (blocks of 8)
+            code = len(pushed) % 7 + 1 if k % 16 == 3 else int(pushed[-1][1])
+            if k % 16 == 3:
+                pushed.append((time.time(), str(code)))
+        trig.push_chunk([[code]] * 8)
+
+    with BlockSender(name, level):
+        arts, times = run_live(sandbox, tmp_path, name, "--markers", trig_name)
+    got = [e["value"] for a in arts for e in a["events"]]
+    assert "0" not in got, got
+    inside = [v for t, v in pushed if times[0] + 1.0 < t < times[-1] - 1.0]
+    assert len(inside) >= 10, (pushed, times[0], times[-1])
+    assert len(got) <= len(pushed), (got, pushed)  # one event per onset, never one per sample
+    # The onsets inside the capture, in order, each once.
+    assert "".join(inside) in "".join(got), (inside, got)
+
+
+def replay(sandbox, path, tmp_path, *extra: str):
+    """`collector replay FILE --speed max` to the sandbox: (process, delivered EEG chunks)."""
+    proc = collector(
+        ["replay", str(path), "--workspace", sandbox.workspace_id, "--speed", "max",
+         "--spool", str(tmp_path / "spool"), *extra],
+        cli_env(sandbox),
+    )  # fmt: skip
+    return proc, (eeg_chunks(sandbox) if proc.returncode == 0 else [])
+
+
+def eeg_stream(seconds: float = 20.0, sfreq: float = 256.0, **kw) -> XdfStream:
+    t = np.arange(int(seconds * sfreq)) / sfreq
+    rng = np.random.default_rng(0)
+    x = 20 * np.sin(2 * np.pi * 10 * t)[:, None] + rng.normal(0, 1, (t.size, 4))
+    kw.setdefault("unit", "microvolts")
+    return XdfStream(
+        kw.pop("name", "EEG"), kw.pop("type", "EEG"), sfreq, ["A", "B", "C", "D"], 1000 + t, x,
+        source_id=kw.pop("source_id", "eeg-1"), **kw,
+    )  # fmt: skip
+
+
+def test_a_numeric_trigger_stream_sampled_at_a_rate_gives_its_codes_not_every_sample(sandbox, tmp_path):
+    """A trigger line recorded as a numeric `Markers` stream at 1000 Hz (0 at rest, a code held for
+    10 ms): one event per code onset, as MNE's find_events reads a stim channel. It gave 20,000
+    events of value "0"."""
+    n = 20_000
+    codes = np.zeros((n, 1), dtype=np.float32)
+    onsets = {2000: 1, 5000: 2, 5010: 3, 9000: 2, 15000: 255}  # 5010: a code right after another
+    for i, code in onsets.items():
+        codes[i : i + 10, 0] = code
+    trig = XdfStream("Trig", "Markers", 1000.0, ["code"], 1000 + np.arange(n) / 1000.0, codes, source_id="t")
+    path = tmp_path / "trigger.xdf"
+    write_xdf(path, [eeg_stream(), trig], start=HEADER)
+    proc, arts = replay(sandbox, path, tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    events = [e for a in arts for e in a["events"]]
+    assert [e["value"] for e in events] == ["1", "2", "3", "2", "255"]
+    t0 = HEADER.timestamp() * 1000
+    assert [round(e["time_ms"] - t0) for e in events] == list(onsets)
+
+
+@pytest.mark.lsl
+@pytest.mark.slow
+def test_live_string_encoded_mne_lsl_annotations_are_events(sandbox, tmp_path):
+    """MNE-LSL's PlayerLSL with annotations_encoding="string" (one string channel holding the
+    description) was followed, then every annotation dropped: each is an event with its description."""
+    import mne
+    import mne_lsl.player as player_lsl
+
+    sfreq, seconds = 250.0, 40.0
+    t = np.arange(int(sfreq * seconds)) / sfreq
+    volts = 20e-6 * np.sin(2 * np.pi * 10 * t)[None, :] + np.random.default_rng(1).normal(0, 1e-6, (4, t.size))
+    raw = mne.io.RawArray(volts, mne.create_info(["Fp1", "Fp2", "O1", "O2"], sfreq, "eeg"), verbose="error")
+    onsets = np.arange(1.0, seconds - 1, 1.0)
+    raw.set_annotations(mne.Annotations(onsets, 0.0, [f"stim/{i % 3}" for i in range(len(onsets))]))
+    fname = tmp_path / "player_raw.fif"
+    raw.save(fname, verbose="error")
+    name = uid("MNE-LSL-Player")
+    player = player_lsl.PlayerLSL(
+        fname, chunk_size=10, name=name, annotations=True, annotations_encoding="string"
+    )
+    player.start()
+    try:
+        proc = collector(
+            ["run", "--workspace", sandbox.workspace_id, "--stream-name", name, "--screen", "off",
+             "--duration", "8", "--spool", str(tmp_path / "spool"), "--flush-timeout", "60"],
+            cli_env(sandbox),
+        )  # fmt: skip
+    finally:
+        player.stop()
+    assert proc.returncode == 0, proc.stderr
+    arts = eeg_chunks(sandbox)
+    events = [e["value"] for a in arts for e in a["events"]]
+    span_s = sum(len(a["times_ms"]) for a in arts) / sfreq
+    assert len(events) >= int(span_s) - 2, (events, span_s)  # one a second, all of them
+    assert set(events) <= {"stim/0", "stim/1", "stim/2"}

@@ -2,7 +2,9 @@
 
 Which marker stream goes with the EEG (auto: `<EEG name>-markers`, or the only one on its host)
 is explained in the class; MNE-LSL's `<EEG name>-annotations` stream is followed beside it by a
-second follower (annotations=True); its samples become Events on the collector's Unix-ms time line.
+second follower (annotations=True: one float channel per description, or with the player's
+`annotations_encoding="string"` one string channel holding the description); its samples become
+Events on the collector's Unix-ms time line.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from collector.devices.lsl.discovery import (
     type_term,
     xpath_literal,
 )
-from collector.devices.recordings.model import sample_events
+from collector.devices.recordings.model import MarkerDecoder
 
 log = logging.getLogger("collector.devices.lsl")
 
@@ -72,6 +74,8 @@ class MarkerFollower:
         self._thread: threading.Thread | None = None
         self._said_ambiguous = False
         self._labels: tuple[str, ...] = ()
+        self._one_hot = annotations
+        self._decoder = MarkerDecoder((), annotations=annotations, numeric=False, sampled=False)
 
     @property
     def auto(self) -> bool:
@@ -183,10 +187,22 @@ class MarkerFollower:
                 log.debug("no time correction for the marker stream yet", exc_info=True)
                 correction_s = 0.0
             self.taken = describe_info(info)
+            # MNE-LSL's one-hot annotations are floats; with annotations_encoding="string" each
+            # sample is the description itself, read like any marker.
+            # (Decided by the stream, not by how it was found: `--markers NAME` may name one too.)
+            self._one_hot = (
+                info.type().strip().lower() == "annotations" and info.channel_format() != pylsl.cf_string
+            )
             try:
                 self._labels = tuple(inlet.info(timeout=1.0).get_channel_labels() or ())
             except Exception:  # no header: annotations are then named by their channel number
                 self._labels = ()
+            self._decoder = MarkerDecoder(
+                self._labels,
+                annotations=self._one_hot,
+                numeric=info.channel_format() != pylsl.cf_string,
+                sampled=info.nominal_srate() > 0,
+            )
             what = "annotations" if self.annotations else "markers"
             log.info("%s: following LSL stream %s", what, self.taken, extra={"event": "markers_followed"})
             return inlet, correction_s
@@ -216,7 +232,7 @@ class MarkerFollower:
             events = [
                 Event(time_ms=float(t), value=value, duration_s=duration)
                 for t, sample in zip(times_ms, samples, strict=True)
-                for value, duration in sample_events(sample, self._labels, annotations=self.annotations)
+                for value, duration in self._decoder.events(sample)
             ]
             with self._lock:
                 self._events.extend(events)

@@ -215,6 +215,43 @@ def sample_events(
     return [(marker_value(sample), None)]
 
 
+def _idle(value: Any) -> bool:
+    """A numeric trigger level at rest: 0, or no value (NaN)."""
+    try:
+        x = float(value)
+    except (TypeError, ValueError):
+        return False
+    return x == 0.0 or math.isnan(x)
+
+
+class MarkerDecoder:
+    """One marker stream's samples turned into events, sample after sample (replay and live alike).
+
+    Strings and one-hot annotations follow `sample_events`. A *numeric* marker stream sampled at a
+    rate (`sampled`: a trigger line recorded as a channel, 0 at rest) is read as MNE's
+    `find_events` reads a stim channel: an event where the level changes to a value that is not
+    0/NaN on every channel; the level held over the following samples, and the return to rest,
+    are not events. An irregular numeric stream sends a sample only for an event: each one is.
+    """
+
+    def __init__(self, labels: Sequence[str], *, annotations: bool, numeric: bool, sampled: bool) -> None:
+        self.labels = tuple(labels)
+        self.annotations = annotations
+        self.level = numeric and sampled and not annotations
+        self._previous: tuple[Any, ...] | None = None
+
+    def events(self, sample: Sequence[Any]) -> list[tuple[str, float | None]]:
+        """[(value, duration in s or None)] of one sample, often none."""
+        if not self.level:
+            return sample_events(sample, self.labels, annotations=self.annotations)
+        # NaN is never equal to itself: compare levels with every idle value as 0.
+        current = tuple(0.0 if _idle(v) else v for v in sample)
+        previous, self._previous = self._previous, current
+        if all(_idle(v) for v in sample) or current == previous:
+            return []
+        return [(marker_value(sample), None)]
+
+
 def recording_markers(
     recording: Recording, eeg: RecordedStream | Sequence[int]
 ) -> tuple[np.ndarray, list[str]]:
@@ -228,7 +265,8 @@ def recording_events(
     recording: Recording, eeg: RecordedStream | Sequence[int]
 ) -> tuple[np.ndarray, list[str], list[float | None]]:
     """Every marker of the recording's other streams: (times in the file's seconds, values,
-    durations in s or None), by time. Empty samples are not markers (see `sample_events`).
+    durations in s or None), by time. Empty samples, and a sampled trigger level held or back at
+    rest, are not markers (see `MarkerDecoder`).
 
     eeg: the EEG stream, or the stream ids of its parts, which are not markers even when typed so.
     """
@@ -240,8 +278,11 @@ def recording_events(
         if s.stream_id in skip or not s.is_marker or s.sample_count == 0:
             continue
         samples = s.data if s.is_string else np.asarray(s.data).tolist()
+        decoder = MarkerDecoder(
+            s.labels, annotations=s.is_annotations, numeric=not s.is_string, sampled=s.sfreq > 0
+        )
         for t, sample in zip(s.times_s, samples, strict=True):
-            for value, duration in sample_events(sample, s.labels, annotations=s.is_annotations):
+            for value, duration in decoder.events(sample):
                 times.append(float(t))
                 values.append(value)
                 durations.append(duration)
