@@ -204,3 +204,17 @@ def test_live_string_encoded_mne_lsl_annotations_are_events(sandbox, tmp_path):
     span_s = sum(len(a["times_ms"]) for a in arts) / sfreq
     assert len(events) >= int(span_s) - 2, (events, span_s)  # one a second, all of them
     assert set(events) <= {"stim/0", "stim/1", "stim/2"}
+
+
+FIELD = Path(__file__).resolve().parents[1] / "data" / "field-cases"
+
+
+def test_mne_lsl_annotations_stream_is_not_called_another_stream_not_replayed(sandbox, tmp_path):
+    """MNE-LSL's annotations stream shares the player's source_id; it is replayed as events, yet the
+    log said the file "holds 1 other stream(s) named 'MNE-LSL-Player' that are not replayed" and
+    the EEG's stream_id got the file's id appended, as if two devices were in the file."""
+    proc, arts = replay(sandbox, FIELD / "mne_lsl_player.xdf", tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "not replayed" not in proc.stderr, proc.stderr
+    assert {a["stream_id"] for a in arts} == {"eeg:MNE-LSL"}
+    assert len([e for a in arts for e in a["events"]]) == 6

@@ -54,13 +54,14 @@ def _same_named_not_replayed(
     recording: Recording, eeg: RecordedStream, replayed: Sequence[int]
 ) -> list[tuple[RecordedStream, str]]:
     """Numeric streams with `eeg`'s name (or non-empty source_id) that are not among the
-    `replayed` ids, each with why it is not one of its parts."""
+    `replayed` ids, each with why it is not one of its parts. Marker streams are replayed as events
+    and never counted here."""
     out = []
     first, last = float(eeg.times_s[0]), float(eeg.times_s[-1])
     for s in recording.streams:
         if (
             s.stream_id in replayed
-            or s.is_string
+            or s.is_marker  # replayed as events (MNE-LSL's annotations share the EEG's source_id)
             or not (s.name == eeg.name or (eeg.source_id and s.source_id == eeg.source_id))
         ):
             continue
