@@ -218,3 +218,61 @@ def test_mne_lsl_annotations_stream_is_not_called_another_stream_not_replayed(sa
     assert "not replayed" not in proc.stderr, proc.stderr
     assert {a["stream_id"] for a in arts} == {"eeg:MNE-LSL"}
     assert len([e for a in arts for e in a["events"]]) == 6
+
+
+def write_edf(path: Path, seconds: int = 10, sfreq: int = 256) -> None:
+    """A plain EDF+ of 4 EEG channels in µV (1 s data records), written by pyedflib."""
+    import pyedflib
+
+    t = np.arange(seconds * sfreq) / sfreq
+    x = 20 * np.sin(2 * np.pi * 10 * t)
+    writer = pyedflib.EdfWriter(str(path), 4, file_type=pyedflib.FILETYPE_EDFPLUS)
+    writer.setSignalHeaders(
+        [dict(label=f"EEG {c}", dimension="uV", sample_frequency=sfreq, physical_min=-50.0,
+              physical_max=50.0, digital_min=-32768, digital_max=32767) for c in ("Fp1", "Fp2", "O1", "O2")]
+    )  # fmt: skip
+    writer.setStartdatetime(datetime(2024, 1, 15, 10, 0, 0))
+    writer.writeSamples([x] * 4)
+    writer.close()
+
+
+def with_record_count(src: Path, dst: Path, count: int, *, tail: bytes = b"", cut: int = 0) -> Path:
+    data = bytearray(src.read_bytes())
+    data[236:244] = f"{count:<8}".encode()
+    dst.write_bytes(bytes(data[: len(data) - cut]) + tail)
+    return dst
+
+
+@pytest.mark.parametrize("count", [0, 4])
+def test_an_edf_whose_header_counts_fewer_records_than_it_holds_is_read_whole(sandbox, tmp_path, count):
+    """A recorder that did not update the header's record count when it stopped (0, or the count
+    when it last wrote the header) leaves a complete file: edfio and MNE read every record. It was
+    refused as "corrupt or truncated"."""
+    good = tmp_path / "good.edf"
+    write_edf(good)
+    path = with_record_count(good, tmp_path / "stale.edf", count)
+    proc, arts = replay(sandbox, path, tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert sum(len(a["samples"]) for a in arts) == 10 * 256
+    said = [line for line in proc.stderr.splitlines() if "WARNING" in line and "data records" in line]
+    assert len(said) == 1 and f"header says {count} data records" in said[0] and "all 10" in said[0], said
+
+
+def test_edf_stray_bytes_after_the_announced_records_are_not_a_cut_file(sandbox, tmp_path):
+    good = tmp_path / "good.edf"
+    write_edf(good)
+    path = with_record_count(good, tmp_path / "padded.edf", 10, tail=b"\0" * 7)
+    proc, arts = replay(sandbox, path, tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert sum(len(a["samples"]) for a in arts) == 10 * 256
+
+
+@pytest.mark.parametrize(("count", "cut"), [(10, 100), (-1, 100), (12, 0)])
+def test_an_edf_really_cut_short_is_still_refused_in_one_line(sandbox, tmp_path, count, cut):
+    good = tmp_path / "good.edf"
+    write_edf(good)
+    path = with_record_count(good, tmp_path / "cut.edf", count, cut=cut)
+    proc, _ = replay(sandbox, path, tmp_path)
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "corrupt or truncated" in lines[0] and "Traceback" not in proc.stderr, lines

@@ -94,6 +94,42 @@ def _benign(message: str) -> bool:
     )
 
 
+_COUNT = re.compile(r"header indicates (-?\d+) data records, but file contains (\d+) records")
+_SHORT_RECORD = "Incomplete data record at the end"
+
+
+def _record_count_notes(messages: list[str], kind: str) -> tuple[list[str], list[str]]:
+    """edfio's record-count warnings split into (the file is cut, notes on a complete file).
+
+    Cut: a short last data record after the records the header announces (or after all of them
+    when it says -1), or fewer whole records than the header says. Complete: a header whose count
+    is lower than the records the file holds (0 or a placeholder: a recorder that did not update
+    it when it stopped; edfio and MNE read them all), or a few stray bytes after exactly the
+    records the header announces.
+    """
+    cut: list[str] = []
+    notes: list[str] = []
+    counts = [(int(m.group(1)), int(m.group(2))) for m in map(_COUNT.search, messages) if m]
+    short = any(_SHORT_RECORD in m for m in messages)
+    declared, found = counts[0] if counts else (None, None)
+    if declared is not None and found is not None and declared >= 0:
+        if declared > found:
+            cut.append(f"the header says {declared} data records, the file holds {found}")
+        elif short:
+            cut.append(f"its last data record is cut short after {found} whole records")
+        else:
+            notes.append(
+                f"the header says {declared} data records but the file holds {found} whole ones (a "
+                f"recorder that did not update its header when it stopped); all {found} are read"
+            )
+    elif short:
+        if declared == -1:
+            cut.append(f"its last data record is cut short after {found} whole records")
+        else:
+            notes.append(f"a few bytes after its last data record are not part of any {kind} record; ignored")
+    return cut, notes
+
+
 def _decode_text(raw: bytes) -> str:
     try:
         return raw.decode("utf-8")
@@ -179,11 +215,13 @@ def load_edf(path: str | Path, *, bdf: bool = False, strict: bool = True) -> Rec
         raise UsageError(
             f"{kind} file {path} is corrupt or truncated ({detail}). Use the complete file as recorded."
         ) from None
-    repairs = [
-        " ".join(str(w.message).split())
-        for w in caught
-        if issubclass(w.category, UserWarning) and not _benign(str(w.message))
+    messages = [" ".join(str(w.message).split()) for w in caught if issubclass(w.category, UserWarning)]
+    cut, notes = _record_count_notes(messages, kind)
+    repairs = cut + [
+        m for m in messages if not _benign(m) and not _COUNT.search(m) and _SHORT_RECORD not in m
     ]
+    for note in notes:
+        log.warning("%s: %s", path.name, note)
     for s in no_range:
         log.warning(
             "%s: signal %r has physical minimum = maximum (%g), so its values cannot be scaled; left out "
