@@ -276,3 +276,94 @@ def test_an_edf_really_cut_short_is_still_refused_in_one_line(sandbox, tmp_path,
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and "corrupt or truncated" in lines[0] and "Traceback" not in proc.stderr, lines
+
+
+def samples(arts) -> np.ndarray:
+    return np.concatenate([np.asarray(a["samples"], dtype=float) for a in arts])
+
+
+def warnings_with(stderr: str, *words: str) -> list[str]:
+    return [line for line in stderr.splitlines() if "WARNING" in line and all(w in line for w in words)]
+
+
+def test_a_channel_whose_unit_is_not_a_voltage_among_microvolt_channels_is_named(sandbox, tmp_path):
+    """Channel C in 'a.u.' beside three µV channels: its values are kept, the artifact states
+    microvolts; that was silent (the 'a.u.' factor 1 looked like µV's)."""
+    path = tmp_path / "mixed.xdf"
+    write_xdf(path, [eeg_stream(unit=["uV", "uV", "a.u.", "uV"])], start=HEADER)
+    proc, arts = replay(sandbox, path, tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    said = warnings_with(proc.stderr, "'a.u.'", "not a voltage")
+    assert len(said) == 1 and "channel C " in said[0], proc.stderr
+    assert {a["device"]["unit"] for a in arts} == {"microvolts"}
+
+
+def test_a_first_channel_in_another_unit_does_not_decide_the_stated_unit(sandbox, tmp_path):
+    """['a.u.', 'V', 'V', 'V']: the volt channels were converted to µV and yet the artifact said
+    'a.u.' for all, with a warning that "values kept as they are"."""
+    path = tmp_path / "first_au.xdf"
+    stream = eeg_stream(unit=["a.u.", "V", "V", "V"])
+    stream.values[:, 1:] *= 1e-6
+    write_xdf(path, [stream], start=HEADER)
+    proc, arts = replay(sandbox, path, tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert {a["device"]["unit"] for a in arts} == {"microvolts"}
+    assert np.abs(samples(arts)).max(axis=0) == pytest.approx([21.0] * 4, abs=4)
+    assert len(warnings_with(proc.stderr, "channel A ", "'a.u.'")) == 1, proc.stderr
+
+
+def test_one_channel_in_volts_declared_as_microvolts_is_named_not_zeroed_silently(sandbox, tmp_path):
+    """One channel sent in volts but declared µV beside three right ones: delivered as 0.000
+    without a word (only a whole stream of such values was refused)."""
+    path = tmp_path / "one_in_volts.xdf"
+    stream = eeg_stream(unit="uV")
+    stream.values[:, 0] *= 1e-6
+    write_xdf(path, [stream], start=HEADER)
+    proc, arts = replay(sandbox, path, tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    said = warnings_with(proc.stderr, "would be delivered as 0.000")
+    assert len(said) == 1 and "channel A " in said[0], proc.stderr
+    assert np.abs(samples(arts)[:, 1:]).max() > 15  # the right channels as they are
+
+
+def test_an_exact_zero_channel_is_not_a_unit_problem(sandbox, tmp_path):
+    path = tmp_path / "dead_channel.xdf"
+    stream = eeg_stream(unit="uV")
+    stream.values[:, 3] = 0.0
+    write_xdf(path, [stream], start=HEADER)
+    proc, _ = replay(sandbox, path, tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert not warnings_with(proc.stderr, "0.000"), proc.stderr
+
+
+def test_edf_non_voltage_units_named_once_and_no_scalable_signal_said_as_such(sandbox, tmp_path):
+    """An EDF whose four EEG signals are not in a voltage gave five warnings (one per signal, then
+    the stream's); one whose every signal has physical minimum = maximum said it "holds no signals
+    (only annotations)"."""
+    import pyedflib
+
+    t = np.arange(2560) / 256
+    x = 20 * np.sin(2 * np.pi * 10 * t)
+    path = tmp_path / "mmhg.edf"
+    writer = pyedflib.EdfWriter(str(path), 4, file_type=pyedflib.FILETYPE_EDFPLUS)
+    writer.setSignalHeaders(
+        [dict(label=c, dimension=d, sample_frequency=256, physical_min=-50.0, physical_max=50.0,
+              digital_min=-32768, digital_max=32767)
+         for c, d in (("Fp1", "mmHg"), ("Fp2", "K"), ("O1", "mmHg"), ("O2", "mmHg"))]
+    )  # fmt: skip
+    writer.writeSamples([x] * 4)
+    writer.close()
+    proc, arts = replay(sandbox, path, tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert len(warnings_with(proc.stderr, "mmHg")) == 1, proc.stderr
+    assert "'K' (Fp2)" in warnings_with(proc.stderr, "mmHg")[0]
+
+    data = bytearray(path.read_bytes())
+    count = int(data[252:256])
+    pmin = 256 + count * (16 + 80 + 8)
+    data[pmin + count * 8 : pmin + 2 * count * 8] = data[pmin : pmin + count * 8]  # maximum = minimum
+    (tmp_path / "no_range.edf").write_bytes(bytes(data))
+    proc, _ = replay(sandbox, tmp_path / "no_range.edf", tmp_path)
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "every signal has physical minimum = maximum" in lines[0], lines

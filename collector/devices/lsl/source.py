@@ -426,7 +426,7 @@ class LslSource:
         if not first:
             assert self.description is not None
             return self.description
-        factors, unit = stream_units(eeg_units, len(split.eeg_index), full.name(), log)
+        factors, unit = stream_units(eeg_units, len(split.eeg_index), full.name(), log, split.eeg_labels)
         self._factors = np.asarray(factors, dtype=np.float64)
         nominal = sfreq
         measured = None

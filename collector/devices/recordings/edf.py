@@ -222,13 +222,15 @@ def load_edf(path: str | Path, *, bdf: bool = False, strict: bool = True) -> Rec
     ]
     for note in notes:
         log.warning("%s: %s", path.name, note)
-    for s in no_range:
+    if no_range and signals:
         log.warning(
-            "%s: signal %r has physical minimum = maximum (%g), so its values cannot be scaled; left out "
+            "%s: signal%s %s %s physical minimum = maximum, so %s values cannot be scaled; left out "
             "(the other signals are replayed)",
             path.name,
-            s.label.strip(),
-            s.physical_min,
+            "s" if len(no_range) > 1 else "",
+            ", ".join(f"{s.label.strip()!r} ({s.physical_min:g})" for s in no_range),
+            "have" if len(no_range) > 1 else "has",
+            "their" if len(no_range) > 1 else "its",
         )
     if repairs:
         detail = "; ".join(repairs)[:200]
@@ -241,6 +243,12 @@ def load_edf(path: str | Path, *, bdf: bool = False, strict: bool = True) -> Rec
         raise UsageError(
             f"{kind} file {path} is {kind}+D (discontinuous): not read yet. Export it as {kind}+C "
             "(continuous) or XDF."
+        )
+    if not signals and no_range:
+        raise UsageError(
+            f"{kind} file {path}: every signal has physical minimum = maximum, so none can be scaled "
+            "to its unit. Fix the physical range in the header (as the recorder should have written "
+            "it), or export the file again."
         )
     if not signals:
         raise UsageError(f"{kind} file {path} holds no signals (only annotations). Use a recording with EEG.")
@@ -270,8 +278,7 @@ def load_edf(path: str | Path, *, bdf: bool = False, strict: bool = True) -> Rec
             if factor is not None:
                 data = data * factor
                 unit = scale.unit
-            elif scale_to_uv:
-                log.warning("%s: signal %r is in %r, not a voltage; kept as it is", path.name, s.label, unit)
+            # Not a voltage: kept, its unit stated; the replayed stream's warning names it once.
             columns.append(data)
             units.append(unit)
         n = min(c.shape[0] for c in columns)

@@ -163,7 +163,7 @@ class RecordingSource:
         eeg = prepared.stream
         sfreq = prepared.sfreq
         units = [(eeg.units[i] if i < len(eeg.units) else "") or "" for i in split.eeg_index]
-        factors, unit = stream_units(units, len(split.eeg_index), eeg.name, log)
+        factors, unit = stream_units(units, len(split.eeg_index), eeg.name, log, split.eeg_labels)
         source_id = eeg.source_id or f"xdf:{self.path.name}:{eeg.name}"
         rivals = _same_named_not_replayed(recording, eeg, prepared.part_ids)
         self.description = StreamDescription(
