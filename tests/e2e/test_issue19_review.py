@@ -367,3 +367,105 @@ def test_edf_non_voltage_units_named_once_and_no_scalable_signal_said_as_such(sa
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and "every signal has physical minimum = maximum" in lines[0], lines
+
+
+def mixed_raw(tmp_path: Path, sfreq: float = 250.0, seconds: float = 40.0) -> tuple[Path, list[float]]:
+    """An MNE Raw as most recordings are: EEG in volts, an EOG channel and a stim channel (code 5
+    for 2 samples every 2 s). MNE-LSL's PlayerLSL streams it with an empty stream type."""
+    import mne
+
+    n = int(sfreq * seconds)
+    t = np.arange(n) / sfreq
+    rng = np.random.default_rng(4)
+    eeg = 20e-6 * np.sin(2 * np.pi * 10 * t)[None, :] + rng.normal(0, 1e-6, (3, n))
+    eog = rng.normal(0, 100e-6, (1, n))
+    stim = np.zeros((1, n))
+    onsets = [float(s) for s in np.arange(1.0, seconds - 1, 2.0)]
+    for s in onsets:
+        stim[0, int(s * sfreq) : int(s * sfreq) + 2] = 5
+    info = mne.create_info(["Fp1", "O1", "O2", "EOG", "STI 014"], sfreq, ["eeg"] * 3 + ["eog", "stim"])
+    raw = mne.io.RawArray(np.vstack([eeg, eog, stim]), info, verbose="error")
+    fname = tmp_path / "mixed_raw.fif"
+    raw.save(fname, verbose="error")
+    return fname, onsets
+
+
+@pytest.mark.lsl
+@pytest.mark.slow
+def test_live_mne_lsl_player_of_a_raw_with_eog_and_stim_channels(sandbox, tmp_path):
+    """PlayerLSL of a Raw with EEG, EOG and a stim channel (as most recordings) declares no stream
+    type: `run --stream-name NAME` found nothing ("no LSL stream matches ... type='EEG'", pointing
+    to --stream-name, which was given); with --stream-type '' the stim channel's code 5 (unit "0")
+    became 5,000,000 µV of "EEG", every window flagged. Now: found, EEG channels only, in µV, and
+    the stim codes as events."""
+    import mne_lsl.player as player_lsl
+
+    fname, _ = mixed_raw(tmp_path)
+    name = uid("MNE-LSL-Player")
+    player = player_lsl.PlayerLSL(fname, chunk_size=10, name=name, source_id=name)
+    player.start()
+    try:
+        arts, times = run_live(sandbox, tmp_path, name)
+    finally:
+        player.stop()
+    assert {tuple(a["device"]["channels"]) for a in arts} == {("Fp1", "O1", "O2")}
+    assert {a["device"]["unit"] for a in arts} == {"microvolts"}
+    data = samples(arts)
+    assert 15 < np.percentile(np.abs(data), 99) < 40
+    events = [e for a in arts for e in a["events"]]
+    span_s = times[-1] - times[0]
+    assert {e["value"] for e in events} == {"5"}
+    assert int(span_s / 2) - 1 <= len(events) <= int(span_s / 2) + 1, (len(events), span_s)
+
+
+def test_replayed_mne_lsl_player_recording_with_eog_and_stim_channels(sandbox, tmp_path):
+    """LabRecorder's file of the same stream: no stream type, channel types eeg/eog/stim, units "0".
+    It was "no EEG stream"; with --stream NAME, EOG and the stim codes x 1e6 were EEG."""
+    sfreq, n = 250.0, 5000
+    t = np.arange(n) / sfreq
+    rng = np.random.default_rng(5)
+    eeg = 20e-6 * np.sin(2 * np.pi * 10 * t)[:, None] + rng.normal(0, 1e-6, (n, 3))
+    stim = np.zeros((n, 1))
+    for s in (2, 4, 6, 10):
+        stim[s * 250 : s * 250 + 5, 0] = {2: 5, 4: 3, 6: 5, 10: 1}[s]
+    values = np.hstack([eeg, rng.normal(0, 100e-6, (n, 1)), stim])
+    stream = XdfStream(
+        "MNE-LSL-Player", "", sfreq, ["Fp1", "O1", "O2", "EOG", "STI 014"], 1000 + t, values,
+        source_id="MNE-LSL", unit="0", channel_types=["eeg", "eeg", "eeg", "eog", "stim"],
+    )  # fmt: skip
+    path = tmp_path / "player_mixed.xdf"
+    write_xdf(path, [stream], start=HEADER)
+    proc, arts = replay(sandbox, path, tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert {tuple(a["device"]["channels"]) for a in arts} == {("Fp1", "O1", "O2")}
+    assert np.abs(samples(arts)).max() < 30
+    events = [e for a in arts for e in a["events"]]
+    t0 = HEADER.timestamp() * 1000
+    assert [(round(e["time_ms"] - t0), e["value"]) for e in events] == [
+        (2000, "5"), (4000, "3"), (6000, "5"), (10000, "1")
+    ]  # fmt: skip
+    said = warnings_with(proc.stderr, "EOG (eog)", "STI 014 (stim)")
+    assert len(said) == 1, proc.stderr
+    # Named channels win over their declared type.
+    proc, arts = replay(sandbox, path, tmp_path, "--stream", "Fp1,EOG")
+    assert proc.returncode == 0, proc.stderr
+    assert arts[-1]["device"]["channels"] == ["Fp1", "EOG"]
+
+
+@pytest.mark.lsl
+def test_a_named_live_stream_of_another_type_is_named_with_the_option_to_pass(tmp_path):
+    import pylsl
+
+    name = uid("Named")
+    outlet = pylsl.StreamOutlet(pylsl.StreamInfo(name, "ExG", 2, 100.0, pylsl.cf_float32, uid("s")))
+    try:
+        proc = collector(
+            ["run", "--local", "--stream-name", name, "--screen", "off", "--duration", "2",
+             "--spool", str(tmp_path / "spool")],
+            cli_env(),
+        )  # fmt: skip
+    finally:
+        del outlet
+    assert proc.returncode == 5
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "its type is 'ExG'" in lines[0] and "--stream-type 'ExG'" in lines[0], lines

@@ -229,10 +229,16 @@ class MarkerFollower:
                 except Exception:  # TimeoutError/LostError: keep the last estimate
                     log.debug("marker time_correction unavailable", exc_info=True)
             times_ms = mapper.to_unix_ms(np.asarray(stamps, dtype=np.float64), correction_s)
-            events = [
-                Event(time_ms=float(t), value=value, duration_s=duration)
-                for t, sample in zip(times_ms, samples, strict=True)
-                for value, duration in self._decoder.events(sample)
-            ]
+            if self._decoder.level:  # a trigger line sampled at a rate: its code onsets
+                events = [
+                    Event(time_ms=float(times_ms[i]), value=value)
+                    for i, value in self._decoder.onsets(np.asarray(samples, dtype=np.float64))
+                ]
+            else:
+                events = [
+                    Event(time_ms=float(t), value=value, duration_s=duration)
+                    for t, sample in zip(times_ms, samples, strict=True)
+                    for value, duration in self._decoder.events(sample)
+                ]
             with self._lock:
                 self._events.extend(events)

@@ -297,4 +297,5 @@ def _convert_stream(raw: dict) -> RecordedStream:
         has_footer=bool(footer),
         footer_sample_count=footer_count,
         clock_offsets=len(raw.get("clock_times") or []),
+        channel_types=tuple(t or "" for t in _channel_field(info, "type")),
     )
