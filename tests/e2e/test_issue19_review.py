@@ -470,3 +470,32 @@ def test_a_named_live_stream_of_another_type_is_named_with_the_option_to_pass(tm
     assert proc.returncode == 5
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and "its type is 'ExG'" in lines[0] and "--stream-type 'ExG'" in lines[0], lines
+
+
+def test_unrelatable_clocks_warning_says_which_stream_lacks_offsets(sandbox, tmp_path):
+    """EEG on host A without clock offsets, markers on host B with them: the warning said both
+    "have no clock offsets", which the markers' 5 offsets contradict."""
+    import struct
+
+    import make_xdf
+
+    eeg = eeg_stream(seconds=40.0, hostname="hostA")
+    eeg.timestamps = eeg.timestamps + 4000
+    marks = XdfStream(
+        "Stim", "Markers", 0.0, ["m"], 5000 + 1320 + np.arange(5, 30, 5.0), list("abcde"),
+        source_id="stim", unit="", hostname="hostB",
+    )  # fmt: skip
+    path = tmp_path / "two_hosts.xdf"
+    write_xdf(path, [eeg, marks], start=HEADER)
+    # The markers' clock offsets (-1320 s) as LabRecorder records them (ClockOffset chunks, tag 4).
+    offsets = b"".join(
+        make_xdf._chunk(4, struct.pack("<I", 2) + struct.pack("<dd", 5000 + 1320 + t, -1320.0))
+        for t in range(0, 50, 10)
+    )
+    path.write_bytes(path.read_bytes() + offsets)
+    proc, arts = replay(sandbox, path, tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    said = warnings_with(proc.stderr, "different hosts")
+    assert len(said) == 1 and "hostA, no clock offsets" in said[0] and "hostB, 5 clock offsets" in said[0]
+    t0 = HEADER.timestamp() * 1000
+    assert [round(e["time_ms"] - t0) for a in arts for e in a["events"]] == [5000, 10000, 15000, 20000, 25000]
