@@ -499,3 +499,17 @@ def test_unrelatable_clocks_warning_says_which_stream_lacks_offsets(sandbox, tmp
     assert len(said) == 1 and "hostA, no clock offsets" in said[0] and "hostB, 5 clock offsets" in said[0]
     t0 = HEADER.timestamp() * 1000
     assert [round(e["time_ms"] - t0) for a in arts for e in a["events"]] == [5000, 10000, 15000, 20000, 25000]
+
+
+@pytest.mark.parametrize("name", ["muselsl_jitter_n170.csv", "muselsl_jitter_ssaep.csv"])
+def test_muselsl_stamp_jitter_is_not_warned_about_as_damage(sandbox, tmp_path, name):
+    """Packet-stamp jitter (steps back of up to 28 ms) is what muselsl records: the reader warned
+    that timestamps go backwards and that the replay "repairs the stamps ... and says how many",
+    then none were repaired and nothing more was said. It is one info line now, no warning."""
+    proc, arts = replay(sandbox, FIELD / name, tmp_path, "--start-time", "2024-05-01T10:00:00Z")
+    assert proc.returncode == 0, proc.stderr
+    assert [line for line in proc.stderr.splitlines() if "WARNING" in line] == []
+    said = [line for line in proc.stderr.splitlines() if "go backwards" in line]
+    assert len(said) == 1 and " INFO " in said[0] and "jitter" in said[0], said
+    assert sum(a["method"]["timestamps_repaired"] for a in arts) == 0
+    assert [g for a in arts for g in a["gaps"]] == []
