@@ -78,7 +78,8 @@ def test_live_markers_taken_while_the_clock_fit_holds_samples_are_delivered(sand
     import pylsl
 
     name = uid("BlockEEG")
-    marks = pylsl.StreamOutlet(pylsl.StreamInfo(f"{name}-markers", "Markers", 1, 0, pylsl.cf_string, uid("m")))
+    info = pylsl.StreamInfo(f"{name}-markers", "Markers", 1, 0, pylsl.cf_string, uid("m"))
+    marks = pylsl.StreamOutlet(info)
     pushed: list[tuple[float, str]] = []  # (Unix time, value)
 
     def mark(k: int) -> None:
@@ -179,7 +180,8 @@ def test_live_string_encoded_mne_lsl_annotations_are_events(sandbox, tmp_path):
 
     sfreq, seconds = 250.0, 40.0
     t = np.arange(int(sfreq * seconds)) / sfreq
-    volts = 20e-6 * np.sin(2 * np.pi * 10 * t)[None, :] + np.random.default_rng(1).normal(0, 1e-6, (4, t.size))
+    noise = np.random.default_rng(1).normal(0, 1e-6, (4, t.size))
+    volts = 20e-6 * np.sin(2 * np.pi * 10 * t)[None, :] + noise
     raw = mne.io.RawArray(volts, mne.create_info(["Fp1", "Fp2", "O1", "O2"], sfreq, "eeg"), verbose="error")
     onsets = np.arange(1.0, seconds - 1, 1.0)
     raw.set_annotations(mne.Annotations(onsets, 0.0, [f"stim/{i % 3}" for i in range(len(onsets))]))
@@ -513,3 +515,40 @@ def test_muselsl_stamp_jitter_is_not_warned_about_as_damage(sandbox, tmp_path, n
     assert len(said) == 1 and " INFO " in said[0] and "jitter" in said[0], said
     assert sum(a["method"]["timestamps_repaired"] for a in arts) == 0
     assert [g for a in arts for g in a["gaps"]] == []
+
+
+@pytest.mark.lsl
+@pytest.mark.slow
+def test_replay_to_lsl_keeps_the_recordings_channel_types(sandbox, tmp_path):
+    """`replay --to-lsl` of an MNE-LSL player's recording typed every channel EEG, so the live
+    consumer took its EOG and stim channels (unit "0": codes x 1e6) as EEG."""
+    from cli_runs import start_collector
+
+    sfreq, n = 250.0, 7500
+    t = np.arange(n) / sfreq
+    rng = np.random.default_rng(6)
+    stim = np.zeros((n, 1))
+    for s in range(2, 30, 2):
+        stim[int(s * sfreq) : int(s * sfreq) + 3, 0] = 7
+    values = np.hstack([20e-6 * np.sin(2 * np.pi * 10 * t)[:, None] + rng.normal(0, 1e-6, (n, 2)), stim])
+    stream = XdfStream(
+        "Player", "", sfreq, ["Fp1", "O1", "STI 014"], 1000 + t, values, source_id="MNE-LSL",
+        unit="0", channel_types=["eeg", "eeg", "stim"],
+    )  # fmt: skip
+    path = tmp_path / "player.xdf"
+    write_xdf(path, [stream], start=HEADER)
+    name = uid("ToLsl")
+    import pylsl
+
+    args = ["replay", str(path), "--to-lsl", "--speed", "1", "--stream-name", name]
+    player = start_collector(args, cli_env())
+    try:
+        assert pylsl.resolve_byprop("name", name, timeout=30), "the player's stream never appeared"
+        arts, _ = run_live(sandbox, tmp_path, name, duration="7")
+    finally:
+        player.terminate()
+        player.wait(10)
+    assert {tuple(a["device"]["channels"]) for a in arts} == {("Fp1", "O1")}
+    assert np.abs(samples(arts)).max() < 30
+    values_got = [e["value"] for a in arts for e in a["events"]]
+    assert len(values_got) >= 2 and set(values_got) == {"7"}, values_got
