@@ -552,3 +552,45 @@ def test_replay_to_lsl_keeps_the_recordings_channel_types(sandbox, tmp_path):
     assert np.abs(samples(arts)).max() < 30
     values_got = [e["value"] for a in arts for e in a["events"]]
     assert len(values_got) >= 2 and set(values_got) == {"7"}, values_got
+
+
+def test_xdf_marker_text_that_is_not_utf8_is_said(sandbox, tmp_path):
+    """pyxdf replaces bytes that are not UTF-8 (a Latin-1 "ü") with U+FFFD: the marker was
+    delivered as 'm\ufffd\ufffdde' without a word."""
+    marks = XdfStream(
+        "M", "Markers", 0.0, ["m"], np.array([1002.0, 1004.0]), ["mQQde", "Ärger"], source_id="m", unit=""
+    )
+    path = tmp_path / "latin1_markers.xdf"
+    write_xdf(path, [eeg_stream(seconds=10.0), marks], start=HEADER)
+    path.write_bytes(path.read_bytes().replace(b"mQQde", b"m\xfc\xfcde"))  # same length, Latin-1 bytes
+    proc, arts = replay(sandbox, path, tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert len(warnings_with(proc.stderr, "not UTF-8", "'M'")) == 1, proc.stderr
+    assert [e["value"] for a in arts for e in a["events"]][1] == "Ärger"
+
+
+@pytest.mark.lsl
+@pytest.mark.slow
+def test_a_live_marker_that_is_not_utf8_does_not_end_the_marker_stream(sandbox, tmp_path):
+    """pylsl decodes string samples as strict UTF-8: one Latin-1 marker raised inside the marker
+    follower, which then stopped following ("continuing without markers") and every later marker
+    of the session was lost. It is read as Latin-1, said once, and the markers go on."""
+    import pylsl
+
+    name = uid("Latin1EEG")
+    info = pylsl.StreamInfo(f"{name}-markers", "Markers", 1, 0, pylsl.cf_string, uid("m"))
+    marks = pylsl.StreamOutlet(info)
+    sent: list[str] = []
+
+    def mark(k: int) -> None:
+        if k % 10 == 5:
+            value = f"m{len(sent)}"
+            sent.append(value)
+            marks.push_sample([b"m\xfcde" if len(sent) == 6 else value.encode()])
+
+    with BlockSender(name, mark):
+        arts, _ = run_live(sandbox, tmp_path, name)
+    got = [e["value"] for a in arts for e in a["events"]]
+    assert "müde" in got, got
+    after = got[got.index("müde") + 1 :]
+    assert len(after) >= 10, got  # the markers went on after it

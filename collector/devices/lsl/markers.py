@@ -75,6 +75,8 @@ class MarkerFollower:
         self._said_ambiguous = False
         self._labels: tuple[str, ...] = ()
         self._one_hot = annotations
+        self._strings = True
+        self._said_latin1 = False
         self._decoder = MarkerDecoder((), annotations=annotations, numeric=False, sampled=False)
 
     @property
@@ -197,6 +199,7 @@ class MarkerFollower:
                 self._labels = tuple(inlet.info(timeout=1.0).get_channel_labels() or ())
             except Exception:  # no header: annotations are then named by their channel number
                 self._labels = ()
+            self._strings = info.channel_format() == pylsl.cf_string
             self._decoder = MarkerDecoder(
                 self._labels,
                 annotations=self._one_hot,
@@ -208,6 +211,33 @@ class MarkerFollower:
             return inlet, correction_s
         return None
 
+    def _decode(self, raw: Any) -> list[list[Any]]:
+        """Samples as lists: numbers as they are; string values (bytes) as UTF-8, or as Latin-1
+        (which maps every byte) for text that is not, said once per stream."""
+        rows = np.asarray(raw).tolist()
+        if not self._strings:
+            return rows
+        out = []
+        for row in rows:
+            values = []
+            for v in row:
+                if isinstance(v, bytes):
+                    try:
+                        v = v.decode("utf-8")
+                    except UnicodeDecodeError:
+                        v = v.decode("latin-1")
+                        if not self._said_latin1:
+                            self._said_latin1 = True
+                            log.warning(
+                                "markers: marker stream %s sent text that is not UTF-8 (as LSL strings "
+                                "should be), e.g. %r: read as Latin-1",
+                                self.taken,
+                                v,
+                            )
+                values.append(v)
+            out.append(values)
+        return out
+
     def _follow(self, inlet: Any, correction_s: float) -> None:
         from pylsl.util import LostError
 
@@ -215,12 +245,17 @@ class MarkerFollower:
         checked = time.monotonic()
         while not self._stop.is_set():
             try:
-                samples, stamps = inlet.pull_chunk(timeout=self.poll_s, max_samples=256, min_samples=1)
+                # Raw values: pylsl's own str decoding is strict UTF-8, and one Latin-1 marker
+                # raised here and ended the following (every later marker lost).
+                raw, stamps = inlet.pull_chunk(
+                    timeout=self.poll_s, max_samples=256, min_samples=1, as_numpy=True
+                )
             except LostError:  # no source_id: liblsl cannot recover it, so resolve afresh
                 log.warning("marker stream %s lost; looking for it again", self.taken)
                 return
-            if not stamps:
+            if len(stamps) == 0:
                 continue
+            samples = self._decode(raw)
             now = time.monotonic()
             if now - checked >= 5.0:
                 checked = now
