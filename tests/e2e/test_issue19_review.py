@@ -594,3 +594,33 @@ def test_a_live_marker_that_is_not_utf8_does_not_end_the_marker_stream(sandbox, 
     assert "müde" in got, got
     after = got[got.index("müde") + 1 :]
     assert len(after) >= 10, got  # the markers went on after it
+
+
+@pytest.mark.parametrize("label", ["Trigger", "STI 014", "Status"])
+def test_an_edf_trigger_channel_gives_its_codes_as_events(sandbox, tmp_path, label):
+    """An EDF whose trigger codes are in a channel (MNE reads `Trigger`/`Status` as stim and
+    `find_events` gives the codes) replayed with 0 events, its codes silently left in a stream
+    nobody replays (`STI 014` was even taken as an EEG channel)."""
+    import pyedflib
+
+    sfreq, n = 256, 2560
+    x = 20 * np.sin(2 * np.pi * 10 * np.arange(n) / sfreq)
+    trig = np.zeros(n)
+    for s, code in ((1, 1), (3, 2), (5, 3), (7, 1)):
+        trig[s * sfreq : s * sfreq + 5] = code
+    path = tmp_path / "trigger.edf"
+    writer = pyedflib.EdfWriter(str(path), 3, file_type=pyedflib.FILETYPE_EDFPLUS)
+    writer.setSignalHeaders(
+        [dict(label=lab, dimension=dim, sample_frequency=sfreq, physical_min=lo, physical_max=hi,
+              digital_min=-32768, digital_max=32767)
+         for lab, dim, lo, hi in (("Fp1", "uV", -50, 50), ("Fp2", "uV", -50, 50), (label, "", -32768, 32767))]
+    )  # fmt: skip
+    writer.setStartdatetime(datetime(2024, 1, 15, 10, 0, 0))
+    writer.writeSamples([x, x, trig])
+    writer.close()
+    proc, arts = replay(sandbox, path, tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert {tuple(a["device"]["channels"]) for a in arts} == {("Fp1", "Fp2")}
+    t0 = datetime(2024, 1, 15, 10, tzinfo=timezone.utc).timestamp() * 1000
+    events = [(round(e["time_ms"] - t0), e["value"]) for a in arts for e in a["events"]]
+    assert events == [(1000, "1"), (3000, "2"), (5000, "3"), (7000, "1")]

@@ -13,8 +13,9 @@ Streams made from a file:
 - one numeric stream per other signal, named by its label (`--stream "EOG horizontal"`), or any
   channels by label with `--stream "Fpz-Cz,Pz-Oz"`.
 - `Annotations`: the EDF+/BDF+ annotations (onset, text) and, for BDF, changes of the trigger
-  code in the low 16 bits of `Status` (BioSemi's trigger channel), as events. `BAD_ACQ_SKIP`
-  annotations (MNE's "not acquired", as `collector export` marks gaps) are not events: the
+  code in the low 16 bits of `Status` (BioSemi's trigger channel), as events; so are the code
+  onsets of an EDF trigger channel (`Status`, `Trigger`, `STI 014`, `Stim`: MNE's stim channels).
+  `BAD_ACQ_SKIP` annotations (MNE's "not acquired", as `collector export` marks gaps) are not events: the
   samples they cover were never recorded, so they are left out and the replay has a gap there.
 Time anchor (`meas_date`): the header's start date and time, read as UTC as MNE does (EDF stores
 no time zone); an anonymised start date (EDF+ `Startdate X`) leaves no anchor (replay then uses
@@ -45,7 +46,7 @@ log = logging.getLogger(__name__)
 _NON_EEG = re.compile(
     r"^(EOG|ECG|EKG|EMG|RESP|RESPIRATION|TEMP|SPO2|SAO2|HR|PULSE|PLETH|POS|POSITION|LIGHT|SOUND|"
     r"EVENT|TRIG|TRIGGER|STATUS|MARKER|ACC|ACCEL|GYRO|BATTERY|SNORE|FLOW|THOR|ABDO|NASAL|OXY|PPG|"
-    r"GSR|EDA|ERG|MEG|MISC|STIM|DC\d*|HYPNOGRAM)\b",
+    r"GSR|EDA|ERG|MEG|MISC|STIM|STI|DC\d*|HYPNOGRAM)\b",
     re.IGNORECASE,
 )
 SKIP_LABEL = "BAD_ACQ_SKIP"  # MNE's annotation for "not acquired" (also what `collector export` writes)
@@ -53,6 +54,13 @@ SKIP_LABEL = "BAD_ACQ_SKIP"  # MNE's annotation for "not acquired" (also what `c
 
 def _is_eeg(label: str) -> bool:
     return not _NON_EEG.match(label.strip())
+
+
+def _is_trigger(label: str) -> bool:
+    """A trigger channel by its label, as MNE's EDF reader finds stim channels (`Status`,
+    `Trigger`), plus MNE's own `STI 014`-style names and `Stim`."""
+    text = label.strip().lower()
+    return text in ("status", "trigger", "trig", "stim") or text.startswith(("sti ", "sti0", "stim "))
 
 
 def _eeg_label(label: str) -> str:
@@ -310,6 +318,10 @@ def load_edf(path: str | Path, *, bdf: bool = False, strict: bool = True) -> Rec
         label = s.label.strip()
         if bdf and label.lower() == "status":
             events.extend(_status_events(np.asarray(s.digital), float(s.sampling_frequency)))
+            continue
+        if _is_trigger(label):  # an EDF trigger channel (MNE reads it as stim): its code onsets
+            codes = np.rint(np.nan_to_num(np.asarray(s.data, dtype=np.float64))).astype(np.int64)
+            events.extend(_status_events(codes, float(s.sampling_frequency)))
             continue
         kind_match = _NON_EEG.match(label)
         stream_type = kind_match.group(1).upper() if kind_match else "EEG"

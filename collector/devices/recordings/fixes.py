@@ -166,6 +166,7 @@ def _unrelated_hosts(recording: Recording, eeg: RecordedStream) -> Recording:
         for s in unrelated
         if s.is_marker and (float(np.min(s.times_s)) > hi or float(np.max(s.times_s)) < lo)
     }
+
     def host(s: RecordedStream) -> str:
         offsets = "no clock offsets" if not s.clock_offsets else f"{s.clock_offsets} clock offsets"
         return f"host {s.hostname}, {offsets}"
