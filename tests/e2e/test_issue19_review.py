@@ -624,3 +624,40 @@ def test_an_edf_trigger_channel_gives_its_codes_as_events(sandbox, tmp_path, lab
     t0 = datetime(2024, 1, 15, 10, tzinfo=timezone.utc).timestamp() * 1000
     events = [(round(e["time_ms"] - t0), e["value"]) for a in arts for e in a["events"]]
     assert events == [(1000, "1"), (3000, "2"), (5000, "3"), (7000, "1")]
+
+
+def test_edf_export_keeps_annotation_durations_and_a_unit_that_is_not_a_voltage(tmp_path):
+    """Delivered MNE-LSL annotations carry `duration_s`; the EDF+ export wrote every annotation
+    with no duration. A stream in 'a.u.' was exported with physical dimension 'uV'."""
+    import edfio
+
+    sfreq, n = 250.0, 5000
+    t = np.arange(n) / sfreq
+    volts = 20e-6 * np.sin(2 * np.pi * 10 * t)[:, None] * np.ones((1, 2))
+    eeg = XdfStream("P", "eeg", sfreq, ["A", "B"], 1000 + t, volts, source_id="MNE-LSL", unit="0")
+    onehot = np.zeros((3, 2), dtype=np.float32)
+    onehot[0, 0], onehot[1, 1], onehot[2, 0] = -1, 2.5, 0.75
+    ann = XdfStream(
+        "P-annotations", "annotations", 0.0, ["eyes closed", "eyes/open"], np.array([1002.0, 1005.0, 1010.0]),
+        onehot, source_id="MNE-LSL", unit="none",
+    )  # fmt: skip
+    path = tmp_path / "annotations.xdf"
+    write_xdf(path, [eeg, ann], start=HEADER)
+    spool = ["--spool", str(tmp_path / "spool")]
+    env = cli_env()
+    assert collector(["replay", str(path), "--local", "--speed", "max", *spool], env).returncode == 0
+    out = tmp_path / "out.edf"
+    proc = collector(["export", "--last", "--format", "edf", "--out", str(out), *spool], env)
+    assert proc.returncode == 0, proc.stderr
+    got = [(a.onset, a.duration, a.text) for a in edfio.read_edf(out).annotations]
+    assert got == [(2.0, None, "eyes closed"), (5.0, 2.5, "eyes/open"), (10.0, 0.75, "eyes closed")]
+
+    au = eeg_stream(seconds=10.0, unit="a.u.")
+    write_xdf(tmp_path / "au.xdf", [au], start=HEADER)
+    assert (
+        collector(["replay", str(tmp_path / "au.xdf"), "--local", "--speed", "max", *spool], env).returncode
+        == 0
+    )
+    proc = collector(["export", "--last", "--format", "edf", "--out", str(out), *spool], env)
+    assert proc.returncode == 0, proc.stderr
+    assert {s.physical_dimension for s in edfio.read_edf(out).signals} == {"a.u."}
