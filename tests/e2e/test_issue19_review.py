@@ -661,3 +661,29 @@ def test_edf_export_keeps_annotation_durations_and_a_unit_that_is_not_a_voltage(
     proc = collector(["export", "--last", "--format", "edf", "--out", str(out), *spool], env)
     assert proc.returncode == 0, proc.stderr
     assert {s.physical_dimension for s in edfio.read_edf(out).signals} == {"a.u."}
+
+
+@pytest.mark.lsl
+@pytest.mark.slow
+def test_live_string_markers_sampled_at_a_rate_give_only_the_sent_values(sandbox, tmp_path):
+    """A stimulus tool streaming a string channel at 256 Hz, mostly empty: live, only the
+    non-empty samples are events (the README's rule for replay, said to hold live too)."""
+    import pylsl
+
+    name = uid("SampledEEG")
+    info = pylsl.StreamInfo(f"{name}-markers", "Markers", 1, 256.0, pylsl.cf_string, uid("m"))
+    marks = pylsl.StreamOutlet(info)
+    sent: list[str] = []
+
+    def mark(k: int) -> None:
+        rows = [[""]] * 8
+        if k % 16 == 5:
+            sent.append(f"stim{len(sent)}")
+            rows = [[""]] * 3 + [[sent[-1]]] + [[" "]] + [[""]] * 3
+        marks.push_chunk(rows)
+
+    with BlockSender(name, mark):
+        arts, _ = run_live(sandbox, tmp_path, name)
+    got = [e["value"] for a in arts for e in a["events"]]
+    assert got and all(v.startswith("stim") for v in got), got[:20]
+    assert len(got) >= 10 and "".join(got) in "".join(sent), (got, sent)
