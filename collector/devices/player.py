@@ -62,7 +62,7 @@ def make_eeg_info(
         ch.append_child_value("label", label)
         ch.append_child_value("unit", (units[i] if i < len(units) else "") or "microvolts")
         # The recording's own channel type when it has one (MNE-LSL's eog, stim, ...).
-        kind = (types[i] if i < len(types) else "") or ("AUX" if "AUX" in label.upper() else "EEG")
+        kind = "AUX" if "AUX" in label.upper() else (types[i] if i < len(types) else "") or "EEG"
         ch.append_child_value("type", kind)
     return info
 
