@@ -29,8 +29,9 @@ class XdfStream:
     timestamps: np.ndarray  # seconds, source clock
     values: np.ndarray | list[str]  # (n, n_channels) float32, or a list of strings (one channel)
     source_id: str = ""
-    unit: str = "microvolts"
+    unit: str | list[str] = "microvolts"  # one for every channel, or one per channel
     hostname: str = ""
+    channel_types: list[str] | None = None  # per channel; None: the stream's type for each
 
 
 def _chunk(tag: int, content: bytes) -> bytes:
@@ -44,9 +45,11 @@ def _varlen(n: int) -> bytes:
 
 def _header_xml(s: XdfStream) -> bytes:
     fmt = "string" if isinstance(s.values, list) else "float32"
+    units = [s.unit] * len(s.channels) if isinstance(s.unit, str) else s.unit
+    types = s.channel_types or [s.type] * len(s.channels)
     channels = "".join(
-        f"<channel><label>{escape(c)}</label><unit>{escape(s.unit)}</unit><type>{escape(s.type)}</type></channel>"
-        for c in s.channels
+        f"<channel><label>{escape(c)}</label><unit>{escape(u)}</unit><type>{escape(t)}</type></channel>"
+        for c, u, t in zip(s.channels, units, types, strict=True)
     )
     xml = (
         f'<?xml version="1.0"?><info><name>{escape(s.name)}</name><type>{escape(s.type)}</type>'

@@ -19,8 +19,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
-
 from collector import __version__
 from collector.capture.aux_loop import aux_loop
 from collector.capture.pause import paused_since
@@ -29,9 +27,9 @@ from collector.core.evidence import EvidenceChunk, screen_evidence
 from collector.core.motion import MotionTrack, flag_windows
 from collector.core.records import EegSource, SampleChunk, SourceEnded, StreamDescription
 from collector.core.summary import SummaryBuilder
-from collector.core.units import below_precision, zero_signal_message
+from collector.core.units import PrecisionCheck
 from collector.delivery.local_record import CaptureInfo
-from collector.errors import CollectorError, SpoolError, SpoolFullError, UsageError
+from collector.errors import CollectorError, SpoolError, SpoolFullError
 
 log = logging.getLogger("collector.capture.pipeline")
 _SPOOL_TRIES = 3  # a spool write that fails (locked, I/O error) is retried before it counts as a drop
@@ -78,19 +76,6 @@ class CaptureStats:
     @property
     def elapsed_s(self) -> float:
         return time.monotonic() - self.started_mono
-
-
-def _check_not_below_precision(chunk: SampleChunk, description: StreamDescription) -> bool:
-    """True once a chunk holds a value the artifact can state; UsageError when every value of a
-    non-zero chunk would round to 0.000 (see collector.core.units.below_precision)."""
-    data = np.asarray(chunk.data, dtype=np.float64)
-    finite = np.abs(data[np.isfinite(data)])
-    if finite.size == 0:
-        return False
-    peak = float(finite.max())
-    if below_precision(peak):
-        raise UsageError(zero_signal_message(description.name, peak, description.unit or "microvolts"))
-    return peak > 0.0
 
 
 def _quality_word(flags: dict[str, Any]) -> str:
@@ -229,7 +214,8 @@ class Capture:
 
         try:
             last_read = False
-            signal_seen = False
+            # A non-zero signal (or channel) is never delivered as zeros: a unit problem.
+            precision = PrecisionCheck(description.name, description.channels, description.unit, log)
             while not last_read:
                 # After the stop, one last read takes what the inlet already holds (and its markers).
                 last_read = self.stop_event.is_set()
@@ -241,10 +227,15 @@ class Capture:
                 lost = getattr(source, "lost", False)
                 self.stats.source_state = "stream lost, waiting" if lost else ""
                 self._take_marks(chunker, description, source)
-                if chunk is None or len(chunk) == 0:
+                if chunk is None:
                     continue
-                if not signal_seen:  # a non-zero signal is never delivered as zeros (a unit problem)
-                    signal_seen = _check_not_below_precision(chunk, description)
+                if len(chunk) == 0:
+                    # No samples yet (a live source's clock fit holds them back) but markers or a
+                    # gap may ride along: the chunker keeps them for the chunk their time falls in.
+                    if chunk.events or chunk.gaps:
+                        spool_chunks(chunker.push(chunk))
+                    continue
+                precision.check(chunk.data)
                 self.stats.note_samples(len(chunk))
                 spool_chunks(chunker.push(chunk))
         except CollectorError as err:

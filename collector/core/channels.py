@@ -18,6 +18,20 @@ class ChannelSplit:
     eeg_index: tuple[int, ...]  # column indices of the EEG channels, in stream order
     eeg_labels: tuple[str, ...]
     aux_labels: tuple[str, ...]
+    # Channels the stream declares as another kind than EEG (MNE-LSL's eog, stim, ...): (label,
+    # type), left out of the EEG; `stim_index` are the columns among them that carry trigger codes.
+    typed_out: tuple[tuple[str, str], ...] = ()
+    stim_index: tuple[int, ...] = ()
+
+
+# Channel types (MNE's names, as MNE-LSL's PlayerLSL declares them) that are not EEG. Left out of a
+# stream's EEG when another channel of it is declared `eeg`; the stim ones carry trigger codes.
+NOT_EEG_TYPES = frozenset(
+    {"eog", "ecg", "emg", "resp", "misc", "bio", "gsr", "temperature", "syst", "mag", "grad",
+     "ref_meg", "chpi", "exci", "ias", "fnirs_cw_amplitude", "hbo", "hbr", "eyegaze", "pupil",
+     "stim", "trigger", "markers"}
+)  # fmt: skip
+STIM_TYPES = frozenset({"stim", "trigger", "markers"})
 
 
 def default_labels(n_channels: int) -> tuple[str, ...]:
@@ -68,22 +82,36 @@ def split_channels(
     *,
     eeg: Sequence[str] | None = None,
     aux: Sequence[str] = (),
+    types: Sequence[str | None] = (),
 ) -> ChannelSplit:
     """AUX channels are those named in `aux`, or with "AUX" in their label, unless `eeg` names them.
 
     When `eeg` (a profile's EEG labels) is given, channels not in it are AUX too, as long as at
     least one stream label is in it (otherwise the profile does not describe this stream).
+    `types`: the channel types the stream declares; when one channel is `eeg` (any case), those
+    declared as another kind (`NOT_EEG_TYPES`: eog, stim, ...) are left out of the EEG
+    (`typed_out`), unless `eeg` names them.
     """
     eeg_set = set(eeg or ())
     aux_set = set(aux)
     use_eeg_list = bool(eeg_set & set(labels))
+    kinds = [str(t or "").strip().lower() for t in types]
+    by_type = "eeg" in kinds
     eeg_index: list[int] = []
     aux_labels: list[str] = []
+    typed_out: list[tuple[str, str]] = []
+    stim_index: list[int] = []
     for i, label in enumerate(labels):
+        kind = kinds[i] if i < len(kinds) else ""
         if label in eeg_set:
             is_aux = False
         elif label in aux_set or is_aux_label(label):
             is_aux = True
+        elif by_type and kind in NOT_EEG_TYPES:
+            typed_out.append((label, kind))
+            if kind in STIM_TYPES:
+                stim_index.append(i)
+            continue
         else:
             is_aux = use_eeg_list
         if is_aux:
@@ -94,4 +122,19 @@ def split_channels(
         eeg_index=tuple(eeg_index),
         eeg_labels=tuple(labels[i] for i in eeg_index),
         aux_labels=tuple(aux_labels),
+        typed_out=tuple(typed_out),
+        stim_index=tuple(stim_index),
+    )
+
+
+def typed_out_message(stream: str, split: ChannelSplit) -> str:
+    """One line naming the channels left out of a stream's EEG by their declared type."""
+    listed = ", ".join(f"{label} ({kind})" for label, kind in split.typed_out)
+    stim = [label for label, kind in split.typed_out if kind in STIM_TYPES]
+    return (
+        f"stream {stream!r} declares channels of other kinds than EEG: {listed}; left out of the EEG "
+        "(its band powers and quality)"
+        + (f", and the trigger codes of {', '.join(stim)} delivered as events" if stim else "")
+        + ". To keep one as EEG, name the EEG channels (a profile's channels, or --stream LABEL,LABEL "
+        "in a replay)."
     )

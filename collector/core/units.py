@@ -22,6 +22,7 @@ import logging
 import math
 import re
 from dataclasses import dataclass
+from typing import Any
 
 MICROVOLTS = "microvolts"  # the unit string the artifact states for µV (muselsl's own spelling)
 
@@ -100,32 +101,130 @@ def below_precision(max_abs_uv: float) -> bool:
 
 
 def stream_units(
-    units: list[str] | tuple[str, ...], n_channels: int, stream: str, log: logging.Logger
+    units: list[str] | tuple[str, ...],
+    n_channels: int,
+    stream: str,
+    log: logging.Logger,
+    labels: list[str] | tuple[str, ...] = (),
 ) -> tuple[list[float], str]:
     """Per-channel factors to µV for a stream's EEG channels, and the unit the artifact states.
 
-    units: the declared unit of each EEG channel ("" or missing = µV). Logs one warning naming a
-    unit that is not a voltage or not known (values kept, the unit stated as declared), and one
-    naming channels that declare another voltage scale than the first (each converted by its own).
+    units: the declared unit of each EEG channel ("" or missing = µV); labels: their names, for
+    the warnings. The artifact states "microvolts" when any channel is a voltage (every voltage
+    channel converted by its own unit); a stream with no voltage channel keeps its values and
+    states its first declared unit. One warning names what is not a voltage (or not known), with
+    its channels when only some are; one names channels that declare another voltage scale than
+    the first (each converted by its own).
     """
-    scale, others = stream_scale(units)
-    if not scale.known_voltage:
+    declared = [(units[i] if i < len(units) else "") or "" for i in range(n_channels)]
+    names = [labels[i] if i < len(labels) and labels[i] else f"ch{i + 1}" for i in range(n_channels)]
+    scales = [unit_scale(u) for u in declared]
+    not_voltage: dict[str, list[str]] = {}
+    for name, u, sc in zip(names, declared, scales, strict=True):
+        if not sc.known_voltage:
+            not_voltage.setdefault(u.strip(), []).append(name)
+    voltages = [sc for sc in scales if sc.known_voltage]
+    if not voltages:
+        unit = next(iter(not_voltage))
+        if len(not_voltage) == 1:
+            listing = f"{unit!r}, which is not a voltage (or not a unit known here)"
+        else:
+            listing = (
+                " and ".join(f"{u!r} ({', '.join(chs)})" for u, chs in not_voltage.items())
+                + ", which are not voltages (or not units known here)"
+            )
         log.warning(
-            "stream %r declares its channels in %r, which is not a voltage (or not a unit known here); "
-            "values kept as they are and the unit stated as %r",
+            "stream %r declares its channels in %s; values kept as they are and the unit stated as %r",
             stream,
-            scale.unit,
-            scale.unit,
+            listing,
+            unit,
         )
-    elif others:
+        return [1.0] * n_channels, unit
+    if not_voltage:
+        log.warning(
+            "stream %r: %s not a voltage (or not a unit known here): those values are kept as they "
+            "are, while the artifact states the stream's unit as microvolts (its other channels are "
+            "µV). Capture those channels as their own stream, or have the sender declare their unit.",
+            stream,
+            "; ".join(
+                f"channel{'s' if len(chs) > 1 else ''} {', '.join(chs)} declare{'' if len(chs) > 1 else 's'} "
+                f"{u!r}, which is"
+                for u, chs in not_voltage.items()
+            ),
+        )
+    first = next((u for u, sc in zip(declared, scales, strict=True) if sc.known_voltage and u.strip()), "")
+    others = sorted(
+        {u for u, sc in zip(declared, scales, strict=True) if sc.known_voltage and u.strip()}
+        - {u for u in declared if unit_scale(u).factor == unit_scale(first).factor}
+    )
+    if others:
         log.warning(
             "stream %r: some channels declare other units (%s) than the first (%s); each is converted "
             "to µV by its own unit",
             stream,
             ", ".join(repr(u) for u in others),
-            next((u for u in units if (u or "").strip()), ""),
+            first,
         )
-    return channel_factors(units, n_channels), scale.unit
+    return [sc.factor if sc.known_voltage else 1.0 for sc in scales], MICROVOLTS
+
+
+class PrecisionCheck:
+    """Never a non-zero signal delivered as zeros (a unit problem, not data): `check` each block
+    of µV samples (n, n_channels) as it is captured.
+
+    Raises UsageError (`zero_signal_message`) when every value of a non-zero block would round
+    to 0.000 at the artifact's precision: the stream's unit is wrong and nothing of it is sent.
+    A single channel whose values are all that small while others are not (a channel in volts
+    among µV ones) is named in one warning, once. A channel is judged on the first block in
+    which it is not exactly 0; checking stops once every channel is judged.
+    """
+
+    def __init__(self, stream: str, channels: list[str] | tuple[str, ...], unit: str, log: logging.Logger):
+        self.stream, self.channels, self.unit, self.log = stream, list(channels), unit, log
+        self._open = set(range(len(channels)))
+        self._stream_judged = False
+
+    @property
+    def done(self) -> bool:
+        return self._stream_judged and not self._open
+
+    def check(self, data: Any) -> None:
+        import numpy as np
+
+        if self.done:
+            return
+        values = np.abs(np.asarray(data, dtype=np.float64))
+        if values.ndim != 2 or values.shape[0] == 0:
+            return
+        values = np.where(np.isfinite(values), values, 0.0)
+        peaks = values.max(axis=0)
+        peak = float(peaks.max())
+        if not self._stream_judged and peak > 0.0:
+            if below_precision(peak):
+                from collector.errors import UsageError
+
+                raise UsageError(zero_signal_message(self.stream, peak, self.unit or MICROVOLTS))
+            self._stream_judged = True
+        tiny = []
+        for i in sorted(self._open):
+            if i < peaks.shape[0] and peaks[i] > 0.0:
+                self._open.discard(i)
+                if below_precision(float(peaks[i])):
+                    name = self.channels[i] if i < len(self.channels) else f"ch{i + 1}"
+                    tiny.append((name, float(peaks[i])))
+        if tiny:
+            self.log.warning(
+                "stream %r: channel%s %s would be delivered as 0.000 at the artifact's precision of "
+                "%g µV (largest value %s): %s declared unit is wrong (volts declared as µV, or no "
+                "unit given) while the other channels' is right. Have the sender declare each "
+                "channel's unit (e.g. 'V' or MNE's '0').",
+                self.stream,
+                "s" if len(tiny) > 1 else "",
+                ", ".join(name for name, _ in tiny),
+                SAMPLE_PRECISION_UV,
+                ", ".join(f"{v:.3g}" for _, v in tiny),
+                "their" if len(tiny) > 1 else "its",
+            )
 
 
 def zero_signal_message(stream: str, max_abs: float, unit: str) -> str:

@@ -49,6 +49,7 @@ def make_eeg_info(
     units: Sequence[str] = (),
     channel_format: str = "float32",
     manufacturer: str = "openlesson-collector player",
+    types: Sequence[str] = (),
 ) -> Any:
     import pylsl
 
@@ -60,7 +61,9 @@ def make_eeg_info(
         ch = channels.append_child("channel")
         ch.append_child_value("label", label)
         ch.append_child_value("unit", (units[i] if i < len(units) else "") or "microvolts")
-        ch.append_child_value("type", "AUX" if "AUX" in label.upper() else "EEG")
+        # The recording's own channel type when it has one (MNE-LSL's eog, stim, ...).
+        kind = "AUX" if "AUX" in label.upper() else (types[i] if i < len(types) else "") or "EEG"
+        ch.append_child_value("type", kind)
     return info
 
 
@@ -107,7 +110,14 @@ def play_to_lsl(
     sfreq = eeg.sfreq
     eeg_outlet = pylsl.StreamOutlet(
         make_eeg_info(
-            name, sid, eeg.labels, sfreq, stream_type=eeg.type or "EEG", units=eeg.units, channel_format=fmt
+            name,
+            sid,
+            eeg.labels,
+            sfreq,
+            stream_type=eeg.type or "EEG",
+            units=eeg.units,
+            channel_format=fmt,
+            types=eeg.channel_types,
         )
     )
     marker_times, marker_values = recording_markers(recording, eeg) if markers else (np.zeros(0), [])

@@ -49,6 +49,8 @@ class Samples:
     times_s: np.ndarray
     data: np.ndarray
     markers: list[tuple[float, str]] = field(default_factory=list)  # (Unix s, value)
+    durations: list[float | None] = field(default_factory=list)  # per marker: s (an annotation's), or None
+    unit: str = "microvolts"  # the artifact's `device.unit` (another when the stream is not a voltage)
     stream_id: str = ""
     missing: Missing = field(default_factory=Missing)  # chunks no longer readable here (kept.py)
 
@@ -93,13 +95,18 @@ def load_samples(spool, capture_id: str) -> Samples | None:
     device = chunks[0]["device"]
     times = [c["t0_ms"] + np.asarray(c["times_ms"], dtype=float) for c in chunks if c["samples"]]
     data = [np.asarray(c["samples"], dtype=float) for c in chunks if c["samples"]]
-    markers = sorted((e["time_ms"] / 1000.0, str(e["value"])) for c in chunks for e in c["events"])
+    events = sorted(
+        ((e["time_ms"] / 1000.0, str(e["value"]), e.get("duration_s")) for c in chunks for e in c["events"]),
+        key=lambda e: (e[0], e[1]),
+    )
     return Samples(
         channels=list(device["channels"]),
         sfreq=float(device["sfreq"]),
         times_s=np.concatenate(times) / 1000.0 if times else np.zeros(0),
         data=np.concatenate(data) if data else np.zeros((0, len(device["channels"]))),
-        markers=markers,
+        markers=[(t, value) for t, value, _ in events],
+        durations=[duration for _, _, duration in events],
+        unit=str(device.get("unit") or "microvolts"),
         stream_id=stream_id,
         missing=find_missing(spool, capture_id, damaged, float(device["sfreq"]) or None, stream_id),
     )
@@ -198,6 +205,8 @@ def write_edf(samples: Samples, path: Path) -> EdfReport:
         grid[at : at + (b - a)] = samples.data[a:b]
     resolution: dict[str, float] = {}
     signals = []
+    # µV unless the stream was not a voltage (its unit kept as declared; EDF allows 8 ASCII chars).
+    dimension = "uV" if samples.unit == "microvolts" else samples.unit.encode("ascii", "replace").decode()[:8]
     for ci, label in enumerate(samples.channels):
         lo = min(float(samples.data[:, ci].min()), 0.0)
         hi = max(float(samples.data[:, ci].max()), 0.0)
@@ -206,11 +215,15 @@ def write_edf(samples: Samples, path: Path) -> EdfReport:
         resolution[label] = (hi - lo) / 65535
         signals.append(
             EdfSignal(
-                grid[:, ci], sfreq, label=label[:16], physical_dimension="uV", physical_range=(lo, hi),
+                grid[:, ci], sfreq, label=label[:16], physical_dimension=dimension, physical_range=(lo, hi),
                 transducer_type="EEG electrode",
             )
         )  # fmt: skip
-    annotations = [EdfAnnotation(round(t - t0, 6), None, value) for t, value in samples.markers]
+    durations = samples.durations or [None] * len(samples.markers)
+    annotations = [
+        EdfAnnotation(round(t - t0, 6), duration, value)
+        for (t, value), duration in zip(samples.markers, durations, strict=True)
+    ]
     for first, count in skips:
         a, b = t0 + first / sfreq, t0 + (first + count) / sfreq
         evicted = any(x < b and y > a for x, y in not_kept)  # acquired, but no longer on this machine

@@ -89,7 +89,7 @@ def resolve(predicate: str, timeout_s: float, *, minimum: int = 1) -> list[Any]:
 
 def describe_info(info: Any) -> str:
     sid = info.source_id() or "none"
-    return f"{info.name()!r} (type {info.type()}, source_id {sid}, host {info.hostname()})"
+    return f"{info.name()!r} (type {info.type() or 'none'}, source_id {sid}, host {info.hostname()})"
 
 
 def sort_key(info: Any) -> tuple[str, str, str, str]:

@@ -2,7 +2,9 @@
 
 Which marker stream goes with the EEG (auto: `<EEG name>-markers`, or the only one on its host)
 is explained in the class; MNE-LSL's `<EEG name>-annotations` stream is followed beside it by a
-second follower (annotations=True); its samples become Events on the collector's Unix-ms time line.
+second follower (annotations=True: one float channel per description, or with the player's
+`annotations_encoding="string"` one string channel holding the description); its samples become
+Events on the collector's Unix-ms time line.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from collector.devices.lsl.discovery import (
     type_term,
     xpath_literal,
 )
-from collector.devices.recordings.model import sample_events
+from collector.devices.recordings.model import MarkerDecoder
 
 log = logging.getLogger("collector.devices.lsl")
 
@@ -72,6 +74,10 @@ class MarkerFollower:
         self._thread: threading.Thread | None = None
         self._said_ambiguous = False
         self._labels: tuple[str, ...] = ()
+        self._one_hot = annotations
+        self._strings = True
+        self._said_latin1 = False
+        self._decoder = MarkerDecoder((), annotations=annotations, numeric=False, sampled=False)
 
     @property
     def auto(self) -> bool:
@@ -183,14 +189,54 @@ class MarkerFollower:
                 log.debug("no time correction for the marker stream yet", exc_info=True)
                 correction_s = 0.0
             self.taken = describe_info(info)
+            # MNE-LSL's one-hot annotations are floats; with annotations_encoding="string" each
+            # sample is the description itself, read like any marker.
+            # (Decided by the stream, not by how it was found: `--markers NAME` may name one too.)
+            self._one_hot = (
+                info.type().strip().lower() == "annotations" and info.channel_format() != pylsl.cf_string
+            )
             try:
                 self._labels = tuple(inlet.info(timeout=1.0).get_channel_labels() or ())
             except Exception:  # no header: annotations are then named by their channel number
                 self._labels = ()
+            self._strings = info.channel_format() == pylsl.cf_string
+            self._decoder = MarkerDecoder(
+                self._labels,
+                annotations=self._one_hot,
+                numeric=info.channel_format() != pylsl.cf_string,
+                sampled=info.nominal_srate() > 0,
+            )
             what = "annotations" if self.annotations else "markers"
             log.info("%s: following LSL stream %s", what, self.taken, extra={"event": "markers_followed"})
             return inlet, correction_s
         return None
+
+    def _decode(self, raw: Any) -> list[list[Any]]:
+        """Samples as lists: numbers as they are; string values (bytes) as UTF-8, or as Latin-1
+        (which maps every byte) for text that is not, said once per stream."""
+        rows = np.asarray(raw).tolist()
+        if not self._strings:
+            return rows
+        out = []
+        for row in rows:
+            values = []
+            for v in row:
+                if isinstance(v, bytes):
+                    try:
+                        v = v.decode("utf-8")
+                    except UnicodeDecodeError:
+                        v = v.decode("latin-1")
+                        if not self._said_latin1:
+                            self._said_latin1 = True
+                            log.warning(
+                                "markers: marker stream %s sent text that is not UTF-8 (as LSL strings "
+                                "should be), e.g. %r: read as Latin-1",
+                                self.taken,
+                                v,
+                            )
+                values.append(v)
+            out.append(values)
+        return out
 
     def _follow(self, inlet: Any, correction_s: float) -> None:
         from pylsl.util import LostError
@@ -199,12 +245,17 @@ class MarkerFollower:
         checked = time.monotonic()
         while not self._stop.is_set():
             try:
-                samples, stamps = inlet.pull_chunk(timeout=self.poll_s, max_samples=256, min_samples=1)
+                # Raw values: pylsl's own str decoding is strict UTF-8, and one Latin-1 marker
+                # raised here and ended the following (every later marker lost).
+                raw, stamps = inlet.pull_chunk(
+                    timeout=self.poll_s, max_samples=256, min_samples=1, as_numpy=True
+                )
             except LostError:  # no source_id: liblsl cannot recover it, so resolve afresh
                 log.warning("marker stream %s lost; looking for it again", self.taken)
                 return
-            if not stamps:
+            if len(stamps) == 0:
                 continue
+            samples = self._decode(raw)
             now = time.monotonic()
             if now - checked >= 5.0:
                 checked = now
@@ -213,10 +264,16 @@ class MarkerFollower:
                 except Exception:  # TimeoutError/LostError: keep the last estimate
                     log.debug("marker time_correction unavailable", exc_info=True)
             times_ms = mapper.to_unix_ms(np.asarray(stamps, dtype=np.float64), correction_s)
-            events = [
-                Event(time_ms=float(t), value=value, duration_s=duration)
-                for t, sample in zip(times_ms, samples, strict=True)
-                for value, duration in sample_events(sample, self._labels, annotations=self.annotations)
-            ]
+            if self._decoder.level:  # a trigger line sampled at a rate: its code onsets
+                events = [
+                    Event(time_ms=float(times_ms[i]), value=value)
+                    for i, value in self._decoder.onsets(np.asarray(samples, dtype=np.float64))
+                ]
+            else:
+                events = [
+                    Event(time_ms=float(t), value=value, duration_s=duration)
+                    for t, sample in zip(times_ms, samples, strict=True)
+                    for value, duration in self._decoder.events(sample)
+                ]
             with self._lock:
                 self._events.extend(events)

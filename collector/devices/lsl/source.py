@@ -35,9 +35,9 @@ from typing import Any
 
 import numpy as np
 
-from collector.core.channels import fill_labels, split_channels
+from collector.core.channels import fill_labels, split_channels, typed_out_message
 from collector.core.clock import LslClock, StreamTimeMapper, gap_threshold_s
-from collector.core.records import Gap, SampleChunk, StreamDescription
+from collector.core.records import Event, Gap, SampleChunk, StreamDescription
 from collector.core.time_repair import (
     IMPLAUSIBLE_JUMP_S,
     IRREGULAR_IQR,
@@ -52,6 +52,7 @@ from collector.core.time_repair import (
 from collector.core.units import stream_units
 from collector.devices.lsl.discovery import build_predicate, describe_info, resolve, sort_key
 from collector.devices.lsl.markers import MarkerFollower
+from collector.devices.recordings.model import MarkerDecoder
 from collector.errors import NoSourceError, UsageError
 
 log = logging.getLogger("collector.devices.lsl")
@@ -121,6 +122,9 @@ class LslSource:
         self._inlet: Any = None
         self._sticky_predicate = ""
         self._eeg_index: list[int] = []
+        # Columns read: the EEG's, then those of its stim channels (their codes become events).
+        self._read_index: list[int] = []
+        self._stim: MarkerDecoder | None = None
         self._factors = np.ones(0)
         self._labels: tuple[str, ...] = ()
         self._mapper = StreamTimeMapper(self.clock)
@@ -161,6 +165,8 @@ class LslSource:
             more = resolve(predicate, 0.3, minimum=len(found) + 1)
             seen = {i.uid() for i in found}
             found += [i for i in more if i.uid() not in seen]
+        if not found:
+            found = self._named_without_type()
         if not found:
             raise NoSourceError(
                 f"no LSL stream matches {self._wanted()} within {self.resolve_timeout_s:g} s. "
@@ -232,14 +238,14 @@ class LslSource:
         if len(stamps) == 0:
             if self._repair is not None and self._repair.held:
                 # Nothing more is coming now: decide about the samples held back.
-                return self._chunk(np.zeros(0), np.zeros((0, len(self._eeg_index))), final=True)
+                return self._chunk(np.zeros(0), np.zeros((0, len(self._read_index))), final=True)
             self._on_silence()
             return None
         self._last_data_mono = time.monotonic()
         if self.lost:
             self._on_back()
         self._refresh_correction()
-        data = np.asarray(samples, dtype=np.float64)[:, self._eeg_index]
+        data = np.asarray(samples, dtype=np.float64)[:, self._read_index]
         chunk = self._chunk(np.asarray(stamps, dtype=np.float64), data, final=False)
         if chunk is None and self._repair is not None and self._repair.held and timeout > 0:
             # Everything pulled is in the clock fit's look-ahead: wait a little for more (0.25 s of
@@ -264,12 +270,14 @@ class LslSource:
                     timeout=HOLD_WAIT_S, max_samples=self._max_samples, as_numpy=True
                 )
                 got = len(more_t) > 0
-                rows = np.asarray(more, dtype=np.float64)[:, self._eeg_index] if got else data[:0]
+                rows = np.asarray(more, dtype=np.float64)[:, self._read_index] if got else data[:0]
                 parts.append(self._repair.feed(np.asarray(more_t, dtype=np.float64), rows, final=not got))
                 if not got or not self._repair.suspect:
                     break
             stamps, data, repaired, resets = _join(parts)
         self._log_repairs(len(repaired), resets)
+        n_eeg = len(self._eeg_index)
+        stim, data = data[:, n_eeg:], data[:, :n_eeg]
         data = data * self._factors  # declared unit -> µV (collector.core.units)
         events = self._markers.take() if self._markers is not None else ()
         if self._annotations is not None:
@@ -278,6 +286,9 @@ class LslSource:
             return SampleChunk(data=data, times_ms=np.zeros(0), events=events) if events else None
         self._gap_s = gap_threshold_s(1.0 / self._repair.period_s)
         times_ms = self._mapper.to_unix_ms(stamps, self._correction_s)
+        if self._stim is not None:  # trigger codes of the stream's stim channels, as in a replay
+            codes = [Event(time_ms=float(times_ms[i]), value=v) for i, v in self._stim.onsets(stim)]
+            events = (*events, *codes)
         gaps = self._gaps(times_ms, resets)
         return SampleChunk(
             data=data,
@@ -359,6 +370,33 @@ class LslSource:
                 log.debug("close_stream failed", exc_info=True)
             del inlet
 
+    def _named_without_type(self) -> list[Any]:
+        """The stream the user named (--stream-name/--source-id) when its type is not the one asked.
+
+        A stream with no type at all is taken: MNE-LSL's PlayerLSL leaves the type empty when the
+        recording holds several channel types (EEG with EOG and a stim channel, as most do). One
+        with another type is not taken, and the error names its type and the option to pass.
+        """
+        if not self.stream_type or not (self.stream_name or self.source_id):
+            return []
+        named = resolve(build_predicate(name=self.stream_name, source_id=self.source_id), 0.5)
+        untyped = [i for i in named if not i.type().strip()]
+        if untyped:
+            log.info(
+                "LSL stream %s declares no type; taken as %s because it was named",
+                describe_info(untyped[0]),
+                self.stream_type,
+            )
+            return untyped
+        if named:
+            types = sorted({i.type() for i in named})
+            raise NoSourceError(
+                f"LSL stream {describe_info(named[0])} is there, but its type is "
+                f"{' or '.join(repr(t) for t in types)}, not {self.stream_type!r}. To capture it, add "
+                f"--stream-type {types[0]!r}."
+            )
+        return []
+
     def _wanted(self) -> str:
         parts = [
             f"{k}={v!r}"
@@ -398,7 +436,9 @@ class LslSource:
         if not first and labels != self._labels:
             del inlet
             raise ValueError(f"the stream came back with other channels ({', '.join(labels)})")
-        split = split_channels(labels, eeg=self.eeg_channels, aux=self.aux_channels)
+        split = split_channels(
+            labels, eeg=self.eeg_channels, aux=self.aux_channels, types=full.get_channel_types() or ()
+        )
         if not split.eeg_index:
             del inlet
             raise NoSourceError(
@@ -412,6 +452,7 @@ class LslSource:
         self._inlet = inlet
         self._labels = labels
         self._eeg_index = list(split.eeg_index)
+        self._read_index = [*split.eeg_index, *split.stim_index]
         sfreq = float(full.nominal_srate())
         self._gap_s = gap_threshold_s(sfreq)
         self._max_samples = max(1024, int(sfreq * 10))
@@ -426,7 +467,12 @@ class LslSource:
         if not first:
             assert self.description is not None
             return self.description
-        factors, unit = stream_units(eeg_units, len(split.eeg_index), full.name(), log)
+        if split.typed_out:
+            log.warning("%s", typed_out_message(full.name(), split))
+        if split.stim_index:
+            stim_labels = [labels[i] for i in split.stim_index]
+            self._stim = MarkerDecoder(stim_labels, annotations=False, numeric=True, sampled=True)
+        factors, unit = stream_units(eeg_units, len(split.eeg_index), full.name(), log, split.eeg_labels)
         self._factors = np.asarray(factors, dtype=np.float64)
         nominal = sfreq
         measured = None
@@ -471,7 +517,7 @@ class LslSource:
             )
             if len(ts):
                 ts = np.asarray(ts, dtype=np.float64)
-                self._probed.append((ts, np.asarray(samples, dtype=np.float64)[:, self._eeg_index]))
+                self._probed.append((ts, np.asarray(samples, dtype=np.float64)[:, self._read_index]))
                 stamps.append(ts)
                 count += ts.shape[0]
         times = np.concatenate(stamps) if stamps else np.zeros(0)

@@ -119,6 +119,10 @@ def numeric_column(frame: Any, column: str, path: Path) -> np.ndarray:
     return values
 
 
+# Backward steps up to this are stamp jitter (muselsl's packets step back by 1-30 ms), not damage.
+JITTER_BACK_S = 0.05
+
+
 def check_times(times: np.ndarray, path: Path, what: str) -> None:
     missing = np.flatnonzero(~np.isfinite(times))
     if missing.size:
@@ -144,15 +148,26 @@ def check_times(times: np.ndarray, path: Path, what: str) -> None:
         )
     if back.size:
         i = int(back[0]) + 1
-        log.warning(
-            "%s: %ss go backwards at data row %d (%.3f then %.3f; %d place(s) in all): rows kept in "
-            "file order; replay repairs the stamps from the stream's regular grid and says how many",
+        largest = float(-steps[back].min())
+        # Packet stamps jitter (muselsl stamps each 12-sample packet on arrival): steps back by a few
+        # milliseconds are the sender's clock, not damage; the replay's clock fit puts each sample
+        # on the stream's fitted clock and repairs (and counts) only stamps off it.
+        jitter = largest <= JITTER_BACK_S
+        log.log(
+            logging.INFO if jitter else logging.WARNING,
+            "%s: %ss go backwards at data row %d (%.3f then %.3f; %d place(s) in all, by up to %.0f ms): "
+            "rows kept in file order; %s",
             path.name,
             what,
             i + 1,
             times[i - 1],
             times[i],
             back.size,
+            largest * 1000,
+            "that is the sender's stamp jitter: each sample is put on the stream's fitted clock"
+            if jitter
+            else "the replay puts each sample on the stream's fitted clock and says how many stamps "
+            "off it were repaired",
         )
 
 

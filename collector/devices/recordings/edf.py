@@ -13,8 +13,9 @@ Streams made from a file:
 - one numeric stream per other signal, named by its label (`--stream "EOG horizontal"`), or any
   channels by label with `--stream "Fpz-Cz,Pz-Oz"`.
 - `Annotations`: the EDF+/BDF+ annotations (onset, text) and, for BDF, changes of the trigger
-  code in the low 16 bits of `Status` (BioSemi's trigger channel), as events. `BAD_ACQ_SKIP`
-  annotations (MNE's "not acquired", as `collector export` marks gaps) are not events: the
+  code in the low 16 bits of `Status` (BioSemi's trigger channel), as events; so are the code
+  onsets of an EDF trigger channel (`Status`, `Trigger`, `STI 014`, `Stim`: MNE's stim channels).
+  `BAD_ACQ_SKIP` annotations (MNE's "not acquired", as `collector export` marks gaps) are not events: the
   samples they cover were never recorded, so they are left out and the replay has a gap there.
 Time anchor (`meas_date`): the header's start date and time, read as UTC as MNE does (EDF stores
 no time zone); an anonymised start date (EDF+ `Startdate X`) leaves no anchor (replay then uses
@@ -45,7 +46,7 @@ log = logging.getLogger(__name__)
 _NON_EEG = re.compile(
     r"^(EOG|ECG|EKG|EMG|RESP|RESPIRATION|TEMP|SPO2|SAO2|HR|PULSE|PLETH|POS|POSITION|LIGHT|SOUND|"
     r"EVENT|TRIG|TRIGGER|STATUS|MARKER|ACC|ACCEL|GYRO|BATTERY|SNORE|FLOW|THOR|ABDO|NASAL|OXY|PPG|"
-    r"GSR|EDA|ERG|MEG|MISC|STIM|DC\d*|HYPNOGRAM)\b",
+    r"GSR|EDA|ERG|MEG|MISC|STIM|STI|DC\d*|HYPNOGRAM)\b",
     re.IGNORECASE,
 )
 SKIP_LABEL = "BAD_ACQ_SKIP"  # MNE's annotation for "not acquired" (also what `collector export` writes)
@@ -53,6 +54,13 @@ SKIP_LABEL = "BAD_ACQ_SKIP"  # MNE's annotation for "not acquired" (also what `c
 
 def _is_eeg(label: str) -> bool:
     return not _NON_EEG.match(label.strip())
+
+
+def _is_trigger(label: str) -> bool:
+    """A trigger channel by its label, as MNE's EDF reader finds stim channels (`Status`,
+    `Trigger`), plus MNE's own `STI 014`-style names and `Stim`."""
+    text = label.strip().lower()
+    return text in ("status", "trigger", "trig", "stim") or text.startswith(("sti ", "sti0", "stim "))
 
 
 def _eeg_label(label: str) -> str:
@@ -92,6 +100,42 @@ def _benign(message: str) -> bool:
         or "header indicates -1 data records" in message
         or message.startswith("Physical minimum equals")
     )
+
+
+_COUNT = re.compile(r"header indicates (-?\d+) data records, but file contains (\d+) records")
+_SHORT_RECORD = "Incomplete data record at the end"
+
+
+def _record_count_notes(messages: list[str], kind: str) -> tuple[list[str], list[str]]:
+    """edfio's record-count warnings split into (the file is cut, notes on a complete file).
+
+    Cut: a short last data record after the records the header announces (or after all of them
+    when it says -1), or fewer whole records than the header says. Complete: a header whose count
+    is lower than the records the file holds (0 or a placeholder: a recorder that did not update
+    it when it stopped; edfio and MNE read them all), or a few stray bytes after exactly the
+    records the header announces.
+    """
+    cut: list[str] = []
+    notes: list[str] = []
+    counts = [(int(m.group(1)), int(m.group(2))) for m in map(_COUNT.search, messages) if m]
+    short = any(_SHORT_RECORD in m for m in messages)
+    declared, found = counts[0] if counts else (None, None)
+    if declared is not None and found is not None and declared >= 0:
+        if declared > found:
+            cut.append(f"the header says {declared} data records, the file holds {found}")
+        elif short:
+            cut.append(f"its last data record is cut short after {found} whole records")
+        else:
+            notes.append(
+                f"the header says {declared} data records but the file holds {found} whole ones (a "
+                f"recorder that did not update its header when it stopped); all {found} are read"
+            )
+    elif short:
+        if declared == -1:
+            cut.append(f"its last data record is cut short after {found} whole records")
+        else:
+            notes.append(f"a few bytes after its last data record are not part of any {kind} record; ignored")
+    return cut, notes
 
 
 def _decode_text(raw: bytes) -> str:
@@ -179,18 +223,22 @@ def load_edf(path: str | Path, *, bdf: bool = False, strict: bool = True) -> Rec
         raise UsageError(
             f"{kind} file {path} is corrupt or truncated ({detail}). Use the complete file as recorded."
         ) from None
-    repairs = [
-        " ".join(str(w.message).split())
-        for w in caught
-        if issubclass(w.category, UserWarning) and not _benign(str(w.message))
+    messages = [" ".join(str(w.message).split()) for w in caught if issubclass(w.category, UserWarning)]
+    cut, notes = _record_count_notes(messages, kind)
+    repairs = cut + [
+        m for m in messages if not _benign(m) and not _COUNT.search(m) and _SHORT_RECORD not in m
     ]
-    for s in no_range:
+    for note in notes:
+        log.warning("%s: %s", path.name, note)
+    if no_range and signals:
         log.warning(
-            "%s: signal %r has physical minimum = maximum (%g), so its values cannot be scaled; left out "
+            "%s: signal%s %s %s physical minimum = maximum, so %s values cannot be scaled; left out "
             "(the other signals are replayed)",
             path.name,
-            s.label.strip(),
-            s.physical_min,
+            "s" if len(no_range) > 1 else "",
+            ", ".join(f"{s.label.strip()!r} ({s.physical_min:g})" for s in no_range),
+            "have" if len(no_range) > 1 else "has",
+            "their" if len(no_range) > 1 else "its",
         )
     if repairs:
         detail = "; ".join(repairs)[:200]
@@ -203,6 +251,12 @@ def load_edf(path: str | Path, *, bdf: bool = False, strict: bool = True) -> Rec
         raise UsageError(
             f"{kind} file {path} is {kind}+D (discontinuous): not read yet. Export it as {kind}+C "
             "(continuous) or XDF."
+        )
+    if not signals and no_range:
+        raise UsageError(
+            f"{kind} file {path}: every signal has physical minimum = maximum, so none can be scaled "
+            "to its unit. Fix the physical range in the header (as the recorder should have written "
+            "it), or export the file again."
         )
     if not signals:
         raise UsageError(f"{kind} file {path} holds no signals (only annotations). Use a recording with EEG.")
@@ -232,8 +286,7 @@ def load_edf(path: str | Path, *, bdf: bool = False, strict: bool = True) -> Rec
             if factor is not None:
                 data = data * factor
                 unit = scale.unit
-            elif scale_to_uv:
-                log.warning("%s: signal %r is in %r, not a voltage; kept as it is", path.name, s.label, unit)
+            # Not a voltage: kept, its unit stated; the replayed stream's warning names it once.
             columns.append(data)
             units.append(unit)
         n = min(c.shape[0] for c in columns)
@@ -265,6 +318,10 @@ def load_edf(path: str | Path, *, bdf: bool = False, strict: bool = True) -> Rec
         label = s.label.strip()
         if bdf and label.lower() == "status":
             events.extend(_status_events(np.asarray(s.digital), float(s.sampling_frequency)))
+            continue
+        if _is_trigger(label):  # an EDF trigger channel (MNE reads it as stim): its code onsets
+            codes = np.rint(np.nan_to_num(np.asarray(s.data, dtype=np.float64))).astype(np.int64)
+            events.extend(_status_events(codes, float(s.sampling_frequency)))
             continue
         kind_match = _NON_EEG.match(label)
         stream_type = kind_match.group(1).upper() if kind_match else "EEG"

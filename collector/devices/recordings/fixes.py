@@ -166,13 +166,18 @@ def _unrelated_hosts(recording: Recording, eeg: RecordedStream) -> Recording:
         for s in unrelated
         if s.is_marker and (float(np.min(s.times_s)) > hi or float(np.max(s.times_s)) < lo)
     }
+
+    def host(s: RecordedStream) -> str:
+        offsets = "no clock offsets" if not s.clock_offsets else f"{s.clock_offsets} clock offsets"
+        return f"host {s.hostname}, {offsets}"
+
     log.warning(
-        "%s: streams from different hosts have no clock offsets to relate their clocks: EEG %r (host "
-        "%s) and %s; their times are taken as recorded%s",
+        "%s: streams from different hosts have no clock offsets to relate their clocks: EEG %r (%s) "
+        "and %s; their times are taken as recorded%s",
         recording.path.name,
         eeg_now.name,
-        eeg_now.hostname,
-        ", ".join(f"{s.name!r} (host {s.hostname})" for s in unrelated),
+        host(eeg_now),
+        ", ".join(f"{s.name!r} ({host(s)})" for s in unrelated),
         "; "
         + ", ".join(repr(s.name) for s in unrelated if s.stream_id in outside)
         + " lie(s) wholly outside the EEG's span, so cannot be aligned: placed from the EEG's start"

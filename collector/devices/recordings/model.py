@@ -48,6 +48,7 @@ class RecordedStream:
     clock_offsets: int | None = (
         None  # XDF ClockOffset chunks recorded for it; None: not a notion of the format
     )
+    channel_types: tuple[str, ...] = ()  # per channel as declared (XDF desc), "" when not given
 
     @property
     def is_string(self) -> bool:
@@ -153,7 +154,19 @@ def pick_eeg_stream(recording: Recording, stream: str | None = None) -> Recorded
                 f"streams: {listing}. Pick one with --stream NAME|SOURCE_ID|ID."
             )
     else:
-        chosen = [s for s in numeric if s.type.lower() == "eeg"]
+        chosen = [s for s in numeric if s.type.strip().lower() == "eeg"]
+        if not chosen:  # no stream type, but EEG channels (MNE-LSL's player of EEG with EOG, stim...)
+            chosen = [
+                s
+                for s in numeric
+                if not s.type.strip() and any(t.strip().lower() == "eeg" for t in s.channel_types)
+            ]
+            if chosen:
+                log.info(
+                    "%s: stream %r declares no type but EEG channels; replaying it as the EEG",
+                    recording.path.name,
+                    chosen[0].name,
+                )
         if not chosen:
             raise UsageError(
                 f"no EEG stream in {recording.path.name}; streams: {listing}. "
@@ -215,6 +228,42 @@ def sample_events(
     return [(marker_value(sample), None)]
 
 
+class MarkerDecoder:
+    """One marker stream's samples turned into events, sample after sample (replay and live alike).
+
+    Strings and one-hot annotations follow `sample_events`. A *numeric* marker stream sampled at a
+    rate (`sampled`: a trigger line recorded as a channel, 0 at rest) is read as MNE's
+    `find_events` reads a stim channel: an event where the level changes to a value that is not
+    0/NaN on every channel; the level held over the following samples, and the return to rest,
+    are not events (`onsets`). An irregular numeric stream sends a sample only for an event: each
+    one is.
+    """
+
+    def __init__(self, labels: Sequence[str], *, annotations: bool, numeric: bool, sampled: bool) -> None:
+        self.labels = tuple(labels)
+        self.annotations = annotations
+        self.level = numeric and sampled and not annotations
+        self._previous: np.ndarray | None = None  # the last sample seen (level mode), NaN as 0
+
+    def events(self, sample: Sequence[Any]) -> list[tuple[str, float | None]]:
+        """[(value, duration in s or None)] of one sample, often none."""
+        if not self.level:
+            return sample_events(sample, self.labels, annotations=self.annotations)
+        return [(value, None) for _, value in self.onsets(np.asarray([sample], dtype=np.float64))]
+
+    def onsets(self, block: np.ndarray) -> list[tuple[int, str]]:
+        """Level mode, for consecutive samples (n, n_channels) of a numeric stream: [(row, value)]
+        where the level changes to a code; the state carries over to the next block."""
+        values = np.nan_to_num(np.asarray(block, dtype=np.float64).reshape(len(block), -1), nan=0.0)
+        if values.shape[0] == 0:
+            return []
+        first = self._previous if self._previous is not None else np.zeros(values.shape[1])
+        before = np.vstack([first[None, :], values[:-1]])
+        self._previous = values[-1].copy()
+        rows = np.flatnonzero(np.any(values != before, axis=1) & np.any(values != 0.0, axis=1))
+        return [(int(i), marker_value(values[i].tolist())) for i in rows]
+
+
 def recording_markers(
     recording: Recording, eeg: RecordedStream | Sequence[int]
 ) -> tuple[np.ndarray, list[str]]:
@@ -228,7 +277,8 @@ def recording_events(
     recording: Recording, eeg: RecordedStream | Sequence[int]
 ) -> tuple[np.ndarray, list[str], list[float | None]]:
     """Every marker of the recording's other streams: (times in the file's seconds, values,
-    durations in s or None), by time. Empty samples are not markers (see `sample_events`).
+    durations in s or None), by time. Empty samples, and a sampled trigger level held or back at
+    rest, are not markers (see `MarkerDecoder`).
 
     eeg: the EEG stream, or the stream ids of its parts, which are not markers even when typed so.
     """
@@ -239,9 +289,18 @@ def recording_events(
     for s in recording.streams:
         if s.stream_id in skip or not s.is_marker or s.sample_count == 0:
             continue
+        decoder = MarkerDecoder(
+            s.labels, annotations=s.is_annotations, numeric=not s.is_string, sampled=s.sfreq > 0
+        )
+        if decoder.level:  # a trigger line: its code onsets, at once
+            for i, value in decoder.onsets(np.asarray(s.data)):
+                times.append(float(s.times_s[i]))
+                values.append(value)
+                durations.append(None)
+            continue
         samples = s.data if s.is_string else np.asarray(s.data).tolist()
         for t, sample in zip(s.times_s, samples, strict=True):
-            for value, duration in sample_events(sample, s.labels, annotations=s.is_annotations):
+            for value, duration in decoder.events(sample):
                 times.append(float(t))
                 values.append(value)
                 durations.append(duration)

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from collector.core.channels import split_channels
+from collector.core.channels import split_channels, typed_out_message
 from collector.core.records import Event, Gap, SampleChunk, SourceEnded, StreamDescription
 from collector.core.units import stream_units
 from collector.devices.recordings.detect import detect_format, load_recording
@@ -39,8 +39,10 @@ from collector.devices.recordings.fixes import (
     recording_start_s,
 )
 from collector.devices.recordings.model import (
+    MarkerDecoder,
     RecordedStream,
     Recording,
+    marker_stream,
     parse_iso_datetime,
     pick_eeg_stream,
     recording_events,
@@ -54,13 +56,14 @@ def _same_named_not_replayed(
     recording: Recording, eeg: RecordedStream, replayed: Sequence[int]
 ) -> list[tuple[RecordedStream, str]]:
     """Numeric streams with `eeg`'s name (or non-empty source_id) that are not among the
-    `replayed` ids, each with why it is not one of its parts."""
+    `replayed` ids, each with why it is not one of its parts. Marker streams are replayed as events
+    and never counted here."""
     out = []
     first, last = float(eeg.times_s[0]), float(eeg.times_s[-1])
     for s in recording.streams:
         if (
             s.stream_id in replayed
-            or s.is_string
+            or s.is_marker  # replayed as events (MNE-LSL's annotations share the EEG's source_id)
             or not (s.name == eeg.name or (eeg.source_id and s.source_id == eeg.source_id))
         ):
             continue
@@ -78,6 +81,23 @@ def _same_named_not_replayed(
             why = "picked out by --stream"
         out.append((s, why))
     return out
+
+
+def _with_stim_events(recording: Recording, eeg: RecordedStream, stim_index: Sequence[int]) -> Recording:
+    """`recording` plus a marker stream of the code onsets in `eeg`'s stim channels (as MNE's
+    `find_events` reads them: `MarkerDecoder.onsets`), on the EEG's own (repaired) times."""
+    decoder = MarkerDecoder(
+        [eeg.labels[i] for i in stim_index], annotations=False, numeric=True, sampled=True
+    )
+    onsets = decoder.onsets(np.asarray(eeg.data, dtype=np.float64)[:, list(stim_index)])
+    stim = marker_stream(
+        f"{eeg.name} stim",
+        f"{eeg.source_id}:stim",
+        [float(eeg.times_s[i]) for i, _ in onsets],
+        [value for _, value in onsets],
+        stream_id=max(s.stream_id for s in recording.streams) + 1,
+    )
+    return Recording(path=recording.path, streams=(*recording.streams, stim), start=recording.start)
 
 
 class RecordingSource:
@@ -147,7 +167,11 @@ class RecordingSource:
             start_time=self.start_time,
         )
         eeg = pick_eeg_stream(recording, self.stream_name)
-        split = split_channels(eeg.labels, eeg=self.eeg_channels, aux=self.aux_channels)
+        split = split_channels(
+            eeg.labels, eeg=self.eeg_channels, aux=self.aux_channels, types=eeg.channel_types
+        )
+        if split.typed_out:
+            log.warning("%s", typed_out_message(eeg.name, split))
         if not split.eeg_index:
             raise UsageError(
                 f"stream {eeg.name!r} in {self.path.name} has only AUX channels ({', '.join(eeg.labels)}). "
@@ -160,9 +184,11 @@ class RecordingSource:
         smooth = self.dejitter and detect_format(self.path) == "xdf"
         prepared = prepare_eeg(recording, eeg, join_parts=not by_id, smooth=smooth)
         eeg = prepared.stream
+        if split.stim_index:  # trigger codes in a stim channel of the EEG stream are events
+            recording = _with_stim_events(recording, eeg, split.stim_index)
         sfreq = prepared.sfreq
         units = [(eeg.units[i] if i < len(eeg.units) else "") or "" for i in split.eeg_index]
-        factors, unit = stream_units(units, len(split.eeg_index), eeg.name, log)
+        factors, unit = stream_units(units, len(split.eeg_index), eeg.name, log, split.eeg_labels)
         source_id = eeg.source_id or f"xdf:{self.path.name}:{eeg.name}"
         rivals = _same_named_not_replayed(recording, eeg, prepared.part_ids)
         self.description = StreamDescription(

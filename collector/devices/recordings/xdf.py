@@ -267,6 +267,16 @@ def _convert_stream(raw: dict) -> RecordedStream:
     times = np.asarray(raw["time_stamps"], dtype=np.float64)
     if fmt == "string":
         data: Any = [list(sample) for sample in raw["time_series"]]
+        # XDF strings are UTF-8; pyxdf replaces other bytes (a Latin-1 "ü") with U+FFFD, for good.
+        mangled = [v for sample in data for v in sample if "\ufffd" in v]
+        if mangled:
+            log.warning(
+                "stream %r: %d marker value(s) hold bytes that are not UTF-8 (as XDF requires), "
+                "delivered with them replaced by '\ufffd' (e.g. %r). Have the sender send its text as UTF-8.",
+                _first(info, "name"),
+                len(mangled),
+                mangled[0],
+            )
     else:
         data = np.asarray(raw["time_series"])
         if data.ndim == 1:
@@ -297,4 +307,5 @@ def _convert_stream(raw: dict) -> RecordedStream:
         has_footer=bool(footer),
         footer_sample_count=footer_count,
         clock_offsets=len(raw.get("clock_times") or []),
+        channel_types=tuple(t or "" for t in _channel_field(info, "type")),
     )
