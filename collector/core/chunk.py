@@ -42,7 +42,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from collector import __version__
-from collector.core.bandpower import BandPowers, BandSettings, compute_band_powers, load_scipy
+from collector.core.bandpower import BandPowers, BandSettings, compute_band_powers, load_fft
 from collector.core.channels import distinct_keys
 from collector.core.chunk_artifact import stream_fields, write_artifact
 from collector.core.clock import gap_threshold_s
@@ -120,7 +120,7 @@ class EegChunker:
     ) -> None:
         """`band_powers=False`: an auxiliary sensor stream (accelerometer, gyroscope, PPG), chunked,
         identified and counted like EEG, with no windows (the artifact's `no_powers_reason` says so)."""
-        load_scipy()
+        load_fft()
         self.description = description
         self.settings = settings
         self.sfreq = float(description.sfreq)
