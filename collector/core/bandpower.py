@@ -169,20 +169,29 @@ def grid_window_ends(
     return np.arange(start, n_samples, step, dtype=np.int64)
 
 
-def load_scipy() -> None:
-    """Import the SciPy modules the band powers use, now. They take most of a second to import
-    (scipy.signal 0.5-0.8 s on the 2-core test machine), so this module imports them where they
-    are used, not at its top; a real-time loop (EegChunker, FitChecker) calls this when it is set
-    up, so that the second is not taken out of its first window."""
-    import scipy.fft  # noqa: F401
-    import scipy.signal  # noqa: F401
+def load_fft() -> None:
+    """Import what the band powers use, now: a real-time loop (EegChunker, FitChecker) calls this
+    when it is set up, so that no import is taken out of its first window. The FFT is NumPy's
+    (the same pocketfft as `scipy.fft`, bit for bit on these sizes) and the periodic Hann window
+    is computed here as `scipy.signal.get_window("hann", n)` computes it: `scipy.signal` alone
+    took 0.75 s of CPU to import on the 2-core test machine, more than a minute of live capture
+    costs (issue 23). SciPy is imported only for a linear detrend."""
+    import numpy.fft  # noqa: F401
 
 
 @functools.lru_cache(maxsize=16)
 def _hann(nperseg: int) -> np.ndarray:
-    import scipy.signal
-
-    win = scipy.signal.get_window("hann", nperseg)  # periodic Hann, as scipy.signal.welch uses
+    """The periodic Hann window `scipy.signal.get_window("hann", nperseg)` returns, bit for bit:
+    scipy's general cosine window over nperseg + 1 points, the last dropped (tests/unit/
+    test_bandpower.py compares the two)."""
+    if nperseg <= 1:
+        win = np.ones(nperseg)
+    else:
+        fac = np.linspace(-np.pi, np.pi, nperseg + 1)
+        full = np.zeros(nperseg + 1)
+        for k, a in enumerate((0.5, 1.0 - 0.5)):
+            full += np.float64(a) * np.cos(k * fac)
+        win = full[:-1]
     win.flags.writeable = False
     return win
 
@@ -196,9 +205,7 @@ def band_matrix(sfreq: float, nperseg: int, settings: BandSettings) -> tuple[np.
     1 / (fs * sum(win^2)), the one-sided doubling and the bin width, so one product does it all.
     Returns (matrix, line_column, total_column).
     """
-    import scipy.fft
-
-    freqs = scipy.fft.rfftfreq(nperseg, 1.0 / sfreq)
+    freqs = np.fft.rfftfreq(nperseg, 1.0 / sfreq)
     win = _hann(nperseg)
     weight = np.full(freqs.shape, 1.0 / (sfreq * float((win * win).sum())))
     # One-sided spectrum: double every bin but DC and (for even nperseg) Nyquist, as scipy does.
@@ -239,9 +246,6 @@ def _segment_band_sums(
     channels_first: np.ndarray, seg_starts: np.ndarray, nperseg: int, matrix: np.ndarray, detrend: str
 ) -> np.ndarray:
     """Band sums of each segment's periodogram: (n_segments, n_channels, n_columns)."""
-    import scipy.fft
-    import scipy.signal
-
     n_ch = channels_first.shape[0]
     win = _hann(nperseg)
     # rfft output viewed as interleaved (re, im) float pairs: squaring in place and a matrix with
@@ -261,7 +265,7 @@ def _segment_band_sums(
     hop = int(hops[0]) if regular else 0
     # Constant detrend without a subtraction pass: FFT((s - m) w) = FFT(s w) - m FFT(w), and the
     # periodic Hann's spectrum is non-zero only in bins 0 and 1 (-8% time at 64 channels).
-    win_spectrum = scipy.fft.rfft(win)
+    win_spectrum = np.fft.rfft(win)
     fix_bins = np.flatnonzero(np.abs(win_spectrum) > 1e-9 * np.abs(win_spectrum).max())
     batch = max(1, _BATCH_VALUES // (n_ch * nperseg))
     for b0 in range(0, seg_starts.size, batch):
@@ -271,9 +275,11 @@ def _segment_band_sums(
         else:
             src = view[:, idx, :]  # a copy: (n_ch, b, nperseg)
         if detrend == "linear":
+            import scipy.signal  # only here: see load_fft
+
             src = scipy.signal.detrend(src, type="linear", axis=-1)
-        seg = np.multiply(src, win)
-        spectrum = scipy.fft.rfft(seg, axis=-1, overwrite_x=True)
+        seg = np.multiply(src, win, order="C")  # rfft then returns C order: viewed as pairs below
+        spectrum = np.fft.rfft(seg, axis=-1)
         if detrend == "constant":
             means = np.add.reduce(src, axis=-1) / nperseg
             spectrum[..., fix_bins] -= means[..., None] * win_spectrum[fix_bins]

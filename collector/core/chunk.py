@@ -35,16 +35,15 @@ collector/core/chunk_artifact.py.
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from collector import __version__
-from collector.core.bandpower import BandPowers, BandSettings, compute_band_powers, load_scipy
+from collector.core.bandpower import BandPowers, BandSettings, compute_band_powers, load_fft
 from collector.core.channels import distinct_keys
-from collector.core.chunk_artifact import stream_fields, write_artifact
+from collector.core.chunk_artifact import Series, encode, stream_fields, write_artifact
 from collector.core.clock import gap_threshold_s
 from collector.core.evidence import EvidenceChunk
 from collector.core.records import Event, Gap, SampleChunk, StreamDescription
@@ -69,16 +68,18 @@ class EegChunkOut:
     band_powers: dict[str, float]  # mean relative power per band; {} if no window had powers
     artifact: dict
     encoded: bytes | None = field(default=None, repr=False, compare=False)  # to_bytes(), once
+    # The JSON of the artifact's times_ms and samples, written from their arrays (chunk_artifact.encode).
+    series: Series | None = field(default=None, repr=False, compare=False)
 
     def to_bytes(self) -> bytes:
         if self.encoded is not None:
             return self.encoded
-        return encode_artifact(self.artifact)
+        return encode(self.artifact, self.series)
 
 
-def encode_artifact(artifact: dict) -> bytes:
+def encode_artifact(artifact: dict, series: Series | None = None) -> bytes:
     """The artifact as compact UTF-8 JSON (the evidence's `data` before base64)."""
-    return json.dumps(artifact, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
+    return encode(artifact, series)
 
 
 def chunk_evidence(out: EegChunkOut, device_name: str) -> EvidenceChunk:
@@ -120,7 +121,7 @@ class EegChunker:
     ) -> None:
         """`band_powers=False`: an auxiliary sensor stream (accelerometer, gyroscope, PPG), chunked,
         identified and counted like EEG, with no windows (the artifact's `no_powers_reason` says so)."""
-        load_scipy()
+        load_fft()
         self.description = description
         self.settings = settings
         self.sfreq = float(description.sfreq)
@@ -283,7 +284,7 @@ class EegChunker:
         pending_data, pending_times = self._pending_arrays()
         while True:
             out, tail = self._compose(m, pending_data[:m], pending_times[:m], final=final)
-            raw = encode_artifact(out.artifact)
+            raw = encode_artifact(out.artifact, out.series)
             if len(raw) <= self.max_bytes:
                 break
             if m == 1:
@@ -301,6 +302,7 @@ class EegChunker:
             band_powers=out.band_powers,
             artifact=out.artifact,
             encoded=raw,
+            series=out.series,
         )
         # Commit: drop the m samples, keep the context later windows need, hand the events over.
         rest = self._pending_n - m
@@ -395,7 +397,7 @@ class EegChunker:
             noverlap=self.noverlap,
             no_powers_reason=self.no_powers_reason,
         )
-        artifact, band_powers = write_artifact(
+        artifact, band_powers, series = write_artifact(
             identity,
             stream,
             first=first,
@@ -417,4 +419,5 @@ class EegChunker:
             sample_count=int(data.shape[0]),
             band_powers=band_powers,
             artifact=artifact,
+            series=series,
         )

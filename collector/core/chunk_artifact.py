@@ -69,6 +69,8 @@ float64 precision instead.
 
 from __future__ import annotations
 
+import functools
+import json
 import math
 from collections.abc import Sequence
 from typing import Any
@@ -159,8 +161,9 @@ def write_artifact(
     gaps: list[Gap],
     events: list[Event],
     repaired: int = 0,
-) -> tuple[dict[str, Any], dict[str, float]]:
-    """One chunk's artifact, and its mean relative power per band ({} when no window has powers).
+) -> tuple[dict[str, Any], dict[str, float], Series]:
+    """One chunk's artifact, its mean relative power per band ({} when no window has powers), and
+    the JSON of its long lists for `encode`.
 
     `identity`: capture_id, stream_id, collector_version and chunk_index, in that order;
     `stream`: stream_fields(). `first` is the global index of the chunk's first sample (`data[0]`),
@@ -172,61 +175,7 @@ def write_artifact(
     # the 1 ns allowance keeps a whole ms computed as x.999999999 on x + 1.
     t0_ms = math.floor(float(times[0]) + 1e-6)
 
-    windows = []
-    q = powers.quality
-    j = 0
-    for e, gap in zip(ends.tolist(), spans_gap.tolist(), strict=True):
-        end_ms = ms(times[e - first])  # window ends always lie in this chunk
-        if gap:
-            flags = dict.fromkeys(
-                ("flat", "clipped", "excessive_amplitude", "line_noise", "ptp_uv", "line_noise_share")
-            )
-            windows.append(
-                {
-                    "end_ms": end_ms,
-                    "absolute": None,
-                    "relative": None,
-                    "quality": {
-                        "gap": True,
-                        "ok": False,
-                        "channels": {c: {**flags, "missing": True} for c in channels},
-                    },
-                }
-            )
-            continue
-        assert q is not None  # a window with powers has its quality flags (computed with_quality)
-        absolute = powers.absolute_uv2[j].tolist()
-        relative = powers.relative[j].tolist()
-        chan_q = {}
-        ok = True
-        for c, name in enumerate(channels):
-            flags = {
-                "flat": bool(q.flat[j, c]),
-                "clipped": bool(q.clipped[j, c]),
-                "excessive_amplitude": bool(q.excessive_amplitude[j, c]),
-                "line_noise": bool(q.line_noise[j, c]),
-                "missing": bool(q.missing[j, c]),
-            }
-            ok = ok and not any(flags.values())
-            flags["ptp_uv"] = ms(q.ptp_uv[j, c]) if math.isfinite(q.ptp_uv[j, c]) else None
-            flags["line_noise_share"] = sig(float(q.line_noise_share[j, c]))
-            chan_q[name] = flags
-        windows.append(
-            {
-                "end_ms": end_ms,
-                "absolute": {
-                    name: {b: sig(v) for b, v in zip(bands, absolute[c], strict=True)}
-                    for c, name in enumerate(channels)
-                },
-                "relative": {
-                    name: {b: sig(v) for b, v in zip(bands, relative[c], strict=True)}
-                    for c, name in enumerate(channels)
-                },
-                "quality": {"gap": False, "ok": ok, "channels": chan_q},
-            }
-        )
-        j += 1
-
+    windows = _windows(first, times, ends, spans_gap, powers, channels, bands)
     band_powers: dict[str, float] = {}
     rel = powers.relative.reshape(-1, len(bands))
     rel = rel[np.isfinite(rel).all(axis=1)]
@@ -245,6 +194,8 @@ def write_artifact(
         as_obj = rounded.astype(object)
         as_obj[~finite] = None
         samples = as_obj.tolist()
+    times_rel = np.round(times - t0_ms, 3) + 0.0  # + 0.0: no -0.0
+    times_list = times_rel.tolist()
 
     artifact = {
         "format": FORMAT,
@@ -252,7 +203,7 @@ def write_artifact(
         **identity,
         **stream,
         "t0_ms": t0_ms,
-        "times_ms": (np.round(times - t0_ms, 3) + 0.0).tolist(),  # + 0.0: no -0.0
+        "times_ms": times_list,
         "samples": samples,
         "windows": windows,
         "band_powers": {b: sig(v) for b, v in band_powers.items()},
@@ -261,7 +212,208 @@ def write_artifact(
     }
     # Samples of this chunk whose timestamp the source replaced from the stream's grid.
     artifact["method"]["timestamps_repaired"] = int(repaired)
-    return artifact, band_powers
+    # The two long lists' JSON, written from the arrays (see `encode`); None where that does not apply.
+    series: Series = {}
+    times_text = _decimals_json(times_rel)
+    if times_text is not None:
+        series["times_ms"] = (times_list, times_text)
+    samples_text = _decimals_json(rounded) if sample_decimals == 3 and finite.all() else None
+    if samples_text is not None:
+        series["samples"] = (samples, samples_text)
+    return artifact, band_powers, series
+
+
+Series = dict[str, tuple[list, bytes]]  # artifact key -> (its list, that list's JSON text)
+
+
+def encode(artifact: dict[str, Any], series: Series | None = None) -> bytes:
+    """The artifact as compact UTF-8 JSON (the evidence's `data` before base64): exactly
+    `json.dumps(artifact, separators=(",", ":"), ensure_ascii=False, allow_nan=False)`.
+
+    `series` (from `write_artifact`) holds the JSON of `times_ms` and `samples`, written from
+    their arrays, for each list that is still the one written (a list replaced since is encoded
+    by json). The lists must not be changed in place.
+    """
+    if not series:
+        return _dumps(artifact).encode()
+    parts = []
+    for key, value in artifact.items():
+        known = series.get(key)
+        if known is not None and known[0] is value:
+            parts.append(_dumps(key).encode() + b":" + known[1])
+        else:
+            parts.append(_dumps({key: value})[1:-1].encode())
+    return b"{" + b",".join(parts) + b"}"
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
+def _word(text: str) -> int:
+    """Up to 4 ASCII bytes as the little-endian uint32 that holds them (NUL-padded)."""
+    return int.from_bytes(text.encode().ljust(4, b"\0"), "little")
+
+
+@functools.cache
+def _digit_words() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """uint32 words of ".ddd" (trailing zeros dropped, ".0" for none) for 0..999, and of 0..9999
+    without and with leading zeros."""
+    frac = np.array([_word("." + (f"{i:03d}".rstrip("0") or "0")) for i in range(1000)], dtype=np.uint32)
+    lead = np.array([_word(str(i)) for i in range(10000)], dtype=np.uint32)
+    pad = np.array([_word(f"{i:04d}") for i in range(10000)], dtype=np.uint32)
+    return frac, lead, pad
+
+
+_PLAIN_LIMIT = 1e15  # |value| * 1000 under this: at most 12 integer digits, which repr never writes as 1e+N
+
+
+def _decimals_json(values: np.ndarray) -> bytes | None:
+    """`_dumps(values.tolist()).encode()` for finite values already rounded to 3 decimals, (n,) or
+    (n, c), with NumPy instead of a float repr per value (json took 2.5 s of the 6 s CPU of an
+    hour's replay; this 0.3 s, issue 23). None when a value does not fit (non-finite, >= 1e12).
+
+    Why it is the same text: such a value is the double nearest k / 1000 for an integer k, and
+    repr gives the shortest decimal that reads back as that double, which for up to 15 significant
+    digits is k / 1000 itself (shorter decimals are other numbers, further than half an ulp),
+    written plainly ("12.0", "0.005", "-0.0"). Each value is written as uint32 words (what
+    precedes it: "," or "],[", and its sign; its integer part in groups of 4 digits; its
+    fraction) whose unused bytes are NUL, and the NULs are dropped. tests/unit/test_eeg_chunk.py
+    compares the two on edge values."""
+    two_d = values.ndim == 2
+    cols = values.shape[1] if two_d else 1
+    flat = values.reshape(-1)
+    if flat.size == 0 or cols == 0:
+        return None
+    k = np.rint(flat * 1000.0)
+    np.abs(k, out=k)
+    top = float(k.max())
+    if not top < _PLAIN_LIMIT:  # NaN compares false too
+        return None
+    frac, lead, pad = _digit_words()
+    whole, part = np.divmod(k.astype(np.int64), 1000)
+    groups = 1 if top < 1e7 else (2 if top < 1e11 else 3)
+    words = np.zeros((flat.size, groups + 2), dtype=np.uint32)
+    before = words[:, 0]
+    np.multiply(np.signbit(flat), ord("-"), out=before, casting="unsafe")
+    if two_d:  # "," before a value, "],[" before a row's first, "[[" before the very first
+        before <<= 24
+        before |= _word(",")
+        starts = before.reshape(-1, cols)[:, 0]
+        before.reshape(-1, cols)[:, 0] = (starts & 0xFF000000) | _word("],[")
+        before[0] = (before[0] & 0xFF000000) | _word("[[")
+    else:
+        before <<= 8
+        before |= _word(",")
+        before[0] = (before[0] & 0xFF00) | _word("[")
+    rest = whole
+    for j in range(groups):  # least significant group of 4 digits first, in the rightmost column
+        if j < groups - 1:
+            rest, group = np.divmod(rest, 10000)
+        else:
+            group = rest
+        higher = whole >= 10000 ** (j + 1)
+        if j == 0:
+            words[:, groups] = np.where(higher, pad[group], lead[group])
+        else:
+            words[:, groups - j] = np.where(higher, pad[group], np.where(whole >= 10000**j, lead[group], 0))
+    words[:, groups + 1] = frac[part]
+    text = words.reshape(-1).view(np.uint8)
+    return text[text != 0].tobytes() + (b"]]" if two_d else b"]")
+
+
+def _sig_all(values: np.ndarray) -> list[float | None]:
+    """[sig(v) for v in values.ravel()], without a Python call per value when all are finite."""
+    flat = values.reshape(-1).tolist()
+    if all(map(math.isfinite, flat)):
+        return list(map(float, map(_SIG_FORMAT, flat)))
+    return [sig(v) for v in flat]
+
+
+_SIG_FORMAT = f"{{:.{_POWER_DIGITS}g}}".format
+
+
+def _windows(
+    first: int,
+    times: np.ndarray,
+    ends: np.ndarray,
+    spans_gap: np.ndarray,
+    powers: BandPowers,
+    channels: Sequence[str],
+    bands: Sequence[str],
+) -> list[dict[str, Any]]:
+    """The artifact's `windows`: one dict per window end, in order (see the schema above)."""
+    windows: list[dict[str, Any]] = []
+    q = powers.quality
+    n_ch, n_b = len(channels), len(bands)
+    if q is not None:
+        absolute = _sig_all(powers.absolute_uv2)  # (window, channel, band) flattened
+        relative = _sig_all(powers.relative)
+        share = _sig_all(q.line_noise_share)  # (window, channel) flattened
+        ptp = [ms(v) if math.isfinite(v) else None for v in q.ptp_uv.reshape(-1).tolist()]
+        flags = list(
+            zip(
+                q.flat.reshape(-1).tolist(),
+                q.clipped.reshape(-1).tolist(),
+                q.excessive_amplitude.reshape(-1).tolist(),
+                q.line_noise.reshape(-1).tolist(),
+                q.missing.reshape(-1).tolist(),
+                strict=True,
+            )
+        )
+    gap_flags = dict.fromkeys(
+        ("flat", "clipped", "excessive_amplitude", "line_noise", "ptp_uv", "line_noise_share")
+    )
+    j = 0
+    for e, gap in zip(ends.tolist(), spans_gap.tolist(), strict=True):
+        end_ms = ms(times[e - first])  # window ends always lie in this chunk
+        if gap:
+            windows.append(
+                {
+                    "end_ms": end_ms,
+                    "absolute": None,
+                    "relative": None,
+                    "quality": {
+                        "gap": True,
+                        "ok": False,
+                        "channels": {c: {**gap_flags, "missing": True} for c in channels},
+                    },
+                }
+            )
+            continue
+        assert q is not None  # a window with powers has its quality flags (computed with_quality)
+        chan_q = {}
+        ok = True
+        for c, name in enumerate(channels):
+            i = j * n_ch + c
+            flat, clipped, excessive, line, missing = flags[i]
+            ok = ok and not (flat or clipped or excessive or line or missing)
+            chan_q[name] = {
+                "flat": flat,
+                "clipped": clipped,
+                "excessive_amplitude": excessive,
+                "line_noise": line,
+                "missing": missing,
+                "ptp_uv": ptp[i],
+                "line_noise_share": share[i],
+            }
+        base = j * n_ch * n_b
+        windows.append(
+            {
+                "end_ms": end_ms,
+                "absolute": {
+                    name: dict(zip(bands, absolute[base + c * n_b : base + (c + 1) * n_b], strict=True))
+                    for c, name in enumerate(channels)
+                },
+                "relative": {
+                    name: dict(zip(bands, relative[base + c * n_b : base + (c + 1) * n_b], strict=True))
+                    for c, name in enumerate(channels)
+                },
+                "quality": {"gap": False, "ok": ok, "channels": chan_q},
+            }
+        )
+        j += 1
+    return windows
 
 
 def _event_time(event: Event) -> float:

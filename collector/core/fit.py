@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from collector.core.bandpower import BandSettings, compute_band_powers, load_scipy
+from collector.core.bandpower import BandSettings, compute_band_powers, load_fft
 from collector.core.records import EegSource, SourceEnded, StreamDescription
 
 GRADES = ("good", "fair", "bad")
@@ -86,7 +86,7 @@ class FitChecker:
     """Keeps the last analysis window of samples and grades each channel on it."""
 
     def __init__(self, description: StreamDescription, settings: BandSettings | None = None) -> None:
-        load_scipy()
+        load_fft()
         self.description = description
         self.settings = settings or BandSettings()
         self.sfreq = float(description.sfreq)

@@ -10,6 +10,7 @@ import scipy.signal
 
 from collector.core.bandpower import (
     BandSettings,
+    _hann,
     compute_band_powers,
     grid_window_ends,
 )
@@ -81,6 +82,24 @@ def test_equals_per_window_welch(sfreq: float, window_s: float, step_s: float) -
     assert rel_err(got.relative, relative) <= 1e-9
     if sfreq / 2 > 61:
         assert rel_err(got.quality.line_noise_share, line_share) <= 1e-9
+
+
+@pytest.mark.parametrize("nperseg", [*range(1, 70), 127, 128, 250, 255, 256, 500, 512, 1000, 2048, 4096])
+def test_hann_is_scipys_periodic_hann_bit_for_bit(nperseg: int) -> None:
+    """The window is computed without importing scipy.signal; it must be scipy's, not just close."""
+    assert np.array_equal(_hann(nperseg), scipy.signal.get_window("hann", nperseg))
+
+
+def test_numpy_fft_is_scipy_fft_bit_for_bit() -> None:
+    """The band powers use numpy.fft (lighter to import); it must give scipy.fft's numbers exactly."""
+    import scipy.fft
+
+    rng = np.random.default_rng(7)
+    for nperseg in (64, 100, 128, 200, 250, 256, 301, 500, 512, 1000, 1024):
+        x = rng.normal(0.0, 30.0, (3, 5, nperseg))
+        assert np.array_equal(np.fft.rfft(x, axis=-1), scipy.fft.rfft(x, axis=-1))
+        for sfreq in (128.0, 250.0, 256.0, 173.3):
+            assert np.array_equal(np.fft.rfftfreq(nperseg, 1 / sfreq), scipy.fft.rfftfreq(nperseg, 1 / sfreq))
 
 
 def test_large_dc_offset_still_equals_welch() -> None:

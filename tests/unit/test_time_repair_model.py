@@ -260,3 +260,75 @@ def test_live_holds_only_the_look_ahead_in_a_jittery_stream():
         held.append(rep.held)
         assert not rep.suspect
     assert max(held) <= 4 * 64  # 1 s at most (the first second of a segment), then about 0.75 s
+
+
+# -- clean blocks at once = block by block --------------------------------------------------------
+
+
+def _synthetic(seed: int) -> tuple[np.ndarray, float]:
+    """Stamps with one kind of trouble each: packets with late arrivals, white jitter, gaps, bad
+    stamps and a reset, ms-rounded late packets; rates from 128 to 1000 Hz."""
+    rng = np.random.default_rng(seed)
+    p = 1 / float(rng.choice([128, 250, 256, 500, 1000]))
+    n = int(rng.integers(3000, 40000))
+    t = 1000 + np.arange(n) * p * (1 + rng.normal(0, 1e-4))
+    kind = seed % 5
+    if kind == 0:
+        pk = int(rng.choice([6, 12, 32]))
+        t = np.repeat(t[::pk] + np.abs(rng.normal(0, 0.006, t[::pk].size)), pk)[:n]
+    elif kind == 1:
+        t += rng.normal(0, p * rng.uniform(0.01, 0.4), n)
+    elif kind == 2:
+        for i in rng.integers(1, n, 3):
+            t[i:] += rng.uniform(0.05, 5)
+    elif kind == 3:
+        for i in rng.integers(0, n, 5):
+            t[i] += rng.choice([-1, 1]) * rng.uniform(0.01, 1e5)
+        t[int(rng.integers(n // 2, n)) :] -= rng.uniform(0.1, 30)
+    else:
+        t = np.round(t + np.abs(rng.normal(0, 0.004, n)), 3)
+    return t, p
+
+
+def _model_outcome(t: np.ndarray, p: float, piece: int | None) -> tuple:
+    from collector.core.clock_fit import ClockFit
+
+    m = ClockFit(p)
+    if piece is None:
+        m.add(t)
+        m.run(True)
+        times = m.take(True)
+    else:
+        parts = []
+        for i in range(0, t.size, piece):
+            m.add(t[i : i + piece])
+            m.run(False)
+            parts.append(m.take(False))
+        m.run(True)
+        times = np.concatenate([*parts, m.take(True)])
+    return times, sorted(m.repaired), m.resets, m.gaps, m.jitter, m.packet
+
+
+@pytest.mark.parametrize("case", [*range(10), "n170", "ssaep", "resets", "outlier"])
+@pytest.mark.parametrize("piece", [None, 37])
+def test_clean_blocks_at_once_give_bit_for_bit_what_block_by_block_gives(case, piece, monkeypatch):
+    """`ClockFit._clean_blocks` (a run of clean blocks in one vectorised pass, issue 23) must decide
+    exactly as `_block` one by one: the same times to the bit, repairs, gaps, resets, jitter, packet."""
+    from collector.core.clock_fit import ClockFit
+
+    if case in ("n170", "ssaep"):
+        t = muselsl(f"muselsl_jitter_{case}.csv")
+        t = np.delete(t, np.arange(9000, 9012))  # and a lost packet
+        t[20000] += 0.3
+    elif case == "resets":
+        t, _ = xdf_stream(RESETS)
+    elif case == "outlier":
+        t, _ = xdf_stream(FIELD / "jump_outlier.xdf")
+    else:
+        t, _ = _synthetic(int(case))
+    p = typical_period(t)
+    batched = _model_outcome(t, p, piece)
+    monkeypatch.setattr(ClockFit, "_clean_blocks", lambda self: False)
+    one_by_one = _model_outcome(t, p, piece)
+    np.testing.assert_array_equal(batched[0], one_by_one[0])
+    assert batched[1:] == one_by_one[1:]
