@@ -69,8 +69,8 @@ def simulate(
             else:
                 c.refused.append(now)
                 s["n429"] += 1
-                lim.on_throttle(clock.t)
                 after = max(1, math.ceil(wait)) if retry_after else None
+                lim.on_throttle(clock.t, retry_after_s=after)
                 s["hold"] = clock.t + throttle_hold_s(
                     s["n429"], after, lim.rate_per_min, base_s=0.5, cap_s=60.0, rng=s["rng"]
                 )

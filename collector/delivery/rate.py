@@ -123,6 +123,7 @@ class AdaptiveRateLimiter:
         self._w_max: float | None = None  # share at the last throttle; None: never throttled
         self._decreased_at = -float("inf")  # requests sent before this are the last decrease's burst
         self._grow_from = -float("inf")  # the share grows from here (the window had room, holds ended)
+        self._keep_window = False  # the last 429 had no Retry-After: keep the own window to the share
         self._logged_rate = self._rate
         self._tokens = float(self._burst())
         self._last = clock()
@@ -147,14 +148,18 @@ class AdaptiveRateLimiter:
 
     # ---- the bucket and the window ---------------------------------------------------------------
 
+    def _pace_per_min(self) -> float:
+        """The bucket's fill rate: the ceiling while the share is kept by the window (or never
+        throttled), else the share itself (after a 429 with Retry-After)."""
+        return self.ceiling_per_min if self._keep_window else self._rate
+
     def _burst(self) -> int:
         if self._fixed_burst is not None:
             return self._fixed_burst
-        return max(1, min(MAX_BURST, int(self.ceiling_per_min // 20)))
+        return max(1, min(MAX_BURST, int(self._pace_per_min() // 20)))
 
     def _refill(self, now: float) -> None:
-        # At the ceiling: the bucket is the lone collector's pace; a share is kept by the window.
-        self._tokens = min(self._burst(), self._tokens + (now - self._last) * self.ceiling_per_min / 60.0)
+        self._tokens = min(self._burst(), self._tokens + (now - self._last) * self._pace_per_min() / 60.0)
         self._last = now
 
     def _reply_delay_s(self, now: float) -> float:
@@ -166,8 +171,8 @@ class AdaptiveRateLimiter:
 
     def _window_wait(self, now: float) -> float:
         """Seconds until this client's own window has room for one more request under its share
-        (0.0: room now). Only after a throttle: until then the bucket alone paces."""
-        if self._w_max is None:
+        (0.0: room now). Only after a 429 without Retry-After: else the bucket alone paces."""
+        if not self._keep_window:
             return 0.0
         allowed = max(1, int(self._rate + 1e-9))
         if len(self._sent) < allowed:
@@ -190,7 +195,7 @@ class AdaptiveRateLimiter:
                 self._tokens = max(0.0, self._tokens - 1.0)
                 self._sent.append(now)
                 return 0.0
-            return (1.0 - self._tokens) * 60.0 / self.ceiling_per_min
+            return (1.0 - self._tokens) * 60.0 / self._pace_per_min()
 
     def acquire(self, cancel: threading.Event) -> bool:
         """Block until a token is taken (True) or `cancel` is set (False)."""
@@ -214,12 +219,16 @@ class AdaptiveRateLimiter:
         if sent_at is not None and now >= sent_at:
             self._delays.append((now, now - sent_at))
 
-    def on_throttle(self, sent_at: float | None = None) -> float:
+    def on_throttle(self, sent_at: float | None = None, *, retry_after_s: float | None = None) -> float:
         """The server refused a request (429): lower the share; returns the new rate per minute.
 
         `sent_at`: the `clock()` time the refused request left; a refusal of a request sent before
-        the last decrease took effect (its window freed and its hold ended, see `hold`) is part
-        of the same burst and counts once.
+        the last decrease took effect (its hold ended, see `hold`) is part of the same burst and
+        counts once. `retry_after_s`: the 429's Retry-After. Without one (the API reference
+        promises none) the client infers when the key has room from its own window and keeps
+        its window to the share; with one it paces at the share as a steady rate after the hold
+        (the AWS SDKs' mode): the server says when it has room, and a Retry-After on a 429 that
+        has nothing to do with the key's window (a proxy's, say) does not lock it out for one.
         """
         with self._lock:
             now = self._clock()
@@ -233,12 +242,15 @@ class AdaptiveRateLimiter:
             # 60 s, and clients that each keep what they had converge to shares of it).
             achieved = min(self._rate, max(float(len(self._sent)), MIN_W_MAX_SHARE * self.ceiling_per_min))
             old = self._rate
-            if self._w_max is not None and achieved < self._w_max:
+            if retry_after_s is None and self._w_max is not None and achieved < self._w_max:
                 # RFC 8312's fast convergence: a client refused below its last level is losing
-                # ground to newcomers; it lets go of more, so shares even out within fewer windows.
+                # ground to newcomers; it lets go of more, so shares even out within fewer windows
+                # (each window-long lock-out is a round: without it a collector that started
+                # first kept its lead for several).
                 achieved *= (1.0 + self.beta) / 2.0
             self._w_max = max(self.floor_per_min, achieved)
             self._rate = max(self.floor_per_min, self.beta * self._w_max)
+            self._keep_window = retry_after_s is None
             self._decreased_at = now
             # Nothing is learnt while this client's window is shut: its share grows from when
             # the window has room again (its oldest requests aged out), not from the refusal.
@@ -288,7 +300,10 @@ class AdaptiveRateLimiter:
         t = max(0.0, now - self._grow_from)
         k = (self._w_max * (1.0 - self.beta) / self._c) ** (1.0 / 3.0)
         target = self._w_max + self._c * (t - k) ** 3
-        self._rate = min(self.ceiling_per_min, max(self.floor_per_min, target))
+        new = min(self.ceiling_per_min, max(self.floor_per_min, target))
+        if new != self._rate:
+            self._refill(now)  # tokens earned so far at the old pace
+            self._rate = new
 
     def _forget_old(self, now: float) -> None:
         # Kept a reply's delay past the window: the window check ages each request that much later.

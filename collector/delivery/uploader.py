@@ -499,7 +499,8 @@ class Uploader(TargetGate):
     def _rate_limit(self, err: CollectorError, sent_at: float | None = None) -> None:
         with self._cond:
             if hasattr(self.limiter, "on_throttle"):  # inside _cond: nobody sends before the hold is set
-                self.limiter.on_throttle(sent_at)  # lower the rate (once per burst of refusals)
+                # Lower the share (once per burst of refusals); no Retry-After: wait the window out.
+                self.limiter.on_throttle(sent_at, retry_after_s=retry_after_s(err))
             self._consecutive_429 += 1
             self._rate_limited += 1
             self._retries += 1
