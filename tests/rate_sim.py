@@ -36,8 +36,13 @@ class SimCollector:
     refused: list[float] = field(default_factory=list)  # times of 429s
 
 
-def simulate(collectors: list[SimCollector], *, limit: int = 120, step_s: float = 0.01) -> float:
-    """Run until every collector delivered its items; returns the simulated seconds it took."""
+def simulate(
+    collectors: list[SimCollector], *, limit: int = 120, step_s: float = 0.01, retry_after: bool = True
+) -> float:
+    """Run until every collector delivered its items; returns the simulated seconds it took.
+
+    `retry_after=False`: the server's 429 carries no Retry-After (the API reference promises none).
+    """
     clock = FakeClock()
     t0 = clock.t
     server = SlidingWindowLimiter(limit, 60.0, clock=clock)
@@ -60,14 +65,14 @@ def simulate(collectors: list[SimCollector], *, limit: int = 120, step_s: float 
             if wait is None:
                 c.accepted.append(now)
                 s["n429"] = 0
-                lim.on_success()
+                lim.on_success(clock.t)
             else:
                 c.refused.append(now)
                 s["n429"] += 1
-                lim.on_throttle(clock.t)
-                retry_after = max(1, math.ceil(wait))
+                after = max(1, math.ceil(wait)) if retry_after else None
+                lim.on_throttle(clock.t, retry_after_s=after)
                 s["hold"] = clock.t + throttle_hold_s(
-                    s["n429"], retry_after, lim.rate_per_min, base_s=0.5, cap_s=60.0, rng=s["rng"]
+                    s["n429"], after, lim.rate_per_min, base_s=0.5, cap_s=60.0, rng=s["rng"]
                 )
                 lim.hold(s["hold"] - clock.t)
                 lim.drain()

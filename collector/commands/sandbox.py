@@ -40,6 +40,12 @@ def add_parser(subparsers) -> None:
         metavar="S",
         help="sliding window of the limit, seconds (default 60; shorter keeps the per-minute ratio)",
     )
+    parser.add_argument(
+        "--no-retry-after",
+        dest="rate_retry_after",
+        action="store_false",
+        help="answer the rate limit's 429 without Retry-After (as the API reference promises none)",
+    )
     faults = parser.add_argument_group("fault injection (share of requests, 0..1)")
     faults.add_argument("--fail-503", type=float, metavar="SHARE", help="env COLLECTOR_SANDBOX_FAIL_503")
     faults.add_argument("--fail-429", type=float, metavar="SHARE", help="env COLLECTOR_SANDBOX_FAIL_429")
@@ -83,6 +89,7 @@ def run(args: argparse.Namespace) -> int:
             args.port,
             rate_limit_per_min=args.rate_limit,
             rate_window_s=args.rate_window,
+            rate_retry_after=args.rate_retry_after,
             access_log=True,
             **options,
         )

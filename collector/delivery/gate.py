@@ -61,7 +61,9 @@ class TargetGate:
                     return item
                 if target is None:  # another worker checked it meanwhile
                     return self.spool.get(item.id)
-                if not self._wait_turn():
+                # Two requests (the blocks, then the write probe), two turns: the limiter keeps count
+                # of what this client put in the key's window.
+                if not (self._wait_turn() and self._wait_turn()):
                     return None
                 workspace_id, block = target
                 try:

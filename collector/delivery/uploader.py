@@ -5,9 +5,10 @@
                                              retry (backoff, full jitter) <--------+  429/5xx/network
                                              failed / pause / park     <-----------+  permanent errors
 
-- Workers: a few threads share one token-bucket limiter whose rate adapts to the server
-  (collector/delivery/rate.py: multiplicative decrease on 429, CUBIC growth back to the ceiling, default
-  100/min under the key's 120/min, so collectors sharing a key converge to a fair share).
+- Workers: a few threads share one token-bucket limiter (default 100/min under the key's 120/min)
+  whose share of the key's window adapts to the server (collector/delivery/rate.py: after a 429 the
+  share drops and the client waits out its own window before sending again, CUBIC growth back to
+  the ceiling, so collectors sharing a key converge to a fair share).
   A worker claims the oldest pending item whose stream (capture_id, stream_id) has
   nothing in flight, and keeps that stream until the item is settled: at most one request in
   flight per stream, so chunk_index order per stream is kept.
@@ -412,7 +413,7 @@ class Uploader(TargetGate):
                     if not self._back_off(item, err, attempt):
                         return  # stopping
                 continue
-            self._delivered_ok(item, str(getattr(created, "id", "") or ""))
+            self._delivered_ok(item, str(getattr(created, "id", "") or ""), sent_at)
             return
 
     def _back_off(self, item: SpoolItem, err: CollectorError, attempt: int) -> bool:
@@ -426,7 +427,7 @@ class Uploader(TargetGate):
 
     # ---- outcomes --------------------------------------------------------------------------------
 
-    def _delivered_ok(self, item: SpoolItem, evidence_id: str) -> None:
+    def _delivered_ok(self, item: SpoolItem, evidence_id: str, sent_at: float | None = None) -> None:
         try:
             self.spool.mark_delivered(item.id, evidence_id)
         except SpoolFullError as err:
@@ -438,7 +439,7 @@ class Uploader(TargetGate):
             self._pause_for_space(err)
             return
         if hasattr(self.limiter, "on_success"):
-            self.limiter.on_success()
+            self.limiter.on_success(sent_at)  # the reply's delay: see AdaptiveRateLimiter
         if self._published_rate.due():
             self._save_rate(self.limiter.rate_per_min)
         with self._cond:
@@ -498,7 +499,8 @@ class Uploader(TargetGate):
     def _rate_limit(self, err: CollectorError, sent_at: float | None = None) -> None:
         with self._cond:
             if hasattr(self.limiter, "on_throttle"):  # inside _cond: nobody sends before the hold is set
-                self.limiter.on_throttle(sent_at)  # lower the rate (once per burst of refusals)
+                # Lower the share (once per burst of refusals); no Retry-After: wait the window out.
+                self.limiter.on_throttle(sent_at, retry_after_s=retry_after_s(err))
             self._consecutive_429 += 1
             self._rate_limited += 1
             self._retries += 1

@@ -39,6 +39,7 @@ class SandboxServer:
         reject_chunk: int | None = None,
         rate_limit_per_min: int = 120,
         rate_window_s: float = 60.0,
+        rate_retry_after: bool = True,
         access_log: bool = False,
     ) -> None:
         self.data_dir = Path(data_dir)
@@ -58,7 +59,9 @@ class SandboxServer:
         self.block_ids: list[str] = [b["id"] for b in self._store.blocks(self.workspace_id)]
         # A window shorter than a minute keeps the ratio (120/min: 30 per 15 s), for quicker tests.
         self.limiter = SlidingWindowLimiter(
-            max(1, round(rate_limit_per_min * rate_window_s / 60.0)), window_s=rate_window_s
+            max(1, round(rate_limit_per_min * rate_window_s / 60.0)),
+            window_s=rate_window_s,
+            retry_after=rate_retry_after,
         )
         self.app = FaultInjector(create_app(self._store, self.limiter, self._faults), self._faults)
         self._access_log = access_log

@@ -83,8 +83,9 @@ class SlidingWindowLimiter:
     With `count_refused` (the default, as the issue reports of the real API: "each refused request
     still counts against the key") a refused request also takes a place in the window, so a client
     that keeps retrying keeps the key shut for everyone. The answer to a refused request is the
-    time until the window has room again, sent as Retry-After. `admitted` and `refused` count
-    requests per key (SHA-256 of the key, never the key).
+    time until the window has room again, sent as Retry-After unless `retry_after` is False (the
+    API reference promises no Retry-After: rehearse a client without it). `admitted` and
+    `refused` count requests per key (SHA-256 of the key, never the key).
     """
 
     def __init__(
@@ -93,9 +94,11 @@ class SlidingWindowLimiter:
         window_s: float = 60.0,
         *,
         count_refused: bool = True,
+        retry_after: bool = True,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.limit, self.window_s, self.count_refused = limit, window_s, count_refused
+        self.retry_after = retry_after
         self._clock = clock  # a fake clock in the rate controller's simulated tests
         self._hits: dict[str, deque[float]] = {}
         self._lock = threading.Lock()
@@ -283,7 +286,7 @@ def create_app(
                 f"More than {limiter.limit} requests per minute for this key."
                 if limiter.window_s == 60.0
                 else f"More than {limiter.limit} requests in {limiter.window_s:g} s for this key.",
-                headers={"Retry-After": str(max(1, math.ceil(wait_s)))},
+                headers={"Retry-After": str(max(1, math.ceil(wait_s)))} if limiter.retry_after else None,
             )
         if not key["teams"]:
             raise ApiFailure(403, "teams_required", "An active Teams subscription is required.")

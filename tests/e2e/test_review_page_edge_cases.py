@@ -16,7 +16,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from collector.review.page import ReviewData, _bins, averages_table
+from collector.review.figure import _bins
+from collector.review.page import ReviewData, averages_table
 
 ROOT = Path(__file__).resolve().parents[2]
 MUSE_XDF = ROOT / "collector" / "data" / "muse-p300-subject1.xdf"
@@ -390,19 +391,20 @@ def test_outputs_are_owner_only_over_an_existing_file_and_through_a_symlink(tmp_
 
 def test_long_marker_values_are_shortened_on_the_plot_and_whole_on_hover():
     """Finding 10: an XML marker spilled over the legend and the plot."""
-    from collector.review.page import MAX_LABEL_CHARS, build_figure
+    from collector.review.figure import MAX_LABEL_CHARS, build_figure
 
     data = contiguous_windows(10)
     xml = '<event type="stimulus" code="17" note="a very long description of what was shown"/>'
     data.markers = [(float(data.window_ms[3]), xml)]
     fig, _ = build_figure(data)
-    [trace] = [t for t in fig.data if t.name and t.name.startswith("marker ")]
+    [trace] = [t for t in fig["data"] if t["name"].startswith("marker ")]
     import html
 
-    assert len(html.unescape(trace.name)) == len("marker ") + MAX_LABEL_CHARS and "&lt;event" in trace.name
-    assert "note=&quot;a very long description" in trace.hovertext
-    [note] = fig.layout.annotations
-    assert note.text.endswith("…") and note.hovertext.endswith("shown&quot;/&gt;")
+    name = trace["name"]
+    assert len(html.unescape(name)) == len("marker ") + MAX_LABEL_CHARS and "&lt;event" in name
+    assert "note=&quot;a very long description" in trace["hovertext"]
+    [note] = fig["layout"]["annotations"]
+    assert note["text"].endswith("…") and note["hovertext"].endswith("shown&quot;/&gt;")
 
 
 def test_a_capture_shorter_than_a_window_says_its_samples_are_kept(tmp_path):

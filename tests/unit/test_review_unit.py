@@ -7,17 +7,11 @@ import json
 from importlib import resources
 
 import numpy as np
+import pytest
 
 from collector.core.summary import SummaryBuilder
-from collector.review.page import (
-    MAX_POINTS,
-    PLOTLY_JS_VERSION,
-    ReviewData,
-    _bins,
-    averages_table,
-    build_figure,
-    vendored_plotly_js,
-)
+from collector.review.figure import MAX_POINTS, _bins, build_figure, figure_json, plotly_white
+from collector.review.page import PLOTLY_JS_VERSION, ReviewData, averages_table, vendored_plotly_js
 
 CHANNELS = ["TP9", "AF7"]
 BANDS = ["delta", "theta", "alpha", "beta", "gamma"]
@@ -48,18 +42,18 @@ def test_two_hours_of_windows_are_binned_to_at_most_max_points():
 
 def test_figure_has_a_view_per_channel_markers_gaps_and_pauses():
     fig, _ = build_figure(synthetic(200))
-    names = [t.name for t in fig.data]
+    names = [t["name"] for t in fig["data"]]
     assert names.count("alpha") == 3  # mean + 2 channels
     assert {"marker 1", "marker 2", "signal quality"} <= set(names)
-    shapes = fig.layout.shapes
+    shapes = fig["layout"]["shapes"]
     assert len(shapes) == 2  # one gap, one pause
-    assert {s.fillcolor for s in shapes} == {"#999999", "#4a90d9"}
-    [menu] = fig.layout.updatemenus
-    assert [b.label for b in menu.buttons] == ["mean of channels", "TP9", "AF7"]
-    tp9 = menu.buttons[1].args[0]["visible"]
-    shown = [t.name for t, v in zip(fig.data, tp9, strict=True) if v]
+    assert {s["fillcolor"] for s in shapes} == {"#999999", "#4a90d9"}
+    [menu] = fig["layout"]["updatemenus"]
+    assert [b["label"] for b in menu["buttons"]] == ["mean of channels", "TP9", "AF7"]
+    tp9 = menu["buttons"][1]["args"][0]["visible"]
+    shown = [t["name"] for t, v in zip(fig["data"], tp9, strict=True) if v]
     assert shown.count("alpha") == 1 and "marker 1" in shown and "signal quality" in shown
-    assert [a.text for a in fig.layout.annotations] == ["1", "2"]  # few markers: labelled on the plot
+    assert [a["text"] for a in fig["layout"]["annotations"]] == ["1", "2"]  # few markers: labelled
 
 
 def test_averages_table_uses_blocks_that_fit_24_rows():
@@ -100,15 +94,47 @@ def test_summary_builder_counts_minutes_markers_gaps_and_pauses():
     assert json.loads(data)["kind"] == "replay" and fields.metadata["kind"] == "session-summary"
 
 
-def test_vendored_plotly_js_is_the_cartesian_bundle_of_the_python_plotly_version():
+def test_vendored_plotly_js_and_template_are_those_of_the_python_plotly_version():
+    import plotly.graph_objects as go
     from plotly.offline import get_plotlyjs_version
 
-    # The figure JSON is written by the Python plotly: the page's plotly.js must be its version.
+    # The figure JSON follows the Python plotly's schema and template: the page's plotly.js must
+    # be the version that package is made for, and the vendored template the one it writes.
     assert PLOTLY_JS_VERSION == get_plotlyjs_version()
     head = vendored_plotly_js()[:300]
     assert f"plotly.js (cartesian - minified) v{PLOTLY_JS_VERSION}" in head
     licence = (resources.files("collector.templates") / "plotly-LICENSE.txt").read_text()
     assert licence.startswith("MIT License")
+    written = json.loads(go.Figure(layout={"template": "plotly_white"}).to_json())["layout"]["template"]
+    assert plotly_white() == written
+
+
+def with_everything(n_windows: int) -> ReviewData:
+    """`synthetic` plus what a figure can carry: motion, many markers, marks, screenshots, evicted EEG."""
+    from collector.review.kept import Missing
+
+    data = synthetic(n_windows)
+    t = data.window_ms
+    data.moving = np.where(np.arange(n_windows) % 7 == 0, 1.0, 0.0)
+    data.moving[:3] = np.nan
+    data.markers = [(float(t[i]), f"S{i % 5}") for i in range(0, n_windows, 3)]  # dense: > 40
+    data.marks = [(float(t[0]) - 4000.0, "before </script> & <b>"), (float(t[-2]), "last")]
+    data.shots = [(int(t[i]), "image/webp", b"x") for i in range(0, n_windows, 50)]
+    data.missing = Missing(eeg_chunks=1, eeg_total=3, spans_ms=[(float(t[40]), float(t[60]))])
+    return data
+
+
+@pytest.mark.parametrize("make", [lambda: synthetic(200), lambda: with_everything(300)])
+def test_the_python_plotly_accepts_the_figure_and_writes_the_same_json(make):
+    """The figure is written without plotly.graph_objects (its import and checks cost ~0.5 s):
+    plotly still validates every property of it and, given it, writes exactly our JSON."""
+    import plotly.graph_objects as go
+
+    fig, _ = build_figure(make())
+    ours = json.loads(figure_json(fig))
+    theirs = json.loads(go.Figure(fig).to_json())  # raises ValueError on any invalid property
+    assert ours == theirs
+    assert "</" not in figure_json(fig)  # safe inside the page's <script> element
 
 
 def _array(spec) -> np.ndarray:
@@ -121,7 +147,7 @@ def _array(spec) -> np.ndarray:
 def test_two_hour_figure_is_compact_and_keeps_the_binned_values():
     data = synthetic(14_400)  # 2 h at 0.5 s, 2 channels: 15 band traces, the heatmap, 2 markers
     fig, local = build_figure(data)
-    text = fig.to_json()
+    text = figure_json(fig)
     # Was 630 kB with float64 x and y arrays: float32 typed arrays, and x0/dx instead of x per trace.
     assert len(text) < 250_000
     figure = json.loads(text)
