@@ -53,6 +53,9 @@ Every decision reads a fixed stretch of samples, so the pieces a live stream arr
 change the result (unless the stream pauses and the source decides early with `final=True`).
 
 Times are float64 seconds on the stream's own clock, shape (n,).
+
+Kept as one piece: the block-by-block model and its vectorised pass over runs of clean blocks
+must decide bit for bit alike, so they are read and changed together.
 """
 
 from __future__ import annotations
