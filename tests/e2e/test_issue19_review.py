@@ -547,7 +547,7 @@ def test_replay_to_lsl_keeps_the_recordings_channel_types(sandbox, tmp_path):
         arts, _ = run_live(sandbox, tmp_path, name, duration="7")
     finally:
         player.terminate()
-        player.wait(10)
+        player.communicate(timeout=10)  # reads and closes its pipes
     assert {tuple(a["device"]["channels"]) for a in arts} == {("Fp1", "O1")}
     assert np.abs(samples(arts)).max() < 30
     values_got = [e["value"] for a in arts for e in a["events"]]
