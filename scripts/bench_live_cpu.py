@@ -217,6 +217,10 @@ def main() -> None:
     print(f"  peak RSS {usage.ru_maxrss / 1024:.0f} MB (wait4 ru_maxrss)")
     if first_req is not None:
         print(f"  first request to the API {first_req - t_launch:.1f} s after the launch")
+    marks = [m for m in (1, 2, 3, 5, 10, 20) if m < args.duration]
+    at = [next((s for s in samples if s[0] >= m), None) for m in marks]
+    if any(a is not None for a in at):  # where the start-up goes: CPU used by then (/proc samples)
+        print("  CPU used by: " + ", ".join(f"{a[0]:.1f} s {a[1]:.2f} s" for a in at if a is not None))
     if args.steady is not None:
         lo = [s for s in samples if s[0] >= args.steady]
         hi = [s for s in samples if s[0] <= args.duration]
