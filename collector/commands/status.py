@@ -42,6 +42,8 @@ def run(args: argparse.Namespace) -> int:
     else:
         with open_spool_to_read(root) as spool:
             captures = spool.stats()
+            records = spool.record.captures()
+            backends = {r["capture_id"]: (r["counts"] or {}).get("screen_backend") for r in records}
             report = {
                 "spool": str(root),
                 "exists": True,
@@ -52,7 +54,8 @@ def run(args: argparse.Namespace) -> int:
                 # Whether a live process holds the delivery lock (not a figure a killed one left).
                 "delivering": spool.delivery_active(),
                 "delivery_rate": _delivery_rate(spool),
-                "captures": [c.as_dict() for c in captures],
+                # The screen backend of each finished capture (x11, portal, grim), from its local record.
+                "captures": [{**c.as_dict(), "screen_backend": backends.get(c.capture_id)} for c in captures],
                 # What is not on the server, per capture, stream and reason (the closing lines' counts).
                 "losses": [loss.as_dict() for loss in spool.losses()],
                 "read_only": spool.read_only,
@@ -92,6 +95,7 @@ def format_status(report: dict) -> str:
         "BYTES",
         "OLDEST",
         "LOCAL",
+        "SCREEN",
         "LAST ERROR",
     )
     rows = [header]
@@ -99,7 +103,7 @@ def format_status(report: dict) -> str:
         rows.append((
             c["capture_id"], str(c["delivered"]), str(c["pending"]), str(c["failed"]), str(c["dropped"]),
             _size(c["bytes"]), _age(c["oldest_pending_age_s"]), str(c.get("local", 0)),
-            c["last_error"] or "",
+            c.get("screen_backend") or "-", c["last_error"] or "",
         ))  # fmt: skip
     widths = [max(len(r[i]) for r in rows) for i in range(len(header) - 1)]
     for r in rows:

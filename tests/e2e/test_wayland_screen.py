@@ -221,6 +221,18 @@ def test_run_auto_as_root_falls_to_grim_and_says_so(wl, sandbox, tmp_path):
     rows = _screen_rows(sandbox)
     assert rows and all(r["metadata"]["backend"] == "grim" for r in rows)
     assert_painted(Image.open(io.BytesIO(sandbox.read_artifact(rows[0]["id"]))), tol=8)
+    for fmt in ([], ["--json"]):  # `status` says the backend too (issue 21)
+        status = subprocess.run(
+            [sys.executable, "-m", "collector", "status", "--spool", str(tmp_path / "spool"), *fmt],
+            env=env, capture_output=True, text=True, timeout=60, cwd=REPO,
+        )  # fmt: skip
+        assert status.returncode == 0, status.stderr
+        if fmt:
+            assert [c["screen_backend"] for c in json.loads(status.stdout)["captures"]] == ["grim"]
+        else:
+            header, row = status.stdout.splitlines()[1:3]
+            end = header.index("SCREEN") + len("SCREEN")  # cells are right-aligned under their name
+            assert "SCREEN" in header and row[:end].endswith(" grim"), status.stdout
 
 
 def xwayland_only_env(wl, **extra: str) -> dict[str, str]:
