@@ -924,6 +924,55 @@ def test_empty_frames_are_never_sent_even_as_keepalive():
     assert src.counters["black_frames"] == 6 and src.counters["sent"] == 0
 
 
+class FakeGrabber:
+    """A Grabber (collector.devices.screen.grabber) that shows `image`."""
+
+    def __init__(self, name: str, image: Image.Image) -> None:
+        self.name, self.image, self.monitor, self.size = name, image, 1, image.size
+        self.black_means_broken, self.closed = False, False
+
+    def open(self) -> None: ...
+
+    def grab(self) -> Image.Image:
+        return self.image
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def test_auto_falls_back_to_a_backend_with_a_real_frame_after_black_frames(monkeypatch, caplog):
+    """Issue 21: after BLACK_STREAK black frames in a row, `--screen-backend auto` switches to
+    another backend that gives a real frame, sends that frame, says so, and names it after."""
+    import collector.devices.screen.source as source_module
+
+    portal = FakeGrabber("portal", scene())
+    grim = FakeGrabber("grim", scene(color=(250, 250, 250)))
+    asked: list[tuple[str, ...]] = []
+
+    def open_backend(settings, exclude=(), real_only=False, last_resort=False):
+        asked.append(tuple(exclude))
+        chosen = grim if "portal" in exclude else portal
+        return chosen, chosen.grab()
+
+    monkeypatch.setattr(source_module, "open_backend", open_backend)
+    monkeypatch.setenv("XDG_SESSION_TYPE", "wayland")
+    clock = FakeClock()
+    src = ScreenSource(ScreenSettings(interval_s=5, keepalive_s=60), clock=clock)
+    src.open()
+    assert src.backend == "portal" and src.capture().extra["backend"] == "portal"
+    portal.image = scene(color=(0, 0, 0))  # the portal's frames turn black
+    got = []
+    for _ in range(source_module.BLACK_STREAK):
+        clock.advance(5)
+        got.append(src.capture())
+    assert got[:-1] == [None] * (source_module.BLACK_STREAK - 1)
+    switched = got[-1]
+    assert switched is not None and switched.extra["backend"] == "grim" and "black" not in switched.extra
+    assert switched.extra["black_frames"] == source_module.BLACK_STREAK - 1
+    assert asked[-1] == ("portal",) and portal.closed and src.backend == "grim"
+    assert [r.message for r in caplog.records if "switched to backend grim" in r.message]
+
+
 def test_screen_backend_is_checked():
     with pytest.raises(UsageError, match="'wayland' is not one of auto, x11, portal, grim"):
         ScreenSettings(backend="wayland")
