@@ -585,11 +585,17 @@ def test_run_with_eeg_and_real_screenshots(sandbox, caplog, tmp_path):
             proc = subprocess.Popen(
                 [sys.executable, "-m", "collector", "run", "--workspace", sandbox.workspace_id,
                  "--block", sandbox.block_ids[0], "--stream-name", name, "--screen", "on",
-                 "--screen-interval", "1", "--duration", "6", "--chunk-seconds", "2",
+                 "--screen-interval", "1", "--duration", "8", "--chunk-seconds", "2",
                  "--spool", str(tmp_path / "spool")],
                 env={**headless_env(sandbox), "DISPLAY": server.display}, stdin=subprocess.DEVNULL,
                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
             )  # fmt: skip
+            # The colours change once the first screenshot arrived: a loaded machine starts the
+            # collector seconds late, and frames it never saw cannot be checked.
+            deadline = time.monotonic() + 60
+            while not [r for r in sandbox.evidence(sandbox.workspace_id) if r["type"] == "screen"]:
+                assert proc.poll() is None and time.monotonic() < deadline, "no first screenshot"
+                time.sleep(0.1)
             for color in colors[1:]:
                 time.sleep(1.5)
                 painter("fill " + color)
