@@ -277,7 +277,8 @@ class Capture:
         """The learner's marks join the stream's events before the samples that follow them.
 
         A source with its own marker channel (BrainFlow's `insert_marker`) gets them there: the mark
-        lands on the next sample the board sends and comes back as an event of its chunk.
+        lands on the next sample the board sends and comes back as an event of its chunk, at the
+        moment the mark was made.
         """
         if self.marks is None:
             return
@@ -287,7 +288,7 @@ class Capture:
             left = []
             for e in events:
                 try:
-                    insert(e.value)
+                    insert(e.value, e.time_ms)
                 except CollectorError as err:  # not streaming right now: keep the mark as an event
                     log.warning("%s; the mark is kept at the time it was made", err)
                     left.append(e)

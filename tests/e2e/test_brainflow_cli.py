@@ -101,6 +101,7 @@ def test_mark_lands_on_the_boards_marker_channel(sandbox, tmp_path):
         while not pid_file.exists() and time.monotonic() < deadline:
             time.sleep(0.05)
         time.sleep(2.0)  # the board streams
+        launched = time.time()
         marked = collector(["mark", "distracted"], env, timeout=30)
         assert marked.returncode == 0, marked.stderr
         _, err = proc.communicate(timeout=90)
@@ -111,6 +112,10 @@ def test_mark_lands_on_the_boards_marker_channel(sandbox, tmp_path):
     assert "on the board's marker channel" in err
     events = [e for c in eeg_chunks(sandbox) for e in c["events"]]
     assert [e["value"] for e in events] == ["distracted"]
+    # The user's own mark (as on LSL), at the moment `collector mark` started (its process start,
+    # 10 ms resolution), not at the board sample after it reached the capture (some 300 ms later).
+    assert events[0].get("source") == "mark"
+    assert -0.02 <= events[0]["time_ms"] / 1000.0 - launched < 0.1
 
 
 def test_a_board_that_cannot_open_is_one_line_and_exit_5(sandbox, tmp_path):

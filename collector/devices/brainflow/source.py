@@ -27,7 +27,9 @@ skips are counted (`lost_samples`) and logged. A board that stops sending is not
 
 Markers: BrainFlow markers are floats written into the marker row of the next sample. Text marks
 (`insert_marker("distracted")`) get a numeric code (1, 2, ...; 0 is reserved by BrainFlow) and the
-Event carries the text back; codes not given out here become their number as text ("1.0" -> "1").
+Event carries the text back, as the user's own mark (source "mark"), at the moment the mark was
+made when `insert_marker` was told it (`collector mark` starts some 300 ms before the board's next
+sample); codes not given out here become their number as text ("1.0" -> "1").
 A playback file's own marker row is not replayed by BrainFlow (it writes live markers there).
 
 Logging: BrainFlow's C++ logger writes INFO lines to stderr by default. The first source opened
@@ -51,7 +53,7 @@ import numpy as np
 
 from collector.core.channels import fill_labels
 from collector.core.clock import gap_threshold_s
-from collector.core.records import Event, Gap, SampleChunk, SourceEnded, StreamDescription
+from collector.core.records import MARK_SOURCE, Event, Gap, SampleChunk, SourceEnded, StreamDescription
 from collector.core.time_repair import IMPLAUSIBLE_JUMP_S, LiveRepair, RateMeter, rate_to_use, rate_warning
 from collector.devices.brainflow.boards import (
     EXIT_HINTS,
@@ -161,6 +163,7 @@ class BrainFlowSource:
         self._last_data_mono = 0.0
         self._codes: dict[float, str] = {}
         self._code_of: dict[str, float] = {}
+        self._mark_times: dict[float, deque[float | None]] = {}  # per code: when each mark was made
         self._marker_lock = threading.Lock()
         self._expected: int | None = None  # samples in a playback file (None: not a finite source)
         self._delivered = 0
@@ -300,12 +303,14 @@ class BrainFlowSource:
         self.close()
 
     # -- markers ------------------------------------------------------------------------------
-    def insert_marker(self, value: str) -> float:
-        """Put `value` on the timeline at the next sample the board sends (BoardShim.insert_marker).
+    def insert_marker(self, value: str, time_ms: float | None = None) -> float:
+        """Put `value` on the board's marker row at the next sample it sends (BoardShim.insert_marker).
 
         BrainFlow markers are floats: each distinct text gets a code (1.0, 2.0, ...) and the Event
-        in the chunk carries the text. Returns the code. Raises UsageError for empty text and
-        NoSourceError when the stream is not running (or the preset has no marker row).
+        in the chunk carries the text, with source "mark" and the time `time_ms` (Unix ms: when the
+        mark was made) when given and not after that sample, else the sample's time. Returns the
+        code. Raises UsageError for empty text and NoSourceError when the stream is not running
+        (or the preset has no marker row).
         """
         text = " ".join(str(value).split())
         if not text:
@@ -333,6 +338,7 @@ class BrainFlowSource:
                     f"BrainFlow {self.board_name} refused marker {text!r} ({err}); "
                     "is the stream still running?"
                 ) from None
+            self._mark_times.setdefault(code, deque()).append(time_ms)
         return code
 
     # -- internals ----------------------------------------------------------------------------
@@ -499,13 +505,7 @@ class BrainFlowSource:
         if marks is not None:
             hit = np.flatnonzero(marks != 0.0)
             with self._marker_lock:
-                events = tuple(
-                    Event(
-                        time_ms=float(times_ms[i]),
-                        value=self._codes.get(float(marks[i])) or _marker_text(marks[i]),
-                    )
-                    for i in hit
-                )
+                events = tuple(self._event(float(marks[i]), float(times_ms[i])) for i in hit)
         gaps = self._gaps(times_ms, resets, counter)
         self._delivered += n_out
         return SampleChunk(
@@ -516,6 +516,16 @@ class BrainFlowSource:
             repaired=tuple(repaired),
             sfreq=self._recheck_rate(times_s),
         )
+
+    def _event(self, code: float, sample_ms: float) -> Event:
+        """The Event of a marker code found on a sample at `sample_ms` (caller holds _marker_lock)."""
+        text = self._codes.get(code)
+        if text is None:  # the board's own marker, not one given out here
+            return Event(time_ms=sample_ms, value=_marker_text(code))
+        made = self._mark_times.get(code)
+        made_ms = made.popleft() if made else None
+        when = made_ms if made_ms is not None and made_ms <= sample_ms else sample_ms
+        return Event(time_ms=when, value=text, source=MARK_SOURCE)
 
     def _counter_breaks(self, counter: np.ndarray | None) -> list[int]:
         """Positions i (break between i and i+1; -1: before the first) where the sample counter
