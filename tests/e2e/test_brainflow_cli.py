@@ -132,3 +132,18 @@ def test_brainflow_without_board_is_a_usage_error(sandbox, tmp_path):
     proc = collector(_run_args(sandbox, tmp_path, "--duration", "1"), cli_env(sandbox), timeout=60)
     assert proc.returncode == 2, proc.stderr
     assert "--board" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_a_playback_file_in_another_layout_is_one_line_and_exit_2(sandbox, tmp_path):
+    # A file BrainFlow cannot read a line of (not its format, or another board's rows): BrainFlow
+    # skips every line and the run used to end at once with exit 0 and nothing captured.
+    path = tmp_path / "notes.csv"
+    path.write_text("time\tvalue\n1\t2\n3\t4\n", encoding="utf-8")
+    args = _run_args(sandbox, tmp_path, "--board", "playback_file", "--master-board", "synthetic",
+                     "--board-file", str(path), "--duration", "5")  # fmt: skip
+    proc = collector(args, cli_env(sandbox), timeout=60)
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr
+    line = [x for x in proc.stderr.splitlines() if "notes.csv" in x]
+    assert line and "SYNTHETIC_BOARD's layout" in line[0] and "--master-board" in line[0]
+    assert rows_of(sandbox) == []

@@ -197,6 +197,12 @@ class BrainFlowSource:
                     f"BrainFlow playback file {str(self.file)!r} does not exist or is no file."
                 )
             self._expected = self._count_file_samples()
+            if self._expected == 0:  # BrainFlow would skip every line and end at once, silently
+                raise UsageError(
+                    f"BrainFlow playback file {str(self.file)!r} has no line in "
+                    f"{self.master_name}'s layout ({self._num_rows} tab-separated values, as "
+                    "DataFilter.write_file writes them); check --master-board, the board that recorded it."
+                )
         params = BrainFlowInputParams()
         params.serial_port = self.serial_port or ""
         params.mac_address = self.mac_address or ""
