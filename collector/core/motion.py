@@ -92,7 +92,7 @@ class MotionTrack:
     `add(kind, times_ms, xyz)`: (n,) Unix ms and (n, 3) samples (g or deg/s) as they arrive;
     returns the epochs completed. `during(start_ms, end_ms)`: True when any epoch overlapping the
     span is moving, False when epochs cover the span and none is, None when the sensors have not
-    reached the span's end yet (or there are none).
+    reached the span's end yet (or there are none, or their epochs held no finite sample).
     """
 
     def __init__(self) -> None:
@@ -111,6 +111,8 @@ class MotionTrack:
             for e in epochs:
                 self._epochs.append(e)
                 self._reached[kind] = e.end_ms
+                if not math.isfinite(e.value):  # no finite sample: says nothing about the head
+                    continue
                 second = int(e.start_ms // 1000)
                 self._by_second[second] = self._by_second.get(second, False) or e.moving
             return epochs
@@ -131,7 +133,11 @@ class MotionTrack:
         with self._lock:
             if not self._reached or min(self._reached.values()) < end_ms - EPOCH_S * 1000.0:
                 return None
-            hit = [e for e in self._epochs if e.end_ms >= start_ms and e.start_ms <= end_ms]
+            hit = [
+                e
+                for e in self._epochs
+                if e.end_ms >= start_ms and e.start_ms <= end_ms and math.isfinite(e.value)
+            ]
             if not hit:
                 return None
             return any(e.moving for e in hit)

@@ -162,6 +162,27 @@ def test_aux_off_captures_eeg_only(sandbox, tmp_path):
     assert set(_by_stream(sandbox)) == {f"eeg:Muse{mac}"}
 
 
+class _DeadMotionSensors(AthenaStreams):
+    """An Athena whose accelerometer and gyroscope send only NaN (a sensor that reports nothing)."""
+
+    def values(self, key, t):
+        if key in ("acc", "gyro"):
+            return np.full((t.shape[0], 3), np.nan)
+        return super().values(key, t)
+
+
+def test_motion_sensors_sending_only_nan_leave_movement_unknown_not_still(sandbox, tmp_path):
+    # Epochs without a finite sample said "still" (NaN > threshold is False): every window was
+    # flagged not moving and the summary claimed a movement share of 0 with no measurement at all.
+    with _DeadMotionSensors(_mac(), streamer="muselsl", still_s=0.0):
+        proc = _run(sandbox, tmp_path, "muselsl", 7, "--aux", "acc,gyro")
+    assert proc.returncode == 0, proc.stderr
+    eeg = [c for k, cs in _by_stream(sandbox).items() if k.startswith("eeg:") for c in cs]
+    flags = [w["quality"]["movement"] for c in eeg for w in c["windows"]]
+    assert flags and all(f is None for f in flags), flags
+    assert _summary(sandbox)["movement_share"] is None
+
+
 # -- pure logic ------------------------------------------------------------------------------------
 
 
