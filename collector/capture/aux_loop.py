@@ -30,6 +30,7 @@ from collector.core.records import SourceEnded, StreamDescription
 from collector.errors import CollectorError
 
 log = logging.getLogger("collector.capture.aux")
+LAST_WINDOW_SHARE = 0.8  # the capture's last PPG window is rated when it is at least this full
 
 
 class HeartWindows:
@@ -58,11 +59,15 @@ class HeartWindows:
         self._times, self._data = [times[start:]], [values[start:]]
 
     def finish(self) -> None:
-        """The last, partial window when it holds at least half a window."""
+        """The last, partial window when it holds at least LAST_WINDOW_SHARE of a window.
+
+        Shorter windows give Welch's pulse share too few segments: on pure noise the best of 16
+        optics channels passed the quality checks in 20 % of 5 s windows, 0 of 200 at 8 s.
+        """
         if (
             self._times
             and self._times[0].shape[0]
-            and (self._times[0][-1] - self._times[0][0] >= WINDOW_S * 500.0)
+            and (self._times[0][-1] - self._times[0][0] >= WINDOW_S * 1000.0 * LAST_WINDOW_SHARE)
         ):
             self._rate(self._times[0], self._data[0])
         self._times, self._data = [], []

@@ -232,3 +232,24 @@ def test_athena_scale_check_against_brainflows_constant():
     old = athena_correction("5.22.2")
     assert old.factor * OLD_BRAINFLOW_ATHENA_SCALE == pytest.approx(ATHENA_EEG_SCALE)
     assert "brainflow#855" in old.note
+
+
+def test_heart_rate_of_pure_noise_is_never_good_to_the_last_partial_window():
+    # 15.1 s of 16 optics channels of white noise (a muselsl Athena's PPG stream with nothing on the
+    # skin): the capture's last, 5 s window used to pass the quality checks on some channel in
+    # about one capture in five, and its rate went into the summary.
+    from collector.capture.aux_loop import HeartWindows
+    from collector.core.records import StreamDescription
+
+    desc = StreamDescription(name="Muse", type="PPG", source_id="x", sfreq=64.0,
+                             channels=tuple(f"OPT{i}" for i in range(16)), unit="a.u.")  # fmt: skip
+    good = []
+    for seed in range(30):
+        rng = np.random.default_rng(seed)
+        windows = HeartWindows(desc)
+        times = 1.7e12 + np.arange(int(15.1 * 64)) * 1000.0 / 64
+        for i in range(0, times.shape[0], 64):  # as read, 1 s at a time
+            windows.add(times[i : i + 64], rng.normal(1000.0, 50.0, (times[i : i + 64].shape[0], 16)))
+        windows.finish()
+        good += [w for w in windows.rated if w["ok"]]
+    assert good == []
