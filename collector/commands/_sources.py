@@ -85,6 +85,30 @@ def profile_from_args(args: argparse.Namespace) -> Profile:
     monitor = getattr(args, "monitor", None)
     if monitor is not None and monitor != "all":
         monitor = int(monitor) if monitor.isdigit() else monitor
+    resolved = _with_args(profile, args, device, monitor)
+    given = [flag for attr, flag in BRAINFLOW_OPTIONS if getattr(args, attr, None)]
+    if given and resolved.device.kind != "brainflow":  # else it would be ignored without a word
+        raise UsageError(
+            f"{given[0]} is a BrainFlow option, but this capture reads {resolved.device.kind}: "
+            f"add --device brainflow, or leave {given[0]} out."
+        )
+    return resolved
+
+
+# The options only a BrainFlow board reads: (argparse attribute, option).
+BRAINFLOW_OPTIONS = (
+    ("board", "--board"),
+    ("serial_port", "--serial-port"),
+    ("mac_address", "--mac-address"),
+    ("serial_number", "--serial-number"),
+    ("board_preset", "--board-preset"),
+    ("board_file", "--board-file"),
+    ("master_board", "--master-board"),
+    ("board_config", "--board-config"),
+)
+
+
+def _with_args(profile: Profile, args: argparse.Namespace, device: str | None, monitor: Any) -> Profile:
     return profile.with_overrides(
         flags=CAPTURE_FLAGS,
         analysis={"chunk_s": args.chunk_seconds},

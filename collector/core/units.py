@@ -106,6 +106,8 @@ def stream_units(
     stream: str,
     log: logging.Logger,
     labels: list[str] | tuple[str, ...] = (),
+    *,
+    voltage_expected: bool = True,
 ) -> tuple[list[float], str]:
     """Per-channel factors to µV for a stream's EEG channels, and the unit the artifact states.
 
@@ -114,7 +116,8 @@ def stream_units(
     channel converted by its own unit); a stream with no voltage channel keeps its values and
     states its first declared unit. One warning names what is not a voltage (or not known), with
     its channels when only some are; one names channels that declare another voltage scale than
-    the first (each converted by its own).
+    the first (each converted by its own). `voltage_expected=False` (an accelerometer in g, a PPG
+    in a.u.): a stream with no voltage channel is kept as it is without a warning.
     """
     declared = [(units[i] if i < len(units) else "") or "" for i in range(n_channels)]
     names = [labels[i] if i < len(labels) and labels[i] else f"ch{i + 1}" for i in range(n_channels)]
@@ -126,6 +129,8 @@ def stream_units(
     voltages = [sc for sc in scales if sc.known_voltage]
     if not voltages:
         unit = next(iter(not_voltage))
+        if not voltage_expected:
+            return [1.0] * n_channels, unit
         if len(not_voltage) == 1:
             listing = f"{unit!r}, which is not a voltage (or not a unit known here)"
         else:

@@ -86,6 +86,10 @@ def test_muselsl_athena_streams_give_eeg_motion_ppg_movement_flags_and_heart_rat
                 run.kill()
     assert run.returncode == 0, err
     assert re.search(r"[\d,]+ accelerometer samples in \d+ chunks, [\d,]+ gyroscope samples", err), err[-600:]
+    # A sensor in g, dps or a.u. is expected, not a unit problem: no warning on every Muse run, and
+    # its stream is not called EEG.
+    assert "not a voltage" not in err and "3 EEG channels (X, Y, Z)" not in err, err[-2000:]
+    assert "3 accelerometer channels (X, Y, Z)" in err, err[-2000:]
     streams = _by_stream(sandbox)
     sid = f"Muse{mac}"
     assert set(streams) == {f"eeg:{sid}", f"accelerometer:{sid}", f"gyroscope:{sid}", f"ppg:{sid}"}

@@ -134,6 +134,18 @@ def test_brainflow_without_board_is_a_usage_error(sandbox, tmp_path):
     assert "--board" in proc.stderr and "Traceback" not in proc.stderr
 
 
+@pytest.mark.parametrize("option", [["--board", "synthetic"], ["--serial-port", "/dev/ttyUSB0"]])
+def test_a_brainflow_option_without_device_brainflow_is_refused_not_ignored(sandbox, tmp_path, option):
+    # `--board synthetic` alone used to be ignored: the run looked for an LSL stream and exited 5.
+    args = ["run", "--workspace", sandbox.workspace_id, "--screen", "off", "--duration", "1",
+            "--spool", str(tmp_path / "spool"), *option]  # fmt: skip
+    proc = collector(args, cli_env(sandbox), timeout=60)
+    assert proc.returncode == 2, proc.stderr
+    lines = [x for x in proc.stderr.splitlines() if option[0] in x]
+    assert len(lines) == 1 and "add --device brainflow" in lines[0] and "reads lsl" in lines[0], proc.stderr
+    assert rows_of(sandbox) == []
+
+
 def test_a_playback_file_in_another_layout_is_one_line_and_exit_2(sandbox, tmp_path):
     # A file BrainFlow cannot read a line of (not its format, or another board's rows): BrainFlow
     # skips every line and the run used to end at once with exit 0 and nothing captured.

@@ -129,9 +129,10 @@ def test_cyton_on_a_missing_serial_port_is_no_source_with_one_line(tmp_path, cap
 
 
 def test_missing_parameter_is_named(tmp_path):
+    # Named as the option that sets it, not BrainFlow's field (serial_port).
     with pytest.raises(NoSourceError) as err:
         BrainFlowSource("cyton", log_file=tmp_path / "bf.log").open()
-    assert "serial_port is missing" in str(err.value) and "exit code 13" in str(err.value)
+    assert "--serial-port is missing" in str(err.value) and "exit code 13" in str(err.value)
 
 
 def test_missing_playback_file_is_no_source(tmp_path):

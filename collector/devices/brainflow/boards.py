@@ -63,6 +63,14 @@ PARAM_WORDS = (
     ("serial_number", "serial_number"),
     ("timeout", "timeout_s"),
 )
+# Our parameter -> the `run`/`fit` option that sets it (the others only come from a profile's [device]).
+PARAM_FLAGS = {
+    "serial_port": "--serial-port",
+    "mac_address": "--mac-address",
+    "serial_number": "--serial-number",
+    "file": "--board-file",
+    "master_board": "--master-board",
+}
 
 
 # -- boards -------------------------------------------------------------------------------------
@@ -142,7 +150,7 @@ def preset_name(preset: str | None) -> str:
         return _PRESETS[key]
     raise UsageError(
         f"BrainFlow preset {preset!r} is not known: use DEFAULT, AUXILIARY or ANCILLARY "
-        "(BrainFlowPresets; which a board has: `collector devices`)."
+        "(BrainFlowPresets; most boards have only DEFAULT)."
     )
 
 

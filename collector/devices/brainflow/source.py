@@ -58,6 +58,7 @@ from collector.core.time_repair import IMPLAUSIBLE_JUMP_S, LiveRepair, RateMeter
 from collector.devices.brainflow.boards import (
     EXIT_HINTS,
     FILE_FIELD,
+    PARAM_FLAGS,
     PARAM_WORDS,
     log_detail,
     log_size,
@@ -437,9 +438,9 @@ class BrainFlowSource:
         if code == 13:
             param = self._missing_param(detail)
             hint = (
-                f"{param} is missing or wrong; set it"
+                f"{PARAM_FLAGS.get(param, param)} is missing or wrong; set it"
                 if param
-                else "a setting is missing or wrong: check serial_port / mac_address / file / other_params"
+                else "a setting is missing or wrong: check --serial-port / --mac-address / --board-file"
             )
         else:
             hint = EXIT_HINTS.get(code, "see BrainFlow's log")

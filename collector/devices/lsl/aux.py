@@ -168,6 +168,7 @@ def open_aux_source(aux: AuxStream, resolve_timeout_s: float = 2.0) -> LslSource
         eeg_channels=aux.channels,
         unit=aux.unit,
         markers="off",
+        kind=aux.kind,
     )
     try:
         source.open()

@@ -99,6 +99,7 @@ class LslSource:
         markers_retry_s: float = 5.0,
         recheck_s: float = 10.0,
         probe_s: float = 3.0,
+        kind: str = "eeg",
     ) -> None:
         if resolve_timeout_s < 0:
             raise UsageError(f"resolve timeout must be 0 or more seconds, {resolve_timeout_s!r} is invalid.")
@@ -110,6 +111,7 @@ class LslSource:
         self.aux_channels = tuple(aux_channels)
         self.model = model
         self.unit = unit
+        self.kind = kind  # "eeg", or an auxiliary sensor's kind (accelerometer, gyroscope, ppg)
         self.lost_after_s = lost_after_s
         self.reconnect_resolve_s = reconnect_resolve_s
         self.replace_after_s = replace_after_s
@@ -472,7 +474,14 @@ class LslSource:
         if split.stim_index:
             stim_labels = [labels[i] for i in split.stim_index]
             self._stim = MarkerDecoder(stim_labels, annotations=False, numeric=True, sampled=True)
-        factors, unit = stream_units(eeg_units, len(split.eeg_index), full.name(), log, split.eeg_labels)
+        factors, unit = stream_units(
+            eeg_units,
+            len(split.eeg_index),
+            full.name(),
+            log,
+            split.eeg_labels,
+            voltage_expected=self.kind == "eeg",
+        )
         self._factors = np.asarray(factors, dtype=np.float64)
         nominal = sfreq
         measured = None
@@ -493,11 +502,12 @@ class LslSource:
             measured_sfreq=measured,
         )
         log.info(
-            "LSL stream %r (source_id %s, host %s): %d EEG channels (%s)%s, %.6g Hz",
+            "LSL stream %r (source_id %s, host %s): %d %s channels (%s)%s, %.6g Hz",
             description.name,
             description.source_id or "none",
             description.hostname,
             len(description.channels),
+            "EEG" if self.kind == "eeg" else self.kind,
             ", ".join(description.channels),
             f", AUX dropped: {', '.join(description.aux_channels)}" if description.aux_channels else "",
             sfreq,
