@@ -28,12 +28,6 @@ def _private_lsl_session() -> None:
 _private_lsl_session()
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Tests marked `long` (half a minute or more of waiting) go first: xdist hands them out before
-    the short ones, so the run does not end with one worker on a minute-long test."""
-    items.sort(key=lambda item: item.get_closest_marker("long") is None)  # stable: order kept otherwise
-
-
 @pytest.fixture
 def sandbox_factory(tmp_path):
     """`make(**faults)` starts a SandboxServer on a fresh data folder; all are stopped at teardown."""

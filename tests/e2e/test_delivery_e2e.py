@@ -104,7 +104,6 @@ def assert_key_not_in(root: Path, key: str) -> None:
         assert needle not in path.read_bytes(), f"the API key leaked into {path}"
 
 
-@pytest.mark.long
 def test_faults_everything_arrives_in_order_duplicates_only_on_lost_replies(
     sandbox_factory, tmp_path, caplog
 ):

@@ -19,7 +19,7 @@ from cli_runs import REPO, cli_env, is_summary, start_collector
 sys.path.insert(0, str(REPO / "scripts"))
 from make_xdf import synthetic_eeg, synthetic_markers, write_xdf  # noqa: E402
 
-pytestmark = [pytest.mark.slow, pytest.mark.long]
+pytestmark = pytest.mark.slow
 
 
 def recording(tmp_path: Path, name: str, seconds: float, seed: int) -> Path:

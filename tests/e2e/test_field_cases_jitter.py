@@ -151,7 +151,6 @@ class PacketPusher(threading.Thread):
 
 
 @pytest.mark.lsl
-@pytest.mark.long
 def test_live_n170_stamps_through_lsl_give_the_same_samples_times_and_no_gap_as_replay(
     sandbox_factory, tmp_path
 ):

@@ -166,7 +166,6 @@ def test_a_read_only_key_exits_3_before_capturing_and_doctor_says_so(sandbox, tm
 
 
 @pytest.mark.slow  # ~60 s: a replay paced at 8x, an outage, the backlog
-@pytest.mark.long
 def test_an_api_that_dies_mid_run_and_comes_back_is_said_once_each_way(sandbox_factory, tmp_path):
     server = sandbox_factory(tmp_path / "api", port=free_port())
     root = tmp_path / "spool"
