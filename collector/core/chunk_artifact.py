@@ -69,12 +69,12 @@ float64 precision instead.
 
 from __future__ import annotations
 
-import functools
 import json
 import math
 from collections.abc import Sequence
 from typing import Any
 
+import msgspec
 import numpy as np
 
 from collector.core.bandpower import BandPowers, BandSettings
@@ -212,12 +212,12 @@ def write_artifact(
     }
     # Samples of this chunk whose timestamp the source replaced from the stream's grid.
     artifact["method"]["timestamps_repaired"] = int(repaired)
-    # The two long lists' JSON, written from the arrays (see `encode`); None where that does not apply.
+    # The two long lists' JSON, written by msgspec (see `encode`); None where that does not apply.
     series: Series = {}
-    times_text = _decimals_json(times_rel)
+    times_text = _decimals_json(times_rel, times_list)
     if times_text is not None:
         series["times_ms"] = (times_list, times_text)
-    samples_text = _decimals_json(rounded) if sample_decimals == 3 and finite.all() else None
+    samples_text = _decimals_json(rounded, samples) if sample_decimals == 3 else None
     if samples_text is not None:
         series["samples"] = (samples, samples_text)
     return artifact, band_powers, series
@@ -230,8 +230,8 @@ def encode(artifact: dict[str, Any], series: Series | None = None) -> bytes:
     """The artifact as compact UTF-8 JSON (the evidence's `data` before base64): exactly
     `json.dumps(artifact, separators=(",", ":"), ensure_ascii=False, allow_nan=False)`.
 
-    `series` (from `write_artifact`) holds the JSON of `times_ms` and `samples`, written from
-    their arrays, for each list that is still the one written (a list replaced since is encoded
+    `series` (from `write_artifact`) holds the JSON of `times_ms` and `samples`, written by
+    msgspec, for each list that is still the one written (a list replaced since is encoded
     by json). The lists must not be changed in place.
     """
     if not series:
@@ -250,76 +250,18 @@ def _dumps(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
 
 
-def _word(text: str) -> int:
-    """Up to 4 ASCII bytes as the little-endian uint32 that holds them (NUL-padded)."""
-    return int.from_bytes(text.encode().ljust(4, b"\0"), "little")
+_PLAIN_LIMIT = 1e12  # |value| under this (3 decimals): msgspec writes each float as repr does
 
 
-@functools.cache
-def _digit_words() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """uint32 words of ".ddd" (trailing zeros dropped, ".0" for none) for 0..999, and of 0..9999
-    without and with leading zeros."""
-    frac = np.array([_word("." + (f"{i:03d}".rstrip("0") or "0")) for i in range(1000)], dtype=np.uint32)
-    lead = np.array([_word(str(i)) for i in range(10000)], dtype=np.uint32)
-    pad = np.array([_word(f"{i:04d}") for i in range(10000)], dtype=np.uint32)
-    return frac, lead, pad
-
-
-_PLAIN_LIMIT = 1e15  # |value| * 1000 under this: at most 12 integer digits, which repr never writes as 1e+N
-
-
-def _decimals_json(values: np.ndarray) -> bytes | None:
-    """`_dumps(values.tolist()).encode()` for finite values already rounded to 3 decimals, (n,) or
-    (n, c), with NumPy instead of a float repr per value (json took 2.5 s of the 6 s CPU of an
-    hour's replay; this 0.3 s, issue 23). None when a value does not fit (non-finite, >= 1e12).
-
-    Why it is the same text: such a value is the double nearest k / 1000 for an integer k, and
-    repr gives the shortest decimal that reads back as that double, which for up to 15 significant
-    digits is k / 1000 itself (shorter decimals are other numbers, further than half an ulp),
-    written plainly ("12.0", "0.005", "-0.0"). Each value is written as uint32 words (what
-    precedes it: "," or "],[", and its sign; its integer part in groups of 4 digits; its
-    fraction) whose unused bytes are NUL, and the NULs are dropped. tests/unit/test_eeg_chunk.py
-    compares the two on edge values."""
-    two_d = values.ndim == 2
-    cols = values.shape[1] if two_d else 1
-    flat = values.reshape(-1)
-    if flat.size == 0 or cols == 0:
+def _decimals_json(values: np.ndarray, as_list: list) -> bytes | None:
+    """`_dumps(as_list).encode()` by msgspec, for `as_list` = `values.tolist()` whose values are finite
+    and rounded to 3 decimals (json took 2.5 s of the 6 s CPU of an hour's replay, issue 23). Both
+    write a float's shortest repr; msgspec writes it differently only from 1e16 up ("1e16") and below
+    1e-4 ("0.00001"), which such values never reach under `_PLAIN_LIMIT`. None when they do not fit
+    (non-finite, too large): json writes those."""
+    if values.size == 0 or not np.isfinite(values).all() or not float(np.abs(values).max()) < _PLAIN_LIMIT:
         return None
-    k = np.rint(flat * 1000.0)
-    np.abs(k, out=k)
-    top = float(k.max())
-    if not top < _PLAIN_LIMIT:  # NaN compares false too
-        return None
-    frac, lead, pad = _digit_words()
-    whole, part = np.divmod(k.astype(np.int64), 1000)
-    groups = 1 if top < 1e7 else (2 if top < 1e11 else 3)
-    words = np.zeros((flat.size, groups + 2), dtype=np.uint32)
-    before = words[:, 0]
-    np.multiply(np.signbit(flat), ord("-"), out=before, casting="unsafe")
-    if two_d:  # "," before a value, "],[" before a row's first, "[[" before the very first
-        before <<= 24
-        before |= _word(",")
-        starts = before.reshape(-1, cols)[:, 0]
-        before.reshape(-1, cols)[:, 0] = (starts & 0xFF000000) | _word("],[")
-        before[0] = (before[0] & 0xFF000000) | _word("[[")
-    else:
-        before <<= 8
-        before |= _word(",")
-        before[0] = (before[0] & 0xFF00) | _word("[")
-    rest = whole
-    for j in range(groups):  # least significant group of 4 digits first, in the rightmost column
-        if j < groups - 1:
-            rest, group = np.divmod(rest, 10000)
-        else:
-            group = rest
-        higher = whole >= 10000 ** (j + 1)
-        if j == 0:
-            words[:, groups] = np.where(higher, pad[group], lead[group])
-        else:
-            words[:, groups - j] = np.where(higher, pad[group], np.where(whole >= 10000**j, lead[group], 0))
-    words[:, groups + 1] = frac[part]
-    text = words.reshape(-1).view(np.uint8)
-    return text[text != 0].tobytes() + (b"]]" if two_d else b"]")
+    return msgspec.json.encode(as_list)
 
 
 def _sig_all(values: np.ndarray) -> list[float | None]:

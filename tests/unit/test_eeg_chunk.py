@@ -480,3 +480,21 @@ def test_streams_too_slow_or_short_for_windows_are_still_chunked_whole():
         assert got == list(values[:, 0])
         assert all(out.artifact["windows"] == [] for out in outs)
         assert ("not_computed" in outs[0].artifact["method"]) == (sfreq == 1.0)
+
+
+def test_the_long_lists_json_is_json_dumps_byte_for_byte():
+    """`times_ms` and `samples` are written by msgspec (issue 23); the artifact must stay exactly
+    json.dumps' text, so values msgspec writes otherwise (from 1e16 up) are left to json."""
+    from collector.core.chunk_artifact import _decimals_json, _dumps, encode
+
+    samples = np.array([[0.0, -0.0, 0.001, -0.005], [12.0, 999999999999.999, -123456789.125, 0.1]])
+    times = np.round(np.arange(0, 5000, 3.90625), 3) + 0.0
+    art = {"format": "é", "times_ms": times.tolist(), "samples": samples.tolist(), "windows": []}
+    series = {
+        key: (art[key], _decimals_json(arr, art[key]))
+        for key, arr in (("times_ms", times), ("samples", samples))
+    }
+    assert all(text is not None for _, text in series.values())
+    assert encode(art, series) == _dumps(art).encode()  # type: ignore[arg-type]
+    for odd in (1e16, 1e13, float("nan"), float("inf")):
+        assert _decimals_json(np.array([odd]), [odd]) is None, odd
