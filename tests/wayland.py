@@ -263,7 +263,7 @@ class WaylandSession:
             **kw,
         )
 
-    def window(self, kind: str, rgb: str, timeout: float = 20.0) -> tuple[int, int, int, int]:
+    def window(self, kind: str, rgb: str, timeout: float = 60.0) -> tuple[int, int, int, int]:
         """A probe window ('wayland' or 'x11') painted #rgb; returns its (x, y, w, h) once drawn."""
         title = {"wayland": "probe-wl", "x11": "probe-x11"}[kind]
         proc = subprocess.Popen(
@@ -277,7 +277,9 @@ class WaylandSession:
         ready, _, _ = select.select([proc.stdout], [], [], timeout)
         line = proc.stdout.readline() if ready else ""  # type: ignore[union-attr]
         if line.strip() != "mapped":
-            raise RuntimeError(f"the {kind} probe window was not drawn within {timeout:g} s")
+            ended = proc.poll()
+            why = f"its process ended with {ended}" if ended is not None else f"not within {timeout:g} s"
+            raise RuntimeError(f"the {kind} probe window was not drawn ({why})")
         time.sleep(0.2)  # sway floats, sizes and places it at map: one more frame
         return GEOMETRY[kind]
 

@@ -512,7 +512,11 @@ def test_stop_signals_keep_every_chunk_for_collector_upload(sandbox, caplog, tmp
             env=headless_env(sandbox), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
             stderr=subprocess.PIPE, text=True,
         )  # fmt: skip
-        time.sleep(4)
+        # Counted from the capture, not the launch: a loaded machine starts the collector late.
+        deadline = time.monotonic() + 60
+        while len([r for r in sandbox.evidence(sandbox.workspace_id) if r["type"] == "eeg"]) < 4:
+            assert proc.poll() is None and time.monotonic() < deadline, "nothing delivered"
+            time.sleep(0.1)
         sandbox.set_faults(fail_503=1.0)  # the API goes down: nothing more is delivered
         time.sleep(3)
         if stop == "sigterm":
