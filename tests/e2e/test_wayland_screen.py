@@ -34,9 +34,10 @@ def wl():
         pytest.skip(why)
     session = WaylandSession().up()
     try:
+        # First: the probe windows' script is in this tree, which may sit in a 0700 folder (mktemp -d).
+        session.python = session.grant_python()
         session.window("wayland", "{:02x}{:02x}{:02x}".format(*RED))
         session.window("x11", "{:02x}{:02x}{:02x}".format(*GREEN))
-        session.python = session.grant_python()
         session.portal_warmup_s = session.warm_portal()
         yield session
     finally:
