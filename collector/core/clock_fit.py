@@ -134,6 +134,17 @@ def _quantile_and_median_rows(a: np.ndarray, q: float) -> tuple[np.ndarray, np.n
     return quantile, median
 
 
+def _packets_possible(irregular: np.ndarray, smallest: int) -> bool:
+    """Whether some packet size m >= `smallest` can hold PACKET_SHARE of the sorted positions
+    `irregular` on one phase modulo m: a necessary condition, cheap to test. With a share s of N
+    positions on one phase, at least N - 1 - 2 (1 - s) N neighbouring pairs are both on it, and
+    their distance is a multiple of m, so at least m. Jittery stamps (irregular steps side by side)
+    fail it, so the bincount over every size is skipped; the packet found is the same either way."""
+    n = irregular.size
+    needed = n - 1 - 2 * (1 - PACKET_SHARE) * n - 1e-9
+    return int(np.count_nonzero(np.diff(irregular) >= smallest)) >= needed
+
+
 @dataclass
 class _Segment:
     start: int  # absolute index of its first sample
@@ -252,7 +263,7 @@ class ClockFit:
             return
         d = np.diff(tt)
         irregular = np.flatnonzero(np.abs(d - np.median(d)) > _IRREGULAR_STEP * self.p)[-1024:] + a
-        if irregular.size < 16:
+        if irregular.size < 16 or not _packets_possible(irregular, self.packet + 1):
             return
         for m in range(MAX_PACKET, 1, -1):
             if m <= self.packet:
@@ -373,11 +384,13 @@ class ClockFit:
             return found
         steps = np.diff(win, axis=1)
         step_med = _median_rows(steps.copy())
-        limit = _IRREGULAR_STEP * self.p
-        counts = np.count_nonzero(np.abs(steps - step_med[:, None]) > limit, axis=1)
+        irregular = np.abs(steps - step_med[:, None]) > _IRREGULAR_STEP * self.p
+        counts = np.count_nonzero(irregular, axis=1)
         starts = np.concatenate(([0], np.cumsum(sizes)[:-1]))
         for r in np.flatnonzero(counts >= 16).tolist():
-            where = np.flatnonzero(np.abs(steps[r] - step_med[r]) > limit)[-1024:] + (a + r * d)
+            where = np.flatnonzero(irregular[r])[-1024:] + (a + r * d)
+            if not _packets_possible(where, int(sizes[0])):
+                continue
             # The largest m with PACKET_SHARE of them on one phase (`_find_packet` tries m downwards).
             phase = (where[None, :] % sizes[:, None]) + starts[:, None]
             on_phase = np.bincount(phase.ravel(), minlength=int(sizes.sum()))

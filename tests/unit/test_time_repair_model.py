@@ -332,3 +332,42 @@ def test_clean_blocks_at_once_give_bit_for_bit_what_block_by_block_gives(case, p
     one_by_one = _model_outcome(t, p, piece)
     np.testing.assert_array_equal(batched[0], one_by_one[0])
     assert batched[1:] == one_by_one[1:]
+
+
+@pytest.mark.parametrize("case", [0, 1, 5, 6, "n170"])
+def test_the_packet_pre_check_changes_no_outcome(case, monkeypatch):
+    """`_packets_possible` only skips packet sizes that cannot win: with it on or forced off, the
+    model decides the same times, repairs, gaps, resets, jitter and packet."""
+    from collector.core import clock_fit
+
+    t = muselsl("muselsl_jitter_n170.csv") if case == "n170" else _synthetic(int(case))[0]
+    p = typical_period(t)
+    checked = _model_outcome(t, p, None)
+    monkeypatch.setattr(clock_fit, "_packets_possible", lambda irregular, smallest: True)
+    unchecked = _model_outcome(t, p, None)
+    np.testing.assert_array_equal(checked[0], unchecked[0])
+    assert checked[1:] == unchecked[1:]
+
+
+def test_the_packet_pre_check_never_rules_out_a_size_that_holds_the_share():
+    """Against brute force on many position sets: whenever some m >= smallest has PACKET_SHARE
+    of the positions on one phase, `_packets_possible` says so."""
+    from collector.core.clock_fit import MAX_PACKET, PACKET_SHARE, _packets_possible
+
+    rng = np.random.default_rng(7)
+    ruled_out = 0
+    for _ in range(3000):
+        m_true = int(rng.integers(2, 20))
+        n = int(rng.integers(16, 200))
+        on = np.arange(n) * m_true + int(rng.integers(0, m_true))
+        noise = rng.integers(0, n * m_true, int(rng.integers(0, n // 2 + 1)))
+        where = np.unique(np.concatenate((on[: int(n * rng.uniform(0.6, 1.0))], noise)))
+        smallest = int(rng.integers(2, 16))
+        holds = any(
+            np.bincount(where % m, minlength=m).max() >= PACKET_SHARE * where.size
+            for m in range(smallest, MAX_PACKET + 1)
+        )
+        possible = _packets_possible(where, smallest)
+        assert possible or not holds
+        ruled_out += not possible
+    assert ruled_out > 300  # the check does rule sets out, or this test would prove nothing
