@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import base64
 import binascii
-import re
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from collector.api.ids import is_uuid
 
 MAX_DECODED_BYTES = 10 * 1024 * 1024  # 10 MB per upload / per workspace file (decoded)
 MAX_WORKSPACE_FILES = 5
@@ -40,12 +41,6 @@ FILE_EXTENSION_MIME: dict[str, str] = {
     ".png": "image/png",
     ".webp": "image/webp",
 }
-
-UUID_RE = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
-
-
-def is_uuid(value: str) -> bool:
-    return bool(UUID_RE.match(value))
 
 
 def decoded_size(data_b64: str) -> int:

@@ -9,9 +9,13 @@ from __future__ import annotations
 
 import difflib
 import os
+from typing import TYPE_CHECKING
 
-from collector.api.models import Block, is_uuid
+from collector.api.ids import is_uuid
 from collector.errors import NotFoundError, UsageError
+
+if TYPE_CHECKING:
+    from collector.api.models import Block
 
 ENV_WORKSPACE = "COLLECTOR_WORKSPACE"
 ENV_BLOCK = "COLLECTOR_BLOCK"

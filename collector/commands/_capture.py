@@ -11,9 +11,9 @@ import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from collector.api.client import OpenLessonClient
-from collector.api.models import Block, is_uuid
+from collector.api.ids import is_uuid
 from collector.api.settings import ApiSettings
 from collector.api.targets import ENV_WORKSPACE, pick_target, verify_target
 from collector.capture.logformat import setup_logging
@@ -28,9 +28,11 @@ from collector.commands._sources import open_aux, open_eeg, open_screen
 from collector.core.records import StreamDescription
 from collector.delivery.opening import open_spool
 from collector.delivery.spool.targets import LOCAL_WORKSPACE
-from collector.delivery.uploader import Uploader
 from collector.errors import ApiError, NetworkError, NoSourceError, UsageError
 from collector.profiles.profile import Profile
+
+if TYPE_CHECKING:
+    from collector.api.models import Block
 
 log = logging.getLogger("collector.run")
 
@@ -162,6 +164,8 @@ def _verify_retrying(settings: ApiSettings, workspace_id: str, block: str | None
     """
     import tenacity
 
+    from collector.api.client import OpenLessonClient  # the HTTP stack: not for offline captures
+
     backoff = tenacity.wait_exponential_jitter(initial=1, max=4, jitter=0.5)
 
     def wait(state: tenacity.RetryCallState) -> float:
@@ -259,6 +263,8 @@ def deliver_and_capture(
     uploader = None
     try:
         if not offline:
+            from collector.delivery.uploader import Uploader  # the HTTP stack: not for offline captures
+
             uploader = Uploader(
                 spool,
                 settings,

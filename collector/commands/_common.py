@@ -6,7 +6,7 @@ import argparse
 import os
 from pathlib import Path
 
-from collector.api.models import is_uuid
+from collector.api.ids import is_uuid
 from collector.api.settings import ENV_SPOOL_DIR, ApiSettings, resolve_api_key, resolve_base_url
 from collector.errors import UsageError
 

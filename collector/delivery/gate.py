@@ -12,7 +12,7 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any
 
-from collector.api.models import is_uuid
+from collector.api.ids import is_uuid
 from collector.api.targets import verify_target
 from collector.delivery.failures import Outcome, classify
 from collector.delivery.spool import Spool, SpoolItem

@@ -35,7 +35,8 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from collector.api.models import EvidenceCreate, PerformanceRequest, WorkspaceCreate, is_uuid
+from collector.api.ids import is_uuid
+from collector.api.models import EvidenceCreate, PerformanceRequest, WorkspaceCreate
 from collector.sandbox.report import build_chat_answer, build_report
 from collector.sandbox.store import EVIDENCE_REPLY_FIELDS, SandboxStore
 

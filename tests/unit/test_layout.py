@@ -289,3 +289,19 @@ def test_the_checks_catch_a_hidden_cycle_a_wrong_way_import_and_a_long_module(tm
     assert [line.split(":")[0] for line in oversized(modules)] == ["collector.review.long"]
     # ..errors (relative) resolves to collector.errors, which every stage may import
     assert Import("collector.devices.b", "collector.errors", 2) in edges
+
+
+def test_an_offline_capture_command_does_not_import_the_http_stack():
+    """`collector replay --offline` and `run --offline` never talk to the API: importing their
+    commands must not pull in httpx, httpcore or the API client (0.3 s of CPU at each start,
+    issue 23); those are imported where an uploader or a target check starts."""
+    import subprocess
+    import sys
+
+    probe = (
+        "import sys, collector.commands.replay, collector.commands.run; "
+        "print(' '.join(m for m in ('httpx', 'httpcore', 'collector.api.client', "
+        "'collector.delivery.uploader') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == ""
