@@ -3,6 +3,8 @@
     python scripts/bench_replay_ratio.py                      # 1 h of 4-ch 256 Hz EEG + markers
     python scripts/bench_replay_ratio.py --tree /work/base --repeat 2
     python scripts/bench_replay_ratio.py --reference FILE.xdf # the reference alone, prints JSON
+    python scripts/bench_replay_ratio.py --stamps ../shared/data/field-cases/muselsl_jitter_n170.csv
+                                          # a real Muse's jittery packet stamps instead of a grid
 
 Writes a synthetic XDF (scripts/make_xdf.py), then runs, each in a fresh interpreter (a
 subprocess, timed with wait4: wall, CPU, peak RSS, imports included):
@@ -31,6 +33,8 @@ import tempfile
 import time
 import uuid
 from pathlib import Path
+
+import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from benchlib import add_tree_args, child_rusage, collector_cmd, header, load, tree_env  # noqa: E402
@@ -83,6 +87,16 @@ def reference(path: Path) -> dict:
     }
 
 
+def stamps_like(csv: Path, grid: np.ndarray) -> np.ndarray:
+    """`grid`'s length of stamps from `grid[0]` whose steps are the CSV's, repeated: a real
+    device's jitter and packets (muselsl stamps 12-sample BLE packets) over the whole recording."""
+    import pandas as pd
+
+    steps = np.diff(pd.read_csv(csv, usecols=["timestamps"])["timestamps"].to_numpy(np.float64))
+    steps = np.resize(steps[steps > -1.0], grid.size - 1)  # no clock reset across a repeat
+    return grid[0] + np.concatenate(([0.0], np.cumsum(steps)))
+
+
 def timed(cmd: list[str], env: dict | None, cwd: Path) -> dict:
     t0 = time.monotonic()
     with open(cwd / "child.out", "wb") as out, open(cwd / "child.err", "wb") as err:
@@ -105,6 +119,13 @@ def main() -> None:
         "--chunk-seconds", type=float, default=None, help="replay --chunk-seconds (default: none)"
     )
     ap.add_argument("--reference", type=Path, metavar="XDF", help="run only the reference on XDF (JSON out)")
+    ap.add_argument(
+        "--stamps",
+        type=Path,
+        metavar="CSV",
+        help="stamp the EEG like this muselsl CSV's `timestamps` (its steps repeated to the length), "
+        "e.g. ../shared/data/field-cases/muselsl_jitter_n170.csv; default: a perfect 256 Hz grid",
+    )
     args = ap.parse_args()
     if args.reference:
         print(json.dumps(reference(args.reference)))
@@ -119,10 +140,14 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench-ratio-") as tmp_name:
         tmp = Path(tmp_name)
         xdf = tmp / "long.xdf"
-        write_xdf(xdf, [synthetic_eeg(seconds), synthetic_markers(seconds)])
+        eeg = synthetic_eeg(seconds)
+        if args.stamps:
+            eeg.timestamps = stamps_like(args.stamps, eeg.timestamps)
+        write_xdf(xdf, [eeg, synthetic_markers(seconds)])
         print(
             f"  XDF {xdf.stat().st_size / 1e6:.1f} MB "
-            f"({seconds:g} s, {round(seconds * 256):,} samples x 4 ch)"
+            f"({seconds:g} s, {round(seconds * 256):,} samples x 4 ch"
+            f"{f', stamped like {args.stamps.name}' if args.stamps else ''})"
         )
         env = tree_env(args.tree, OPENLESSON_API_KEY="sk_benchmark_not_used")
         refs, reps = [], []

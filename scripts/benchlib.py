@@ -11,6 +11,7 @@ tree measured.
 from __future__ import annotations
 
 import argparse
+import compileall
 import os
 import subprocess
 import sys
@@ -62,6 +63,9 @@ def describe_tree(tree: Path) -> str:
     where = probe.stdout.strip()
     if probe.returncode != 0 or Path(where).resolve() != tree / "collector":
         sys.exit(f"--tree {tree}: a subprocess imports collector from {where or probe.stderr[-500:]!r}")
+    # Bytecode as `pip install` leaves it: with PYTHONDONTWRITEBYTECODE (or a fresh checkout) every
+    # run would otherwise compile the package's changed modules again (~0.3 s of CPU per start).
+    compileall.compile_dir(str(tree / "collector"), quiet=1)
     rev = subprocess.run(
         ["git", "-C", str(tree), "log", "-1", "--format=%h"], capture_output=True, text=True
     ).stdout.strip()
