@@ -5,7 +5,8 @@ Every test uses its own uuid-suffixed stream names and source_ids."""
 from __future__ import annotations
 
 import logging
-import threading
+import subprocess
+import sys
 import time
 import uuid
 
@@ -60,23 +61,27 @@ def test_muse_recording_played_through_lsl_arrives_sample_for_sample():
     assert not any(c.gaps for c in chunks)
 
 
-def _publish(name: str, source_id: str, first: int, n: int, stop: threading.Event, sfreq: float = 100.0):
-    import pylsl
+_PUBLISH = """
+import sys, time
+import numpy as np, pylsl
+from collector.devices.player import make_eeg_info
+name, source_id, first, n, sfreq = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), 100.0
+outlet = pylsl.StreamOutlet(make_eeg_info(name, source_id, ["A", "B"], sfreq))
+outlet.wait_for_consumers(10)
+t0 = pylsl.local_clock()
+for k in range(0, n, 10):
+    idx = np.arange(first + k, first + k + 10)
+    outlet.push_chunk(np.stack([idx, -idx], 1).astype(np.float32), (t0 + (idx - first) / sfreq).tolist())
+    time.sleep(0.1)
+time.sleep(0.5)  # let the inlet drain before the outlet disappears
+"""
 
-    outlet = pylsl.StreamOutlet(make_eeg_info(name, source_id, ["A", "B"], sfreq))
-    try:
-        outlet.wait_for_consumers(10)
-        t0 = pylsl.local_clock()
-        for k in range(0, n, 10):
-            if stop.is_set():
-                return
-            idx = np.arange(first + k, first + k + 10)
-            stamps = (t0 + (idx - first) / sfreq).tolist()
-            outlet.push_chunk(np.stack([idx, -idx], 1).astype(np.float32), stamps)
-            time.sleep(0.1)
-        stop.wait(0.5)  # let the inlet drain before the outlet disappears
-    finally:
-        del outlet
+
+def _publish(name: str, source_id: str, first: int, n: int) -> subprocess.Popen:
+    """n samples (values first, first + 1, ...) at 100 Hz from another process, which then ends:
+    its stream is lost to our inlet. A process of its own, as a device would be (liblsl crashed,
+    rarely, when an outlet was destroyed in a thread of the process whose inlet read it)."""
+    return subprocess.Popen([sys.executable, "-c", _PUBLISH, name, source_id, str(first), str(n)])
 
 
 @pytest.mark.lsl
@@ -85,9 +90,7 @@ def test_lost_stream_is_waited_for_re_resolved_and_the_gap_reported(caplog, with
     caplog.set_level(logging.INFO, logger="collector.devices.lsl")
     name = uid("lost")
     sid = name if with_source_id else ""  # without one, liblsl cannot recover it: we re-resolve by name
-    stop = threading.Event()
-    first = threading.Thread(target=_publish, args=(name, sid, 0, 50, stop), daemon=True)
-    first.start()
+    first = _publish(name, sid, 0, 50)
     source = LslSource(
         stream_name=None if with_source_id else name,
         source_id=sid or None,
@@ -105,12 +108,14 @@ def test_lost_stream_is_waited_for_re_resolved_and_the_gap_reported(caplog, with
             if chunk is not None:
                 chunks.append(chunk)
             if second is None and source.lost:
-                first.join(10)
-                second = threading.Thread(target=_publish, args=(name, sid, 1000, 50, stop), daemon=True)
-                second.start()
+                first.wait(10)
+                second = _publish(name, sid, 1000, 50)
     finally:
-        stop.set()
         source.close()
+        for proc in (first, second):
+            if proc is not None:
+                proc.kill()
+                proc.wait()
     values = np.concatenate([c.data[:, 0] for c in chunks])
     np.testing.assert_array_equal(values, np.r_[np.arange(50), np.arange(1000, 1050)])
     gaps = [g for c in chunks for g in c.gaps]
