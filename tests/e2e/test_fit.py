@@ -142,23 +142,29 @@ def test_run_fit_check_warns_naming_the_bad_channel_then_captures(tmp_path):
     assert len(fit_lines(err)) >= 3
 
 
-def play_clean_for(name: str, seconds: float, sfreq: float = 256.0) -> None:
-    """A clean 4-channel stream (10 Hz sine + noise, 20 µV) for `seconds`, then its outlet is destroyed."""
-    import time
+_PLAY_CLEAN = """
+import sys, time
+import numpy as np, pylsl
+from collector.devices.player import make_eeg_info
+name, seconds, sfreq = sys.argv[1], float(sys.argv[2]), float(sys.argv[3])
+outlet = pylsl.StreamOutlet(make_eeg_info(name, name, ("TP9", "AF7", "AF8", "TP10"), sfreq))
+outlet.wait_for_consumers(15)  # samples pushed before the inlet connects would never reach it
+rng = np.random.default_rng(2)
+start, pushed, block = pylsl.local_clock(), 0, 8
+while pushed / sfreq < seconds:
+    t = (pushed + np.arange(block)) / sfreq
+    values = 20 * np.sin(2 * np.pi * 10 * t)[:, None] + rng.normal(0, 5, (block, 4))
+    time.sleep(max(0.0, start + t[-1] - pylsl.local_clock()))
+    outlet.push_chunk(values.astype(np.float32), (start + t).tolist())
+    pushed += block
+"""
 
-    import pylsl
 
-    outlet = pylsl.StreamOutlet(make_eeg_info(name, name, ("TP9", "AF7", "AF8", "TP10"), sfreq))
-    outlet.wait_for_consumers(15)  # samples pushed before the inlet connects would never reach it
-    rng = np.random.default_rng(2)
-    start, pushed, block = pylsl.local_clock(), 0, 8
-    while pushed / sfreq < seconds:
-        t = (pushed + np.arange(block)) / sfreq
-        values = 20 * np.sin(2 * np.pi * 10 * t)[:, None] + rng.normal(0, 5, (block, 4))
-        time.sleep(max(0.0, start + t[-1] - pylsl.local_clock()))
-        outlet.push_chunk(values.astype(np.float32), (start + t).tolist())
-        pushed += block
-    del outlet  # the stream is gone, as when a headset app is killed
+def play_clean_for(name: str, seconds: float, sfreq: float = 256.0) -> subprocess.Popen:
+    """A clean 4-channel stream (10 Hz sine + noise, 20 µV) for `seconds` from another process,
+    which then ends: the stream is gone, as when a headset app is killed. (In a thread of the
+    reading process, destroying the outlet rarely crashed liblsl.)"""
+    return subprocess.Popen([sys.executable, "-c", _PLAY_CLEAN, name, str(seconds), str(sfreq)])
 
 
 @pytest.mark.lsl
@@ -170,8 +176,7 @@ def test_a_stream_that_dies_shows_no_signal_and_never_counts_as_good(caplog):
 
     name = f"fit-dies-{uuid.uuid4().hex[:8]}"
     source = LslSource(stream_name=name, resolve_timeout_s=10, markers=None)
-    player = threading.Thread(target=play_clean_for, args=(name, 2.6), daemon=True)
-    player.start()
+    player = play_clean_for(name, 2.6)
     ticks = []
     try:
         description = source.open()
@@ -180,7 +185,8 @@ def test_a_stream_that_dies_shows_no_signal_and_never_counts_as_good(caplog):
         )
     finally:
         source.close()
-        player.join(10)
+        player.kill()
+        player.wait()
     assert not result.ok, ticks
     assert max(streak for _, _, streak in ticks) < 3
     assert any(f.grade == "good" for _, ch, _ in ticks for f in ch.values())  # it was good while alive
