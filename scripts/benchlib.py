@@ -64,7 +64,7 @@ def check_tree(tree: Path, flag: str = "--tree") -> Path:
     """`tree` resolved; exits with one line unless it holds a `collector` package to import."""
     tree = Path(tree).resolve()
     if not tree.is_dir():
-        sys.exit(f"{flag} {tree}: no such directory; give a checkout of this project")
+        sys.exit(f"{flag} {tree}: not a directory; give the root of a checkout of this project")
     if not (tree / "collector" / "__init__.py").is_file():
         sys.exit(
             f"{flag} {tree}: no collector/__init__.py there; give the root of a checkout of this project"
