@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -38,6 +39,7 @@ from benchlib import (  # noqa: E402
     header,
     import_sandbox,
     load,
+    number,
     proc_cpu_s,
     proc_rss_mb,
     tree_env,
@@ -122,18 +124,22 @@ def lsl_outlet(stop: threading.Event, sfreq: float = 256.0, n_ch: int = 4, per_p
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_tree_args(ap, sandbox=True)
-    ap.add_argument("--duration", type=float, default=60.0, help="collector run --duration (default 60)")
-    ap.add_argument("--screen-interval", type=float, default=5.0)
-    ap.add_argument("--size", default="1600x900", help="Xvfb screen size (default 1600x900)")
+    seconds = number(float, above=0)
+    ap.add_argument("--duration", type=seconds, default=60.0, help="collector run --duration (default 60)")
+    ap.add_argument("--screen-interval", type=seconds, default=5.0)
+    ap.add_argument("--size", default="1600x900", help="Xvfb screen size WxH (default 1600x900)")
     ap.add_argument(
-        "--steady", type=float, metavar="S", default=None,
+        "--steady", type=number(float, at_least=0), metavar="S", default=None,
         help="also report CPU over [S, duration] s after the launch (e.g. 20)",
     )  # fmt: skip
-    ap.add_argument("--change-every", type=float, default=30.0, help="root colour change period, s")
+    # 0 would spawn xsetroot in a busy loop, on the CPU being measured
+    ap.add_argument("--change-every", type=seconds, default=30.0, help="root colour change period, s")
     ap.add_argument("--extra", nargs=argparse.REMAINDER, default=[], help="more `collector run` options")
     args = ap.parse_args()
     if args.steady is not None and not 0 <= args.steady < args.duration - 1:
         ap.error("--steady S needs 0 <= S < duration - 1")
+    if not re.fullmatch(r"[1-9][0-9]*x[1-9][0-9]*", args.size):
+        ap.error(f"--size {args.size!r}: give the screen as WIDTHxHEIGHT in pixels, e.g. 1600x900")
     header(f"collector run, {args.duration:g} s, 4-ch 256 Hz LSL + {args.size} screenshots "
            f"every {args.screen_interval:g} s under Xvfb", args.tree)  # fmt: skip
     SandboxServer = import_sandbox(args.sandbox_tree)

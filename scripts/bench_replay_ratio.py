@@ -37,7 +37,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from benchlib import add_tree_args, child_rusage, collector_cmd, header, load, tree_env  # noqa: E402
+from benchlib import add_tree_args, child_rusage, collector_cmd, header, load, number, tree_env  # noqa: E402
 
 BANDS = (
     ("delta", 1.0, 4.0),
@@ -87,13 +87,36 @@ def reference(path: Path) -> dict:
     }
 
 
-def stamps_like(csv: Path, grid: np.ndarray) -> np.ndarray:
-    """`grid`'s length of stamps from `grid[0]` whose steps are the CSV's, repeated: a real
-    device's jitter and packets (muselsl stamps 12-sample BLE packets) over the whole recording."""
+MIN_SECONDS = 10.0  # shorter, the reference's 2 s windows and the replay's chunks say little
+
+
+def csv_steps(csv: Path) -> np.ndarray:
+    """The steps between a muselsl CSV's `timestamps`, s, shape (n_rows - 1,), clock resets (a step
+    back of more than 1 s) left out; exits with one line if they cannot stamp 256 Hz EEG."""
     import pandas as pd
 
-    steps = np.diff(pd.read_csv(csv, usecols=["timestamps"])["timestamps"].to_numpy(np.float64))
-    steps = np.resize(steps[steps > -1.0], grid.size - 1)  # no clock reset across a repeat
+    try:
+        stamps = pd.read_csv(csv, usecols=["timestamps"])["timestamps"].to_numpy(np.float64)
+    except FileNotFoundError:
+        sys.exit(f"--stamps {csv}: no such file")
+    except (OSError, ValueError, pd.errors.ParserError) as exc:  # EmptyDataError is a ValueError
+        sys.exit(f"--stamps {csv}: not a CSV with a numeric `timestamps` column ({str(exc).splitlines()[0]})")
+    steps = np.diff(stamps)
+    steps = steps[steps > -1.0]  # also drops the steps next to an empty cell (NaN)
+    if steps.size == 0 or not steps.sum() > 0:
+        sys.exit(f"--stamps {csv}: needs at least 2 rows of increasing `timestamps` ({stamps.size} rows)")
+    median = float(np.median(steps))
+    if not 0.8 / 256 <= median <= 1.25 / 256:  # other stamps would make another benchmark
+        sys.exit(f"--stamps {csv}: median step {median * 1000:.1f} ms is not a 256 Hz recording's "
+                 f"(3.9 ms); give a 256 Hz muselsl CSV")  # fmt: skip
+    return steps
+
+
+def stamps_like(steps: np.ndarray, grid: np.ndarray) -> np.ndarray:
+    """`grid`'s length of stamps from `grid[0]` whose steps are `steps` (from `csv_steps`),
+    repeated: a real device's jitter and packets (muselsl stamps 12-sample BLE packets) over
+    the whole recording."""
+    steps = np.resize(steps, grid.size - 1)  # no clock reset across a repeat (csv_steps drops them)
     return grid[0] + np.concatenate(([0.0], np.cumsum(steps)))
 
 
@@ -113,11 +136,14 @@ def timed(cmd: list[str], env: dict | None, cwd: Path) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_tree_args(ap)
-    ap.add_argument("--hours", type=float, default=1.0)
-    ap.add_argument("--repeat", type=int, default=1, help="alternate reference and replay N times")
+    ap.add_argument("--hours", type=number(float, above=0), default=1.0)
     ap.add_argument(
-        "--chunk-seconds", type=float, default=None, help="replay --chunk-seconds (default: none)"
+        "--repeat", type=number(int, at_least=1), default=1, help="alternate reference and replay N times"
     )
+    ap.add_argument(
+        "--chunk-seconds", type=number(float, above=0), default=None,
+        help="replay --chunk-seconds (default: none)",
+    )  # fmt: skip
     ap.add_argument("--reference", type=Path, metavar="XDF", help="run only the reference on XDF (JSON out)")
     ap.add_argument(
         "--stamps",
@@ -128,8 +154,17 @@ def main() -> None:
     )
     args = ap.parse_args()
     if args.reference:
-        print(json.dumps(reference(args.reference)))
+        if not args.reference.is_file():
+            sys.exit(f"--reference {args.reference}: no such file")
+        try:
+            print(json.dumps(reference(args.reference)))
+        except Exception as exc:  # pyxdf raises bare Exception, struct.error, ... on a bad file
+            sys.exit(f"--reference {args.reference}: not an XDF file with an EEG stream ({exc!r:.300})")
         return
+    if args.hours * 3600 < MIN_SECONDS:
+        ap.error(f"--hours {args.hours:g} is {args.hours * 3600:.3g} s; give at least {MIN_SECONDS:g} s "
+                 f"({MIN_SECONDS / 3600:.4f} h)")  # fmt: skip
+    steps = csv_steps(args.stamps) if args.stamps else None  # before the XDF: a bad CSV fails at once
 
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     from make_xdf import synthetic_eeg, synthetic_markers, write_xdf
@@ -141,8 +176,8 @@ def main() -> None:
         tmp = Path(tmp_name)
         xdf = tmp / "long.xdf"
         eeg = synthetic_eeg(seconds)
-        if args.stamps:
-            eeg.timestamps = stamps_like(args.stamps, eeg.timestamps)
+        if steps is not None:
+            eeg.timestamps = stamps_like(steps, eeg.timestamps)
         write_xdf(xdf, [eeg, synthetic_markers(seconds)])
         print(
             f"  XDF {xdf.stat().st_size / 1e6:.1f} MB "
@@ -160,7 +195,7 @@ def main() -> None:
             cmd = collector_cmd(
                 "replay", str(xdf), "--workspace", str(uuid.uuid4()), "--block", str(uuid.uuid4()),
                 "--speed", "max", "--offline", "--spool", str(spool), "--log-format", "json",
-                *(["--chunk-seconds", f"{args.chunk_seconds:g}"] if args.chunk_seconds else []),
+                *(["--chunk-seconds", f"{args.chunk_seconds:g}"] if args.chunk_seconds is not None else []),
             )  # fmt: skip
             rep = timed(cmd, env, tmp)
             if rep["code"] not in (0, 6):

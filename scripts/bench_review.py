@@ -29,7 +29,7 @@ import uuid
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from benchlib import add_tree_args, child_rusage, collector_cmd, header, load, tree_env  # noqa: E402
+from benchlib import add_tree_args, child_rusage, collector_cmd, header, load, number, tree_env  # noqa: E402
 from make_xdf import synthetic_eeg, synthetic_markers, write_xdf  # noqa: E402
 
 
@@ -50,6 +50,8 @@ def screenshot(i: int) -> bytes:
 
 def prepare(spool_dir: Path, screenshots: int) -> None:
     """In a subprocess with the tree under test on PYTHONPATH: add screenshots, mark all delivered."""
+    if not (spool_dir / "spool.db").is_file():  # Spool() would create an empty one there
+        sys.exit(f"--prepare {spool_dir}: no spool there (spool.db); it is this script's own step")
     try:
         from collector.delivery.spool import Spool
     except ImportError:  # the flat layout (before the by-stage packages)
@@ -103,15 +105,21 @@ def page_parts(page: Path) -> dict[str, float]:
     }
 
 
+MIN_SECONDS = 10.0  # a capture shorter than this has no chunk to review
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_tree_args(ap)
-    ap.add_argument("--hours", type=float, default=2.0)
-    ap.add_argument("--screenshots", type=int, default=240)
+    ap.add_argument("--hours", type=number(float, above=0), default=2.0)
+    ap.add_argument("--screenshots", type=number(int, at_least=0), default=240)
     ap.add_argument("--prepare", type=Path, metavar="SPOOL", help=argparse.SUPPRESS)  # the child's part
     args = ap.parse_args()
     if args.prepare:
         return prepare(args.prepare, args.screenshots)
+    if args.hours * 3600 < MIN_SECONDS:
+        ap.error(f"--hours {args.hours:g} is {args.hours * 3600:.3g} s; give at least {MIN_SECONDS:g} s "
+                 f"({MIN_SECONDS / 3600:.4f} h)")  # fmt: skip
     header(f"collector review of a {args.hours:g} h capture with {args.screenshots} screenshots", args.tree)
     seconds = args.hours * 3600
     env = tree_env(args.tree, OPENLESSON_API_KEY="sk_benchmark_not_used")

@@ -34,7 +34,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from benchlib import add_tree_args, collector_cmd, header, import_sandbox, load, tree_env  # noqa: E402
+from benchlib import add_tree_args, collector_cmd, header, import_sandbox, load, number, tree_env  # noqa: E402
 from make_xdf import synthetic_eeg, synthetic_markers, write_xdf  # noqa: E402
 
 
@@ -105,6 +105,7 @@ def four_replays(args: argparse.Namespace) -> None:
                 procs.append((subprocess.Popen(cmd, env=env, cwd=tmp, stdin=subprocess.DEVNULL,
                                                stdout=subprocess.DEVNULL, stderr=err), err))  # fmt: skip
             exits = []
+            stopped = []
             deadline = t0 + args.timeout
             for i, (proc, err) in enumerate(procs):
                 try:
@@ -113,6 +114,7 @@ def four_replays(args: argparse.Namespace) -> None:
                     proc.terminate()
                     proc.wait()
                     print(f"  replay {i + 1} still running after {args.timeout:g} s: stopped")
+                    stopped.append(i + 1)
                 err.close()
                 exits.append((proc.returncode, time.monotonic() - t0))
             load_end = load()
@@ -155,20 +157,27 @@ def four_replays(args: argparse.Namespace) -> None:
         for i, code, tail in failed:
             print(f"replay {i} exited {code}:\n{tail}", file=sys.stderr)
         sys.exit(1)
+    if stopped:  # a stopped replay flushes and exits 0: the figures above miss its rest
+        sys.exit(f"replays {stopped} were stopped at --timeout {args.timeout:g} s: the figures above are "
+                 f"incomplete; give a longer --timeout")  # fmt: skip
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_tree_args(ap, sandbox=True)
     ap.add_argument("--four-replays", action="store_true", help="issue 23's row instead (see above)")
-    ap.add_argument("--replays", type=int, default=4, help="--four-replays: how many (default 4)")
-    ap.add_argument("--chunk-seconds", type=float, default=5.0, help="--four-replays: default 5")
+    count, positive = number(int, at_least=1), number(float, above=0)
+    ap.add_argument("--replays", type=count, default=4, help="--four-replays: how many (default 4)")
+    ap.add_argument("--chunk-seconds", type=positive, default=5.0, help="--four-replays: default 5")
     ap.add_argument("--retry-after", choices=("strip", "send"), default="strip", help="--four-replays")
-    ap.add_argument("--timeout", type=float, default=600.0, help="--four-replays: stop replays after S s")
-    ap.add_argument("--upload-chunks", type=int, default=319, help="5 s chunks for `collector upload`")
-    ap.add_argument("--replay-minutes", type=float, default=None,
+    ap.add_argument("--timeout", type=positive, default=600.0, help="--four-replays: stop replays after S s")
+    ap.add_argument("--upload-chunks", type=count, default=319, help="5 s chunks for `collector upload`")
+    ap.add_argument("--replay-minutes", type=positive, default=None,
                     help="length of each replayed recording (default 30; --four-replays: 4)")  # fmt: skip
-    ap.add_argument("--replay-delay", type=float, default=0.0, help="start the replays S seconds later")
+    ap.add_argument(
+        "--replay-delay", type=number(float, at_least=0), default=0.0,
+        help="start the replays S seconds later",
+    )  # fmt: skip
     args = ap.parse_args()
     if args.four_replays:
         args.replay_minutes = 4.0 if args.replay_minutes is None else args.replay_minutes

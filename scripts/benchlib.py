@@ -37,6 +37,41 @@ def add_tree_args(ap: argparse.ArgumentParser, *, sandbox: bool = False) -> None
         )
 
 
+def number(kind: type, *, above: float | None = None, at_least: float | None = None):
+    """An argparse `type=` that parses `kind` (int or float) and rejects values out of range with
+    argparse's one-line usage error, e.g. `number(float, above=0)` for a duration in seconds."""
+
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"{text!r} is not {'an integer' if kind is int else 'a number'}"
+            ) from None
+        if value != value or value in (float("inf"), float("-inf")):  # nan, inf: no figure to print
+            raise argparse.ArgumentTypeError(f"{text!r} is not a finite number")
+        if above is not None and not value > above:
+            raise argparse.ArgumentTypeError(f"{text} must be above {above:g}")
+        if at_least is not None and not value >= at_least:
+            raise argparse.ArgumentTypeError(f"{text} must be at least {at_least:g}")
+        return value
+
+    parse.__name__ = kind.__name__  # argparse names the type in its messages
+    return parse
+
+
+def check_tree(tree: Path, flag: str = "--tree") -> Path:
+    """`tree` resolved; exits with one line unless it holds a `collector` package to import."""
+    tree = Path(tree).resolve()
+    if not tree.is_dir():
+        sys.exit(f"{flag} {tree}: not a directory; give the root of a checkout of this project")
+    if not (tree / "collector" / "__init__.py").is_file():
+        sys.exit(
+            f"{flag} {tree}: no collector/__init__.py there; give the root of a checkout of this project"
+        )
+    return tree
+
+
 def tree_env(tree: Path, *, display: str | None = None, **extra: str) -> dict[str, str]:
     """The environment of a collector subprocess: PYTHONPATH = tree first, no display unless given."""
     env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY")}
@@ -55,7 +90,7 @@ def collector_cmd(*args: str) -> list[str]:
 def describe_tree(tree: Path) -> str:
     """'PATH (git abc1234[, dirty]; collector from PATH/collector)'; exits if the tree's package
     is not the one a subprocess would import."""
-    tree = Path(tree).resolve()
+    tree = check_tree(tree)
     probe = subprocess.run(
         [sys.executable, "-c", "import collector, os; print(os.path.dirname(collector.__file__))"],
         env=tree_env(tree), capture_output=True, text=True, cwd="/",
@@ -84,17 +119,24 @@ def load() -> str:
 
 
 def header(title: str, tree: Path) -> None:
+    tree_line = describe_tree(tree)  # a bad --tree ends the run before anything is printed
     print(f"{title}")
-    print(f"  tree: {describe_tree(tree)}")
+    print(f"  tree: {tree_line}")
     print(f"  python {sys.version.split()[0]}; {load()} at start; {time.strftime('%Y-%m-%d %H:%M:%S')}")
 
 
 def import_sandbox(sandbox_tree: Path):
     """SandboxServer from `sandbox_tree` (both the flat and the by-stage layout have
     collector.sandbox.SandboxServer)."""
-    sys.path.insert(0, str(Path(sandbox_tree).resolve()))
+    tree = check_tree(sandbox_tree, "--sandbox-tree")
+    sys.path.insert(0, str(tree))
+    import collector.sandbox
     from collector.sandbox import SandboxServer
 
+    # an editable install's finder would otherwise hand over another checkout's sandbox silently
+    where = Path(collector.sandbox.__file__).resolve()
+    if not where.is_relative_to(tree / "collector"):
+        sys.exit(f"--sandbox-tree {tree}: this process imported collector.sandbox from {where}")
     return SandboxServer
 
 
