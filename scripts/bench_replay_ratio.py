@@ -1,9 +1,9 @@
 """`collector replay --speed max --offline` of a long XDF against a NumPy reference (issue 23, row 2).
 
     python scripts/bench_replay_ratio.py                      # 1 h of 4-ch 256 Hz EEG + markers
-    python scripts/bench_replay_ratio.py --tree /work/base --repeat 2
+    python scripts/bench_replay_ratio.py --tree OLD_CHECKOUT --repeat 2
     python scripts/bench_replay_ratio.py --reference FILE.xdf # the reference alone, prints JSON
-    python scripts/bench_replay_ratio.py --stamps ../shared/data/field-cases/muselsl_jitter_n170.csv
+    python scripts/bench_replay_ratio.py --stamps MUSELSL.csv
                                           # a real Muse's jittery packet stamps instead of a grid
 
 Writes a synthetic XDF (scripts/make_xdf.py), then runs, each in a fresh interpreter (a
@@ -150,7 +150,7 @@ def main() -> None:
         type=Path,
         metavar="CSV",
         help="stamp the EEG like this muselsl CSV's `timestamps` (its steps repeated to the length), "
-        "e.g. ../shared/data/field-cases/muselsl_jitter_n170.csv; default: a perfect 256 Hz grid",
+        "e.g. a `muse-lsl record` file; default: a perfect 256 Hz grid",
     )
     args = ap.parse_args()
     if args.reference:

@@ -145,6 +145,8 @@ def four_replays(args: argparse.Namespace) -> None:
     for r in other:
         k = f"{r['method']} {r['path'].rsplit('/', 1)[-1]} {r['status']}"
         kinds[k] = kinds.get(k, 0) + 1
+    if any(k.startswith("POST evidence 400") for k in kinds):  # not a failure: see the note
+        print("  (POST evidence 400: each collector's write-access check, an empty body refused on purpose)")
     print(f"  other replies: {kinds or 'none'}; items per replay {per_cap}"
           + (f"; {wrapper.stripped} Retry-After headers stripped" if wrapper else ""))  # fmt: skip
     print(f"  last 201 {last:.1f} s after the launch (each replay's last 201: "
