@@ -1,7 +1,7 @@
 """CPU and memory of a live `collector run`: EEG from LSL plus screenshots under Xvfb (issue 23, row 1).
 
     python scripts/bench_live_cpu.py                          # 60 s, the table's row
-    python scripts/bench_live_cpu.py --tree /work/base        # the same against another checkout
+    python scripts/bench_live_cpu.py --tree OLD_CHECKOUT        # the same against another checkout
     python scripts/bench_live_cpu.py --duration 600 --steady 20   # 10-minute steady-state figure
 
 Starts Xvfb at 1600x900 with a mostly static window (an xmessage page of text; the root window's

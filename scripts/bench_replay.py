@@ -3,7 +3,7 @@
     python scripts/bench_replay.py            # 1 hour of 4-channel 256 Hz EEG + markers
     python scripts/bench_replay.py --hours 0.25
     python scripts/bench_replay.py --skip-offline   # only the delivery figure
-    python scripts/bench_replay.py --tree /work/base  # another checkout's collector (PYTHONPATH)
+    python scripts/bench_replay.py --tree OLD_CHECKOUT  # another checkout's collector (PYTHONPATH)
 
 The ratio to a NumPy reference pipeline (issue 23) is scripts/bench_replay_ratio.py.
 

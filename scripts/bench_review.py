@@ -2,7 +2,7 @@
 
     python scripts/bench_review.py                  # 2 hours, a screenshot every 30 s (240)
     python scripts/bench_review.py --hours 0.5 --screenshots 60
-    python scripts/bench_review.py --tree /work/base    # another checkout's collector (PYTHONPATH)
+    python scripts/bench_review.py --tree OLD_CHECKOUT    # another checkout's collector (PYTHONPATH)
 
 Builds a real capture first: `collector replay --speed max --offline` of a synthetic XDF
 (scripts/make_xdf.py: 4-ch 256 Hz EEG, a marker every 2 s) into a fresh spool; marks every item

@@ -3,7 +3,7 @@
     python scripts/bench_shared_key.py      # the review's case: 1 upload of 319 chunks + 2 replays
     python scripts/bench_shared_key.py --upload-chunks 120 --replay-minutes 10
     python scripts/bench_shared_key.py --four-replays   # issue 23's row: 4 replays, no Retry-After
-    python scripts/bench_shared_key.py --four-replays --tree /work/base
+    python scripts/bench_shared_key.py --four-replays --tree OLD_CHECKOUT
 
 --four-replays (issue 23, row 3): four `collector replay --speed max --chunk-seconds 5` of
 4-minute recordings (49 items each: 48 chunks and the session summary) start at once on one key,
