@@ -220,10 +220,17 @@ def write_artifact(
     samples_text = _decimals_json(rounded, samples) if sample_decimals == 3 else None
     if samples_text is not None:
         series["samples"] = (samples, samples_text)
+    q = powers.quality
+    arrays = [times, powers.absolute_uv2, powers.relative]
+    if q is not None:
+        arrays += [q.line_noise_share, q.ptp_uv]
+    if _plain_floats(*arrays):
+        series["windows"] = (windows, None)  # encoded when asked: later flags may be added to it
     return artifact, band_powers, series
 
 
-Series = dict[str, tuple[list, bytes]]  # artifact key -> (its list, that list's JSON text)
+# artifact key -> (its list, that list's JSON text; None: encode the list with msgspec when asked)
+Series = dict[str, tuple[list, bytes | None]]
 
 
 def encode(artifact: dict[str, Any], series: Series | None = None) -> bytes:
@@ -232,7 +239,8 @@ def encode(artifact: dict[str, Any], series: Series | None = None) -> bytes:
 
     `series` (from `write_artifact`) holds the JSON of `times_ms` and `samples`, written by
     msgspec, for each list that is still the one written (a list replaced since is encoded
-    by json). The lists must not be changed in place.
+    by json); those two lists must not be changed in place. `windows`, when its floats allow
+    (`_plain_floats`), is written by msgspec at each call, so flags added to it later count.
     """
     if not series:
         return _dumps(artifact).encode()
@@ -240,7 +248,8 @@ def encode(artifact: dict[str, Any], series: Series | None = None) -> bytes:
     for key, value in artifact.items():
         known = series.get(key)
         if known is not None and known[0] is value:
-            parts.append(_dumps(key).encode() + b":" + known[1])
+            text = known[1] if known[1] is not None else msgspec.json.encode(value)
+            parts.append(_dumps(key).encode() + b":" + text)
         else:
             parts.append(_dumps({key: value})[1:-1].encode())
     return b"{" + b",".join(parts) + b"}"
@@ -262,6 +271,19 @@ def _decimals_json(values: np.ndarray, as_list: list) -> bytes | None:
     if values.size == 0 or not np.isfinite(values).all() or not float(np.abs(values).max()) < _PLAIN_LIMIT:
         return None
     return msgspec.json.encode(as_list)
+
+
+def _plain_floats(*arrays: np.ndarray) -> bool:
+    """Whether every finite non-zero value of `arrays` lies in [1e-4, 1e15): then the floats made
+    from them (rounded by `sig` or `ms`, or None) are written by msgspec exactly as by json, which
+    differ only below 1e-4 and from 1e16 up (strings, ints, bools and null are written alike).
+    msgspec writes an hour's windows in 0.03 s where json takes 0.3 s (issue 23)."""
+    for a in arrays:
+        v = np.abs(a[np.isfinite(a)])
+        v = v[v != 0]
+        if v.size and not (float(v.min()) >= 1e-4 and float(v.max()) < 1e15):
+            return False
+    return True
 
 
 def _sig_all(values: np.ndarray) -> list[float | None]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import dataclasses
 import json
 import math
 import tracemalloc
@@ -498,3 +499,35 @@ def test_the_long_lists_json_is_json_dumps_byte_for_byte():
     assert encode(art, series) == _dumps(art).encode()  # type: ignore[arg-type]
     for odd in (1e16, 1e13, float("nan"), float("inf")):
         assert _decimals_json(np.array([odd]), [odd]) is None, odd
+
+
+@pytest.mark.parametrize("case", ["muse", "tiny", "flat-and-gap"])
+def test_windows_written_by_msgspec_are_json_dumps_byte_for_byte(case):
+    """An artifact's `windows` go through msgspec when all their floats are in the range where it
+    writes them as json does (issue 23); otherwise json writes them. Either way the chunk's bytes are
+    exactly json.dumps of its artifact, also after movement flags are added to the windows."""
+    from recordings import MUSE, pyxdf_eeg
+
+    from collector.core.chunk_artifact import _dumps
+
+    if case == "muse":
+        x, stamps_s = pyxdf_eeg(MUSE, channels=4)
+        times = 1.7e12 + (stamps_s - stamps_s[0]) * 1000.0
+    else:
+        rng = np.random.default_rng(3)
+        times = 1.7e12 + np.arange(256 * 12) * 1000.0 / 256
+        x = rng.normal(0, 1e-3 if case == "tiny" else 20.0, (times.size, 4))  # tiny: µV² far under 1e-4
+        if case == "flat-and-gap":
+            x[:, 1] = 0.0
+            times[1500:] += 2000.0
+    desc = StreamDescription(name="m", type="EEG", source_id="m", sfreq=256.0, channels=("a", "b", "c", "d"))
+    chunker = EegChunker(desc, BandSettings(), capture_id="c", stream_id="s", chunk_s=5.0)
+    outs = chunker.push(SampleChunk(data=np.asarray(x, dtype=float), times_ms=times)) + chunker.flush()
+    assert outs
+    for out in outs:
+        assert out.to_bytes() == _dumps(out.artifact).encode()
+        for w in out.artifact["windows"]:
+            w["quality"]["movement"] = None if w["quality"]["gap"] else True
+        assert dataclasses.replace(out, encoded=None).to_bytes() == _dumps(out.artifact).encode()
+    via_msgspec = sum(bool(out.series and "windows" in out.series) for out in outs)
+    assert via_msgspec == (len(outs) if case != "tiny" else 0), via_msgspec
