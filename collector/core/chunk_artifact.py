@@ -287,14 +287,40 @@ def _plain_floats(*arrays: np.ndarray) -> bool:
 
 
 def _sig_all(values: np.ndarray) -> list[float | None]:
-    """[sig(v) for v in values.ravel()], without a Python call per value when all are finite."""
-    flat = values.reshape(-1).tolist()
-    if all(map(math.isfinite, flat)):
-        return list(map(float, map(_SIG_FORMAT, flat)))
-    return [sig(v) for v in flat]
+    """[sig(v) for v in values.ravel()], the same floats, computed on the array (issue 23).
+
+    `sig` formats to _POWER_DIGITS significant digits and parses back. Here the value is scaled by
+    an exact power of ten and rounded to the integer mantissa m; then m / 10^k (or m * 10^-k), one
+    correctly rounded operation on exact operands, is the double nearest to the decimal, which is
+    what float() of that text gives. A value whose scaled form lies within 1e-6 of a rounding tie
+    (where the scaling's own rounding could tip it), or whose exponent is out of the table's
+    range, goes through `sig` itself."""
+    flat = np.asarray(values, dtype=np.float64).reshape(-1)
+    out = flat.copy()  # zeros (and -0.0) stay as they are, as sig leaves them
+    finite = np.isfinite(flat)
+    idx = np.flatnonzero(finite & (flat != 0))
+    slow = np.zeros(0, dtype=np.int64)
+    if idx.size:
+        a = np.abs(flat[idx])
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            k = (_POWER_DIGITS - 1) - np.floor(np.log10(a)).astype(np.int64)
+            up, down = _POW10[np.clip(k, 0, 22)], _POW10[np.clip(-k, 0, 22)]
+            scaled = a * up / down  # one of the two factors is 1: one rounding
+            m = np.floor(scaled + 0.5)
+            tie = np.abs(scaled - np.floor(scaled) - 0.5) <= 1e-6
+            low = 10.0 ** (_POWER_DIGITS - 1)
+            fast = (np.abs(k) <= 22) & ~tie & (m >= low) & (m <= 10 * low)
+            out[idx] = np.copysign(m / up * down, flat[idx])
+        slow = idx[~fast]
+    result: list[float | None] = out.tolist()
+    for i in slow.tolist():
+        result[i] = sig(float(flat[i]))
+    for i in np.flatnonzero(~finite).tolist():
+        result[i] = None
+    return result
 
 
-_SIG_FORMAT = f"{{:.{_POWER_DIGITS}g}}".format
+_POW10 = np.array([10.0**i for i in range(23)])  # exact doubles
 
 
 def _windows(

@@ -531,3 +531,28 @@ def test_windows_written_by_msgspec_are_json_dumps_byte_for_byte(case):
         assert dataclasses.replace(out, encoded=None).to_bytes() == _dumps(out.artifact).encode()
     via_msgspec = sum(bool(out.series and "windows" in out.series) for out in outs)
     assert via_msgspec == (len(outs) if case != "tiny" else 0), via_msgspec
+
+
+def test_band_powers_rounded_on_the_array_are_sigs_floats_exactly():
+    """`_sig_all` rounds to significant digits on the array (issue 23); it must give exactly
+    `sig`'s floats (format, then parse): any magnitude, signs, zeros, -0.0, NaN/inf, powers of ten
+    and their neighbours, binary fractions on a rounding tie."""
+    from collector.core.chunk_artifact import _sig_all, sig
+
+    rng = np.random.default_rng(0)
+    tens = np.array([10.0**i for i in range(-25, 25)])
+    values = np.concatenate(
+        [
+            rng.uniform(-1, 1, 40_000) * 10.0 ** rng.uniform(-30, 30, 40_000),
+            rng.random(20_000),
+            np.round(rng.random(20_000) * 1e6) / 8,  # many exact ties at the 6th digit
+            tens,
+            np.nextafter(tens, 0),
+            np.nextafter(tens, np.inf),
+            [0.0, -0.0, 999999.5, 9999995.0, 1234565.0, 5e-324, 1.7976931348623157e308],
+            [np.nan, np.inf, -np.inf],
+        ]
+    )
+    got = _sig_all(values)
+    want = [sig(v) for v in values.tolist()]
+    assert [repr(g) for g in got] == [repr(w) for w in want]  # repr: -0.0 and 0.0 differ
