@@ -342,7 +342,7 @@ class ClockFit:
         q99, dev_med = _quantile_and_median_rows(dev, 0.99)
         j = np.minimum(q99, 6 * 1.4826 * dev_med)
         jitter = np.maximum.accumulate(np.concatenate(([self.jitter], j)))[1:]
-        packet = self._packets(win, pos - w, d)
+        packet = self._packets(win, pos - w, d, t[lo : lo + (rows - 1) * d + w])
         # A new packet size changes the block size: blocks after the one that found it are redone.
         resized = np.flatnonzero([self._level_n_for(p, m) != d for m in packet.tolist()])
         if resized.size:
@@ -375,16 +375,22 @@ class ClockFit:
         self._batch_rows = min(2 * self._batch_rows, _BATCH_MAX) if done == rows else _BATCH_MIN
         return done > 0
 
-    def _packets(self, win: np.ndarray, a: int, d: int) -> np.ndarray:
+    def _packets(self, win: np.ndarray, a: int, d: int, span: np.ndarray) -> np.ndarray:
         """The packet size after each row's `_find_packet` (win: (rows, w) windows, row r from
-        index a + r * d)."""
+        index a + r * d; `span`: the stamps they are views of)."""
         found = np.full(win.shape[0], self.packet)
         sizes = np.arange(self.packet + 1, MAX_PACKET + 1)
         if win.shape[1] < 64 or not sizes.size:
             return found
+        limit = _IRREGULAR_STEP * self.p
+        spread = np.diff(span)
+        if float(spread.max() - spread.min()) <= limit / 2:
+            # No step of any row is further than `limit` from its row's median step (which lies
+            # among them): no irregular step, no packet. Evenly stamped streams end here.
+            return found
         steps = np.diff(win, axis=1)
         step_med = _median_rows(steps.copy())
-        irregular = np.abs(steps - step_med[:, None]) > _IRREGULAR_STEP * self.p
+        irregular = np.abs(steps - step_med[:, None]) > limit
         counts = np.count_nonzero(irregular, axis=1)
         starts = np.concatenate(([0], np.cumsum(sizes)[:-1]))
         for r in np.flatnonzero(counts >= 16).tolist():
