@@ -45,7 +45,9 @@ def test_notice_says_since_when_and_how_to_resume(tmp_path):
     state = control.pause()
     now = state.since_ms + 20 * 60 * 1000
     notice = pause_notice(control, now_ms=now)
-    clock = time.strftime("%H:%M", time.localtime(state.since_ms / 1000))
+    # A pause that began on another day than `now` names its date (23:54 + 20 min is tomorrow).
+    same_day = time.localtime(state.since_ms / 1000)[:3] == time.localtime(now / 1000)[:3]
+    clock = time.strftime("%H:%M" if same_day else "%Y-%m-%d %H:%M", time.localtime(state.since_ms / 1000))
     assert notice == (
         f"Screen capture is paused since {clock} (20 min ago); `collector resume` turns it back on."
     )
@@ -134,3 +136,11 @@ def test_a_paused_screen_only_run_says_once_that_nothing_is_captured(tmp_path):
     assert "EEG is recorded" not in proc.stderr
     started = next(line for line in lines if "event=capture_started" in line)
     assert "screen=paused since" in started or 'screen="paused since' in started, started
+
+
+def test_since_names_the_date_only_for_a_pause_from_another_day():
+    from collector.capture.pause import _since
+
+    noon = time.mktime((2026, 11, 28, 12, 0, 0, 0, 0, -1)) * 1000  # local noon: no midnight nearby
+    assert _since(int(noon), int(noon + 20 * 60_000)) == "since 12:00 (20 min ago)"
+    assert _since(int(noon), int(noon + 2 * 86_400_000)) == "since 2026-11-28 12:00 (2 days ago)"
