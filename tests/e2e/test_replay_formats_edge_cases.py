@@ -9,6 +9,7 @@ finding came from the command; reader-level where it is parsing alone.
 from __future__ import annotations
 
 from datetime import datetime, timezone
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import numpy as np
@@ -28,6 +29,9 @@ from test_replay_formats import (
 )
 
 pytestmark = [pytest.mark.slow]
+FIELD_CASES = (
+    Path(__file__).resolve().parents[1] / "data" / "field-cases"
+)  # copies of ../shared/data/field-cases
 ROWS = 2560  # 10 s of the real muselsl recording
 
 
@@ -274,3 +278,67 @@ def test_stream_with_one_unknown_name_in_a_csv_says_stream_or_channel(tmp_path):
         load_recording(path, stream="bogus")
     assert "has no stream or channel named 'bogus'" in str(info.value)
     assert "Its channels: TP9, AF7, AF8, TP10, Right AUX; its streams: 'Muse'" in str(info.value)
+
+
+# -- gzip-compressed CSV --------------------------------------------------------------------------
+
+
+def _spooled_artifacts(spool) -> list[dict]:
+    """The spooled EEG chunks' artifacts, in order, without the fields that name the capture."""
+    import json
+    import sqlite3
+
+    with sqlite3.connect(spool / "spool.db") as con:
+        rows = con.execute(
+            "SELECT b.data FROM items i JOIN blobs b ON b.item_id = i.id WHERE i.type = 'eeg' ORDER BY i.id"
+        ).fetchall()
+    out = []
+    for (data,) in rows:
+        art = json.loads(data)
+        if art.get("format") == "openlesson-collector.eeg-chunk":
+            art["device"].pop("source_id")  # names the file: muse.csv or muse.csv.gz
+            out.append({k: v for k, v in art.items() if k not in ("capture_id", "stream_id")})
+    return out
+
+
+def _offline_replay(path, spool, *extra: str):
+    return run_collector(
+        ["replay", str(path), "--workspace", "c82a0691-efc8-4d81-8ddd-f4e4c5050b30", "--speed", "max",
+         "--offline", "--spool", str(spool), *extra],
+        env_extra={"TZ": "Europe/Berlin"},
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize("kind", ["mind-monitor", "muselsl"])
+def test_a_gzipped_csv_replays_exactly_like_the_csv(tmp_path, kind):
+    """A CSV saved as .csv.gz (the Mind Monitor field case comes so) is read through gzip: the same
+    chunks as the plain file, to the byte; it used to be taken for a compressed XDF and refused."""
+    import gzip
+    import shutil
+
+    if kind == "mind-monitor":
+        gz = FIELD_CASES / "mindmonitor_muse2016.csv.gz"
+        plain = tmp_path / "mm.csv"
+        with gzip.open(gz, "rb") as fin, open(plain, "wb") as fout:
+            shutil.copyfileobj(fin, fout)
+    else:
+        header, rows = muse_rows()
+        plain = tmp_path / "muse.csv"
+        plain.write_text("\n".join([header, *rows]) + "\n")
+        gz = tmp_path / "muse.csv.gz"
+        with open(plain, "rb") as fin, gzip.open(gz, "wb") as fout:
+            shutil.copyfileobj(fin, fout)
+    results = []
+    for path, name in ((plain, "plain"), (gz, "gz")):
+        proc = _offline_replay(path, tmp_path / name, "--start-time", "2026-01-01T10:00:00Z")
+        assert proc.returncode in (0, 6), proc.stderr  # 6: items left in the spool (--offline)
+        results.append(_spooled_artifacts(tmp_path / name))
+    assert results[0] and results[0] == results[1]
+
+
+def test_a_truncated_gzipped_csv_is_one_line_and_exit_2(tmp_path):
+    data = (FIELD_CASES / "mindmonitor_muse2016.csv.gz").read_bytes()
+    cut = tmp_path / "cut.csv.gz"
+    cut.write_bytes(data[: len(data) // 2])
+    line = one_line_exit_2(_offline_replay(cut, tmp_path / "spool"))
+    assert "gzip" in line and "cut.csv.gz" in line, line

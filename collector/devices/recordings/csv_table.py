@@ -11,6 +11,7 @@ rate is measured from the stamps (`rate_from_timestamps`), holes and packet burs
 from __future__ import annotations
 
 import csv
+import gzip
 import logging
 import os
 import re
@@ -37,7 +38,7 @@ def read_table(path: Path, string_columns: Any = (), optional_last: bool = False
     import pandas as pd
 
     sep, decimal = csv_dialect(path)
-    with open(path, encoding="utf-8-sig", errors="replace") as handle:
+    with open_text(path) as handle:
         header = [c.strip() for c in handle.readline().rstrip("\r\n").split(sep)]
     keep_text = string_columns if callable(string_columns) else (lambda c: c in string_columns)
     # Exact parsing is pandas 3's default; pandas 2 needs "round_trip" (deprecated in 3).
@@ -51,9 +52,14 @@ def read_table(path: Path, string_columns: Any = (), optional_last: bool = False
             decimal=decimal,
             skip_blank_lines=True,
             encoding="utf-8-sig",
+            compression="gzip" if is_gzip(path) else "infer",
         )
     except pd.errors.EmptyDataError:
         raise UsageError(f"CSV file {path} is empty. Use a recording that holds samples.") from None
+    except (EOFError, gzip.BadGzipFile, OSError) as exc:  # a gzip stream cut short or damaged
+        raise UsageError(
+            f"CSV file {path} is a damaged or truncated gzip file ({exc}). Use the complete file."
+        ) from None
     except (pd.errors.ParserError, ValueError, UnicodeDecodeError) as exc:
         detail = " ".join(str(exc).split())[:160]
         raise UsageError(
@@ -62,6 +68,19 @@ def read_table(path: Path, string_columns: Any = (), optional_last: bool = False
     frame.columns = [str(c).strip() for c in frame.columns]
     _check_last_line(path, len(frame.columns) - (1 if optional_last else 0), sep)
     return frame
+
+
+def is_gzip(path: Path) -> bool:
+    """Whether the file is gzip-compressed (its magic bytes): a CSV saved as .csv.gz is read as is."""
+    with open(path, "rb") as handle:
+        return handle.read(2) == b"\x1f\x8b"
+
+
+def open_text(path: Path) -> Any:
+    """The CSV as text (UTF-8, a BOM skipped, bad bytes replaced), through gzip when compressed."""
+    if is_gzip(path):
+        return gzip.open(path, "rt", encoding="utf-8-sig", errors="replace")
+    return open(path, encoding="utf-8-sig", errors="replace")
 
 
 _DECIMAL_COMMA = re.compile(r"^-?\d+,\d+$")
@@ -74,7 +93,7 @@ def csv_dialect(path: Path) -> tuple[str, str]:
     The separator is csv.Sniffer's guess from the header line (the separator that splits it
     consistently); the decimal comma is seen in the first data line.
     """
-    with open(path, encoding="utf-8-sig", errors="replace") as handle:
+    with open_text(path) as handle:
         first = handle.readline().rstrip("\r\n")
         data = handle.readline().rstrip("\r\n")
     try:
@@ -89,11 +108,17 @@ def csv_dialect(path: Path) -> tuple[str, str]:
 
 def _check_last_line(path: Path, n_columns: int, sep: str = ",") -> None:
     """A last line with fewer fields than the header: the writer stopped mid-row (a truncated file)."""
-    with open(path, "rb") as handle:
-        handle.seek(0, os.SEEK_END)
-        size = handle.tell()
-        handle.seek(max(0, size - 65536))
-        tail = handle.read()
+    if is_gzip(path):
+        tail = b""
+        with gzip.open(path, "rb") as stream:  # read through: a gzip stream cannot seek to its end
+            while block := stream.read(1 << 20):
+                tail = (tail + block)[-65536:]
+    else:
+        with open(path, "rb") as handle:
+            handle.seek(0, os.SEEK_END)
+            size = handle.tell()
+            handle.seek(max(0, size - 65536))
+            tail = handle.read()
     lines = [line for line in tail.splitlines() if line.strip()]
     if not lines or tail.endswith(b"\n"):
         return

@@ -15,6 +15,7 @@ columns. Anything else is refused with one line that names the formats accepted.
 from __future__ import annotations
 
 import csv
+import gzip
 import logging
 from datetime import datetime
 from pathlib import Path
@@ -50,6 +51,15 @@ def _not_accepted(path: Path, what: str) -> UsageError:
     )
 
 
+def _gzip_head(path: Path) -> bytes:
+    """The first bytes of a gzip file's content; b"" when it cannot be decompressed."""
+    try:
+        with gzip.open(path, "rb") as stream:
+            return stream.read(_HEAD_BYTES)
+    except (OSError, EOFError):
+        return b""
+
+
 def _csv_header(head: bytes) -> list[str] | None:
     """The column names of a CSV's first line, or None when the bytes are not a text table."""
     if b"\x00" in head:
@@ -78,7 +88,15 @@ def detect_format(path: str | Path) -> str:
         raise UsageError(f"Recording file not found: {path}. Check the path.")
     with open(path, "rb") as handle:
         head = handle.read(_HEAD_BYTES)
-    if head.startswith(b"XDF:") or head.startswith(b"\x1f\x8b"):
+    if head.startswith(b"\x1f\x8b"):  # gzip: a compressed XDF (.xdfz) or a CSV saved as .csv.gz
+        inner = _gzip_head(path)
+        header = None if inner.startswith(b"XDF:") else _csv_header(inner)
+        if header and "timestamps" in header:
+            return "muselsl-csv"
+        if header and "TimeStamp" in header and any(c.startswith("RAW_") for c in header):
+            return "mindmonitor-csv"
+        return "xdf"  # the XDF reader names what is wrong with anything else
+    if head.startswith(b"XDF:"):
         return "xdf"
     if head.startswith(b"\xffBIOSEMI"):
         return "bdf"
