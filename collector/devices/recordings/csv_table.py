@@ -56,10 +56,9 @@ def read_table(path: Path, string_columns: Any = (), optional_last: bool = False
         )
     except pd.errors.EmptyDataError:
         raise UsageError(f"CSV file {path} is empty. Use a recording that holds samples.") from None
-    except (EOFError, gzip.BadGzipFile, OSError) as exc:  # a gzip stream cut short or damaged
-        raise UsageError(
-            f"CSV file {path} is a damaged or truncated gzip file ({exc}). Use the complete file."
-        ) from None
+    except (EOFError, OSError) as exc:  # gzip.BadGzipFile is an OSError
+        what = "is a damaged or truncated gzip file" if is_gzip(path) else "cannot be read"
+        raise UsageError(f"CSV file {path} {what} ({exc}). Use the complete file.") from None
     except (pd.errors.ParserError, ValueError, UnicodeDecodeError) as exc:
         detail = " ".join(str(exc).split())[:160]
         raise UsageError(
