@@ -77,10 +77,13 @@ def test_four_collectors_on_one_key_share_it_evenly_with_few_refusals(sandbox_fa
     refused = [r for r in requests if r["status"] == 429]
     accepted = [r for r in requests if r["status"] is not None and r["status"] < 400]
     assert len(refused) <= 0.05 * len(requests), (len(refused), len(requests))
-    # Ideal: every accepted request at 120/min from the first launch; the sliding window lets the
-    # first minute's 120 go at once, so a good client pool can even beat it.
+    # Ideal: every accepted request at 120/min from the first answer (the four processes' start-up,
+    # slow on a loaded CI machine, is not delivery); the sliding window lets the first minute's 120
+    # go at once, so a good client pool can even beat it.
     ideal_s = 60.0 * len(accepted) / 120.0
-    total_s = max(r["replied"] for r in accepted) - t0
+    first = min(r["replied"] for r in accepted)
+    assert first - t0 < 60.0, first - t0  # the collectors did start
+    total_s = max(r["replied"] for r in accepted) - first
     # Each collector's share of the key while all four deliver (the upload is not favoured).
     caps = [r["metadata"]["capture_id"] for r in rows]  # in the order the server stored them
     until = min(max(i for i, c in enumerate(caps) if c == cap) for cap in per_capture)
