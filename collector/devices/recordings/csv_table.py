@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from collector.devices.recordings.model import is_gzip
 from collector.errors import UsageError
 
 log = logging.getLogger("collector.devices.recordings.csv")
@@ -67,12 +68,6 @@ def read_table(path: Path, string_columns: Any = (), optional_last: bool = False
     frame.columns = [str(c).strip() for c in frame.columns]
     _check_last_line(path, len(frame.columns) - (1 if optional_last else 0), sep)
     return frame
-
-
-def is_gzip(path: Path) -> bool:
-    """Whether the file is gzip-compressed (its magic bytes): a CSV saved as .csv.gz is read as is."""
-    with open(path, "rb") as handle:
-        return handle.read(2) == b"\x1f\x8b"
 
 
 def open_text(path: Path) -> Any:

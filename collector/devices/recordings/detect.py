@@ -24,7 +24,7 @@ import numpy as np
 
 from collector.devices.recordings.edf import load_edf
 from collector.devices.recordings.mindmonitor_csv import load_mindmonitor_csv
-from collector.devices.recordings.model import RecordedStream, Recording
+from collector.devices.recordings.model import GZIP_MAGIC, RecordedStream, Recording
 from collector.devices.recordings.muselsl_csv import load_muselsl_csv
 from collector.devices.recordings.xdf import load_xdf
 from collector.errors import UsageError
@@ -60,6 +60,17 @@ def _gzip_head(path: Path) -> bytes:
         return b""
 
 
+def _csv_kind(header: list[str] | None) -> str | None:
+    """'muselsl-csv' or 'mindmonitor-csv' from a CSV's column names, None for anything else."""
+    if not header:
+        return None
+    if "timestamps" in header:
+        return "muselsl-csv"
+    if "TimeStamp" in header and any(c.startswith("RAW_") for c in header):
+        return "mindmonitor-csv"
+    return None
+
+
 def _csv_header(head: bytes) -> list[str] | None:
     """The column names of a CSV's first line, or None when the bytes are not a text table."""
     if b"\x00" in head:
@@ -88,14 +99,10 @@ def detect_format(path: str | Path) -> str:
         raise UsageError(f"Recording file not found: {path}. Check the path.")
     with open(path, "rb") as handle:
         head = handle.read(_HEAD_BYTES)
-    if head.startswith(b"\x1f\x8b"):  # gzip: a compressed XDF (.xdfz) or a CSV saved as .csv.gz
+    if head.startswith(GZIP_MAGIC):  # a compressed XDF (.xdfz) or a CSV saved as .csv.gz
         inner = _gzip_head(path)
-        header = None if inner.startswith(b"XDF:") else _csv_header(inner)
-        if header and "timestamps" in header:
-            return "muselsl-csv"
-        if header and "TimeStamp" in header and any(c.startswith("RAW_") for c in header):
-            return "mindmonitor-csv"
-        return "xdf"  # the XDF reader names what is wrong with anything else
+        kind = None if inner.startswith(b"XDF:") else _csv_kind(_csv_header(inner))
+        return kind or "xdf"  # the XDF reader names what is wrong with anything else
     if head.startswith(b"XDF:"):
         return "xdf"
     if head.startswith(b"\xffBIOSEMI"):
@@ -105,11 +112,9 @@ def detect_format(path: str | Path) -> str:
     if not head:
         raise _not_accepted(path, "is empty")
     header = _csv_header(head)
-    if header:
-        if "timestamps" in header:
-            return "muselsl-csv"
-        if "TimeStamp" in header and any(c.startswith("RAW_") for c in header):
-            return "mindmonitor-csv"
+    kind = _csv_kind(header)
+    if kind:
+        return kind
     if path.suffix.lower() in (".xdf", ".xdfz"):
         raise _not_accepted(path, "does not start with 'XDF:', so it is not an XDF file")
     if header and path.suffix.lower() in (".csv", ".txt"):

@@ -310,3 +310,13 @@ def recording_events(
         [values[i] for i in order],
         [durations[i] for i in order],
     )
+
+
+GZIP_MAGIC = b"\x1f\x8b"
+
+
+def is_gzip(path: Path) -> bool:
+    """Whether the file is gzip-compressed, from its first bytes (not its name): an XDF as .xdfz or
+    .xdf.gz, a CSV as .csv.gz. Every reader opens such a file through gzip."""
+    with open(path, "rb") as handle:
+        return handle.read(2) == GZIP_MAGIC

@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 
 from collector.core.channels import fill_labels
-from collector.devices.recordings.model import RecordedStream, Recording, parse_iso_datetime
+from collector.devices.recordings.model import RecordedStream, Recording, is_gzip, parse_iso_datetime
 from collector.errors import UsageError
 
 log = logging.getLogger(__name__)
@@ -180,7 +180,7 @@ def load_xdf(path: str | Path, *, dejitter: bool = True, strict: bool = True) ->
     pyxdf_log.propagate = False
     pyxdf_log.setLevel(logging.INFO)
     try:
-        opener = gzip.open if path.suffix == ".xdfz" or path.suffixes[-2:] == [".xdf", ".gz"] else open
+        opener = gzip.open if is_gzip(path) else open
         # Our own handle: pyxdf leaves its file open when the magic bytes are wrong.
         with opener(path, "rb") as handle, warnings.catch_warnings():
             if handle.read(4) != b"XDF:":
