@@ -46,7 +46,7 @@ log = logging.getLogger("collector.delivery.uploader")
 
 DEFAULT_RATE_PER_MIN = 100.0  # the key allows 120/min; leave room for other tools using it
 DEFAULT_WORKERS = 4  # streams served in parallel; EEG never waits behind a slow screenshot
-_POLL_S = 0.5  # fallback wake-up for items added by another process
+_POLL_S = 0.5  # one worker looks this often for items another process added (and for disk space)
 STOP_GRACE_S = 1.0  # a request on the wire when delivery stops may settle this long (avoids a duplicate)
 
 
@@ -145,7 +145,7 @@ class Uploader(TargetGate):
         self._backlog_up_to = self.spool.max_pending_id()
         self.spool.add_listener(self.notify)
         for i in range(self._workers_n):
-            t = threading.Thread(target=self._worker, name=f"uploader-{i}", daemon=True)
+            t = threading.Thread(target=self._worker, args=(i == 0,), name=f"uploader-{i}", daemon=True)
             self._threads.append(t)
             t.start()
 
@@ -314,8 +314,12 @@ class Uploader(TargetGate):
             up_to_id=up_to,
         )
 
-    def _claim(self) -> SpoolItem | None:
-        """Block until an item whose stream is free can be taken; None when stopping."""
+    def _claim(self, poll: bool) -> SpoolItem | None:
+        """Block until an item whose stream is free can be taken; None when stopping.
+
+        Items added in this process wake the workers (the spool's listener), so only the worker
+        with `poll` also looks every `_POLL_S`: idle workers cost no spool queries.
+        """
         with self._cond:
             while not self._stop.is_set():
                 if self._paused_for_space and self.spool.flush_held() and self.spool.ensure_reserve():
@@ -324,14 +328,15 @@ class Uploader(TargetGate):
                     item = self._claimable()
                     if item is not None:
                         self._in_flight.add(item.stream)
+                        self._cond.notify_all()  # another worker looks for another stream's item
                         return item
-                self._cond.wait(_POLL_S)
+                self._cond.wait(_POLL_S if poll else None)
         return None
 
-    def _worker(self) -> None:
+    def _worker(self, poll: bool) -> None:
         while not self._stop.is_set():
             try:
-                item = self._claim()
+                item = self._claim(poll)
             except SpoolError as err:
                 if not self._stop.is_set():
                     self._internal_error(err)

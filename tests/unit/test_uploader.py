@@ -358,6 +358,43 @@ def test_items_added_while_running_are_picked_up_promptly(spool, monkeypatch):
     while not client.stored and time.monotonic() < deadline:
         time.sleep(0.005)
     assert client.stored and time.monotonic() - t0 < 3.0  # woken by the listener: the poll is 30 s
+
+
+def test_items_another_process_adds_are_found_by_the_poll(spool, tmp_path, monkeypatch):
+    import collector.delivery.uploader as uploader_module
+
+    monkeypatch.setattr(uploader_module, "_POLL_S", 0.2)
+    client = FakeClient()
+    up, _ = make(spool, client, workers=4)
+    up.start()
+    other = Spool(tmp_path / "spool")  # its own connection and no listener: as another process's
+    try:
+        for i in range(3):
+            other.add(workspace_id=WS, evidence=eeg(i, f"eeg:{i}"), data=b"x")
+        deadline = time.monotonic() + 5
+        while len(client.stored) < 3 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert sorted(s for _, s, _, _ in client.stored) == ["eeg:0", "eeg:1", "eeg:2"]
+    finally:
+        up.stop(5)
+        other.close()
+
+
+def test_idle_workers_do_not_query_the_spool(spool, monkeypatch):
+    import collector.delivery.uploader as uploader_module
+
+    monkeypatch.setattr(uploader_module, "_POLL_S", 0.05)
+    looks = []
+    real = spool.next_pending
+    monkeypatch.setattr(spool, "next_pending", lambda **kw: looks.append(1) or real(**kw))
+    up, _ = make(spool, FakeClient(), workers=4)
+    up.start()
+    time.sleep(0.2)
+    looks.clear()
+    time.sleep(1.0)
+    up.stop(5)
+    # One worker polls (about 20 looks in 1 s); four polling workers made about 80.
+    assert 5 <= len(looks) <= 30
     up.stop(1)
 
 
