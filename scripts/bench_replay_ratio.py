@@ -5,6 +5,8 @@
     python scripts/bench_replay_ratio.py --reference FILE.xdf # the reference alone, prints JSON
     python scripts/bench_replay_ratio.py --stamps MUSELSL.csv
                                           # a real Muse's jittery packet stamps instead of a grid
+    python scripts/bench_replay_ratio.py --no-account
+                                          # no --workspace/--block: everything kept locally
 
 Writes a synthetic XDF (scripts/make_xdf.py), then runs, each in a fresh interpreter (a
 subprocess, timed with wait4: wall, CPU, peak RSS, imports included):
@@ -17,6 +19,9 @@ subprocess, timed with wait4: wall, CPU, peak RSS, imports included):
   per batch of windows over a strided view;
 - `collector replay FILE --speed max --offline` into a fresh spool, with the tree under test
   first on PYTHONPATH (`--tree`), default delivery chunking unless --chunk-seconds is given.
+  It names a workspace and block, so the chunks wait in the spool for delivery; with
+  --no-account it names none, as a user without an account does, and every chunk goes straight
+  into the local record (compressed there).
 
 Prints both wall and CPU times, the ratios replay / reference and the replay's peak RSS. With
 --repeat N the two alternate N times and the best of each is compared. CPU time is the steadier
@@ -152,6 +157,10 @@ def main() -> None:
         help="stamp the EEG like this muselsl CSV's `timestamps` (its steps repeated to the length), "
         "e.g. a `muse-lsl record` file; default: a perfect 256 Hz grid",
     )
+    ap.add_argument(
+        "--no-account", action="store_true",
+        help="replay without --workspace/--block: the chunks are kept in the local record",
+    )  # fmt: skip
     args = ap.parse_args()
     if args.reference:
         if not args.reference.is_file():
@@ -183,6 +192,7 @@ def main() -> None:
             f"  XDF {xdf.stat().st_size / 1e6:.1f} MB "
             f"({seconds:g} s, {round(seconds * 256):,} samples x 4 ch"
             f"{f', stamped like {args.stamps.name}' if args.stamps else ''})"
+            f"{'; replayed without an account (kept locally)' if args.no_account else ''}"
         )
         env = tree_env(args.tree, OPENLESSON_API_KEY="sk_benchmark_not_used")
         refs, reps = [], []
@@ -193,7 +203,8 @@ def main() -> None:
             info = json.loads(ref["stdout"].strip().splitlines()[-1])
             spool = tmp / f"spool-{i}"
             cmd = collector_cmd(
-                "replay", str(xdf), "--workspace", str(uuid.uuid4()), "--block", str(uuid.uuid4()),
+                "replay", str(xdf),
+                *([] if args.no_account else ["--workspace", str(uuid.uuid4()), "--block", str(uuid.uuid4())]),
                 "--speed", "max", "--offline", "--spool", str(spool), "--log-format", "json",
                 *(["--chunk-seconds", f"{args.chunk_seconds:g}"] if args.chunk_seconds is not None else []),
             )  # fmt: skip
