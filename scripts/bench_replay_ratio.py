@@ -202,9 +202,10 @@ def main() -> None:
                 sys.exit(f"reference failed: {ref['stderr'][-2000:]}")
             info = json.loads(ref["stdout"].strip().splitlines()[-1])
             spool = tmp / f"spool-{i}"
+            target = ["--workspace", str(uuid.uuid4()), "--block", str(uuid.uuid4())]
             cmd = collector_cmd(
                 "replay", str(xdf),
-                *([] if args.no_account else ["--workspace", str(uuid.uuid4()), "--block", str(uuid.uuid4())]),
+                *([] if args.no_account else target),
                 "--speed", "max", "--offline", "--spool", str(spool), "--log-format", "json",
                 *(["--chunk-seconds", f"{args.chunk_seconds:g}"] if args.chunk_seconds is not None else []),
             )  # fmt: skip

@@ -269,6 +269,27 @@ def test_downscale_keeps_the_aspect_ratio():
     assert decode(frame).size == (1280, 720)
 
 
+def test_only_frames_that_are_sent_are_downscaled(monkeypatch):
+    import collector.devices.screen.source as source_module
+
+    sizes = []
+    real = source_module.downscale
+    monkeypatch.setattr(source_module, "downscale", lambda im, w: sizes.append(im.size) or real(im, w))
+    clock = FakeClock()
+    screen = Screen(scene(size=(2560, 1440)))
+    src = ScreenSource(ScreenSettings(max_width=1280), clock=clock, grabber=screen)
+    src.open()
+    sent = []
+    for _ in range(4):  # the same picture: the first is sent, the others are near-identical
+        sent.append(src.capture())
+        clock.t += 5
+    screen.image = scene(color=(250, 250, 250), size=(2560, 1440))
+    sent.append(src.capture())
+    assert [f is not None for f in sent] == [True, False, False, False, True]
+    assert sizes == [(2560, 1440), (2560, 1440)] and src.skipped_identical == 3
+    assert sent[-1].sent_size == (1280, 720)
+
+
 # ---- cadence ------------------------------------------------------------------------------------
 
 

@@ -1,6 +1,6 @@
 """Image steps of a screenshot, with Pillow: redact, downscale, thumbnail and diff, encode to fit.
 
-    RGB -> redact -> downscale to max_width -> 64x36 diff -> encode to fit the byte limit
+    RGB -> redact -> 64x36 diff -> (frames sent) downscale to max_width -> encode to fit the byte limit
 
 Pillow (and numpy for the diff) are imported in the functions: `collector --help` stays fast.
 """
