@@ -220,7 +220,7 @@ class Capture:
                 # After the stop, one last read takes what the inlet already holds (and its markers).
                 last_read = self.stop_event.is_set()
                 try:
-                    chunk = source.read(timeout=0.0 if last_read else 0.5)
+                    chunk = source.read(timeout=0.0 if last_read else 0.2)
                 except SourceEnded:
                     break
                 # LslSource/MuseSource say when the stream is gone (they re-resolve it themselves).

@@ -58,8 +58,8 @@ from collector.errors import NoSourceError, UsageError
 log = logging.getLogger("collector.devices.lsl")
 
 
-READ_BATCH_S = 0.25  # a read waits (up to its timeout) for this much signal before it returns
-BATCH_WAIT_MAX_S = 0.5  # ... but returns the samples it has after this long, even fewer
+READ_BATCH_S = 0.1  # a read waits (up to its timeout) for this much signal before it returns
+BATCH_WAIT_MAX_S = 0.25  # ... but returns the samples it has after this long, even fewer
 HOLD_WAIT_S = 0.05  # how long a read waits for the samples that decide about a held bad stamp
 REPAIR_LOG_S = 60.0  # after the first repaired stamp is logged, further ones are logged as a count this often
 
