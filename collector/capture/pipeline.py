@@ -35,6 +35,9 @@ log = logging.getLogger("collector.capture.pipeline")
 _SPOOL_TRIES = 3  # a spool write that fails (locked, I/O error) is retried before it counts as a drop
 MARK_HOLD_S = 2.0  # a chunk waits this long for marks made during it (`collector mark` start-up)
 MOTION_WAIT_S = 1.5  # an EEG chunk waits at most this long for the motion sensors to reach its end
+# An EEG read waits at most this long for samples (an LSL source for READ_BATCH_S of them): also how
+# late the loop may notice a stop, before its last read.
+EEG_READ_WAIT_S = 0.5
 
 
 @dataclass
@@ -220,7 +223,7 @@ class Capture:
                 # After the stop, one last read takes what the inlet already holds (and its markers).
                 last_read = self.stop_event.is_set()
                 try:
-                    chunk = source.read(timeout=0.0 if last_read else 0.2)
+                    chunk = source.read(timeout=0.0 if last_read else EEG_READ_WAIT_S)
                 except SourceEnded:
                     break
                 # LslSource/MuseSource say when the stream is gone (they re-resolve it themselves).
