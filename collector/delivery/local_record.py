@@ -150,7 +150,7 @@ def reduce_screenshot(data: bytes, width: int = SCREEN_COPY_WIDTH) -> tuple[byte
 
     Raises OSError / PIL.UnidentifiedImageError if `data` is not an image Pillow can read.
     """
-    from PIL import Image
+    from PIL import Image, WebPImagePlugin  # noqa: F401  (WebP without all of Pillow's plugins)
 
     with Image.open(io.BytesIO(data)) as opened:
         img = opened.convert("RGB")

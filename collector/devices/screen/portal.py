@@ -19,7 +19,6 @@ docs/reference/not-built.md.
 
 from __future__ import annotations
 
-import asyncio
 import io
 import logging
 import os
@@ -65,6 +64,8 @@ def portal_unavailable(env: dict[str, str]) -> str | None:
 
 async def _screenshot_uri(timeout_s: float) -> str:
     """One Screenshot call and its Response; the file's uri. Raises PortalError."""
+    import asyncio
+
     from dbus_fast import BusType, Message, MessageType, Variant
     from dbus_fast.aio import MessageBus
 
@@ -187,6 +188,8 @@ class PortalGrabber:
         return first if first is not None else self._take()
 
     def _take(self) -> Image.Image:
+        import asyncio  # here, as dbus-fast: an X11 or offline capture never loads it (~15 ms)
+
         from PIL import Image, UnidentifiedImageError
 
         if not self._open:
