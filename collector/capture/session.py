@@ -149,10 +149,11 @@ def run_session(
                         c = uploader.counters()
                         _note_delivery(output, c, first=not delivering)
                     delivering = True
-                snap = snapshot(capture.stats, delivery())
-                if progress is not None:
-                    snap.update(progress())
-                output.update(snap)
+                if output.update_due():
+                    snap = snapshot(capture.stats, delivery())
+                    if progress is not None:
+                        snap.update(progress())
+                    output.update(snap)
                 wait_s = 1.0 if output.interactive else 0.5
                 if deadline is not None:  # --duration ends on time, not up to one redraw late
                     wait_s = max(0.0, min(wait_s, deadline - time.monotonic()))

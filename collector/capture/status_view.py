@@ -180,6 +180,11 @@ class StatusOutput:
 
     # ---- the live block ------------------------------------------------------------------------
 
+    def update_due(self) -> bool:
+        """Whether `update` shows anything now: a terminal view always, a log line every `log_every_s`
+        (so a capture without a terminal builds no snapshot, no spool query, between its lines)."""
+        return self.interactive or time.monotonic() - self._last_log >= self.log_every_s
+
     def update(self, snap: dict[str, Any], *, force: bool = False) -> None:
         if self.interactive:
             with self._lock:

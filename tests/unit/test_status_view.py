@@ -6,6 +6,7 @@ import io
 import json
 import logging
 import re
+import time
 
 from rich.console import Console
 
@@ -60,6 +61,15 @@ def test_replay_progress_is_a_rich_progress_bar():
     view.end_view()
     assert view._file_progress is not None  # noqa: SLF001 - the bar is rich's Progress
     assert "42%" in out.getvalue() and "read" in out.getvalue()
+
+
+def test_a_snapshot_is_due_always_on_a_terminal_and_once_per_interval_in_a_log():
+    assert StatusOutput(io.StringIO(), interactive=True).update_due()
+    view = StatusOutput(io.StringIO(), log_format="json", interactive=False, log_every_s=0.2)
+    view.update(snapshot(_stats(), {"delivered": 1, "pending": 0}), force=True)
+    assert not view.update_due()  # a line was just written: building the next one can wait
+    time.sleep(0.25)
+    assert view.update_due()
 
 
 def test_headless_logs_json_lines_once_per_interval():
