@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import signal
 import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -236,3 +237,24 @@ def test_replay_to_lsl_loop_plays_the_file_again_and_again(tmp_path):
         proc.send_signal(signal.SIGINT)
         _, err = proc.communicate(timeout=30)
     assert "--loop: playing" in err and "Stopped playing" in err, err
+
+
+@pytest.mark.parametrize("own", [None, "2"])
+def test_a_command_runs_numpy_with_one_blas_thread_unless_the_user_set_it(own):
+    """OpenBLAS's worker threads busy-wait ~0.1 s of CPU at every start (issue 23): the CLI sets
+    OPENBLAS_NUM_THREADS=1 before numpy is imported, and keeps a value the user gave."""
+    env = {k: v for k, v in cli_env().items() if k not in ("OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")}
+    if own:
+        env["OPENBLAS_NUM_THREADS"] = own
+    probe = (
+        "import os, sys\n"
+        "from collector import cli\n"
+        "cli._main([])\n"  # no command: the help, as `collector` alone prints it
+        "import numpy\n"
+        "print('RESULT', os.environ['OPENBLAS_NUM_THREADS'], len(os.listdir('/proc/self/task')))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, check=True)
+    value, threads = out.stdout.split("RESULT")[1].split()
+    assert value == (own or "1")
+    if not own:
+        assert threads == "1"  # numpy's import started no BLAS thread beside the main one
