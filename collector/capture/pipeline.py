@@ -151,12 +151,16 @@ class Capture:
 
     # ---- spooling ------------------------------------------------------------------------------
 
-    def _spool(self, evidence: EvidenceChunk, data: bytes) -> bool:
+    def _spool(self, evidence: EvidenceChunk, data: bytes, local_copy: bytes | None = None) -> bool:
         evidence = evidence.for_block(self.block_id or None)
         for attempt in range(_SPOOL_TRIES):
             try:
                 self.spool.add(
-                    workspace_id=self.workspace_id, evidence=evidence, data=data, local_only=self.local
+                    workspace_id=self.workspace_id,
+                    evidence=evidence,
+                    data=data,
+                    local_only=self.local,
+                    local_copy=local_copy,
                 )
                 return True
             except SpoolFullError as err:  # the spool has counted the drop; say it loudly
@@ -323,7 +327,7 @@ class Capture:
         )
         self.stats.screens_skipped += frame.skipped_before
         self.stats.black_frames += int(frame.extra.get("black_frames", 0) or 0)
-        if self._spool(evidence, frame.image):
+        if self._spool(evidence, frame.image, frame.local_copy):
             self._screen_index += 1  # only sent frames count, so chunk_index stays contiguous
             self.stats.screens_sent += 1
             self.summary.add_screenshot(

@@ -95,6 +95,9 @@ class ScreenFrame:
     skipped_before: int = 0  # near-identical frames skipped since the last sent frame
     paused_periods: tuple[tuple[int, int], ...] = ()  # (start_ms, end_ms) of privacy pauses
     extra: dict = field(default_factory=dict)
+    # The local record's small copy (collector.core.screen_copy), made from the image before it was
+    # encoded; None: the record makes it from `image` after delivery (a decode first: 2-3x the CPU).
+    local_copy: bytes | None = None
 
 
 @runtime_checkable

@@ -23,7 +23,6 @@ count in the spool's size bound, and the record is always the first to go when s
 
 from __future__ import annotations
 
-import io
 import json
 import logging
 import math
@@ -36,14 +35,12 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from collector.core.screen_copy import COPY_MIME, copy_of_screenshot
 from collector.core.summary import STREAM_ID as SUMMARY_STREAM_ID
 
 log = logging.getLogger("collector.delivery.local_record")
 
 DEFAULT_RETENTION_DAYS = 30.0
-SCREEN_COPY_WIDTH = 400  # px: enough to recognise a page in the review strip, ~3-15 kB each
-# (was 480 px at quality 70: 240 copies inlined made 1.8 MB of a 2-hour review page, issue 23)
-SCREEN_COPY_QUALITY = 60
 # zlib level of a kept EEG artifact. Level 6 took 84 ms for a 1-minute chunk (851 kB of JSON), level
 # 1 takes 16 ms for a copy 18 % bigger (ratio 0.39 against 0.33): a replay without an account kept
 # an hour in 11.4 s of CPU, 5 s of it in zlib (issue 23).
@@ -143,25 +140,6 @@ def finite_days(value: Any) -> float:
 
 def _now_ms() -> int:
     return int(time.time() * 1000)
-
-
-def reduce_screenshot(data: bytes, width: int = SCREEN_COPY_WIDTH) -> tuple[bytes, str]:
-    """A copy of an encoded screenshot at most `width` px wide, as WebP: (bytes, mime type).
-
-    Raises OSError / PIL.UnidentifiedImageError if `data` is not an image Pillow can read.
-    """
-    from PIL import Image, WebPImagePlugin  # noqa: F401  (WebP without all of Pillow's plugins)
-
-    with Image.open(io.BytesIO(data)) as opened:
-        img = opened.convert("RGB")
-        if img.width > width:
-            # reducing_gap: Pillow first halves by whole factors (box), then Lanczos: 2.4x faster
-            # for a 1600 px frame, no visible difference at 400 px.
-            size = (width, max(1, round(img.height * width / img.width)))
-            img = img.resize(size, Image.Resampling.LANCZOS, reducing_gap=2.0)
-        out = io.BytesIO()
-        img.save(out, format="WEBP", quality=SCREEN_COPY_QUALITY, method=2)
-    return out.getvalue(), "image/webp"
 
 
 class LocalRecord:
@@ -282,13 +260,13 @@ class LocalRecord:
         Returns the bytes kept (0 when the capture's retention is 0 or the item has no bytes).
         """
         row = self._conn.execute(
-            "SELECT i.capture_id, i.stream_id, i.chunk_index, i.type, i.request_json, b.data"
+            "SELECT i.capture_id, i.stream_id, i.chunk_index, i.type, i.request_json, b.data, b.local_copy"
             " FROM items i JOIN blobs b ON b.item_id = i.id WHERE i.id = ?",
             (item_id,),
         ).fetchone()
         if row is None:
             return 0
-        capture_id, stream_id, chunk_index, ev_type, request_json, data = row
+        capture_id, stream_id, chunk_index, ev_type, request_json, data, local_copy = row
         if self.retention_days(capture_id) <= 0:
             return 0  # privacy: nothing stays on the machine
         request = json.loads(request_json)
@@ -296,7 +274,8 @@ class LocalRecord:
         data = bytes(data)
         if mime.startswith("image/"):
             try:
-                data, mime = reduce_screenshot(data)
+                # The copy the screen source made with the frame; else one from its bytes.
+                data, mime = bytes(local_copy) if local_copy else copy_of_screenshot(data), COPY_MIME
             except Exception as exc:  # an image Pillow cannot read: keep no copy, say why
                 log.warning("no local copy of screenshot %s/%s: %s", stream_id, chunk_index, exc)
                 return 0

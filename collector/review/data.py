@@ -18,8 +18,8 @@ import msgspec
 import numpy as np
 
 from collector.core.records import MARK_SOURCE
+from collector.core.screen_copy import COPY_MIME, copy_of_screenshot
 from collector.core.summary import STREAM_ID as SUMMARY_STREAM_ID
-from collector.delivery.local_record import reduce_screenshot
 from collector.review.kept import Missing, find_missing
 
 _QUALITY_FLAGS = ("flat", "clipped", "excessive_amplitude", "line_noise", "missing")
@@ -164,7 +164,7 @@ def load_review(spool, session: dict[str, Any]) -> ReviewData:
             image, mime = art.data, art.mime_type
             if not art.delivered:  # still full-size in the spool: the page gets the record's size
                 try:
-                    image, mime = reduce_screenshot(image)
+                    image, mime = copy_of_screenshot(image), COPY_MIME
                 except Exception:  # unreadable: shown as it is rather than dropped
                     pass
             data.shots.append((int(art.timestamp_ms or 0), mime, image))

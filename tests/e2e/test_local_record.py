@@ -68,6 +68,40 @@ def test_delivered_items_are_kept_eeg_as_sent_screenshots_reduced(tmp_path):
         assert stat.S_IMODE(os.stat(root / name).st_mode) == 0o600
 
 
+def test_a_screenshot_spooled_with_its_small_copy_keeps_that_copy_and_counts_it(tmp_path):
+    from collector.core.screen_copy import copy_of_image
+
+    big = png(1920, 1080)
+    made = copy_of_image(Image.new("RGB", (1920, 1080), (20, 160, 60)))  # not the png's colour
+    with Spool(tmp_path / "s") as spool:
+        begin(spool, "c1")
+        spool.add(workspace_id=WS, evidence=shot("c1", 0), data=big, local_copy=made)
+        assert spool.stored_bytes() == len(big) + len(made)  # the copy counts in the bound
+        deliver_all(spool)
+        assert spool.stored_bytes() == 0
+        (kept,) = spool.record.artifacts("c1")
+        # The copy made at capture is kept as it is: the delivered bytes were not decoded again.
+        assert kept.data == made and kept.mime_type == "image/webp"
+        assert Image.open(io.BytesIO(kept.data)).getpixel((10, 10))[1] > 120
+
+
+def test_a_spool_made_before_small_copies_gets_the_column_and_its_items_still_reduce(tmp_path):
+    import sqlite3
+
+    root = tmp_path / "s"
+    with Spool(root) as spool:
+        begin(spool, "c1")
+        spool.add(workspace_id=WS, evidence=shot("c1", 0), data=png(800, 450))
+    conn = sqlite3.connect(root / "spool.db")
+    conn.execute("ALTER TABLE blobs DROP COLUMN local_copy")  # as an older collector made it
+    conn.commit()
+    conn.close()
+    with Spool(root) as spool:
+        deliver_all(spool)
+        (kept,) = spool.record.artifacts("c1")
+        assert Image.open(io.BytesIO(kept.data)).size == (400, 225)  # made from the bytes instead
+
+
 def test_retention_zero_keeps_nothing(tmp_path):
     with Spool(tmp_path / "s") as spool:
         begin(spool, "private", retention_days=0)

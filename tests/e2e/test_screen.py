@@ -269,6 +269,15 @@ def test_downscale_keeps_the_aspect_ratio():
     assert decode(frame).size == (1280, 720)
 
 
+def test_a_sent_frame_carries_the_local_records_small_copy():
+    src = ScreenSource(ScreenSettings(), clock=FakeClock(), grabber=Screen(scene(size=(1600, 900))))
+    src.open()
+    frame = src.capture()
+    copy = Image.open(io.BytesIO(frame.local_copy))
+    assert copy.format == "WEBP" and copy.size == (400, 225)
+    assert copy.convert("RGB").getpixel((200, 112)) == pytest.approx((40, 90, 200), abs=6)
+
+
 def test_only_frames_that_are_sent_are_downscaled(monkeypatch):
     import collector.devices.screen.source as source_module
 

@@ -34,7 +34,7 @@ INSERT_ITEM = (
     "INSERT INTO items (capture_id, stream_id, chunk_index, workspace_id, block_id,"
     " type, request_json, size_bytes, created_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
-INSERT_BLOB = "INSERT INTO blobs (item_id, data, sha256) VALUES (?, ?, ?)"
+INSERT_BLOB = "INSERT INTO blobs (item_id, data, sha256, local_copy) VALUES (?, ?, ?, ?)"
 DELETE_BLOB = "DELETE FROM blobs WHERE item_id = ?"
 SELECT_ITEM = (
     "SELECT i.id, i.workspace_id, i.capture_id, i.stream_id, i.chunk_index, i.type,"
@@ -115,14 +115,22 @@ def request_json(evidence: EvidenceChunk) -> str:
     return json.dumps(evidence.request_fields(), separators=(",", ":"), sort_keys=True)
 
 
-def insert_item(store: Store, workspace_id: str, evidence: EvidenceChunk, request: str, data: bytes) -> int:
+def insert_item(
+    store: Store,
+    workspace_id: str,
+    evidence: EvidenceChunk,
+    request: str,
+    data: bytes,
+    local_copy: bytes | None = None,
+) -> int:
     """Add one pending item (`request`: its `request_json`) and its bytes in one transaction;
-    returns its id.
+    returns its id. `local_copy`: what the local record keeps of it after delivery, when made
+    already (a screenshot's small copy); it counts in the item's size.
 
     `DuplicateChunkError` when its identity is already spooled; other errors (a full disk) are
     raised as they come, the transaction rolled back. The caller holds the store's lock.
     """
-    size = len(data)
+    size = len(data) + len(local_copy or b"")
     conn = store.conn
     try:
         conn.execute("BEGIN IMMEDIATE")
@@ -142,7 +150,7 @@ def insert_item(store: Store, workspace_id: str, evidence: EvidenceChunk, reques
                 ),  # fmt: skip
             )
             item_id = int(cur.lastrowid or 0)
-            conn.execute(INSERT_BLOB, (item_id, data, hashlib.sha256(data).hexdigest()))
+            conn.execute(INSERT_BLOB, (item_id, data, hashlib.sha256(data).hexdigest(), local_copy))
             add_stored_bytes(conn, size)
             conn.execute("COMMIT")
         except BaseException:

@@ -70,9 +70,10 @@ CREATE TABLE IF NOT EXISTS items (
 CREATE INDEX IF NOT EXISTS items_state ON items (state, id);
 CREATE INDEX IF NOT EXISTS items_stream ON items (state, stream_id, id);
 CREATE TABLE IF NOT EXISTS blobs (
-    item_id INTEGER PRIMARY KEY,
-    data    BLOB NOT NULL,
-    sha256  TEXT
+    item_id    INTEGER PRIMARY KEY,
+    data       BLOB NOT NULL,
+    sha256     TEXT,
+    local_copy BLOB  -- a screenshot's small copy for the local record (collector.core.screen_copy)
 );
 CREATE TABLE IF NOT EXISTS drops (
     capture_id TEXT NOT NULL,
@@ -94,6 +95,7 @@ INSERT OR IGNORE INTO meta (key, value) VALUES ('stored_bytes', '0');
 MIGRATIONS = (
     ("blobs", "sha256", "sha256 TEXT"),  # a spool made before checksums
     ("drops", "chunks", "chunks TEXT NOT NULL DEFAULT ''"),  # before refused chunk indexes
+    ("blobs", "local_copy", "local_copy BLOB"),  # before screenshots carried their small copy
 )
 
 

@@ -150,10 +150,12 @@ class Spool:
         evidence: EvidenceChunk | Mapping[str, Any],
         data: bytes,
         local_only: bool = False,
+        local_copy: bytes | None = None,
     ) -> int:
         """Store one chunk durably and return its item id; raise SpoolFullError if refused.
 
         `local_only` (`--local`): the item goes straight to the local record, never to delivery.
+        `local_copy`: the small copy the local record keeps of a screenshot (core.screen_copy).
 
         `evidence` is the item's typed record (or its EvidenceCreate fields without `data`, checked
         by `EvidenceChunk.from_fields`: ValueError for unknown fields or an incomplete identity);
@@ -166,7 +168,7 @@ class Spool:
         )  # fmt: skip
         if not workspace_id:
             raise ValueError("workspace_id is required to spool a chunk")
-        size = len(data)
+        size = len(data) + len(local_copy or b"")
         with self._lock:
             self._store.check_open()
             if evidence.block_id is None:  # a capture whose block was resolved by the deferred check
@@ -193,12 +195,16 @@ class Spool:
                     f"or raise the bound / free space in {self.root}."
                 )
             try:
-                item_id = insert_item(self._store, workspace_id, evidence, request, data)
+                item_id = insert_item(self._store, workspace_id, evidence, request, data, local_copy)
             except (OSError, sqlite3.Error) as exc:
                 if is_disk_full(exc) and self.record.make_room(0):
                     # The local record's pages are free now; once empty, make_room returns 0: no loop.
                     return self.add(
-                        workspace_id=workspace_id, evidence=evidence, data=data, local_only=local_only
+                        workspace_id=workspace_id,
+                        evidence=evidence,
+                        data=data,
+                        local_only=local_only,
+                        local_copy=local_copy,
                     )
                 if is_disk_full(exc):
                     dropped = self._drops.count(capture_id, stream_id, "disk_full", chunk_index)

@@ -33,6 +33,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Protocol
 
 from collector.core.records import ScreenFrame
+from collector.core.screen_copy import copy_of_image
 from collector.devices.screen.grabber import BROKEN_BLACK, Grabber, open_backend, wayland_session
 from collector.devices.screen.image import (
     diff_score,
@@ -322,6 +323,7 @@ class ScreenSource:
             skipped_before=self._skipped_since,
             paused_periods=tuple(self._pause_periods),
             extra=extra,
+            local_copy=_local_copy(image),
         )
         self.sent += 1
         self._last_thumb = thumb
@@ -460,3 +462,13 @@ class ScreenSource:
             "dropped_oversize": self.dropped_oversize,
             "black_frames": self.black_frames,
         }
+
+
+def _local_copy(image: Image.Image) -> bytes | None:
+    """The local record's small copy, from the image in hand (a later one from the encoded bytes
+    would decode them first: ~33 against 10-16 ms a 1600x900 frame); None if it cannot be made."""
+    try:
+        return copy_of_image(image)
+    except Exception as exc:  # the record then makes its copy from the delivered bytes
+        log.warning("no small copy of this screenshot made now (%s); it is made after delivery", exc)
+        return None
