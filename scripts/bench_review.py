@@ -170,6 +170,8 @@ def main() -> None:
         if code != 0:
             sys.exit(f"review failed: {stderr[-2000:]}")
         figures = json.loads(stderr.strip().splitlines()[-1])
+        if figures["code"] != 0 or not page.is_file():  # `main` returned an error code: no page
+            sys.exit(f"review failed (exit {figures['code']}): {stderr[-2000:]}")
         parts = page_parts(page)
     share = parts["plotly_js_mb"] / parts["page_mb"] if parts["page_mb"] else 0.0
     print(json.dumps({
