@@ -72,14 +72,18 @@ def _quiet_liblsl() -> None:
 # numpy's and scipy's OpenBLAS start a worker thread per core at import, and each busy-waits ~0.1 s
 # of CPU after it starts and after each threaded call. The collector's arrays are small: one thread
 # does the same work without it (0.08 s less CPU at every start, issue 23). Set any of these
-# yourself to change it.
-_BLAS_THREADS = ("OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "OMP_NUM_THREADS")
+# yourself to change it: then none is set here (OpenBLAS reads OMP_NUM_THREADS when its own is
+# unset, so setting the others to 1 would override a user's OMP_NUM_THREADS).
+_BLAS_THREADS = ("OPENBLAS_NUM_THREADS", "GOTO_NUM_THREADS", "MKL_NUM_THREADS", "OMP_NUM_THREADS")
 
 
 def _one_blas_thread() -> None:
-    """Before numpy is imported (no command module is yet): BLAS/OpenMP pools of one thread."""
+    """Before numpy is imported (no command module is yet): BLAS/OpenMP pools of one thread,
+    unless the user set any of `_BLAS_THREADS`."""
+    if any(name in os.environ for name in _BLAS_THREADS):
+        return
     for name in _BLAS_THREADS:
-        os.environ.setdefault(name, "1")
+        os.environ[name] = "1"
 
 
 def _http_library_logs(verbosity: int) -> None:

@@ -42,7 +42,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from benchlib import add_tree_args, child_rusage, collector_cmd, header, load, number, tree_env  # noqa: E402
+from benchlib import MAX_HOURS, add_tree_args, child_rusage, collector_cmd, header, load, number, tree_env  # noqa: E402
 
 BANDS = (
     ("delta", 1.0, 4.0),
@@ -141,13 +141,13 @@ def timed(cmd: list[str], env: dict | None, cwd: Path) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_tree_args(ap)
-    ap.add_argument("--hours", type=number(float, above=0), default=1.0)
+    ap.add_argument("--hours", type=number(float, above=0, at_most=MAX_HOURS), default=1.0)
     ap.add_argument(
         "--repeat", type=number(int, at_least=1), default=1, help="alternate reference and replay N times"
     )
     ap.add_argument(
-        "--chunk-seconds", type=number(float, above=0), default=None,
-        help="replay --chunk-seconds (default: none)",
+        "--chunk-seconds", type=number(float, at_least=0.5, at_most=600), default=None,
+        help="replay --chunk-seconds, 0.5 to 600 as replay takes it (default: none)",
     )  # fmt: skip
     ap.add_argument("--reference", type=Path, metavar="XDF", help="run only the reference on XDF (JSON out)")
     ap.add_argument(

@@ -29,7 +29,7 @@ import uuid
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from benchlib import add_tree_args, child_rusage, collector_cmd, header, load, number, tree_env  # noqa: E402
+from benchlib import MAX_HOURS, add_tree_args, child_rusage, collector_cmd, header, load, number, tree_env  # noqa: E402
 from make_xdf import synthetic_eeg, synthetic_markers, write_xdf  # noqa: E402
 
 
@@ -111,7 +111,7 @@ MIN_SECONDS = 10.0  # a capture shorter than this has no chunk to review
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_tree_args(ap)
-    ap.add_argument("--hours", type=number(float, above=0), default=2.0)
+    ap.add_argument("--hours", type=number(float, above=0, at_most=MAX_HOURS), default=2.0)
     ap.add_argument("--screenshots", type=number(int, at_least=0), default=240)
     ap.add_argument("--prepare", type=Path, metavar="SPOOL", help=argparse.SUPPRESS)  # the child's part
     args = ap.parse_args()

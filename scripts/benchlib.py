@@ -37,7 +37,9 @@ def add_tree_args(ap: argparse.ArgumentParser, *, sandbox: bool = False) -> None
         )
 
 
-def number(kind: type, *, above: float | None = None, at_least: float | None = None):
+def number(
+    kind: type, *, above: float | None = None, at_least: float | None = None, at_most: float | None = None
+):
     """An argparse `type=` that parses `kind` (int or float) and rejects values out of range with
     argparse's one-line usage error, e.g. `number(float, above=0)` for a duration in seconds."""
 
@@ -54,10 +56,17 @@ def number(kind: type, *, above: float | None = None, at_least: float | None = N
             raise argparse.ArgumentTypeError(f"{text} must be above {above:g}")
         if at_least is not None and not value >= at_least:
             raise argparse.ArgumentTypeError(f"{text} must be at least {at_least:g}")
+        if at_most is not None and not value <= at_most:
+            raise argparse.ArgumentTypeError(f"{text} must be at most {at_most:g}")
         return value
 
     parse.__name__ = kind.__name__  # argparse names the type in its messages
     return parse
+
+
+# A synthetic recording longer than this is refused by the benchmarks that write one: a day of
+# 4-ch 256 Hz EEG is 88 M samples (2.8 GB as float64), and the pyxdf reference holds it all.
+MAX_HOURS = 24.0
 
 
 def check_tree(tree: Path, flag: str = "--tree") -> Path:
