@@ -11,16 +11,10 @@ import io
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from collector.core.screen_copy import register_webp
+
 if TYPE_CHECKING:
     from PIL import Image
-
-
-def load_codec(image_format: str) -> None:
-    """Register Pillow's plugin for `image_format` ("webp", "jpeg", "png"). Pillow registers JPEG and
-    PNG at once, but meets WebP only by loading all its ~40 plugins (Image.init, 66 ms of CPU at a
-    capture's first screenshot); Image.open still falls back to all of them for anything else."""
-    if image_format.lower() == "webp":
-        from PIL import WebPImagePlugin  # noqa: F401  (registers WEBP)
 
 
 WEBP_METHOD = 2  # same bytes as Pillow's default 4 (+3%) in half the time
@@ -32,7 +26,8 @@ MIN_FIT_WIDTH = 64
 
 
 def encode_image(image: Image.Image, image_format: str, quality: int) -> bytes:
-    load_codec(image_format)
+    if image_format == "webp":
+        register_webp()
     buf = io.BytesIO()
     if image_format == "jpeg":
         image.save(buf, "JPEG", quality=quality)
