@@ -126,7 +126,7 @@ def aux_loop(capture, kind: str, source, description: StreamDescription, motion:
             if heart is not None:
                 times = artifact["times_ms"]
                 last_one = final and i == len(outs) - 1  # the capture's last chunk takes the rest
-                last = artifact["t0_ms"] + times[-1] if times and not last_one else None
+                last = artifact["t0_ms"] + float(times[-1]) if len(times) and not last_one else None
                 artifact["heart_rate"] = heart.take(last)
                 capture.summary.add_heart_rate(artifact["heart_rate"])
             out = dataclasses.replace(out, artifact=artifact, encoded=None)

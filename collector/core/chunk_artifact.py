@@ -62,9 +62,10 @@ Artifact schema (`application/json`, compact UTF-8; version 1):
 
 Flags are null (not evaluated) in windows that span a gap. Welch's method follows
 `scipy.signal.welch` exactly; absolute band power is the sum of PSD bins lo <= f < hi times the
-bin width. Sample precision: 0.001 uV is far below any EEG amplifier's noise (a Muse LSB is
-0.49 uV) and keeps a 5 s, 4-channel 256 Hz chunk near 75 kB; `sample_decimals=None` writes full
-float64 precision instead.
+bin width. In memory (`write_artifact`), `times_ms` and `samples` are float64 NumPy arrays that
+`encode` writes as the lists above. Sample precision: 0.001 uV is far below any EEG amplifier's
+noise (a Muse LSB is 0.49 uV) and keeps a 5 s, 4-channel 256 Hz chunk near 75 kB;
+`sample_decimals=None` writes full float64 precision instead.
 """
 
 from __future__ import annotations
@@ -74,8 +75,8 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
-import msgspec
 import numpy as np
+import orjson
 
 from collector.core.bandpower import BandPowers, BandSettings
 from collector.core.records import Event, Gap, StreamDescription
@@ -163,7 +164,10 @@ def write_artifact(
     repaired: int = 0,
 ) -> tuple[dict[str, Any], dict[str, float], Series]:
     """One chunk's artifact, its mean relative power per band ({} when no window has powers), and
-    the JSON of its long lists for `encode`.
+    the lists `encode` may write with orjson.
+
+    In the artifact, `times_ms` (n,) and `samples` (n, n_channels) are float64 NumPy arrays, not
+    lists: `encode` writes them straight from the arrays (`as_lists` gives the plain form).
 
     `identity`: capture_id, stream_id, collector_version and chunk_index, in that order;
     `stream`: stream_fields(). `first` is the global index of the chunk's first sample (`data[0]`),
@@ -182,20 +186,12 @@ def write_artifact(
     if rel.shape[0]:
         band_powers = {b: float(v) for b, v in zip(bands, rel.mean(axis=0), strict=True)}
 
-    samples: list
-    if sample_decimals is None:
-        rounded = data
-    else:
-        rounded = np.round(data, sample_decimals)
-    finite = np.isfinite(rounded)
-    if finite.all():
-        samples = rounded.tolist()
-    else:
-        as_obj = rounded.astype(object)
-        as_obj[~finite] = None
-        samples = as_obj.tolist()
+    # float64 and C-ordered: orjson writes a float32 array as float32 (shorter digits than
+    # tolist's floats) and refuses a strided one.
+    samples = np.ascontiguousarray(
+        data if sample_decimals is None else np.round(data, sample_decimals), np.float64
+    )
     times_rel = np.round(times - t0_ms, 3) + 0.0  # + 0.0: no -0.0
-    times_list = times_rel.tolist()
 
     artifact = {
         "format": FORMAT,
@@ -203,7 +199,7 @@ def write_artifact(
         **identity,
         **stream,
         "t0_ms": t0_ms,
-        "times_ms": times_list,
+        "times_ms": times_rel,
         "samples": samples,
         "windows": windows,
         "band_powers": {b: sig(v) for b, v in band_powers.items()},
@@ -212,72 +208,86 @@ def write_artifact(
     }
     # Samples of this chunk whose timestamp the source replaced from the stream's grid.
     artifact["method"]["timestamps_repaired"] = int(repaired)
-    # The two long lists' JSON, written by msgspec (see `encode`); None where that does not apply.
+    # The windows go through orjson when their floats are in its plain range (see `encode`).
     series: Series = {}
-    times_text = _decimals_json(times_rel, times_list)
-    if times_text is not None:
-        series["times_ms"] = (times_list, times_text)
-    samples_text = _decimals_json(rounded, samples) if sample_decimals == 3 else None
-    if samples_text is not None:
-        series["samples"] = (samples, samples_text)
     q = powers.quality
     arrays = [times, powers.absolute_uv2, powers.relative]
     if q is not None:
         arrays += [q.line_noise_share, q.ptp_uv]
     if _plain_floats(*arrays):
-        series["windows"] = (windows, None)  # encoded when asked: later flags may be added to it
+        series["windows"] = windows
     return artifact, band_powers, series
 
 
-# artifact key -> (its list, that list's JSON text; None: encode the list with msgspec when asked)
-Series = dict[str, tuple[list, bytes | None]]
+# artifact key -> its list, when orjson writes that list as json does (`_plain_floats`); `encode`
+# uses it only while it is still the artifact's list (a list replaced since is written by json).
+Series = dict[str, list]
 
 
 def encode(artifact: dict[str, Any], series: Series | None = None) -> bytes:
     """The artifact as compact UTF-8 JSON (the evidence's `data` before base64): exactly
-    `json.dumps(artifact, separators=(",", ":"), ensure_ascii=False, allow_nan=False)`.
+    `json.dumps(as_lists(artifact), separators=(",", ":"), ensure_ascii=False, allow_nan=False)`.
 
-    `series` (from `write_artifact`) holds the JSON of `times_ms` and `samples`, written by
-    msgspec, for each list that is still the one written (a list replaced since is encoded
-    by json); those two lists must not be changed in place. `windows`, when its floats allow
-    (`_plain_floats`), is written by msgspec at each call, so flags added to it later count.
+    `times_ms` and `samples` are NumPy arrays in memory (`write_artifact`); each array is written
+    as its nested list, a non-finite value as null (`_array_json`). `series` (from
+    `write_artifact`) names the lists orjson may write, so `windows` is written fast at each call
+    and flags added to it later count.
     """
-    if not series:
-        return _dumps(artifact).encode()
     parts = []
     for key, value in artifact.items():
-        known = series.get(key)
-        if known is not None and known[0] is value:
-            text = known[1] if known[1] is not None else msgspec.json.encode(value)
-            parts.append(_dumps(key).encode() + b":" + text)
+        if isinstance(value, np.ndarray):
+            text = _array_json(value)
+        elif series is not None and series.get(key) is value:
+            text = orjson.dumps(value)
         else:
             parts.append(_dumps({key: value})[1:-1].encode())
+            continue
+        parts.append(_dumps(key).encode() + b":" + text)
     return b"{" + b",".join(parts) + b"}"
+
+
+def as_lists(artifact: dict[str, Any]) -> dict[str, Any]:
+    """The artifact with its arrays as the lists its JSON holds (a non-finite value as None): the
+    plain-Python form `encode` writes, for code and tests that want lists."""
+    return {k: _as_list(v) if isinstance(v, np.ndarray) else v for k, v in artifact.items()}
+
+
+def _as_list(values: np.ndarray) -> list:
+    finite = np.isfinite(values)
+    if finite.all():
+        return values.tolist()
+    as_obj = values.astype(object)
+    as_obj[~finite] = None
+    return as_obj.tolist()
 
 
 def _dumps(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
 
 
-_PLAIN_LIMIT = 1e12  # |value| under this (3 decimals): msgspec writes each float as repr does
-
-
-def _decimals_json(values: np.ndarray, as_list: list) -> bytes | None:
-    """`_dumps(as_list).encode()` by msgspec, for `as_list` = `values.tolist()` whose values are finite
-    and rounded to 3 decimals (json took 2.5 s of the 6 s CPU of an hour's replay, issue 23). Both
-    write a float's shortest repr; msgspec writes it differently only from 1e16 up ("1e16") and below
-    1e-4 ("0.00001"), which such values never reach under `_PLAIN_LIMIT`. None when they do not fit
-    (non-finite, too large): json writes those."""
-    if values.size == 0 or not np.isfinite(values).all() or not float(np.abs(values).max()) < _PLAIN_LIMIT:
-        return None
-    return msgspec.json.encode(as_list)
+def _array_json(values: np.ndarray) -> bytes:
+    """`_dumps(_as_list(values)).encode()`, by orjson straight from the float64 array when every
+    finite non-zero |value| lies in [1e-4, 1e16) (issue 23: tolist plus an encoder took half the
+    CPU of an hour's replay after the clock fit). orjson and json both write a float's shortest
+    repr and differ only outside that range ("0.00001" for 1e-05); both write a non-finite value of
+    an array as null here (orjson by itself, json through `_as_list`)."""
+    a = np.ascontiguousarray(values, np.float64)  # no copy when it is one already
+    mag = np.abs(a)
+    if mag.size and not float(mag.max()) < 1e16:  # also NaN or inf somewhere: the full test
+        with np.errstate(invalid="ignore"):
+            plain = bool((((mag >= 1e-4) & (mag < 1e16)) | (mag == 0) | ~np.isfinite(mag)).all())
+    else:
+        plain = not np.any((mag < 1e-4) & (mag != 0))
+    if plain:
+        return orjson.dumps(a, option=orjson.OPT_SERIALIZE_NUMPY)
+    return _dumps(_as_list(a)).encode()
 
 
 def _plain_floats(*arrays: np.ndarray) -> bool:
     """Whether every finite non-zero value of `arrays` lies in [1e-4, 1e15): then the floats made
-    from them (rounded by `sig` or `ms`, or None) are written by msgspec exactly as by json, which
-    differ only below 1e-4 and from 1e16 up (strings, ints, bools and null are written alike).
-    msgspec writes an hour's windows in 0.03 s where json takes 0.3 s (issue 23)."""
+    from them (rounded by `sig` or `ms`, or None) are written by orjson exactly as by json, which
+    differ only below 1e-4 (strings, ints, bools and null are written alike; `_array_json`).
+    orjson writes an hour's windows in 0.02 s where json takes 0.3 s (issue 23)."""
     for a in arrays:
         v = np.abs(a[np.isfinite(a)])
         v = v[v != 0]

@@ -65,7 +65,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from collector.core.clock import gap_threshold_s
+from collector.core.clock import GAP_MIN_S, GAP_PERIODS, gap_threshold_s
 
 MAX_RUN = 8  # a run of at most this many off-line samples at a stream's end is bad stamps, not a gap
 MAX_EXCURSION_S = 10.0  # a backward (or implausible) jump that comes back within this is bad stamps
@@ -117,18 +117,24 @@ def _median_rows(a: np.ndarray) -> np.ndarray:
     return np.mean(a[:, k - 1 : k + 1], axis=1)  # as np.median: the mean of the two middle values
 
 
+def _quantile_index(n: int, q: float) -> tuple[int, int, float]:
+    """(below, above, gamma) of NumPy's linear quantile q of n values: it lies between the sorted
+    values `below` and `above`, at gamma of the way, and never above the value `above`."""
+    virtual = (n - 1) * q
+    below = min(int(math.floor(virtual)), n - 1)
+    return below, min(below + 1, n - 1), virtual - math.floor(virtual)
+
+
 def _quantile_and_median_rows(a: np.ndarray, q: float) -> tuple[np.ndarray, np.ndarray]:
     """(np.quantile(a, q, axis=1), np.median(a, axis=1)), the same numbers, from one in-place
     partition of `a` (rows, n): NumPy's linear method, its `_lerp` included."""
     n = a.shape[1]
-    virtual = (n - 1) * q
-    below = min(int(math.floor(virtual)), n - 1)
-    above = min(below + 1, n - 1)
+    below, above, g = _quantile_index(n, q)
     k = n // 2
     a.partition(sorted({below, above, k - 1 if n % 2 == 0 else k, k}), axis=1)
     median = a[:, k].copy() if n % 2 else np.mean(a[:, k - 1 : k + 1], axis=1)
     lo, hi = a[:, below], a[:, above]
-    gamma = np.float64(virtual - math.floor(virtual))
+    gamma = np.float64(g)
     diff = hi - lo
     quantile = hi - diff * (1 - gamma) if gamma >= 0.5 else lo + diff * gamma
     return quantile, median
@@ -143,6 +149,19 @@ def _packets_possible(irregular: np.ndarray, smallest: int) -> bool:
     n = irregular.size
     needed = n - 1 - 2 * (1 - PACKET_SHARE) * n - 1e-9
     return int(np.count_nonzero(np.diff(irregular) >= smallest)) >= needed
+
+
+def _thresholds_rows(
+    slope: np.ndarray, jitter: np.ndarray, packet: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """`ClockFit._thresholds` of each row (slope, jitter (rows,) float64; packet (rows,) int): the
+    same IEEE operations in the same order, so the same numbers."""
+    sfreq = 1.0 / slope
+    with np.errstate(divide="ignore"):
+        by_rate = np.where(sfreq > 0, np.maximum(GAP_PERIODS / sfreq, GAP_MIN_S), np.inf)  # gap_threshold_s
+    gap = np.maximum(np.maximum(by_rate, GAP_JITTER * jitter), GAP_PACKETS * packet * slope)
+    bad = np.maximum(ANCHOR_TOLERANCE * slope, BAD_JITTER * jitter)
+    return gap, bad
 
 
 @dataclass
@@ -175,6 +194,7 @@ class ClockFit:
         self.gaps: list[int] = []
         self.last_out: float | None = None
         self._batch_rows = _BATCH_MIN  # blocks `_clean_blocks` tries next (grows while they are clean)
+        self._scratch: np.ndarray | None = None  # `_buffers`
 
     # -- sizes ---------------------------------------------------------------------------------
     def _level_n(self, p: float) -> int:
@@ -326,37 +346,49 @@ class ClockFit:
         ahead = sliding_window_view(t[lo + w - d : lo + w + (rows - 1) * d + 3 * d + 1], 4 * d + 1)[::d]
 
         # `_line` with every sample good: least squares of stamp against index over the window.
+        # The same operations in the same order as `_line`, into two reused (rows, w) buffers: a
+        # fresh array of that size per operation cost 3x the arithmetic (issue 23).
         x = np.arange(w, dtype=np.float64)
         xm = x.mean()
         xc = x - xm
         sxx = float((xc**2).sum())
-        y = win - win[:, :1]
+        y, e = self._buffers(rows, w)
+        np.subtract(win, win[:, :1], out=y)
         if not (np.isfinite(y).all() and np.isfinite(ahead).all()):
             return False  # (y is finite only where every stamp of the window is)
         ym = y.mean(axis=1)
-        slope = (xc * (y - ym[:, None])).sum(axis=1) / sxx
+        np.subtract(y, ym[:, None], out=e)
+        e *= xc
+        slope = e.sum(axis=1) / sxx  # (xc * (y - ym)).sum()
         at = win[:, 0] + ym + slope * (w - xm)
-        e = y - (ym[:, None] + slope[:, None] * xc)
+        np.multiply(slope[:, None], xc, out=e)
+        e += ym[:, None]
+        np.subtract(y, e, out=e)  # y - (ym + slope * xc)
         med = _median_rows(e)  # partitions e in place: only its order statistics are used below
         dev = np.abs(np.subtract(e, med[:, None], out=e), out=e)
-        q99, dev_med = _quantile_and_median_rows(dev, 0.99)
-        j = np.minimum(q99, 6 * 1.4826 * dev_med)
+        # A row's j = min(q99, cap) can raise the jitter only if its q99 exceeds the jitter so far,
+        # and q99 is at most the order statistic above it: rows with no more than w - 1 - above
+        # deviations over the jitter keep it, and their quantile is not computed.
+        _, above, _ = _quantile_index(w, 0.99)
+        j = np.full(dev.shape[0], self.jitter)
+        rise = np.flatnonzero(np.count_nonzero(dev > self.jitter, axis=1) > w - 1 - above)
+        if rise.size:
+            q99, dev_med = _quantile_and_median_rows(dev[rise], 0.99)
+            j[rise] = np.minimum(q99, 6 * 1.4826 * dev_med)
         jitter = np.maximum.accumulate(np.concatenate(([self.jitter], j)))[1:]
         packet = self._packets(win, pos - w, d, t[lo : lo + (rows - 1) * d + w])
         # A new packet size changes the block size: blocks after the one that found it are redone.
-        resized = np.flatnonzero([self._level_n_for(p, m) != d for m in packet.tolist()])
-        if resized.size:
-            rows = int(resized[0]) + 1
+        if (packet != self.packet).any():
+            resized = np.flatnonzero([self._level_n_for(p, m) != d for m in packet.tolist()])
+            if resized.size:
+                rows = int(resized[0]) + 1
 
         # `_block`: residuals from d before each block to its look ahead, against its line.
         line = at[:rows, None] + slope[:rows, None] * np.arange(-d, 3 * d + 1)
         e_all = ahead[:rows] - line - med[:rows, None]
         blk = e_all[:, d : 2 * d]
-        level = np.median(blk, axis=1)
-        per_row = zip(slope[:rows].tolist(), jitter[:rows].tolist(), packet[:rows].tolist(), strict=True)
-        limits = [self._thresholds(s_r, j_r, m_r) for s_r, j_r, m_r in per_row]
-        gap = np.array([g for g, _ in limits])
-        bad = np.array([b for _, b in limits])
+        level = _median_rows(blk.copy())  # (a copy: `_shift` reads e_all in order)
+        gap, bad = _thresholds_rows(slope[:rows], jitter[:rows], packet[:rows])
         shifted = (np.abs(e_all[:, d : 3 * d]) > (gap / 2)[:, None]).any(axis=1)
         off = (np.abs(blk - level[:, None]) > bad[:, None]).any(axis=1)
         done = rows
@@ -374,6 +406,12 @@ class ClockFit:
             self.packet = int(packet[done - 1])
         self._batch_rows = min(2 * self._batch_rows, _BATCH_MAX) if done == rows else _BATCH_MIN
         return done > 0
+
+    def _buffers(self, rows: int, w: int) -> tuple[np.ndarray, np.ndarray]:
+        """Two C-ordered (rows, w) float64 scratch arrays for `_clean_blocks`, kept between calls."""
+        if self._scratch is None or self._scratch.shape[1] < rows or self._scratch.shape[2] != w:
+            self._scratch = np.empty((2, max(rows, min(_BATCH_MAX, _BATCH_VALUES // w)), w))
+        return self._scratch[0, :rows], self._scratch[1, :rows]
 
     def _packets(self, win: np.ndarray, a: int, d: int, span: np.ndarray) -> np.ndarray:
         """The packet size after each row's `_find_packet` (win: (rows, w) windows, row r from

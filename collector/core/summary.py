@@ -125,9 +125,10 @@ class SummaryBuilder:
             self.bands_hz = dict(artifact["bands_hz"])
         self.eeg_chunks += 1
         self.samples += len(artifact["samples"])
-        if artifact["times_ms"]:
+        times = artifact["times_ms"]  # an array in a fresh chunk, a list in a decoded one
+        if len(times):
             t0 = artifact["t0_ms"]
-            self._span(t0 + artifact["times_ms"][0], t0 + artifact["times_ms"][-1])
+            self._span(t0 + float(times[0]), t0 + float(times[-1]))
         for w in artifact["windows"]:
             minute = self._minute(w["end_ms"])
             minute.windows += 1

@@ -484,31 +484,42 @@ def test_streams_too_slow_or_short_for_windows_are_still_chunked_whole():
 
 
 def test_the_long_lists_json_is_json_dumps_byte_for_byte():
-    """`times_ms` and `samples` are written by msgspec (issue 23); the artifact must stay exactly
-    json.dumps' text, so values msgspec writes otherwise (from 1e16 up) are left to json."""
-    from collector.core.chunk_artifact import _decimals_json, _dumps, encode
+    """`times_ms` and `samples` are arrays written by orjson (issue 23); the artifact must stay
+    exactly json.dumps' text of its lists, so values orjson writes otherwise (below 1e-4) are left
+    to json, and a non-finite value is null either way."""
+    import orjson
+
+    from collector.core.chunk_artifact import _array_json, _dumps, as_lists, encode
 
     samples = np.array([[0.0, -0.0, 0.001, -0.005], [12.0, 999999999999.999, -123456789.125, 0.1]])
     times = np.round(np.arange(0, 5000, 3.90625), 3) + 0.0
-    art = {"format": "é", "times_ms": times.tolist(), "samples": samples.tolist(), "windows": []}
-    series = {
-        key: (art[key], _decimals_json(arr, art[key]))
-        for key, arr in (("times_ms", times), ("samples", samples))
-    }
-    assert all(text is not None for _, text in series.values())
-    assert encode(art, series) == _dumps(art).encode()  # type: ignore[arg-type]
-    for odd in (1e16, 1e13, float("nan"), float("inf")):
-        assert _decimals_json(np.array([odd]), [odd]) is None, odd
+    art = {"format": "é", "times_ms": times, "samples": samples, "windows": []}
+    assert encode(art) == _dumps(as_lists(art)).encode()
+    assert as_lists(art)["samples"] == samples.tolist()
+    rng = np.random.default_rng(7)
+    plain = rng.uniform(1, 10, 60_000) * 10.0 ** rng.integers(-4, 16, 60_000) * rng.choice([-1, 1], 60_000)
+    for values in (plain, np.round(plain, 3), np.round(plain, 6), plain.astype(np.float32), plain[::3]):
+        want = _dumps(values.astype(np.float64).tolist()).encode()
+        assert _array_json(values) == want
+        assert (
+            orjson.dumps(np.ascontiguousarray(values, np.float64), option=orjson.OPT_SERIALIZE_NUMPY) == want
+        )
+    wide = plain * 10.0 ** rng.integers(-3, 4, 60_000)  # below 1e-4 and above 1e16 too: json writes it
+    assert _array_json(wide) == _dumps(wide.tolist()).encode()
+    odd = np.array([[1.5, np.nan], [-np.inf, 1e-5]])
+    assert _array_json(odd) == b"[[1.5,null],[null,1e-05]]"
+    assert _array_json(odd[:, :1]) == b"[[1.5],[null]]"  # orjson's path, a strided column
+    assert _array_json(np.zeros((0, 4))) == b"[]"
 
 
 @pytest.mark.parametrize("case", ["muse", "tiny", "flat-and-gap"])
-def test_windows_written_by_msgspec_are_json_dumps_byte_for_byte(case):
-    """An artifact's `windows` go through msgspec when all their floats are in the range where it
+def test_windows_written_by_orjson_are_json_dumps_byte_for_byte(case):
+    """An artifact's `windows` go through orjson when all their floats are in the range where it
     writes them as json does (issue 23); otherwise json writes them. Either way the chunk's bytes are
     exactly json.dumps of its artifact, also after movement flags are added to the windows."""
     from recordings import MUSE, pyxdf_eeg
 
-    from collector.core.chunk_artifact import _dumps
+    from collector.core.chunk_artifact import _dumps, as_lists
 
     if case == "muse":
         x, stamps_s = pyxdf_eeg(MUSE, channels=4)
@@ -525,12 +536,12 @@ def test_windows_written_by_msgspec_are_json_dumps_byte_for_byte(case):
     outs = chunker.push(SampleChunk(data=np.asarray(x, dtype=float), times_ms=times)) + chunker.flush()
     assert outs
     for out in outs:
-        assert out.to_bytes() == _dumps(out.artifact).encode()
+        assert out.to_bytes() == _dumps(as_lists(out.artifact)).encode()
         for w in out.artifact["windows"]:
             w["quality"]["movement"] = None if w["quality"]["gap"] else True
-        assert dataclasses.replace(out, encoded=None).to_bytes() == _dumps(out.artifact).encode()
-    via_msgspec = sum(bool(out.series and "windows" in out.series) for out in outs)
-    assert via_msgspec == (len(outs) if case != "tiny" else 0), via_msgspec
+        assert dataclasses.replace(out, encoded=None).to_bytes() == _dumps(as_lists(out.artifact)).encode()
+    via_orjson = sum(bool(out.series and "windows" in out.series) for out in outs)
+    assert via_orjson == (len(outs) if case != "tiny" else 0), via_orjson
 
 
 def test_band_powers_rounded_on_the_array_are_sigs_floats_exactly():

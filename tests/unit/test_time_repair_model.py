@@ -371,3 +371,34 @@ def test_the_packet_pre_check_never_rules_out_a_size_that_holds_the_share():
         assert possible or not holds
         ruled_out += not possible
     assert ruled_out > 300  # the check does rule sets out, or this test would prove nothing
+
+
+def test_the_batched_thresholds_are_the_one_by_one_thresholds_to_the_bit():
+    """`_thresholds_rows` (issue 23) gives each row exactly `ClockFit._thresholds`' gap and bad
+    limits, where each of its three terms is the largest and on ties."""
+    from collector.core.clock_fit import ClockFit, _thresholds_rows
+
+    rng = np.random.default_rng(11)
+    slope = np.concatenate((1.0 / rng.uniform(1, 3000, 4000), [1 / 256, 1 / 200, 0.005, 0.04, 1.0]))
+    jitter = np.concatenate(
+        (rng.uniform(0, 0.05, 4000) * rng.integers(0, 2, 4000), [0.0, 0.02, 0.0, 0.5, 0.0])
+    )
+    packet = np.concatenate((rng.integers(1, 65, 4000), [1, 12, 4, 1, 64]))
+    gap, bad = _thresholds_rows(slope, jitter, packet)
+    model = ClockFit(1 / 256)
+    want = [
+        model._thresholds(s, j, m)
+        for s, j, m in zip(slope.tolist(), jitter.tolist(), packet.tolist(), strict=True)
+    ]
+    assert gap.tolist() == [g for g, _ in want] and bad.tolist() == [b for _, b in want]
+    assert (
+        len({int(np.argmax(terms)) for terms in _terms(slope, jitter, packet)}) == 3
+    )  # each term wins somewhere
+
+
+def _terms(slope, jitter, packet):
+    from collector.core.clock import gap_threshold_s
+    from collector.core.clock_fit import GAP_JITTER, GAP_PACKETS
+
+    for s, j, m in zip(slope.tolist(), jitter.tolist(), packet.tolist(), strict=True):
+        yield (gap_threshold_s(1.0 / s), GAP_JITTER * j, GAP_PACKETS * m * s)
