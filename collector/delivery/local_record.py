@@ -8,9 +8,10 @@ two tables next to the spool's:
                 the capture's counts (samples, screenshots, markers, chunks), and the pid of the
                 process that began it (a capture with no end whose process is gone was
                 interrupted: collector/delivery/interrupted.py finishes it).
-    record      one row per delivered item kept: the EEG chunk artifact as delivered (zlib
-                compressed JSON) or a reduced copy of the screenshot (about 400 px wide, WebP),
-                with the item's identity and its request metadata (e.g. a frame's paused periods).
+    record      one row per delivered item kept: the EEG chunk artifact as delivered (Zstandard
+                compressed JSON; "zlib" in records kept before it) or a reduced copy of the
+                screenshot (about 400 px wide, WebP), with the item's identity and its request
+                metadata (e.g. a frame's paused periods).
 
 `Spool.mark_delivered` calls `keep` in the same transaction that purges the item's bytes, so
 an item is always either pending in the spool or kept here (or not kept, by choice).
@@ -35,16 +36,19 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+import zstandard
+
 from collector.core.screen_copy import COPY_MIME, copy_of_screenshot
 from collector.core.summary import STREAM_ID as SUMMARY_STREAM_ID
 
 log = logging.getLogger("collector.delivery.local_record")
 
 DEFAULT_RETENTION_DAYS = 30.0
-# zlib level of a kept EEG artifact. Level 6 took 84 ms for a 1-minute chunk (851 kB of JSON), level
-# 1 takes 16 ms for a copy 18 % bigger (ratio 0.39 against 0.33): a replay without an account kept
-# an hour in 11.4 s of CPU, 5 s of it in zlib (issue 23).
-RECORD_ZLIB_LEVEL = 1
+# Zstandard level of a kept EEG artifact (python-zstandard, BSD-3). For a 1-minute chunk (858 kB of
+# JSON) level 1 takes 4.5 ms for 263 kB and reads back in 1.3 ms; zlib took 13 ms for 330 kB at
+# level 1 (76 ms for 279 kB at level 6) and 18 ms to read: a replay without an account spent 0.7 s
+# of an hour's 4 s in zlib (issue 23). The frame's checksum tells a damaged copy.
+RECORD_ZSTD_LEVEL = 1
 CAPTURE_KINDS = ("run", "replay", "demo")
 
 SCHEMA = """
@@ -136,6 +140,15 @@ def finite_days(value: Any) -> float:
     except (TypeError, ValueError):
         return DEFAULT_RETENTION_DAYS
     return max(0.0, days) if math.isfinite(days) else DEFAULT_RETENTION_DAYS
+
+
+def _decompress(data: bytes, encoding: str) -> bytes:
+    """A kept copy's bytes as delivered ("zstd", "zlib" from before it, or "identity")."""
+    if encoding == "zstd":
+        return zstandard.ZstdDecompressor().decompress(data)
+    if encoding == "zlib":
+        return zlib.decompress(data)
+    return bytes(data)
 
 
 def _now_ms() -> int:
@@ -281,7 +294,8 @@ class LocalRecord:
                 return 0
             encoding = "identity"
         else:
-            data, encoding = zlib.compress(data, RECORD_ZLIB_LEVEL), "zlib"
+            compressor = zstandard.ZstdCompressor(level=RECORD_ZSTD_LEVEL, write_checksum=True)
+            data, encoding = compressor.compress(data), "zstd"
         self._conn.execute("SAVEPOINT keep_copy")  # a copy that does not fit must not block delivery
         try:
             self._insert(item_id, capture_id, stream_id, chunk_index, ev_type, mime, request, encoding, data)
@@ -396,9 +410,13 @@ class LocalRecord:
             if is_kept:
                 stream, index, cap, typ, mime, ts, meta, encoding, data = row
                 try:
-                    raw = zlib.decompress(data) if encoding == "zlib" else bytes(data)
+                    raw = _decompress(data, encoding)
                     metadata = json.loads(meta)
-                except (zlib.error, ValueError) as exc:  # a damaged copy: the rest stays readable
+                except (
+                    zlib.error,
+                    zstandard.ZstdError,
+                    ValueError,
+                ) as exc:  # damaged: the rest stays readable
                     yield Artifact(cap, stream, index, typ, mime, ts, {}, b"", True, damaged=str(exc))
                     continue
                 yield Artifact(cap, stream, index, typ, mime, ts, metadata, raw, True)

@@ -68,6 +68,35 @@ def test_delivered_items_are_kept_eeg_as_sent_screenshots_reduced(tmp_path):
         assert stat.S_IMODE(os.stat(root / name).st_mode) == 0o600
 
 
+def test_eeg_is_kept_as_zstandard_and_a_copy_kept_as_zlib_before_it_still_reads(tmp_path):
+    """Kept EEG copies are Zstandard frames with a checksum (issue 23); records kept earlier hold
+    zlib copies, which still read back; a damaged copy of either kind is reported, not raised."""
+    import sqlite3
+    import zlib
+
+    payload = json.dumps({"samples": [[1.5, 2.5]] * 1000}).encode()
+    with Spool(tmp_path / "s") as spool:
+        begin(spool, "c1")
+        for i in range(4):
+            spool.add(workspace_id=WS, evidence=eeg("c1", i), data=payload)
+        deliver_all(spool)
+    conn = sqlite3.connect(tmp_path / "s" / "spool.db")
+    rows = conn.execute("SELECT item_id, encoding, data FROM record ORDER BY chunk_index").fetchall()
+    assert [r[1] for r in rows] == ["zstd"] * 4 and rows[0][2][:4] == b"\x28\xb5\x2f\xfd"  # zstd magic
+    with conn:
+        conn.execute(
+            "UPDATE record SET encoding = 'zlib', data = ? WHERE item_id = ?",
+            (zlib.compress(payload), rows[1][0]),
+        )
+        conn.execute("UPDATE record SET data = ? WHERE item_id = ?", (rows[2][2][:-3] + b"abc", rows[2][0]))
+        conn.execute("UPDATE record SET encoding = 'zlib', data = ? WHERE item_id = ?", (b"junk", rows[3][0]))
+    conn.close()
+    with Spool(tmp_path / "s") as spool:
+        kept = list(spool.record.artifacts("c1"))
+    assert [a.data == payload for a in kept] == [True, True, False, False]
+    assert [bool(a.damaged) for a in kept] == [False, False, True, True]
+
+
 def test_a_screenshot_spooled_with_its_small_copy_keeps_that_copy_and_counts_it(tmp_path):
     from collector.core.screen_copy import copy_of_image
 

@@ -150,7 +150,9 @@ def test_a_damaged_kept_chunk_is_skipped_with_a_warning(evicted, tmp_path):
             " AND stream_id != 'session-summary' ORDER BY chunk_index DESC LIMIT 1",
             (cid,),
         ).fetchone()
-        conn.execute("UPDATE record SET data = ? WHERE item_id = ?", (b"not zlib at all", item_id))
+        conn.execute(
+            "UPDATE record SET data = ? WHERE item_id = ?", (b"not a compressed copy at all", item_id)
+        )
     before = len(pd.read_csv(evicted["tmp"] / "part.csv")) if (evicted["tmp"] / "part.csv").exists() else None
     out = tmp_path / "d.csv"
     proc = collector(["export", cid, "--format", "csv", "--out", str(out), "--spool", str(spool)], env)
