@@ -151,6 +151,18 @@ def _packets_possible(irregular: np.ndarray, smallest: int) -> bool:
     return int(np.count_nonzero(np.diff(irregular) >= smallest)) >= needed
 
 
+def _packets_possible_rows(irregular: np.ndarray, smallest: int) -> tuple[np.ndarray, np.ndarray]:
+    """(irregular positions per row, `_packets_possible` of each row's positions) for a (rows, n)
+    boolean array, at once: the neighbouring positions of the same row are compared. A row with
+    over 1024 positions (`_find_packet` keeps its last 1024) must be tested on its own."""
+    rows = irregular.shape[0]
+    row_of, col = np.nonzero(irregular)  # by row, then position
+    counts = np.bincount(row_of, minlength=rows)
+    wide_apart = (np.diff(col) >= smallest) & (row_of[1:] == row_of[:-1])
+    pairs = np.bincount(row_of[1:][wide_apart], minlength=rows)
+    return counts, pairs >= counts - 1 - 2 * (1 - PACKET_SHARE) * counts - 1e-9
+
+
 def _thresholds_rows(
     slope: np.ndarray, jitter: np.ndarray, packet: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -408,10 +420,17 @@ class ClockFit:
         return done > 0
 
     def _buffers(self, rows: int, w: int) -> tuple[np.ndarray, np.ndarray]:
-        """Two C-ordered (rows, w) float64 scratch arrays for `_clean_blocks`, kept between calls."""
+        """Two C-ordered (rows, w) float64 scratch arrays for `_clean_blocks`, kept between calls
+        (`_packets` reuses them once the line is fitted)."""
         if self._scratch is None or self._scratch.shape[1] < rows or self._scratch.shape[2] != w:
             self._scratch = np.empty((2, max(rows, min(_BATCH_MAX, _BATCH_VALUES // w)), w))
         return self._scratch[0, :rows], self._scratch[1, :rows]
+
+    def _steps_buffers(self, rows: int, w: int) -> tuple[np.ndarray, np.ndarray]:
+        """The two `_buffers` as C-ordered (rows, w - 1) arrays (a window's steps)."""
+        first, second = self._buffers(rows, w)
+        size = rows * (w - 1)
+        return first.reshape(-1)[:size].reshape(rows, w - 1), second.reshape(-1)[:size].reshape(rows, w - 1)
 
     def _packets(self, win: np.ndarray, a: int, d: int, span: np.ndarray) -> np.ndarray:
         """The packet size after each row's `_find_packet` (win: (rows, w) windows, row r from
@@ -426,14 +445,17 @@ class ClockFit:
             # No step of any row is further than `limit` from its row's median step (which lies
             # among them): no irregular step, no packet. Evenly stamped streams end here.
             return found
-        steps = np.diff(win, axis=1)
-        step_med = _median_rows(steps.copy())
-        irregular = np.abs(steps - step_med[:, None]) > limit
-        counts = np.count_nonzero(irregular, axis=1)
+        rows, w = win.shape
+        steps, ordered = self._steps_buffers(rows, w)
+        np.subtract(win[:, 1:], win[:, :-1], out=steps)  # np.diff(win, axis=1)
+        np.copyto(ordered, steps)
+        step_med = _median_rows(ordered)
+        irregular = np.abs(np.subtract(steps, step_med[:, None], out=steps), out=steps) > limit
+        counts, possible = _packets_possible_rows(irregular, int(sizes[0]))
         starts = np.concatenate(([0], np.cumsum(sizes)[:-1]))
-        for r in np.flatnonzero(counts >= 16).tolist():
+        for r in np.flatnonzero((counts >= 16) & (possible | (counts > 1024))).tolist():
             where = np.flatnonzero(irregular[r])[-1024:] + (a + r * d)
-            if not _packets_possible(where, int(sizes[0])):
+            if counts[r] > 1024 and not _packets_possible(where, int(sizes[0])):
                 continue
             # The largest m with PACKET_SHARE of them on one phase (`_find_packet` tries m downwards).
             phase = (where[None, :] % sizes[:, None]) + starts[:, None]

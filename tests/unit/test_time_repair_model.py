@@ -344,6 +344,11 @@ def test_the_packet_pre_check_changes_no_outcome(case, monkeypatch):
     p = typical_period(t)
     checked = _model_outcome(t, p, None)
     monkeypatch.setattr(clock_fit, "_packets_possible", lambda irregular, smallest: True)
+    monkeypatch.setattr(
+        clock_fit,
+        "_packets_possible_rows",
+        lambda irregular, smallest: (np.count_nonzero(irregular, axis=1), np.ones(irregular.shape[0], bool)),
+    )
     unchecked = _model_outcome(t, p, None)
     np.testing.assert_array_equal(checked[0], unchecked[0])
     assert checked[1:] == unchecked[1:]
@@ -402,3 +407,27 @@ def _terms(slope, jitter, packet):
 
     for s, j, m in zip(slope.tolist(), jitter.tolist(), packet.tolist(), strict=True):
         yield (gap_threshold_s(1.0 / s), GAP_JITTER * j, GAP_PACKETS * m * s)
+
+
+def test_the_packet_pre_check_of_all_rows_at_once_is_the_one_by_one_check():
+    """`_packets_possible_rows` (issue 23) decides every row as `_packets_possible` decides its
+    positions: rows of packets, of jitter, empty rows, rows with one position, first and last
+    positions set."""
+    from collector.core.clock_fit import _packets_possible, _packets_possible_rows
+
+    rng = np.random.default_rng(5)
+    seen = set()
+    for _ in range(300):
+        rows, n = int(rng.integers(1, 40)), int(rng.integers(2, 900))
+        irregular = np.zeros((rows, n), dtype=bool)
+        for r in range(rows):
+            m = int(rng.integers(2, 20))
+            irregular[r, int(rng.integers(0, m)) :: m] = rng.random() < 0.7
+            irregular[r] |= rng.random(n) < rng.choice([0.0, 0.02, 0.3])
+        irregular[rng.random(rows) < 0.1] = False
+        smallest = int(rng.integers(2, 16))
+        counts, possible = _packets_possible_rows(irregular, smallest)
+        assert counts.tolist() == np.count_nonzero(irregular, axis=1).tolist()
+        assert possible.tolist() == [_packets_possible(np.flatnonzero(row), smallest) for row in irregular]
+        seen |= set(possible[counts >= 16].tolist())
+    assert seen == {True, False}  # both outcomes were tested
