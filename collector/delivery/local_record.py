@@ -49,6 +49,7 @@ DEFAULT_RETENTION_DAYS = 30.0
 # level 1 (76 ms for 279 kB at level 6) and 18 ms to read: a replay without an account spent 0.7 s
 # of an hour's 4 s in zlib (issue 23). The frame's checksum tells a damaged copy.
 RECORD_ZSTD_LEVEL = 1
+_MAX_KEPT_BYTES = 256 * 1024 * 1024  # a kept copy's header claiming more is damaged (`_decompress`)
 CAPTURE_KINDS = ("run", "replay", "demo")
 
 SCHEMA = """
@@ -145,6 +146,12 @@ def finite_days(value: Any) -> float:
 def _decompress(data: bytes, encoding: str) -> bytes:
     """A kept copy's bytes as delivered ("zstd", "zlib" from before it, or "identity")."""
     if encoding == "zstd":
+        # The frame's header says how big the copy is, and decompress allocates that at once: a
+        # damaged header can claim a terabyte (MemoryError). No kept copy is near this bound (a
+        # chunk stays under the API's 10 MB).
+        size = zstandard.frame_content_size(data)
+        if not 0 <= size <= _MAX_KEPT_BYTES:
+            raise zstandard.ZstdError(f"damaged frame header (content size {size})")
         return zstandard.ZstdDecompressor().decompress(data)
     if encoding == "zlib":
         return zlib.decompress(data)
@@ -269,7 +276,7 @@ class LocalRecord:
     def keep(self, item_id: int) -> int:
         """Copy a just-delivered spool item into the record (inside the caller's transaction).
 
-        EEG artifacts are kept as delivered (zlib-compressed); screenshots as a ~400 px WebP copy.
+        EEG artifacts are kept as delivered (Zstandard-compressed); screenshots as a ~400 px WebP copy.
         Returns the bytes kept (0 when the capture's retention is 0 or the item has no bytes).
         """
         row = self._conn.execute(

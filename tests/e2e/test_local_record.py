@@ -97,6 +97,47 @@ def test_eeg_is_kept_as_zstandard_and_a_copy_kept_as_zlib_before_it_still_reads(
     assert [bool(a.damaged) for a in kept] == [False, False, True, True]
 
 
+def _claiming_size(frame: bytes, size: int) -> bytes:
+    """The Zstandard `frame` with its header's content size field rewritten as 8 bytes holding `size`
+    (RFC 8878 3.1.1.1: descriptor, optional window byte, dictionary id, content size)."""
+    fhd = frame[4]
+    single_segment, dict_len = (fhd >> 5) & 1, (0, 1, 2, 4)[fhd & 3]
+    start = 5 + (0 if single_segment else 1) + dict_len
+    old_len = ((1 if single_segment else 0), 2, 4, 8)[fhd >> 6]
+    return (
+        frame[:4]
+        + bytes([fhd | 0xC0])
+        + frame[5:start]
+        + size.to_bytes(8, "little")
+        + frame[start + old_len :]
+    )
+
+
+def test_a_kept_copy_whose_header_claims_a_huge_size_is_damaged_not_a_memory_error(tmp_path):
+    """A damaged Zstandard header can claim any content size, which python-zstandard allocates at
+    once (MemoryError for 1 TiB): that copy is reported damaged and the others still read, as a
+    damaged zlib copy always was (`collector review`/`export` once failed whole on it)."""
+    import sqlite3
+
+    payload = json.dumps({"samples": [[1.5, 2.5]] * 1000}).encode()
+    with Spool(tmp_path / "s") as spool:
+        begin(spool, "c1")
+        for i in range(3):
+            spool.add(workspace_id=WS, evidence=eeg("c1", i), data=payload)
+        deliver_all(spool)
+    conn = sqlite3.connect(tmp_path / "s" / "spool.db")
+    rows = conn.execute("SELECT item_id, data FROM record ORDER BY chunk_index").fetchall()
+    with conn:
+        conn.execute(
+            "UPDATE record SET data = ? WHERE item_id = ?", (_claiming_size(rows[1][1], 1 << 40), rows[1][0])
+        )
+    conn.close()
+    with Spool(tmp_path / "s") as spool:
+        kept = list(spool.record.artifacts("c1"))
+    assert [a.data == payload for a in kept] == [True, False, True]
+    assert [bool(a.damaged) for a in kept] == [False, True, False]
+
+
 def test_a_screenshot_spooled_with_its_small_copy_keeps_that_copy_and_counts_it(tmp_path):
     from collector.core.screen_copy import copy_of_image
 
