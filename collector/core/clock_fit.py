@@ -92,18 +92,35 @@ _SPAN = 8  # samples per span in `typical_period`
 
 
 def typical_period(times_s: np.ndarray) -> float:
-    """The stream's period, seconds: the median over 8-sample spans of span / 8 (robust to bad
-    stamps, pauses and to senders that stamp samples in pairs or packets), or with fewer samples
-    the median positive interval; 0.0 when there is none."""
+    """The stream's period, seconds: the median over spans of at least 8 samples of span / its
+    samples (robust to bad stamps, pauses and to senders that stamp samples in pairs or packets),
+    or with fewer samples the median positive interval; 0.0 when there is none.
+
+    A sender that gives each packet of m samples one stamp repeats it m times (`repeated_stamps`);
+    spans are then a multiple of m, so that each crosses as many packet steps as it holds packets
+    wherever it starts, and a positive interval is one packet of m periods."""
     times = np.asarray(times_s, dtype=np.float64)
-    if times.shape[0] > 4 * _SPAN:
-        spans = (times[_SPAN:] - times[:-_SPAN]) / _SPAN
+    m = repeated_stamps(times)
+    span = m * -(-_SPAN // m)
+    if times.shape[0] > 4 * span:
+        spans = (times[span:] - times[:-span]) / span
         spans = spans[spans > 0]
         if spans.size:
             return float(np.median(spans))
     steps = np.diff(times)
     steps = steps[steps > 0]
-    return float(np.median(steps)) if steps.size else 0.0
+    return float(np.median(steps)) / m if steps.size else 0.0
+
+
+def repeated_stamps(times_s: np.ndarray) -> int:
+    """How many consecutive samples typically share one stamp (1 for a sender that stamps each
+    sample): the median length of the runs of equal consecutive stamps."""
+    times = np.asarray(times_s, dtype=np.float64)
+    if times.shape[0] < 2:
+        return 1
+    change = np.flatnonzero(np.diff(times) != 0)
+    runs = np.diff(np.concatenate(([-1], change, [times.shape[0] - 1])))
+    return max(1, int(np.median(runs)))
 
 
 def _median_rows(a: np.ndarray) -> np.ndarray:
@@ -272,6 +289,8 @@ class ClockFit:
             xm, ym = x.mean(), y.mean()
             sxx = float(((x - xm) ** 2).sum())
             slope = float(((x - xm) * (y - ym)).sum() / sxx) if sxx > 0 else p
+            if not slope > 0:  # stamps that do not rise over the window (one packet's) give no rate
+                slope = p
             at = tt[g][0] + ym + slope * ((pos - a) - xm)
             e = y - (ym + slope * (x - xm))
             self._find_packet(tt, a)
@@ -372,6 +391,19 @@ class ClockFit:
         np.subtract(y, ym[:, None], out=e)
         e *= xc
         slope = e.sum(axis=1) / sxx  # (xc * (y - ym)).sum()
+        flat = np.flatnonzero(~(slope > 0))  # `_line` replaces such a slope: left to `_block`
+        if flat.size:
+            rows = int(flat[0])
+            if rows == 0:
+                return False
+            win, ahead, y, e, ym, slope = (
+                win[:rows],
+                ahead[:rows],
+                y[:rows],
+                e[:rows],
+                ym[:rows],
+                slope[:rows],
+            )
         at = win[:, 0] + ym + slope * (w - xm)
         np.multiply(slope[:, None], xc, out=e)
         e += ym[:, None]

@@ -266,6 +266,29 @@ def test_a_long_run_of_bad_stamps_that_comes_back_is_repaired_not_a_jump(sandbox
     assert f"{length} sample timestamp(s)" in proc.stderr and summary["recording_s"] < 21
 
 
+@pytest.mark.parametrize(("packet", "sfreq"), [(32, 250.0), (64, 500.0)])
+def test_a_sender_that_gives_each_packet_one_stamp_replays_at_its_rate_without_gaps(
+    sandbox, tmp_path, packet, sfreq
+):
+    """Packets of 32 or 64 samples under one stamp each (the stamp of the packet's last sample):
+    the period is a packet step over its samples, not the step itself, and a fit over one
+    packet's equal stamps gives no rate (it crashed with a division by zero, issue 23 review).
+    Every sample arrives at the declared rate, spaced one period apart, with no gap."""
+    n = int(sfreq * 30)
+    i = np.arange(n)
+    t = 5000.0 + ((i // packet) * packet + packet - 1) / sfreq
+    path = tmp_path / f"packets{packet}.xdf"
+    write_xdf(path, [eeg(n, sfreq, ["C1", "C2", "C3", "C4"], times=t, freq_hz=10.0)], start=HEADER)
+    proc, summary = replay(sandbox, path, tmp_path, "--chunk-seconds", "10")
+    assert proc.returncode == 0, proc.stderr
+    chunks = chunks_of(sandbox)
+    times = check_sound(chunks)
+    assert times.shape == (n,) and summary["samples"] == n and gaps_of(chunks) == []
+    assert np.diff(times) == pytest.approx(1000.0 / sfreq, rel=1e-3)
+    assert chunks[0]["device"]["sfreq"] == sfreq
+    assert mean_band(chunks, "alpha") > 0.5  # the 10 Hz rhythm stays alpha at the right rate
+
+
 # -- kind 2: declared rate != real rate ----------------------------------------------------------
 
 

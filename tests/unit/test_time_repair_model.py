@@ -431,3 +431,29 @@ def test_the_packet_pre_check_of_all_rows_at_once_is_the_one_by_one_check():
         assert possible.tolist() == [_packets_possible(np.flatnonzero(row), smallest) for row in irregular]
         seen |= set(possible[counts >= 16].tolist())
     assert seen == {True, False}  # both outcomes were tested
+
+
+@pytest.mark.parametrize("packet", [1, 2, 3, 12, 32, 64, 256])
+def test_packets_under_one_stamp_give_the_period_and_a_fit_without_gaps(packet):
+    """A sender that stamps each packet of m samples once (the stamp repeated m times): the period
+    is the packet step over m samples, every window of equal stamps is fitted without a crash,
+    and the fitted times are one period apart with no gap (issue 23 review: m >= 32 divided by a
+    zero slope)."""
+    from collector.core.clock_fit import repeated_stamps
+
+    sfreq = 250.0
+    i = np.arange(int(sfreq * 60))
+    t = 1000.0 + ((i // packet) * packet + packet - 1) / sfreq
+    assert repeated_stamps(t) == packet
+    assert typical_period(t) == pytest.approx(1 / sfreq, rel=1e-9)
+    assert typical_period(t[: 3 * packet]) == pytest.approx(1 / sfreq, rel=1e-9)  # few samples
+    r = repair_times(t, typical_period(t))
+    assert r.gaps == [] and r.resets == [] and r.repaired.size == 0
+    # Each sample's time is the line over the 10 s before it, so a window that ends inside a packet
+    # tilts it: steps wobble (up to 21 % of a period at 64 samples per stamp; a replay refits each
+    # stretch with one line, `dejitter`). Beyond MAX_PACKET (256) the packet is not found at all.
+    steps = np.diff(r.times)
+    assert steps.min() > 0
+    if packet <= 64:
+        assert steps == pytest.approx(1 / sfreq, rel=0.25)
+    assert (r.times[-1] - r.times[0]) / (i.size - 1) == pytest.approx(1 / sfreq, rel=1e-2)
