@@ -8,7 +8,7 @@ CSV: `timestamps` in Unix seconds (to the microsecond), one column per channel l
 0.001 µV, as delivered), `Marker` = 0, or the marker's value on the sample nearest to it (as
 muselsl's `record` does; two markers on one sample are joined with "|"). Gaps stay gaps: rows
 are the delivered samples only, so the timestamps jump across a gap. A value the source did not
-deliver (non-finite; null in the chunk) is written `nan`, which pandas, numpy and MNE read as NaN.
+deliver (non-finite; null in the chunk) is written `nan` (pandas and numpy read NaN; replay, missing).
 
 EDF+: written with edfio (EDF+C; MNE, EDFbrowser and pyEDFlib read it). EDF stores 16-bit
 integers: each channel's physical range is its own min..max (0 included), so the resolution is
