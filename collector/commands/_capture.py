@@ -69,7 +69,7 @@ def add_capture_options(p: argparse.ArgumentParser) -> None:
         "--offline",
         action="store_true",
         help="spool only, nothing checked or sent; deliver later with `collector upload` (a block title "
-        "is resolved then). Without a workspace: as --local",
+        "is resolved then). Without a workspace: as --local (then --block is refused)",
     )
     p.add_argument(
         "--local",
@@ -93,15 +93,23 @@ def check_target(args: argparse.Namespace, profile: Profile) -> tuple[ApiSetting
     page) starts the capture anyway, spooled: `args.unchecked` is then (workspace, block as given)
     and `args.api_silent` the error, and the uploader checks the target before it delivers
     anything (collector/delivery/gate.py). `--offline` checks nothing and leaves the same
-    `args.unchecked` for `collector upload`. `--local` (or `--offline` with no workspace): no target.
+    `args.unchecked` for `collector upload`. `--local` (or `--offline` with no workspace): no target;
+    a --block given with either is refused (UsageError, exit 2) rather than dropped.
     """
     args.unchecked = None
     args.api_silent = None
-    if getattr(args, "local", False) or (args.offline and not _has_workspace(args, profile)):
-        if getattr(args, "local", False) and (args.workspace or args.block):
+    local = getattr(args, "local", False)
+    if local or (args.offline and not _has_workspace(args, profile)):
+        if local and (args.workspace or args.block):
             raise UsageError(
                 "--local keeps the capture on this machine only; drop --workspace/--block "
                 "(or drop --local to deliver it)."
+            )
+        if args.block:  # a block asked for could only be dropped here: it needs a workspace
+            raise UsageError(
+                f"--block {args.block} needs a workspace: add --workspace ID (or set [session] workspace "
+                f"in the profile, or ${ENV_WORKSPACE}), or drop --block to keep the capture on this "
+                "machine only."
             )
         args.local = True
         return None, LOCAL_WORKSPACE, None

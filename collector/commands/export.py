@@ -56,6 +56,11 @@ def run(args: argparse.Namespace) -> int:
     if report is not None:
         worst = max(report.resolution_uv.values())
         line += f"; 16-bit resolution up to {worst:.4f} µV; {report.gaps} gap(s) marked {'BAD_ACQ_SKIP'}"
+        if report.undelivered:
+            line += (
+                f"; {report.undelivered:,} sample(s) the source did not deliver (non-finite) in "
+                f"{report.undelivered_stretches} stretch(es), 0 µV marked BAD_ACQ_SKIP"
+            )
         if report.not_kept:
             line += f"; {report.not_kept} stretch(es) no longer on this machine marked {NOT_KEPT_LABEL}"
     print(f"{out.resolve()} ({line})")

@@ -7,7 +7,8 @@
 CSV: `timestamps` in Unix seconds (to the microsecond), one column per channel label in µV (to
 0.001 µV, as delivered), `Marker` = 0, or the marker's value on the sample nearest to it (as
 muselsl's `record` does; two markers on one sample are joined with "|"). Gaps stay gaps: rows
-are the delivered samples only, so the timestamps jump across a gap.
+are the delivered samples only, so the timestamps jump across a gap. A value the source did not
+deliver (non-finite; null in the chunk) is written `nan` (pandas and numpy read NaN; replay, missing).
 
 EDF+: written with edfio (EDF+C; MNE, EDFbrowser and pyEDFlib read it). EDF stores 16-bit
 integers: each channel's physical range is its own min..max (0 included), so the resolution is
@@ -15,7 +16,12 @@ integers: each channel's physical range is its own min..max (0 included), so the
 could hold gaps) is not written by edfio nor read correctly by MNE; so a gap is written as a
 stretch of 0 µV covered by a `BAD_ACQ_SKIP` annotation (MNE's own name for "not acquired",
 which its functions skip by default), never as invented signal. The last data record is
-completed the same way. The start time is UTC, to the microsecond (EDF+ subsecond start).
+completed the same way, and so is a sample the source did not deliver (a non-finite value, null
+in the chunk): 0 µV, its row under BAD_ACQ_SKIP (an annotation has no channel; the row's finite
+channels keep their values). A channel whose range EDF's 8-character physical minimum/maximum
+cannot state (edfio decides; it rounds a range that fits only lossily outward, and the step
+reported is the written range's) is refused with a ValueError that says to use CSV. The start
+time is UTC, to the microsecond (EDF+ subsecond start).
 EEG acquired but no longer on this machine (evicted, pruned or damaged: collector/review/kept.py) is
 also 0 µV, under `BAD_NOT_KEPT`, and the file starts at the capture's first sample even when
 that part is gone. A data record is the shortest whole number of seconds that holds a whole
@@ -62,6 +68,8 @@ class EdfReport:
     gaps: int  # stretches not acquired (BAD_ACQ_SKIP), the last record's completion aside
     padded_samples: int
     not_kept: int = 0  # stretches acquired but no longer on this machine (BAD_NOT_KEPT)
+    undelivered: int = 0  # samples (rows) with a non-finite value: 0 µV under BAD_ACQ_SKIP
+    undelivered_stretches: int = 0  # the stretches those rows make
 
 
 def load_samples(spool, capture_id: str) -> Samples | None:
@@ -148,6 +156,9 @@ def write_csv(samples: Samples, path: Path) -> None:
 
 
 MAX_RECORD_S = 100  # longest EDF data record tried (EDF's duration field has 8 characters)
+# The widest physical range EDF's 8-character fields hold ("-9999999", "99999999"); for messages:
+# edfio decides what fits (_physical_range_fits).
+EDF_PHYSICAL_MIN, EDF_PHYSICAL_MAX = -9_999_999.0, 99_999_999.0
 
 
 def _record_samples(sfreq: float) -> tuple[int, float]:
@@ -169,9 +180,11 @@ def _record_samples(sfreq: float) -> tuple[int, float]:
 
 
 def write_edf(samples: Samples, path: Path) -> EdfReport:
-    """EDF+C through edfio; gaps and the last record's padding as BAD_ACQ_SKIP (see the docstring).
+    """EDF+C through edfio; gaps, undelivered (non-finite) samples and the last record's padding
+    as 0 µV under BAD_ACQ_SKIP (see the module docstring).
 
-    Raises ValueError for an irregular stream (sfreq 0) or one with no samples.
+    Raises ValueError for an irregular stream (sfreq 0), one with no samples, a rate no data record
+    of 1 to 100 s holds whole, or a channel whose range EDF's physical min/max fields cannot state.
     """
     from edfio import Edf, EdfAnnotation, EdfSignal, Patient, Recording
 
@@ -203,34 +216,56 @@ def write_edf(samples: Samples, path: Path) -> EdfReport:
     grid = np.zeros((total, len(samples.channels)))
     for at, a, b in positions:
         grid[at : at + (b - a)] = samples.data[a:b]
+    # A non-finite value is a sample the source did not deliver (null in the chunk): like a gap, 0 µV
+    # under BAD_ACQ_SKIP. An annotation has no channel, so it covers the whole row; the row's finite
+    # channels keep their values.
+    undelivered = ~np.isfinite(grid)
+    grid[undelivered] = 0.0
+    undelivered_rows = undelivered.any(axis=1)
+    not_acquired = undelivered_rows.copy()
+    not_acquired[next_free:] = True  # the last record's completion
+    annotations = []
+    for first, count in skips:
+        a, b = t0 + first / sfreq, t0 + (first + count) / sfreq
+        if any(x < b and y > a for x, y in not_kept):  # acquired, but no longer on this machine
+            annotations.append(EdfAnnotation(first / sfreq, count / sfreq, NOT_KEPT_LABEL))
+        else:
+            not_acquired[first : first + count] = True
+    # One annotation per stretch not acquired: a gap, undelivered samples and the padding that touch
+    # are one stretch.
+    annotations += [
+        EdfAnnotation(first / sfreq, count / sfreq, GAP_LABEL) for first, count in _runs(not_acquired)
+    ]
     resolution: dict[str, float] = {}
     signals = []
     # µV unless the stream was not a voltage (its unit kept as declared; EDF allows 8 ASCII chars).
     dimension = "uV" if samples.unit == "microvolts" else samples.unit.encode("ascii", "replace").decode()[:8]
     for ci, label in enumerate(samples.channels):
-        lo = min(float(samples.data[:, ci].min()), 0.0)
-        hi = max(float(samples.data[:, ci].max()), 0.0)
+        lo = min(float(grid[:, ci].min()), 0.0)
+        hi = max(float(grid[:, ci].max()), 0.0)
         if hi - lo < 1e-6:
             lo, hi = lo - 1.0, hi + 1.0
-        resolution[label] = (hi - lo) / 65535
-        signals.append(
-            EdfSignal(
-                grid[:, ci], sfreq, label=label[:16], physical_dimension=dimension, physical_range=(lo, hi),
-                transducer_type="EEG electrode",
+        if not _physical_range_fits(lo, hi):
+            unit = "µV" if samples.unit == "microvolts" else samples.unit
+            raise ValueError(
+                f"channel {label} ranges from {lo:g} to {hi:g} {unit}, more than EDF's 8-character physical "
+                f"minimum and maximum can state ({EDF_PHYSICAL_MIN:.0f} to {EDF_PHYSICAL_MAX:.0f}), likely a "
+                "unit or scaling problem in the source; use --format csv, which writes every value as "
+                "delivered"
             )
+        signal = EdfSignal(
+            grid[:, ci], sfreq, label=label[:16], physical_dimension=dimension, physical_range=(lo, hi),
+            transducer_type="EEG electrode",
         )  # fmt: skip
+        # edfio rounds the range outward to fit its 8 characters; the step is the written range's.
+        lo, hi = signal.physical_range
+        resolution[label] = (hi - lo) / 65535
+        signals.append(signal)
     durations = samples.durations or [None] * len(samples.markers)
-    annotations = [
+    annotations += [
         EdfAnnotation(round(t - t0, 6), duration, value)
         for (t, value), duration in zip(samples.markers, durations, strict=True)
     ]
-    for first, count in skips:
-        a, b = t0 + first / sfreq, t0 + (first + count) / sfreq
-        evicted = any(x < b and y > a for x, y in not_kept)  # acquired, but no longer on this machine
-        label = NOT_KEPT_LABEL if evicted else GAP_LABEL
-        annotations.append(EdfAnnotation(first / sfreq, count / sfreq, label))
-    if padded:
-        annotations.append(EdfAnnotation(next_free / sfreq, padded / sfreq, GAP_LABEL))
     start = datetime.fromtimestamp(t0, tz=timezone.utc)
     edf = Edf(
         signals,
@@ -243,7 +278,33 @@ def write_edf(samples: Samples, path: Path) -> EdfReport:
     with open_private(path) as f:
         edf.write(f)
     n_not_kept = sum(a.text == NOT_KEPT_LABEL for a in annotations)
-    return EdfReport(Path(path), resolution, len(skips) - n_not_kept, padded, n_not_kept)
+    return EdfReport(
+        Path(path),
+        resolution,
+        len(skips) - n_not_kept,
+        padded,
+        n_not_kept,
+        undelivered=int(undelivered_rows.sum()),
+        undelivered_stretches=len(_runs(undelivered_rows)),
+    )
+
+
+def _runs(mask: np.ndarray) -> list[tuple[int, int]]:
+    """(first index, length) of each run of True in the boolean `mask` (n,)."""
+    edges = np.flatnonzero(np.diff(np.concatenate([[0], mask.astype(np.int8), [0]])))
+    return [(int(a), int(b - a)) for a, b in zip(edges[::2], edges[1::2], strict=True)]
+
+
+def _physical_range_fits(lo: float, hi: float) -> bool:
+    """Whether edfio can state `lo`..`hi` in EDF's 8-character physical minimum and maximum fields
+    (rounded outward as it does): asked of edfio itself, so its own rule decides."""
+    from edfio import EdfSignal
+
+    try:
+        EdfSignal(np.array([lo, hi]), 1.0, physical_range=(lo, hi))
+    except ValueError:
+        return False
+    return True
 
 
 def write_export(samples: Samples, fmt: str, path: Path):

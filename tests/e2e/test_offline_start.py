@@ -220,6 +220,39 @@ def test_local_replay_keeps_the_capture_for_review_and_export_and_leaves_nothing
     assert status(tmp_path / "spool2")["pending"] == 0
 
 
+def test_a_block_without_a_workspace_is_refused_not_dropped_unless_a_workspace_is_configured(
+    sandbox, tmp_path
+):
+    env = cli_env(sandbox)
+    env.pop("COLLECTOR_WORKSPACE", None)
+    # --offline with no workspace is --local, which would drop the block: refused, as `--local -b` is
+    for command in (
+        replay_args(tmp_path / "r", "--offline", "-b", "Core"),
+        ["run", "--offline", "-b", "Core", "--duration", "1", "--spool", str(tmp_path / "l")],
+    ):
+        proc = collector(command, env)
+        assert proc.returncode == 2, proc.stderr
+        (line,) = proc.stderr.strip().splitlines()
+        assert "--block Core needs a workspace" in line and "add --workspace" in line
+        assert "drop --block" in line
+        assert not (tmp_path / command[command.index("--spool") + 1] / "spool.db").exists()  # nothing kept
+    # `run` without --offline refuses it too (no workspace to check the block in)
+    live = collector(["run", "-b", "Core", "--duration", "1", "--spool", str(tmp_path / "l")], env)
+    assert live.returncode == 2 and "No workspace: pass --workspace" in live.stderr, live.stderr
+    # a workspace configured in the environment makes -b alone fine: spooled for it, block kept
+    root = tmp_path / "spool"
+    title = sandbox.blocks()[2]["title"]
+    ok = collector(
+        replay_args(root, "--offline", "-b", title), {**env, "COLLECTOR_WORKSPACE": sandbox.workspace_id}
+    )
+    assert ok.returncode == 0, ok.stderr
+    assert status(root)["pending"] > 0
+    up = collector(["upload", "--spool", str(root)], cli_env(sandbox))
+    assert up.returncode == 0, up.stderr
+    rows = eeg_rows(sandbox)
+    assert rows and {r["block_id"] for r in rows} == {sandbox.block_ids[2]}
+
+
 def test_spool_drop_and_retarget_through_the_cli(sandbox, tmp_path):
     root = tmp_path / "spool"
     made_up = "0b0e5d6f-2c7a-4f6e-9a51-6a3d2f1e7c10"
