@@ -33,6 +33,8 @@ from __future__ import annotations
 import csv
 import math
 import os
+import unicodedata
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -240,7 +242,9 @@ def write_edf(samples: Samples, path: Path) -> EdfReport:
     signals = []
     # µV unless the stream was not a voltage (its unit kept as declared; EDF allows 8 ASCII chars).
     dimension = "uV" if samples.unit == "microvolts" else samples.unit.encode("ascii", "replace").decode()[:8]
-    for ci, label in enumerate(samples.channels):
+    for ci, (label, edf_label) in enumerate(
+        zip(samples.channels, _edf_labels(samples.channels), strict=True)
+    ):
         lo = min(float(grid[:, ci].min()), 0.0)
         hi = max(float(grid[:, ci].max()), 0.0)
         if hi - lo < 1e-6:
@@ -254,7 +258,7 @@ def write_edf(samples: Samples, path: Path) -> EdfReport:
                 "delivered"
             )
         signal = EdfSignal(
-            grid[:, ci], sfreq, label=label[:16], physical_dimension=dimension, physical_range=(lo, hi),
+            grid[:, ci], sfreq, label=edf_label, physical_dimension=dimension, physical_range=(lo, hi),
             transducer_type="EEG electrode",
         )  # fmt: skip
         # edfio rounds the range outward to fit its 8 characters; the step is the written range's.
@@ -287,6 +291,21 @@ def write_edf(samples: Samples, path: Path) -> EdfReport:
         undelivered=int(undelivered_rows.sum()),
         undelivered_stretches=len(_runs(undelivered_rows)),
     )
+
+
+def _edf_labels(channels: Sequence[str]) -> list[str]:
+    """Each channel's EDF label: EDF allows 16 printable ASCII characters, so accents are dropped
+    ("Fpé" -> "Fpe"), other characters become "_", and labels made equal get "-2", "-3", ..."""
+    out: list[str] = []
+    for label in channels:
+        plain = unicodedata.normalize("NFKD", label).encode("ascii", "ignore").decode()
+        plain = "".join(c if c.isprintable() else "_" for c in plain)[:16] or "_"
+        base, k = plain, 2
+        while plain in out:
+            plain = f"{base[: 16 - len(str(k)) - 1]}-{k}"
+            k += 1
+        out.append(plain)
+    return out
 
 
 def _runs(mask: np.ndarray) -> list[tuple[int, int]]:

@@ -166,3 +166,22 @@ def test_values_that_fit_edfs_physical_range_only_rounded_are_written_rounded_ou
     step = (hi - lo) / 65535
     assert f"16-bit resolution up to {step:.4f} µV" in proc.stdout  # the written range's step
     assert np.all(np.abs(signal.data[: len(values)] - values[:, 2]) <= step / 2 + 1e-6)
+
+
+def test_channel_labels_beyond_ascii_are_written_plain_to_edf(tmp_path):
+    """EDF labels are printable ASCII: "Fpé" is written "Fpe", and labels made equal stay distinct
+    (edfio raised UnicodeEncodeError, shown as "'ascii' codec can't encode ...")."""
+    from edfio import read_edf
+
+    from collector.review.export import _edf_labels
+
+    assert _edf_labels(["Fpé", "Fpe", "Cz\u00a0", "α", "Oz"]) == ["Fpe", "Fpe-2", "Cz ", "_", "Oz"]
+    path = tmp_path / "accents.csv"
+    rng = np.random.default_rng(2)
+    muselsl_csv(path, rng.normal(0, 20, (256 * 6, 4)))
+    path.write_text(path.read_text().replace("TP9,AF7", "Fpé,Fpe", 1))
+    spool = tmp_path / "spool"
+    replay_local(path, spool)
+    proc = export(spool, "edf", tmp_path / "accents.edf")
+    assert proc.returncode == 0, proc.stderr
+    assert [s.label for s in read_edf(tmp_path / "accents.edf").signals] == ["Fpe", "Fpe-2", "AF8", "TP10"]
