@@ -134,6 +134,7 @@ class Capture:
         self.stats = CaptureStats()
         self.stop_event = threading.Event()
         self._threads: list[threading.Thread] = []
+        self._wake_on_end: list[threading.Event] = []  # `wake_on_end`
         self._fatal: BaseException | None = None
         self._screen_index = 0
         self.kind = kind
@@ -199,7 +200,7 @@ class Capture:
         except Exception as exc:  # nothing read yet, so nothing lost; say why and stop
             self._fatal = exc
             self.stats.last_error = str(exc)
-            self.stats.eeg_done = True
+            self._eeg_ended()
             log.error("cannot process this EEG stream: %s", exc)
             return
         device_name = self.device_name_for(description)
@@ -260,7 +261,17 @@ class Capture:
                 log.exception("EEG capture could not save its last chunk")
                 self._fatal = self._fatal or exc
             finally:
-                self.stats.eeg_done = True
+                self._eeg_ended()
+
+    def wake_on_end(self, event: threading.Event) -> None:
+        """Set `event` when the EEG capture ends (its file read, or a fatal error), so a loop that
+        waits on it notices at once rather than at its next look."""
+        self._wake_on_end.append(event)
+
+    def _eeg_ended(self) -> None:
+        self.stats.eeg_done = True
+        for event in self._wake_on_end:
+            event.set()
 
     def _flag_movement(self, out):
         """`quality.movement` on the chunk's windows when a motion sensor is captured (else as is)."""

@@ -34,12 +34,14 @@ class _Signals:
     def __init__(self) -> None:
         self.stop = threading.Event()
         self.now = threading.Event()
+        self.wake = threading.Event()  # set by a signal too: the session loop waits on it
         self._old: dict[int, Any] = {}
 
     def _handle(self, signum, _frame) -> None:
         if self.stop.is_set():
             self.now.set()
         self.stop.set()
+        self.wake.set()
 
     def __enter__(self) -> _Signals:
         if threading.current_thread() is threading.main_thread():
@@ -108,6 +110,7 @@ def run_session(
         return uploader.counters()
 
     with _Signals() as signals:
+        capture.wake_on_end(signals.wake)  # a replay's end is seen at once, not up to 0.5 s later
         if uploader is not None:
             try:
                 uploader.start()
@@ -157,7 +160,8 @@ def run_session(
                 wait_s = 1.0 if output.interactive else 0.5
                 if deadline is not None:  # --duration ends on time, not up to one redraw late
                     wait_s = max(0.0, min(wait_s, deadline - time.monotonic()))
-                signals.stop.wait(wait_s)
+                signals.wake.wait(wait_s)  # a signal or the capture's end; the loop's checks say which
+                signals.wake.clear()
         finally:  # whatever ended the loop, what was read reaches the spool and delivery gets its flush
             captured_s = capture.stats.elapsed_s  # the capture's length: the flush below is not in it
             output.end_view()
