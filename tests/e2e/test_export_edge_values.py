@@ -52,6 +52,20 @@ def muselsl_csv(path: Path, values: np.ndarray, t0: float = 1_700_000_000.0) -> 
     path.write_text("\n".join(rows) + "\n")
 
 
+def sines() -> np.ndarray:
+    """4 s of four sines, 40 µV, at 256 Hz: (1024, 4), to 0.001 µV."""
+    return np.round(np.sin(np.arange(256 * 4)[:, None] / np.array([7.0, 9.0, 11.0, 13.0])) * 40.0, 3)
+
+
+def replayed(tmp_path: Path, name: str, values: np.ndarray) -> Path:
+    """`values` written as a muselsl CSV and replayed into a fresh spool (returned)."""
+    src = tmp_path / f"{name}.csv"
+    muselsl_csv(src, values)
+    spool = tmp_path / "spool"
+    replay_local(src, spool)
+    return spool
+
+
 def skips(raw) -> list[tuple[float, float]]:
     return [(a["onset"], a["duration"]) for a in raw.annotations if a["description"] == "BAD_ACQ_SKIP"]
 
@@ -128,12 +142,9 @@ def test_a_non_finite_value_on_one_channel_skips_its_row_and_keeps_the_other_cha
 
 
 def test_values_beyond_edfs_physical_range_are_refused_in_one_line_and_written_by_csv(tmp_path):
-    values = np.round(np.sin(np.arange(256 * 4)[:, None] / np.array([7.0, 9.0, 11.0, 13.0])) * 40.0, 3)
+    values = sines()
     values[300:310, 1] = 1e17
-    src = tmp_path / "huge.csv"
-    muselsl_csv(src, values)
-    spool = tmp_path / "spool"
-    replay_local(src, spool)
+    spool = replayed(tmp_path, "huge", values)
     out = tmp_path / "huge.edf"
     proc = export(spool, "edf", out)
     assert proc.returncode == 2, proc.stderr
@@ -151,12 +162,9 @@ def test_values_that_fit_edfs_physical_range_only_rounded_are_written_rounded_ou
     so every value stays inside it) and the file reads back within half a 16-bit step."""
     from edfio import read_edf
 
-    values = np.round(np.sin(np.arange(256 * 4)[:, None] / np.array([7.0, 9.0, 11.0, 13.0])) * 40.0, 3)
+    values = sines()
     values[300, 2] = 12345678.9
-    src = tmp_path / "big.csv"
-    muselsl_csv(src, values)
-    spool = tmp_path / "spool"
-    replay_local(src, spool)
+    spool = replayed(tmp_path, "big", values)
     out = tmp_path / "big.edf"
     proc = export(spool, "edf", out)
     assert proc.returncode == 0, proc.stderr

@@ -68,18 +68,25 @@ def test_delivered_items_are_kept_eeg_as_sent_screenshots_reduced(tmp_path):
         assert stat.S_IMODE(os.stat(root / name).st_mode) == 0o600
 
 
+def kept_eeg(root: Path, n: int) -> bytes:
+    """A spool at `root` with n EEG chunks of capture c1 spooled and delivered (so kept); their
+    shared payload."""
+    payload = json.dumps({"samples": [[1.5, 2.5]] * 1000}).encode()
+    with Spool(root) as spool:
+        begin(spool, "c1")
+        for i in range(n):
+            spool.add(workspace_id=WS, evidence=eeg("c1", i), data=payload)
+        deliver_all(spool)
+    return payload
+
+
 def test_eeg_is_kept_as_zstandard_and_a_copy_kept_as_zlib_before_it_still_reads(tmp_path):
     """Kept EEG copies are Zstandard frames with a checksum (issue 23); records kept earlier hold
     zlib copies, which still read back; a damaged copy of either kind is reported, not raised."""
     import sqlite3
     import zlib
 
-    payload = json.dumps({"samples": [[1.5, 2.5]] * 1000}).encode()
-    with Spool(tmp_path / "s") as spool:
-        begin(spool, "c1")
-        for i in range(4):
-            spool.add(workspace_id=WS, evidence=eeg("c1", i), data=payload)
-        deliver_all(spool)
+    payload = kept_eeg(tmp_path / "s", 4)
     conn = sqlite3.connect(tmp_path / "s" / "spool.db")
     rows = conn.execute("SELECT item_id, encoding, data FROM record ORDER BY chunk_index").fetchall()
     assert [r[1] for r in rows] == ["zstd"] * 4 and rows[0][2][:4] == b"\x28\xb5\x2f\xfd"  # zstd magic
@@ -119,12 +126,7 @@ def test_a_kept_copy_whose_header_claims_a_huge_size_is_damaged_not_a_memory_err
     damaged zlib copy always was (`collector review`/`export` once failed whole on it)."""
     import sqlite3
 
-    payload = json.dumps({"samples": [[1.5, 2.5]] * 1000}).encode()
-    with Spool(tmp_path / "s") as spool:
-        begin(spool, "c1")
-        for i in range(3):
-            spool.add(workspace_id=WS, evidence=eeg("c1", i), data=payload)
-        deliver_all(spool)
+    payload = kept_eeg(tmp_path / "s", 3)
     conn = sqlite3.connect(tmp_path / "s" / "spool.db")
     rows = conn.execute("SELECT item_id, data FROM record ORDER BY chunk_index").fetchall()
     with conn:
