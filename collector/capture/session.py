@@ -195,7 +195,8 @@ def run_session(
     others, pending = pending - mine, mine
     fatal = capture.fatal
     times = (
-        {"recording_s": round(recording_s(), 1), "wall_s": round(captured_s, 1)}
+        # wall_s to the ms: a short file replayed at --speed max takes well under 0.1 s
+        {"recording_s": round(recording_s(), 1), "wall_s": round(captured_s, 3)}
         if recording_s is not None
         else {"duration_s": round(captured_s, 1)}
     )
@@ -322,4 +323,6 @@ _REFUSED_WORDS = {
 
 def _minutes(seconds: float) -> str:
     minutes, rest = divmod(seconds, 60)
-    return f"{int(minutes)} min {rest:.0f} s" if minutes else f"{seconds:.1f} s"
+    if minutes:
+        return f"{int(minutes)} min {rest:.0f} s"
+    return f"{seconds:.1f} s" if seconds >= 1 else f"{seconds:.2g} s"
