@@ -92,24 +92,26 @@ _SPAN = 8  # samples per span in `typical_period`
 
 
 def typical_period(times_s: np.ndarray) -> float:
-    """The stream's period, seconds: the median over spans of at least 8 samples of span / its
-    samples (robust to bad stamps, pauses and to senders that stamp samples in pairs or packets),
-    or with fewer samples the median positive interval; 0.0 when there is none.
+    """The stream's period, seconds: the median over 8-sample spans of span / 8 (robust to bad
+    stamps, pauses and to senders that stamp samples in pairs or packets), or with fewer samples
+    the median positive interval; 0.0 when there is none.
 
-    A sender that gives each packet of m samples one stamp repeats it m times (`repeated_stamps`);
-    spans are then a multiple of m, so that each crosses as many packet steps as it holds packets
-    wherever it starts, and a positive interval is one packet of m periods."""
+    A sender that gives each packet (an LSL chunk pushed to an irregular stream, a BLE packet) one
+    stamp repeats it for the packet's samples (`repeated_stamps` > 1): then the period is the
+    median of `per_sample_steps`, each step between two stamps over the samples it spans."""
     times = np.asarray(times_s, dtype=np.float64)
-    m = repeated_stamps(times)
-    span = m * -(-_SPAN // m)
-    if times.shape[0] > 4 * span:
-        spans = (times[span:] - times[:-span]) / span
+    if repeated_stamps(times) > 1:
+        steps = per_sample_steps(times)
+        steps = steps[steps > 0]
+        return float(np.median(steps)) if steps.size else 0.0
+    if times.shape[0] > 4 * _SPAN:
+        spans = (times[_SPAN:] - times[:-_SPAN]) / _SPAN
         spans = spans[spans > 0]
         if spans.size:
             return float(np.median(spans))
     steps = np.diff(times)
     steps = steps[steps > 0]
-    return float(np.median(steps)) / m if steps.size else 0.0
+    return float(np.median(steps)) if steps.size else 0.0
 
 
 def repeated_stamps(times_s: np.ndarray) -> int:
@@ -121,6 +123,16 @@ def repeated_stamps(times_s: np.ndarray) -> int:
     change = np.flatnonzero(np.diff(times) != 0)
     runs = np.diff(np.concatenate(([-1], change, [times.shape[0] - 1])))
     return max(1, int(np.median(runs)))
+
+
+def per_sample_steps(times_s: np.ndarray) -> np.ndarray:
+    """Each step between two different consecutive stamps over the samples of the run it ends,
+    seconds, shape (runs - 1,): a packet stamped once (at its last sample, as a push or an arrival
+    is) spans its own samples since the packet before. With a stamp per sample: np.diff."""
+    times = np.asarray(times_s, dtype=np.float64)
+    change = np.flatnonzero(np.diff(times) != 0)  # the last sample of each run of equal stamps
+    runs = np.diff(np.concatenate((change, [times.shape[0] - 1])))  # the run after each change
+    return (times[change + 1] - times[change]) / runs
 
 
 def _median_rows(a: np.ndarray) -> np.ndarray:

@@ -35,6 +35,7 @@ from collector.core.clock_fit import (
     MAX_RUN,
     WINDOW_S,
     ClockFit,
+    per_sample_steps,
     typical_period,
 )
 
@@ -136,8 +137,13 @@ def measure_rate(times_s: np.ndarray, period_s: float, *, robust: bool = False) 
 
 
 def irregularity(times_s: np.ndarray) -> float:
-    """Interquartile range of the positive intervals over their median (0 = perfectly regular)."""
-    steps = np.diff(np.asarray(times_s, dtype=np.float64))
+    """Interquartile range of the positive intervals per sample over their median (0 = perfectly
+    regular); inf with fewer than MIN_INTERVALS of them.
+
+    A sender that gives each packet (an LSL chunk pushed to a stream declared irregular, say) one
+    stamp repeats it for the packet's samples: an interval between two stamps then spans the later
+    packet, and counts per sample of it. With a stamp per sample this is the plain interval."""
+    steps = per_sample_steps(times_s)
     steps = steps[steps > 0]
     if steps.size < MIN_INTERVALS:
         return float("inf")

@@ -252,6 +252,48 @@ def test_live_irregular_stream_matches_its_replay():
     assert sum(len(a["samples"]) for a in artifacts) == 5000
 
 
+class ChunkStamper(threading.Thread):
+    """Pushes `data` in real time at `sfreq`, `piece` samples per push_chunk with one stamp for the
+    whole chunk (the push time), as an app that declares its stream irregular does."""
+
+    def __init__(self, outlet, data: np.ndarray, sfreq: float, piece: int) -> None:
+        super().__init__(daemon=True)
+        self.outlet, self.data, self.sfreq, self.piece = outlet, data, sfreq, piece
+
+    def run(self) -> None:
+        import pylsl
+
+        self.outlet.wait_for_consumers(20.0)
+        t0 = pylsl.local_clock()
+        for i in range(0, self.data.shape[0], self.piece):
+            due = t0 + (i + self.piece) / self.sfreq  # the chunk's last sample is acquired then
+            time.sleep(max(0.0, due - pylsl.local_clock()))
+            self.outlet.push_chunk(self.data[i : i + self.piece].astype(np.float32), due)
+
+
+def test_live_irregular_stream_pushed_in_chunks_with_one_stamp_each_is_captured_at_its_rate():
+    """32 samples per push, one stamp per push, declared 0 Hz: the probe used to see "too few"
+    intervals (most are 0) and refuse the stream; its rate is a chunk's step over its samples."""
+    import pylsl
+
+    sfreq, n = 250.0, 250 * 12
+    name = uid("live-chunk-stamped")
+    outlet = pylsl.StreamOutlet(make_eeg_info(name, name, ["Fz", "C3", "Cz", "C4"], pylsl.IRREGULAR_RATE))
+    pusher = ChunkStamper(outlet, synth(n, sfreq, 10.0, 4), sfreq, 32)
+    try:
+        pusher.start()
+        with LslSource(source_id=name, resolve_timeout_s=10.0, markers="off") as source:
+            description = source.description
+            chunks = capture(source, pusher, n - 32 * 3)  # the last pushes may still be held back
+    finally:
+        del outlet
+    assert description.nominal_sfreq == 0.0
+    assert description.sfreq == pytest.approx(sfreq, rel=0.01)
+    times = np.concatenate([c.times_ms for c in chunks])
+    assert times.shape[0] >= n - 32 * 3 and np.all(np.diff(times) > 0)
+    assert [g for c in chunks for g in c.gaps] == []
+
+
 def test_live_stream_too_irregular_to_window_is_refused_in_one_line():
     import pylsl
 

@@ -220,6 +220,14 @@ def test_rate_to_use_beyond_one_percent_and_irregularity():
     rng = np.random.default_rng(1)
     assert irregularity(np.cumsum(np.full(500, 0.004) + rng.uniform(-0.001, 0.001, 500))) < 0.5
     assert irregularity(np.cumsum(rng.exponential(0.004, 500))) > 1.0
+    # One stamp per pushed chunk of 20-44 samples at 250 Hz (the chunk's last sample's time): each
+    # step counts per sample of the chunk it ends, so the stream is regular; a stamp per sample
+    # drawn from the same steps is not.
+    sizes = rng.integers(20, 45, 60)
+    ends = 1000.0 + np.cumsum(sizes) / 250.0
+    stamps = np.repeat(ends, sizes)
+    assert irregularity(stamps) < 0.01 and typical_period(stamps) == pytest.approx(0.004, rel=0.05)
+    assert irregularity(np.cumsum(np.repeat(sizes, 1) / 250.0)) > 0.2
 
 
 @pytest.mark.parametrize(

@@ -42,6 +42,7 @@ from collector.core.time_repair import (
     IMPLAUSIBLE_JUMP_S,
     IRREGULAR_IQR,
     MAX_EXCURSION_S,
+    MIN_INTERVALS,
     LiveRepair,
     RateMeter,
     irregularity,
@@ -524,8 +525,10 @@ class LslSource:
         their median interval, or UsageError when they are too few or too irregular to window."""
         stamps: list[np.ndarray] = []
         deadline = time.monotonic() + self.probe_s
-        count = 0
-        while count < 256 and time.monotonic() < deadline:
+        count = stamped = 0
+        # 256 samples, and enough distinct stamps to measure (a chunk pushed to an irregular
+        # stream has one stamp for all its samples)
+        while (count < 256 or stamped <= MIN_INTERVALS) and time.monotonic() < deadline:
             samples, ts = self._inlet.pull_chunk(
                 timeout=0.2, max_samples=self._max_samples, min_samples=self._batch, as_numpy=True
             )
@@ -534,6 +537,7 @@ class LslSource:
                 self._probed.append((ts, np.asarray(samples, dtype=np.float64)[:, self._read_index]))
                 stamps.append(ts)
                 count += ts.shape[0]
+                stamped = int(np.count_nonzero(np.diff(np.concatenate(stamps)) != 0))
         times = np.concatenate(stamps) if stamps else np.zeros(0)
         spread = irregularity(times)
         if not np.isfinite(spread):
