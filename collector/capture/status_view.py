@@ -189,7 +189,7 @@ class StatusOutput:
         if self.interactive:
             with self._lock:
                 self._draw(snap)
-        elif force or time.monotonic() - self._last_log >= self.log_every_s:
+        elif force or self.update_due():
             self._last_log = time.monotonic()
             self.log("status", message=status_message(snap), **snap)
 

@@ -68,7 +68,7 @@ class EegChunkOut:
     band_powers: dict[str, float]  # mean relative power per band; {} if no window had powers
     artifact: dict
     encoded: bytes | None = field(default=None, repr=False, compare=False)  # to_bytes(), once
-    # The JSON of the artifact's times_ms and samples, written from their arrays (chunk_artifact.encode).
+    # The artifact's lists orjson may write (its windows, when their floats allow: chunk_artifact.encode).
     series: Series | None = field(default=None, repr=False, compare=False)
 
     def to_bytes(self) -> bytes:

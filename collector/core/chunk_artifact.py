@@ -272,15 +272,18 @@ def _array_json(values: np.ndarray) -> bytes:
     repr and differ only outside that range ("0.00001" for 1e-05); both write a non-finite value of
     an array as null here (orjson by itself, json through `_as_list`)."""
     a = np.ascontiguousarray(values, np.float64)  # no copy when it is one already
-    mag = np.abs(a)
-    if mag.size and not float(mag.max()) < 1e16:  # also NaN or inf somewhere: the full test
-        with np.errstate(invalid="ignore"):
-            plain = bool((((mag >= 1e-4) & (mag < 1e16)) | (mag == 0) | ~np.isfinite(mag)).all())
-    else:
-        plain = not np.any((mag < 1e-4) & (mag != 0))
-    if plain:
+    if _in_plain_range(a, 1e16):
         return orjson.dumps(a, option=orjson.OPT_SERIALIZE_NUMPY)
     return _dumps(_as_list(a)).encode()
+
+
+def _in_plain_range(a: np.ndarray, upper: float) -> bool:
+    """Whether every finite non-zero |value| of `a` lies in [1e-4, upper)."""
+    mag = np.abs(a)
+    if mag.size and not float(mag.max()) < upper:  # too large, or NaN/inf somewhere: the full test
+        with np.errstate(invalid="ignore"):
+            return bool((((mag >= 1e-4) & (mag < upper)) | (mag == 0) | ~np.isfinite(mag)).all())
+    return not np.any((mag < 1e-4) & (mag != 0))
 
 
 def _plain_floats(*arrays: np.ndarray) -> bool:
@@ -288,12 +291,7 @@ def _plain_floats(*arrays: np.ndarray) -> bool:
     from them (rounded by `sig` or `ms`, or None) are written by orjson exactly as by json, which
     differ only below 1e-4 (strings, ints, bools and null are written alike; `_array_json`).
     orjson writes an hour's windows in 0.02 s where json takes 0.3 s (issue 23)."""
-    for a in arrays:
-        v = np.abs(a[np.isfinite(a)])
-        v = v[v != 0]
-        if v.size and not (float(v.min()) >= 1e-4 and float(v.max()) < 1e15):
-            return False
-    return True
+    return all(_in_plain_range(a, 1e15) for a in arrays)
 
 
 def _sig_all(values: np.ndarray) -> list[float | None]:

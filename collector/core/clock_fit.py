@@ -62,6 +62,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -175,9 +176,13 @@ def _packets_possible(irregular: np.ndarray, smallest: int) -> bool:
     positions on one phase, at least N - 1 - 2 (1 - s) N neighbouring pairs are both on it, and
     their distance is a multiple of m, so at least m. Jittery stamps (irregular steps side by side)
     fail it, so the bincount over every size is skipped; the packet found is the same either way."""
-    n = irregular.size
-    needed = n - 1 - 2 * (1 - PACKET_SHARE) * n - 1e-9
-    return int(np.count_nonzero(np.diff(irregular) >= smallest)) >= needed
+    return int(np.count_nonzero(np.diff(irregular) >= smallest)) >= _pairs_needed(irregular.size)
+
+
+def _pairs_needed(n: Any) -> Any:
+    """The neighbouring pairs on one phase that N = n positions with PACKET_SHARE on it give at
+    least (`_packets_possible`); n an int or an int array."""
+    return n - 1 - 2 * (1 - PACKET_SHARE) * n - 1e-9
 
 
 def _packets_possible_rows(irregular: np.ndarray, smallest: int) -> tuple[np.ndarray, np.ndarray]:
@@ -189,7 +194,7 @@ def _packets_possible_rows(irregular: np.ndarray, smallest: int) -> tuple[np.nda
     counts = np.bincount(row_of, minlength=rows)
     wide_apart = (np.diff(col) >= smallest) & (row_of[1:] == row_of[:-1])
     pairs = np.bincount(row_of[1:][wide_apart], minlength=rows)
-    return counts, pairs >= counts - 1 - 2 * (1 - PACKET_SHARE) * counts - 1e-9
+    return counts, pairs >= _pairs_needed(counts)
 
 
 def _thresholds_rows(

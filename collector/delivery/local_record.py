@@ -392,7 +392,8 @@ class LocalRecord:
     def artifacts(self, capture_id: str, type_: str | None = None) -> Iterator[Artifact]:
         """The capture's items, per stream in chunk order: kept ones, then any still in the spool.
 
-        Items still pending or failed are read from the spool's own blobs (full-size screenshots).
+        Items still pending or failed are read from the spool's own blobs; a screenshot there comes
+        as the small copy made when it was taken (`blobs.local_copy`), when it has one, else full size.
         """
         params: list[Any] = [capture_id]
         kept_where, waiting_where = "capture_id = ?", "i.capture_id = ?"
@@ -407,8 +408,8 @@ class LocalRecord:
                 params,
             ).fetchall()
             waiting = self._conn.execute(
-                "SELECT i.stream_id, i.chunk_index, i.capture_id, i.type, i.request_json, b.data"
-                " FROM items i JOIN blobs b ON b.item_id = i.id"
+                "SELECT i.stream_id, i.chunk_index, i.capture_id, i.type, i.request_json, b.data,"
+                " b.local_copy FROM items i JOIN blobs b ON b.item_id = i.id"
                 f" WHERE i.state != 'delivered' AND {waiting_where}",
                 params,
             ).fetchall()
@@ -428,9 +429,12 @@ class LocalRecord:
                     continue
                 yield Artifact(cap, stream, index, typ, mime, ts, metadata, raw, True)
             else:
-                stream, index, cap, typ, request_json, data = row
+                stream, index, cap, typ, request_json, data, local_copy = row
                 req = json.loads(request_json)
+                mime = req.get("mime_type", "")
+                if local_copy and mime.startswith("image/"):
+                    data, mime = local_copy, COPY_MIME
                 yield Artifact(
-                    cap, stream, index, typ, req.get("mime_type", ""), req.get("timestamp_ms"),
+                    cap, stream, index, typ, mime, req.get("timestamp_ms"),
                     req.get("metadata") or {}, bytes(data), False,
                 )  # fmt: skip

@@ -162,7 +162,7 @@ def load_review(spool, session: dict[str, Any]) -> ReviewData:
             continue
         if art.type == "screen":
             image, mime = art.data, art.mime_type
-            if not art.delivered:  # still full-size in the spool: the page gets the record's size
+            if not art.delivered and mime != COPY_MIME:  # full size in the spool: the record's size
                 try:
                     image, mime = copy_of_screenshot(image), COPY_MIME
                 except Exception:  # unreadable: shown as it is rather than dropped

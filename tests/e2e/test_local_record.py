@@ -149,6 +149,8 @@ def test_a_screenshot_spooled_with_its_small_copy_keeps_that_copy_and_counts_it(
         begin(spool, "c1")
         spool.add(workspace_id=WS, evidence=shot("c1", 0), data=big, local_copy=made)
         assert spool.stored_bytes() == len(big) + len(made)  # the copy counts in the bound
+        (waiting,) = spool.record.artifacts("c1")  # not delivered yet: read as that copy too
+        assert not waiting.delivered and waiting.data == made and waiting.mime_type == "image/webp"
         deliver_all(spool)
         assert spool.stored_bytes() == 0
         (kept,) = spool.record.artifacts("c1")
